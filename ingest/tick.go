@@ -1,0 +1,225 @@
+// Package ingest turns venue websocket frames into normalized ticks.
+//
+// A Tick is the one normalized event type that flows through signald: the
+// transport carries its binary encoding, the store persists it, and the
+// feature engine consumes it.
+package ingest
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cespare/xxhash/v2"
+)
+
+// Kind is the type of a normalized event.
+type Kind uint8
+
+const (
+	KindUnknown     Kind = 0
+	KindTrade       Kind = 1 // a trade; Side is the taker's side
+	KindQuote       Kind = 2 // best bid and offer
+	KindBookDelta   Kind = 3 // one L2 level: absolute size at Price on Side; 0 removes it
+	KindSnapshot    Kind = 4 // one L2 level of a full snapshot
+	KindFunding     Kind = 5 // funding rate in Price
+	KindLiquidation Kind = 6 // a forced trade
+	KindGap         Kind = 7 // data is missing for the instrument (disconnect, resync)
+)
+
+var kindNames = [...]string{"unknown", "trade", "quote", "book_delta", "snapshot", "funding", "liquidation", "gap"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// ParseKind is the inverse of Kind.String.
+func ParseKind(s string) (Kind, error) {
+	for i, n := range kindNames {
+		if n == s {
+			return Kind(i), nil
+		}
+	}
+	return KindUnknown, fmt.Errorf("unknown kind %q", s)
+}
+
+// Side is a trade's taker side or a book level's side.
+type Side int8
+
+const (
+	SideUnknown Side = 0
+	SideBuy     Side = 1 // taker bought; for book levels: bid
+	SideSell    Side = -1
+)
+
+func (s Side) String() string {
+	switch s {
+	case SideBuy:
+		return "buy"
+	case SideSell:
+		return "sell"
+	}
+	return ""
+}
+
+// Tick is one normalized market event. Times are nanoseconds since the Unix
+// epoch; ExchTS is 0 when the venue did not send one.
+type Tick struct {
+	ID         uint64 // deterministic content hash, the deduplication key downstream
+	Venue      string // e.g. "binance"
+	Instrument string // normalized: BASE-QUOTE, BASE-QUOTE-PERP, BASE-QUOTE-<expiry>
+	Symbol     string // the venue's own symbol, e.g. "BTCUSDT"
+	Kind       Kind
+	Side       Side
+	ExchTS     int64
+	RecvTS     int64
+	Price      float64
+	Size       float64
+	TradeID    uint64
+	BidPx      float64
+	BidSz      float64
+	AskPx      float64
+	AskSz      float64
+	Seq        uint64 // venue sequence (Binance: final update id u)
+}
+
+// EventTS is the time the tick belongs to: exchange time when the venue sent
+// one, receive time otherwise.
+func (t *Tick) EventTS() int64 {
+	if t.ExchTS != 0 {
+		return t.ExchTS
+	}
+	return t.RecvTS
+}
+
+// Wire format: one byte major version, one byte minor version, then the
+// fields in declaration order, little endian; strings are a uvarint length and
+// bytes. Consumers accept any minor version of a major they know (new fields
+// are appended) and reject an unknown major.
+const (
+	WireMajor = 1
+	WireMinor = 0
+)
+
+// ErrUnknownMajor marks an encoding from a newer, incompatible producer.
+var ErrUnknownMajor = errors.New("unknown tick wire major version")
+
+// AppendBinary appends the wire encoding of t to b.
+func (t *Tick) AppendBinary(b []byte) []byte {
+	b = append(b, WireMajor, WireMinor)
+	b = binary.LittleEndian.AppendUint64(b, t.ID)
+	b = appendString(b, t.Venue)
+	b = appendString(b, t.Instrument)
+	b = appendString(b, t.Symbol)
+	b = append(b, byte(t.Kind), byte(t.Side))
+	b = binary.LittleEndian.AppendUint64(b, uint64(t.ExchTS))
+	b = binary.LittleEndian.AppendUint64(b, uint64(t.RecvTS))
+	for _, f := range [...]float64{t.Price, t.Size} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+	}
+	b = binary.LittleEndian.AppendUint64(b, t.TradeID)
+	for _, f := range [...]float64{t.BidPx, t.BidSz, t.AskPx, t.AskSz} {
+		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
+	}
+	b = binary.LittleEndian.AppendUint64(b, t.Seq)
+	return b
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// UnmarshalBinary decodes the wire encoding produced by AppendBinary.
+func (t *Tick) UnmarshalBinary(b []byte) error {
+	if len(b) < 2 {
+		return errors.New("tick: short buffer")
+	}
+	if b[0] != WireMajor {
+		return fmt.Errorf("tick: %w %d (this build reads %d)", ErrUnknownMajor, b[0], WireMajor)
+	}
+	d := decoder{b: b[2:]}
+	t.ID = d.u64()
+	t.Venue = d.str()
+	t.Instrument = d.str()
+	t.Symbol = d.str()
+	t.Kind = Kind(d.byte())
+	t.Side = Side(int8(d.byte()))
+	t.ExchTS = int64(d.u64())
+	t.RecvTS = int64(d.u64())
+	t.Price = d.f64()
+	t.Size = d.f64()
+	t.TradeID = d.u64()
+	t.BidPx = d.f64()
+	t.BidSz = d.f64()
+	t.AskPx = d.f64()
+	t.AskSz = d.f64()
+	t.Seq = d.u64()
+	if d.err != nil {
+		return fmt.Errorf("tick: %w", d.err)
+	}
+	// Bytes beyond the fields we know are a newer minor version's additions.
+	return nil
+}
+
+type decoder struct {
+	b   []byte
+	err error
+}
+
+var errTruncated = errors.New("truncated encoding")
+
+func (d *decoder) take(n int) []byte {
+	if d.err != nil || len(d.b) < n {
+		d.err = errTruncated
+		return nil
+	}
+	v := d.b[:n]
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) u64() uint64 {
+	v := d.take(8)
+	if v == nil {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(v)
+}
+
+func (d *decoder) f64() float64 { return math.Float64frombits(d.u64()) }
+
+func (d *decoder) byte() byte {
+	v := d.take(1)
+	if v == nil {
+		return 0
+	}
+	return v[0]
+}
+
+func (d *decoder) str() string {
+	if d.err != nil {
+		return ""
+	}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || uint64(len(d.b)-k) < n {
+		d.err = errTruncated
+		return ""
+	}
+	s := string(d.b[k : k+int(n)])
+	d.b = d.b[k+int(n):]
+	return s
+}
+
+// ComputeID sets t.ID to a hash of every other field. Replaying the same
+// frames yields the same ids, which is what lets the store deduplicate
+// redelivered or re-ingested ticks.
+func (t *Tick) ComputeID() {
+	var buf [160]byte
+	t.ID = 0
+	t.ID = xxhash.Sum64(t.AppendBinary(buf[:0]))
+}
