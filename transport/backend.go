@@ -1,0 +1,88 @@
+// Package transport is signald's embeddable stream runtime: producers append
+// to streams, consumer groups read them with at-least-once delivery, and an
+// entry is acknowledged only after the handler that consumed it returned
+// success.
+//
+// Two backends share one set of semantics (pending lists, claims, delivery
+// counts): Redis Streams through go-redis, and an in-process memory backend for
+// embedded use and tests. The conformance tests in this package run against
+// both.
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Message is one stream entry as delivered to a consumer.
+type Message struct {
+	Stream  string
+	ID      string // entry id, "<ms>-<seq>"
+	Payload []byte
+	// Deliveries is how many times the entry has been delivered to the group,
+	// this delivery included, where the backend reports it (0 = unknown).
+	Deliveries int64
+}
+
+// Backend is the storage a Producer and Consumer run on. Each call concerns
+// one stream, so every backend works on Redis Cluster, where one command may
+// only touch one hash slot.
+type Backend interface {
+	// Add appends payloads to stream in order and returns their ids.
+	Add(ctx context.Context, stream string, payloads [][]byte) ([]string, error)
+	// CreateGroup creates group on stream (and the stream if missing), reading
+	// from start ("0" = everything, "$" = only new entries). It is not an error
+	// if the group exists.
+	CreateGroup(ctx context.Context, stream, group, start string) error
+	// ReadGroup reads up to count entries for consumer. start ">" reads new
+	// entries (blocking up to block when there are none; block <= 0 does not
+	// block); any other id reads the consumer's own pending entries after it.
+	ReadGroup(ctx context.Context, stream, group, consumer, start string, count int, block time.Duration) ([]Message, error)
+	// Ack acknowledges ids, removing them from the group's pending list.
+	Ack(ctx context.Context, stream, group string, ids ...string) error
+	// Claim transfers up to count entries idle for at least minIdle to
+	// consumer and returns them, plus the ids of pending entries that no longer
+	// exist in the stream (trimmed or deleted), which it removes from the
+	// pending list.
+	Claim(ctx context.Context, stream, group, consumer string, minIdle time.Duration, count int) (msgs []Message, deleted []string, err error)
+	// Pending returns the number of entries delivered to group and not yet
+	// acknowledged.
+	Pending(ctx context.Context, stream, group string) (int64, error)
+	// Len returns the number of entries in the stream.
+	Len(ctx context.Context, stream string) (int64, error)
+	// Range reads entries with start <= id <= end ("-" and "+" are the ends).
+	Range(ctx context.Context, stream, start, end string, count int) ([]Message, error)
+	// Trim removes entries with ids below minID (XTRIM MINID) and returns how
+	// many it removed.
+	Trim(ctx context.Context, stream, minID string) (int64, error)
+	Close() error
+}
+
+// ErrClosed is returned by operations on a closed backend, producer or consumer.
+var ErrClosed = errors.New("transport: closed")
+
+// entryID is a parsed stream id.
+type entryID struct{ ms, seq uint64 }
+
+func parseID(s string) (entryID, error) {
+	ms, seq, found := strings.Cut(s, "-")
+	a, err := strconv.ParseUint(ms, 10, 64)
+	if err != nil {
+		return entryID{}, fmt.Errorf("bad stream id %q", s)
+	}
+	var b uint64
+	if found {
+		if b, err = strconv.ParseUint(seq, 10, 64); err != nil {
+			return entryID{}, fmt.Errorf("bad stream id %q", s)
+		}
+	}
+	return entryID{a, b}, nil
+}
+
+func (e entryID) String() string { return strconv.FormatUint(e.ms, 10) + "-" + strconv.FormatUint(e.seq, 10) }
+
+func (e entryID) less(o entryID) bool { return e.ms < o.ms || (e.ms == o.ms && e.seq < o.seq) }

@@ -1,0 +1,407 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// backendFactory makes a fresh backend and a unique stream prefix for one test.
+type backendFactory func(t *testing.T) Backend
+
+func newMemory(t *testing.T) Backend {
+	m := NewMemory()
+	t.Cleanup(func() { m.Close() })
+	return m
+}
+
+// newRedisBackend connects to the integration Redis. With
+// SIGNALD_INTEGRATION unset the Redis cases are skipped; with it set, a
+// server that is down fails the test.
+func newRedisBackend(t *testing.T) Backend {
+	if os.Getenv("SIGNALD_INTEGRATION") == "" {
+		t.Skip("integration tests off: SIGNALD_INTEGRATION=1 (make test sets it) runs them against real Redis")
+	}
+	addr := os.Getenv("SIGNALD_REDIS_ADDR")
+	if addr == "" {
+		t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_ADDR is empty")
+	}
+	r, err := NewRedis(context.Background(), RedisOptions{Addrs: []string{addr}})
+	if err != nil {
+		t.Fatalf("integration Redis: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
+func uniquePrefix(t *testing.T) string {
+	return fmt.Sprintf("sdtest:%s:%d", t.Name(), rand.Uint64())
+}
+
+// TestConformance runs the one suite every backend must pass.
+func TestConformance(t *testing.T) {
+	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend} {
+		t.Run(name, func(t *testing.T) {
+			t.Run("ExactlyOnceWithoutFailures", func(t *testing.T) { testNoFailures(t, f) })
+			t.Run("HandlerErrorRedelivers", func(t *testing.T) { testHandlerError(t, f) })
+			t.Run("RestartTakesBackOwnPending", func(t *testing.T) { testOwnPending(t, f) })
+			t.Run("ReclaimFromCrashedConsumer", func(t *testing.T) { testReclaim(t, f) })
+			t.Run("ClaimReportsTrimmedPending", func(t *testing.T) { testClaimDeleted(t, f) })
+			t.Run("GroupsAreIndependent", func(t *testing.T) { testTwoGroups(t, f) })
+			t.Run("StopIsPromptAndClean", func(t *testing.T) { testStop(t, f) })
+			t.Run("RangeAndTrim", func(t *testing.T) { testRangeTrim(t, f) })
+		})
+	}
+}
+
+// collector is a handler that records what it saw, per stream, in order.
+type collector struct {
+	mu   sync.Mutex
+	seen map[string][]string // stream -> payloads
+	n    atomic.Int64
+}
+
+func newCollector() *collector { return &collector{seen: map[string][]string{}} }
+
+func (c *collector) handle(ctx context.Context, msgs []Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range msgs {
+		c.seen[m.Stream] = append(c.seen[m.Stream], string(m.Payload))
+	}
+	c.n.Add(int64(len(msgs)))
+	return nil
+}
+
+func (c *collector) count() int64 { return c.n.Load() }
+
+// publishN publishes n entries keyed over 20 keys; payloads are "key/seq".
+// It returns, per stream, the payloads in publish order.
+func publishN(t *testing.T, b Backend, prefix string, shards, n int) map[string][]string {
+	t.Helper()
+	p := NewProducer(b, ProducerConfig{MaxBatch: 97}, nil, nil)
+	want := map[string][]string{}
+	ctx := context.Background()
+	for i := 0; i < n; i++ {
+		key := "k" + strconv.Itoa(i%20)
+		s := ShardStream(prefix, shards, key)
+		payload := key + "/" + strconv.Itoa(i)
+		want[s] = append(want[s], payload)
+		if err := p.Publish(ctx, s, []byte(payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return want
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func runConsumer(t *testing.T, c *Consumer) (stop func() error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(ctx) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() { cancel(); err = <-errc })
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+func totalPending(t *testing.T, b Backend, streams []string, group string) int64 {
+	t.Helper()
+	var n int64
+	for _, s := range streams {
+		p, err := b.Pending(context.Background(), s, group)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n += p
+	}
+	return n
+}
+
+func testNoFailures(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	const shards, n = 4, 5000
+	want := publishN(t, b, prefix, shards, n)
+	col := newCollector()
+	streams := ShardStreams(prefix, shards)
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Count: 300}, col.handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "all entries", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if got := col.count(); got != n {
+		t.Fatalf("handled %d entries, want exactly %d", got, n)
+	}
+	for s, w := range want {
+		got := col.seen[s]
+		if len(got) != len(w) {
+			t.Fatalf("%s: %d entries, want %d", s, len(got), len(w))
+		}
+		for i := range w {
+			if got[i] != w[i] {
+				t.Fatalf("%s: entry %d is %q, want %q (order broken)", s, i, got[i], w[i])
+			}
+		}
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d entries pending after a clean stop", p)
+	}
+}
+
+func testHandlerError(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	const n = 500
+	publishN(t, b, prefix, 1, n)
+	col := newCollector()
+	var calls atomic.Int64
+	h := func(ctx context.Context, msgs []Message) error {
+		if calls.Add(1)%3 == 1 { // fail the first attempt of many batches
+			return errors.New("injected failure")
+		}
+		return col.handle(ctx, msgs)
+	}
+	streams := ShardStreams(prefix, 1)
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Count: 50, RetryBackoff: time.Millisecond}, h, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "all entries", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	// Failed batches are retried as a whole; successful ones are never handled again.
+	if got := col.count(); got != n {
+		t.Fatalf("handled %d, want %d", got, n)
+	}
+	seen := map[string]bool{}
+	for _, p := range col.seen[streams[0]] {
+		if seen[p] {
+			t.Fatalf("duplicate %s", p)
+		}
+		seen[p] = true
+	}
+	if calls.Load() <= int64(n/50) {
+		t.Fatalf("handler called %d times; injected failures did not happen", calls.Load())
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
+
+func testOwnPending(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	const n = 300
+	publishN(t, b, prefix, 1, n)
+	streams := ShardStreams(prefix, 1)
+	ctx := context.Background()
+	if err := b.CreateGroup(ctx, streams[0], "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	// A consumer that read 120 entries and died before acknowledging them.
+	read, err := b.ReadGroup(ctx, streams[0], "g", "worker-1", ">", 120, 0)
+	if err != nil || len(read) != 120 {
+		t.Fatalf("read %d, %v", len(read), err)
+	}
+	col := newCollector()
+	// Restarted under the same name, with reclaim effectively off.
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Consumer: "worker-1", MinIdle: time.Hour}, col.handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "all entries", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	got := col.seen[streams[0]]
+	if len(got) != n {
+		t.Fatalf("handled %d, want %d", len(got), n)
+	}
+	if got[0] != string(read[0].Payload) || got[119] != string(read[119].Payload) {
+		t.Fatalf("own pending entries not handled first: %q %q", got[0], got[119])
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
+
+func testReclaim(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	const n = 200
+	publishN(t, b, prefix, 1, n)
+	streams := ShardStreams(prefix, 1)
+	ctx := context.Background()
+	if err := b.CreateGroup(ctx, streams[0], "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	read, err := b.ReadGroup(ctx, streams[0], "g", "crashed", ">", 80, 0)
+	if err != nil || len(read) != 80 {
+		t.Fatalf("read %d, %v", len(read), err)
+	}
+	col := newCollector()
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Consumer: "survivor",
+		MinIdle: 50 * time.Millisecond, ClaimInterval: 20 * time.Millisecond}, col.handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "all entries incl. reclaimed", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for _, p := range col.seen[streams[0]] {
+		seen[p]++
+	}
+	if len(seen) != n {
+		t.Fatalf("distinct handled %d, want %d", len(seen), n)
+	}
+	for _, m := range read {
+		if seen[string(m.Payload)] == 0 {
+			t.Fatalf("crashed consumer's entry %s never reclaimed", m.Payload)
+		}
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
+
+func testClaimDeleted(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	streams := ShardStreams(prefix, 1)
+	ctx := context.Background()
+	ids, err := b.Add(ctx, streams[0], [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateGroup(ctx, streams[0], "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReadGroup(ctx, streams[0], "g", "c1", ">", 10, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Trim(ctx, streams[0], ids[2]); err != nil || n != 2 {
+		t.Fatalf("trim removed %d, %v; want 2", n, err)
+	}
+	msgs, deleted, err := b.Claim(ctx, streams[0], "g", "c2", 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(msgs) != 1 || string(msgs[0].Payload) != "c" {
+		t.Fatalf("claimed %+v, want only c", msgs)
+	}
+	if len(deleted) != 2 || deleted[0] != ids[0] || deleted[1] != ids[1] {
+		t.Fatalf("deleted %v, want %v", deleted, ids[:2])
+	}
+	if p, _ := b.Pending(ctx, streams[0], "g"); p != 1 {
+		t.Fatalf("pending %d, want 1 (deleted ids leave the pending list)", p)
+	}
+}
+
+func testTwoGroups(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	const n = 400
+	publishN(t, b, prefix, 2, n)
+	streams := ShardStreams(prefix, 2)
+	c1, c2 := newCollector(), newCollector()
+	a, _ := NewConsumer(b, ConsumerConfig{Group: "store", Streams: streams}, c1.handle, nil, nil)
+	z, _ := NewConsumer(b, ConsumerConfig{Group: "features", Streams: streams}, c2.handle, nil, nil)
+	s1, s2 := runConsumer(t, a), runConsumer(t, z)
+	waitFor(t, "both groups", func() bool { return c1.count() >= n && c2.count() >= n })
+	if err := errors.Join(s1(), s2()); err != nil {
+		t.Fatal(err)
+	}
+	if c1.count() != n || c2.count() != n {
+		t.Fatalf("groups saw %d and %d, want %d each", c1.count(), c2.count(), n)
+	}
+}
+
+func testStop(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	streams := ShardStreams(prefix, 2)
+	col := newCollector()
+	c, _ := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Block: 10 * time.Second}, col.handle, nil, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	time.Sleep(100 * time.Millisecond) // let the readers block
+	cancel()
+	// Liveness, not a latency target: a 10 s BLOCK must not hold up the stop.
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("Run did not return after cancel while blocked in a read")
+	}
+	c.Close()
+	c.Close() // idempotent
+}
+
+func testRangeTrim(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	s := ShardStreams(prefix, 1)[0]
+	ctx := context.Background()
+	var payloads [][]byte
+	for i := 0; i < 10; i++ {
+		payloads = append(payloads, []byte{byte('0' + i)})
+	}
+	ids, err := b.Add(ctx, s, payloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Range(ctx, s, ids[3], ids[6], 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 4 || string(got[0].Payload) != "3" || string(got[3].Payload) != "6" {
+		t.Fatalf("range %v", got)
+	}
+	if got, _ := b.Range(ctx, s, "-", "+", 2); len(got) != 2 {
+		t.Fatalf("range with count: %d", len(got))
+	}
+	if _, err := b.Trim(ctx, s, ids[5]); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := b.Len(ctx, s); n != 5 {
+		t.Fatalf("len after trim %d, want 5", n)
+	}
+}

@@ -1,0 +1,347 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Handler processes a batch of entries. Returning nil means every entry's
+// effect is done (stored, forwarded) and the batch may be acknowledged; an
+// error leaves the batch pending and it is handed to the handler again.
+// Entries of one stream arrive in stream order.
+type Handler func(ctx context.Context, msgs []Message) error
+
+// ConsumerConfig configures a Consumer. Group and Streams are required.
+type ConsumerConfig struct {
+	Group   string
+	Streams []string
+	// Consumer is this reader's name within the group. Keep it stable across
+	// restarts: a restarted consumer first takes back its own pending entries.
+	// Default "signald".
+	Consumer string
+	// Start is where a newly created group begins: "0" (default) for the
+	// whole stream, "$" for new entries only.
+	Start string
+	// Count is the most entries one read returns. Default 1000.
+	Count int
+	// MaxBatch is the most entries one handler call gets. Default Count.
+	MaxBatch int
+	// Block bounds a blocking read, and with it how long a stop can wait for
+	// one. Default 500ms.
+	Block time.Duration
+	// MinIdle is how long an entry may stay pending with another consumer
+	// before this one claims it (a crashed consumer's work resumes here after
+	// at most MinIdle + ClaimInterval). Default 30s.
+	MinIdle time.Duration
+	// ClaimInterval is how often pending entries are checked. Default MinIdle/2.
+	ClaimInterval time.Duration
+	// RetryBackoff is the first wait after a handler error; it doubles up to
+	// 5s. Default 100ms.
+	RetryBackoff time.Duration
+	// DrainTimeout bounds the handling of entries already read when the
+	// consumer stops. Default 30s.
+	DrainTimeout time.Duration
+}
+
+func (c *ConsumerConfig) setDefaults() error {
+	if c.Group == "" {
+		return errors.New("consumer: Group is required")
+	}
+	if len(c.Streams) == 0 {
+		return errors.New("consumer: Streams is required")
+	}
+	if c.Consumer == "" {
+		c.Consumer = "signald"
+	}
+	if c.Start == "" {
+		c.Start = "0"
+	}
+	if c.Count <= 0 {
+		c.Count = 1000
+	}
+	if c.MaxBatch <= 0 {
+		c.MaxBatch = c.Count
+	}
+	if c.Block <= 0 {
+		c.Block = 500 * time.Millisecond
+	}
+	if c.MinIdle <= 0 {
+		c.MinIdle = 30 * time.Second
+	}
+	if c.ClaimInterval <= 0 {
+		c.ClaimInterval = c.MinIdle / 2
+	}
+	if c.RetryBackoff <= 0 {
+		c.RetryBackoff = 100 * time.Millisecond
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = 30 * time.Second
+	}
+	return nil
+}
+
+// Consumer reads its group's entries from every stream, hands them to the
+// handler in batches, and acknowledges a batch only after the handler
+// succeeded. One reader per stream keeps each stream's order and works on
+// Redis Cluster; a single handler goroutine keeps batches in order.
+type Consumer struct {
+	b   Backend
+	cfg ConsumerConfig
+	h   Handler
+	log *slog.Logger
+	m   *Metrics
+
+	closeOnce sync.Once
+	closing   chan struct{}
+}
+
+// NewConsumer validates cfg. logger and m may be nil.
+func NewConsumer(b Backend, cfg ConsumerConfig, h Handler, logger *slog.Logger, m *Metrics) (*Consumer, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if h == nil {
+		return nil, errors.New("consumer: handler is nil")
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &Consumer{b: b, cfg: cfg, h: h, log: logger, m: m, closing: make(chan struct{})}, nil
+}
+
+// Config returns the configuration with defaults applied.
+func (c *Consumer) Config() ConsumerConfig { return c.cfg }
+
+// Run consumes until ctx is cancelled or Close is called, then hands every
+// entry already read to the handler and acknowledges it before returning, so
+// a clean stop leaves nothing pending. It returns nil on a clean stop.
+func (c *Consumer) Run(ctx context.Context) error {
+	for _, s := range c.cfg.Streams {
+		if err := c.b.CreateGroup(ctx, s, c.cfg.Group, c.cfg.Start); err != nil {
+			return err
+		}
+	}
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+	go func() {
+		select {
+		case <-c.closing:
+			stopReading()
+		case <-readCtx.Done():
+		}
+	}()
+
+	// Bounded in flight: readers block once two batches per stream wait.
+	work := make(chan []Message, 2*len(c.cfg.Streams))
+	var readers sync.WaitGroup
+	errc := make(chan error, len(c.cfg.Streams)+1)
+	for _, s := range c.cfg.Streams {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			if err := c.read(readCtx, s, work); err != nil {
+				errc <- err
+				stopReading()
+			}
+		}()
+	}
+	readers.Add(1)
+	go func() {
+		defer readers.Done()
+		c.reclaim(readCtx, work)
+	}()
+	go func() {
+		readers.Wait()
+		close(work)
+	}()
+
+	// The handler keeps running after ctx ends, bounded by DrainTimeout, so
+	// entries already read are finished and acknowledged.
+	handleCtx, cancelHandle := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandle()
+	go func() {
+		<-readCtx.Done()
+		select {
+		case <-time.After(c.cfg.DrainTimeout):
+			cancelHandle()
+		case <-handleCtx.Done():
+		}
+	}()
+	var herr error
+	for batch := range work {
+		batch = c.fill(batch, work)
+		if err := c.handle(handleCtx, batch); err != nil && herr == nil {
+			herr = err
+			stopReading()
+		}
+	}
+	select {
+	case err := <-errc:
+		return err
+	default:
+	}
+	return herr
+}
+
+// fill tops batch up with batches already waiting, up to MaxBatch.
+func (c *Consumer) fill(batch []Message, work chan []Message) []Message {
+	for len(batch) < c.cfg.MaxBatch {
+		select {
+		case more, ok := <-work:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, more...)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// read first takes back this consumer's own pending entries (left by an
+// earlier run that stopped uncleanly), then reads new ones.
+func (c *Consumer) read(ctx context.Context, stream string, work chan<- []Message) error {
+	start := "0"
+	backoff := c.cfg.RetryBackoff
+	for ctx.Err() == nil {
+		msgs, err := c.b.ReadGroup(ctx, stream, c.cfg.Group, c.cfg.Consumer, start, c.cfg.Count, c.cfg.Block)
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			c.m.readErrors.WithLabelValues(c.cfg.Group).Inc()
+			c.log.Warn("transport: read failed, retrying", "stream", stream, "group", c.cfg.Group, "err", err)
+			if !sleepCtx(ctx, backoff) {
+				return nil
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		backoff = c.cfg.RetryBackoff
+		if start != ">" {
+			if len(msgs) == 0 {
+				start = ">"
+				continue
+			}
+			start = msgs[len(msgs)-1].ID
+			c.m.redelivered.WithLabelValues(c.cfg.Group).Add(float64(len(msgs)))
+		}
+		if len(msgs) == 0 {
+			continue
+		}
+		c.m.delivered.WithLabelValues(c.cfg.Group).Add(float64(len(msgs)))
+		select {
+		case work <- msgs:
+		case <-ctx.Done():
+			// Not handed over: the entries stay pending and this consumer
+			// takes them back first on its next start.
+			return nil
+		}
+	}
+	return nil
+}
+
+// reclaim periodically takes over entries that sat pending too long with any
+// consumer of the group (one that crashed, or this one's failed batches).
+func (c *Consumer) reclaim(ctx context.Context, work chan<- []Message) {
+	t := time.NewTicker(c.cfg.ClaimInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		for _, s := range c.cfg.Streams {
+			msgs, deleted, err := c.b.Claim(ctx, s, c.cfg.Group, c.cfg.Consumer, c.cfg.MinIdle, c.cfg.Count)
+			if err != nil {
+				if ctx.Err() == nil {
+					c.log.Warn("transport: reclaim failed", "stream", s, "group", c.cfg.Group, "err", err)
+				}
+				continue
+			}
+			if len(deleted) > 0 {
+				// Trimmed before anyone acknowledged them: lost for this group.
+				c.m.claimDeleted.WithLabelValues(c.cfg.Group).Add(float64(len(deleted)))
+				c.log.Error("transport: pending entries were trimmed before being handled", "stream", s, "group", c.cfg.Group, "count", len(deleted))
+			}
+			if len(msgs) == 0 {
+				continue
+			}
+			c.m.reclaimed.WithLabelValues(c.cfg.Group).Add(float64(len(msgs)))
+			select {
+			case work <- msgs:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}
+}
+
+// handle runs the handler until it succeeds, then acknowledges the batch. A
+// failing handler blocks the consumer (and through the bounded queue, its
+// readers): entries are never skipped.
+func (c *Consumer) handle(ctx context.Context, batch []Message) error {
+	backoff := c.cfg.RetryBackoff
+	for {
+		start := time.Now()
+		err := c.h(ctx, batch)
+		c.m.handlerSeconds.WithLabelValues(c.cfg.Group).Observe(time.Since(start).Seconds())
+		if err == nil {
+			break
+		}
+		c.m.handlerErrors.WithLabelValues(c.cfg.Group).Inc()
+		if ctx.Err() != nil {
+			return fmt.Errorf("consumer %s: handler: %w (batch left pending)", c.cfg.Group, err)
+		}
+		c.log.Warn("transport: handler failed, retrying batch", "group", c.cfg.Group, "entries", len(batch), "err", err)
+		if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("consumer %s: handler: %w (batch left pending)", c.cfg.Group, err)
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+	byStream := map[string][]string{}
+	for _, m := range batch {
+		byStream[m.Stream] = append(byStream[m.Stream], m.ID)
+	}
+	for s, ids := range byStream {
+		for {
+			err := c.b.Ack(ctx, s, c.cfg.Group, ids...)
+			if err == nil {
+				c.m.acked.WithLabelValues(c.cfg.Group).Add(float64(len(ids)))
+				break
+			}
+			c.m.ackErrors.WithLabelValues(c.cfg.Group).Inc()
+			if !sleepCtx(ctx, backoff) {
+				return fmt.Errorf("consumer %s: %w (entries stay pending and are redelivered)", c.cfg.Group, err)
+			}
+			backoff = min(backoff*2, 5*time.Second)
+		}
+	}
+	return nil
+}
+
+// Close stops reading; Run then drains and returns. Safe to call more than once.
+func (c *Consumer) Close() error {
+	c.closeOnce.Do(func() { close(c.closing) })
+	return nil
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}

@@ -1,0 +1,76 @@
+package transport
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Metrics are the transport's Prometheus collectors. One Metrics serves any
+// number of producers and consumers; consumers label by group.
+type Metrics struct {
+	published      *prometheus.CounterVec
+	publishErrors  prometheus.Counter
+	publishBatch   prometheus.Histogram
+	dropped        prometheus.Counter
+	delivered      *prometheus.CounterVec
+	redelivered    *prometheus.CounterVec
+	reclaimed      *prometheus.CounterVec
+	claimDeleted   *prometheus.CounterVec
+	acked          *prometheus.CounterVec
+	ackErrors      *prometheus.CounterVec
+	readErrors     *prometheus.CounterVec
+	handlerErrors  *prometheus.CounterVec
+	handlerSeconds *prometheus.HistogramVec
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil: not
+// registered).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_published_entries_total", Help: "Entries appended to streams.",
+		}, []string{"stream"}),
+		publishErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_transport_publish_errors_total", Help: "Failed batch appends (entries stay buffered and are retried).",
+		}),
+		publishBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "signald_transport_publish_batch_seconds", Help: "Time to append one pipelined batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_transport_dropped_entries_total", Help: "Entries a producer could not publish before it closed.",
+		}),
+		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_delivered_entries_total", Help: "Entries read by consumers (including redeliveries).",
+		}, []string{"group"}),
+		redelivered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_redelivered_entries_total", Help: "Own pending entries taken back at consumer start.",
+		}, []string{"group"}),
+		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_reclaimed_entries_total", Help: "Entries claimed after sitting idle in the pending list.",
+		}, []string{"group"}),
+		claimDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_pending_deleted_entries_total", Help: "Pending entries found trimmed or deleted from the stream before being acknowledged (data lost for the group).",
+		}, []string{"group"}),
+		acked: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_acked_entries_total", Help: "Entries acknowledged after their handler succeeded.",
+		}, []string{"group"}),
+		ackErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_ack_errors_total", Help: "Failed acknowledgements (retried).",
+		}, []string{"group"}),
+		readErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_read_errors_total", Help: "Failed reads (retried with backoff).",
+		}, []string{"group"}),
+		handlerErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_handler_errors_total", Help: "Handler calls that failed (the batch is retried).",
+		}, []string{"group"}),
+		handlerSeconds: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "signald_transport_handler_seconds", Help: "Handler call duration per batch.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
+		}, []string{"group"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.delivered, m.redelivered,
+			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds)
+	}
+	return m
+}
