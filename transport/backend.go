@@ -83,6 +83,8 @@ func parseID(s string) (entryID, error) {
 	return entryID{a, b}, nil
 }
 
-func (e entryID) String() string { return strconv.FormatUint(e.ms, 10) + "-" + strconv.FormatUint(e.seq, 10) }
+func (e entryID) String() string {
+	return strconv.FormatUint(e.ms, 10) + "-" + strconv.FormatUint(e.seq, 10)
+}
 
 func (e entryID) less(o entryID) bool { return e.ms < o.ms || (e.ms == o.ms && e.seq < o.seq) }
