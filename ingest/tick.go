@@ -85,6 +85,10 @@ type Tick struct {
 	AskPx      float64
 	AskSz      float64
 	Seq        uint64 // venue sequence (Binance: final update id u)
+	// IngestTS is the wall-clock time signald took the tick in: equal to
+	// RecvTS live, the replay time when replaying a capture. Tick-to-storage
+	// latency is measured from it. It is not part of ID.
+	IngestTS int64
 }
 
 // EventTS is the time the tick belongs to: exchange time when the venue sent
@@ -126,6 +130,7 @@ func (t *Tick) AppendBinary(b []byte) []byte {
 		b = binary.LittleEndian.AppendUint64(b, math.Float64bits(f))
 	}
 	b = binary.LittleEndian.AppendUint64(b, t.Seq)
+	b = binary.LittleEndian.AppendUint64(b, uint64(t.IngestTS))
 	return b
 }
 
@@ -159,6 +164,7 @@ func (t *Tick) UnmarshalBinary(b []byte) error {
 	t.AskPx = d.f64()
 	t.AskSz = d.f64()
 	t.Seq = d.u64()
+	t.IngestTS = int64(d.u64())
 	if d.err != nil {
 		return fmt.Errorf("tick: %w", d.err)
 	}
@@ -219,7 +225,9 @@ func (d *decoder) str() string {
 // frames yields the same ids, which is what lets the store deduplicate
 // redelivered or re-ingested ticks.
 func (t *Tick) ComputeID() {
-	var buf [160]byte
-	t.ID = 0
+	var buf [192]byte
+	ingestTS := t.IngestTS
+	t.ID, t.IngestTS = 0, 0
 	t.ID = xxhash.Sum64(t.AppendBinary(buf[:0]))
+	t.IngestTS = ingestTS
 }
