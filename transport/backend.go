@@ -52,6 +52,10 @@ type Backend interface {
 	// Pending returns the number of entries delivered to group and not yet
 	// acknowledged.
 	Pending(ctx context.Context, stream, group string) (int64, error)
+	// Lag returns how many entries of stream group has not been delivered
+	// yet, or -1 when the backend cannot tell (Redis reports NULL after
+	// deletions in the unread range).
+	Lag(ctx context.Context, stream, group string) (int64, error)
 	// Len returns the number of entries in the stream.
 	Len(ctx context.Context, stream string) (int64, error)
 	// Range reads entries with start <= id <= end ("-" and "+" are the ends).

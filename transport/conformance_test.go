@@ -175,6 +175,18 @@ func testNoFailures(t *testing.T, f backendFactory) {
 	if p := totalPending(t, b, streams, "g"); p != 0 {
 		t.Fatalf("%d entries pending after a clean stop", p)
 	}
+	for _, s := range streams {
+		if lag, err := b.Lag(context.Background(), s, "g"); err != nil || lag != 0 {
+			t.Fatalf("lag %d, %v after consuming everything", lag, err)
+		}
+	}
+	// New entries show up as lag.
+	if _, err := b.Add(context.Background(), streams[0], [][]byte{[]byte("x"), []byte("y")}); err != nil {
+		t.Fatal(err)
+	}
+	if lag, err := b.Lag(context.Background(), streams[0], "g"); err != nil || lag != 2 {
+		t.Fatalf("lag %d, %v; want 2", lag, err)
+	}
 }
 
 func testHandlerError(t *testing.T, f backendFactory) {

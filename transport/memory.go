@@ -283,6 +283,16 @@ func (m *Memory) Pending(ctx context.Context, stream, group string) (int64, erro
 	return int64(len(s.groups[group].pending)), nil
 }
 
+func (m *Memory) Lag(ctx context.Context, stream, group string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[stream]
+	if s == nil || s.groups[group] == nil {
+		return 0, fmt.Errorf("xinfo groups %s: no group %s", stream, group)
+	}
+	return int64(len(s.entries) - s.search(s.groups[group].lastDelivered)), nil
+}
+
 func (m *Memory) Len(ctx context.Context, stream string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

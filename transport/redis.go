@@ -185,6 +185,19 @@ func (r *Redis) Pending(ctx context.Context, stream, group string) (int64, error
 	return p.Count, nil
 }
 
+func (r *Redis) Lag(ctx context.Context, stream, group string) (int64, error) {
+	groups, err := r.c.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return 0, fmt.Errorf("xinfo groups %s: %w", stream, err)
+	}
+	for _, g := range groups {
+		if g.Name == group {
+			return g.Lag, nil // go-redis maps a NULL lag to -1
+		}
+	}
+	return 0, fmt.Errorf("xinfo groups %s: no group %s", stream, group)
+}
+
 func (r *Redis) Len(ctx context.Context, stream string) (int64, error) {
 	n, err := r.c.XLen(ctx, stream).Result()
 	if err != nil {
