@@ -1,0 +1,145 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// runConfig is everything `signald run` takes from flags and environment.
+// Only this package reads either; the packages take config structs.
+type runConfig struct {
+	Redis          string // host:port; empty = in-process transport
+	RedisCluster   bool
+	ClickHouse     string // host:port; empty = Parquet files under DataDir
+	ClickHouseDB   string
+	DataDir        string
+	HTTPAddr       string
+	Replay         []string
+	ReplayMarket   string
+	Speed          float64
+	Loop           bool
+	Limit          int
+	Shards         int
+	Step           time.Duration
+	Consumer       string
+	StreamPrefix   string
+	LogLevel       string
+	ExitAfterDrain bool
+}
+
+// envOr lets every flag default come from SIGNALD_<NAME>.
+func envOr(name, def string) string {
+	if v, ok := os.LookupEnv("SIGNALD_" + name); ok {
+		return v
+	}
+	return def
+}
+
+func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
+	fs := flag.NewFlagSet("signald run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	c := &runConfig{}
+	host, _ := os.Hostname()
+	fs.StringVar(&c.Redis, "redis", envOr("REDIS_ADDR", ""), "Redis `host:port` for the transport (env SIGNALD_REDIS_ADDR); empty runs the in-process transport")
+	fs.BoolVar(&c.RedisCluster, "redis-cluster", envOr("REDIS_CLUSTER", "") == "1", "treat --redis as a Redis Cluster seed")
+	fs.StringVar(&c.ClickHouse, "clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse native `host:port` for storage (env SIGNALD_CLICKHOUSE_ADDR); empty stores Parquet files under --data")
+	fs.StringVar(&c.ClickHouseDB, "clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
+	fs.StringVar(&c.DataDir, "data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
+	fs.StringVar(&c.HTTPAddr, "http", envOr("HTTP_ADDR", "127.0.0.1:8080"), "HTTP API listen `address`")
+	replay := fs.String("replay", envOr("REPLAY", ""), "comma-separated capture `files` to replay (cryptofeed or hftbacktest format, plain or gzip)")
+	fs.StringVar(&c.ReplayMarket, "replay-market", "", "market of the replayed files: spot or usdm (default: inferred from each file)")
+	fs.Float64Var(&c.Speed, "speed", 1, "replay pace: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible")
+	fs.BoolVar(&c.Loop, "loop", false, "replay the captures again and again, shifted in time")
+	fs.IntVar(&c.Limit, "limit", 0, "stop replaying after this many ticks (0 = all)")
+	fs.IntVar(&c.Shards, "shards", 4, "tick stream shards (instruments are hashed onto them)")
+	fs.DurationVar(&c.Step, "step", time.Second, "feature step")
+	fs.StringVar(&c.Consumer, "consumer", envOr("CONSUMER", "signald-"+host), "consumer name in the groups; keep it stable across restarts")
+	fs.StringVar(&c.StreamPrefix, "stream-prefix", "sd", "prefix of the stream keys")
+	fs.StringVar(&c.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected argument %q (flags go before nothing else; see signald run -h)", fs.Arg(0))
+	}
+	if *replay != "" {
+		for _, p := range strings.Split(*replay, ",") {
+			if p = strings.TrimSpace(p); p != "" {
+				c.Replay = append(c.Replay, p)
+			}
+		}
+	}
+	return c, c.validate()
+}
+
+func (c *runConfig) validate() error {
+	var errs []error
+	checkAddr := func(flagName, v string) {
+		if v == "" {
+			return
+		}
+		host, port, err := net.SplitHostPort(v)
+		if err != nil || host == "" {
+			errs = append(errs, fmt.Errorf("--%s %q: want host:port, e.g. 127.0.0.1:6379", flagName, v))
+			return
+		}
+		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
+			errs = append(errs, fmt.Errorf("--%s %q: port must be 1-65535", flagName, v))
+		}
+	}
+	checkAddr("redis", c.Redis)
+	checkAddr("clickhouse", c.ClickHouse)
+	checkAddr("http", c.HTTPAddr)
+	if c.Speed < 0 {
+		errs = append(errs, fmt.Errorf("--speed %v: must be >= 0 (0 = as fast as possible)", c.Speed))
+	}
+	if c.Shards < 1 || c.Shards > 1024 {
+		errs = append(errs, fmt.Errorf("--shards %d: must be 1-1024", c.Shards))
+	}
+	if c.Step < time.Millisecond {
+		errs = append(errs, fmt.Errorf("--step %v: must be at least 1ms", c.Step))
+	}
+	switch c.ReplayMarket {
+	case "", "spot", "usdm":
+	default:
+		errs = append(errs, fmt.Errorf("--replay-market %q: want spot or usdm", c.ReplayMarket))
+	}
+	for _, p := range c.Replay {
+		if _, err := os.Stat(p); err != nil {
+			errs = append(errs, fmt.Errorf("--replay: %w", err))
+		}
+	}
+	if _, err := parseLevel(c.LogLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.RedisCluster && c.Redis == "" {
+		errs = append(errs, errors.New("--redis-cluster needs --redis"))
+	}
+	if c.Consumer == "" {
+		errs = append(errs, errors.New("--consumer: must not be empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// parseTime accepts RFC 3339 or integer nanoseconds since the epoch.
+func parseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(0, n).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2024-08-08T23:54:00Z) or nanoseconds since the epoch", s)
+	}
+	return t, nil
+}

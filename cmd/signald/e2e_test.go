@@ -1,0 +1,434 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/store"
+)
+
+// The end-to-end tests run the real binary as a subprocess, so that a stop is
+// a real signal and a crash a real SIGKILL.
+
+var binPath string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "signald-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binPath = filepath.Join(dir, "signald")
+	out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building signald: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// The bundled capture: the full hftbacktest Binance spot recording.
+var spotCapture = filepath.Join("..", "..", "testdata", "binance", "binance_spot_btcusdt_20240808.gz")
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+type daemon struct {
+	cmd    *exec.Cmd
+	stderr *bytes.Buffer
+	done   chan error
+}
+
+func startDaemon(t *testing.T, args ...string) *daemon {
+	t.Helper()
+	d := &daemon{cmd: exec.Command(binPath, append([]string{"run"}, args...)...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	d.cmd.Stderr = d.stderr
+	d.cmd.Env = cleanEnv()
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.done <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		d.cmd.Process.Kill()
+		<-d.done
+		if t.Failed() {
+			t.Logf("daemon stderr:\n%s", tail(d.stderr.String(), 4000))
+		}
+	})
+	return d
+}
+
+// cleanEnv keeps SIGNALD_* settings of the test environment out of the
+// daemon, so each test says exactly what it runs against.
+func cleanEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "SIGNALD_") {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+func tail(s string, n int) string {
+	if len(s) > n {
+		return s[len(s)-n:]
+	}
+	return s
+}
+
+func (d *daemon) wait(t *testing.T, timeout time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-d.done:
+		d.done <- err // for the cleanup
+		return err
+	case <-time.After(timeout):
+		t.Fatalf("daemon did not exit within %v", timeout)
+		return nil
+	}
+}
+
+// expectedTicks replays the capture in-process and returns its distinct tick ids.
+func expectedTicks(t *testing.T, path string, limit int) map[uint64]bool {
+	t.Helper()
+	r, err := ingest.NewReplayer(ingest.ReplayConfig{Paths: []string{path}, Limit: limit}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[uint64]bool{}
+	if err := r.Run(context.Background(), func(ticks []ingest.Tick) error {
+		for _, k := range ticks {
+			ids[k.ID] = true
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) == 0 {
+		t.Fatal("capture yielded no ticks")
+	}
+	return ids
+}
+
+func storedIDs(t *testing.T, st store.Store) map[uint64]int {
+	t.Helper()
+	got := map[uint64]int{}
+	if err := st.ReadTicks(context.Background(), store.Query{}, func(b []ingest.Tick) error {
+		for _, k := range b {
+			got[k.ID]++
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func assertExactly(t *testing.T, want map[uint64]bool, got map[uint64]int) {
+	t.Helper()
+	missing, extra, dup := 0, 0, 0
+	for id := range want {
+		if got[id] == 0 {
+			missing++
+		}
+	}
+	for id, n := range got {
+		if !want[id] {
+			extra++
+		}
+		if n > 1 {
+			dup++
+		}
+	}
+	if missing+extra+dup > 0 || len(got) != len(want) {
+		t.Fatalf("stored %d distinct ticks, want %d: %d missing, %d unexpected, %d duplicated", len(got), len(want), missing, extra, dup)
+	}
+}
+
+func runBacktest(t *testing.T, args ...string) []regime.Signal {
+	t.Helper()
+	cmd := exec.Command(binPath, append([]string{"backtest"}, args...)...)
+	cmd.Env = cleanEnv()
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("backtest: %v\n%s", err, stderr.String())
+	}
+	var out []regime.Signal
+	dec := json.NewDecoder(&stdout)
+	for {
+		var s regime.Signal
+		if err := dec.Decode(&s); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+func assertSameSignals(t *testing.T, run, bt []regime.Signal) {
+	t.Helper()
+	if len(run) == 0 {
+		t.Fatal("the run stored no signals")
+	}
+	if len(run) != len(bt) {
+		t.Fatalf("run stored %d signals, backtest produced %d", len(run), len(bt))
+	}
+	for i := range run {
+		if run[i] != bt[i] {
+			t.Fatalf("signal %d differs:\n run      %+v\n backtest %+v", i, run[i], bt[i])
+		}
+	}
+}
+
+// TestEmbeddedRunAndBacktest: no servers; the in-process transport and the
+// Parquet store. Every tick stored once, and the backtest over the stored
+// ticks reproduces the run's signals.
+func TestEmbeddedRunAndBacktest(t *testing.T) {
+	dir := t.TempDir()
+	want := expectedTicks(t, spotCapture, 0)
+	d := startDaemon(t, "--replay", spotCapture, "--speed", "0", "--exit-when-done", "--data", dir, "--http", freePort(t))
+	if err := d.wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	st, err := store.OpenParquet(store.ParquetOptions{Dir: dir}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertExactly(t, want, storedIDs(t, st))
+	runSigs, err := st.ReadSignals(context.Background(), store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameSignals(t, runSigs, runBacktest(t, "--data", dir))
+}
+
+// TestHTTPAPI: /v1/macro serves data from the running pipeline, with an
+// ETag; /metrics, /healthz and /readyz answer; SIGTERM stops it cleanly.
+func TestHTTPAPI(t *testing.T) {
+	addr := freePort(t)
+	d := startDaemon(t, "--replay", spotCapture, "--speed", "20", "--loop", "--data", t.TempDir(), "--http", addr)
+	base := "http://" + addr
+	var macro struct {
+		StepTime    string `json:"step_time"`
+		Instruments []struct {
+			Instrument string              `json:"instrument"`
+			Features   map[string]*float64 `json:"features"`
+		} `json:"instruments"`
+		Venues []struct {
+			Venue string `json:"venue"`
+			Stale bool   `json:"stale"`
+		} `json:"venues"`
+	}
+	var etag string
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(base + "/v1/macro")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			etag = resp.Header.Get("ETag")
+			if resp.StatusCode == 200 && json.Unmarshal(body, &macro) == nil && len(macro.Instruments) > 0 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("/v1/macro had no instruments after 60 s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if macro.Instruments[0].Instrument != "BTC-USDT" || macro.Instruments[0].Features["mid"] == nil {
+		t.Fatalf("macro: unexpected instruments %+v", macro.Instruments)
+	}
+	if len(macro.Venues) != 1 || macro.Venues[0].Venue != "binance" || macro.Venues[0].Stale {
+		t.Fatalf("macro venues %+v", macro.Venues)
+	}
+	// A conditional request answers 304 while the snapshot is unchanged, or
+	// 200 with a new ETag once a step has rebuilt it.
+	req, _ := http.NewRequest("GET", base+"/v1/macro", nil)
+	req.Header.Set("If-None-Match", etag)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 304 && (resp.StatusCode != 200 || resp.Header.Get("ETag") == etag) {
+		t.Fatalf("conditional GET: %d, etag %q (sent %q)", resp.StatusCode, resp.Header.Get("ETag"), etag)
+	}
+	for path, wantIn := range map[string]string{
+		"/healthz": "ok", "/readyz": "ready",
+		"/metrics": "signald_store_tick_to_storage_seconds_bucket",
+	} {
+		resp, err := http.Get(base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), wantIn) {
+			t.Fatalf("%s: %d %q", path, resp.StatusCode, tail(string(body), 300))
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, time.Minute); err != nil {
+		t.Fatalf("SIGTERM: exit %v", err)
+	}
+	if !strings.Contains(d.stderr.String(), "stopped cleanly") {
+		t.Fatalf("no clean stop:\n%s", tail(d.stderr.String(), 2000))
+	}
+}
+
+// TestBadConfig: bad flags and unreachable servers fail at start-up with a
+// message naming the problem.
+func TestBadConfig(t *testing.T) {
+	dead := freePort(t) // nothing listens there
+	cases := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--speed", "-1"}, "--speed -1: must be >= 0"},
+		{[]string{"--redis", "localhost"}, "--redis \"localhost\": want host:port"},
+		{[]string{"--shards", "0"}, "--shards 0"},
+		{[]string{"--replay", "/nonexistent/capture.gz"}, "/nonexistent/capture.gz"},
+		{[]string{"--log-level", "loud"}, "--log-level \"loud\""},
+		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
+		{[]string{"--redis", dead}, "is Redis running?"},
+		{[]string{"--clickhouse", dead}, "is ClickHouse running?"},
+	}
+	for _, c := range cases {
+		cmd := exec.Command(binPath, append([]string{"run", "--http", freePort(t), "--data", t.TempDir()}, c.args...)...)
+		cmd.Env = cleanEnv()
+		out, err := cmd.CombinedOutput()
+		if err == nil {
+			t.Fatalf("%v: started, want a start-up failure", c.args)
+		}
+		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() == 0 {
+			t.Fatalf("%v: %v", c.args, err)
+		}
+		if !strings.Contains(string(out), c.want) {
+			t.Fatalf("%v: message %q does not say %q", c.args, tail(string(out), 500), c.want)
+		}
+	}
+}
+
+// integration returns the real servers' addresses, or skips when the
+// integration switch is off (a server that is down then fails the test).
+func integration(t *testing.T) (redisAddr, chAddr string) {
+	if os.Getenv("SIGNALD_INTEGRATION") == "" {
+		t.Skip("integration tests off: SIGNALD_INTEGRATION=1 (make test sets it) runs them on real Redis and ClickHouse")
+	}
+	redisAddr, chAddr = os.Getenv("SIGNALD_REDIS_ADDR"), os.Getenv("SIGNALD_CLICKHOUSE_ADDR")
+	if redisAddr == "" || chAddr == "" {
+		t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_ADDR or SIGNALD_CLICKHOUSE_ADDR is empty")
+	}
+	return redisAddr, chAddr
+}
+
+func openCH(t *testing.T, addr, db string) *store.ClickHouse {
+	t.Helper()
+	c, err := store.OpenClickHouse(context.Background(), store.ClickHouseOptions{Addr: addr, Database: db}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
+		c.Close()
+	})
+	return c
+}
+
+// TestRealServersEndToEnd: the bundled capture through signald run on real
+// Redis and ClickHouse: exactly N ticks stored, signals stored, and the
+// backtest over the same span reproduces them.
+func TestRealServersEndToEnd(t *testing.T) {
+	redisAddr, chAddr := integration(t)
+	db := fmt.Sprintf("sde2e_%d", rand.Uint32())
+	prefix := fmt.Sprintf("sde2e%d", rand.Uint32())
+	want := expectedTicks(t, spotCapture, 0)
+	d := startDaemon(t, "--replay", spotCapture, "--speed", "0", "--exit-when-done", "--http", freePort(t),
+		"--redis", redisAddr, "--clickhouse", chAddr, "--clickhouse-db", db, "--stream-prefix", prefix)
+	if err := d.wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	ch := openCH(t, chAddr, db)
+	assertExactly(t, want, storedIDs(t, ch))
+	runSigs, err := ch.ReadSignals(context.Background(), store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSameSignals(t, runSigs, runBacktest(t, "--clickhouse", chAddr, "--clickhouse-db", db))
+}
+
+// TestKillAndRestart: SIGKILL mid-replay, then a restart under the same
+// consumer name: no tick lost, and no duplicate row once deduplicated.
+func TestKillAndRestart(t *testing.T) {
+	redisAddr, chAddr := integration(t)
+	db := fmt.Sprintf("sdkill_%d", rand.Uint32())
+	prefix := fmt.Sprintf("sdkill%d", rand.Uint32())
+	const limit = 20000
+	want := expectedTicks(t, spotCapture, limit)
+	args := []string{"--replay", spotCapture, "--limit", fmt.Sprint(limit), "--http", freePort(t),
+		"--redis", redisAddr, "--clickhouse", chAddr, "--clickhouse-db", db, "--stream-prefix", prefix, "--consumer", "kill-test"}
+	// Paced, so the kill lands mid-replay.
+	d := startDaemon(t, append(args, "--speed", "10")...)
+	ch := openCH(t, chAddr, db)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, err := ch.CountTicks(context.Background(), store.Query{})
+		if err == nil && n > 1000 {
+			if n >= int64(len(want)) {
+				t.Fatalf("replay finished (%d ticks) before the kill; slow the pace", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ticks stored after 2 min (last count %d, %v)", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGKILL)
+	d.wait(t, 30*time.Second)
+
+	d2 := startDaemon(t, append(args, "--speed", "0", "--exit-when-done")...)
+	if err := d2.wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("restart: %v\n%s", err, tail(d2.stderr.String(), 3000))
+	}
+	assertExactly(t, want, storedIDs(t, ch))
+	// Physically, too, once ClickHouse has merged away the replacements.
+	if err := ch.Exec(context.Background(), "OPTIMIZE TABLE "+db+".ticks FINAL"); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := ch.CountTickRows(context.Background(), store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != int64(len(want)) {
+		t.Fatalf("%d physical rows after OPTIMIZE FINAL, want %d", rows, len(want))
+	}
+}

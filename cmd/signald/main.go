@@ -1,0 +1,128 @@
+// Command signald is the market-signal daemon: `run` serves the pipeline,
+// `backtest` replays stored ticks through the same feature and detector code.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/minio/simdjson-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"golang.org/x/sync/errgroup"
+
+)
+
+const usage = `signald: an open market-signal engine
+
+Usage:
+  signald run [flags]         ingest, transport, features, regime, store and the HTTP API
+  signald backtest [flags]    replay stored ticks through features and detectors; print the signals
+  signald version
+
+Run 'signald <command> -h' for the flags of a command.
+`
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func realMain(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(ctx, args[1:], stderr)
+	case "backtest":
+		err = cmdBacktest(ctx, args[1:], stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "signald", version())
+		return 0
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "signald: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "signald %s: %v\n", args[0], err)
+		return 1
+	}
+	return 0
+}
+
+func version() string { return "0.1.0-dev" }
+
+func parseLevel(s string) (slog.Level, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
+	}
+	return l, nil
+}
+
+func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
+	cfg, err := parseRunFlags(args, stderr)
+	if err != nil {
+		return err
+	}
+	level, _ := parseLevel(cfg.LogLevel)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log.Info("signald starting", "version", version(), "simdjson", simdjson.SupportedCPU())
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	// Everything that can fail on bad configuration fails here, before any
+	// data moves.
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http: %w (is another signald running? choose another --http)", err)
+	}
+	p, err := newPipeline(ctx, cfg, log, reg)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
+	var g errgroup.Group
+	g.Go(func() error { return serveHTTP(httpCtx, ln, p, reg, log) })
+	err = p.run(ctx)
+	stopHTTP() // the API stays up until the pipeline has drained
+	if herr := g.Wait(); herr != nil {
+		err = errors.Join(err, herr)
+	}
+	if err == nil {
+		log.Info("signald stopped cleanly")
+	}
+	return err
+}
+
+// splitList splits a comma-separated flag value.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}

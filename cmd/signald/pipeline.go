@@ -1,0 +1,426 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
+)
+
+// Consumer groups, one per downstream stage.
+const (
+	groupStore        = "store"
+	groupFeatures     = "features"
+	groupSignalsStore = "signals-store"
+)
+
+// pipeline wires ingest → transport → {store, features → regime → signals
+// stream → store}.
+type pipeline struct {
+	cfg     *runConfig
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	backend transport.Backend
+	store   store.Store
+	tm      *transport.Metrics
+	im      *ingest.Metrics
+	pm      *pipelineMetrics
+
+	tickStreams  []string
+	signalStream string
+	dlqStream    string
+
+	engine   *features.Engine
+	detector *regime.VolRegime
+	macro    *macroBuilder
+	dedup    *idWindow
+
+	ready   atomic.Bool
+	started time.Time
+}
+
+func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *prometheus.Registry) (*pipeline, error) {
+	p := &pipeline{cfg: cfg, log: log, reg: reg, started: time.Now()}
+	p.tm = transport.NewMetrics(reg)
+	p.im = ingest.NewMetrics(reg)
+	p.pm = newPipelineMetrics(reg)
+	p.tickStreams = transport.ShardStreams(cfg.StreamPrefix+":ticks", cfg.Shards)
+	p.signalStream = cfg.StreamPrefix + ":signals:{0}"
+	p.dlqStream = cfg.StreamPrefix + ":dlq"
+
+	if cfg.Redis != "" {
+		r, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster})
+		if err != nil {
+			return nil, fmt.Errorf("transport: %w (is Redis running? `make services-up` starts one; leave out --redis for the in-process transport)", err)
+		}
+		p.backend = r
+		log.Info("transport: Redis Streams", "addr", cfg.Redis, "cluster", cfg.RedisCluster)
+	} else {
+		p.backend = transport.NewMemory()
+		log.Info("transport: in-process")
+	}
+	if cfg.ClickHouse != "" {
+		c, err := store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB}, log, reg)
+		if err != nil {
+			p.backend.Close()
+			return nil, fmt.Errorf("store: %w (is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store)", err)
+		}
+		p.store = c
+		log.Info("store: ClickHouse", "addr", cfg.ClickHouse, "database", cfg.ClickHouseDB)
+	} else {
+		s, err := store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, reg)
+		if err != nil {
+			p.backend.Close()
+			return nil, fmt.Errorf("store: %w (check --data)", err)
+		}
+		p.store = s
+		log.Info("store: Parquet files", "dir", cfg.DataDir)
+	}
+	var err error
+	if p.engine, err = features.NewEngine(features.Config{Step: cfg.Step}, log, reg); err != nil {
+		return nil, err
+	}
+	if p.detector, err = regime.NewVolRegime(regime.VolConfig{}, log, reg); err != nil {
+		return nil, err
+	}
+	p.macro = newMacroBuilder()
+	p.dedup = newIDWindow(1 << 16)
+	return p, nil
+}
+
+// run runs every stage until ctx ends (or, with ExitAfterDrain, until the
+// replay is done and every stage has caught up), then stops them in order so
+// that a clean stop leaves nothing buffered, pending or half-stored.
+func (p *pipeline) run(ctx context.Context) error {
+	defer p.backend.Close()
+	defer p.store.Close()
+
+	tickProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
+	sigProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
+	defer tickProducer.Close()
+	defer sigProducer.Close()
+
+	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
+		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
+	}, p.storeTicks, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+	featC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
+		Group: groupFeatures, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
+	}, p.featuresHandler(sigProducer), p.log, p.tm)
+	if err != nil {
+		return err
+	}
+	sigC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
+		Group: groupSignalsStore, Streams: []string{p.signalStream}, Consumer: p.cfg.Consumer,
+	}, p.storeSignals, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+
+	// Stage contexts end one after another during shutdown.
+	ingestCtx, stopIngest := context.WithCancel(ctx)
+	defer stopIngest()
+	tickCtx, stopTicks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTicks()
+	sigCtx, stopSignals := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSignals()
+
+	var tickStages, sigStage errgroup.Group
+	tickStages.Go(func() error { return storeC.Run(tickCtx) })
+	tickStages.Go(func() error { return featC.Run(tickCtx) })
+	sigStage.Go(func() error { return sigC.Run(sigCtx) })
+	go p.watchLag(tickCtx)
+	p.ready.Store(true)
+
+	ingestErr := p.ingest(ingestCtx, tickProducer)
+	if ingestErr != nil && !errors.Is(ingestErr, context.Canceled) {
+		p.log.Error("ingest failed", "err", ingestErr)
+	} else {
+		ingestErr = nil
+		p.log.Info("ingest done")
+	}
+	if p.cfg.ExitAfterDrain || ingestErr != nil {
+		stopIngest()
+	} else {
+		<-ctx.Done() // keep serving the HTTP API until told to stop
+	}
+	p.ready.Store(false)
+
+	// Shutdown, in pipeline order. Each stage first catches up with what the
+	// stage before it published, bounded so a broken server cannot hold the
+	// stop forever.
+	var errs []error
+	if err := tickProducer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("tick producer: %w", err))
+	}
+	p.waitCaughtUp(p.tickStreams, []string{groupStore, groupFeatures})
+	stopTicks()
+	if err := tickStages.Wait(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sigProducer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("signal producer: %w", err))
+	}
+	p.waitCaughtUp([]string{p.signalStream}, []string{groupSignalsStore})
+	stopSignals()
+	if err := sigStage.Wait(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, ingestErr)
+	return errors.Join(errs...)
+}
+
+// ingest replays the configured captures into the tick streams.
+func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
+	if len(p.cfg.Replay) == 0 {
+		p.log.Warn("no --replay files: nothing to ingest (live venue connections come with the ingest issue)")
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	r, err := ingest.NewReplayer(ingest.ReplayConfig{
+		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
+	}, p.log, p.im)
+	if err != nil {
+		return err
+	}
+	var buf []byte
+	return r.Run(ctx, func(ticks []ingest.Tick) error {
+		now := time.Now().UnixNano()
+		for i := range ticks {
+			t := &ticks[i]
+			t.IngestTS = now
+			buf = t.AppendBinary(buf[:0])
+			// Publish copies nothing: hand it its own slice.
+			if err := prod.Publish(ctx, transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, t.Venue+"|"+t.Instrument), append([]byte(nil), buf...)); err != nil {
+				return err
+			}
+		}
+		p.pm.published.Add(float64(len(ticks)))
+		return nil
+	})
+}
+
+// waitCaughtUp waits until every group has read and acknowledged everything
+// in streams, for at most 30 s.
+func (p *pipeline) waitCaughtUp(streams, groups []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		behind := int64(0)
+		for _, s := range streams {
+			for _, g := range groups {
+				lag, err := p.backend.Lag(ctx, s, g)
+				if err != nil {
+					continue // no group yet: nothing was read or published
+				}
+				pend, _ := p.backend.Pending(ctx, s, g)
+				if lag < 0 {
+					lag = 1 // unknown: keep waiting
+				}
+				behind += lag + pend
+			}
+		}
+		if behind == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			p.log.Warn("shutdown: stages did not catch up in time; the rest stays in the streams for the next start", "entries", behind)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// watchLag exports lag and pending per group, summed over shards.
+func (p *pipeline) watchLag(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		for _, g := range []string{groupStore, groupFeatures} {
+			var lag, pend int64
+			for _, s := range p.tickStreams {
+				if l, err := p.backend.Lag(ctx, s, g); err == nil && l > 0 {
+					lag += l
+				}
+				if n, err := p.backend.Pending(ctx, s, g); err == nil {
+					pend += n
+				}
+			}
+			p.pm.lag.WithLabelValues(g).Set(float64(lag))
+			p.pm.pending.WithLabelValues(g).Set(float64(pend))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (p *pipeline) decodeTicks(ctx context.Context, group string, msgs []transport.Message, out []ingest.Tick) []ingest.Tick {
+	for _, m := range msgs {
+		var t ingest.Tick
+		if err := t.UnmarshalBinary(m.Payload); err != nil {
+			p.deadLetter(ctx, group, m, err)
+			continue
+		}
+		out = append(out, t)
+	}
+	return out
+}
+
+// deadLetter moves an entry that can never be processed out of the way, with
+// the reason, so one bad entry does not block the stream.
+func (p *pipeline) deadLetter(ctx context.Context, group string, m transport.Message, reason error) {
+	p.pm.deadLettered.WithLabelValues(group).Inc()
+	body, _ := json.Marshal(map[string]string{
+		"stream": m.Stream, "id": m.ID, "group": group, "reason": reason.Error(),
+		"payload": base64.StdEncoding.EncodeToString(m.Payload),
+	})
+	if _, err := p.backend.Add(ctx, p.dlqStream, [][]byte{body}); err != nil {
+		p.log.Error("dead letter failed; entry dropped", "stream", m.Stream, "id", m.ID, "err", err)
+		p.pm.dropped.WithLabelValues(group).Inc()
+		return
+	}
+	p.log.Warn("entry dead-lettered", "stream", m.Stream, "id", m.ID, "group", group, "reason", reason)
+}
+
+func (p *pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
+	ticks := p.decodeTicks(ctx, groupStore, msgs, make([]ingest.Tick, 0, len(msgs)))
+	return p.store.InsertTicks(ctx, ticks)
+}
+
+// featuresHandler feeds ticks to the feature engine and the detector, and
+// publishes the resulting signals. Its effect is the signals being in their
+// stream, so it flushes before returning.
+func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
+	var mu sync.Mutex // the engine is single-threaded; the consumer calls one batch at a time anyway
+	return func(ctx context.Context, msgs []transport.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		ticks := p.decodeTicks(ctx, groupFeatures, msgs, make([]ingest.Tick, 0, len(msgs)))
+		for i := range ticks {
+			t := &ticks[i]
+			// A redelivered tick (at-least-once) must not be counted twice.
+			if !p.dedup.add(t.ID) {
+				p.pm.duplicates.Inc()
+				continue
+			}
+			p.macro.seen(t)
+			if err := p.engine.Apply(t, func(rec arrow.Record) error {
+				return p.onStep(ctx, rec, sigs)
+			}); err != nil {
+				return err
+			}
+		}
+		return sigs.Flush(ctx)
+	}
+}
+
+func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport.Producer) error {
+	err := p.detector.Process(rec, func(s regime.Signal) error {
+		b, err := s.MarshalBinary()
+		if err != nil {
+			return err
+		}
+		p.macro.signal(s)
+		return sigs.Publish(ctx, p.signalStream, b)
+	})
+	if err != nil {
+		return err
+	}
+	p.macro.step(rec, p.detector.States())
+	return nil
+}
+
+func (p *pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
+	out := make([]regime.Signal, 0, len(msgs))
+	for _, m := range msgs {
+		var s regime.Signal
+		if err := s.UnmarshalBinary(m.Payload); err != nil {
+			p.deadLetter(ctx, groupSignalsStore, m, err)
+			continue
+		}
+		out = append(out, s)
+	}
+	return p.store.InsertSignals(ctx, out)
+}
+
+// idWindow remembers the last n ids, to drop redelivered ticks.
+type idWindow struct {
+	set  map[uint64]struct{}
+	ring []uint64
+	pos  int
+}
+
+func newIDWindow(n int) *idWindow {
+	return &idWindow{set: make(map[uint64]struct{}, n), ring: make([]uint64, 0, n)}
+}
+
+// add reports whether id is new.
+func (w *idWindow) add(id uint64) bool {
+	if _, ok := w.set[id]; ok {
+		return false
+	}
+	if len(w.ring) < cap(w.ring) {
+		w.ring = append(w.ring, id)
+	} else {
+		delete(w.set, w.ring[w.pos])
+		w.ring[w.pos] = id
+		w.pos = (w.pos + 1) % len(w.ring)
+	}
+	w.set[id] = struct{}{}
+	return true
+}
+
+type pipelineMetrics struct {
+	published    prometheus.Counter
+	duplicates   prometheus.Counter
+	deadLettered *prometheus.CounterVec
+	dropped      *prometheus.CounterVec
+	lag          *prometheus.GaugeVec
+	pending      *prometheus.GaugeVec
+}
+
+func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
+	m := &pipelineMetrics{
+		published: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_pipeline_ticks_published_total", Help: "Ticks handed to the transport by ingest.",
+		}),
+		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_pipeline_duplicate_ticks_total", Help: "Redelivered ticks the feature stage dropped (already applied).",
+		}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_pipeline_dead_lettered_total", Help: "Undecodable entries moved to the dead-letter stream.",
+		}, []string{"group"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_pipeline_dropped_total", Help: "Undecodable entries that could not even be dead-lettered.",
+		}, []string{"group"}),
+		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "signald_pipeline_lag_entries", Help: "Tick entries not yet delivered to the group, summed over shards.",
+		}, []string{"group"}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "signald_pipeline_pending_entries", Help: "Tick entries delivered to the group and not yet acknowledged.",
+		}, []string{"group"}),
+	}
+	reg.MustRegister(m.published, m.duplicates, m.deadLettered, m.dropped, m.lag, m.pending)
+	return m
+}
