@@ -1,0 +1,98 @@
+package features
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow/memory"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultStep            = time.Second
+	DefaultAllowedLateness = 2 * time.Second
+)
+
+// DefaultWindows are the rolling windows, in steps, used when Config.Windows
+// is empty.
+var DefaultWindows = []int{10, 60}
+
+// Limits that keep per-instrument state bounded.
+const (
+	// MaxWindow is the largest rolling window, in steps.
+	MaxWindow = 1 << 20
+	// MaxLatenessSteps bounds AllowedLateness/Step: every open step costs one
+	// accumulator per instrument.
+	MaxLatenessSteps = 256
+)
+
+// Config configures an Engine. The zero value of each field selects its
+// default.
+type Config struct {
+	// Step is the step length; default 1s.
+	Step time.Duration
+	// Windows are the rolling windows in steps, each >= 2 and distinct;
+	// default {10, 60}. Columns follow this order.
+	Windows []int
+	// AllowedLateness is how long after its end a step stays open for late
+	// ticks: step k closes once the clock (the largest RecvTS seen) reaches
+	// (k+1)*Step + AllowedLateness. Default 2s; it cannot be zero (use 1ns for
+	// practically none).
+	AllowedLateness time.Duration
+	// Allocator allocates the emitted records; default memory.DefaultAllocator.
+	Allocator memory.Allocator
+}
+
+// withDefaults returns a copy of c with the defaults filled in and validates it.
+func (c Config) withDefaults() (Config, error) {
+	if c.Step == 0 {
+		c.Step = DefaultStep
+	}
+	if c.Step < 0 {
+		return c, fmt.Errorf("features: step %v: must be > 0", c.Step)
+	}
+	if len(c.Windows) == 0 {
+		c.Windows = DefaultWindows
+	}
+	c.Windows = append([]int(nil), c.Windows...)
+	for i, w := range c.Windows {
+		if w < 2 {
+			return c, fmt.Errorf("features: window %d: must be >= 2, got %d", i, w)
+		}
+		if w > MaxWindow {
+			return c, fmt.Errorf("features: window %d: must be <= %d, got %d", i, MaxWindow, w)
+		}
+		for j := range i {
+			if c.Windows[j] == w {
+				return c, fmt.Errorf("features: window %d: %d duplicates window %d", i, w, j)
+			}
+		}
+	}
+	if c.AllowedLateness == 0 {
+		c.AllowedLateness = DefaultAllowedLateness
+	}
+	if c.AllowedLateness < 0 {
+		return c, fmt.Errorf("features: allowed lateness %v: must be >= 0", c.AllowedLateness)
+	}
+	if n := (c.AllowedLateness + c.Step - 1) / c.Step; n > MaxLatenessSteps {
+		return c, fmt.Errorf("features: allowed lateness %v is %d steps of %v: must be <= %d steps",
+			c.AllowedLateness, n, c.Step, MaxLatenessSteps)
+	}
+	if c.Allocator == nil {
+		c.Allocator = memory.DefaultAllocator
+	}
+	return c, nil
+}
+
+func (c Config) maxWindow() int {
+	m := 0
+	for _, w := range c.Windows {
+		m = max(m, w)
+	}
+	return m
+}
+
+// openSlots is the largest number of steps that can be open at once.
+func (c Config) openSlots() int {
+	return int((c.AllowedLateness+c.Step-1)/c.Step) + 1
+}

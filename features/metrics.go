@@ -1,0 +1,125 @@
+package features
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald-dev/signald/ingest"
+)
+
+// Reasons for signald_features_invalid_ticks_total, indexes into reasons.
+const (
+	invRecvTS  = iota // RecvTS <= 0
+	invPrice          // NaN, Inf or <= 0 price (trade price, bid or ask)
+	invSize           // NaN, Inf or <= 0 trade size
+	invCrossed        // quote with ask < bid
+	numReasons
+)
+
+var reasons = [numReasons]string{"recv_ts", "price", "size", "crossed"}
+
+const numKinds = int(ingest.KindGap) + 1
+
+type metrics struct {
+	steps        prometheus.Counter
+	skippedSteps prometheus.Counter
+	instruments  prometheus.Gauge
+	stepDuration prometheus.Histogram
+	lateTicks    prometheus.Counter
+	// Pre-resolved label values: no label lookup per tick.
+	ignored [numKinds + 1]prometheus.Counter // by Kind; the last one is "other"
+	invalid [numReasons]prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	steps := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_features_steps_total",
+		Help: "Steps closed and emitted by the feature engine (one record each).",
+	})
+	skipped := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_features_skipped_steps_total",
+		Help: "Empty steps of a time gap that were not emitted because every rolling window was already filled with empty steps.",
+	})
+	instruments := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "signald_features_instruments",
+		Help: "Instruments (venue + instrument) tracked by the feature engine.",
+	})
+	stepDuration := prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "signald_features_step_duration_seconds",
+		Help:    "Time to close one step and build its record, excluding the consumer's emit.",
+		Buckets: prometheus.ExponentialBuckets(10e-6, 4, 10), // 10us .. 2.6s
+	})
+	late := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_features_late_ticks_total",
+		Help: "Ticks not applied because their step had already closed (RecvTS before the oldest open step).",
+	})
+	ignored := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_features_ignored_ticks_total",
+		Help: "Ticks of a kind the feature engine does not use yet, by kind.",
+	}, []string{"kind"})
+	invalid := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_features_invalid_ticks_total",
+		Help: "Ticks skipped because a field is unusable, by reason (recv_ts, price, size, crossed).",
+	}, []string{"reason"})
+
+	var err error
+	m := &metrics{}
+	if m.steps, err = register(reg, steps); err != nil {
+		return nil, err
+	}
+	if m.skippedSteps, err = register(reg, skipped); err != nil {
+		return nil, err
+	}
+	if m.instruments, err = register(reg, instruments); err != nil {
+		return nil, err
+	}
+	if m.stepDuration, err = register(reg, stepDuration); err != nil {
+		return nil, err
+	}
+	if m.lateTicks, err = register(reg, late); err != nil {
+		return nil, err
+	}
+	if ignored, err = register(reg, ignored); err != nil {
+		return nil, err
+	}
+	if invalid, err = register(reg, invalid); err != nil {
+		return nil, err
+	}
+	for k := range numKinds {
+		m.ignored[k] = ignored.WithLabelValues(ingest.Kind(k).String())
+	}
+	m.ignored[numKinds] = ignored.WithLabelValues("other")
+	for i, r := range reasons {
+		m.invalid[i] = invalid.WithLabelValues(r)
+	}
+	return m, nil
+}
+
+func (m *metrics) ignoredTick(k ingest.Kind) {
+	if int(k) < numKinds {
+		m.ignored[k].Inc()
+		return
+	}
+	m.ignored[numKinds].Inc()
+}
+
+// register registers c with reg (if any). When an identical collector is
+// already registered, for instance by another engine sharing the registry, it
+// is reused, so several engines add up in the same series.
+func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
+	if reg == nil {
+		return c, nil
+	}
+	if err := reg.Register(c); err != nil {
+		var are prometheus.AlreadyRegisteredError
+		if errors.As(err, &are) {
+			if existing, ok := are.ExistingCollector.(T); ok {
+				return existing, nil
+			}
+		}
+		return c, fmt.Errorf("features: register metrics: %w", err)
+	}
+	return c, nil
+}
