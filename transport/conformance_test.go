@@ -57,6 +57,7 @@ func TestConformance(t *testing.T) {
 			t.Run("GroupsAreIndependent", func(t *testing.T) { testTwoGroups(t, f) })
 			t.Run("StopIsPromptAndClean", func(t *testing.T) { testStop(t, f) })
 			t.Run("RangeAndTrim", func(t *testing.T) { testRangeTrim(t, f) })
+			t.Run("ConcurrentHandlers", func(t *testing.T) { testConcurrent(t, f) })
 		})
 	}
 }
@@ -415,5 +416,54 @@ func testRangeTrim(t *testing.T, f backendFactory) {
 	}
 	if n, _ := b.Len(ctx, s); n != 5 {
 		t.Fatalf("len after trim %d, want 5", n)
+	}
+}
+
+func testConcurrent(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	const shards, n = 3, 3000
+	publishN(t, b, prefix, shards, n)
+	streams := ShardStreams(prefix, shards)
+	col := newCollector()
+	var inFlight, maxInFlight atomic.Int64
+	h := func(ctx context.Context, msgs []Message) error {
+		cur := inFlight.Add(1)
+		for {
+			m := maxInFlight.Load()
+			if cur <= m || maxInFlight.CompareAndSwap(m, cur) {
+				break
+			}
+		}
+		time.Sleep(2 * time.Millisecond) // long enough for calls to overlap
+		inFlight.Add(-1)
+		return col.handle(ctx, msgs)
+	}
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Count: 50, MaxBatch: 50, Concurrency: 3}, h, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "all entries", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, ps := range col.seen {
+		for _, p := range ps {
+			if seen[p] {
+				t.Fatalf("duplicate %s", p)
+			}
+			seen[p] = true
+		}
+	}
+	if len(seen) != n {
+		t.Fatalf("handled %d distinct, want %d", len(seen), n)
+	}
+	if maxInFlight.Load() < 2 {
+		t.Fatalf("handler calls never overlapped (max in flight %d)", maxInFlight.Load())
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d pending", p)
 	}
 }

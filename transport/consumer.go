@@ -45,6 +45,11 @@ type ConsumerConfig struct {
 	// DrainTimeout bounds the handling of entries already read when the
 	// consumer stops. Default 30s.
 	DrainTimeout time.Duration
+	// Concurrency is how many handler calls may run at once. Default 1,
+	// which hands batches over in stream order; above 1, batches of the same
+	// stream may be handled out of order (fine for idempotent sinks such as
+	// the store, where it keeps one slow call from delaying the next batch).
+	Concurrency int
 }
 
 func (c *ConsumerConfig) setDefaults() error {
@@ -80,6 +85,9 @@ func (c *ConsumerConfig) setDefaults() error {
 	}
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 30 * time.Second
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = 1
 	}
 	return nil
 }
@@ -139,7 +147,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	}()
 
 	// Bounded in flight: readers block once two batches per stream wait.
-	work := make(chan []Message, 2*len(c.cfg.Streams))
+	work := make(chan []Message, 2*len(c.cfg.Streams)+c.cfg.Concurrency)
 	var readers sync.WaitGroup
 	errc := make(chan error, len(c.cfg.Streams)+1)
 	for _, s := range c.cfg.Streams {
@@ -174,14 +182,29 @@ func (c *Consumer) Run(ctx context.Context) error {
 		case <-handleCtx.Done():
 		}
 	}()
-	var herr error
-	for batch := range work {
-		batch = c.fill(batch, work)
-		if err := c.handle(handleCtx, batch); err != nil && herr == nil {
-			herr = err
-			stopReading()
-		}
+	var (
+		handlers sync.WaitGroup
+		errMu    sync.Mutex
+		herr     error
+	)
+	for range c.cfg.Concurrency {
+		handlers.Add(1)
+		go func() {
+			defer handlers.Done()
+			for batch := range work {
+				batch = c.fill(batch, work)
+				if err := c.handle(handleCtx, batch); err != nil {
+					errMu.Lock()
+					if herr == nil {
+						herr = err
+					}
+					errMu.Unlock()
+					stopReading()
+				}
+			}
+		}()
 	}
+	handlers.Wait()
 	select {
 	case err := <-errc:
 		return err

@@ -117,6 +117,7 @@ func (p *pipeline) run(ctx context.Context) error {
 
 	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
 		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
+		Concurrency: 2, // ids make inserts idempotent, so order does not matter here
 	}, p.storeTicks, p.log, p.tm)
 	if err != nil {
 		return err
