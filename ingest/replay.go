@@ -1,0 +1,629 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ReplayConfig configures a Replayer.
+type ReplayConfig struct {
+	// Paths are capture files, replayed one after the other in this order.
+	// Plain text or gzip (detected from the content). Two line formats are
+	// read, and may be mixed:
+	//
+	//	<receipt epoch seconds, decimal>: <frame>   (cryptofeed; also its
+	//	    "wss://... <-> <ts>" connection lines, " <- " client sends and
+	//	    "https://...?symbol=X... -> <ts>: <body>" REST snapshot lines)
+	//	<receipt epoch ns> <frame>                  (hftbacktest; REST
+	//	    snapshot bodies {"lastUpdateId":...} are frames too)
+	Paths []string
+	// Market is MarketSpot or MarketUSDM; "" infers it per file from the
+	// file name ("usdm" or "futures" → usdm, "spot" → spot) or from the
+	// file's connection lines (stream.binance.com → spot, fstream → usdm).
+	Market string
+	// Speed: 1 replays at the recorded pace, 10 ten times faster, 0 (the
+	// default) as fast as possible.
+	Speed float64
+	// Loop replays the files again and again. Pass n shifts ExchTS (when
+	// set) and RecvTS by n*(span+1s), span being the RecvTS range of the
+	// first pass, and recomputes the IDs, so every pass yields new ticks.
+	Loop bool
+	// Limit stops the replay after this many ticks (0: no limit).
+	Limit int
+	// ForceFallback parses with the portable JSON scanner even where
+	// simdjson-go is supported.
+	ForceFallback bool
+}
+
+// Replayer replays recorded Binance frames as ticks. Run may be called again
+// after it returned (each run starts from the first file), but not
+// concurrently.
+type Replayer struct {
+	cfg     ReplayConfig
+	files   []replayFile
+	log     *slog.Logger
+	m       *Metrics
+	parsers map[string]*BinanceParser
+
+	ticks   []Tick
+	lineBuf []byte
+	timer   *time.Timer
+}
+
+type replayFile struct {
+	path   string
+	market string // configured or inferred from the name/content; "" = from connection lines
+	symbol string // symbol hint from the file name, for snapshot lines
+}
+
+const maxLineLen = 64 << 20
+
+// NewReplayer validates cfg and returns a Replayer. logger and m may be nil.
+func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, error) {
+	if len(cfg.Paths) == 0 {
+		return nil, errors.New("replay: ReplayConfig.Paths is empty: give at least one capture file")
+	}
+	if cfg.Speed < 0 || math.IsNaN(cfg.Speed) || math.IsInf(cfg.Speed, 0) {
+		return nil, fmt.Errorf("replay: ReplayConfig.Speed is %v: use 0 (as fast as possible), 1 (recorded pace) or another positive factor", cfg.Speed)
+	}
+	if cfg.Limit < 0 {
+		return nil, fmt.Errorf("replay: ReplayConfig.Limit is %d: use 0 (no limit) or a positive tick count", cfg.Limit)
+	}
+	switch cfg.Market {
+	case "", MarketSpot, MarketUSDM:
+	default:
+		return nil, fmt.Errorf("replay: ReplayConfig.Market %q is not supported: use %q, %q or \"\" (infer per file)", cfg.Market, MarketSpot, MarketUSDM)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	r := &Replayer{cfg: cfg, log: logger, m: m, parsers: make(map[string]*BinanceParser)}
+	for _, p := range cfg.Paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("replay: capture file: %w", err)
+		}
+		if !st.Mode().IsRegular() {
+			return nil, fmt.Errorf("replay: capture file %s is not a regular file", p)
+		}
+		f := replayFile{path: p, market: cfg.Market, symbol: symbolFromName(p)}
+		if f.market == "" {
+			f.market = marketFromName(p)
+		}
+		if f.market == "" && isCoinMName(p) {
+			return nil, fmt.Errorf("replay: %s looks like a Binance COIN-M capture, which is not supported (only spot and USD-M)", p)
+		}
+		if f.market == "" {
+			mk, err := marketFromContent(p)
+			if err != nil {
+				return nil, fmt.Errorf("replay: %s: %w", p, err)
+			}
+			f.market = mk
+			if mk == "" {
+				return nil, fmt.Errorf("replay: cannot infer the Binance market of %s (no spot/usdm/futures in its name, no connection line): set ReplayConfig.Market to %q or %q", p, MarketSpot, MarketUSDM)
+			}
+		}
+		r.files = append(r.files, f)
+	}
+	return r, nil
+}
+
+// marketFromName infers the market from a capture file's base name.
+func marketFromName(path string) string {
+	n := strings.ToLower(filepath.Base(path))
+	switch {
+	case strings.Contains(n, "usdm"), strings.Contains(n, "futures"):
+		return MarketUSDM
+	case strings.Contains(n, "spot"):
+		return MarketSpot
+	}
+	return ""
+}
+
+func isCoinMName(path string) bool {
+	n := strings.ToLower(filepath.Base(path))
+	return strings.Contains(n, "_cm_") || strings.Contains(n, "coinm") || strings.Contains(n, "coin-m")
+}
+
+// marketFromURL infers the market from a websocket or REST URL.
+func marketFromURL(url []byte) string {
+	switch {
+	case bytes.Contains(url, []byte("fstream.")), bytes.Contains(url, []byte("fapi.")):
+		return MarketUSDM
+	case bytes.Contains(url, []byte("dstream.")), bytes.Contains(url, []byte("dapi.")):
+		return "" // COIN-M: not supported
+	case bytes.Contains(url, []byte("stream.binance.")), bytes.Contains(url, []byte("api.binance.")):
+		return MarketSpot
+	}
+	return ""
+}
+
+// marketFromContent reads the first connection line of a capture, if any.
+func marketFromContent(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	rd, err := openCapture(f)
+	if err != nil {
+		return "", err
+	}
+	br := bufio.NewReaderSize(rd, 64<<10)
+	for i := 0; i < 16; i++ {
+		line, err := br.ReadSlice('\n')
+		sep := bytes.Index(line, []byte(" <-> ")) // websocket connection
+		if sep < 0 && bytes.HasPrefix(line, []byte("http")) {
+			sep = bytes.Index(line, []byte(" -> ")) // REST response
+		}
+		if sep > 0 {
+			if mk := marketFromURL(line[:sep]); mk != "" {
+				return mk, nil
+			}
+			return "", fmt.Errorf("%q is not a Binance spot or USD-M endpoint (COIN-M is not supported)", truncate(line[:sep], 120))
+		}
+		if err != nil {
+			break
+		}
+	}
+	return "", nil
+}
+
+// symbolFromName finds a Binance symbol in a file name
+// ("binance_spot_btcusdt_20240808.gz" → "BTCUSDT").
+func symbolFromName(path string) string {
+	n := strings.ToUpper(filepath.Base(path))
+	for _, tok := range strings.FieldsFunc(n, func(r rune) bool {
+		return (r < 'A' || r > 'Z') && (r < '0' || r > '9')
+	}) {
+		if _, ok := NormalizeBinanceSymbol(MarketSpot, tok); ok {
+			return tok
+		}
+	}
+	return ""
+}
+
+// openCapture returns a reader of the decompressed capture.
+func openCapture(f io.Reader) (io.Reader, error) {
+	br := bufio.NewReaderSize(f, 1<<20)
+	magic, err := br.Peek(2)
+	if err == nil && magic[0] == 0x1f && magic[1] == 0x8b {
+		zr, err := gzip.NewReader(br)
+		if err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
+		}
+		return zr, nil
+	}
+	return br, nil
+}
+
+func truncate(b []byte, n int) []byte {
+	b = bytes.TrimRight(b, "\r\n")
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+func (r *Replayer) parser(market string) (*BinanceParser, error) {
+	if p, ok := r.parsers[market]; ok {
+		return p, nil
+	}
+	p, err := NewBinanceParser(BinanceConfig{Market: market, ForceFallback: r.cfg.ForceFallback}, r.m)
+	if err != nil {
+		return nil, err
+	}
+	r.parsers[market] = p
+	return p, nil
+}
+
+// runState is one Run's progress.
+type runState struct {
+	pass            int
+	shift           int64
+	emitted         int
+	minRecv         int64
+	maxRecv         int64
+	malformedLogged int
+}
+
+// errLimit stops a run when Limit ticks were emitted.
+var errLimit = errors.New("replay limit reached")
+
+// Run replays the files, calling emit with the ticks of each frame, in file
+// order, IngestTS set to the wall-clock time of the call. The slice passed
+// to emit is reused: emit must copy what it keeps.
+// Run returns nil when the files are done (Loop false) or Limit ticks were
+// emitted, ctx.Err() when ctx is cancelled, and emit's error wrapped when
+// emit fails. Malformed lines and frames are counted and skipped.
+func (r *Replayer) Run(ctx context.Context, emit func([]Tick) error) error {
+	st := &runState{minRecv: math.MaxInt64, maxRecv: math.MinInt64}
+	for ; ; st.pass++ {
+		if st.pass > 0 {
+			if st.maxRecv < st.minRecv {
+				r.log.Warn("replay: nothing to loop over: the first pass produced no ticks")
+				return nil
+			}
+			st.shift = int64(st.pass) * (st.maxRecv - st.minRecv + int64(time.Second))
+		}
+		for _, f := range r.files {
+			if err := r.replayFile(ctx, f, st, emit); err != nil {
+				if errors.Is(err, errLimit) {
+					return nil
+				}
+				return err
+			}
+		}
+		r.m.replayPasses.Inc()
+		r.log.Debug("replay: pass done", "pass", st.pass, "ticks", st.emitted)
+		if !r.cfg.Loop {
+			return nil
+		}
+	}
+}
+
+func (r *Replayer) replayFile(ctx context.Context, rf replayFile, st *runState, emit func([]Tick) error) error {
+	f, err := os.Open(rf.path)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	defer f.Close()
+	rd, err := openCapture(f)
+	if err != nil {
+		return fmt.Errorf("replay: %s: %w", rf.path, err)
+	}
+	br := bufio.NewReaderSize(rd, 1<<20)
+	market := rf.market
+	lastSymbol := ""
+	done := ctx.Done()
+	var (
+		startWall time.Time
+		firstRecv int64
+		paced     bool
+		lineNo    int
+	)
+	for {
+		select {
+		case <-done:
+			return ctx.Err()
+		default:
+		}
+		line, rerr := r.readLine(br)
+		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, errLineTooLong) {
+			return fmt.Errorf("replay: %s: %w", rf.path, rerr)
+		}
+		lineNo++
+		if errors.Is(rerr, errLineTooLong) {
+			r.malformed(st, rf.path, lineNo, "line_too_long", nil)
+			continue
+		}
+		if len(line) == 0 {
+			if rerr != nil {
+				return nil
+			}
+			continue
+		}
+		rec, ok := r.classify(line)
+		switch {
+		case !ok:
+			r.malformed(st, rf.path, lineNo, rec.reason, line)
+		case rec.kind == lineConnection:
+			r.m.replayLines.WithLabelValues("connection").Inc()
+			if r.cfg.Market == "" {
+				if mk := marketFromURL(rec.body); mk != "" {
+					market = mk
+				} else {
+					r.malformed(st, rf.path, lineNo, "unsupported_connection", line)
+				}
+			}
+		case rec.kind == lineClientSend:
+			r.m.replayLines.WithLabelValues("client_send").Inc()
+		default:
+			lineMarket := market
+			if rec.market != "" && r.cfg.Market == "" {
+				lineMarket = rec.market
+			}
+			if lineMarket == "" {
+				r.malformed(st, rf.path, lineNo, "unknown_market", line)
+				break
+			}
+			p, err := r.parser(lineMarket)
+			if err != nil {
+				return err
+			}
+			r.ticks = r.ticks[:0]
+			if rec.kind == lineSnapshot {
+				r.m.replayLines.WithLabelValues("snapshot").Inc()
+				sym := rec.symbol
+				if sym == "" {
+					sym = lastSymbol
+				}
+				if sym == "" {
+					sym = rf.symbol
+				}
+				if sym == "" {
+					r.malformed(st, rf.path, lineNo, "snapshot_without_symbol", line)
+					break
+				}
+				r.ticks, err = p.ParseSnapshot(rec.recv, sym, rec.body, r.ticks)
+			} else {
+				r.m.replayLines.WithLabelValues("frame").Inc()
+				r.ticks, err = p.Parse(rec.recv, rec.body, r.ticks)
+				if err == nil && len(r.ticks) > 0 {
+					lastSymbol = r.ticks[len(r.ticks)-1].Symbol
+				}
+			}
+			if err != nil {
+				if st.malformedLogged < 10 {
+					st.malformedLogged++
+					r.log.Warn("replay: malformed frame skipped", "file", rf.path, "line", lineNo, "err", err)
+				}
+				break
+			}
+			if len(r.ticks) == 0 {
+				break
+			}
+			if r.cfg.Speed > 0 {
+				if !paced {
+					paced, startWall, firstRecv = true, time.Now(), rec.recv
+				} else if err := r.sleepUntil(ctx, startWall.Add(time.Duration(float64(rec.recv-firstRecv)/r.cfg.Speed))); err != nil {
+					return err
+				}
+			}
+			if err := r.deliver(st, emit); err != nil {
+				return err
+			}
+		}
+		if rerr != nil {
+			return nil
+		}
+	}
+}
+
+// deliver shifts (after the first pass), limits and emits r.ticks.
+func (r *Replayer) deliver(st *runState, emit func([]Tick) error) error {
+	ticks := r.ticks
+	if st.pass == 0 {
+		for i := range ticks {
+			st.minRecv = min(st.minRecv, ticks[i].RecvTS)
+			st.maxRecv = max(st.maxRecv, ticks[i].RecvTS)
+		}
+	} else {
+		for i := range ticks {
+			t := &ticks[i]
+			t.RecvTS += st.shift
+			if t.ExchTS != 0 {
+				t.ExchTS += st.shift
+			}
+			t.ComputeID()
+		}
+	}
+	now := time.Now().UnixNano()
+	for i := range ticks {
+		ticks[i].IngestTS = now
+	}
+	limited := false
+	if r.cfg.Limit > 0 && st.emitted+len(ticks) >= r.cfg.Limit {
+		ticks = ticks[:r.cfg.Limit-st.emitted]
+		limited = true
+	}
+	st.emitted += len(ticks)
+	if err := emit(ticks); err != nil {
+		return fmt.Errorf("replay: emit: %w", err)
+	}
+	if limited {
+		return errLimit
+	}
+	return nil
+}
+
+func (r *Replayer) sleepUntil(ctx context.Context, t time.Time) error {
+	d := time.Until(t)
+	if d <= 0 {
+		return nil
+	}
+	if r.timer == nil {
+		r.timer = time.NewTimer(d)
+	} else {
+		r.timer.Reset(d)
+	}
+	select {
+	case <-ctx.Done():
+		r.timer.Stop()
+		return ctx.Err()
+	case <-r.timer.C:
+		return nil
+	}
+}
+
+func (r *Replayer) malformed(st *runState, path string, lineNo int, reason string, line []byte) {
+	r.m.replayLines.WithLabelValues("malformed").Inc()
+	r.m.replayMalformed.WithLabelValues(reason).Inc()
+	if st.malformedLogged < 10 {
+		st.malformedLogged++
+		r.log.Warn("replay: malformed line skipped", "file", path, "line", lineNo, "reason", reason, "text", string(truncate(line, 120)))
+	}
+}
+
+var errLineTooLong = errors.New("line too long")
+
+// readLine returns the next line without its line ending; the slice is valid
+// until the next call. At the end of the input it returns io.EOF (with the
+// last, unterminated line, if any).
+func (r *Replayer) readLine(br *bufio.Reader) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if errors.Is(err, bufio.ErrBufferFull) {
+		r.lineBuf = append(r.lineBuf[:0], line...)
+		for errors.Is(err, bufio.ErrBufferFull) {
+			line, err = br.ReadSlice('\n')
+			if len(r.lineBuf)+len(line) > maxLineLen {
+				for errors.Is(err, bufio.ErrBufferFull) {
+					_, err = br.ReadSlice('\n')
+				}
+				if err != nil && !errors.Is(err, io.EOF) {
+					return nil, err
+				}
+				return nil, errLineTooLong
+			}
+			r.lineBuf = append(r.lineBuf, line...)
+		}
+		line = r.lineBuf
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	line = bytes.TrimRight(line, "\r\n")
+	return line, err
+}
+
+type lineKind uint8
+
+const (
+	lineFrame lineKind = iota
+	lineSnapshot
+	lineConnection
+	lineClientSend
+)
+
+type lineRecord struct {
+	kind   lineKind
+	recv   int64
+	body   []byte // frame, snapshot body, or connection URL
+	symbol string // REST snapshot URL's symbol
+	market string // REST snapshot URL's market, if known
+	reason string // why the line is malformed
+}
+
+// classify splits a capture line.
+func (r *Replayer) classify(line []byte) (lineRecord, bool) {
+	if bytes.HasPrefix(line, []byte("ws")) {
+		// cryptofeed: "<url> <-> <ts>" connection, "<url> <- <ts>: <sent>"
+		if i := bytes.IndexByte(line, ' '); i > 0 {
+			switch rest := line[i+1:]; {
+			case bytes.HasPrefix(rest, []byte("<-> ")):
+				return lineRecord{kind: lineConnection, body: line[:i]}, true
+			case bytes.HasPrefix(rest, []byte("<- ")):
+				return lineRecord{kind: lineClientSend}, true
+			}
+		}
+		return lineRecord{reason: "bad_ws_line"}, false
+	}
+	if bytes.HasPrefix(line, []byte("http")) {
+		// cryptofeed REST: <url> -> <ts>: <body>
+		i := bytes.Index(line, []byte(" -> "))
+		if i < 0 {
+			return lineRecord{reason: "bad_rest_line"}, false
+		}
+		url := line[:i]
+		recv, body, ok := splitTimestamp(line[i+4:])
+		if !ok {
+			return lineRecord{reason: "bad_timestamp"}, false
+		}
+		sym := ""
+		if j := bytes.Index(url, []byte("symbol=")); j >= 0 {
+			s := url[j+len("symbol="):]
+			if k := bytes.IndexByte(s, '&'); k >= 0 {
+				s = s[:k]
+			}
+			sym = strings.ToUpper(string(s))
+		}
+		if !isSnapshotBody(body) {
+			return lineRecord{reason: "not_a_snapshot"}, false
+		}
+		return lineRecord{kind: lineSnapshot, recv: recv, body: body, symbol: sym, market: marketFromURL(url)}, true
+	}
+	recv, body, ok := splitTimestamp(line)
+	if !ok {
+		return lineRecord{reason: "bad_timestamp"}, false
+	}
+	if isSnapshotBody(body) {
+		return lineRecord{kind: lineSnapshot, recv: recv, body: body}, true
+	}
+	return lineRecord{kind: lineFrame, recv: recv, body: body}, true
+}
+
+func isSnapshotBody(b []byte) bool {
+	return bytes.HasPrefix(bytes.TrimLeft(b, " \t"), []byte(`{"lastUpdateId"`))
+}
+
+// splitTimestamp parses a leading receive time: "<sec>.<frac>: " (epoch
+// seconds) or "<ns> " (epoch nanoseconds), and returns it in ns and the rest.
+func splitTimestamp(line []byte) (int64, []byte, bool) {
+	i := 0
+	for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+		i++
+	}
+	intEnd := i
+	if intEnd == 0 || intEnd > 19 {
+		return 0, nil, false
+	}
+	fracStart, fracEnd := i, i
+	if i < len(line) && line[i] == '.' {
+		i++
+		fracStart = i
+		for i < len(line) && line[i] >= '0' && line[i] <= '9' {
+			i++
+		}
+		fracEnd = i
+	}
+	if i >= len(line) {
+		return 0, nil, false
+	}
+	var ns int64
+	switch line[i] {
+	case ':': // seconds
+		if intEnd > 10 {
+			return 0, nil, false
+		}
+		var sec int64
+		for _, c := range line[:intEnd] {
+			sec = sec*10 + int64(c-'0')
+		}
+		var frac int64
+		n := 0
+		for _, c := range line[fracStart:fracEnd] {
+			if n == 9 {
+				break
+			}
+			frac = frac*10 + int64(c-'0')
+			n++
+		}
+		for ; n < 9; n++ {
+			frac *= 10
+		}
+		if sec > (math.MaxInt64-frac)/1e9 {
+			return 0, nil, false
+		}
+		ns = sec*1e9 + frac
+		i++
+	case ' ': // nanoseconds
+		if fracEnd != intEnd {
+			return 0, nil, false
+		}
+		var v uint64
+		for _, c := range line[:intEnd] {
+			v = v*10 + uint64(c-'0')
+		}
+		if v > math.MaxInt64 {
+			return 0, nil, false
+		}
+		ns = int64(v)
+	default:
+		return 0, nil, false
+	}
+	return ns, bytes.TrimLeft(line[i:], " "), true
+}
