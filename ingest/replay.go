@@ -18,7 +18,7 @@ import (
 
 // ReplayConfig configures a Replayer.
 type ReplayConfig struct {
-	// Paths are capture files, replayed one after the other in this order.
+	// Paths are capture files, replayed together, merged by receive time.
 	// Plain text or gzip (detected from the content). Two line formats are
 	// read, and may be mixed:
 	//
@@ -56,7 +56,6 @@ type Replayer struct {
 	m       *Metrics
 	parsers map[string]*BinanceParser
 
-	ticks   []Tick
 	lineBuf []byte
 	timer   *time.Timer
 }
@@ -244,8 +243,8 @@ type runState struct {
 // errLimit stops a run when Limit ticks were emitted.
 var errLimit = errors.New("replay limit reached")
 
-// Run replays the files, calling emit with the ticks of each frame, in file
-// order, IngestTS set to the wall-clock time of the call. The slice passed
+// Run replays the files, calling emit with the ticks of each frame, in
+// receive-time order across files, IngestTS set to the wall-clock time of the call. The slice passed
 // to emit is reused: emit must copy what it keeps.
 // Run returns nil when the files are done (Loop false) or Limit ticks were
 // emitted, ctx.Err() when ctx is cancelled, and emit's error wrapped when
@@ -260,13 +259,11 @@ func (r *Replayer) Run(ctx context.Context, emit func([]Tick) error) error {
 			}
 			st.shift = int64(st.pass) * (st.maxRecv - st.minRecv + int64(time.Second))
 		}
-		for _, f := range r.files {
-			if err := r.replayFile(ctx, f, st, emit); err != nil {
-				if errors.Is(err, errLimit) {
-					return nil
-				}
-				return err
+		if err := r.runPass(ctx, st, emit); err != nil {
+			if errors.Is(err, errLimit) {
+				return nil
 			}
+			return err
 		}
 		r.m.replayPasses.Inc()
 		r.log.Debug("replay: pass done", "pass", st.pass, "ticks", st.emitted)
@@ -276,127 +273,182 @@ func (r *Replayer) Run(ctx context.Context, emit func([]Tick) error) error {
 	}
 }
 
-func (r *Replayer) replayFile(ctx context.Context, rf replayFile, st *runState, emit func([]Tick) error) error {
-	f, err := os.Open(rf.path)
-	if err != nil {
-		return fmt.Errorf("replay: %w", err)
+// runPass replays every file once, merged by receive time: captures of
+// different streams recorded over the same period (spot and futures, say)
+// come out interleaved as they were received, not one file after the other.
+// Equal receive times keep the order of Paths.
+func (r *Replayer) runPass(ctx context.Context, st *runState, emit func([]Tick) error) error {
+	cursors := make([]*fileCursor, 0, len(r.files))
+	defer func() {
+		for _, c := range cursors {
+			c.close()
+		}
+	}()
+	for _, rf := range r.files {
+		c, err := r.openCursor(rf, st)
+		if err != nil {
+			return err
+		}
+		cursors = append(cursors, c)
+		if err := c.advance(ctx); err != nil {
+			return err
+		}
 	}
-	defer f.Close()
-	rd, err := openCapture(f)
-	if err != nil {
-		return fmt.Errorf("replay: %s: %w", rf.path, err)
-	}
-	br := bufio.NewReaderSize(rd, 1<<20)
-	market := rf.market
-	lastSymbol := ""
-	done := ctx.Done()
 	var (
 		startWall time.Time
 		firstRecv int64
 		paced     bool
-		lineNo    int
 	)
 	for {
-		select {
-		case <-done:
-			return ctx.Err()
-		default:
+		var next *fileCursor
+		for _, c := range cursors {
+			if !c.eof && (next == nil || c.recv < next.recv) {
+				next = c
+			}
 		}
-		line, rerr := r.readLine(br)
+		if next == nil {
+			return nil
+		}
+		if r.cfg.Speed > 0 {
+			if !paced {
+				paced, startWall, firstRecv = true, time.Now(), next.recv
+			} else if err := r.sleepUntil(ctx, startWall.Add(time.Duration(float64(next.recv-firstRecv)/r.cfg.Speed))); err != nil {
+				return err
+			}
+		}
+		if err := r.deliver(st, next.ticks, emit); err != nil {
+			return err
+		}
+		if err := next.advance(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// fileCursor reads one capture file frame by frame; after advance, ticks
+// holds the next frame's ticks and recv its receive time, or eof is set.
+type fileCursor struct {
+	r          *Replayer
+	rf         replayFile
+	st         *runState
+	f          *os.File
+	br         *bufio.Reader
+	market     string
+	lastSymbol string
+	lineNo     int
+	ticks      []Tick
+	recv       int64
+	eof        bool // no frame left: ticks is stale
+	drained    bool // the reader hit the end of the file
+}
+
+func (r *Replayer) openCursor(rf replayFile, st *runState) (*fileCursor, error) {
+	f, err := os.Open(rf.path)
+	if err != nil {
+		return nil, fmt.Errorf("replay: %w", err)
+	}
+	rd, err := openCapture(f)
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("replay: %s: %w", rf.path, err)
+	}
+	return &fileCursor{r: r, rf: rf, st: st, f: f, br: bufio.NewReaderSize(rd, 1<<20), market: rf.market}, nil
+}
+
+func (c *fileCursor) close() { c.f.Close() }
+
+// advance moves to the next frame that yields ticks. Malformed lines and
+// frames are counted and skipped.
+func (c *fileCursor) advance(ctx context.Context) error {
+	r, rf, st := c.r, c.rf, c.st
+	for {
+		if c.drained {
+			c.eof = true
+			return nil
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		line, rerr := r.readLine(c.br)
 		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, errLineTooLong) {
 			return fmt.Errorf("replay: %s: %w", rf.path, rerr)
 		}
-		lineNo++
+		c.lineNo++
 		if errors.Is(rerr, errLineTooLong) {
-			r.malformed(st, rf.path, lineNo, "line_too_long", nil)
+			r.malformed(st, rf.path, c.lineNo, "line_too_long", nil)
 			continue
 		}
+		c.drained = rerr != nil // io.EOF: this is the last line, if any
 		if len(line) == 0 {
-			if rerr != nil {
-				return nil
-			}
 			continue
 		}
 		rec, ok := r.classify(line)
 		switch {
 		case !ok:
-			r.malformed(st, rf.path, lineNo, rec.reason, line)
+			r.malformed(st, rf.path, c.lineNo, rec.reason, line)
 		case rec.kind == lineConnection:
 			r.m.replayLines.WithLabelValues("connection").Inc()
 			if r.cfg.Market == "" {
 				if mk := marketFromURL(rec.body); mk != "" {
-					market = mk
+					c.market = mk
 				} else {
-					r.malformed(st, rf.path, lineNo, "unsupported_connection", line)
+					r.malformed(st, rf.path, c.lineNo, "unsupported_connection", line)
 				}
 			}
 		case rec.kind == lineClientSend:
 			r.m.replayLines.WithLabelValues("client_send").Inc()
 		default:
-			lineMarket := market
+			lineMarket := c.market
 			if rec.market != "" && r.cfg.Market == "" {
 				lineMarket = rec.market
 			}
 			if lineMarket == "" {
-				r.malformed(st, rf.path, lineNo, "unknown_market", line)
+				r.malformed(st, rf.path, c.lineNo, "unknown_market", line)
 				break
 			}
 			p, err := r.parser(lineMarket)
 			if err != nil {
 				return err
 			}
-			r.ticks = r.ticks[:0]
+			c.ticks = c.ticks[:0]
 			if rec.kind == lineSnapshot {
 				r.m.replayLines.WithLabelValues("snapshot").Inc()
 				sym := rec.symbol
 				if sym == "" {
-					sym = lastSymbol
+					sym = c.lastSymbol
 				}
 				if sym == "" {
 					sym = rf.symbol
 				}
 				if sym == "" {
-					r.malformed(st, rf.path, lineNo, "snapshot_without_symbol", line)
+					r.malformed(st, rf.path, c.lineNo, "snapshot_without_symbol", line)
 					break
 				}
-				r.ticks, err = p.ParseSnapshot(rec.recv, sym, rec.body, r.ticks)
+				c.ticks, err = p.ParseSnapshot(rec.recv, sym, rec.body, c.ticks)
 			} else {
 				r.m.replayLines.WithLabelValues("frame").Inc()
-				r.ticks, err = p.Parse(rec.recv, rec.body, r.ticks)
-				if err == nil && len(r.ticks) > 0 {
-					lastSymbol = r.ticks[len(r.ticks)-1].Symbol
+				c.ticks, err = p.Parse(rec.recv, rec.body, c.ticks)
+				if err == nil && len(c.ticks) > 0 {
+					c.lastSymbol = c.ticks[len(c.ticks)-1].Symbol
 				}
 			}
 			if err != nil {
 				if st.malformedLogged < 10 {
 					st.malformedLogged++
-					r.log.Warn("replay: malformed frame skipped", "file", rf.path, "line", lineNo, "err", err)
+					r.log.Warn("replay: malformed frame skipped", "file", rf.path, "line", c.lineNo, "err", err)
 				}
 				break
 			}
-			if len(r.ticks) == 0 {
-				break
+			if len(c.ticks) > 0 {
+				c.recv = rec.recv
+				return nil
 			}
-			if r.cfg.Speed > 0 {
-				if !paced {
-					paced, startWall, firstRecv = true, time.Now(), rec.recv
-				} else if err := r.sleepUntil(ctx, startWall.Add(time.Duration(float64(rec.recv-firstRecv)/r.cfg.Speed))); err != nil {
-					return err
-				}
-			}
-			if err := r.deliver(st, emit); err != nil {
-				return err
-			}
-		}
-		if rerr != nil {
-			return nil
 		}
 	}
 }
 
-// deliver shifts (after the first pass), limits and emits r.ticks.
-func (r *Replayer) deliver(st *runState, emit func([]Tick) error) error {
-	ticks := r.ticks
+// deliver shifts (after the first pass), limits and emits ticks.
+func (r *Replayer) deliver(st *runState, ticks []Tick, emit func([]Tick) error) error {
 	if st.pass == 0 {
 		for i := range ticks {
 			st.minRecv = min(st.minRecv, ticks[i].RecvTS)
