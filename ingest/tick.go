@@ -221,6 +221,66 @@ func (d *decoder) str() string {
 	return s
 }
 
+// Batch wire format, one transport entry per frame (a 2,000-level snapshot is
+// one entry, not 2,000): byte 'B', major, minor, uvarint count, then per tick
+// a uvarint length and the tick's encoding as AppendBinary writes it. The
+// per-tick length lets a reader skip fields a newer minor version appended.
+const batchMagic = 'B'
+
+// AppendBatch appends the batch encoding of ticks to b.
+func AppendBatch(b []byte, ticks []Tick) []byte {
+	b = append(b, batchMagic, WireMajor, WireMinor)
+	b = binary.AppendUvarint(b, uint64(len(ticks)))
+	var scratch [192]byte
+	for i := range ticks {
+		enc := ticks[i].AppendBinary(scratch[:0])
+		b = binary.AppendUvarint(b, uint64(len(enc)))
+		b = append(b, enc...)
+	}
+	return b
+}
+
+// DecodeBatch appends the ticks of a batch encoding to out. It also accepts
+// a single tick's encoding (AppendBinary), so entries of either form can share
+// a stream.
+func DecodeBatch(b []byte, out []Tick) ([]Tick, error) {
+	if len(b) > 0 && b[0] != batchMagic {
+		var t Tick
+		if err := t.UnmarshalBinary(b); err != nil {
+			return out, err
+		}
+		return append(out, t), nil
+	}
+	if len(b) < 3 {
+		return out, errors.New("tick batch: short buffer")
+	}
+	if b[1] != WireMajor {
+		return out, fmt.Errorf("tick batch: %w %d (this build reads %d)", ErrUnknownMajor, b[1], WireMajor)
+	}
+	d := decoder{b: b[3:]}
+	n, k := binary.Uvarint(d.b)
+	if k <= 0 || n > uint64(len(d.b)) {
+		return out, errors.New("tick batch: bad count")
+	}
+	d.b = d.b[k:]
+	for i := uint64(0); i < n; i++ {
+		l, k := binary.Uvarint(d.b)
+		if k <= 0 || l > uint64(len(d.b)-k) {
+			return out, fmt.Errorf("tick batch: tick %d: %w", i, errTruncated)
+		}
+		var t Tick
+		if err := t.UnmarshalBinary(d.b[k : k+int(l)]); err != nil {
+			return out, fmt.Errorf("tick batch: tick %d: %w", i, err)
+		}
+		out = append(out, t)
+		d.b = d.b[k+int(l):]
+	}
+	if len(d.b) != 0 {
+		return out, fmt.Errorf("tick batch: %d trailing bytes", len(d.b))
+	}
+	return out, nil
+}
+
 // ComputeID sets t.ID to a hash of every other field. Replaying the same
 // frames yields the same ids, which is what lets the store deduplicate
 // redelivered or re-ingested ticks.

@@ -272,7 +272,7 @@ func (c *ClickHouse) InsertTicks(ctx context.Context, ticks []ingest.Tick) error
 	err := c.pool.Do(ctx, ch.Query{
 		Body:     "INSERT INTO " + c.db + ".ticks (" + tickColumns + ") VALUES",
 		Input:    cols.input(),
-		Settings: []ch.Setting{{Key: "insert_deduplication_token", Value: tok}},
+		Settings: insertSettings(tok),
 	})
 	if err != nil {
 		c.m.insertErrors.WithLabelValues("ticks").Inc()
@@ -319,7 +319,7 @@ func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []regime.Signal) er
 			{Name: "type", Data: typ}, {Name: "state", Data: state}, {Name: "score", Data: &score},
 			{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl},
 		},
-		Settings: []ch.Setting{{Key: "insert_deduplication_token", Value: tok}},
+		Settings: insertSettings(tok),
 	})
 	if err != nil {
 		c.m.insertErrors.WithLabelValues("signals").Inc()
@@ -327,6 +327,19 @@ func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []regime.Signal) er
 	}
 	c.m.observeInsert("signals", len(sigs), time.Since(start))
 	return nil
+}
+
+// insertSettings makes every insert synchronous and deduplicated by token,
+// whatever the server's profile says. Some servers (chDB among them) default
+// to async_insert=1, which buffers inserts server-side for 50-200 ms and, with
+// async_insert_deduplicate=0, ignores the token; signald batches client-side
+// already and acknowledges only what is in a part.
+func insertSettings(token string) []ch.Setting {
+	return []ch.Setting{
+		{Key: "async_insert", Value: "0"},
+		{Key: "insert_deduplicate", Value: "1"},
+		{Key: "insert_deduplication_token", Value: token},
+	}
 }
 
 func lc() *proto.ColLowCardinality[string] { return proto.NewLowCardinality[string](new(proto.ColStr)) }

@@ -58,6 +58,7 @@ func TestConformance(t *testing.T) {
 			t.Run("StopIsPromptAndClean", func(t *testing.T) { testStop(t, f) })
 			t.Run("RangeAndTrim", func(t *testing.T) { testRangeTrim(t, f) })
 			t.Run("ConcurrentHandlers", func(t *testing.T) { testConcurrent(t, f) })
+			t.Run("LingerBatches", func(t *testing.T) { testLinger(t, f) })
 		})
 	}
 }
@@ -465,5 +466,48 @@ func testConcurrent(t *testing.T, f backendFactory) {
 	}
 	if p := totalPending(t, b, streams, "g"); p != 0 {
 		t.Fatalf("%d pending", p)
+	}
+}
+
+func testLinger(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t)
+	streams := ShardStreams(prefix, 1)
+	const n = 60
+	col := newCollector()
+	var maxBatch atomic.Int64
+	h := func(ctx context.Context, msgs []Message) error {
+		if l := int64(len(msgs)); l > maxBatch.Load() {
+			maxBatch.Store(l)
+		}
+		return col.handle(ctx, msgs)
+	}
+	// Reads return one entry each; only lingering can make larger batches.
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Count: 1, MaxBatch: n, Linger: 300 * time.Millisecond}, h, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	p := NewProducer(b, ProducerConfig{}, nil, nil)
+	for i := 0; i < n; i++ {
+		if err := p.Publish(context.Background(), streams[0], []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Flush(context.Background()); err != nil { // one entry at a time
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	waitFor(t, "all entries", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if col.count() != n || maxBatch.Load() < 2 {
+		t.Fatalf("handled %d, largest batch %d: lingering did not combine reads", col.count(), maxBatch.Load())
+	}
+	for i, p := range col.seen[streams[0]] {
+		if p != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %s: order broken", i, p)
+		}
 	}
 }

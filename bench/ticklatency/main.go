@@ -35,6 +35,7 @@ func main() {
 	capture := flag.String("replay", "testdata/binance/binance_spot_btcusdt_20240808.gz", "capture to replay")
 	speeds := flag.String("speeds", "1,10", "comma-separated replay paces")
 	dur := flag.Duration("duration", 60*time.Second, "how long to replay at each pace")
+	extra := flag.String("args", "", "extra flags for signald run, space-separated (e.g. \"--store-batch-wait 10ms\")")
 	flag.Parse()
 	if *redis == "" || *chAddr == "" {
 		fatal("need -redis and -clickhouse (or SIGNALD_REDIS_ADDR / SIGNALD_CLICKHOUSE_ADDR); `make services-up` starts both")
@@ -51,7 +52,7 @@ func main() {
 		if err != nil || speed <= 0 {
 			fatal("bad speed %q", s)
 		}
-		r, err := runAt(*bin, *capture, *redis, *chAddr, speed, *dur)
+		r, err := runAt(*bin, *capture, *redis, *chAddr, speed, *dur, strings.Fields(*extra))
 		if err != nil {
 			fatal("speed %v: %v", speed, err)
 		}
@@ -99,7 +100,7 @@ type result struct {
 	p50, p99 float64
 }
 
-func runAt(bin, capture, redis, chAddr string, speed float64, dur time.Duration) (result, error) {
+func runAt(bin, capture, redis, chAddr string, speed float64, dur time.Duration, extra []string) (result, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return result{}, err
@@ -110,6 +111,7 @@ func runAt(bin, capture, redis, chAddr string, speed float64, dur time.Duration)
 	cmd := exec.Command(bin, "run", "--replay", capture, "--loop", "--speed", fmt.Sprint(speed), "--http", addr,
 		"--redis", redis, "--clickhouse", chAddr, "--clickhouse-db", db,
 		"--stream-prefix", fmt.Sprintf("sdbench%d", rand.Uint32()), "--log-level", "warn")
+	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return result{}, err

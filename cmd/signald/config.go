@@ -32,6 +32,8 @@ type runConfig struct {
 	StreamPrefix   string
 	LogLevel       string
 	ExitAfterDrain bool
+	StoreLinger    time.Duration
+	StoreConc      int
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -63,6 +65,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.Consumer, "consumer", envOr("CONSUMER", "signald-"+host), "consumer name in the groups; keep it stable across restarts")
 	fs.StringVar(&c.StreamPrefix, "stream-prefix", "sd", "prefix of the stream keys")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error")
+	fs.DurationVar(&c.StoreLinger, "store-batch-wait", 0, "how long a store batch may wait for more ticks: more latency, fewer and larger inserts")
+	fs.IntVar(&c.StoreConc, "store-concurrency", 2, "store inserts in flight at once")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -103,6 +107,12 @@ func (c *runConfig) validate() error {
 	}
 	if c.Shards < 1 || c.Shards > 1024 {
 		errs = append(errs, fmt.Errorf("--shards %d: must be 1-1024", c.Shards))
+	}
+	if c.StoreLinger < 0 || c.StoreLinger > time.Minute {
+		errs = append(errs, fmt.Errorf("--store-batch-wait %v: must be between 0 and 1m", c.StoreLinger))
+	}
+	if c.StoreConc < 1 || c.StoreConc > 64 {
+		errs = append(errs, fmt.Errorf("--store-concurrency %d: must be 1-64", c.StoreConc))
 	}
 	if c.Step < time.Millisecond {
 		errs = append(errs, fmt.Errorf("--step %v: must be at least 1ms", c.Step))

@@ -117,7 +117,8 @@ func (p *pipeline) run(ctx context.Context) error {
 
 	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
 		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
-		Concurrency: 2, // ids make inserts idempotent, so order does not matter here
+		// Ids make inserts idempotent, so order does not matter here.
+		Concurrency: p.cfg.StoreConc, Linger: p.cfg.StoreLinger,
 	}, p.storeTicks, p.log, p.tm)
 	if err != nil {
 		return err
@@ -201,19 +202,22 @@ func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 	if err != nil {
 		return err
 	}
-	var buf []byte
 	return r.Run(ctx, func(ticks []ingest.Tick) error {
-		now := time.Now().UnixNano()
-		for i := range ticks {
-			t := &ticks[i]
-			t.IngestTS = now
-			buf = t.AppendBinary(buf[:0])
-			// Publish copies nothing: hand it its own slice.
-			if err := prod.Publish(ctx, transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, t.Venue+"|"+t.Instrument), append([]byte(nil), buf...)); err != nil {
+		// One entry per frame and instrument: a frame's ticks travel, get
+		// stored and get acknowledged together, and one instrument's ticks
+		// stay in order on its shard.
+		for len(ticks) > 0 {
+			n := 1
+			for n < len(ticks) && ticks[n].Venue == ticks[0].Venue && ticks[n].Instrument == ticks[0].Instrument {
+				n++
+			}
+			stream := transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, ticks[0].Venue+"|"+ticks[0].Instrument)
+			if err := prod.Publish(ctx, stream, ingest.AppendBatch(nil, ticks[:n])); err != nil {
 				return err
 			}
+			p.pm.published.Add(float64(n))
+			ticks = ticks[n:]
 		}
-		p.pm.published.Add(float64(len(ticks)))
 		return nil
 	})
 }
@@ -278,12 +282,12 @@ func (p *pipeline) watchLag(ctx context.Context) {
 
 func (p *pipeline) decodeTicks(ctx context.Context, group string, msgs []transport.Message, out []ingest.Tick) []ingest.Tick {
 	for _, m := range msgs {
-		var t ingest.Tick
-		if err := t.UnmarshalBinary(m.Payload); err != nil {
+		n := len(out)
+		var err error
+		if out, err = ingest.DecodeBatch(m.Payload, out); err != nil {
+			out = out[:n] // all or nothing per entry
 			p.deadLetter(ctx, group, m, err)
-			continue
 		}
-		out = append(out, t)
 	}
 	return out
 }
@@ -305,7 +309,7 @@ func (p *pipeline) deadLetter(ctx context.Context, group string, m transport.Mes
 }
 
 func (p *pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
-	ticks := p.decodeTicks(ctx, groupStore, msgs, make([]ingest.Tick, 0, len(msgs)))
+	ticks := p.decodeTicks(ctx, groupStore, msgs, make([]ingest.Tick, 0, 4*len(msgs)))
 	return p.store.InsertTicks(ctx, ticks)
 }
 
@@ -317,7 +321,7 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 	return func(ctx context.Context, msgs []transport.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
-		ticks := p.decodeTicks(ctx, groupFeatures, msgs, make([]ingest.Tick, 0, len(msgs)))
+		ticks := p.decodeTicks(ctx, groupFeatures, msgs, make([]ingest.Tick, 0, 4*len(msgs)))
 		for i := range ticks {
 			t := &ticks[i]
 			// A redelivered tick (at-least-once) must not be counted twice.
