@@ -185,3 +185,35 @@ func testSignals(t *testing.T, f storeFactory) {
 		t.Fatalf("filtered signals %d, want 20", len(got))
 	}
 }
+
+// A batch retried as a whole (a redelivery after the insert succeeded but the
+// acknowledgement was lost) is dropped by the server on insert, not merely
+// hidden by FINAL on read.
+func TestClickHouseDropsRetriedBatchOnInsert(t *testing.T) {
+	s := newClickHouse(t).(*ClickHouse)
+	ctx := context.Background()
+	ticks := genTicks(500, 11)
+	for i := 0; i < 3; i++ {
+		if err := s.InsertTicks(ctx, ticks); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rows, err := s.CountTickRows(ctx, Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rows != int64(len(ticks)) {
+		t.Fatalf("%d physical rows after inserting the same batch 3 times, want %d", rows, len(ticks))
+	}
+	// A different batch with overlapping ticks is inserted (another token) and
+	// deduplicated on read.
+	if err := s.InsertTicks(ctx, ticks[:100]); err != nil {
+		t.Fatal(err)
+	}
+	if rows, _ := s.CountTickRows(ctx, Query{}); rows != int64(len(ticks))+100 {
+		t.Fatalf("%d physical rows, want %d", rows, len(ticks)+100)
+	}
+	if n, _ := s.CountTicks(ctx, Query{}); n != int64(len(ticks)) {
+		t.Fatalf("%d distinct ticks, want %d", n, len(ticks))
+	}
+}
