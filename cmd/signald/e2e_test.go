@@ -236,8 +236,10 @@ func TestHTTPAPI(t *testing.T) {
 	d := startDaemon(t, "--replay", spotCapture, "--speed", "20", "--loop", "--data", t.TempDir(), "--http", addr)
 	base := "http://" + addr
 	var macro struct {
-		StepTime    string `json:"step_time"`
-		Instruments []struct {
+		StepTime      string            `json:"step_time"`
+		SchemaVersion string            `json:"schema_version"`
+		RecentSignals []json.RawMessage `json:"recent_signals"`
+		Instruments   []struct {
 			Instrument string              `json:"instrument"`
 			Features   map[string]*float64 `json:"features"`
 		} `json:"instruments"`
@@ -262,6 +264,9 @@ func TestHTTPAPI(t *testing.T) {
 			t.Fatal("/v1/macro had no instruments after 60 s")
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	if macro.SchemaVersion == "" || macro.RecentSignals == nil {
+		t.Fatalf("macro: schema_version %q, recent_signals %v", macro.SchemaVersion, macro.RecentSignals)
 	}
 	if macro.Instruments[0].Instrument != "BTC-USDT" || macro.Instruments[0].Features["mid"] == nil {
 		t.Fatalf("macro: unexpected instruments %+v", macro.Instruments)

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/regime"
 )
@@ -133,18 +134,25 @@ func (m *macroBuilder) step(rec arrow.Record, states any) {
 		age := now.Sub(time.Unix(0, v.lastIngest))
 		venues = append(venues, venue{name, time.Unix(0, v.lastRecv).UTC().Format(time.RFC3339Nano), age.Seconds(), age > staleAfter, v.ticks})
 	}
-	sigs := append([]regime.Signal(nil), m.signals...)
+	sigs := append([]regime.Signal{}, m.signals...) // [] rather than null when none yet
 	m.mu.Unlock()
 	sort.Slice(venues, func(i, j int) bool { return venues[i].Venue < venues[j].Venue })
 	m.publish(map[string]any{
 		"step_time":      stepTime.Format(time.RFC3339Nano),
 		"generated_at":   now.UTC().Format(time.RFC3339Nano),
-		"schema_version": sch.Metadata().Values(),
+		"schema_version": schemaVersion(sch),
 		"instruments":    rows,
 		"regimes":        states,
 		"venues":         venues,
 		"recent_signals": sigs,
 	})
+}
+
+func schemaVersion(s *arrow.Schema) string {
+	if i := s.Metadata().FindKey(features.SchemaVersionKey); i >= 0 {
+		return s.Metadata().Values()[i]
+	}
+	return ""
 }
 
 func (m *macroBuilder) publish(v any) {

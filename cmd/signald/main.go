@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
+
+	"github.com/signald-dev/signald/features/asm"
 )
 
 const usage = `signald: an open market-signal engine
@@ -85,10 +87,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
-	log.Info("signald starting", "version", version(), "simdjson", simdjson.SupportedCPU())
+	cpu := asm.Detect()
+	log.Info("signald starting", "version", version(), "cpu", cpu.Brand, "avx2", cpu.AVX2, "fma", cpu.FMA,
+		"simdjson", simdjson.SupportedCPU())
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cpuInfo := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "signald_cpu_feature_info", Help: "1 when the CPU supports the feature (what parsing and feature kernels can use).",
+	}, []string{"feature"})
+	for name, ok := range cpu.Flags() {
+		cpuInfo.WithLabelValues(name).Set(map[bool]float64{true: 1}[ok])
+	}
+	cpuInfo.WithLabelValues("simdjson").Set(map[bool]float64{true: 1}[simdjson.SupportedCPU()])
+	reg.MustRegister(cpuInfo)
 
 	// Everything that can fail on bad configuration fails here, before any
 	// data moves.
