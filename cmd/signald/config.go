@@ -34,6 +34,7 @@ type runConfig struct {
 	ExitAfterDrain bool
 	StoreLinger    time.Duration
 	StoreConc      int
+	Pprof          bool
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -65,8 +66,9 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.Consumer, "consumer", envOr("CONSUMER", "signald-"+host), "consumer name in the groups; keep it stable across restarts")
 	fs.StringVar(&c.StreamPrefix, "stream-prefix", "sd", "prefix of the stream keys")
 	fs.StringVar(&c.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error")
-	fs.DurationVar(&c.StoreLinger, "store-batch-wait", 0, "how long a store batch may wait for more ticks: more latency, fewer and larger inserts")
-	fs.IntVar(&c.StoreConc, "store-concurrency", 2, "store inserts in flight at once")
+	fs.DurationVar(&c.StoreLinger, "store-batch-wait", 25*time.Millisecond, "minimum spacing of store inserts under load (per insert in flight): a batch waits for more ticks until this long after the previous insert started; sparse ticks wait for nothing")
+	fs.IntVar(&c.StoreConc, "store-concurrency", 1, "store inserts in flight at once")
+	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
