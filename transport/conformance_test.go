@@ -41,8 +41,18 @@ func newRedisBackend(t *testing.T) Backend {
 	return r
 }
 
-func uniquePrefix(t *testing.T) string {
-	return fmt.Sprintf("sdtest:%s:%d", t.Name(), rand.Uint64())
+// uniquePrefix names this test's streams; on Redis they are deleted when the
+// test ends, so test runs do not pile up in the server.
+func uniquePrefix(t *testing.T, b Backend) string {
+	prefix := fmt.Sprintf("sdtest:%s:%d", t.Name(), rand.Uint64())
+	if r, ok := b.(*Redis); ok {
+		t.Cleanup(func() {
+			if err := DeletePrefix(context.Background(), r, prefix); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		})
+	}
+	return prefix
 }
 
 // TestConformance runs the one suite every backend must pass.
@@ -146,7 +156,7 @@ func totalPending(t *testing.T, b Backend, streams []string, group string) int64
 
 func testNoFailures(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	const shards, n = 4, 5000
 	want := publishN(t, b, prefix, shards, n)
 	col := newCollector()
@@ -193,7 +203,7 @@ func testNoFailures(t *testing.T, f backendFactory) {
 
 func testHandlerError(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	const n = 500
 	publishN(t, b, prefix, 1, n)
 	col := newCollector()
@@ -235,7 +245,7 @@ func testHandlerError(t *testing.T, f backendFactory) {
 
 func testOwnPending(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	const n = 300
 	publishN(t, b, prefix, 1, n)
 	streams := ShardStreams(prefix, 1)
@@ -273,7 +283,7 @@ func testOwnPending(t *testing.T, f backendFactory) {
 
 func testReclaim(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	const n = 200
 	publishN(t, b, prefix, 1, n)
 	streams := ShardStreams(prefix, 1)
@@ -315,7 +325,7 @@ func testReclaim(t *testing.T, f backendFactory) {
 
 func testClaimDeleted(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	streams := ShardStreams(prefix, 1)
 	ctx := context.Background()
 	ids, err := b.Add(ctx, streams[0], [][]byte{[]byte("a"), []byte("b"), []byte("c")})
@@ -348,7 +358,7 @@ func testClaimDeleted(t *testing.T, f backendFactory) {
 
 func testTwoGroups(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	const n = 400
 	publishN(t, b, prefix, 2, n)
 	streams := ShardStreams(prefix, 2)
@@ -367,7 +377,7 @@ func testTwoGroups(t *testing.T, f backendFactory) {
 
 func testStop(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	streams := ShardStreams(prefix, 2)
 	col := newCollector()
 	c, _ := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Block: 10 * time.Second}, col.handle, nil, nil)
@@ -391,7 +401,7 @@ func testStop(t *testing.T, f backendFactory) {
 
 func testRangeTrim(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	s := ShardStreams(prefix, 1)[0]
 	ctx := context.Background()
 	var payloads [][]byte
@@ -422,7 +432,7 @@ func testRangeTrim(t *testing.T, f backendFactory) {
 
 func testConcurrent(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	const shards, n = 3, 3000
 	publishN(t, b, prefix, shards, n)
 	streams := ShardStreams(prefix, shards)
@@ -471,7 +481,7 @@ func testConcurrent(t *testing.T, f backendFactory) {
 
 func testLinger(t *testing.T, f backendFactory) {
 	b := f(t)
-	prefix := uniquePrefix(t)
+	prefix := uniquePrefix(t, b)
 	streams := ShardStreams(prefix, 1)
 	const n = 60
 	col := newCollector()

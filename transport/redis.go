@@ -232,4 +232,43 @@ func (r *Redis) Trim(ctx context.Context, stream, minID string) (int64, error) {
 	return n, nil
 }
 
+// DeletePrefix deletes every key that starts with prefix (on a cluster, on
+// every master). For tests and tools: it scans the whole keyspace.
+func DeletePrefix(ctx context.Context, r *Redis, prefix string) error {
+	del := func(ctx context.Context, c *redis.Client) error {
+		iter := c.Scan(ctx, 0, escapeGlob(prefix)+"*", 1000).Iterator()
+		var keys []string
+		for iter.Next(ctx) {
+			keys = append(keys, iter.Val())
+		}
+		if err := iter.Err(); err != nil {
+			return fmt.Errorf("scan %s*: %w", prefix, err)
+		}
+		for _, k := range keys { // one by one: keys of a cluster sit in different slots
+			if err := c.Del(ctx, k).Err(); err != nil {
+				return fmt.Errorf("del %s: %w", k, err)
+			}
+		}
+		return nil
+	}
+	switch c := r.c.(type) {
+	case *redis.ClusterClient:
+		return c.ForEachMaster(ctx, del)
+	case *redis.Client:
+		return del(ctx, c)
+	}
+	return fmt.Errorf("delete prefix: unsupported client %T", r.c)
+}
+
+func escapeGlob(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
+}
+
 func (r *Redis) Close() error { return r.c.Close() }

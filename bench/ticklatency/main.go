@@ -26,6 +26,7 @@ import (
 
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 func main() {
@@ -108,9 +109,10 @@ func runAt(bin, capture, redis, chAddr string, speed float64, dur time.Duration,
 	addr := ln.Addr().String()
 	ln.Close()
 	db := fmt.Sprintf("sdbench_%d", rand.Uint32())
+	prefix := fmt.Sprintf("sdbench%d", rand.Uint32())
 	cmd := exec.Command(bin, "run", "--replay", capture, "--loop", "--speed", fmt.Sprint(speed), "--http", addr,
 		"--redis", redis, "--clickhouse", chAddr, "--clickhouse-db", db,
-		"--stream-prefix", fmt.Sprintf("sdbench%d", rand.Uint32()), "--log-level", "warn")
+		"--stream-prefix", prefix, "--log-level", "warn")
 	cmd.Args = append(cmd.Args, extra...)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
@@ -122,6 +124,10 @@ func runAt(bin, capture, redis, chAddr string, speed float64, dur time.Duration,
 		if ch, err := store.OpenClickHouse(context.Background(), store.ClickHouseOptions{Addr: chAddr, Database: db}, nil, nil); err == nil {
 			ch.Exec(context.Background(), "DROP DATABASE IF EXISTS "+db)
 			ch.Close()
+		}
+		if r, err := transport.NewRedis(context.Background(), transport.RedisOptions{Addrs: []string{redis}}); err == nil {
+			transport.DeletePrefix(context.Background(), r, prefix+":")
+			r.Close()
 		}
 	}()
 	time.Sleep(dur)

@@ -20,6 +20,7 @@ import (
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/regime"
 	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 // The end-to-end tests run the real binary as a subprocess, so that a stop is
@@ -355,6 +356,21 @@ func integration(t *testing.T) (redisAddr, chAddr string) {
 	return redisAddr, chAddr
 }
 
+// dropStreams deletes the test's streams from Redis when it ends.
+func dropStreams(t *testing.T, addr, prefix string) {
+	t.Cleanup(func() {
+		r, err := transport.NewRedis(context.Background(), transport.RedisOptions{Addrs: []string{addr}})
+		if err != nil {
+			t.Errorf("cleanup: %v", err)
+			return
+		}
+		defer r.Close()
+		if err := transport.DeletePrefix(context.Background(), r, prefix+":"); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
+}
+
 func openCH(t *testing.T, addr, db string) *store.ClickHouse {
 	t.Helper()
 	c, err := store.OpenClickHouse(context.Background(), store.ClickHouseOptions{Addr: addr, Database: db}, nil, nil)
@@ -375,6 +391,7 @@ func TestRealServersEndToEnd(t *testing.T) {
 	redisAddr, chAddr := integration(t)
 	db := fmt.Sprintf("sde2e_%d", rand.Uint32())
 	prefix := fmt.Sprintf("sde2e%d", rand.Uint32())
+	dropStreams(t, redisAddr, prefix)
 	want := expectedTicks(t, spotCapture, 0)
 	d := startDaemon(t, "--replay", spotCapture, "--speed", "0", "--exit-when-done", "--http", freePort(t),
 		"--redis", redisAddr, "--clickhouse", chAddr, "--clickhouse-db", db, "--stream-prefix", prefix)
@@ -396,6 +413,7 @@ func TestKillAndRestart(t *testing.T) {
 	redisAddr, chAddr := integration(t)
 	db := fmt.Sprintf("sdkill_%d", rand.Uint32())
 	prefix := fmt.Sprintf("sdkill%d", rand.Uint32())
+	dropStreams(t, redisAddr, prefix)
 	const limit = 20000
 	want := expectedTicks(t, spotCapture, limit)
 	args := []string{"--replay", spotCapture, "--limit", fmt.Sprint(limit), "--http", freePort(t),
