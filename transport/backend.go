@@ -56,6 +56,8 @@ type Backend interface {
 	// yet, or -1 when the backend cannot tell (Redis reports NULL after
 	// deletions in the unread range).
 	Lag(ctx context.Context, stream, group string) (int64, error)
+	// Group describes group's position on stream.
+	Group(ctx context.Context, stream, group string) (GroupInfo, error)
 	// Len returns the number of entries in the stream.
 	Len(ctx context.Context, stream string) (int64, error)
 	// Range reads entries with start <= id <= end ("-" and "+" are the ends).
@@ -64,6 +66,14 @@ type Backend interface {
 	// many it removed.
 	Trim(ctx context.Context, stream, minID string) (int64, error)
 	Close() error
+}
+
+// GroupInfo is a consumer group's position on a stream.
+type GroupInfo struct {
+	LastDelivered string // id of the last entry delivered to the group ("0-0": none)
+	Pending       int64  // delivered, not yet acknowledged
+	OldestPending string // lowest pending id; "" when nothing is pending
+	Lag           int64  // not yet delivered; -1 when the backend cannot tell
 }
 
 // ErrClosed is returned by operations on a closed backend, producer or consumer.

@@ -69,6 +69,7 @@ func TestConformance(t *testing.T) {
 			t.Run("RangeAndTrim", func(t *testing.T) { testRangeTrim(t, f) })
 			t.Run("ConcurrentHandlers", func(t *testing.T) { testConcurrent(t, f) })
 			t.Run("LingerBatches", func(t *testing.T) { testLinger(t, f) })
+			t.Run("RetentionKeepsUnacknowledged", func(t *testing.T) { testRetention(t, f) })
 		})
 	}
 }
@@ -519,5 +520,74 @@ func testLinger(t *testing.T, f backendFactory) {
 		if p != strconv.Itoa(i) {
 			t.Fatalf("entry %d is %s: order broken", i, p)
 		}
+	}
+}
+
+func testRetention(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	s := ShardStreams(prefix, 1)[0]
+	ctx := context.Background()
+	payloads := make([][]byte, 100)
+	for i := range payloads {
+		payloads[i] = []byte(strconv.Itoa(i))
+	}
+	ids, err := b.Add(ctx, s, payloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := NewRetention(b, RetentionConfig{Streams: []string{s}, Groups: []string{"g1", "g2"}, Keep: time.Millisecond}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.now = func() time.Time { return time.Now().Add(time.Hour) } // every entry is old
+	// g2 does not exist yet: its position is unknown, nothing may go.
+	if err := b.CreateGroup(ctx, s, "g1", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := r.Trim(ctx, s); err != nil || n != 0 {
+		t.Fatalf("trimmed %d, %v with a group missing", n, err)
+	}
+	if err := b.CreateGroup(ctx, s, "g2", "0"); err != nil {
+		t.Fatal(err)
+	}
+	consume := func(g string, read, ack int) {
+		msgs, err := b.ReadGroup(ctx, s, g, "c", ">", read, 0)
+		if err != nil || len(msgs) != read {
+			t.Fatalf("%s read %d, %v", g, len(msgs), err)
+		}
+		var acks []string
+		for _, m := range msgs[:ack] {
+			acks = append(acks, m.ID)
+		}
+		if err := b.Ack(ctx, s, g, acks...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	consume("g1", 60, 60)
+	consume("g2", 40, 30) // entries 30..39 pending with g2
+	if n, err := r.Trim(ctx, s); err != nil || n != 30 {
+		t.Fatalf("trimmed %d, %v; want 30 (up to g2's oldest pending entry)", n, err)
+	}
+	left, _ := b.Range(ctx, s, "-", "+", 0)
+	if len(left) != 70 || left[0].ID != ids[30] {
+		t.Fatalf("%d entries left, first %v; want 70 from %s", len(left), left[0].ID, ids[30])
+	}
+	// g2 acknowledges its pending entries: now g2's read position limits.
+	pend, _ := b.ReadGroup(ctx, s, "g2", "c", "0", 100, 0)
+	for _, m := range pend {
+		b.Ack(ctx, s, "g2", m.ID)
+	}
+	if n, err := r.Trim(ctx, s); err != nil || n != 10 {
+		t.Fatalf("trimmed %d, %v; want 10", n, err)
+	}
+	// Nothing delivered is ever trimmed while within Keep.
+	r.now = time.Now
+	r.cfg.Keep = time.Hour
+	if n, err := r.Trim(ctx, s); err != nil || n != 0 {
+		t.Fatalf("trimmed %d, %v inside the retention window", n, err)
+	}
+	if l, _ := b.Len(ctx, s); l != 60 {
+		t.Fatalf("len %d, want 60", l)
 	}
 }

@@ -293,6 +293,28 @@ func (m *Memory) Lag(ctx context.Context, stream, group string) (int64, error) {
 	return int64(len(s.entries) - s.search(s.groups[group].lastDelivered)), nil
 }
 
+func (m *Memory) Group(ctx context.Context, stream, group string) (GroupInfo, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[stream]
+	if s == nil || s.groups[group] == nil {
+		return GroupInfo{}, fmt.Errorf("xinfo groups %s: no group %s", stream, group)
+	}
+	g := s.groups[group]
+	gi := GroupInfo{LastDelivered: g.lastDelivered.String(), Pending: int64(len(g.pending)),
+		Lag: int64(len(s.entries) - s.search(g.lastDelivered))}
+	var oldest *entryID
+	for id := range g.pending {
+		if oldest == nil || id.less(*oldest) {
+			oldest = &id
+		}
+	}
+	if oldest != nil {
+		gi.OldestPending = oldest.String()
+	}
+	return gi, nil
+}
+
 func (m *Memory) Len(ctx context.Context, stream string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

@@ -20,6 +20,7 @@ type Metrics struct {
 	readErrors     *prometheus.CounterVec
 	handlerErrors  *prometheus.CounterVec
 	handlerSeconds *prometheus.HistogramVec
+	trimmed        *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -67,10 +68,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "signald_transport_handler_seconds", Help: "Handler call duration per batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"group"}),
+		trimmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_trimmed_entries_total", Help: "Entries removed by retention (older than the retention window and acknowledged by every group).",
+		}, []string{"stream"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.delivered, m.redelivered,
-			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds)
+			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed)
 	}
 	return m
 }

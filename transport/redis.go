@@ -198,6 +198,28 @@ func (r *Redis) Lag(ctx context.Context, stream, group string) (int64, error) {
 	return 0, fmt.Errorf("xinfo groups %s: no group %s", stream, group)
 }
 
+func (r *Redis) Group(ctx context.Context, stream, group string) (GroupInfo, error) {
+	groups, err := r.c.XInfoGroups(ctx, stream).Result()
+	if err != nil {
+		return GroupInfo{}, fmt.Errorf("xinfo groups %s: %w", stream, err)
+	}
+	for _, g := range groups {
+		if g.Name != group {
+			continue
+		}
+		gi := GroupInfo{LastDelivered: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag}
+		if g.Pending > 0 {
+			p, err := r.c.XPending(ctx, stream, group).Result()
+			if err != nil {
+				return GroupInfo{}, fmt.Errorf("xpending %s %s: %w", stream, group, err)
+			}
+			gi.Pending, gi.OldestPending = p.Count, p.Lower
+		}
+		return gi, nil
+	}
+	return GroupInfo{}, fmt.Errorf("xinfo groups %s: no group %s", stream, group)
+}
+
 func (r *Redis) Len(ctx context.Context, stream string) (int64, error) {
 	n, err := r.c.XLen(ctx, stream).Result()
 	if err != nil {

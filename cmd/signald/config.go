@@ -35,6 +35,7 @@ type runConfig struct {
 	StoreLinger    time.Duration
 	StoreConc      int
 	Pprof          bool
+	Retention      time.Duration
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -68,6 +69,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&c.StoreLinger, "store-batch-wait", 25*time.Millisecond, "minimum spacing of store inserts under load (per insert in flight): a batch waits for more ticks until this long after the previous insert started; sparse ticks wait for nothing")
 	fs.IntVar(&c.StoreConc, "store-concurrency", 1, "store inserts in flight at once")
+	fs.DurationVar(&c.Retention, "retention", 15*time.Minute, "how long stream entries stay after every group acknowledged them (the store keeps the history)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	if err := fs.Parse(args); err != nil {
@@ -115,6 +117,9 @@ func (c *runConfig) validate() error {
 	}
 	if c.StoreConc < 1 || c.StoreConc > 64 {
 		errs = append(errs, fmt.Errorf("--store-concurrency %d: must be 1-64", c.StoreConc))
+	}
+	if c.Retention < time.Second {
+		errs = append(errs, fmt.Errorf("--retention %v: must be at least 1s", c.Retention))
 	}
 	if c.Step < time.Millisecond {
 		errs = append(errs, fmt.Errorf("--step %v: must be at least 1ms", c.Step))

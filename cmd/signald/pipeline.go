@@ -144,7 +144,22 @@ func (p *pipeline) run(ctx context.Context) error {
 	sigCtx, stopSignals := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopSignals()
 
+	tickRet, err := transport.NewRetention(p.backend, transport.RetentionConfig{
+		Streams: p.tickStreams, Groups: []string{groupStore, groupFeatures}, Keep: p.cfg.Retention,
+	}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+	sigRet, err := transport.NewRetention(p.backend, transport.RetentionConfig{
+		Streams: []string{p.signalStream}, Groups: []string{groupSignalsStore}, Keep: p.cfg.Retention,
+	}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+
 	var tickStages, sigStage errgroup.Group
+	tickStages.Go(func() error { return tickRet.Run(tickCtx) })
+	sigStage.Go(func() error { return sigRet.Run(sigCtx) })
 	tickStages.Go(func() error { return storeC.Run(tickCtx) })
 	tickStages.Go(func() error { return featC.Run(tickCtx) })
 	sigStage.Go(func() error { return sigC.Run(sigCtx) })
