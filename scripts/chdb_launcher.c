@@ -23,6 +23,11 @@
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
+#include <errno.h>
+#include <signal.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -73,10 +78,74 @@ static void print_output(const char *buf, size_t len)
     }
 }
 
+/* Supervision: the engine has been seen to die without a word under the test
+ * suites' abuse (clients SIGKILLed mid-insert, databases dropped). With
+ * --supervise the launcher forks the engine as a child, logs how it ended
+ * (exit status or signal) and starts it again, so a test run survives it and
+ * the log says what happened. SIGTERM and SIGINT are passed on to the child
+ * and end the supervisor too. */
+static volatile sig_atomic_t stop_requested;
+static volatile pid_t child_pid;
+
+static void forward_signal(int sig)
+{
+    stop_requested = 1;
+    if (child_pid > 0)
+        kill(child_pid, sig);
+}
+
+static int supervise(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = forward_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    int restarts = 0;
+    for (;;) {
+        pid_t pid = fork();
+        if (pid < 0) {
+            perror("chdb_launcher: fork");
+            return 3;
+        }
+        if (pid == 0) {
+            signal(SIGTERM, SIG_DFL);
+            signal(SIGINT, SIG_DFL);
+            return -1; /* the child goes on to run the engine */
+        }
+        child_pid = pid;
+        if (stop_requested) /* a signal that came before child_pid was set */
+            kill(pid, SIGTERM);
+        int st;
+        while (waitpid(pid, &st, 0) < 0) {
+            if (errno != EINTR) {
+                perror("chdb_launcher: waitpid");
+                return 3;
+            }
+        }
+        child_pid = 0;
+        if (WIFSIGNALED(st))
+            fprintf(stderr, "chdb_launcher: engine pid %d killed by signal %d (%s)%s\n", (int)pid,
+                    WTERMSIG(st), strsignal(WTERMSIG(st)), WCOREDUMP(st) ? ", core dumped" : "");
+        else
+            fprintf(stderr, "chdb_launcher: engine pid %d exited with status %d\n", (int)pid, WEXITSTATUS(st));
+        fflush(stderr);
+        if (stop_requested)
+            return 0;
+        if (++restarts > 20) {
+            fprintf(stderr, "chdb_launcher: engine died %d times; giving up\n", restarts);
+            return 3;
+        }
+        fprintf(stderr, "chdb_launcher: restarting the engine (restart %d)\n", restarts);
+        sleep(1);
+    }
+}
+
 int main(int argc, char **argv)
 {
     const char *lib = getenv("CHDB_LIB");
     int i = 1;
+    int want_supervise = 0;
 
     while (i < argc) {
         if (strcmp(argv[i], "--lib") == 0 && i + 1 < argc) {
@@ -84,6 +153,9 @@ int main(int argc, char **argv)
             i += 2;
         } else if (strncmp(argv[i], "--lib=", 6) == 0) {
             lib = argv[i] + 6;
+            i++;
+        } else if (strcmp(argv[i], "--supervise") == 0) {
+            want_supervise = 1;
             i++;
         } else if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
             usage(argv[0]);
@@ -104,6 +176,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "chdb_launcher: no engine command line given\n");
         usage(argv[0]);
         return 2;
+    }
+
+    if (want_supervise) {
+        int rc = supervise();
+        if (rc >= 0)
+            return rc;
     }
 
     double t0 = now_s();

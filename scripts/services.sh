@@ -297,7 +297,7 @@ ch_up() {
         # session, detached from this terminal.
         # shellcheck disable=SC2016 # $$ and $@ are for the inner bash
         setsid nohup bash -c 'echo $$ >"$1"; shift; exec "$@"' _ "$CH_PID" \
-            "$LAUNCHER_BIN" --lib "$CHDB_LIB" -- clickhouse \
+            "$LAUNCHER_BIN" --supervise --lib "$CHDB_LIB" -- clickhouse \
             "--path=$CH_DATA/" "--tcp_port=$CH_PORT" "--listen_host=$HOST" \
             --multiquery "--query=$CH_SERVE_QUERY" \
             </dev/null >>"$CH_LOG" 2>&1 7>&- 8>&- &
