@@ -69,6 +69,7 @@ func TestConformance(t *testing.T) {
 			t.Run("RangeAndTrim", func(t *testing.T) { testRangeTrim(t, f) })
 			t.Run("ConcurrentHandlers", func(t *testing.T) { testConcurrent(t, f) })
 			t.Run("LingerBatches", func(t *testing.T) { testLinger(t, f) })
+			t.Run("LingerBytesEndsTheWait", func(t *testing.T) { testLingerBytes(t, f) })
 			t.Run("RetentionKeepsUnacknowledged", func(t *testing.T) { testRetention(t, f) })
 		})
 	}
@@ -589,5 +590,30 @@ func testRetention(t *testing.T, f backendFactory) {
 	}
 	if l, _ := b.Len(ctx, s); l != 60 {
 		t.Fatalf("len %d, want 60", l)
+	}
+}
+
+func testLingerBytes(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	streams := ShardStreams(prefix, 1)
+	col := newCollector()
+	// An hour's linger: only the byte threshold lets batches go.
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Count: 1, Linger: time.Hour, LingerBytes: 1}, col.handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	p := NewProducer(b, ProducerConfig{}, nil, nil)
+	for i := 0; i < 5; i++ {
+		p.Publish(context.Background(), streams[0], []byte("x"))
+		if err := p.Flush(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.Close()
+	waitFor(t, "entries despite an hour's linger", func() bool { return col.count() >= 5 })
+	if err := stop(); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -53,6 +53,10 @@ type ConsumerConfig struct {
 	// larger. For a sink with a fixed cost per call (a database insert) that
 	// bounds the cost. Default 0: no waiting.
 	Linger time.Duration
+	// LingerBytes ends the wait early once the batch's payloads add up to
+	// this many bytes: a batch that large already amortizes the per-call
+	// cost, and waiting would only add latency. Default 0: no limit.
+	LingerBytes int
 	// Concurrency is how many handler calls may run at once. Default 1,
 	// which hands batches over in stream order; above 1, batches of the same
 	// stream may be handled out of order (fine for idempotent sinks such as
@@ -232,6 +236,10 @@ func (c *Consumer) fill(batch []Message, work chan []Message, lastStart time.Tim
 		defer t.Stop()
 		deadline = t.C
 	}
+	size := 0
+	for _, m := range batch {
+		size += len(m.Payload)
+	}
 	for len(batch) < c.cfg.MaxBatch {
 		select {
 		case more, ok := <-work:
@@ -239,10 +247,13 @@ func (c *Consumer) fill(batch []Message, work chan []Message, lastStart time.Tim
 				return batch
 			}
 			batch = append(batch, more...)
+			for _, m := range more {
+				size += len(m.Payload)
+			}
 			continue
 		default:
 		}
-		if deadline == nil {
+		if deadline == nil || (c.cfg.LingerBytes > 0 && size >= c.cfg.LingerBytes) {
 			return batch
 		}
 		select {
@@ -251,6 +262,9 @@ func (c *Consumer) fill(batch []Message, work chan []Message, lastStart time.Tim
 				return batch
 			}
 			batch = append(batch, more...)
+			for _, m := range more {
+				size += len(m.Payload)
+			}
 		case <-deadline:
 			return batch
 		}

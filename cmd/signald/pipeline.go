@@ -119,6 +119,7 @@ func (p *pipeline) run(ctx context.Context) error {
 		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
 		// Ids make inserts idempotent, so order does not matter here.
 		Concurrency: p.cfg.StoreConc, Linger: p.cfg.StoreLinger,
+		LingerBytes: 64 << 10, // ~600 ticks: enough to amortize an insert
 	}, p.storeTicks, p.log, p.tm)
 	if err != nil {
 		return err
