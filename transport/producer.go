@@ -45,6 +45,10 @@ type ProducerConfig struct {
 	Linger time.Duration
 	// CloseTimeout bounds the final flush in Close. Default 10s.
 	CloseTimeout time.Duration
+	// MaxBuffered bounds the entries held while the backend fails: past it,
+	// Publish blocks (retrying) until they are appended or its context
+	// ends. Default 100,000.
+	MaxBuffered int
 }
 
 func (c *ProducerConfig) setDefaults() {
@@ -56,6 +60,9 @@ func (c *ProducerConfig) setDefaults() {
 	}
 	if c.CloseTimeout <= 0 {
 		c.CloseTimeout = 10 * time.Second
+	}
+	if c.MaxBuffered <= 0 {
+		c.MaxBuffered = 100_000
 	}
 }
 
@@ -103,8 +110,10 @@ func NewProducer(b Backend, cfg ProducerConfig, logger *slog.Logger, m *Metrics)
 }
 
 // Publish buffers payload for stream. It flushes synchronously when the
-// stream's batch is full, so a slow backend slows the publisher instead of
-// growing the buffer without bound.
+// stream's batch is full, so a slow backend slows the publisher. When the
+// backend fails, entries stay buffered and are retried in the background;
+// only once MaxBuffered entries wait does Publish block, retrying, until they
+// are appended or ctx ends (then it returns ctx's error, the entry buffered).
 func (p *Producer) Publish(ctx context.Context, stream string, payload []byte) error {
 	p.mu.Lock()
 	if p.closed {
@@ -121,15 +130,31 @@ func (p *Producer) Publish(ctx context.Context, stream string, payload []byte) e
 	first := p.n == 1
 	p.mu.Unlock()
 	if full {
-		return p.Flush(ctx)
-	}
-	if first {
-		select {
-		case p.kick <- struct{}{}:
-		default:
+		backoff := p.cfg.Linger
+		for {
+			err := p.Flush(ctx)
+			if err == nil || p.Buffered() < p.cfg.MaxBuffered {
+				// On failure below the bound the linger loop keeps retrying.
+				return nil
+			}
+			p.log.Warn("transport: publish blocked: backend failing and buffer full", "buffered", p.Buffered(), "err", err)
+			if !sleepCtx(ctx, backoff) {
+				return ctx.Err()
+			}
+			backoff = min(backoff*2, time.Second)
 		}
 	}
+	if first {
+		p.kickLinger()
+	}
 	return nil
+}
+
+func (p *Producer) kickLinger() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Flush appends everything buffered so far.
@@ -147,6 +172,7 @@ func (p *Producer) Flush(ctx context.Context) error {
 		if err != nil {
 			p.m.publishErrors.Inc()
 			p.requeue(buf, order[i:])
+			p.kickLinger() // the background loop retries
 			return fmt.Errorf("publish %d entries: %w", len(payloads), err)
 		}
 		p.m.publishBatch.Observe(time.Since(start).Seconds())
@@ -199,13 +225,10 @@ func (p *Producer) lingerLoop() {
 		case <-t.C:
 		}
 		if err := p.Flush(context.Background()); err != nil {
-			p.log.Warn("transport: flush failed; entries stay buffered and are retried", "err", err)
+			p.log.Warn("transport: flush failed; entries stay buffered and are retried", "buffered", p.Buffered(), "err", err)
 			time.Sleep(backoff)
 			backoff = min(backoff*2, time.Second)
-			select {
-			case p.kick <- struct{}{}:
-			default:
-			}
+			p.kickLinger()
 			continue
 		}
 		backoff = p.cfg.Linger

@@ -1,0 +1,88 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// flaky fails Add while down is set, like a Redis that restarts.
+type flaky struct {
+	Backend
+	down  atomic.Bool
+	fails atomic.Int64
+}
+
+func (f *flaky) Add(ctx context.Context, stream string, payloads [][]byte) ([]string, error) {
+	if f.down.Load() {
+		f.fails.Add(1)
+		return nil, errors.New("connection refused")
+	}
+	return f.Backend.Add(ctx, stream, payloads)
+}
+
+// A backend outage neither fails Publish (below MaxBuffered) nor loses or
+// reorders entries: they are appended once it is back.
+func TestProducerRidesOutBackendOutage(t *testing.T) {
+	mem := NewMemory()
+	f := &flaky{Backend: mem}
+	p := NewProducer(f, ProducerConfig{MaxBatch: 10, MaxBuffered: 1000}, nil, nil)
+	ctx := context.Background()
+	f.down.Store(true)
+	for i := 0; i < 300; i++ {
+		if err := p.Publish(ctx, "s", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatalf("publish %d during the outage: %v", i, err)
+		}
+	}
+	if f.fails.Load() == 0 || p.Buffered() != 300 {
+		t.Fatalf("outage not exercised: %d failed appends, %d buffered", f.fails.Load(), p.Buffered())
+	}
+	f.down.Store(false)
+	waitFor(t, "the background retry", func() bool { return p.Buffered() == 0 })
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := mem.Range(ctx, "s", "-", "+", 0)
+	if len(got) != 300 {
+		t.Fatalf("%d entries appended, want 300", len(got))
+	}
+	for i, m := range got {
+		if string(m.Payload) != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %s: order broken", i, m.Payload)
+		}
+	}
+}
+
+// At MaxBuffered, Publish blocks until the backend is back, or until its
+// context ends, and never drops what it buffered.
+func TestProducerBlocksAtMaxBuffered(t *testing.T) {
+	mem := NewMemory()
+	f := &flaky{Backend: mem}
+	p := NewProducer(f, ProducerConfig{MaxBatch: 10, MaxBuffered: 50}, nil, nil)
+	f.down.Store(true)
+	for i := 0; i < 49; i++ {
+		if err := p.Publish(context.Background(), "s", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	var err error
+	for i := 0; i < 20 && err == nil; i++ {
+		err = p.Publish(ctx, "s", []byte("x"))
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("publish at the bound: %v, want the context's error", err)
+	}
+	n := p.Buffered()
+	f.down.Store(false)
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := mem.Len(context.Background(), "s"); l != int64(n) {
+		t.Fatalf("%d appended, want all %d buffered", l, n)
+	}
+}
