@@ -74,6 +74,35 @@ type GroupInfo struct {
 	Pending       int64  // delivered, not yet acknowledged
 	OldestPending string // lowest pending id; "" when nothing is pending
 	Lag           int64  // not yet delivered; -1 when the backend cannot tell
+	// Stream-wide counters, for telling whether entries the group never
+	// read were removed: MaxDeleted is the highest id deleted with XDEL
+	// ("0-0": none; Redis does not count XTRIM there), FirstID the first
+	// entry ("" when empty), Length the entries left, EntriesAdded all ever
+	// added, and EntriesRead how many of them the group has read (-1
+	// unknown).
+	MaxDeleted   string
+	FirstID      string
+	Length       int64
+	EntriesAdded int64
+	EntriesRead  int64
+}
+
+// SkippedUnread reports whether entries the group never read were removed
+// from the stream: deleted above its position, or trimmed so that fewer
+// entries remain after it than it has yet to read.
+func (gi GroupInfo) SkippedUnread() bool {
+	last, err := parseID(gi.LastDelivered)
+	if err != nil {
+		return false
+	}
+	if md, err := parseID(gi.MaxDeleted); err == nil && last.less(md) {
+		return true
+	}
+	first, err := parseID(gi.FirstID)
+	if err != nil || gi.EntriesRead < 0 || !last.less(first) {
+		return false // trimming only removes from the head, up to the group's position
+	}
+	return gi.Length < gi.EntriesAdded-gi.EntriesRead
 }
 
 // ErrClosed is returned by operations on a closed backend, producer or consumer.

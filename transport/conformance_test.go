@@ -2,8 +2,11 @@ package transport
 
 import (
 	"context"
+
 	"errors"
 	"fmt"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -71,6 +74,8 @@ func TestConformance(t *testing.T) {
 			t.Run("LingerBatches", func(t *testing.T) { testLinger(t, f) })
 			t.Run("LingerBytesEndsTheWait", func(t *testing.T) { testLingerBytes(t, f) })
 			t.Run("RetentionKeepsUnacknowledged", func(t *testing.T) { testRetention(t, f) })
+			t.Run("LagMonitor", func(t *testing.T) { testLagMonitor(t, f) })
+			t.Run("LagNoFalseSkip", func(t *testing.T) { testLagNoFalseSkip(t, f) })
 		})
 	}
 }
@@ -615,5 +620,95 @@ func testLingerBytes(t *testing.T, f backendFactory) {
 	waitFor(t, "entries despite an hour's linger", func() bool { return col.count() >= 5 })
 	if err := stop(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func testLagMonitor(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	s := ShardStreams(prefix, 1)[0]
+	ctx := context.Background()
+	payloads := make([][]byte, 10)
+	for i := range payloads {
+		payloads[i] = []byte{byte(i)}
+	}
+	ids, err := b.Add(ctx, s, payloads)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.CreateGroup(ctx, s, "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.ReadGroup(ctx, s, "g", "c", ">", 3, 0); err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"g", "absent"}}, nil, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.now = func() time.Time { return time.Now().Add(time.Minute) }
+	got := m.Sample(ctx)
+	if len(got) != 1 {
+		t.Fatalf("samples %+v, want one (the absent group left out)", got)
+	}
+	l := got[0]
+	if l.Lag != 7 || l.Pending != 3 || l.Skipped || l.OldestPendingAge < 59*time.Second {
+		t.Fatalf("sample %+v: want lag 7, pending 3, oldest about a minute old, nothing skipped", l)
+	}
+	if v := testutil.ToFloat64(m.pending.WithLabelValues(s, "g")); v != 3 {
+		t.Fatalf("pending gauge %v", v)
+	}
+	// Trimming past entries the group never read: Redis skips them
+	// silently; the monitor must say so.
+	if _, err := b.Trim(ctx, s, ids[6]); err != nil {
+		t.Fatal(err)
+	}
+	l = m.Sample(ctx)[0]
+	if !l.Skipped {
+		t.Fatalf("sample %+v: trimmed unread entries not detected", l)
+	}
+	if v := testutil.ToFloat64(m.skipped.WithLabelValues(s, "g")); v != 1 {
+		t.Fatalf("trimmed_unread gauge %v, want 1", v)
+	}
+	// The loss is permanent: reading on and trimming normally does not hide it.
+	if _, err := b.ReadGroup(ctx, s, "g", "c", ">", 100, 0); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Add(ctx, s, [][]byte{{99}}); err != nil {
+		t.Fatal(err)
+	}
+	head, _ := b.Range(ctx, s, "-", "+", 0)
+	if _, err := b.Trim(ctx, s, head[len(head)-1].ID); err != nil {
+		t.Fatal(err)
+	}
+	if l = m.Sample(ctx)[0]; !l.Skipped {
+		t.Fatalf("sample %+v: the earlier loss is no longer reported", l)
+	}
+}
+
+// A group that read everything before its entries were trimmed lost nothing,
+// even though its last id is now below the stream's first one.
+func testLagNoFalseSkip(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	s := ShardStreams(prefix, 1)[0]
+	ctx := context.Background()
+	if _, err := b.Add(ctx, s, [][]byte{{1}, {2}, {3}}); err != nil {
+		t.Fatal(err)
+	}
+	b.CreateGroup(ctx, s, "g", "0")
+	msgs, _ := b.ReadGroup(ctx, s, "g", "c", ">", 10, 0)
+	for _, m := range msgs {
+		b.Ack(ctx, s, "g", m.ID)
+	}
+	time.Sleep(2 * time.Millisecond) // the next id in a later millisecond
+	ids, _ := b.Add(ctx, s, [][]byte{{4}})
+	if _, err := b.Trim(ctx, s, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	m, _ := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"g"}}, nil, nil)
+	if l := m.Sample(ctx)[0]; l.Skipped || l.Lag != 1 {
+		t.Fatalf("sample %+v: want lag 1 and nothing skipped", l)
 	}
 }

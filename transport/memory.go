@@ -31,12 +31,15 @@ type memPending struct {
 
 type memGroup struct {
 	lastDelivered entryID
+	read          int64
 	pending       map[entryID]*memPending
 }
 
 type memStream struct {
-	entries []memEntry // ascending ids
-	lastID  entryID
+	entries    []memEntry // ascending ids
+	lastID     entryID
+	maxDeleted entryID // highest id removed; like Redis' XDEL-only counter it stays 0 for trims
+	added      int64
 	groups  map[string]*memGroup
 	// notify is closed and replaced whenever entries are added, waking
 	// blocked readers.
@@ -75,6 +78,7 @@ func (m *Memory) Add(ctx context.Context, stream string, payloads [][]byte) ([]s
 		}
 		s.lastID = id
 		s.entries = append(s.entries, memEntry{id: id, payload: append([]byte(nil), p...)})
+		s.added++
 		ids[i] = id.String()
 	}
 	if len(payloads) > 0 {
@@ -161,6 +165,7 @@ func (m *Memory) ReadGroup(ctx context.Context, stream, group, consumer, start s
 				e := s.entries[i]
 				g.pending[e.id] = &memPending{consumer: consumer, delivered: now, deliveries: 1}
 				g.lastDelivered = e.id
+				g.read++
 				out = append(out, Message{Stream: stream, ID: e.id.String(), Payload: e.payload, Deliveries: 1})
 			}
 			m.mu.Unlock()
@@ -302,7 +307,11 @@ func (m *Memory) Group(ctx context.Context, stream, group string) (GroupInfo, er
 	}
 	g := s.groups[group]
 	gi := GroupInfo{LastDelivered: g.lastDelivered.String(), Pending: int64(len(g.pending)),
-		Lag: int64(len(s.entries) - s.search(g.lastDelivered))}
+		Lag: int64(len(s.entries) - s.search(g.lastDelivered)), MaxDeleted: s.maxDeleted.String(),
+		Length: int64(len(s.entries)), EntriesAdded: s.added, EntriesRead: g.read}
+	if len(s.entries) > 0 {
+		gi.FirstID = s.entries[0].id.String()
+	}
 	var oldest *entryID
 	for id := range g.pending {
 		if oldest == nil || id.less(*oldest) {

@@ -208,6 +208,12 @@ func (r *Redis) Group(ctx context.Context, stream, group string) (GroupInfo, err
 			continue
 		}
 		gi := GroupInfo{LastDelivered: g.LastDeliveredID, Pending: g.Pending, Lag: g.Lag}
+		st, err := r.c.XInfoStream(ctx, stream).Result()
+		if err != nil {
+			return GroupInfo{}, fmt.Errorf("xinfo stream %s: %w", stream, err)
+		}
+		gi.MaxDeleted, gi.FirstID, gi.Length, gi.EntriesAdded = st.MaxDeletedEntryID, st.FirstEntry.ID, st.Length, st.EntriesAdded
+		gi.EntriesRead = g.EntriesRead
 		if g.Pending > 0 {
 			p, err := r.c.XPending(ctx, stream, group).Result()
 			if err != nil {

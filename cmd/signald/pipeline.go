@@ -164,7 +164,14 @@ func (p *pipeline) run(ctx context.Context) error {
 	tickStages.Go(func() error { return storeC.Run(tickCtx) })
 	tickStages.Go(func() error { return featC.Run(tickCtx) })
 	sigStage.Go(func() error { return sigC.Run(sigCtx) })
-	go p.watchLag(tickCtx)
+	lagMon, err := transport.NewLagMonitor(p.backend, transport.LagConfig{
+		Streams: append(append([]string(nil), p.tickStreams...), p.signalStream),
+		Groups:  []string{groupStore, groupFeatures, groupSignalsStore},
+	}, p.log, p.reg)
+	if err != nil {
+		return err
+	}
+	sigStage.Go(func() error { return lagMon.Run(sigCtx) })
 	p.ready.Store(true)
 
 	ingestErr := p.ingest(ingestCtx, tickProducer)
@@ -266,32 +273,6 @@ func (p *pipeline) waitCaughtUp(streams, groups []string) {
 			p.log.Warn("shutdown: stages did not catch up in time; the rest stays in the streams for the next start", "entries", behind)
 			return
 		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
-
-// watchLag exports lag and pending per group, summed over shards.
-func (p *pipeline) watchLag(ctx context.Context) {
-	t := time.NewTicker(time.Second)
-	defer t.Stop()
-	for {
-		for _, g := range []string{groupStore, groupFeatures} {
-			var lag, pend int64
-			for _, s := range p.tickStreams {
-				if l, err := p.backend.Lag(ctx, s, g); err == nil && l > 0 {
-					lag += l
-				}
-				if n, err := p.backend.Pending(ctx, s, g); err == nil {
-					pend += n
-				}
-			}
-			p.pm.lag.WithLabelValues(g).Set(float64(lag))
-			p.pm.pending.WithLabelValues(g).Set(float64(pend))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
 		}
 	}
 }
@@ -423,8 +404,6 @@ type pipelineMetrics struct {
 	duplicates   prometheus.Counter
 	deadLettered *prometheus.CounterVec
 	dropped      *prometheus.CounterVec
-	lag          *prometheus.GaugeVec
-	pending      *prometheus.GaugeVec
 	storeWait    prometheus.Histogram
 }
 
@@ -442,12 +421,6 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_pipeline_dropped_total", Help: "Undecodable entries that could not even be dead-lettered.",
 		}, []string{"group"}),
-		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "signald_pipeline_lag_entries", Help: "Tick entries not yet delivered to the group, summed over shards.",
-		}, []string{"group"}),
-		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "signald_pipeline_pending_entries", Help: "Tick entries delivered to the group and not yet acknowledged.",
-		}, []string{"group"}),
 	}
 	m.storeWait = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "signald_pipeline_store_wait_seconds",
@@ -455,6 +428,6 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 		Buckets: []float64{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
 			0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10},
 	})
-	reg.MustRegister(m.published, m.duplicates, m.deadLettered, m.dropped, m.lag, m.pending, m.storeWait)
+	reg.MustRegister(m.published, m.duplicates, m.deadLettered, m.dropped, m.storeWait)
 	return m
 }
