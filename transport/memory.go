@@ -40,7 +40,7 @@ type memStream struct {
 	lastID     entryID
 	maxDeleted entryID // highest id removed; like Redis' XDEL-only counter it stays 0 for trims
 	added      int64
-	groups  map[string]*memGroup
+	groups     map[string]*memGroup
 	// notify is closed and replaced whenever entries are added, waking
 	// blocked readers.
 	notify chan struct{}
