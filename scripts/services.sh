@@ -21,6 +21,9 @@ REPO_ROOT=$(cd "$SCRIPT_DIR/.." && pwd -P)
 SVC_DIR=${SIGNALD_SERVICES_DIR:-$REPO_ROOT/.services}
 REDIS_PORT=${SIGNALD_REDIS_PORT:-16379}
 CH_PORT=${SIGNALD_CH_PORT:-19000}
+# A local three-master Redis Cluster from the same redis-server binary, for
+# the transport's conformance suite on Cluster.
+CLUSTER_PORTS=${SIGNALD_REDIS_CLUSTER_PORTS:-"17001 17002 17003"}
 WAIT_SECS=${SIGNALD_SERVICES_TIMEOUT:-120}
 HOST=127.0.0.1
 
@@ -155,6 +158,70 @@ lock_state_dir() {
     mkdir -p "$SVC_DIR"
     exec 8>"$SVC_DIR/.lock"
     flock -w 900 8 || die "another services.sh is busy on $SVC_DIR"
+}
+
+# ---------------------------------------------------------------- Redis Cluster
+cluster_pidfile() { printf '%s/redis-cluster-%s.pid\n' "$SVC_DIR" "$1"; }
+
+cluster_up() {
+    local p pidf dir t0 i ok first addrs=()
+    for p in $CLUSTER_PORTS; do
+        addrs+=("$HOST:$p")
+        pidf=$(cluster_pidfile "$p")
+        if read_pid "$pidf" redis-server >/dev/null 2>&1; then
+            continue
+        fi
+        if port_open "$p"; then
+            port_owner "$p" >&2
+            die "port $HOST:$p is taken by another process (not ours); set SIGNALD_REDIS_CLUSTER_PORTS"
+        fi
+        dir=$SVC_DIR/redis-cluster/$p
+        mkdir -p "$dir" "$LOG_DIR"
+        redis-server --port "$p" --bind "$HOST" --dir "$dir" --daemonize yes --pidfile "$pidf" \
+            --logfile "$LOG_DIR/redis-cluster-$p.log" --cluster-enabled yes \
+            --cluster-config-file nodes.conf --cluster-node-timeout 5000 \
+            --appendonly no --save "" 7>&- 8>&- ||
+            { tail_log "$LOG_DIR/redis-cluster-$p.log"; die "redis-server (cluster node $p) failed to start"; }
+    done
+    t0=$(now_ms)
+    for p in $CLUSTER_PORTS; do
+        until timeout 5 redis-cli -h "$HOST" -p "$p" ping 2>/dev/null | grep -qx PONG; do
+            (($(now_ms) - t0 > WAIT_SECS * 1000)) && { tail_log "$LOG_DIR/redis-cluster-$p.log"; die "cluster node $p did not answer PING"; }
+            sleep 0.2
+        done
+    done
+    first=${CLUSTER_PORTS%% *}
+    if ! redis-cli -h "$HOST" -p "$first" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+        log "forming a Redis Cluster of ${addrs[*]}"
+        redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$LOG_DIR/redis-cluster-create.log" 2>&1 ||
+            { tail_log "$LOG_DIR/redis-cluster-create.log"; die "redis-cli --cluster create failed"; }
+    fi
+    for ((i = 0; ; i++)); do
+        ok=1
+        for p in $CLUSTER_PORTS; do
+            redis-cli -h "$HOST" -p "$p" cluster info 2>/dev/null | grep -q 'cluster_state:ok' || ok=0
+        done
+        ((ok)) && break
+        (($(now_ms) - t0 > WAIT_SECS * 1000)) && die "Redis Cluster on ${addrs[*]} did not reach cluster_state:ok"
+        sleep 0.2
+    done
+    log "redis cluster ready (${addrs[*]})"
+}
+
+cluster_down() {
+    local p pid pidf
+    for p in $CLUSTER_PORTS; do
+        pidf=$(cluster_pidfile "$p")
+        if pid=$(read_pid "$pidf" redis-server 2>/dev/null); then
+            stop_pid "redis cluster node $p" "$pid" "$pidf"
+        fi
+    done
+}
+
+cluster_addrs() {
+    local p out=""
+    for p in $CLUSTER_PORTS; do out+="${out:+,}$HOST:$p"; done
+    printf '%s\n' "$out"
 }
 
 # ---------------------------------------------------------------- Redis
@@ -336,6 +403,7 @@ ch_down() {
 cmd_env() {
     printf 'export SIGNALD_REDIS_ADDR=%s:%s\n' "$HOST" "$REDIS_PORT"
     printf 'export SIGNALD_CLICKHOUSE_ADDR=%s:%s\n' "$HOST" "$CH_PORT"
+    printf 'export SIGNALD_REDIS_CLUSTER_ADDRS=%s\n' "$(cluster_addrs)"
 }
 
 cmd_status() {
@@ -364,6 +432,7 @@ cmd_status() {
 cmd_up() {
     lock_state_dir
     redis_up
+    cluster_up
     ch_up
     echo
     cmd_status || true
@@ -376,6 +445,7 @@ cmd_down() {
     lock_state_dir
     local rc=0
     ch_down || rc=1
+    cluster_down || rc=1
     redis_down || rc=1
     return $rc
 }

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -46,6 +47,24 @@ func newRedisBackend(t *testing.T) Backend {
 
 // uniquePrefix names this test's streams; on Redis they are deleted when the
 // test ends, so test runs do not pile up in the server.
+// newRedisCluster connects to the integration Redis Cluster (three masters
+// that scripts/services.sh starts), under the same switch.
+func newRedisCluster(t *testing.T) Backend {
+	if os.Getenv("SIGNALD_INTEGRATION") == "" {
+		t.Skip("integration tests off: SIGNALD_INTEGRATION=1 (make test sets it) runs them against a real Redis Cluster")
+	}
+	addrs := os.Getenv("SIGNALD_REDIS_CLUSTER_ADDRS")
+	if addrs == "" {
+		t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_CLUSTER_ADDRS is empty")
+	}
+	r, err := NewRedis(context.Background(), RedisOptions{Addrs: strings.Split(addrs, ","), ClusterMode: true})
+	if err != nil {
+		t.Fatalf("integration Redis Cluster: %v", err)
+	}
+	t.Cleanup(func() { r.Close() })
+	return r
+}
+
 func uniquePrefix(t *testing.T, b Backend) string {
 	prefix := fmt.Sprintf("sdtest:%s:%d", t.Name(), rand.Uint64())
 	if r, ok := b.(*Redis); ok {
@@ -60,7 +79,7 @@ func uniquePrefix(t *testing.T, b Backend) string {
 
 // TestConformance runs the one suite every backend must pass.
 func TestConformance(t *testing.T) {
-	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend} {
+	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend, "redis-cluster": newRedisCluster} {
 		t.Run(name, func(t *testing.T) {
 			t.Run("ExactlyOnceWithoutFailures", func(t *testing.T) { testNoFailures(t, f) })
 			t.Run("HandlerErrorRedelivers", func(t *testing.T) { testHandlerError(t, f) })
