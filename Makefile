@@ -40,11 +40,13 @@ test: lint services-up
 test-unit:
 	$(GO) test -count=1 ./...
 
-# Go benchmarks of every package, then tick-to-storage latency of the daemon
-# on the real servers at the recorded pace and at 10x (bench/ticklatency).
+# Go benchmarks of every package; transport throughput against redis-benchmark
+# and a bare go-redis loop (bench/transport); tick-to-storage latency of the
+# daemon on the real servers at the recorded pace and at 10x (bench/ticklatency).
 bench: build services-up
 	eval "$$($(SERVICES) env)" && export SIGNALD_INTEGRATION=1 && \
 		$(GO) test -run '^$$' -bench . -benchmem ./... && \
+		$(GO) run ./bench/transport && \
 		$(GO) run ./bench/ticklatency -bin $(BIN) -speeds 1,10 -duration 60s
 
 services-up:
