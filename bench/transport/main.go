@@ -3,10 +3,11 @@
 //
 //   - publish: transport.Producer appending 64-byte entries, against
 //     `redis-benchmark -P 100` running XADD (about what the server can take);
+//
 //   - consume: transport.Consumer with a no-op handler, against a bare go-redis
 //     loop of XREADGROUP COUNT 1000 and one XACK per batch.
 //
-//	go run ./bench/transport -redis 127.0.0.1:16379
+//     go run ./bench/transport -redis 127.0.0.1:16379
 package main
 
 import (
