@@ -289,6 +289,10 @@ func (c *Consumer) read(ctx context.Context, stream string, work chan<- []Messag
 				return nil
 			}
 			backoff = min(backoff*2, 5*time.Second)
+			// The server may have delivered entries whose reply was lost
+			// (a dropped connection, a restart): take back this consumer's
+			// own pending entries first rather than wait for a reclaim.
+			start = "0"
 			continue
 		}
 		backoff = c.cfg.RetryBackoff

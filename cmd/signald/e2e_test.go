@@ -477,3 +477,71 @@ func TestKillAndRestart(t *testing.T) {
 		t.Fatalf("%d physical rows after OPTIMIZE FINAL, want %d", rows, len(want))
 	}
 }
+
+// startRedis runs a redis-server owned by the test, with AOF fsynced on every
+// write so that an acknowledged XADD survives SIGKILL.
+func startRedis(t *testing.T, port, dir string) *exec.Cmd {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Fatalf("redis-server: %v (make services-up installs it)", err)
+	}
+	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--dir", dir, "--appendonly", "yes",
+		"--appendfsync", "always", "--save", "")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		if c, err := net.Dial("tcp", "127.0.0.1:"+port); err == nil {
+			c.Close()
+			return cmd
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("test redis-server did not listen")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// TestRedisKilledMidStream: Redis is SIGKILLed in the middle of a replay and
+// restarted from its AOF; signald rides it out and stores every tick exactly
+// once.
+func TestRedisKilledMidStream(t *testing.T) {
+	_, chAddr := integration(t)
+	_, port, _ := net.SplitHostPort(freePort(t))
+	dir := t.TempDir()
+	rds := startRedis(t, port, dir)
+	db := fmt.Sprintf("sdrkill_%d", rand.Uint32())
+	const limit = 20000
+	want := expectedTicks(t, spotCapture, limit)
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "10", "--exit-when-done",
+		"--http", freePort(t), "--redis", "127.0.0.1:"+port, "--clickhouse", chAddr, "--clickhouse-db", db)
+	ch := openCH(t, chAddr, db)
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, err := ch.CountTicks(context.Background(), store.Query{})
+		if err == nil && n > 1000 {
+			if n >= int64(len(want)) {
+				t.Fatalf("replay finished (%d ticks) before the kill; slow the pace", n)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ticks stored after 2 min (last count %d, %v)", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	rds.Process.Signal(syscall.SIGKILL)
+	rds.Wait()
+	time.Sleep(time.Second) // signald sees the outage
+	startRedis(t, port, dir)
+	if err := d.wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	if !strings.Contains(d.stderr.String(), "read failed") && !strings.Contains(d.stderr.String(), "flush failed") {
+		t.Fatalf("the outage was not noticed; the test did not test it:\n%s", tail(d.stderr.String(), 2000))
+	}
+	assertExactly(t, want, storedIDs(t, ch))
+}
