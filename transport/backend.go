@@ -62,6 +62,9 @@ type Backend interface {
 	Len(ctx context.Context, stream string) (int64, error)
 	// Range reads entries with start <= id <= end ("-" and "+" are the ends).
 	Range(ctx context.Context, stream, start, end string, count int) ([]Message, error)
+	// Delete removes the entries with the given ids (XDEL) and returns how
+	// many existed.
+	Delete(ctx context.Context, stream string, ids ...string) (int64, error)
 	// Trim removes entries with ids below minID (XTRIM MINID) and returns how
 	// many it removed.
 	Trim(ctx context.Context, stream, minID string) (int64, error)

@@ -95,6 +95,7 @@ func TestConformance(t *testing.T) {
 			t.Run("RetentionKeepsUnacknowledged", func(t *testing.T) { testRetention(t, f) })
 			t.Run("LagMonitor", func(t *testing.T) { testLagMonitor(t, f) })
 			t.Run("LagNoFalseSkip", func(t *testing.T) { testLagNoFalseSkip(t, f) })
+			t.Run("DeleteUnreadIsReported", func(t *testing.T) { testDelete(t, f) })
 		})
 	}
 }
@@ -729,5 +730,37 @@ func testLagNoFalseSkip(t *testing.T, f backendFactory) {
 	m, _ := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"g"}}, nil, nil)
 	if l := m.Sample(ctx)[0]; l.Skipped || l.Lag != 1 {
 		t.Fatalf("sample %+v: want lag 1 and nothing skipped", l)
+	}
+}
+
+// XDEL of an entry the group has not read: gone from reads, and reported as
+// lost for the group.
+func testDelete(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	s := ShardStreams(prefix, 1)[0]
+	ctx := context.Background()
+	ids, err := b.Add(ctx, s, [][]byte{{1}, {2}, {3}, {4}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.CreateGroup(ctx, s, "g", "0")
+	if _, err := b.ReadGroup(ctx, s, "g", "c", ">", 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := b.Delete(ctx, s, ids[2], ids[2], "99999999999999-0"); err != nil || n != 1 {
+		t.Fatalf("deleted %d, %v; want 1", n, err)
+	}
+	left, _ := b.Range(ctx, s, "-", "+", 0)
+	if len(left) != 3 || left[2].ID != ids[3] {
+		t.Fatalf("left %+v", left)
+	}
+	gi, err := b.Group(ctx, s, "g")
+	if err != nil || gi.MaxDeleted != ids[2] || !gi.SkippedUnread() {
+		t.Fatalf("group %+v, %v: the deleted unread entry is not reported", gi, err)
+	}
+	msgs, _ := b.ReadGroup(ctx, s, "g", "c", ">", 10, 0)
+	if len(msgs) != 2 || msgs[0].ID != ids[1] || msgs[1].ID != ids[3] {
+		t.Fatalf("read %+v after the delete", msgs)
 	}
 }

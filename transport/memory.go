@@ -375,6 +375,34 @@ func stringsHasSeq(s string) bool {
 	return false
 }
 
+// Delete removes entries by id, as XDEL does (which, unlike a trim, raises
+// the stream's max deleted id).
+func (m *Memory) Delete(ctx context.Context, stream string, ids ...string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[stream]
+	if s == nil {
+		return 0, nil
+	}
+	var n int64
+	for _, v := range ids {
+		id, err := parseID(v)
+		if err != nil {
+			return n, fmt.Errorf("xdel %s: %w", stream, err)
+		}
+		if _, ok := s.lookup(id); !ok {
+			continue
+		}
+		i := sort.Search(len(s.entries), func(i int) bool { return !s.entries[i].id.less(id) })
+		s.entries = append(s.entries[:i:i], s.entries[i+1:]...)
+		if s.maxDeleted.less(id) {
+			s.maxDeleted = id
+		}
+		n++
+	}
+	return n, nil
+}
+
 // Trim removes entries with ids below minID, as XTRIM MINID does.
 func (m *Memory) Trim(ctx context.Context, stream, minID string) (int64, error) {
 	id, err := parseID(minID)

@@ -252,6 +252,17 @@ func (r *Redis) Range(ctx context.Context, stream, start, end string, count int)
 	return out, nil
 }
 
+func (r *Redis) Delete(ctx context.Context, stream string, ids ...string) (int64, error) {
+	if len(ids) == 0 {
+		return 0, nil
+	}
+	n, err := r.c.XDel(ctx, stream, ids...).Result()
+	if err != nil {
+		return 0, fmt.Errorf("xdel %s: %w", stream, err)
+	}
+	return n, nil
+}
+
 func (r *Redis) Trim(ctx context.Context, stream, minID string) (int64, error) {
 	n, err := r.c.XTrimMinID(ctx, stream, minID).Result()
 	if err != nil {

@@ -545,3 +545,101 @@ func TestRedisKilledMidStream(t *testing.T) {
 	}
 	assertExactly(t, want, storedIDs(t, ch))
 }
+
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = cleanEnv()
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+// TestDLQCommand: list shows a dead letter with its reason; replay puts the
+// entry back on its original stream and removes it; purge needs --yes.
+func TestDLQCommand(t *testing.T) {
+	redisAddr, _ := integration(t)
+	prefix := fmt.Sprintf("sddlq%d", rand.Uint32())
+	dropStreams(t, redisAddr, prefix)
+	ctx := context.Background()
+	r, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{redisAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	orig := prefix + ":ticks:{0}"
+	addDL := func(payload, reason string) {
+		body, _ := transport.DeadLetter{Stream: orig, ID: "1-0", Group: "store", Reason: reason, Time: time.Now(), Payload: []byte(payload)}.MarshalBinary()
+		if _, err := r.Add(ctx, prefix+":dlq", [][]byte{body}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	addDL("bad entry", "tick batch: bad count")
+	out, _, err := runCLI(t, "dlq", "list", "--redis", redisAddr, "--stream-prefix", prefix)
+	if err != nil || !strings.Contains(out, `"reason":"tick batch: bad count"`) || !strings.Contains(out, `"payload_bytes":9`) {
+		t.Fatalf("list: %v\n%s", err, out)
+	}
+	if _, stderr, err := runCLI(t, "dlq", "replay", "--redis", redisAddr, "--stream-prefix", prefix); err != nil || !strings.Contains(stderr, "replayed 1 of 1") {
+		t.Fatalf("replay: %v %s", err, stderr)
+	}
+	back, _ := r.Range(ctx, orig, "-", "+", 0)
+	if n, _ := r.Len(ctx, prefix+":dlq"); len(back) != 1 || string(back[0].Payload) != "bad entry" || n != 0 {
+		t.Fatalf("after replay: original stream %+v, %d dead letters left", back, n)
+	}
+	addDL("x", "y")
+	if _, stderr, err := runCLI(t, "dlq", "purge", "--redis", redisAddr, "--stream-prefix", prefix); err == nil || !strings.Contains(stderr, "add --yes") {
+		t.Fatalf("purge without --yes: %v %s", err, stderr)
+	}
+	if _, stderr, err := runCLI(t, "dlq", "purge", "--yes", "--redis", redisAddr, "--stream-prefix", prefix); err != nil || !strings.Contains(stderr, "purged 1") {
+		t.Fatalf("purge: %v %s", err, stderr)
+	}
+	if n, _ := r.Len(ctx, prefix+":dlq"); n != 0 {
+		t.Fatalf("%d dead letters after purge", n)
+	}
+}
+
+// TestUndecodableEntryIsDeadLettered: garbage in a tick stream is moved to
+// the dead-letter stream with its reason (by each group that read it) and
+// blocks nothing: every real tick is still stored exactly once.
+func TestUndecodableEntryIsDeadLettered(t *testing.T) {
+	redisAddr, chAddr := integration(t)
+	prefix := fmt.Sprintf("sddl%d", rand.Uint32())
+	dropStreams(t, redisAddr, prefix)
+	db := fmt.Sprintf("sddl_%d", rand.Uint32())
+	ctx := context.Background()
+	r, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{redisAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if _, err := r.Add(ctx, prefix+":ticks:{0}", [][]byte{[]byte("not a tick")}); err != nil {
+		t.Fatal(err)
+	}
+	const limit = 3000
+	want := expectedTicks(t, spotCapture, limit)
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "0", "--exit-when-done", "--shards", "1",
+		"--http", freePort(t), "--redis", redisAddr, "--clickhouse", chAddr, "--clickhouse-db", db, "--stream-prefix", prefix)
+	if err := d.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	assertExactly(t, want, storedIDs(t, openCH(t, chAddr, db)))
+	out, _, err := runCLI(t, "dlq", "list", "--redis", redisAddr, "--stream-prefix", prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups := map[string]bool{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		var dl transport.DeadLetter
+		if err := json.Unmarshal([]byte(line), &dl); err != nil {
+			t.Fatalf("list line %q: %v", line, err)
+		}
+		if string(dl.Payload) != "not a tick" || !strings.Contains(dl.Reason, "tick") || dl.Stream != prefix+":ticks:{0}" {
+			t.Fatalf("dead letter %+v", dl)
+		}
+		groups[dl.Group] = true
+	}
+	if !groups["store"] || !groups["features"] || len(groups) != 2 {
+		t.Fatalf("dead-lettered by %v, want store and features", groups)
+	}
+}

@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -293,10 +291,8 @@ func (p *pipeline) decodeTicks(ctx context.Context, group string, msgs []transpo
 // the reason, so one bad entry does not block the stream.
 func (p *pipeline) deadLetter(ctx context.Context, group string, m transport.Message, reason error) {
 	p.pm.deadLettered.WithLabelValues(group).Inc()
-	body, _ := json.Marshal(map[string]string{
-		"stream": m.Stream, "id": m.ID, "group": group, "reason": reason.Error(),
-		"payload": base64.StdEncoding.EncodeToString(m.Payload),
-	})
+	body, _ := transport.DeadLetter{Stream: m.Stream, ID: m.ID, Group: group, Reason: reason.Error(),
+		Deliveries: m.Deliveries, Time: time.Now().UTC(), Payload: m.Payload}.MarshalBinary()
 	if _, err := p.backend.Add(ctx, p.dlqStream, [][]byte{body}); err != nil {
 		p.log.Error("dead letter failed; entry dropped", "stream", m.Stream, "id", m.ID, "err", err)
 		p.pm.dropped.WithLabelValues(group).Inc()

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/signald-dev/signald/transport"
+)
+
+// cmdDLQ inspects and empties the dead-letter stream: list shows what is
+// there and why; replay puts each entry back on its original stream (once its
+// cause is fixed) and removes it from the dead letters; purge removes them.
+func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("signald dlq", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: signald dlq list|replay|purge [flags]")
+		fs.PrintDefaults()
+	}
+	redisAddr := fs.String("redis", envOr("REDIS_ADDR", ""), "Redis `host:port` of the transport (env SIGNALD_REDIS_ADDR)")
+	cluster := fs.Bool("redis-cluster", envOr("REDIS_CLUSTER", "") == "1", "treat --redis as a Redis Cluster seed")
+	prefix := fs.String("stream-prefix", "sd", "prefix of the stream keys (as given to signald run)")
+	limit := fs.Int("limit", 0, "at most this many entries (0 = all)")
+	yes := fs.Bool("yes", false, "purge: really delete")
+	if len(args) == 0 {
+		fs.Usage()
+		return errors.New("dlq: say list, replay or purge")
+	}
+	verb := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *redisAddr == "" {
+		return errors.New("dlq: --redis is required (the in-process transport's dead letters live only inside its daemon)")
+	}
+	if *limit < 0 {
+		return fmt.Errorf("dlq: --limit %d: must be >= 0", *limit)
+	}
+	b, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{*redisAddr}, ClusterMode: *cluster})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	dlq := *prefix + ":dlq"
+	entries, err := b.Range(ctx, dlq, "-", "+", *limit)
+	if err != nil {
+		return err
+	}
+	switch verb {
+	case "list":
+		enc := json.NewEncoder(stdout)
+		for _, e := range entries {
+			d, err := transport.ParseDeadLetter(e.Payload)
+			if err != nil {
+				enc.Encode(map[string]string{"dlq_id": e.ID, "error": err.Error()})
+				continue
+			}
+			enc.Encode(struct {
+				DLQID string `json:"dlq_id"`
+				transport.DeadLetter
+				PayloadBytes int `json:"payload_bytes"`
+			}{e.ID, d, len(d.Payload)})
+		}
+		fmt.Fprintf(stderr, "%d dead letters in %s\n", len(entries), dlq)
+	case "replay":
+		n := 0
+		for _, e := range entries {
+			d, err := transport.ParseDeadLetter(e.Payload)
+			if err != nil {
+				fmt.Fprintf(stderr, "skipping %s: %v\n", e.ID, err)
+				continue
+			}
+			// Append first, then delete: a crash in between replays it twice
+			// (at least once), never zero times.
+			if _, err := b.Add(ctx, d.Stream, [][]byte{d.Payload}); err != nil {
+				return fmt.Errorf("replay %s: %w (replayed %d so far)", e.ID, err, n)
+			}
+			if _, err := b.Delete(ctx, dlq, e.ID); err != nil {
+				return fmt.Errorf("replay %s: %w (replayed %d so far)", e.ID, err, n)
+			}
+			n++
+		}
+		fmt.Fprintf(stderr, "replayed %d of %d dead letters from %s\n", n, len(entries), dlq)
+	case "purge":
+		if !*yes {
+			return fmt.Errorf("dlq purge: would delete %d dead letters from %s; add --yes", len(entries), dlq)
+		}
+		ids := make([]string, len(entries))
+		for i, e := range entries {
+			ids[i] = e.ID
+		}
+		n, err := b.Delete(ctx, dlq, ids...)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "purged %d dead letters from %s\n", n, dlq)
+	default:
+		return fmt.Errorf("dlq: unknown action %q: want list, replay or purge", verb)
+	}
+	return nil
+}
