@@ -96,6 +96,8 @@ func TestConformance(t *testing.T) {
 			t.Run("LagMonitor", func(t *testing.T) { testLagMonitor(t, f) })
 			t.Run("LagNoFalseSkip", func(t *testing.T) { testLagNoFalseSkip(t, f) })
 			t.Run("DeleteUnreadIsReported", func(t *testing.T) { testDelete(t, f) })
+			t.Run("DeadLetterAfterMaxDeliveries", func(t *testing.T) { testDeadLetter(t, f) })
+			t.Run("SinkOutageDeadLettersNothing", func(t *testing.T) { testOutageNoDeadLetter(t, f) })
 		})
 	}
 }
@@ -762,5 +764,105 @@ func testDelete(t *testing.T, f backendFactory) {
 	msgs, _ := b.ReadGroup(ctx, s, "g", "c", ">", 10, 0)
 	if len(msgs) != 2 || msgs[0].ID != ids[1] || msgs[1].ID != ids[3] {
 		t.Fatalf("read %+v after the delete", msgs)
+	}
+}
+
+func testDeadLetter(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	streams := ShardStreams(prefix, 1)
+	dlq := prefix + ":dlq"
+	const n = 50
+	publishN(t, b, prefix, 1, n)
+	col := newCollector()
+	var mu sync.Mutex
+	tries := map[string]int{}
+	h := func(ctx context.Context, msgs []Message) error {
+		be := BatchError{}
+		var ok []Message
+		mu.Lock()
+		for i, m := range msgs {
+			p := string(m.Payload)
+			switch {
+			case strings.HasSuffix(p, "/7"):
+				tries[p]++
+				be[i] = errors.New("flaky downstream for this entry")
+			case strings.HasSuffix(p, "/13"):
+				tries[p]++
+				be[i] = fmt.Errorf("%w: cannot decode", ErrPermanent)
+			default:
+				ok = append(ok, m)
+			}
+		}
+		mu.Unlock()
+		col.handle(ctx, ok)
+		if len(be) > 0 {
+			return be
+		}
+		return nil
+	}
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Count: 20, RetryBackoff: time.Millisecond,
+		DeadLetterStream: dlq, MaxDeliveries: 3}, h, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "48 handled and 2 dead letters", func() bool {
+		l, _ := b.Len(context.Background(), dlq)
+		return col.count() >= n-2 && l == 2
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if col.count() != n-2 {
+		t.Fatalf("handled %d, want %d (each once)", col.count(), n-2)
+	}
+	if tries["k7/7"] != 3 || tries["k13/13"] != 1 {
+		t.Fatalf("tries %v: want 3 for the flaky entry, 1 for the permanent one", tries)
+	}
+	dls, _ := b.Range(context.Background(), dlq, "-", "+", 0)
+	got := map[string]DeadLetter{}
+	for _, e := range dls {
+		d, err := ParseDeadLetter(e.Payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[string(d.Payload)] = d
+	}
+	if d := got["k7/7"]; d.Deliveries != 3 || d.Group != "g" || d.Stream != streams[0] || !strings.Contains(d.Reason, "flaky") {
+		t.Fatalf("dead letter of the flaky entry: %+v", d)
+	}
+	if d := got["k13/13"]; d.Deliveries != 1 || !strings.Contains(d.Reason, "cannot decode") {
+		t.Fatalf("dead letter of the permanent failure: %+v", d)
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
+
+func testOutageNoDeadLetter(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	streams := ShardStreams(prefix, 1)
+	dlq := prefix + ":dlq"
+	const n = 100
+	publishN(t, b, prefix, 1, n)
+	col := newCollector()
+	var calls atomic.Int64
+	h := func(ctx context.Context, msgs []Message) error {
+		if calls.Add(1) <= 6 {
+			return errors.New("clickhouse: connection refused") // the sink is down
+		}
+		return col.handle(ctx, msgs)
+	}
+	c, _ := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, RetryBackoff: time.Millisecond,
+		DeadLetterStream: dlq, MaxDeliveries: 2}, h, nil, nil)
+	stop := runConsumer(t, c)
+	waitFor(t, "all entries after the outage", func() bool { return col.count() >= n })
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	if l, _ := b.Len(context.Background(), dlq); l != 0 || col.count() != n {
+		t.Fatalf("%d dead letters and %d handled after a sink outage; want 0 and %d", l, col.count(), n)
 	}
 }

@@ -9,6 +9,24 @@ import (
 	"time"
 )
 
+// BatchError is what a handler returns to say which entries of its batch
+// failed (by index in the batch). The others count as done and are
+// acknowledged; the failed ones are tried again, and after MaxDeliveries
+// tries, or at once if their error wraps ErrPermanent, moved to the
+// dead-letter stream.
+type BatchError map[int]error
+
+func (e BatchError) Error() string {
+	for i, err := range e {
+		return fmt.Sprintf("%d entries failed (entry %d: %v)", len(e), i, err)
+	}
+	return "no entry failed"
+}
+
+// ErrPermanent marks an entry error that retrying cannot fix (an entry that
+// cannot be decoded, say).
+var ErrPermanent = errors.New("permanent")
+
 // Handler processes a batch of entries. Returning nil means every entry's
 // effect is done (stored, forwarded) and the batch may be acknowledged; an
 // error leaves the batch pending and it is handed to the handler again.
@@ -57,6 +75,15 @@ type ConsumerConfig struct {
 	// this many bytes: a batch that large already amortizes the per-call
 	// cost, and waiting would only add latency. Default 0: no limit.
 	LingerBytes int
+	// DeadLetterStream receives entries the handler reports as impossible
+	// to process (see BatchError), with the reason. Default "": none, and
+	// such entries are retried like any failure.
+	DeadLetterStream string
+	// MaxDeliveries is how many times an entry the handler reports as failed
+	// (in a BatchError) is tried before it goes to DeadLetterStream. Errors
+	// that are not a BatchError mean the sink itself fails and are retried
+	// without limit: an outage must not dead-letter everything. Default 10.
+	MaxDeliveries int
 	// Concurrency is how many handler calls may run at once. Default 1,
 	// which hands batches over in stream order; above 1, batches of the same
 	// stream may be handled out of order (fine for idempotent sinks such as
@@ -100,6 +127,9 @@ func (c *ConsumerConfig) setDefaults() error {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = 1
+	}
+	if c.MaxDeliveries <= 0 {
+		c.MaxDeliveries = 10
 	}
 	return nil
 }
@@ -361,25 +391,82 @@ func (c *Consumer) reclaim(ctx context.Context, work chan<- []Message) {
 // readers): entries are never skipped.
 func (c *Consumer) handle(ctx context.Context, batch []Message) error {
 	backoff := c.cfg.RetryBackoff
-	for {
+	tries := map[string]int{} // per entry id, failures reported by the handler
+	for len(batch) > 0 {
 		start := time.Now()
 		err := c.h(ctx, batch)
 		c.m.handlerSeconds.WithLabelValues(c.cfg.Group).Observe(time.Since(start).Seconds())
 		if err == nil {
-			break
+			return c.ack(ctx, batch)
 		}
 		c.m.handlerErrors.WithLabelValues(c.cfg.Group).Inc()
+		var be BatchError
+		if errors.As(err, &be) && len(be) > 0 {
+			// Acknowledge what succeeded; dead-letter what failed for good;
+			// keep the rest for another try.
+			var done, retry []Message
+			for i, m := range batch {
+				merr, failed := be[i]
+				if !failed {
+					done = append(done, m)
+					continue
+				}
+				tries[m.ID]++
+				if c.cfg.DeadLetterStream != "" && (errors.Is(merr, ErrPermanent) || tries[m.ID] >= c.cfg.MaxDeliveries) {
+					if err := c.deadLetter(ctx, m, merr, tries[m.ID]); err != nil {
+						return err
+					}
+					done = append(done, m)
+					continue
+				}
+				retry = append(retry, m)
+			}
+			if err := c.ack(ctx, done); err != nil {
+				return err
+			}
+			batch = retry
+			if len(batch) == 0 {
+				return nil
+			}
+		}
 		if ctx.Err() != nil {
 			return fmt.Errorf("consumer %s: handler: %w (batch left pending)", c.cfg.Group, err)
 		}
-		c.log.Warn("transport: handler failed, retrying batch", "group", c.cfg.Group, "entries", len(batch), "err", err)
+		c.log.Warn("transport: handler failed, retrying", "group", c.cfg.Group, "entries", len(batch), "err", err)
 		if !sleepCtx(ctx, backoff) {
 			return fmt.Errorf("consumer %s: handler: %w (batch left pending)", c.cfg.Group, err)
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+	return nil
+}
+
+// deadLetter appends m to the dead-letter stream; m is acknowledged by the
+// caller only after this succeeded.
+func (c *Consumer) deadLetter(ctx context.Context, m Message, reason error, tries int) error {
+	body, err := DeadLetter{Stream: m.Stream, ID: m.ID, Group: c.cfg.Group, Reason: reason.Error(),
+		Deliveries: int64(tries), Time: time.Now().UTC(), Payload: m.Payload}.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	backoff := c.cfg.RetryBackoff
+	for {
+		if _, err := c.b.Add(ctx, c.cfg.DeadLetterStream, [][]byte{body}); err == nil {
+			c.m.deadLettered.WithLabelValues(c.cfg.Group).Inc()
+			c.log.Warn("transport: entry dead-lettered", "stream", m.Stream, "id", m.ID, "group", c.cfg.Group, "tries", tries, "reason", reason)
+			return nil
+		} else if !sleepCtx(ctx, backoff) {
+			return fmt.Errorf("consumer %s: dead letter %s: %w (entry stays pending)", c.cfg.Group, m.ID, err)
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// ack acknowledges msgs, retrying until it succeeds or ctx ends.
+func (c *Consumer) ack(ctx context.Context, msgs []Message) error {
+	backoff := c.cfg.RetryBackoff
 	byStream := map[string][]string{}
-	for _, m := range batch {
+	for _, m := range msgs {
 		byStream[m.Stream] = append(byStream[m.Stream], m.ID)
 	}
 	for s, ids := range byStream {

@@ -21,6 +21,7 @@ type Metrics struct {
 	handlerErrors  *prometheus.CounterVec
 	handlerSeconds *prometheus.HistogramVec
 	trimmed        *prometheus.CounterVec
+	deadLettered   *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -68,13 +69,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "signald_transport_handler_seconds", Help: "Handler call duration per batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18),
 		}, []string{"group"}),
+		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_dead_lettered_entries_total", Help: "Entries moved to the dead-letter stream (failed for good, or too often).",
+		}, []string{"group"}),
 		trimmed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_transport_trimmed_entries_total", Help: "Entries removed by retention (older than the retention window and acknowledged by every group).",
 		}, []string{"stream"}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.delivered, m.redelivered,
-			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed)
+			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered)
 	}
 	return m
 }

@@ -114,7 +114,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	defer sigProducer.Close()
 
 	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
-		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
+		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
 		// Ids make inserts idempotent, so order does not matter here.
 		Concurrency: p.cfg.StoreConc, Linger: p.cfg.StoreLinger,
 		LingerBytes: 64 << 10, // ~600 ticks: enough to amortize an insert
@@ -123,13 +123,13 @@ func (p *pipeline) run(ctx context.Context) error {
 		return err
 	}
 	featC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
-		Group: groupFeatures, Streams: p.tickStreams, Consumer: p.cfg.Consumer,
+		Group: groupFeatures, Streams: p.tickStreams, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
 	}, p.featuresHandler(sigProducer), p.log, p.tm)
 	if err != nil {
 		return err
 	}
 	sigC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
-		Group: groupSignalsStore, Streams: []string{p.signalStream}, Consumer: p.cfg.Consumer,
+		Group: groupSignalsStore, Streams: []string{p.signalStream}, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
 	}, p.storeSignals, p.log, p.tm)
 	if err != nil {
 		return err
@@ -275,41 +275,44 @@ func (p *pipeline) waitCaughtUp(streams, groups []string) {
 	}
 }
 
-func (p *pipeline) decodeTicks(ctx context.Context, group string, msgs []transport.Message, out []ingest.Tick) []ingest.Tick {
-	for _, m := range msgs {
+// decodeTicks decodes every entry; the ones that cannot be decoded are
+// reported in bad (ErrPermanent), for the consumer to dead-letter once the
+// handler's effect for the others is done.
+func (p *pipeline) decodeTicks(msgs []transport.Message, out []ingest.Tick) (_ []ingest.Tick, bad transport.BatchError) {
+	for i, m := range msgs {
 		n := len(out)
 		var err error
 		if out, err = ingest.DecodeBatch(m.Payload, out); err != nil {
 			out = out[:n] // all or nothing per entry
-			p.deadLetter(ctx, group, m, err)
+			if bad == nil {
+				bad = transport.BatchError{}
+			}
+			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
 		}
 	}
-	return out
+	return out, bad
 }
 
-// deadLetter moves an entry that can never be processed out of the way, with
-// the reason, so one bad entry does not block the stream.
-func (p *pipeline) deadLetter(ctx context.Context, group string, m transport.Message, reason error) {
-	p.pm.deadLettered.WithLabelValues(group).Inc()
-	body, _ := transport.DeadLetter{Stream: m.Stream, ID: m.ID, Group: group, Reason: reason.Error(),
-		Deliveries: m.Deliveries, Time: time.Now().UTC(), Payload: m.Payload}.MarshalBinary()
-	if _, err := p.backend.Add(ctx, p.dlqStream, [][]byte{body}); err != nil {
-		p.log.Error("dead letter failed; entry dropped", "stream", m.Stream, "id", m.ID, "err", err)
-		p.pm.dropped.WithLabelValues(group).Inc()
-		return
+// done returns nil, or the undecodable entries once the rest is done.
+func done(bad transport.BatchError) error {
+	if len(bad) == 0 {
+		return nil
 	}
-	p.log.Warn("entry dead-lettered", "stream", m.Stream, "id", m.ID, "group", group, "reason", reason)
+	return bad
 }
 
 func (p *pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
-	ticks := p.decodeTicks(ctx, groupStore, msgs, make([]ingest.Tick, 0, 4*len(msgs)))
+	ticks, bad := p.decodeTicks(msgs, make([]ingest.Tick, 0, 4*len(msgs)))
 	now := time.Now().UnixNano()
 	for i := range ticks {
 		if t := ticks[i].IngestTS; t > 0 {
 			p.pm.storeWait.Observe(float64(now-t) / 1e9)
 		}
 	}
-	return p.store.InsertTicks(ctx, ticks)
+	if err := p.store.InsertTicks(ctx, ticks); err != nil {
+		return err
+	}
+	return done(bad)
 }
 
 // featuresHandler feeds ticks to the feature engine and the detector, and
@@ -320,7 +323,7 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 	return func(ctx context.Context, msgs []transport.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
-		ticks := p.decodeTicks(ctx, groupFeatures, msgs, make([]ingest.Tick, 0, 4*len(msgs)))
+		ticks, bad := p.decodeTicks(msgs, make([]ingest.Tick, 0, 4*len(msgs)))
 		for i := range ticks {
 			t := &ticks[i]
 			// A redelivered tick (at-least-once) must not be counted twice.
@@ -335,7 +338,10 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 				return err
 			}
 		}
-		return sigs.Flush(ctx)
+		if err := sigs.Flush(ctx); err != nil {
+			return err
+		}
+		return done(bad)
 	}
 }
 
@@ -357,15 +363,19 @@ func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport
 
 func (p *pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
 	out := make([]regime.Signal, 0, len(msgs))
-	for _, m := range msgs {
+	bad := transport.BatchError{}
+	for i, m := range msgs {
 		var s regime.Signal
 		if err := s.UnmarshalBinary(m.Payload); err != nil {
-			p.deadLetter(ctx, groupSignalsStore, m, err)
+			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
 			continue
 		}
 		out = append(out, s)
 	}
-	return p.store.InsertSignals(ctx, out)
+	if err := p.store.InsertSignals(ctx, out); err != nil {
+		return err
+	}
+	return done(bad)
 }
 
 // idWindow remembers the last n ids, to drop redelivered ticks.
@@ -396,11 +406,9 @@ func (w *idWindow) add(id uint64) bool {
 }
 
 type pipelineMetrics struct {
-	published    prometheus.Counter
-	duplicates   prometheus.Counter
-	deadLettered *prometheus.CounterVec
-	dropped      *prometheus.CounterVec
-	storeWait    prometheus.Histogram
+	published  prometheus.Counter
+	duplicates prometheus.Counter
+	storeWait  prometheus.Histogram
 }
 
 func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
@@ -411,12 +419,6 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_pipeline_duplicate_ticks_total", Help: "Redelivered ticks the feature stage dropped (already applied).",
 		}),
-		deadLettered: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "signald_pipeline_dead_lettered_total", Help: "Undecodable entries moved to the dead-letter stream.",
-		}, []string{"group"}),
-		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "signald_pipeline_dropped_total", Help: "Undecodable entries that could not even be dead-lettered.",
-		}, []string{"group"}),
 	}
 	m.storeWait = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "signald_pipeline_store_wait_seconds",
@@ -424,6 +426,6 @@ func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
 		Buckets: []float64{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
 			0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10},
 	})
-	reg.MustRegister(m.published, m.duplicates, m.deadLettered, m.dropped, m.storeWait)
+	reg.MustRegister(m.published, m.duplicates, m.storeWait)
 	return m
 }
