@@ -191,7 +191,10 @@ cluster_up() {
         done
     done
     first=${CLUSTER_PORTS%% *}
-    if ! redis-cli -h "$HOST" -p "$first" cluster info 2>/dev/null | grep -q 'cluster_state:ok'; then
+    # Restarted nodes keep the cluster in nodes.conf and report
+    # cluster_state:fail until they have found each other again: form the
+    # cluster only when the first node knows no other node.
+    if redis-cli -h "$HOST" -p "$first" cluster info 2>/dev/null | grep -q '^cluster_known_nodes:1\b'; then
         log "forming a Redis Cluster of ${addrs[*]}"
         redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$LOG_DIR/redis-cluster-create.log" 2>&1 ||
             { tail_log "$LOG_DIR/redis-cluster-create.log"; die "redis-cli --cluster create failed"; }
