@@ -32,6 +32,8 @@ import (
 func main() {
 	addr := flag.String("redis", os.Getenv("SIGNALD_REDIS_ADDR"), "Redis host:port")
 	n := flag.Int("n", 300_000, "entries per measurement")
+	batch := flag.Int("batch", 0, "producer MaxBatch (0: the default)")
+	shards := flag.Int("shards", 1, "publish over this many shard streams (the daemon uses 4)")
 	flag.Parse()
 	if *addr == "" {
 		fatal("need -redis (or SIGNALD_REDIS_ADDR); `make services-up` starts one")
@@ -50,11 +52,15 @@ func main() {
 	if err != nil {
 		fatal("redis-benchmark: %v", err)
 	}
-	pub := publish(ctx, b, prefix+":pub", payload, *n)
-	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer: %9.0f/s   ratio %.2f\n", base, pub, pub/base)
+	pub := publish(ctx, b, prefix+":pub", payload, *n, *batch, *shards)
+	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer (%d streams): %9.0f/s   ratio %.2f\n", base, *shards, pub, pub/base)
 
 	// Both consumers read the same stream, each through its own group.
 	stream := prefix + ":pub"
+	if *shards > 1 {
+		stream = transport.ShardStreams(stream, *shards)[0]
+		*n /= *shards
+	}
 	bare := bareConsume(ctx, b.Client(), stream, *n)
 	ours := consume(ctx, b, stream, *n)
 	fmt.Printf("consume  bare XREADGROUP 1000 + XACK: %9.0f/s   transport.Consumer: %9.0f/s   ratio %.2f\n", bare, ours, ours/bare)
@@ -84,11 +90,15 @@ func redisBenchmarkXADD(addr, key string, n int) (float64, error) {
 	return strconv.ParseFloat(string(m[1]), 64)
 }
 
-func publish(ctx context.Context, b transport.Backend, stream string, payload []byte, n int) float64 {
-	p := transport.NewProducer(b, transport.ProducerConfig{}, nil, nil)
+func publish(ctx context.Context, b transport.Backend, stream string, payload []byte, n, batch, shards int) float64 {
+	p := transport.NewProducer(b, transport.ProducerConfig{MaxBatch: batch}, nil, nil)
+	streams := []string{stream}
+	if shards > 1 {
+		streams = transport.ShardStreams(stream, shards)
+	}
 	start := time.Now()
 	for i := 0; i < n; i++ {
-		if err := p.Publish(ctx, stream, payload); err != nil {
+		if err := p.Publish(ctx, streams[i%len(streams)], payload); err != nil {
 			fatal("publish: %v", err)
 		}
 	}
