@@ -371,6 +371,26 @@ func dropStreams(t *testing.T, addr, prefix string) {
 	})
 }
 
+// waitMidReplay waits until more than 1000 but not all of total ticks are
+// stored: the moment to inject a fault.
+func waitMidReplay(t *testing.T, ch *store.ClickHouse, total int) {
+	t.Helper()
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		n, err := ch.CountTicks(context.Background(), store.Query{})
+		if err == nil && n > 1000 {
+			if n >= int64(total) {
+				t.Fatalf("replay finished (%d ticks) before the fault; slow the pace", n)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ticks stored after 2 min (last count %d, %v)", n, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 func waitForClickHouse(t *testing.T, addr string) {
 	t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
@@ -437,20 +457,7 @@ func TestKillAndRestart(t *testing.T) {
 	// Paced, so the kill lands mid-replay.
 	d := startDaemon(t, append(args, "--speed", "10")...)
 	ch := openCH(t, chAddr, db)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		n, err := ch.CountTicks(context.Background(), store.Query{})
-		if err == nil && n > 1000 {
-			if n >= int64(len(want)) {
-				t.Fatalf("replay finished (%d ticks) before the kill; slow the pace", n)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ticks stored after 2 min (last count %d, %v)", n, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitMidReplay(t, ch, len(want))
 	d.cmd.Process.Signal(syscall.SIGKILL)
 	d.wait(t, 30*time.Second)
 	// The chDB engine of the test server aborts (SIGABRT) when a client dies
@@ -519,20 +526,7 @@ func TestRedisKilledMidStream(t *testing.T) {
 	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "10", "--exit-when-done",
 		"--http", freePort(t), "--redis", "127.0.0.1:"+port, "--clickhouse", chAddr, "--clickhouse-db", db)
 	ch := openCH(t, chAddr, db)
-	deadline := time.Now().Add(2 * time.Minute)
-	for {
-		n, err := ch.CountTicks(context.Background(), store.Query{})
-		if err == nil && n > 1000 {
-			if n >= int64(len(want)) {
-				t.Fatalf("replay finished (%d ticks) before the kill; slow the pace", n)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no ticks stored after 2 min (last count %d, %v)", n, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	waitMidReplay(t, ch, len(want))
 	rds.Process.Signal(syscall.SIGKILL)
 	rds.Wait()
 	time.Sleep(time.Second) // signald sees the outage
