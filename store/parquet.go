@@ -398,15 +398,7 @@ func (p *Parquet) loadTicks(ctx context.Context, q Query) ([]ingest.Tick, error)
 		}
 	}
 	p.m.duplicates.WithLabelValues("ticks").Add(float64(dups))
-	slices.SortFunc(all, func(a, b ingest.Tick) int {
-		if tickLess(&a, &b) {
-			return -1
-		}
-		if tickLess(&b, &a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(all, tickCmp)
 	return all, nil
 }
 
@@ -456,15 +448,7 @@ func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]regime.Signal, er
 			return nil, fmt.Errorf("read signals: %w", err)
 		}
 	}
-	slices.SortFunc(out, func(a, b regime.Signal) int {
-		if signalLess(&a, &b) {
-			return -1
-		}
-		if signalLess(&b, &a) {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, signalCmp)
 	return out, nil
 }
 

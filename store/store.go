@@ -8,6 +8,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"time"
 
@@ -62,28 +63,15 @@ func (q Query) wants(instrument string) bool {
 	return false
 }
 
-func tickLess(a, b *ingest.Tick) bool {
-	switch {
-	case a.RecvTS != b.RecvTS:
-		return a.RecvTS < b.RecvTS
-	case a.Venue != b.Venue:
-		return a.Venue < b.Venue
-	case a.Instrument != b.Instrument:
-		return a.Instrument < b.Instrument
-	case a.Kind != b.Kind:
-		return a.Kind < b.Kind
-	}
-	return a.ID < b.ID
+// tickCmp orders ticks as reads return them: (RecvTS, Venue, Instrument,
+// Kind, ID).
+func tickCmp(a, b ingest.Tick) int {
+	return cmp.Or(cmp.Compare(a.RecvTS, b.RecvTS), cmp.Compare(a.Venue, b.Venue),
+		cmp.Compare(a.Instrument, b.Instrument), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
 }
 
-func signalLess(a, b *regime.Signal) bool {
-	switch {
-	case a.Time != b.Time:
-		return a.Time < b.Time
-	case a.Venue != b.Venue:
-		return a.Venue < b.Venue
-	case a.Instrument != b.Instrument:
-		return a.Instrument < b.Instrument
-	}
-	return a.Type < b.Type
+// signalCmp orders signals as reads return them: (Time, Venue, Instrument, Type).
+func signalCmp(a, b regime.Signal) int {
+	return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.Venue, b.Venue),
+		cmp.Compare(a.Instrument, b.Instrument), cmp.Compare(a.Type, b.Type))
 }

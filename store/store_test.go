@@ -113,7 +113,7 @@ func testRoundTrip(t *testing.T, f storeFactory) {
 			t.Fatalf("round trip changed the tick:\n got %+v\nwant %+v", got[i], want)
 		}
 		delete(byID, got[i].ID)
-		if i > 0 && tickLess(&got[i], &got[i-1]) {
+		if i > 0 && tickCmp(got[i], got[i-1]) < 0 {
 			t.Fatalf("ticks %d and %d out of order", i-1, i)
 		}
 	}
