@@ -30,6 +30,35 @@ type Signal struct {
 	Score        float64 `json:"score"`
 	ModelVersion string  `json:"model_version"`
 	Explanation  string  `json:"explanation"`
+	// Values carries the numbers behind the signal, by name: the state
+	// probabilities of a regime_probs signal (state name -> probability), the
+	// per-feature contributions of a novelty signal (feature -> share of the
+	// score), "strength" and "stop" of a trend_call. Not part of ID.
+	Values map[string]float64 `json:"values,omitempty"`
+}
+
+// InstrumentState is the detectors' latest view of one instrument, read by
+// the macro endpoint once per step.
+type InstrumentState struct {
+	Venue      string `json:"venue"`
+	Instrument string `json:"instrument"`
+	Time       int64  `json:"time"` // step time (ns) of the last observation
+	Warm       bool   `json:"warm"` // past every detector's warm-up
+	// Regime is the most probable filtered regime state (e.g. "calm",
+	// "trending", "volatile"); "" before warm-up.
+	Regime string `json:"regime"`
+	// RegimeProbs are the filtered state probabilities, by state name.
+	RegimeProbs map[string]float64 `json:"regime_probs,omitempty"`
+	// RunLength is the changepoint detector's most probable run length in
+	// steps (steps since the last break).
+	RunLength int `json:"run_length"`
+	// Novelty is the latest novelty score (0 = typical).
+	Novelty float64 `json:"novelty"`
+	// Trend is the current trend call: 1 long, 0 flat, -1 short, with its
+	// strength in [0,1] and stop level (price; NaN when flat).
+	Trend         int8    `json:"trend"`
+	TrendStrength float64 `json:"trend_strength"`
+	TrendStop     float64 `json:"trend_stop"`
 }
 
 // ComputeID sets s.ID from the fields that identify a signal.
