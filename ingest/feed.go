@@ -1,0 +1,94 @@
+package ingest
+
+import "time"
+
+// Channel is a normalized market-data channel.
+type Channel string
+
+// Channels a Feed can subscribe to. A venue supports a subset.
+const (
+	ChanTrades       Channel = "trades"       // KindTrade
+	ChanQuotes       Channel = "quotes"       // KindQuote (best bid and offer)
+	ChanBook         Channel = "book"         // KindSnapshot then KindBookDelta
+	ChanFunding      Channel = "funding"      // KindFunding (and mark price where sent)
+	ChanLiquidations Channel = "liquidations" // KindLiquidation
+)
+
+// Subscription is one channel of one venue symbol.
+type Subscription struct {
+	Channel Channel
+	Symbol  string // the venue's own symbol: "BTCUSDT", "BTC-USD", "XBT/USD", "tBTCUSD"
+}
+
+// Limits are a venue's connection rules; the connection manager spreads
+// subscriptions over connections and paces them to respect them.
+type Limits struct {
+	// MaxSubsPerConn is the most subscriptions one connection may carry;
+	// 0 means no limit.
+	MaxSubsPerConn int
+	// SubscribeRate is how many subscribe frames per second a connection may
+	// send; 0 means no limit.
+	SubscribeRate float64
+	// PingInterval is how often to send the venue's application-level ping
+	// (Feed.Ping); 0 when the venue needs none.
+	PingInterval time.Duration
+	// Silence is how long a connection may stay without any frame before the
+	// watchdog reconnects it; 0 selects the manager's default (30s).
+	Silence time.Duration
+}
+
+// SnapshotRequest asks the connection manager to fetch a book snapshot over
+// REST, for venues whose websocket does not send one (Binance, KuCoin,
+// Gate.io, Bitstamp).
+type SnapshotRequest struct {
+	Symbol string
+	URL    string
+}
+
+// Feed is one venue's websocket protocol: where to connect, what to send,
+// and how frames become ticks while the venue's books are kept in sync. The
+// connection manager drives a Feed live; replay and `signald decode` drive
+// the same Handle with recorded frames. A Feed is used by one goroutine at a
+// time (one Feed per connection).
+//
+// Books: Handle applies snapshots and deltas to its books and checks the
+// venue's sequence numbers, checksums (on by default where the venue sends
+// them) and crossing. When a book is found out of sync it appends one
+// KindGap tick for the instrument, withholds that instrument's book ticks
+// until a fresh snapshot has been applied, counts the event
+// (signald_ingest_book_resyncs_total{venue,reason}) and asks for the
+// snapshot through Outbox (resubscribe frames) or SnapshotRequests (REST).
+// Trades and quotes are not withheld: they do not depend on the book.
+type Feed interface {
+	// Venue is the name stamped on ticks, e.g. "kraken".
+	Venue() string
+	// Limits are the venue's connection rules.
+	Limits() Limits
+	// Normalize maps a venue symbol to the normalized instrument
+	// (BASE-QUOTE, BASE-QUOTE-PERP, BASE-QUOTE-<YYYYMMDD>).
+	Normalize(symbol string) (instrument string, ok bool)
+	// URL is the websocket endpoint for a connection carrying subs.
+	URL(subs []Subscription) (string, error)
+	// SubscribeFrames are the frames to send, in order, after connecting.
+	SubscribeFrames(subs []Subscription) ([][]byte, error)
+	// Ping is the application-level ping frame sent every
+	// Limits.PingInterval; nil when the venue needs none.
+	Ping() []byte
+	// Handle decodes one frame and appends the ticks to publish. Frames
+	// without market data (subscription acks, heartbeats, pongs) append
+	// nothing and return nil. A malformed frame returns a *ParseError
+	// (wrapping ErrMalformed) and appends nothing; the caller counts and
+	// skips it.
+	Handle(recvNS int64, frame []byte, out []Tick) ([]Tick, error)
+	// Outbox appends the frames the feed wants sent now (answers to server
+	// pings, resubscriptions that resync a book) and forgets them.
+	Outbox(dst [][]byte) [][]byte
+	// SnapshotRequests appends the REST snapshots the feed needs and
+	// forgets them.
+	SnapshotRequests(dst []SnapshotRequest) []SnapshotRequest
+	// HandleSnapshot applies a REST snapshot body fetched for req.
+	HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error)
+	// Reset forgets all book and sequence state; the manager calls it after
+	// a disconnect, before reconnecting (and publishes the gap itself).
+	Reset()
+}
