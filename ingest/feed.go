@@ -1,6 +1,12 @@
 package ingest
 
-import "time"
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+)
 
 // Channel is a normalized market-data channel.
 type Channel string
@@ -91,4 +97,63 @@ type Feed interface {
 	// Reset forgets all book and sequence state; the manager calls it after
 	// a disconnect, before reconnecting (and publishes the gap itself).
 	Reset()
+}
+
+// FeedConfig configures a Feed. The zero value works.
+type FeedConfig struct {
+	// Metrics counts frames, malformed frames, ticks and resyncs; nil counts
+	// nothing.
+	Metrics *Metrics
+	// Logger logs a sample of malformed frames and each resync; nil discards.
+	Logger *slog.Logger
+	// ForceFallback uses the portable JSON path even where simdjson-go is
+	// supported.
+	ForceFallback bool
+	// NoChecksum turns off book checksum validation (on by default where the
+	// venue sends checksums).
+	NoChecksum bool
+	// Endpoint overrides the websocket URL (tests, proxies); default the
+	// venue's public endpoint.
+	Endpoint string
+	// RESTEndpoint overrides the REST base URL used for snapshots.
+	RESTEndpoint string
+}
+
+var (
+	feedsMu sync.Mutex
+	feeds   = map[string]func(FeedConfig) (Feed, error){}
+)
+
+// RegisterFeed makes a venue's Feed constructor known to NewFeed. Venue
+// files call it from init.
+func RegisterFeed(venue string, newFeed func(FeedConfig) (Feed, error)) {
+	feedsMu.Lock()
+	defer feedsMu.Unlock()
+	if _, dup := feeds[venue]; dup {
+		panic("ingest: feed " + venue + " registered twice")
+	}
+	feeds[venue] = newFeed
+}
+
+// NewFeed returns a new Feed for venue.
+func NewFeed(venue string, cfg FeedConfig) (Feed, error) {
+	feedsMu.Lock()
+	f := feeds[venue]
+	feedsMu.Unlock()
+	if f == nil {
+		return nil, fmt.Errorf("unknown venue %q (known: %v)", venue, FeedVenues())
+	}
+	return f(cfg)
+}
+
+// FeedVenues lists the registered venues, sorted.
+func FeedVenues() []string {
+	feedsMu.Lock()
+	defer feedsMu.Unlock()
+	out := make([]string, 0, len(feeds))
+	for v := range feeds {
+		out = append(out, v)
+	}
+	sort.Strings(out)
+	return out
 }

@@ -13,6 +13,7 @@ type Metrics struct {
 	ticks        *prometheus.CounterVec
 	unnormalized *prometheus.CounterVec
 	parserPath   *prometheus.GaugeVec
+	resyncs      *prometheus.CounterVec
 
 	replayLines     *prometheus.CounterVec
 	replayMalformed *prometheus.CounterVec
@@ -41,6 +42,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		parserPath: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "signald_ingest_parser_info", Help: "1 for the JSON path each venue parser uses (simdjson or fallback).",
 		}, []string{"venue", "path"}),
+		resyncs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_book_resyncs_total", Help: "Books found out of sync and resnapshotted, by reason (gap, checksum, crossed, disconnect).",
+		}, []string{"venue", "reason"}),
 		replayLines: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_ingest_replay_lines_total", Help: "Capture lines read by the replayer, by what they were (frame, snapshot, connection, client_send, malformed).",
 		}, []string{"kind"}),
@@ -52,7 +56,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.frames, m.malformed, m.ignored, m.ticks, m.unnormalized, m.parserPath,
+		reg.MustRegister(m.frames, m.malformed, m.ignored, m.ticks, m.unnormalized, m.parserPath, m.resyncs,
 			m.replayLines, m.replayMalformed, m.replayPasses)
 	}
 	return m
@@ -85,4 +89,56 @@ func (m *Metrics) forVenue(venue string) *venueMetrics {
 		v.ignored[t] = m.ignored.WithLabelValues(venue, ignoredNames[t])
 	}
 	return v
+}
+
+// FeedMetrics are one venue's counters, for Feed implementations. A nil
+// *Metrics gives FeedMetrics that count nothing.
+type FeedMetrics struct {
+	m     *Metrics
+	venue string
+	v     *venueMetrics
+}
+
+// Feed returns the counters of venue; call once per Feed, not per frame.
+func (m *Metrics) Feed(venue string) *FeedMetrics {
+	if m == nil {
+		return &FeedMetrics{venue: venue}
+	}
+	return &FeedMetrics{m: m, venue: venue, v: m.forVenue(venue)}
+}
+
+// Frame counts one frame handed to the feed.
+func (f *FeedMetrics) Frame() {
+	if f.v != nil {
+		f.v.frames.Inc()
+	}
+}
+
+// Ticks counts n ticks of kind k produced.
+func (f *FeedMetrics) Ticks(k Kind, n int) {
+	if f.v != nil && int(k) < kindCount {
+		f.v.ticks[k].Add(float64(n))
+	}
+}
+
+// Malformed counts one rejected frame (reason: a short snake_case word).
+func (f *FeedMetrics) Malformed(reason string) {
+	if f.m != nil {
+		f.m.malformed.WithLabelValues(f.venue, reason).Inc()
+	}
+}
+
+// Ignored counts one well-formed frame without market data, by type.
+func (f *FeedMetrics) Ignored(typ string) {
+	if f.m != nil {
+		f.m.ignored.WithLabelValues(f.venue, typ).Inc()
+	}
+}
+
+// Resync counts one book resynchronization (gap, checksum, crossed,
+// disconnect).
+func (f *FeedMetrics) Resync(reason string) {
+	if f.m != nil {
+		f.m.resyncs.WithLabelValues(f.venue, reason).Inc()
+	}
 }
