@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"math/rand/v2"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -258,7 +259,7 @@ func TestVolRegimeDeterministic(t *testing.T) {
 	}
 	ids := map[uint64]bool{}
 	for i := range a {
-		if a[i] != b[i] {
+		if !reflect.DeepEqual(a[i], b[i]) {
 			t.Errorf("signal %d differs:\n%+v\n%+v", i, a[i], b[i])
 		}
 		if ids[a[i].ID] {

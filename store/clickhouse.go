@@ -164,11 +164,14 @@ SETTINGS non_replicated_deduplication_window = 1000`,
 	score Float64,
 	model_version LowCardinality(String),
 	explanation String,
+	signal_values Map(String, Float64),
 	stored_ts DateTime64(9, 'UTC') DEFAULT now64(9)
 ) ENGINE = ReplacingMergeTree
 PARTITION BY toDate(time)
 ORDER BY (venue, instrument, time, type, id)
 SETTINGS non_replicated_deduplication_window = 1000`,
+		// Tables created before signals carried values get the column.
+		`ALTER TABLE ` + c.db + `.signals ADD COLUMN IF NOT EXISTS signal_values Map(String, Float64) AFTER explanation`,
 	}
 	for _, s := range stmts {
 		if err := c.exec(ctx, s); err != nil {
@@ -293,6 +296,7 @@ func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []regime.Signal) er
 		venue, inst, typ, state, ver = lc(), lc(), lc(), lc(), lc()
 		score                        proto.ColFloat64
 		expl                         proto.ColStr
+		vals                         = proto.NewMap[string, float64](new(proto.ColStr), new(proto.ColFloat64))
 	)
 	for i := range sigs {
 		s := &sigs[i]
@@ -305,6 +309,7 @@ func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []regime.Signal) er
 		score.Append(s.Score)
 		ver.Append(s.ModelVersion)
 		expl.Append(s.Explanation)
+		vals.Append(s.Values)
 	}
 	tok := dedupToken("s-", func(y func(uint64)) {
 		for i := range sigs {
@@ -313,11 +318,11 @@ func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []regime.Signal) er
 	})
 	start := time.Now()
 	err := c.pool.Do(ctx, ch.Query{
-		Body: "INSERT INTO " + c.db + ".signals (id, time, venue, instrument, type, state, score, model_version, explanation) VALUES",
+		Body: "INSERT INTO " + c.db + ".signals (id, time, venue, instrument, type, state, score, model_version, explanation, signal_values) VALUES",
 		Input: proto.Input{
 			{Name: "id", Data: &id}, {Name: "time", Data: tm}, {Name: "venue", Data: venue}, {Name: "instrument", Data: inst},
 			{Name: "type", Data: typ}, {Name: "state", Data: state}, {Name: "score", Data: &score},
-			{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl},
+			{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl}, {Name: "signal_values", Data: vals},
 		},
 		Settings: insertSettings(tok),
 	})
@@ -430,23 +435,28 @@ func (c *ClickHouse) ReadSignals(ctx context.Context, q Query) ([]regime.Signal,
 		venue, inst, typ, state, ver = lc(), lc(), lc(), lc(), lc()
 		score                        proto.ColFloat64
 		expl                         proto.ColStr
+		vals                         = proto.NewMap[string, float64](new(proto.ColStr), new(proto.ColFloat64))
 	)
 	res := proto.Results{
 		{Name: "id", Data: &id}, {Name: "time", Data: tm}, {Name: "venue", Data: venue}, {Name: "instrument", Data: inst},
 		{Name: "type", Data: typ}, {Name: "state", Data: state}, {Name: "score", Data: &score},
-		{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl},
+		{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl}, {Name: "signal_values", Data: vals},
 	}
 	var out []regime.Signal
 	err := c.pool.Do(ctx, ch.Query{
-		Body: "SELECT id, time, venue, instrument, type, state, score, model_version, explanation FROM " + c.db +
+		Body: "SELECT id, time, venue, instrument, type, state, score, model_version, explanation, signal_values FROM " + c.db +
 			".signals FINAL" + c.where(q, "time") + " ORDER BY time, venue, instrument, type",
 		Result: res,
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := 0; i < b.Rows; i++ {
-				out = append(out, regime.Signal{
+				sig := regime.Signal{
 					ID: id.Row(i), Time: int64(tm.Data[i]), Venue: venue.Row(i), Instrument: inst.Row(i),
 					Type: typ.Row(i), State: state.Row(i), Score: score.Row(i), ModelVersion: ver.Row(i), Explanation: expl.Row(i),
-				})
+				}
+				if m := vals.Row(i); len(m) > 0 {
+					sig.Values = m
+				}
+				out = append(out, sig)
 			}
 			return nil
 		},

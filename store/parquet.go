@@ -2,9 +2,11 @@ package store
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -99,6 +101,9 @@ var signalSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "score", Type: arrow.PrimitiveTypes.Float64},
 	{Name: "model_version", Type: arrow.BinaryTypes.String},
 	{Name: "explanation", Type: arrow.BinaryTypes.String},
+	// values is Signal.Values as a JSON object ("" when empty); files
+	// written before it existed lack the column and read as no values.
+	{Name: "values", Type: arrow.BinaryTypes.String},
 }, nil)
 
 func ticksRecord(mem memory.Allocator, ticks []ingest.Tick) arrow.Record {
@@ -169,6 +174,11 @@ func signalsRecord(mem memory.Allocator, sigs []regime.Signal) arrow.Record {
 		f[6].(*array.Float64Builder).Append(s.Score)
 		f[7].(*array.StringBuilder).Append(s.ModelVersion)
 		f[8].(*array.StringBuilder).Append(s.Explanation)
+		v := ""
+		if len(s.Values) > 0 {
+			v = string(marshalValues(s.Values))
+		}
+		f[9].(*array.StringBuilder).Append(v)
 	}
 	return b.NewRecord()
 }
@@ -183,6 +193,45 @@ func recordSignals(rec arrow.Record, out []regime.Signal) []regime.Signal {
 			Score: c[6].(*array.Float64).Value(i), ModelVersion: c[7].(*array.String).Value(i),
 			Explanation: c[8].(*array.String).Value(i),
 		})
+		if len(c) > 9 {
+			if v := c[9].(*array.String).Value(i); v != "" {
+				out[len(out)-1].Values = unmarshalValues(v)
+			}
+		}
+	}
+	return out
+}
+
+// marshalValues encodes values as a JSON object; NaN and ±Inf, which JSON
+// cannot hold, become strings that unmarshalValues reads back.
+func marshalValues(m map[string]float64) []byte {
+	o := make(map[string]any, len(m))
+	for k, v := range m {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			o[k] = strconv.FormatFloat(v, 'g', -1, 64)
+		} else {
+			o[k] = v
+		}
+	}
+	b, _ := json.Marshal(o)
+	return b
+}
+
+func unmarshalValues(s string) map[string]float64 {
+	var raw map[string]any
+	if json.Unmarshal([]byte(s), &raw) != nil {
+		return nil
+	}
+	out := make(map[string]float64, len(raw))
+	for k, v := range raw {
+		switch x := v.(type) {
+		case float64:
+			out[k] = x
+		case string:
+			if f, err := strconv.ParseFloat(x, 64); err == nil {
+				out[k] = f
+			}
+		}
 	}
 	return out
 }

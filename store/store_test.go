@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
+	"reflect"
 	"testing"
 	"time"
 
@@ -159,6 +161,13 @@ func testSignals(t *testing.T, f storeFactory) {
 	for i := 0; i < 50; i++ {
 		sg := regime.Signal{Time: base + int64(i)*1e9, Venue: "binance", Instrument: []string{"BTC-USDT", "ETH-USDT"}[i%2],
 			Type: regime.TypeRegimeChange, State: "volatile", Score: float64(i) / 7, ModelVersion: "test/1", Explanation: "it's \"quoted\""}
+		switch i % 3 {
+		case 0:
+			sg.Values = map[string]float64{"calm": 0.25, "volatile": 0.75}
+		case 1: // no values
+		case 2:
+			sg.Values = map[string]float64{"stop": math.Inf(1), "strength": -0.5}
+		}
 		sg.ComputeID()
 		sigs = append(sigs, sg)
 	}
@@ -176,7 +185,7 @@ func testSignals(t *testing.T, f storeFactory) {
 		t.Fatalf("read %d signals, want %d", len(got), len(sigs))
 	}
 	for i := range got {
-		if got[i] != sigs[i] {
+		if !reflect.DeepEqual(got[i], sigs[i]) {
 			t.Fatalf("signal %d: got %+v want %+v", i, got[i], sigs[i])
 		}
 	}
