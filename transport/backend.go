@@ -49,6 +49,11 @@ type Backend interface {
 	// exist in the stream (trimmed or deleted), which it removes from the
 	// pending list.
 	Claim(ctx context.Context, stream, group, consumer string, minIdle time.Duration, count int) (msgs []Message, deleted []string, err error)
+	// Touch resets the idle time of consumer's pending entries ids without
+	// counting a delivery (XCLAIM ... JUSTID), so that work still in progress
+	// is not reclaimed by another consumer. Entries no longer pending are
+	// ignored.
+	Touch(ctx context.Context, stream, group, consumer string, ids ...string) error
 	// Pending returns the number of entries delivered to group and not yet
 	// acknowledged.
 	Pending(ctx context.Context, stream, group string) (int64, error)

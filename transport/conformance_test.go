@@ -99,6 +99,9 @@ func TestConformance(t *testing.T) {
 			t.Run("DeadLetterAfterMaxDeliveries", func(t *testing.T) { testDeadLetter(t, f) })
 			t.Run("SinkOutageDeadLettersNothing", func(t *testing.T) { testOutageNoDeadLetter(t, f) })
 			t.Run("ReplayByIDAndTime", func(t *testing.T) { testReplay(t, f) })
+			t.Run("DeliveryCountsSpanConsumers", func(t *testing.T) { testDeliveryCounts(t, f) })
+			t.Run("PoisonEntryDeadLettered", func(t *testing.T) { testPoison(t, f) })
+			t.Run("SlowHandlerNotReclaimed", func(t *testing.T) { testSlowNotReclaimed(t, f) })
 		})
 	}
 }
@@ -922,5 +925,154 @@ func testReplay(t *testing.T, f backendFactory) {
 	// Nothing was acknowledged or changed.
 	if l, _ := b.Len(ctx, s); l != 2100 {
 		t.Fatalf("len %d after replays", l)
+	}
+}
+
+// Delivery counts are the backend's: a claim and a re-read of pending
+// entries each count one, a Touch counts none but resets the idle time.
+func testDeliveryCounts(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	publishN(t, b, prefix, 1, 5)
+	s := ShardStreams(prefix, 1)[0]
+	ctx := context.Background()
+	if err := b.CreateGroup(ctx, s, "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	read, err := b.ReadGroup(ctx, s, "g", "a", ">", 3, 0)
+	if err != nil || len(read) != 3 || read[0].Deliveries != 1 {
+		t.Fatalf("read %+v, %v", read, err)
+	}
+	ids := []string{read[0].ID, read[1].ID, read[2].ID}
+	time.Sleep(150 * time.Millisecond)
+	if err := b.Touch(ctx, s, "g", "a", ids...); err != nil {
+		t.Fatal(err)
+	}
+	if got, _, err := b.Claim(ctx, s, "g", "b", 100*time.Millisecond, 10); err != nil || len(got) != 0 {
+		t.Fatalf("claim right after a touch took %d entries (%v); the touch must reset their idle time", len(got), err)
+	}
+	time.Sleep(150 * time.Millisecond)
+	got, _, err := b.Claim(ctx, s, "g", "b", 100*time.Millisecond, 10)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("claim: %d entries, %v", len(got), err)
+	}
+	for _, m := range got {
+		if m.Deliveries != 2 {
+			t.Fatalf("claimed entry %s: deliveries %d, want 2 (read, claim; the touch does not count)", m.ID, m.Deliveries)
+		}
+	}
+	again, err := b.ReadGroup(ctx, s, "g", "b", "0", 10, 0)
+	if err != nil || len(again) != 3 {
+		t.Fatalf("re-read: %d entries, %v", len(again), err)
+	}
+	for _, m := range again {
+		if m.Deliveries != 3 {
+			t.Fatalf("re-read entry %s: deliveries %d, want 3", m.ID, m.Deliveries)
+		}
+	}
+}
+
+// An entry whose handling keeps crashing the consumer (delivered again and
+// again, never acknowledged nor failed) goes to the dead-letter stream
+// without reaching the handler; the others are handled once.
+func testPoison(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	const n = 30
+	publishN(t, b, prefix, 1, n)
+	streams := ShardStreams(prefix, 1)
+	s, dlq := streams[0], prefix+":dlq"
+	ctx := context.Background()
+	if err := b.CreateGroup(ctx, s, "g", "0"); err != nil {
+		t.Fatal(err)
+	}
+	// Five crash loops of a consumer that read the first entry and died
+	// while handling it: each restart re-reads its pending entry.
+	first, err := b.ReadGroup(ctx, s, "g", "c", ">", 1, 0)
+	if err != nil || len(first) != 1 {
+		t.Fatalf("read %d, %v", len(first), err)
+	}
+	for range 5 {
+		if _, err := b.ReadGroup(ctx, s, "g", "c", "0", 10, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	col := newCollector()
+	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Consumer: "c", DeadLetterStream: dlq,
+		MaxDeliveries: 3, PoisonDeliveries: 6}, col.handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runConsumer(t, c)
+	waitFor(t, "the others handled and one dead letter", func() bool {
+		l, _ := b.Len(ctx, dlq)
+		return col.count() >= n-1 && l == 1
+	})
+	if err := stop(); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range col.seen[s] {
+		if p == string(first[0].Payload) {
+			t.Fatalf("the poison entry %s reached the handler", p)
+		}
+	}
+	if col.count() != n-1 {
+		t.Fatalf("handled %d, want %d", col.count(), n-1)
+	}
+	dls, _ := b.Range(ctx, dlq, "-", "+", 0)
+	d, err := ParseDeadLetter(dls[0].Payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ID != first[0].ID || d.Deliveries != 7 || !strings.Contains(d.Reason, "without being acknowledged") {
+		t.Fatalf("dead letter %+v: want id %s, 7 deliveries, the crash reason", d, first[0].ID)
+	}
+	if p := totalPending(t, b, streams, "g"); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
+
+// A handler slower than MinIdle keeps its entries: the consumer touches
+// them, so a second consumer of the group does not reclaim work in progress
+// and nothing is handled twice.
+func testSlowNotReclaimed(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	const n = 40
+	publishN(t, b, prefix, 1, n)
+	streams := ShardStreams(prefix, 1)
+	col := newCollector()
+	var slowOnce sync.Once
+	slow := func(ctx context.Context, msgs []Message) error {
+		slowOnce.Do(func() { time.Sleep(1500 * time.Millisecond) }) // five MinIdles
+		return col.handle(ctx, msgs)
+	}
+	cfg := ConsumerConfig{Group: "g", Streams: streams, Consumer: "slow", MinIdle: 300 * time.Millisecond,
+		ClaimInterval: 30 * time.Millisecond}
+	a, err := NewConsumer(b, cfg, slow, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopA := runConsumer(t, a)
+	waitFor(t, "the slow consumer to read", func() bool {
+		p, _ := b.Pending(context.Background(), streams[0], "g")
+		return p > 0
+	})
+	cfg.Consumer = "other"
+	o, err := NewConsumer(b, cfg, col.handle, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stopO := runConsumer(t, o)
+	waitFor(t, "all handled", func() bool { return col.count() >= n })
+	time.Sleep(100 * time.Millisecond)
+	if err := stopA(); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopO(); err != nil {
+		t.Fatal(err)
+	}
+	if col.count() != n {
+		t.Fatalf("handled %d entries, want %d: work in progress was reclaimed and handled twice", col.count(), n)
 	}
 }

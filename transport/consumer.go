@@ -53,7 +53,9 @@ type ConsumerConfig struct {
 	Block time.Duration
 	// MinIdle is how long an entry may stay pending with another consumer
 	// before this one claims it (a crashed consumer's work resumes here after
-	// at most MinIdle + ClaimInterval). Default 30s.
+	// at most MinIdle + ClaimInterval). A consumer resets the idle time of
+	// the entries it is still handling every MinIdle/3, so a slow handler or
+	// a sink outage does not get its work taken over. Default 30s.
 	MinIdle time.Duration
 	// ClaimInterval is how often pending entries are checked. Default MinIdle/2.
 	ClaimInterval time.Duration
@@ -84,6 +86,15 @@ type ConsumerConfig struct {
 	// that are not a BatchError mean the sink itself fails and are retried
 	// without limit: an outage must not dead-letter everything. Default 10.
 	MaxDeliveries int
+	// PoisonDeliveries is how many times an entry may be delivered without
+	// ever being acknowledged or failed by the handler (its handling crashed
+	// or hung the consumer each time) before it goes to DeadLetterStream
+	// without being handed to the handler again. The count is the backend's
+	// (Redis' XPENDING delivery count), so it spans restarts and consumers;
+	// entries still being handled are kept from being reclaimed (see
+	// MinIdle), so only crashes and stalls add to it. Default
+	// 2*MaxDeliveries.
+	PoisonDeliveries int
 	// Concurrency is how many handler calls may run at once. Default 1,
 	// which hands batches over in stream order; above 1, batches of the same
 	// stream may be handled out of order (fine for idempotent sinks such as
@@ -131,6 +142,9 @@ func (c *ConsumerConfig) setDefaults() error {
 	if c.MaxDeliveries <= 0 {
 		c.MaxDeliveries = 10
 	}
+	if c.PoisonDeliveries <= 0 {
+		c.PoisonDeliveries = 2 * c.MaxDeliveries
+	}
 	return nil
 }
 
@@ -147,6 +161,12 @@ type Consumer struct {
 
 	closeOnce sync.Once
 	closing   chan struct{}
+
+	// inflight holds the ids handed to the handler and not yet acknowledged
+	// (or dead-lettered), per stream, so that re-reading this consumer's
+	// pending entries after a read error does not hand them over twice.
+	mu       sync.Mutex
+	inflight map[string]map[string]struct{}
 }
 
 // NewConsumer validates cfg. logger and m may be nil.
@@ -163,7 +183,8 @@ func NewConsumer(b Backend, cfg ConsumerConfig, h Handler, logger *slog.Logger, 
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	return &Consumer{b: b, cfg: cfg, h: h, log: logger, m: m, closing: make(chan struct{})}, nil
+	return &Consumer{b: b, cfg: cfg, h: h, log: logger, m: m, closing: make(chan struct{}),
+		inflight: map[string]map[string]struct{}{}}, nil
 }
 
 // Config returns the configuration with defaults applied.
@@ -332,12 +353,17 @@ func (c *Consumer) read(ctx context.Context, stream string, work chan<- []Messag
 				continue
 			}
 			start = msgs[len(msgs)-1].ID
+			msgs = c.notInFlight(msgs)
 			c.m.redelivered.WithLabelValues(c.cfg.Group).Add(float64(len(msgs)))
+			if msgs, err = c.dropPoison(ctx, msgs); err != nil {
+				return err
+			}
 		}
 		if len(msgs) == 0 {
 			continue
 		}
 		c.m.delivered.WithLabelValues(c.cfg.Group).Add(float64(len(msgs)))
+		c.setInFlight(msgs, true)
 		select {
 		case work <- msgs:
 		case <-ctx.Done():
@@ -377,6 +403,17 @@ func (c *Consumer) reclaim(ctx context.Context, work chan<- []Message) {
 				continue
 			}
 			c.m.reclaimed.WithLabelValues(c.cfg.Group).Add(float64(len(msgs)))
+			// Entries this consumer is still handling (idle past MinIdle
+			// only if a Touch failed) are not handed over twice.
+			msgs = c.notInFlight(msgs)
+			if msgs, err = c.dropPoison(ctx, msgs); err != nil {
+				c.log.Warn("transport: dead-lettering poison entries failed", "stream", s, "group", c.cfg.Group, "err", err)
+				continue
+			}
+			if len(msgs) == 0 {
+				continue
+			}
+			c.setInFlight(msgs, true)
 			select {
 			case work <- msgs:
 			case <-ctx.Done():
@@ -390,6 +427,9 @@ func (c *Consumer) reclaim(ctx context.Context, work chan<- []Message) {
 // failing handler blocks the consumer (and through the bounded queue, its
 // readers): entries are never skipped.
 func (c *Consumer) handle(ctx context.Context, batch []Message) error {
+	defer c.setInFlight(batch, false)
+	stopTouch := c.touch(ctx, batch)
+	defer stopTouch()
 	backoff := c.cfg.RetryBackoff
 	tries := map[string]int{} // per entry id, failures reported by the handler
 	for len(batch) > 0 {
@@ -412,6 +452,11 @@ func (c *Consumer) handle(ctx context.Context, batch []Message) error {
 					continue
 				}
 				tries[m.ID]++
+				// Tries by earlier deliveries (other consumers, a run
+				// before a restart) count too.
+				if m.Deliveries > 1 && tries[m.ID] == 1 {
+					tries[m.ID] += int(m.Deliveries) - 1
+				}
 				if c.cfg.DeadLetterStream != "" && (errors.Is(merr, ErrPermanent) || tries[m.ID] >= c.cfg.MaxDeliveries) {
 					if err := c.deadLetter(ctx, m, merr, tries[m.ID]); err != nil {
 						return err
@@ -460,6 +505,100 @@ func (c *Consumer) deadLetter(ctx context.Context, m Message, reason error, trie
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// touch keeps batch's entries from going idle while the handler works on
+// them (a slow sink, an outage), so that no other consumer reclaims work in
+// progress. The returned func stops it.
+func (c *Consumer) touch(ctx context.Context, batch []Message) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(c.cfg.MinIdle / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			byStream := map[string][]string{}
+			for _, m := range batch {
+				byStream[m.Stream] = append(byStream[m.Stream], m.ID)
+			}
+			for s, ids := range byStream {
+				if err := c.b.Touch(ctx, s, c.cfg.Group, c.cfg.Consumer, ids...); err != nil && ctx.Err() == nil {
+					c.log.Warn("transport: keeping entries in progress failed; they may be reclaimed", "stream", s, "group", c.cfg.Group, "err", err)
+				}
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+// notInFlight drops the entries this consumer is already handling.
+func (c *Consumer) notInFlight(msgs []Message) []Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if _, busy := c.inflight[m.Stream][m.ID]; !busy {
+			out = append(out, m)
+		}
+	}
+	if skipped := len(msgs) - len(out); skipped > 0 {
+		c.m.skippedInFlight.WithLabelValues(c.cfg.Group).Add(float64(skipped))
+	}
+	return out
+}
+
+func (c *Consumer) setInFlight(msgs []Message, on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range msgs {
+		set := c.inflight[m.Stream]
+		if on {
+			if set == nil {
+				set = map[string]struct{}{}
+				c.inflight[m.Stream] = set
+			}
+			set[m.ID] = struct{}{}
+		} else {
+			delete(set, m.ID)
+		}
+	}
+}
+
+// dropPoison dead-letters and acknowledges the entries delivered
+// PoisonDeliveries times or more, and returns the others.
+func (c *Consumer) dropPoison(ctx context.Context, msgs []Message) ([]Message, error) {
+	if c.cfg.DeadLetterStream == "" {
+		return msgs, nil
+	}
+	out := msgs[:0:0]
+	var poison []Message
+	for _, m := range msgs {
+		if m.Deliveries >= int64(c.cfg.PoisonDeliveries) {
+			poison = append(poison, m)
+		} else {
+			out = append(out, m)
+		}
+	}
+	for _, m := range poison {
+		reason := fmt.Errorf("delivered %d times without being acknowledged: handling it crashed or stalled the consumer each time", m.Deliveries)
+		if err := c.deadLetter(ctx, m, reason, int(m.Deliveries)); err != nil {
+			return nil, err
+		}
+		c.m.poison.WithLabelValues(c.cfg.Group).Inc()
+	}
+	if err := c.ack(ctx, poison); err != nil {
+		return nil, err
+	}
+	return out, nil
 }
 
 // ack acknowledges msgs, retrying until it succeeds or ctx ends.

@@ -278,6 +278,31 @@ func (m *Memory) Claim(ctx context.Context, stream, group, consumer string, minI
 	return msgs, deleted, nil
 }
 
+func (m *Memory) Touch(ctx context.Context, stream, group, consumer string, ids ...string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return ErrClosed
+	}
+	s := m.streams[stream]
+	if s == nil || s.groups[group] == nil {
+		return fmt.Errorf("xclaim %s %s: NOGROUP no such group", stream, group)
+	}
+	g := s.groups[group]
+	now := m.now()
+	for _, v := range ids {
+		id, err := parseID(v)
+		if err != nil {
+			return fmt.Errorf("xclaim %s %s: %w", stream, group, err)
+		}
+		if p := g.pending[id]; p != nil {
+			p.consumer = consumer
+			p.delivered = now
+		}
+	}
+	return nil
+}
+
 func (m *Memory) Pending(ctx context.Context, stream, group string) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()

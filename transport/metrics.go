@@ -7,21 +7,23 @@ import (
 // Metrics are the transport's Prometheus collectors. One Metrics serves any
 // number of producers and consumers; consumers label by group.
 type Metrics struct {
-	published      *prometheus.CounterVec
-	publishErrors  prometheus.Counter
-	publishBatch   prometheus.Histogram
-	dropped        prometheus.Counter
-	delivered      *prometheus.CounterVec
-	redelivered    *prometheus.CounterVec
-	reclaimed      *prometheus.CounterVec
-	claimDeleted   *prometheus.CounterVec
-	acked          *prometheus.CounterVec
-	ackErrors      *prometheus.CounterVec
-	readErrors     *prometheus.CounterVec
-	handlerErrors  *prometheus.CounterVec
-	handlerSeconds *prometheus.HistogramVec
-	trimmed        *prometheus.CounterVec
-	deadLettered   *prometheus.CounterVec
+	published       *prometheus.CounterVec
+	publishErrors   prometheus.Counter
+	publishBatch    prometheus.Histogram
+	dropped         prometheus.Counter
+	delivered       *prometheus.CounterVec
+	redelivered     *prometheus.CounterVec
+	reclaimed       *prometheus.CounterVec
+	claimDeleted    *prometheus.CounterVec
+	poison          *prometheus.CounterVec
+	skippedInFlight *prometheus.CounterVec
+	acked           *prometheus.CounterVec
+	ackErrors       *prometheus.CounterVec
+	readErrors      *prometheus.CounterVec
+	handlerErrors   *prometheus.CounterVec
+	handlerSeconds  *prometheus.HistogramVec
+	trimmed         *prometheus.CounterVec
+	deadLettered    *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -49,6 +51,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"group"}),
 		reclaimed: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_transport_reclaimed_entries_total", Help: "Entries claimed after sitting idle in the pending list.",
+		}, []string{"group"}),
+		poison: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_poison_entries_total", Help: "Entries dead-lettered because they were delivered PoisonDeliveries times without ever being acknowledged (their handling crashed or stalled the consumer).",
+		}, []string{"group"}),
+		skippedInFlight: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_inflight_redeliveries_skipped_total", Help: "Pending entries re-read or reclaimed while this consumer was still handling them, and not handed over a second time.",
 		}, []string{"group"}),
 		claimDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_transport_pending_deleted_entries_total", Help: "Pending entries found trimmed or deleted from the stream before being acknowledged (data lost for the group).",
@@ -78,7 +86,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.delivered, m.redelivered,
-			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered)
+			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered, m.poison, m.skippedInFlight)
 	}
 	return m
 }

@@ -140,6 +140,13 @@ func (r *Redis) ReadGroup(ctx context.Context, stream, group, consumer, start st
 				out = append(out, msg)
 			}
 		}
+		if start != ">" {
+			// Re-reading pending entries counts a delivery; learn the
+			// count so poison entries can be recognized across restarts.
+			if err := r.deliveries(ctx, stream, group, out); err != nil {
+				return nil, err
+			}
+		}
 		return out, nil
 	}
 }
@@ -174,7 +181,44 @@ func (r *Redis) Claim(ctx context.Context, stream, group, consumer string, minId
 	for _, m := range msgs {
 		out = append(out, toMessage(stream, m))
 	}
+	if err := r.deliveries(ctx, stream, group, out); err != nil {
+		return nil, nil, err
+	}
 	return out, deleted, nil
+}
+
+// deliveries fills msgs' delivery counts from XPENDING: one round trip over
+// their id range. Used on the rare paths (claims and re-reads of pending
+// entries), never for new entries, whose count is 1.
+func (r *Redis) deliveries(ctx context.Context, stream, group string, msgs []Message) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	pend, err := r.c.XPendingExt(ctx, &redis.XPendingExtArgs{
+		Stream: stream, Group: group, Start: msgs[0].ID, End: msgs[len(msgs)-1].ID, Count: int64(len(msgs)),
+	}).Result()
+	if err != nil {
+		return fmt.Errorf("xpending %s %s: %w", stream, group, err)
+	}
+	count := make(map[string]int64, len(pend))
+	for _, p := range pend {
+		count[p.ID] = p.RetryCount
+	}
+	for i := range msgs {
+		msgs[i].Deliveries = count[msgs[i].ID]
+	}
+	return nil
+}
+
+func (r *Redis) Touch(ctx context.Context, stream, group, consumer string, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	err := r.c.XClaimJustID(ctx, &redis.XClaimArgs{Stream: stream, Group: group, Consumer: consumer, MinIdle: 0, Messages: ids}).Err()
+	if err != nil && !errors.Is(err, redis.Nil) {
+		return fmt.Errorf("xclaim %s %s justid: %w", stream, group, err)
+	}
+	return nil
 }
 
 func (r *Redis) Pending(ctx context.Context, stream, group string) (int64, error) {
