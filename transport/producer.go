@@ -115,6 +115,15 @@ func NewProducer(b Backend, cfg ProducerConfig, logger *slog.Logger, m *Metrics)
 // only once MaxBuffered entries wait does Publish block, retrying, until they
 // are appended or ctx ends (then it returns ctx's error, the entry buffered).
 func (p *Producer) Publish(ctx context.Context, stream string, payload []byte) error {
+	return p.PublishBatch(ctx, stream, [][]byte{payload})
+}
+
+// PublishBatch buffers payloads for stream, in order, under one lock; it
+// behaves as that many Publish calls.
+func (p *Producer) PublishBatch(ctx context.Context, stream string, payloads [][]byte) error {
+	if len(payloads) == 0 {
+		return nil
+	}
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
@@ -124,10 +133,10 @@ func (p *Producer) Publish(ctx context.Context, stream string, payload []byte) e
 	if !ok {
 		p.order = append(p.order, stream)
 	}
-	p.buf[stream] = append(q, payload)
-	p.n++
+	p.buf[stream] = append(q, payloads...)
+	first := p.n == 0
+	p.n += len(payloads)
 	full := len(p.buf[stream]) >= p.cfg.MaxBatch
-	first := p.n == 1
 	p.mu.Unlock()
 	if full {
 		backoff := p.cfg.Linger

@@ -3,6 +3,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -84,5 +85,42 @@ func TestProducerBlocksAtMaxBuffered(t *testing.T) {
 	}
 	if l, _ := mem.Len(context.Background(), "s"); l != int64(n) {
 		t.Fatalf("%d appended, want all %d buffered", l, n)
+	}
+}
+
+func TestPublishBatchKeepsOrder(t *testing.T) {
+	b := NewMemory()
+	p := NewProducer(b, ProducerConfig{MaxBatch: 97}, nil, nil)
+	ctx := context.Background()
+	var want []string
+	for round := range 3 {
+		var ps [][]byte
+		for i := range 83 {
+			s := fmt.Sprintf("%d/%d", round, i)
+			want = append(want, s)
+			ps = append(ps, []byte(s))
+		}
+		if err := p.PublishBatch(ctx, "s", ps); err != nil {
+			t.Fatal(err)
+		}
+		if err := p.Publish(ctx, "s", []byte(fmt.Sprintf("%d/single", round))); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, fmt.Sprintf("%d/single", round))
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := b.Range(ctx, "s", "-", "+", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d entries, want %d", len(got), len(want))
+	}
+	for i := range got {
+		if string(got[i].Payload) != want[i] {
+			t.Fatalf("entry %d: %q, want %q", i, got[i].Payload, want[i])
+		}
 	}
 }

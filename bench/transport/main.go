@@ -5,7 +5,12 @@
 //     `redis-benchmark -P 100` running XADD (about what the server can take);
 //
 //   - consume: transport.Consumer with a no-op handler, against a bare go-redis
-//     loop of XREADGROUP COUNT 1000 and one XACK per batch.
+//     loop of XREADGROUP COUNT 1000 and one XACK per batch;
+//
+//   - latency: publish-to-handler latency at a fixed rate (-rate, default
+//     50k entries/s) through Producer and Consumer, against a bare go-redis
+//     pair at the same rate (pipelined XADD every millisecond; a blocking
+//     XREADGROUP + XACK loop). The goal is a p99 under 5 ms.
 //
 //     go run ./bench/transport -redis 127.0.0.1:16379
 package main
@@ -13,6 +18,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -20,7 +27,9 @@ import (
 	"os"
 	"os/exec"
 	"regexp"
+	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -34,6 +43,8 @@ func main() {
 	n := flag.Int("n", 300_000, "entries per measurement")
 	batch := flag.Int("batch", 0, "producer MaxBatch (0: the default)")
 	shards := flag.Int("shards", 1, "publish over this many shard streams (the daemon uses 4)")
+	rate := flag.Int("rate", 50_000, "entries per second for the latency measurement (0: skip it)")
+	latDur := flag.Duration("latency-duration", 10*time.Second, "length of each latency measurement")
 	flag.Parse()
 	if *addr == "" {
 		fatal("need -redis (or SIGNALD_REDIS_ADDR); `make services-up` starts one")
@@ -64,6 +75,170 @@ func main() {
 	bare := bareConsume(ctx, b.Client(), stream, *n)
 	ours := consume(ctx, b, stream, *n)
 	fmt.Printf("consume  bare XREADGROUP 1000 + XACK: %9.0f/s   transport.Consumer: %9.0f/s   ratio %.2f\n", bare, ours, ours/bare)
+
+	if *rate > 0 {
+		bl := bareLatency(ctx, b.Client(), prefix+":lat-bare", *rate, *latDur)
+		ol := latency(ctx, b, prefix+":lat", *rate, *latDur)
+		fmt.Printf("latency  at %d/s, publish to handler:\n", *rate)
+		fmt.Printf("         bare go-redis XADD/XREADGROUP: %s\n", bl)
+		fmt.Printf("         transport Producer/Consumer:   %s\n", ol)
+		fmt.Printf("         p99 ratio %.2f (goal: p99 under 5 ms)\n", ol.p(0.99).Seconds()/bl.p(0.99).Seconds())
+	}
+}
+
+// lat holds publish-to-handler latencies.
+type lat []time.Duration
+
+func (l lat) p(q float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	return l[min(len(l)-1, int(q*float64(len(l))))]
+}
+
+func (l lat) String() string {
+	return fmt.Sprintf("n=%d p50 %v  p90 %v  p99 %v  p99.9 %v  max %v", len(l),
+		l.p(0.5).Round(time.Microsecond), l.p(0.9).Round(time.Microsecond), l.p(0.99).Round(time.Microsecond),
+		l.p(0.999).Round(time.Microsecond), l.p(1).Round(time.Microsecond))
+}
+
+// pace calls send every millisecond with the number of entries due, each
+// stamped with the time it is sent, for d.
+func pace(rate int, d time.Duration, send func(payloads [][]byte)) (sent int) {
+	start := time.Now()
+	sent := 0
+	t := time.NewTicker(time.Millisecond)
+	defer t.Stop()
+	for range t.C {
+		el := time.Since(start)
+		if el >= d {
+			return sent
+		}
+		due := int(el.Seconds()*float64(rate)) - sent
+		if due <= 0 {
+			continue
+		}
+		now := time.Now().UnixNano()
+		ps := make([][]byte, due)
+		for i := range ps {
+			p := make([]byte, 64)
+			binary.LittleEndian.PutUint64(p, uint64(now))
+			ps[i] = p
+		}
+		send(ps)
+		sent += due
+	}
+}
+
+// waitAll waits until got() reaches want, for at most 30s: every entry's
+// latency is counted, the slowest included.
+func waitAll(got func() int, want int) {
+	deadline := time.Now().Add(30 * time.Second)
+	for got() < want {
+		if time.Now().After(deadline) {
+			fatal("latency: %d of %d entries arrived within 30s", got(), want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func stamp(p []byte) time.Duration {
+	return time.Duration(time.Now().UnixNano() - int64(binary.LittleEndian.Uint64(p)))
+}
+
+func latency(ctx context.Context, b transport.Backend, stream string, rate int, d time.Duration) lat {
+	var (
+		mu  sync.Mutex
+		out lat
+	)
+	runCtx, cancel := context.WithCancel(ctx)
+	c, err := transport.NewConsumer(b, transport.ConsumerConfig{Group: "lat", Streams: []string{stream}, Start: "$"},
+		func(ctx context.Context, msgs []transport.Message) error {
+			mu.Lock()
+			for _, m := range msgs {
+				out = append(out, stamp(m.Payload))
+			}
+			mu.Unlock()
+			return nil
+		}, nil, nil)
+	if err != nil {
+		fatal("consumer: %v", err)
+	}
+	if err := b.CreateGroup(ctx, stream, "lat", "$"); err != nil {
+		fatal("%v", err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(runCtx) }()
+	p := transport.NewProducer(b, transport.ProducerConfig{}, nil, nil)
+	sent := pace(rate, d, func(ps [][]byte) {
+		if err := p.PublishBatch(ctx, stream, ps); err != nil {
+			fatal("publish: %v", err)
+		}
+	})
+	if err := p.Close(); err != nil {
+		fatal("publish: %v", err)
+	}
+	waitAll(func() int { mu.Lock(); defer mu.Unlock(); return len(out) }, sent)
+	cancel()
+	if err := <-done; err != nil {
+		fatal("consumer: %v", err)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func bareLatency(ctx context.Context, c redis.UniversalClient, stream string, rate int, d time.Duration) lat {
+	if err := c.XGroupCreateMkStream(ctx, stream, "bare", "$").Err(); err != nil {
+		fatal("xgroup: %v", err)
+	}
+	var out lat
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			res, err := c.XReadGroup(ctx, &redis.XReadGroupArgs{Group: "bare", Consumer: "c", Streams: []string{stream, ">"},
+				Count: 1000, Block: 100 * time.Millisecond}).Result()
+			if errors.Is(err, redis.Nil) {
+				continue
+			}
+			if err != nil {
+				fatal("xreadgroup: %v", err)
+			}
+			var ids []string
+			mu.Lock()
+			for _, s := range res {
+				for _, m := range s.Messages {
+					out = append(out, stamp([]byte(m.Values["d"].(string))))
+					ids = append(ids, m.ID)
+				}
+			}
+			mu.Unlock()
+			if err := c.XAck(ctx, stream, "bare", ids...).Err(); err != nil {
+				fatal("xack: %v", err)
+			}
+		}
+	}()
+	var mu sync.Mutex
+	sent := pace(rate, d, func(ps [][]byte) {
+		pipe := c.Pipeline()
+		for _, p := range ps {
+			pipe.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: []any{"d", p}})
+		}
+		if _, err := pipe.Exec(ctx); err != nil {
+			fatal("xadd: %v", err)
+		}
+	})
+	waitAll(func() int { mu.Lock(); defer mu.Unlock(); return len(out) }, sent)
+	close(stop)
+	<-done
+	slices.Sort(out)
+	return out
 }
 
 func fatal(f string, a ...any) {
