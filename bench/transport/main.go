@@ -106,7 +106,6 @@ func (l lat) String() string {
 // stamped with the time it is sent, for d.
 func pace(rate int, d time.Duration, send func(payloads [][]byte)) (sent int) {
 	start := time.Now()
-	sent := 0
 	t := time.NewTicker(time.Millisecond)
 	defer t.Stop()
 	for range t.C {
@@ -128,6 +127,7 @@ func pace(rate int, d time.Duration, send func(payloads [][]byte)) (sent int) {
 		send(ps)
 		sent += due
 	}
+	return sent
 }
 
 // waitAll waits until got() reaches want, for at most 30s: every entry's
@@ -191,7 +191,10 @@ func bareLatency(ctx context.Context, c redis.UniversalClient, stream string, ra
 	if err := c.XGroupCreateMkStream(ctx, stream, "bare", "$").Err(); err != nil {
 		fatal("xgroup: %v", err)
 	}
-	var out lat
+	var (
+		mu  sync.Mutex
+		out lat
+	)
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
@@ -224,7 +227,6 @@ func bareLatency(ctx context.Context, c redis.UniversalClient, stream string, ra
 			}
 		}
 	}()
-	var mu sync.Mutex
 	sent := pace(rate, d, func(ps [][]byte) {
 		pipe := c.Pipeline()
 		for _, p := range ps {
