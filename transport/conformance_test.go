@@ -29,7 +29,12 @@ func newMemory(t *testing.T) Backend {
 // newRedisBackend connects to the integration Redis. With
 // SIGNALD_INTEGRATION unset the Redis cases are skipped; with it set, a
 // server that is down fails the test.
-func newRedisBackend(t *testing.T) Backend {
+func newRedisBackend(t *testing.T) Backend { return redisBackend(t, RedisOptions{}) }
+
+// newRedisScript is the Redis backend appending batches with a script.
+func newRedisScript(t *testing.T) Backend { return redisBackend(t, RedisOptions{ScriptAppend: true}) }
+
+func redisBackend(t *testing.T, opts RedisOptions) Backend {
 	if os.Getenv("SIGNALD_INTEGRATION") == "" {
 		t.Skip("integration tests off: SIGNALD_INTEGRATION=1 (make test sets it) runs them against real Redis")
 	}
@@ -37,7 +42,8 @@ func newRedisBackend(t *testing.T) Backend {
 	if addr == "" {
 		t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_ADDR is empty")
 	}
-	r, err := NewRedis(context.Background(), RedisOptions{Addrs: []string{addr}})
+	opts.Addrs = []string{addr}
+	r, err := NewRedis(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("integration Redis: %v", err)
 	}
@@ -79,7 +85,7 @@ func uniquePrefix(t *testing.T, b Backend) string {
 
 // TestConformance runs the one suite every backend must pass.
 func TestConformance(t *testing.T) {
-	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend, "redis-cluster": newRedisCluster} {
+	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend, "redis-script": newRedisScript, "redis-cluster": newRedisCluster} {
 		t.Run(name, func(t *testing.T) {
 			t.Run("ExactlyOnceWithoutFailures", func(t *testing.T) { testNoFailures(t, f) })
 			t.Run("HandlerErrorRedelivers", func(t *testing.T) { testHandlerError(t, f) })

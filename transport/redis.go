@@ -24,12 +24,28 @@ type RedisOptions struct {
 	// PoolSize defaults to go-redis' default (10 per CPU). Each blocking read
 	// holds one connection for its duration.
 	PoolSize int
+	// ScriptAppend makes Add send a batch as one EVALSHA of a script that
+	// runs the XADDs inside the server, instead of a pipeline of one XADD
+	// per entry: the client then encodes and parses one command per batch,
+	// not one per entry. A script runs atomically, so a batch of MaxBatch
+	// entries holds the server for its duration (about 1 µs per entry).
+	ScriptAppend bool
 }
 
 // Redis is the Redis Streams backend.
 type Redis struct {
-	c redis.UniversalClient
+	c      redis.UniversalClient
+	script bool
 }
+
+// addScript appends ARGV to KEYS[1], one entry per value, and returns the
+// ids. The stream is the script's only key, so it works on Redis Cluster.
+var addScript = redis.NewScript(`
+local ids = {}
+for i = 1, #ARGV do
+  ids[i] = redis.call('XADD', KEYS[1], '*', 'd', ARGV[i])
+end
+return ids`)
 
 var _ Backend = (*Redis)(nil)
 
@@ -62,7 +78,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		c.Close()
 		return nil, fmt.Errorf("redis %s: %w", strings.Join(opts.Addrs, ","), err)
 	}
-	return &Redis{c: c}, nil
+	return &Redis{c: c, script: opts.ScriptAppend}, nil
 }
 
 // Client exposes the underlying client, for tools and tests.
@@ -71,6 +87,17 @@ func (r *Redis) Client() redis.UniversalClient { return r.c }
 func (r *Redis) Add(ctx context.Context, stream string, payloads [][]byte) ([]string, error) {
 	if len(payloads) == 0 {
 		return nil, nil
+	}
+	if r.script {
+		args := make([]any, len(payloads))
+		for i, p := range payloads {
+			args[i] = p
+		}
+		ids, err := addScript.Run(ctx, r.c, []string{stream}, args...).StringSlice()
+		if err != nil {
+			return nil, fmt.Errorf("xadd %s (script): %w", stream, err)
+		}
+		return ids, nil
 	}
 	pipe := r.c.Pipeline()
 	cmds := make([]*redis.StringCmd, len(payloads))

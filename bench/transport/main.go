@@ -64,7 +64,18 @@ func main() {
 		fatal("redis-benchmark: %v", err)
 	}
 	pub := publish(ctx, b, prefix+":pub", payload, *n, *batch, *shards)
-	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer (%d streams): %9.0f/s   ratio %.2f\n", base, *shards, pub, pub/base)
+	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer (%d streams, XADD pipeline): %9.0f/s   ratio %.2f\n", base, *shards, pub, pub/base)
+	bs, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{*addr}, ScriptAppend: true})
+	if err != nil {
+		fatal("%v", err)
+	}
+	defer bs.Close()
+	pubs := publish(ctx, bs, prefix+":pubs", payload, *n, *batch, *shards)
+	base2, err := redisBenchmarkXADD(*addr, prefix+":rb2", *n)
+	if err != nil {
+		fatal("redis-benchmark: %v", err)
+	}
+	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer (%d streams, script append): %9.0f/s   ratio %.2f\n", base2, *shards, pubs, pubs/base2)
 
 	// Both consumers read the same stream, each through its own group.
 	stream := prefix + ":pub"
