@@ -1,0 +1,308 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/minio/simdjson-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// cfLine is one line of a cryptofeed capture: a received frame, or a REST
+// snapshot (url set).
+type cfLine struct {
+	line int
+	recv int64 // ns
+	url  string
+	body []byte
+}
+
+const sharedCaptures = "/work/shared/captures/cryptofeed"
+
+// readCryptofeed reads a cryptofeed capture (plain or gzip), skipping
+// connection and client-send lines.
+func readCryptofeed(t testing.TB, path string) []cfLine {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []cfLine
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, 32<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if len(line) == 0 || bytes.Contains(line, []byte(" <-> ")) || bytes.Contains(line, []byte(" <- ")) {
+			continue
+		}
+		var url string
+		if i := bytes.Index(line, []byte(" -> ")); i > 0 && bytes.HasPrefix(line, []byte("http")) {
+			url = string(line[:i])
+			line = line[i+4:]
+		}
+		i := bytes.Index(line, []byte(": "))
+		if i <= 0 {
+			t.Fatalf("%s:%d: no timestamp", path, n)
+		}
+		sec, err := strconv.ParseFloat(string(line[:i]), 64)
+		if err != nil {
+			t.Fatalf("%s:%d: %v", path, n, err)
+		}
+		out = append(out, cfLine{line: n, recv: int64(sec * 1e9), url: url, body: bytes.Clone(line[i+2:])})
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no frames", path)
+	}
+	return out
+}
+
+// sharedCapture returns the path of a file of the shared corpus, skipping
+// the test when the corpus is not on this machine.
+func sharedCapture(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(sharedCaptures, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("shared capture %s not present (full-file replay needs /work/shared/captures): %v", p, err)
+	}
+	return p
+}
+
+func venueTestdata(venue, name string) string {
+	return filepath.Join("..", "testdata", venue, name)
+}
+
+// fallbackWorks reports whether the portable JSON path is built (it lands
+// with the json-tape branch).
+func fallbackWorks() bool {
+	var pj simdjson.ParsedJson
+	return buildTape([]byte(`{"a":[1,"b"]}`), &pj) == nil
+}
+
+// feedPaths returns one feed per available JSON path, each with its own
+// Metrics.
+func feedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderTest {
+	t.Helper()
+	out := map[string]feedUnderTest{}
+	for _, path := range []string{"simd", "fallback"} {
+		if path == "simd" && !simdjson.SupportedCPU() {
+			continue
+		}
+		if path == "fallback" && !fallbackWorks() {
+			continue
+		}
+		c := cfg
+		c.ForceFallback = path == "fallback"
+		c.Metrics = NewMetrics(nil)
+		f, err := NewFeed(venue, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[path] = feedUnderTest{Feed: f, m: c.Metrics, venue: venue}
+	}
+	if len(out) == 0 {
+		t.Fatal("no JSON path available")
+	}
+	return out
+}
+
+type feedUnderTest struct {
+	Feed
+	m     *Metrics
+	venue string
+}
+
+func (f feedUnderTest) resyncs(reason string) float64 {
+	return testutil.ToFloat64(f.m.resyncs.WithLabelValues(f.venue, reason))
+}
+
+// malformedTotal sums signald_ingest_malformed_frames_total for the venue.
+func (f feedUnderTest) malformedTotal() float64 { return sumVenue(f.m.malformed, f.venue) }
+
+// resyncTotal sums signald_ingest_book_resyncs_total for the venue.
+func (f feedUnderTest) resyncTotal() float64 { return sumVenue(f.m.resyncs, f.venue) }
+
+func (f feedUnderTest) ignored(typ string) float64 {
+	return testutil.ToFloat64(f.m.ignored.WithLabelValues(f.venue, typ))
+}
+
+// sumVenue sums the series of a {venue, x} counter vector for venue.
+func sumVenue(vec *prometheus.CounterVec, venue string) float64 {
+	ch := make(chan prometheus.Metric, 64)
+	go func() { vec.Collect(ch); close(ch) }()
+	var total float64
+	for m := range ch {
+		var pb dto.Metric
+		if err := m.Write(&pb); err != nil {
+			continue
+		}
+		for _, l := range pb.GetLabel() {
+			if l.GetName() == "venue" && l.GetValue() == venue {
+				total += pb.GetCounter().GetValue()
+			}
+		}
+	}
+	return total
+}
+
+// replayFeed hands every frame to f and returns the ticks; malformed
+// frames fail the test unless allowMalformed.
+func replayFeed(t testing.TB, f Feed, lines []cfLine, allowMalformed bool) []Tick {
+	t.Helper()
+	var out []Tick
+	for _, l := range lines {
+		var err error
+		if l.url != "" {
+			continue
+		}
+		out, err = f.Handle(l.recv, l.body, out)
+		if err != nil && !allowMalformed {
+			t.Fatalf("line %d: %v\n%.300s", l.line, err, l.body)
+		}
+	}
+	return out
+}
+
+// samePaths checks that every JSON path produced the same ticks.
+func samePaths(t *testing.T, got map[string][]Tick) {
+	t.Helper()
+	var ref []Tick
+	var refName string
+	for name, ticks := range got {
+		if ref == nil {
+			ref, refName = ticks, name
+			continue
+		}
+		if !reflect.DeepEqual(ref, ticks) {
+			t.Fatalf("%s and %s paths differ (%d vs %d ticks)", refName, name, len(ref), len(ticks))
+		}
+	}
+}
+
+// goldenTick completes a hand-written expected tick: IngestTS is the
+// receive time, ID the content hash.
+func goldenTick(t Tick) Tick {
+	t.IngestTS = t.RecvTS
+	t.ComputeID()
+	return t
+}
+
+func kindCounts(ticks []Tick) map[Kind]int {
+	m := map[Kind]int{}
+	for _, t := range ticks {
+		m[t.Kind]++
+	}
+	return m
+}
+
+func isMalformed(err error) bool {
+	var pe *ParseError
+	return errors.As(err, &pe) && errors.Is(err, ErrMalformed)
+}
+
+// fuzzFeed is the body of the per-venue FuzzFeed targets: Handle never
+// panics, fails only with a *ParseError, and the JSON paths agree.
+func fuzzFeed(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	for _, s := range []string{``, `{}`, `[]`, `null`, `"x"`, `{"a":"\ud83d\u0041"}`, "{\"a\":1\x00}", `[1,{"b":[true,false,null]},"c"]`} {
+		f.Add([]byte(s))
+	}
+	paths := feedPaths(f, venue, cfg)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := map[string][]Tick{}
+		errs := map[string]string{}
+		for name, fd := range paths {
+			out, err := fd.Handle(1, data, nil)
+			if err != nil && !isMalformed(err) {
+				t.Fatalf("%s: error %v is not a *ParseError", name, err)
+			}
+			if err != nil {
+				errs[name] = err.Error()
+			} else {
+				errs[name] = ""
+			}
+			got[name] = out
+			fd.Outbox(nil)
+			fd.SnapshotRequests(nil)
+		}
+		if len(paths) == 2 {
+			if errs["simd"] != errs["fallback"] {
+				t.Fatalf("errors differ: simd %q, fallback %q\ninput %q", errs["simd"], errs["fallback"], data)
+			}
+			if !reflect.DeepEqual(got["simd"], got["fallback"]) {
+				t.Fatalf("ticks differ\ninput %q", data)
+			}
+		}
+	})
+}
+
+// benchFeed is the body of the per-venue BenchmarkFeed targets: frames
+// handed one per op, on each JSON path, reporting messages/s.
+func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []cfLine) {
+	for _, path := range []string{"simd", "fallback"} {
+		b.Run(path, func(b *testing.B) {
+			if path == "simd" && !simdjson.SupportedCPU() {
+				b.Skip("CPU lacks AVX2/CLMUL")
+			}
+			if path == "fallback" && !fallbackWorks() {
+				b.Skip("portable JSON path not built yet (json-tape branch)")
+			}
+			c := cfg
+			c.ForceFallback = path == "fallback"
+			f, err := NewFeed(venue, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var bytesTotal int
+			for _, l := range frames {
+				bytesTotal += len(l.body)
+			}
+			out := make([]Tick, 0, 8192)
+			b.ReportAllocs()
+			b.SetBytes(int64(bytesTotal / len(frames)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l := &frames[i%len(frames)]
+				if l.url != "" {
+					out, _ = f.HandleSnapshot(l.recv, SnapshotRequest{URL: l.url}, l.body, out[:0])
+				} else {
+					out, _ = f.Handle(l.recv, l.body, out[:0])
+				}
+				f.Outbox(nil)
+				f.SnapshotRequests(nil)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+func seedBodies(lines []cfLine, every int) [][]byte {
+	var out [][]byte
+	for i, l := range lines {
+		if l.url == "" && (i%every == 0 || i < 30) && len(l.body) < 4096 {
+			out = append(out, l.body)
+		}
+	}
+	return out
+}
