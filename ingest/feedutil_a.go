@@ -56,6 +56,7 @@ type parsedLevel struct {
 	side           Side
 	px, sz         float64
 	pxText, szText []byte // the venue's text, kept for checksums
+	ts             int64  // the level's own exchange time (Kraken v1), 0: the frame's
 }
 
 func newFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, bool)) feedCore {
@@ -202,6 +203,9 @@ func (c *feedCore) applyLevels(out []Tick, b *bookState, kind Kind, seq uint64, 
 		b.Set(l.side, l.px, l.sz, pt, st)
 		t := base
 		t.Side, t.Price, t.Size = l.side, l.px, l.sz
+		if l.ts != 0 {
+			t.ExchTS = l.ts
+		}
 		t.ComputeID()
 		out = append(out, t)
 	}
