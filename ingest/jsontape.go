@@ -524,8 +524,9 @@ func decodeString(msg []byte, start, j int, tape []uint64, strs []byte) (int, []
 	}
 }
 
-// tapeHex4 reads four hex digits at msg[i:]; any invalid or missing digit gives
-// a value with high bits set, as simdjson's hex_to_u32_nocheck does.
+// tapeHex4 reads four hex digits at msg[i:] (see hexVal); any invalid or
+// missing digit gives a value with high bits set, as simdjson's
+// hex_to_u32_nocheck does.
 func tapeHex4(msg []byte, i int) uint32 {
 	if i+4 > len(msg) {
 		return 0xffffffff
@@ -541,9 +542,18 @@ func tapeHex4(msg []byte, i int) uint32 {
 	return v
 }
 
+// hexVal is simdjson-go's digit table: its assembly indexes a table by
+// c-'0', and the 16 bytes below the table are zero, so ' ' through '/' read
+// as 0. '"' would also read as 0 but then ends the string beyond where stage
+// 1 ended it, which simdjson-go rejects.
 var hexVal = func() (t [256]uint8) {
 	for i := range t {
 		t[i] = 0xff
+	}
+	for c := 0x20; c < 0x30; c++ {
+		if c != '"' {
+			t[c] = 0
+		}
 	}
 	for c := '0'; c <= '9'; c++ {
 		t[c] = uint8(c - '0')
