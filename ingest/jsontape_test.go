@@ -6,9 +6,11 @@ import (
 	"compress/gzip"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -651,4 +653,107 @@ func BenchmarkJSONPaths(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestBuildTapeGenerated compares the two parsers on generated input: every
+// escape at every offset around simdjson-go's 32- and 64-byte blocks,
+// random numbers, and random documents with and without a corrupted byte.
+func TestBuildTapeGenerated(t *testing.T) {
+	needSIMD(t)
+	var fb simdjson.ParsedJson
+	bad, total, accepted := 0, 0, 0
+	check := func(b []byte) {
+		if d := diffTape(b, &fb); d != "" {
+			if bad++; bad <= 5 {
+				t.Errorf("%q: %s", b, d)
+			}
+		}
+		total++
+		if buildTape(b, &fb) == nil {
+			accepted++
+		}
+	}
+	escapes := []string{`\n`, `\"`, `\\`, `\/`, `\u00e9`, `\u20AC`, `\ud83d\ude00`, `\ud800\u 00`, `\u 0-/`,
+		`\ud800`, `\x`, `\u12`, "\x01", `\u0"00`, `"`, `\`}
+	for _, e := range escapes {
+		for pre := 0; pre < 70; pre++ {
+			for _, post := range []int{0, 1, 30, 33} {
+				s := `{"k":"` + strings.Repeat("a", pre) + e + strings.Repeat("b", post) + `","n":1}`
+				check([]byte(s))
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	num := func() string {
+		var sb strings.Builder
+		if rng.IntN(3) == 0 {
+			sb.WriteByte('-')
+		}
+		for n := 1 + rng.IntN(22); n > 0; n-- {
+			sb.WriteByte(byte('0' + rng.IntN(10)))
+		}
+		if rng.IntN(2) == 0 {
+			sb.WriteByte('.')
+			for n := 1 + rng.IntN(20); n > 0; n-- {
+				sb.WriteByte(byte('0' + rng.IntN(10)))
+			}
+		}
+		if rng.IntN(3) == 0 {
+			sb.WriteString([]string{"e", "E", "e+", "e-", "E-"}[rng.IntN(5)])
+			sb.WriteString(strconv.Itoa(rng.IntN(400)))
+		}
+		return sb.String()
+	}
+	for i := 0; i < 20000; i++ {
+		check([]byte("[" + num() + "," + num() + "]"))
+	}
+	var gen func(sb *strings.Builder, depth int)
+	gen = func(sb *strings.Builder, depth int) {
+		switch k := rng.IntN(10); {
+		case k < 2 && depth < 6:
+			sb.WriteByte('{')
+			for n := rng.IntN(5); n > 0; n-- {
+				sb.WriteString(`"` + escapes[rng.IntN(6)] + `key":`)
+				gen(sb, depth+1)
+				if n > 1 {
+					sb.WriteByte(',')
+				}
+			}
+			sb.WriteByte('}')
+		case k < 4 && depth < 6:
+			sb.WriteByte('[')
+			for n := rng.IntN(5); n > 0; n-- {
+				gen(sb, depth+1)
+				if n > 1 {
+					sb.WriteString([]string{",", " , ", ",\n"}[rng.IntN(3)])
+				}
+			}
+			sb.WriteByte(']')
+		case k < 6:
+			sb.WriteString(num())
+		case k < 8:
+			sb.WriteString(`"` + strings.Repeat("x", rng.IntN(40)) + escapes[rng.IntN(len(escapes))] + `"`)
+		default:
+			sb.WriteString([]string{"true", "false", "null", "true\x00", "nul"}[rng.IntN(5)])
+		}
+	}
+	for i := 0; i < 5000; i++ {
+		var sb strings.Builder
+		sb.WriteByte('[')
+		gen(&sb, 0)
+		sb.WriteByte(']')
+		b := []byte(sb.String())
+		check(b)
+		b[rng.IntN(len(b))] = "{}[],:\"\\ 0-.eE\x00\xff"[rng.IntN(16)]
+		check(b)
+	}
+	if bad > 0 {
+		t.Errorf("%d inputs differ", bad)
+	}
+	// Both outcomes must be well represented for the comparison to mean
+	// something.
+	if accepted < total/4 || accepted > total*3/4 {
+		t.Errorf("%d of %d generated inputs accepted, want a mix", accepted, total)
+	}
+	t.Logf("%d generated inputs, %d accepted", total, accepted)
 }
