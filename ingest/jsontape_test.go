@@ -212,7 +212,8 @@ var tapeCases = []string{
 	`["\u00e9\u00E9"]`, `["\u20ac"]`, `["\ud83d\ude00"]`, `["\uD83D\uDE00x"]`, `["\udbff\udfff"]`,
 	`["\ud800"]`, `["\ud800x"]`, `["\ud800\n"]`, `["\ud800\u0041"]`, `["\ud800\ue000"]`,
 	`["\udbff\u1234"]`, `["\udc00"]`, `["\udfff\ud800"]`, `["\u0000"]`, `["\u"]`, `["\u12"]`,
-	`["\u123"]`, `["\u0 00"]`, `["\u !#/"]`, `["\u0","00"]`, `["\u,,,,"]`, `["\ud800\u ,-."]`, `["\u123g"]`, `["\uG123"]`, `["\x"]`, `["\a"]`, `["\'"]`, `["\ "]`, `["\`,
+	`["\u123"]`, `["\u0 00"]`, `["\u !#/"]`, `["\u0","00"]`, `["\u,,,,"]`, `["\u0"," "]`, `["\u0",",","x"]`, `{"a":"\u0","b":"c"}`,
+	`["\u""""]`, `["\u0"  "]`, `["\u0" ,"]`, `["\u0"  "", "x"]`, `{"\u0"  ":1}`, `["\ud800\u0"," "]`, `["\ud800\u ,-."]`, `["\u123g"]`, `["\uG123"]`, `["\x"]`, `["\a"]`, `["\'"]`, `["\ "]`, `["\`,
 	`["abc`, `["abc]`, `["abc\"]`, `"`, `["a"`, `{"a":"b`, `{"a`, `{"a\"":1}`,
 	"[\"a\x01b\"]", "[\"a\x1fb\"]", "[\"\tb\"]", "[\"a\nb\"]", "[\"a\x7fb\"]",
 	"[\"\xff\xfe\"]", "[\"\xc3\"]", "[\"\xed\xa0\x80\"]", `["héllo wörld ✓ 日本語 😀"]`,
@@ -746,6 +747,29 @@ func TestBuildTapeGenerated(t *testing.T) {
 		check(b)
 		b[rng.IntN(len(b))] = "{}[],:\"\\ 0-.eE\x00\xff"[rng.IntN(16)]
 		check(b)
+	}
+	// Large documents: simdjson-go splits stage 1 into chunks of about 1400
+	// structural characters and runs it on a second goroutine above 8 KB.
+	frames := testdataFrames(t)
+	bigOK := 0
+	for i := 0; i < 40; i++ {
+		var sb strings.Builder
+		sb.WriteByte('[')
+		for n := 20 + rng.IntN(200); n > 0; n-- {
+			sb.Write(frames[rng.IntN(len(frames))])
+			sb.WriteString(`,"` + escapes[rng.IntN(7)] + strings.Repeat("y", rng.IntN(70)) + `",`)
+		}
+		sb.WriteString("0]")
+		if buildTape([]byte(sb.String()), &fb) == nil {
+			bigOK++
+		}
+		b := []byte(sb.String())
+		check(b)
+		b[rng.IntN(len(b))] = "{}[],:\"\\ 0-.eE\x00\xff"[rng.IntN(16)]
+		check(b)
+	}
+	if bigOK < 40 {
+		t.Errorf("%d of 40 large valid documents accepted", bigOK)
 	}
 	if bad > 0 {
 		t.Errorf("%d inputs differ", bad)
