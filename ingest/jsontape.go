@@ -51,6 +51,13 @@ const (
 	tapeArrStart = uint64('[') << tapeShift
 )
 
+// Where buildTape's string state returns to.
+const (
+	afterKey = iota
+	afterObjectValue
+	afterArrayValue
+)
+
 // Errors of the portable path; all of them are errJSON, like the SIMD path's.
 var (
 	errTapeEmpty    = fmt.Errorf("%w: empty message", errJSON)
@@ -136,6 +143,8 @@ func buildTape(b []byte, pj *simdjson.ParsedJson) error {
 		err   error
 		c     byte
 		open  int
+		j     int
+		after int // where str returns
 	)
 
 	tape = append(tape, tapeRoot)
@@ -169,10 +178,8 @@ objectBegin:
 	}
 	switch msg[i] {
 	case '"':
-		if i, tape, strs, err = parseTapeString(msg, i, tape, strs); err != nil {
-			goto fail
-		}
-		goto objectKey
+		after = afterKey
+		goto str
 	case '}':
 		goto scopeEnd
 	}
@@ -198,9 +205,8 @@ objectKey:
 	c = msg[i]
 	switch {
 	case c == '"':
-		if i, tape, strs, err = parseTapeString(msg, i, tape, strs); err != nil {
-			goto fail
-		}
+		after = afterObjectValue
+		goto str
 	case c == '-' || c-'0' <= 9:
 		if i, tape, err = parseTapeNumber(msg, i, tape); err != nil {
 			goto fail
@@ -239,10 +245,8 @@ objectContinue:
 			err = errTapeToken
 			goto fail
 		}
-		if i, tape, strs, err = parseTapeString(msg, i, tape, strs); err != nil {
-			goto fail
-		}
-		goto objectKey
+		after = afterKey
+		goto str
 	case '}':
 		goto scopeEnd
 	}
@@ -294,9 +298,8 @@ arrayValue:
 	c = msg[i]
 	switch {
 	case c == '"':
-		if i, tape, strs, err = parseTapeString(msg, i, tape, strs); err != nil {
-			goto fail
-		}
+		after = afterArrayValue
+		goto str
 	case c == '-' || c-'0' <= 9:
 		if i, tape, err = parseTapeNumber(msg, i, tape); err != nil {
 			goto fail
@@ -341,6 +344,31 @@ arrayContinue:
 	}
 	err = errTapeToken
 	goto fail
+
+str:
+	// The string at msg[i]; the common one, without escapes, inline.
+	for j = i + 1; j+8 <= n; j += 8 {
+		if m := strStopMask(binary.LittleEndian.Uint64(msg[j:])); m != 0 {
+			j += bits.TrailingZeros64(m) >> 3
+			goto strStop
+		}
+	}
+	for ; j < n && charClass[msg[j]]&ccStrEnd == 0; j++ {
+	}
+strStop:
+	if j < n && msg[j] == '"' {
+		tape = append(tape, tapeString|uint64(i+1), uint64(j-i-1))
+		i = j + 1
+	} else if i, tape, strs, err = stringSlow(msg, i, j, tape, strs); err != nil {
+		goto fail
+	}
+	switch after {
+	case afterKey:
+		goto objectKey
+	case afterObjectValue:
+		goto objectContinue
+	}
+	goto arrayContinue
 
 fail:
 	// Keep the buffers for the next parse, but no usable tape.
@@ -401,38 +429,14 @@ func skipRun(msg []byte, i int) int {
 	return i
 }
 
-// parseTapeString parses the string whose opening quote is msg[i] and returns the
-// index after its closing quote. A string without escapes is referenced in
-// msg; one with escapes is decoded into strs.
-func parseTapeString(msg []byte, i int, tape []uint64, strs []byte) (int, []uint64, []byte, error) {
-	start := i + 1
-	j := start
-	n := len(msg)
-	// Eight bytes at a time while no quote, backslash or control
-	// character is in sight.
-	for j+8 <= n {
-		w := binary.LittleEndian.Uint64(msg[j:])
-		if m := strStopMask(w); m != 0 {
-			j += bits.TrailingZeros64(m) >> 3
-			goto slow
-		}
-		j += 8
+// stringSlow finishes the string whose opening quote is msg[i] when
+// buildTape's scan stopped at msg[j] on something else than its closing quote: an
+// escape (the string is decoded into strs), a control character or the end.
+func stringSlow(msg []byte, i, j int, tape []uint64, strs []byte) (int, []uint64, []byte, error) {
+	if j < len(msg) && msg[j] == '\\' {
+		return decodeString(msg, i+1, j, tape, strs)
 	}
-slow:
-	for j < n && charClass[msg[j]]&ccStrEnd == 0 {
-		j++
-	}
-	if j >= n {
-		return i, tape, strs, errTapeString
-	}
-	switch c := msg[j]; {
-	case c == '"':
-		tape = append(tape, tapeString|uint64(start), uint64(j-start))
-		return j + 1, tape, strs, nil
-	case c == '\\':
-		return decodeString(msg, start, j, tape, strs)
-	}
-	return i, tape, strs, errTapeString // control character
+	return i, tape, strs, errTapeString
 }
 
 const (
@@ -585,7 +589,30 @@ func appendCodepoint(dst []byte, cp uint32) ([]byte, bool) {
 // simdjson-go's parseNumber does and returns the index after it.
 func parseTapeNumber(msg []byte, i int, tape []uint64) (int, []uint64, error) {
 	n := len(msg)
+	// Fast path: -?[1-9][0-9]{0,17} or -?0, followed by what ends a number,
+	// is an int64 by every rule below.
 	j := i
+	if msg[j] == '-' {
+		j++
+	}
+	d0 := j
+	var v uint64
+	for j < n && j-d0 < 18 {
+		d := msg[j] - '0'
+		if d > 9 {
+			break
+		}
+		v = v*10 + uint64(d)
+		j++
+	}
+	if nd := j - d0; nd > 0 && j < n && numRune[msg[j]] == nEOV && (nd == 1 || msg[d0] != '0') {
+		if d0 != i {
+			v = -v
+		}
+		return j, append(tape, tapeInt, v), nil
+	}
+
+	j = i
 	found := uint8(0)
 	for j < n {
 		t := numRune[msg[j]]
