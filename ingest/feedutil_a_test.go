@@ -16,7 +16,6 @@ import (
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // cfLine is one line of a cryptofeed capture: a received frame, or a REST
@@ -112,12 +111,13 @@ func feedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderT
 		}
 		c := cfg
 		c.ForceFallback = path == "fallback"
-		c.Metrics = NewMetrics(nil)
+		reg := prometheus.NewRegistry()
+		c.Metrics = NewMetrics(reg)
 		f, err := NewFeed(venue, c)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out[path] = feedUnderTest{Feed: f, m: c.Metrics, venue: venue}
+		out[path] = feedUnderTest{Feed: f, m: c.Metrics, reg: reg, venue: venue}
 	}
 	if len(out) == 0 {
 		t.Fatal("no JSON path available")
@@ -128,6 +128,7 @@ func feedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderT
 type feedUnderTest struct {
 	Feed
 	m     *Metrics
+	reg   *prometheus.Registry
 	venue string
 }
 
@@ -136,28 +137,35 @@ func (f feedUnderTest) resyncs(reason string) float64 {
 }
 
 // malformedTotal sums signald_ingest_malformed_frames_total for the venue.
-func (f feedUnderTest) malformedTotal() float64 { return sumVenue(f.m.malformed, f.venue) }
+func (f feedUnderTest) malformedTotal() float64 {
+	return sumVenue(f.reg, "signald_ingest_malformed_frames_total", f.venue)
+}
 
 // resyncTotal sums signald_ingest_book_resyncs_total for the venue.
-func (f feedUnderTest) resyncTotal() float64 { return sumVenue(f.m.resyncs, f.venue) }
+func (f feedUnderTest) resyncTotal() float64 {
+	return sumVenue(f.reg, "signald_ingest_book_resyncs_total", f.venue)
+}
 
 func (f feedUnderTest) ignored(typ string) float64 {
 	return testutil.ToFloat64(f.m.ignored.WithLabelValues(f.venue, typ))
 }
 
-// sumVenue sums the series of a {venue, x} counter vector for venue.
-func sumVenue(vec *prometheus.CounterVec, venue string) float64 {
-	ch := make(chan prometheus.Metric, 64)
-	go func() { vec.Collect(ch); close(ch) }()
+// sumVenue sums the series of the counter name for venue.
+func sumVenue(reg *prometheus.Registry, name, venue string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
 	var total float64
-	for m := range ch {
-		var pb dto.Metric
-		if err := m.Write(&pb); err != nil {
+	for _, mf := range mfs {
+		if mf.GetName() != name {
 			continue
 		}
-		for _, l := range pb.GetLabel() {
-			if l.GetName() == "venue" && l.GetValue() == venue {
-				total += pb.GetCounter().GetValue()
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "venue" && l.GetValue() == venue {
+					total += m.GetCounter().GetValue()
+				}
 			}
 		}
 	}
