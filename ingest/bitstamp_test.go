@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 func TestBitstampGolden(t *testing.T) {
@@ -285,10 +287,29 @@ func TestBitstampSubscribe(t *testing.T) {
 
 // FuzzFeedBitstamp: go test ./ingest -run '^$' -fuzz FuzzFeedBitstamp -fuzztime 30s
 func FuzzFeedBitstamp(f *testing.F) {
-	fuzzFeed(f, VenueBitstamp, FeedConfig{}, seedBodies(readCryptofeed(f, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz")), 10))
+	seeds := seedBodies(readCryptofeed(f, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz")), 10)
+	seeds = append(seeds, []byte(`{"timestamp": "1641343699", "microtimestamp": "1641343699500000", "bids": [["3805.00", "2.00000000"]], "asks": [["3806.00", "1.00000000"]]}`))
+	fuzzFeedSnapshots(f, VenueBitstamp, FeedConfig{}, seeds, &SnapshotRequest{Symbol: "ethusd", URL: "https://www.bitstamp.net/api/v2/order_book/ethusd"})
 }
 
 // BenchmarkFeedBitstamp: go test ./ingest -run '^$' -bench FeedBitstamp -benchtime 1s
 func BenchmarkFeedBitstamp(b *testing.B) {
 	benchFeed(b, VenueBitstamp, FeedConfig{}, bitstampMerged(b, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"), venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz")))
+}
+
+// TestUnnormalizedSymbol: a pair whose quote asset is unknown is published
+// under the venue symbol and counted per frame.
+func TestUnnormalizedSymbol(t *testing.T) {
+	for name, f := range feedPaths(t, VenueBitstamp, FeedConfig{}) {
+		fr := `{"data":{"id":1,"amount_str":"1","price_str":"2","type":1,"microtimestamp":"1641343699596000"},"channel":"live_trades_fooqux","event":"trade"}`
+		for i := 0; i < 2; i++ {
+			out, err := f.Handle(1, []byte(fr), nil)
+			if err != nil || len(out) != 1 || out[0].Instrument != "fooqux" {
+				t.Fatalf("%s: %+v %v", name, out, err)
+			}
+		}
+		if got := testutil.ToFloat64(f.m.unnormalized.WithLabelValues(VenueBitstamp)); got != 2 {
+			t.Fatalf("%s: %v unnormalized frames counted, want 2", name, got)
+		}
+	}
 }

@@ -37,6 +37,7 @@ type feedCore struct {
 // symEntry is a venue symbol and its normalized instrument.
 type symEntry struct {
 	symbol, instrument string
+	normalized         bool
 }
 
 // bookState is one instrument's book and where it stands in the venue's
@@ -148,6 +149,7 @@ func (c *feedCore) parseRoot(frame []byte) (simdjson.Iter, simdjson.Type, *Parse
 // time. A symbol that is empty, too long or not printable is malformed.
 func (c *feedCore) sym(b []byte, field string) (*symEntry, *ParseError) {
 	if e, ok := c.syms[string(b)]; ok {
+		c.countUnnormalized(e)
 		return e, nil
 	}
 	if len(b) == 0 || len(b) > maxSymbolLen || !utf8.Valid(b) {
@@ -164,13 +166,21 @@ func (c *feedCore) sym(b []byte, field string) (*symEntry, *ParseError) {
 		// Published under the venue symbol, and counted: a new listing whose
 		// quote asset the table does not know yet.
 		inst = e.symbol
-		c.m.Ignored("unnormalized_symbol")
 	}
-	e.instrument = inst
+	e.instrument, e.normalized = inst, ok
+	c.countUnnormalized(e)
 	if len(c.syms) < maxCachedSymbols {
 		c.syms[e.symbol] = e
 	}
 	return e, nil
+}
+
+// countUnnormalized counts a frame of a symbol left unnormalized
+// (signald_ingest_unnormalized_symbol_frames_total).
+func (c *feedCore) countUnnormalized(e *symEntry) {
+	if !e.normalized && c.m.v != nil {
+		c.m.v.unnormalized.Inc()
+	}
 }
 
 func (c *feedCore) newTick(s *symEntry, kind Kind, recv, exch int64) Tick {

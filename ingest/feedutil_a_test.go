@@ -230,6 +230,12 @@ func isMalformed(err error) bool {
 // fuzzFeed is the body of the per-venue FuzzFeed targets: Handle never
 // panics, fails only with a *ParseError, and the JSON paths agree.
 func fuzzFeed(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte) {
+	fuzzFeedSnapshots(f, venue, cfg, seeds, nil)
+}
+
+// fuzzFeedSnapshots is fuzzFeed that also hands each input to
+// HandleSnapshot as the body of req (venues with REST snapshots).
+func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte, req *SnapshotRequest) {
 	for _, s := range seeds {
 		f.Add(s)
 	}
@@ -249,6 +255,15 @@ func fuzzFeed(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte) {
 				errs[name] = err.Error()
 			} else {
 				errs[name] = ""
+			}
+			if req != nil {
+				out, err = fd.HandleSnapshot(1, *req, data, out)
+				if err != nil && !isMalformed(err) {
+					t.Fatalf("%s: snapshot error %v is not a *ParseError", name, err)
+				}
+				if err != nil {
+					errs[name] += "; " + err.Error()
+				}
 			}
 			got[name] = out
 			fd.Outbox(nil)
