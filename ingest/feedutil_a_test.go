@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// cfLine is one line of a cryptofeed capture: a received frame, or a REST
+// vaLine is one line of a cryptofeed capture: a received frame, or a REST
 // snapshot (url set).
-type cfLine struct {
+type vaLine struct {
 	line int
 	recv int64 // ns
 	url  string
@@ -29,9 +29,9 @@ type cfLine struct {
 
 const sharedCaptures = "/work/shared/captures/cryptofeed"
 
-// readCryptofeed reads a cryptofeed capture (plain or gzip), skipping
+// vaReadCapture reads a cryptofeed capture (plain or gzip), skipping
 // connection and client-send lines.
-func readCryptofeed(t testing.TB, path string) []cfLine {
+func vaReadCapture(t testing.TB, path string) []vaLine {
 	t.Helper()
 	raw, err := os.ReadFile(path)
 	if err != nil {
@@ -46,7 +46,7 @@ func readCryptofeed(t testing.TB, path string) []cfLine {
 			t.Fatal(err)
 		}
 	}
-	var out []cfLine
+	var out []vaLine
 	sc := bufio.NewScanner(bytes.NewReader(raw))
 	sc.Buffer(nil, 32<<20)
 	for n := 1; sc.Scan(); n++ {
@@ -67,7 +67,7 @@ func readCryptofeed(t testing.TB, path string) []cfLine {
 		if err != nil {
 			t.Fatalf("%s:%d: %v", path, n, err)
 		}
-		out = append(out, cfLine{line: n, recv: int64(sec * 1e9), url: url, body: bytes.Clone(line[i+2:])})
+		out = append(out, vaLine{line: n, recv: int64(sec * 1e9), url: url, body: bytes.Clone(line[i+2:])})
 	}
 	if len(out) == 0 {
 		t.Fatalf("%s: no frames", path)
@@ -97,9 +97,9 @@ func fallbackWorks() bool {
 	return buildTape([]byte(`{"a":[1,"b"]}`), &pj) == nil
 }
 
-// feedPaths returns one feed per available JSON path, each with its own
+// vaFeedPaths returns one feed per available JSON path, each with its own
 // Metrics.
-func feedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderTest {
+func vaFeedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderTest {
 	t.Helper()
 	out := map[string]feedUnderTest{}
 	for _, path := range []string{"simd", "fallback"} {
@@ -174,7 +174,7 @@ func sumVenue(reg *prometheus.Registry, name, venue string) float64 {
 
 // replayFeed hands every frame to f and returns the ticks; malformed
 // frames fail the test unless allowMalformed.
-func replayFeed(t testing.TB, f Feed, lines []cfLine, allowMalformed bool) []Tick {
+func replayFeed(t testing.TB, f Feed, lines []vaLine, allowMalformed bool) []Tick {
 	t.Helper()
 	var out []Tick
 	for _, l := range lines {
@@ -242,7 +242,7 @@ func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byt
 	for _, s := range []string{``, `{}`, `[]`, `null`, `"x"`, `{"a":"\ud83d\u0041"}`, "{\"a\":1\x00}", `[1,{"b":[true,false,null]},"c"]`} {
 		f.Add([]byte(s))
 	}
-	paths := feedPaths(f, venue, cfg)
+	paths := vaFeedPaths(f, venue, cfg)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got := map[string][]Tick{}
 		errs := map[string]string{}
@@ -282,7 +282,7 @@ func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byt
 
 // benchFeed is the body of the per-venue BenchmarkFeed targets: frames
 // handed one per op, on each JSON path, reporting messages/s.
-func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []cfLine) {
+func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []vaLine) {
 	for _, path := range []string{"simd", "fallback"} {
 		b.Run(path, func(b *testing.B) {
 			if path == "simd" && !simdjson.SupportedCPU() {
@@ -320,7 +320,7 @@ func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []cfLine) {
 	}
 }
 
-func seedBodies(lines []cfLine, every int) [][]byte {
+func seedBodies(lines []vaLine, every int) [][]byte {
 	var out [][]byte
 	for i, l := range lines {
 		if l.url == "" && (i%every == 0 || i < 30) && len(l.body) < 4096 {

@@ -42,7 +42,7 @@ func TestKrakenGoldenV1(t *testing.T) {
 				ExchTS: 1542057299_545897000, RecvTS: recv, BidPx: 5698.4, BidSz: 1.01234567, AskPx: 5700, AskSz: 0.98765432})},
 		},
 	}
-	for path, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 		for _, c := range cases {
 			got, err := f.Handle(recv, []byte(c.frame), nil)
 			if err != nil {
@@ -77,7 +77,7 @@ func TestKrakenChecksumV1Documented(t *testing.T) {
 	if crc32.ChecksumIEEE([]byte(docString)) != 974947235 {
 		t.Fatal("the guide's example string does not hash to its checksum")
 	}
-	for path, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 		snap, err := f.Handle(1, []byte(krakenDocBook()), nil)
 		if err != nil || len(snap) != 20 {
 			t.Fatalf("%s: snapshot: %d ticks, %v", path, len(snap), err)
@@ -207,9 +207,9 @@ func sortedPrices(book map[float64][2]string, desc bool) []float64 {
 }
 
 func testKrakenReplay(t *testing.T, paths ...string) {
-	var lines []cfLine
+	var lines []vaLine
 	for _, p := range paths {
-		lines = append(lines, readCryptofeed(t, p)...)
+		lines = append(lines, vaReadCapture(t, p)...)
 	}
 	ref := &krRef{books: map[string]*[2]map[float64][2]string{}, depth: map[string]int{}}
 	for _, l := range lines {
@@ -219,7 +219,7 @@ func testKrakenReplay(t *testing.T, paths ...string) {
 		t.Fatal("no checksummed update in the file")
 	}
 	got := map[string][]Tick{}
-	for name, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines, false)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
@@ -266,7 +266,7 @@ func TestKrakenReplayFullFiles(t *testing.T) {
 // resync and one gap tick for that pair, and no book tick for the pair
 // afterwards (the recording sends no new snapshot).
 func TestKrakenInjectedCorruption(t *testing.T) {
-	lines := readCryptofeed(t, sharedOrExcerpt(t))
+	lines := vaReadCapture(t, sharedOrExcerpt(t))
 	// The 40th checksummed update: a book well under way.
 	target, seen := -1, 0
 	for i, l := range lines {
@@ -298,7 +298,7 @@ func TestKrakenInjectedCorruption(t *testing.T) {
 		return []byte(s[:j] + nv + s[k:])
 	}
 	for _, mode := range []string{"corrupt", "drop"} {
-		for name, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+		for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 			gaps := 0
 			resynced := false
 			for i, l := range lines {
@@ -395,8 +395,8 @@ func v1ToV2(t testing.TB, body []byte) (frame []byte, pair string, prec [2]int, 
 // the v2 checksum (rebuilt from numbers at the pair's precision) verifies on
 // every update, and the books equal the v1 ones.
 func TestKrakenV2FromRecording(t *testing.T) {
-	lines := readCryptofeed(t, venueTestdata("kraken", krakenBookExcerpt))
-	for name, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+	lines := vaReadCapture(t, venueTestdata("kraken", krakenBookExcerpt))
+	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 		v1 := NewKrakenFeed(FeedConfig{ForceFallback: name == "fallback"})
 		precs := map[string][2]int{}
 		var frames [][]byte
@@ -480,7 +480,7 @@ func pairsFirst(m map[string][2]int) string {
 // a small book whose checksum string is written out by hand.
 func TestKrakenGoldenV2(t *testing.T) {
 	const recv = int64(1695628177708706000)
-	for path, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 		out, err := f.Handle(recv, []byte(`{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell","price":0.5117,"qty":40.0,"ord_type":"market","trade_id":4665906,"timestamp":"2023-09-25T07:49:37.708706Z"}]}`), nil)
 		// date -u -d 2023-09-25T07:49:37Z +%s → 1695628177
 		want := []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: KindTrade, Side: SideSell,
@@ -528,7 +528,7 @@ func TestKrakenMalformed(t *testing.T) {
 		`{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":1}],"asks":[]}]}`:                ReasonMissingField,
 		`{"event":7}`: ReasonBadType,
 	}
-	for name, f := range feedPaths(t, VenueKraken, FeedConfig{}) {
+	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -591,7 +591,7 @@ func asParseError(err error, pe **ParseError) bool {
 func FuzzFeedKraken(f *testing.F) {
 	var seeds [][]byte
 	for _, n := range []string{"KRAKEN.ws.48.0", "KRAKEN.ws.49.0", krakenBookExcerpt} {
-		seeds = append(seeds, seedBodies(readCryptofeed(f, venueTestdata("kraken", n)), 5)...)
+		seeds = append(seeds, seedBodies(vaReadCapture(f, venueTestdata("kraken", n)), 5)...)
 	}
 	seeds = append(seeds, []byte(krakenDocBook()),
 		[]byte(`{"channel":"book","type":"update","data":[{"symbol":"MATIC/USD","bids":[{"price":0.5666,"qty":0}],"asks":[],"checksum":12,"timestamp":"2023-10-06T17:35:55.440295Z"}]}`),
@@ -601,7 +601,7 @@ func FuzzFeedKraken(f *testing.F) {
 
 // BenchmarkFeedKraken: go test ./ingest -run '^$' -bench FeedKraken -benchtime 1s
 func BenchmarkFeedKraken(b *testing.B) {
-	lines := readCryptofeed(b, venueTestdata("kraken", krakenBookExcerpt))
+	lines := vaReadCapture(b, venueTestdata("kraken", krakenBookExcerpt))
 	// Updates only (snapshots of 1000 levels would dominate), after the
 	// snapshots have been applied once in the warm-up of each path.
 	benchFeed(b, VenueKraken, FeedConfig{NoChecksum: false}, lines)

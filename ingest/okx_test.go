@@ -62,7 +62,7 @@ func TestOKXGolden(t *testing.T) {
 				ExchTS: 1692266434010_000000, RecvTS: recv, Price: 0.007831, Size: 13})},
 		},
 	}
-	for path, f := range feedPaths(t, VenueOKX, FeedConfig{}) {
+	for path, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
 		for _, c := range cases {
 			got, err := f.Handle(recv, []byte(c.frame), nil)
 			if err != nil {
@@ -81,7 +81,7 @@ func TestOKXGolden(t *testing.T) {
 // "3366.1:7:3366.8:9:3366:6:3368:8".
 func TestOKXChecksumDocumented(t *testing.T) {
 	sum := int32(crc32.ChecksumIEEE([]byte("3366.1:7:3366.8:9:3366:6:3368:8")))
-	for path, f := range feedPaths(t, VenueOKX, FeedConfig{}) {
+	for path, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
 		snap := fmt.Sprintf(`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["3366.8","9","10","3"],["3368","8","3","4"]],"bids":[["3366.1","7","0","3"],["3366","6","3","4"]],"ts":"1597026383085","checksum":%d,"prevSeqId":-1,"seqId":123456}]}`, sum)
 		out, err := f.Handle(1, []byte(snap), nil)
 		if err != nil || len(out) != 4 || f.resyncTotal() != 0 {
@@ -143,7 +143,7 @@ func (r *okxRef) apply(body []byte) {
 }
 
 func testOKXReplay(t *testing.T, path string) {
-	lines := readCryptofeed(t, path)
+	lines := vaReadCapture(t, path)
 	ref := &okxRef{books: map[string]*[2]map[float64]float64{}}
 	for _, l := range lines {
 		ref.apply(l.body)
@@ -152,7 +152,7 @@ func testOKXReplay(t *testing.T, path string) {
 		t.Fatal("no checksummed frame")
 	}
 	got := map[string][]Tick{}
-	for name, f := range feedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines, false)
 		got[name] = ticks
 		if f.malformedTotal() != 0 || f.resyncTotal() != 0 {
@@ -181,8 +181,8 @@ func TestOKXReplayFullFile(t *testing.T) { testOKXReplay(t, sharedCapture(t, "OK
 // withSeq rewrites recorded books frames of one instrument with seqId and
 // prevSeqId as OKX sends them today: snapshot prevSeqId -1, then each
 // update's prevSeqId the previous seqId.
-func withSeq(lines []cfLine, inst string) []cfLine {
-	out := make([]cfLine, len(lines))
+func withSeq(lines []vaLine, inst string) []vaLine {
+	out := make([]vaLine, len(lines))
 	seq := int64(1000)
 	for i, l := range lines {
 		out[i] = l
@@ -206,7 +206,7 @@ func withSeq(lines []cfLine, inst string) []cfLine {
 // a books resubscription, and no book tick for the instrument afterwards.
 func TestOKXInjected(t *testing.T) {
 	const inst = "BTC-USDT"
-	lines := withSeq(readCryptofeed(t, venueTestdata("okx", okxExcerpt)), inst)
+	lines := withSeq(vaReadCapture(t, venueTestdata("okx", okxExcerpt)), inst)
 	target, n := -1, 0
 	for i, l := range lines {
 		if strings.Contains(string(l.body), `"channel":"books","instId":"`+inst+`"},"action":"update"`) {
@@ -227,7 +227,7 @@ func TestOKXInjected(t *testing.T) {
 		return []byte(s[:j] + "1" + s[j:])
 	}
 	for mode, reason := range map[string]string{"drop": "gap", "corrupt": "checksum"} {
-		for name, f := range feedPaths(t, VenueOKX, FeedConfig{}) {
+		for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
 			gaps := 0
 			for i, l := range lines {
 				body := l.body
@@ -260,7 +260,7 @@ func TestOKXInjected(t *testing.T) {
 		}
 	}
 	// With sequence numbers and nothing dropped, no resync.
-	for name, f := range feedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
 		replayFeed(t, f, lines, false)
 		if f.resyncTotal() != 0 {
 			t.Fatalf("%s: %v resyncs with intact sequence", name, f.resyncTotal())
@@ -279,7 +279,7 @@ func TestOKXMalformedAndControl(t *testing.T) {
 		`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["1"]],"bids":[],"ts":"1"}]}`:                   ReasonBadType,
 		`{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"abc","ts":"1"}]}`:                                ReasonBadNumber,
 	}
-	for name, f := range feedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -323,7 +323,7 @@ func TestOKXSubscribe(t *testing.T) {
 
 // FuzzFeedOKX: go test ./ingest -run '^$' -fuzz FuzzFeedOKX -fuzztime 30s
 func FuzzFeedOKX(f *testing.F) {
-	seeds := seedBodies(readCryptofeed(f, venueTestdata("okx", okxExcerpt)), 3)
+	seeds := seedBodies(vaReadCapture(f, venueTestdata("okx", okxExcerpt)), 3)
 	seeds = append(seeds, []byte(`{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instId":"IOST-USDT-SWAP"}]}`),
 		[]byte(`{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"fundingRate":"0.0001","fundingTime":"1700726400000","ts":"1700724675402"}]}`))
 	fuzzFeed(f, VenueOKX, FeedConfig{}, seeds)
@@ -331,5 +331,5 @@ func FuzzFeedOKX(f *testing.F) {
 
 // BenchmarkFeedOKX: go test ./ingest -run '^$' -bench FeedOKX -benchtime 1s
 func BenchmarkFeedOKX(b *testing.B) {
-	benchFeed(b, VenueOKX, FeedConfig{}, readCryptofeed(b, venueTestdata("okx", okxExcerpt)))
+	benchFeed(b, VenueOKX, FeedConfig{}, vaReadCapture(b, venueTestdata("okx", okxExcerpt)))
 }
