@@ -55,7 +55,9 @@ type bitstampPending struct {
 
 // NewBitstampFeed returns a Bitstamp feed.
 func NewBitstampFeed(cfg FeedConfig) *BitstampFeed {
-	return &BitstampFeed{feedCore: newFeedCore(VenueBitstamp, cfg, NormalizeBitstampSymbol), pend: map[string]*bitstampPending{}}
+	f := &BitstampFeed{feedCore: newFeedCore(VenueBitstamp, cfg, NormalizeBitstampSymbol), pend: map[string]*bitstampPending{}}
+	f.resnapshot = func(b *bookState) { f.requestSnapshot(b.sym.symbol) }
+	return f
 }
 
 var bitstampQuotes = []string{"USDT", "USDC", "PYUSD", "GUSD", "EURC", "PAX", "USD", "EUR", "GBP", "CHF", "BTC", "ETH"}

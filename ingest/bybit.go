@@ -50,7 +50,9 @@ func NewBybitFeed(cfg FeedConfig, linear bool) *BybitFeed {
 	if linear {
 		venue, norm = VenueBybitLinear, NormalizeBybitLinear
 	}
-	return &BybitFeed{feedCore: newFeedCore(venue, cfg, norm), linear: linear, bbo: map[string]*Book{}}
+	f := &BybitFeed{feedCore: newFeedCore(venue, cfg, norm), linear: linear, bbo: map[string]*Book{}}
+	f.resnapshot = func(b *bookState) { f.resubscribe(b.sym.symbol) }
+	return f
 }
 
 var bybitQuotes = []string{"USDT", "USDC", "USDE", "USDR", "FDUSD", "DAI", "BTC", "ETH", "EUR", "BRL", "PLN", "TRY", "MNT"}

@@ -41,12 +41,14 @@ type CoinbaseFeed struct {
 
 // NewCoinbaseFeed returns a Coinbase feed.
 func NewCoinbaseFeed(cfg FeedConfig) *CoinbaseFeed {
-	return &CoinbaseFeed{
+	f := &CoinbaseFeed{
 		feedCore:    newFeedCore(VenueCoinbase, cfg, NormalizeCoinbaseSymbol),
 		bookChannel: "level2_batch",
 		subscribed:  map[string]bool{},
 		lastTrade:   map[string]uint64{},
 	}
+	f.resnapshot = func(b *bookState) { f.resubscribe(b.sym.symbol) }
+	return f
 }
 
 // NormalizeCoinbaseSymbol maps a Coinbase product id (BTC-USD) to the

@@ -32,6 +32,9 @@ type feedCore struct {
 	snaps  []SnapshotRequest
 
 	lv []parsedLevel // scratch: a frame's levels, parsed before any is applied
+
+	// resnapshot asks for a fresh snapshot of b (the venue's way).
+	resnapshot func(b *bookState)
 }
 
 // symEntry is a venue symbol and its normalized instrument.
@@ -49,6 +52,7 @@ type bookState struct {
 	seq    uint64 // last applied venue sequence (meaning per venue)
 	seqOK  bool   // seq holds a value
 	depth  int    // levels per side the venue maintains (0: unbounded)
+	v1     bool   // Kraken: the book came over websocket v1
 }
 
 // parsedLevel is one level of a frame, parsed before the book is touched,
@@ -237,6 +241,22 @@ func (c *feedCore) outOfSync(out []Tick, n int, b *bookState, reason string, rec
 	b.Clear()
 	c.m.Resync(reason)
 	c.log.Warn("book out of sync; resnapshotting", "symbol", b.sym.symbol, "reason", reason)
+	return out
+}
+
+// Resync marks symbol's book out of sync (one KindGap tick appended to
+// out) and asks for a fresh snapshot; the connection manager calls it when
+// it had to drop book ticks of the instrument. An invalid symbol changes
+// nothing.
+func (c *feedCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick {
+	s, perr := c.sym([]byte(symbol), "symbol")
+	if perr != nil {
+		return out
+	}
+	b := c.book(s)
+	out = c.outOfSync(out, len(out), b, reason, recv, 0, 0)
+	c.m.Ticks(KindGap, 1)
+	c.resnapshot(b)
 	return out
 }
 

@@ -45,11 +45,26 @@ type KrakenFeed struct {
 
 // NewKrakenFeed returns a Kraken feed.
 func NewKrakenFeed(cfg FeedConfig) *KrakenFeed {
-	return &KrakenFeed{
+	f := &KrakenFeed{
 		feedCore: newFeedCore(VenueKraken, cfg, NormalizeKrakenSymbol),
 		depth:    map[string]int{},
 		prec:     map[string][2]int{},
 	}
+	f.resnapshot = func(b *bookState) {
+		depth := b.depth
+		if depth == 0 {
+			depth = f.depth[b.sym.symbol]
+		}
+		if depth == 0 {
+			depth = 10
+		}
+		if b.v1 {
+			f.resubscribeV1(b.sym.symbol, depth)
+		} else {
+			f.resubscribeV2(b.sym.symbol, depth)
+		}
+	}
+	return f
 }
 
 // NormalizeKrakenSymbol maps a Kraken pair (v1 "XBT/USD", v2 "BTC/USD") to
@@ -465,7 +480,7 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 		want = uint32(v)
 	}
 	b := f.book(s)
-	b.depth = depth
+	b.depth, b.v1 = depth, true
 	var exch int64
 	for i := range f.lv {
 		exch = max(exch, f.lv[i].ts)
@@ -826,7 +841,7 @@ func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []Tick) ([
 	if depth == 0 {
 		depth = 10 // v2's default depth
 	}
-	b.depth = depth
+	b.depth, b.v1 = depth, false
 	n := len(out)
 	if snapshot {
 		b.Clear()

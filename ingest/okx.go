@@ -38,7 +38,9 @@ type OKXFeed struct {
 
 // NewOKXFeed returns an OKX feed.
 func NewOKXFeed(cfg FeedConfig) *OKXFeed {
-	return &OKXFeed{feedCore: newFeedCore(VenueOKX, cfg, NormalizeOKXSymbol)}
+	f := &OKXFeed{feedCore: newFeedCore(VenueOKX, cfg, NormalizeOKXSymbol)}
+	f.resnapshot = func(b *bookState) { f.resubscribe(b.sym.symbol) }
+	return f
 }
 
 // NormalizeOKXSymbol maps an OKX instId to the normalized instrument:
