@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"encoding/binary"
+	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -14,6 +16,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/minio/simdjson-go"
 )
 
@@ -780,4 +783,90 @@ func TestBuildTapeGenerated(t *testing.T) {
 		t.Errorf("%d of %d generated inputs accepted, want a mix", accepted, total)
 	}
 	t.Logf("%d generated inputs, %d accepted", total, accepted)
+}
+
+var updateTapeGolden = flag.Bool("update-tape-golden", false, "rewrite testdata/json/tapes.golden from simdjson-go")
+
+const tapeGoldenPath = "../testdata/json/tapes.golden"
+
+// tapeDigest hashes what a tape shows: its entries, the string buffer and
+// the walk through simdjson-go's API; "err" for a rejected frame.
+func tapeDigest(pj *simdjson.ParsedJson, err error) string {
+	if err != nil {
+		return "err"
+	}
+	h := xxhash.New()
+	for _, v := range pj.Tape {
+		h.Write(binary.LittleEndian.AppendUint64(nil, v))
+	}
+	h.Write(pj.Strings.B)
+	d, werr := dumpTape(pj)
+	if werr != nil {
+		return "walk-panic"
+	}
+	h.WriteString(d)
+	return fmt.Sprintf("%016x", h.Sum64())
+}
+
+// TestBuildTapeGolden checks buildTape against digests of simdjson-go's
+// tapes kept in testdata, so the portable path is verified on the CPUs that
+// use it, where simdjson-go cannot run. Where simdjson-go runs, the digests
+// are checked against it too, so they cannot go stale.
+// Regenerate: go test ./ingest -run TestBuildTapeGolden -update-tape-golden
+func TestBuildTapeGolden(t *testing.T) {
+	inputs := testdataFrames(t)
+	for _, c := range tapeCases {
+		inputs = append(inputs, []byte(c))
+	}
+	key := func(b []byte) string { return fmt.Sprintf("%016x", xxhash.Sum64(b)) }
+	if *updateTapeGolden {
+		needSIMD(t)
+		var sb strings.Builder
+		sb.WriteString("# xxhash64(frame) digest(simdjson-go tape); see TestBuildTapeGolden\n")
+		seen := map[string]bool{}
+		for _, in := range inputs {
+			if k := key(in); !seen[k] {
+				seen[k] = true
+				pj, err := simdRef(slices.Clone(in))
+				fmt.Fprintf(&sb, "%s %s\n", k, tapeDigest(pj, err))
+			}
+		}
+		if err := os.WriteFile(tapeGoldenPath, []byte(sb.String()), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	raw, err := os.ReadFile(tapeGoldenPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := map[string]string{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if k, v, ok := strings.Cut(line, " "); ok && !strings.HasPrefix(line, "#") {
+			golden[k] = v
+		}
+	}
+	var fb simdjson.ParsedJson
+	ref := simdjson.SupportedCPU()
+	bad := 0
+	for _, in := range inputs {
+		want, ok := golden[key(in)]
+		if !ok {
+			t.Fatalf("%.100q has no digest in %s: regenerate it (-update-tape-golden)", in, tapeGoldenPath)
+		}
+		if ref {
+			pj, err := simdRef(slices.Clone(in))
+			if d := tapeDigest(pj, err); d != want {
+				t.Fatalf("%.100q: simdjson-go gives %s, %s says %s: regenerate it", in, d, tapeGoldenPath, want)
+			}
+		}
+		if got := tapeDigest(&fb, buildTape(in, &fb)); got != want {
+			if bad++; bad <= 5 {
+				t.Errorf("%.200q: buildTape digest %s, simdjson-go's %s", in, got, want)
+			}
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d inputs differ from simdjson-go's tapes", bad, len(inputs))
+	}
 }
