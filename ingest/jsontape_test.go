@@ -20,15 +20,31 @@ import (
 	"github.com/minio/simdjson-go"
 )
 
+// simdReuse is simdRef's reused ParsedJson (tests using it run serially).
+var simdReuse *simdjson.ParsedJson
+
 // simdRef parses with simdjson-go itself (the reference for buildTape),
-// turning a panic into an error.
+// turning a panic into an error. The result is valid until the next call.
 func simdRef(b []byte) (pj *simdjson.ParsedJson, err error) {
 	defer func() {
 		if r := recover(); r != nil {
-			pj, err = nil, fmt.Errorf("simdjson-go panicked: %v", r)
+			simdReuse, pj, err = nil, nil, fmt.Errorf("simdjson-go panicked: %v", r)
 		}
 	}()
-	return simdjson.Parse(b, nil, simdOpts...)
+	// As in JSONParser.Parse: put the header back after a failure.
+	var saved simdjson.ParsedJson
+	if simdReuse != nil {
+		saved = *simdReuse
+	}
+	pj, err = simdjson.Parse(b, simdReuse, simdOpts...)
+	if err != nil {
+		if simdReuse != nil {
+			*simdReuse = saved
+		}
+		return nil, err
+	}
+	simdReuse = pj
+	return pj, nil
 }
 
 // dumpTape walks pj through simdjson-go's Iter/Object/Array API and writes
