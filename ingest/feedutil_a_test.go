@@ -1,0 +1,386 @@
+package ingest
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/minio/simdjson-go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// vaLine is one line of a cryptofeed capture: a received frame, or a REST
+// snapshot (url set).
+type vaLine struct {
+	line int
+	recv int64 // ns
+	url  string
+	body []byte
+}
+
+const sharedCaptures = "/work/shared/captures/cryptofeed"
+
+// vaReadCapture reads a cryptofeed capture (plain or gzip), skipping
+// connection and client-send lines.
+func vaReadCapture(t testing.TB, path string) []vaLine {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []vaLine
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(nil, 32<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if len(line) == 0 || bytes.Contains(line, []byte(" <-> ")) || bytes.Contains(line, []byte(" <- ")) {
+			continue
+		}
+		var url string
+		if i := bytes.Index(line, []byte(" -> ")); i > 0 && bytes.HasPrefix(line, []byte("http")) {
+			url = string(line[:i])
+			line = line[i+4:]
+		}
+		i := bytes.Index(line, []byte(": "))
+		if i <= 0 {
+			t.Fatalf("%s:%d: no timestamp", path, n)
+		}
+		sec, err := strconv.ParseFloat(string(line[:i]), 64)
+		if err != nil {
+			t.Fatalf("%s:%d: %v", path, n, err)
+		}
+		out = append(out, vaLine{line: n, recv: int64(sec * 1e9), url: url, body: bytes.Clone(line[i+2:])})
+	}
+	if len(out) == 0 {
+		t.Fatalf("%s: no frames", path)
+	}
+	return out
+}
+
+// sharedCapture returns the path of a file of the shared corpus, skipping
+// the test when the corpus is not on this machine.
+func sharedCapture(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(sharedCaptures, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("shared capture %s not present (full-file replay needs /work/shared/captures): %v", p, err)
+	}
+	return p
+}
+
+func venueTestdata(venue, name string) string {
+	return filepath.Join("..", "testdata", venue, name)
+}
+
+// fallbackWorks reports whether the portable JSON path is built (it lands
+// with the json-tape branch).
+func fallbackWorks() bool {
+	var pj simdjson.ParsedJson
+	return buildTape([]byte(`{"a":[1,"b"]}`), &pj) == nil
+}
+
+// vaFeedPaths returns one feed per available JSON path, each with its own
+// Metrics.
+func vaFeedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderTest {
+	t.Helper()
+	out := map[string]feedUnderTest{}
+	for _, path := range []string{"simd", "fallback"} {
+		if path == "simd" && !simdjson.SupportedCPU() {
+			continue
+		}
+		if path == "fallback" && !fallbackWorks() {
+			continue
+		}
+		c := cfg
+		c.ForceFallback = path == "fallback"
+		reg := prometheus.NewRegistry()
+		c.Metrics = NewMetrics(reg)
+		f, err := NewFeed(venue, c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[path] = feedUnderTest{Feed: f, m: c.Metrics, reg: reg, venue: venue}
+	}
+	if len(out) == 0 {
+		t.Fatal("no JSON path available")
+	}
+	return out
+}
+
+type feedUnderTest struct {
+	Feed
+	m     *Metrics
+	reg   *prometheus.Registry
+	venue string
+}
+
+func (f feedUnderTest) resyncs(reason string) float64 {
+	return testutil.ToFloat64(f.m.resyncs.WithLabelValues(f.venue, reason))
+}
+
+// malformedTotal sums signald_ingest_malformed_frames_total for the venue.
+func (f feedUnderTest) malformedTotal() float64 {
+	return sumVenue(f.reg, "signald_ingest_malformed_frames_total", f.venue)
+}
+
+// resyncTotal sums signald_ingest_book_resyncs_total for the venue.
+func (f feedUnderTest) resyncTotal() float64 {
+	return sumVenue(f.reg, "signald_ingest_book_resyncs_total", f.venue)
+}
+
+func (f feedUnderTest) ignored(typ string) float64 {
+	return testutil.ToFloat64(f.m.ignored.WithLabelValues(f.venue, typ))
+}
+
+// sumVenue sums the series of the counter name for venue.
+func sumVenue(reg *prometheus.Registry, name, venue string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	var total float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "venue" && l.GetValue() == venue {
+					total += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return total
+}
+
+// replayFeed hands every frame to f and returns the ticks; malformed
+// frames fail the test unless allowMalformed.
+func replayFeed(t testing.TB, f Feed, lines []vaLine, allowMalformed bool) []Tick {
+	t.Helper()
+	var out []Tick
+	for _, l := range lines {
+		var err error
+		if l.url != "" {
+			continue
+		}
+		out, err = f.Handle(l.recv, l.body, out)
+		if err != nil && !allowMalformed {
+			t.Fatalf("line %d: %v\n%.300s", l.line, err, l.body)
+		}
+	}
+	return out
+}
+
+// samePaths checks that every JSON path produced the same ticks.
+func samePaths(t *testing.T, got map[string][]Tick) {
+	t.Helper()
+	var ref []Tick
+	var refName string
+	for name, ticks := range got {
+		if ref == nil {
+			ref, refName = ticks, name
+			continue
+		}
+		if !reflect.DeepEqual(ref, ticks) {
+			t.Fatalf("%s and %s paths differ (%d vs %d ticks)", refName, name, len(ref), len(ticks))
+		}
+	}
+}
+
+// goldenTick completes a hand-written expected tick: IngestTS is the
+// receive time, ID the content hash.
+func goldenTick(t Tick) Tick {
+	t.IngestTS = t.RecvTS
+	t.ComputeID()
+	return t
+}
+
+func kindCounts(ticks []Tick) map[Kind]int {
+	m := map[Kind]int{}
+	for _, t := range ticks {
+		m[t.Kind]++
+	}
+	return m
+}
+
+func isMalformed(err error) bool {
+	var pe *ParseError
+	return errors.As(err, &pe) && errors.Is(err, ErrMalformed)
+}
+
+// fuzzFeed is the body of the per-venue FuzzFeed targets: Handle never
+// panics, fails only with a *ParseError, and the JSON paths agree.
+func fuzzFeed(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte) {
+	fuzzFeedSnapshots(f, venue, cfg, seeds, nil)
+}
+
+// fuzzFeedSnapshots is fuzzFeed that also hands each input to
+// HandleSnapshot as the body of req (venues with REST snapshots).
+func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte, req *SnapshotRequest) {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	for _, s := range []string{``, `{}`, `[]`, `null`, `"x"`, `{"a":"\ud83d\u0041"}`, "{\"a\":1\x00}", `[1,{"b":[true,false,null]},"c"]`} {
+		f.Add([]byte(s))
+	}
+	paths := vaFeedPaths(f, venue, cfg)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		got := map[string][]Tick{}
+		errs := map[string]string{}
+		for name, fd := range paths {
+			out, err := fd.Handle(1, data, nil)
+			if err != nil && !isMalformed(err) {
+				t.Fatalf("%s: error %v is not a *ParseError", name, err)
+			}
+			if err != nil {
+				errs[name] = err.Error()
+			} else {
+				errs[name] = ""
+			}
+			if req != nil {
+				out, err = fd.HandleSnapshot(1, *req, data, out)
+				if err != nil && !isMalformed(err) {
+					t.Fatalf("%s: snapshot error %v is not a *ParseError", name, err)
+				}
+				if err != nil {
+					errs[name] += "; " + err.Error()
+				}
+			}
+			got[name] = out
+			fd.Outbox(nil)
+			fd.SnapshotRequests(nil)
+		}
+		if len(paths) == 2 {
+			if errs["simd"] != errs["fallback"] {
+				t.Fatalf("errors differ: simd %q, fallback %q\ninput %q", errs["simd"], errs["fallback"], data)
+			}
+			if !reflect.DeepEqual(got["simd"], got["fallback"]) {
+				t.Fatalf("ticks differ\ninput %q", data)
+			}
+		}
+	})
+}
+
+// benchFeed is the body of the per-venue BenchmarkFeed targets: frames
+// handed one per op, on each JSON path, reporting messages/s.
+func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []vaLine) {
+	for _, path := range []string{"simd", "fallback"} {
+		b.Run(path, func(b *testing.B) {
+			if path == "simd" && !simdjson.SupportedCPU() {
+				b.Skip("CPU lacks AVX2/CLMUL")
+			}
+			if path == "fallback" && !fallbackWorks() {
+				b.Skip("portable JSON path not built yet (json-tape branch)")
+			}
+			c := cfg
+			c.ForceFallback = path == "fallback"
+			f, err := NewFeed(venue, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var bytesTotal int
+			for _, l := range frames {
+				bytesTotal += len(l.body)
+			}
+			out := make([]Tick, 0, 8192)
+			b.ReportAllocs()
+			b.SetBytes(int64(bytesTotal / len(frames)))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				l := &frames[i%len(frames)]
+				if l.url != "" {
+					out, _ = f.HandleSnapshot(l.recv, SnapshotRequest{URL: l.url}, l.body, out[:0])
+				} else {
+					out, _ = f.Handle(l.recv, l.body, out[:0])
+				}
+				f.Outbox(nil)
+				f.SnapshotRequests(nil)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
+
+func seedBodies(lines []vaLine, every int) [][]byte {
+	var out [][]byte
+	for i, l := range lines {
+		if l.url == "" && (i%every == 0 || i < 30) && len(l.body) < 4096 {
+			out = append(out, l.body)
+		}
+	}
+	return out
+}
+
+// TestVenuesAResync: the manager-driven Resync of every venues-a feed gives
+// one gap tick, counts the reason, withholds the book and asks for the
+// snapshot the venue's way.
+func TestVenuesAResync(t *testing.T) {
+	cases := []struct {
+		venue, symbol, snapshot, delta string
+		wantOutbox                     string // the resubscribe frame, or "" for a REST request
+	}{
+		{VenueCoinbase, "BTC-USD", `{"type":"snapshot","product_id":"BTC-USD","bids":[["1","1"]],"asks":[["2","1"]]}`,
+			`{"type":"l2update","product_id":"BTC-USD","changes":[["buy","1.5","1"]],"time":"2021-04-17T16:43:37Z"}`,
+			`{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level2_batch"]}`},
+		{VenueKraken, "XBT/USD", krakenDocBook(), `[0,{"b":[["0.04990","0.00000700","1582905487.000003"]]},"book-10","XBT/USD"]`,
+			`{"event":"subscribe","pair":["XBT/USD"],"subscription":{"name":"book","depth":10}}`},
+		{VenueOKX, "BTC-USDT", `{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["2","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1"}]}`,
+			`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[],"bids":[["1.5","1","0","1"]],"ts":"2"}]}`,
+			`{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}`},
+		{VenueBybitLinear, "BTCUSDT", `{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[["1","1"]],"a":[["2","1"]],"u":1,"seq":1}}`,
+			`{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":2,"data":{"s":"BTCUSDT","b":[["1.5","1"]],"a":[],"u":2,"seq":2}}`,
+			`{"op":"subscribe","args":["orderbook.50.BTCUSDT"]}`},
+		{VenueBitstamp, "btcusd", "", `{"data":{"microtimestamp":"1641343700000002","bids":[["1.5","1"]],"asks":[]},"channel":"diff_order_book_btcusd","event":"data"}`, ""},
+	}
+	for _, c := range cases {
+		for name, f := range vaFeedPaths(t, c.venue, FeedConfig{}) {
+			if c.snapshot != "" {
+				if _, err := f.Handle(1, []byte(c.snapshot), nil); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := f.HandleSnapshot(1, SnapshotRequest{Symbol: c.symbol}, []byte(`{"microtimestamp":"1641343699000000","bids":[["1","1"]],"asks":[["2","1"]]}`), nil); err != nil {
+				t.Fatal(err)
+			}
+			r, ok := f.Feed.(interface {
+				Resync(int64, string, string, []Tick) []Tick
+			})
+			if !ok {
+				t.Fatalf("%s: no Resync", c.venue)
+			}
+			out := r.Resync(5, c.symbol, "overflow", nil)
+			if len(out) != 1 || out[0].Kind != KindGap || out[0].Symbol != c.symbol || f.resyncs("overflow") != 1 {
+				t.Fatalf("%s %s: %+v", c.venue, name, out)
+			}
+			if c.wantOutbox != "" {
+				ob := f.Outbox(nil)
+				if len(ob) != 2 || string(ob[1]) != c.wantOutbox {
+					t.Fatalf("%s %s: outbox %q", c.venue, name, ob)
+				}
+			} else if reqs := f.SnapshotRequests(nil); len(reqs) != 1 || reqs[0].Symbol != c.symbol {
+				t.Fatalf("%s %s: requests %+v", c.venue, name, reqs)
+			}
+			if out, err := f.Handle(6, []byte(c.delta), nil); err != nil || len(out) != 0 {
+				t.Fatalf("%s %s: delta after Resync: %+v %v", c.venue, name, out, err)
+			}
+		}
+	}
+}
