@@ -32,7 +32,7 @@ func newMemory(t *testing.T) Backend {
 func newRedisBackend(t *testing.T) Backend { return redisBackend(t, RedisOptions{}) }
 
 // newRedisScript is the Redis backend appending batches with a script.
-func newRedisScript(t *testing.T) Backend { return redisBackend(t, RedisOptions{ScriptAppend: true}) }
+func newRedisPipeline(t *testing.T) Backend { return redisBackend(t, RedisOptions{PipelineAppend: true}) }
 
 func redisBackend(t *testing.T, opts RedisOptions) Backend {
 	if os.Getenv("SIGNALD_INTEGRATION") == "" {
@@ -85,7 +85,7 @@ func uniquePrefix(t *testing.T, b Backend) string {
 
 // TestConformance runs the one suite every backend must pass.
 func TestConformance(t *testing.T) {
-	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend, "redis-script": newRedisScript, "redis-cluster": newRedisCluster} {
+	for name, f := range map[string]backendFactory{"memory": newMemory, "redis": newRedisBackend, "redis-pipeline": newRedisPipeline, "redis-cluster": newRedisCluster} {
 		t.Run(name, func(t *testing.T) {
 			t.Run("ExactlyOnceWithoutFailures", func(t *testing.T) { testNoFailures(t, f) })
 			t.Run("HandlerErrorRedelivers", func(t *testing.T) { testHandlerError(t, f) })

@@ -11,6 +11,7 @@ type Metrics struct {
 	publishErrors   prometheus.Counter
 	publishBatch    prometheus.Histogram
 	dropped         prometheus.Counter
+	publishWaits    prometheus.Counter
 	delivered       *prometheus.CounterVec
 	redelivered     *prometheus.CounterVec
 	reclaimed       *prometheus.CounterVec
@@ -39,6 +40,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		publishBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name: "signald_transport_publish_batch_seconds", Help: "Time to append one pipelined batch.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
+		}),
+		publishWaits: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_transport_publish_waits_total", Help: "Publish calls that waited because MaxBuffered entries were held (backend slower than publishers, or failing).",
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_transport_dropped_entries_total", Help: "Entries a producer could not publish before it closed.",
@@ -85,7 +89,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"stream"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.delivered, m.redelivered,
+		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.publishWaits, m.delivered, m.redelivered,
 			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered, m.poison, m.skippedInFlight)
 	}
 	return m

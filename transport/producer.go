@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -67,10 +68,13 @@ func (c *ProducerConfig) setDefaults() {
 }
 
 // Producer buffers entries per stream and appends them in pipelined batches.
-// Entries of one stream are appended in Publish order. A failed flush keeps
-// its entries buffered and returns the error; the next flush retries them, so
-// nothing published is dropped (a retry after a partly applied pipeline can
-// append an entry twice: delivery is at-least-once).
+// Entries of one stream are appended in Publish order. A background flusher
+// sends a stream's batch as soon as it is full (or Linger after its first
+// entry), so the publisher fills the next batch while the last one is on the
+// wire; Publish waits only once MaxBuffered entries are held. A failed flush
+// keeps its entries buffered and the flusher retries them, so nothing
+// published is dropped (a retry after a partly applied pipeline can append an
+// entry twice: delivery is at-least-once).
 type Producer struct {
 	b       Backend
 	cfg     ProducerConfig
@@ -83,8 +87,10 @@ type Producer struct {
 	order  []string // streams with buffered entries, first-published first
 	n      int
 	closed bool
+	room   chan struct{} // closed (and replaced) when a flush frees room
 
-	kick chan struct{}
+	kick chan struct{} // first entry since the last flush: flush after Linger
+	now  chan struct{} // a batch is full: flush without lingering
 	stop chan struct{}
 	done chan struct{}
 }
@@ -101,30 +107,48 @@ func NewProducer(b Backend, cfg ProducerConfig, logger *slog.Logger, m *Metrics)
 	p := &Producer{
 		b: b, cfg: cfg, log: logger, m: m,
 		buf:  map[string][][]byte{},
+		room: make(chan struct{}),
 		kick: make(chan struct{}, 1),
+		now:  make(chan struct{}, 1),
 		stop: make(chan struct{}),
 		done: make(chan struct{}),
 	}
-	go p.lingerLoop()
+	go p.flushLoop()
 	return p
 }
 
-// Publish buffers payload for stream. It flushes synchronously when the
-// stream's batch is full, so a slow backend slows the publisher. When the
-// backend fails, entries stay buffered and are retried in the background;
-// only once MaxBuffered entries wait does Publish block, retrying, until they
-// are appended or ctx ends (then it returns ctx's error, the entry buffered).
+// Publish buffers payload for stream. It returns at once unless MaxBuffered
+// entries are already held (the backend is slower than the publisher, or
+// failing); then it waits until a flush makes room or ctx ends, and returns
+// ctx's error with payload not buffered.
 func (p *Producer) Publish(ctx context.Context, stream string, payload []byte) error {
 	return p.PublishBatch(ctx, stream, [][]byte{payload})
 }
 
 // PublishBatch buffers payloads for stream, in order, under one lock; it
-// behaves as that many Publish calls.
+// behaves as that many Publish calls, except that the batch is buffered
+// whole or not at all.
 func (p *Producer) PublishBatch(ctx context.Context, stream string, payloads [][]byte) error {
 	if len(payloads) == 0 {
 		return nil
 	}
 	p.mu.Lock()
+	waited := false
+	for !p.closed && p.n > 0 && p.n+len(payloads) > p.cfg.MaxBuffered {
+		room := p.room
+		p.mu.Unlock()
+		if !waited {
+			waited = true
+			p.m.publishWaits.Inc()
+		}
+		p.signal(p.now)
+		select {
+		case <-room:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.mu.Lock()
+	}
 	if p.closed {
 		p.mu.Unlock()
 		return ErrClosed
@@ -138,75 +162,108 @@ func (p *Producer) PublishBatch(ctx context.Context, stream string, payloads [][
 	p.n += len(payloads)
 	full := len(p.buf[stream]) >= p.cfg.MaxBatch
 	p.mu.Unlock()
-	if full {
-		backoff := p.cfg.Linger
-		for {
-			err := p.Flush(ctx)
-			if err == nil || p.Buffered() < p.cfg.MaxBuffered {
-				// On failure below the bound the linger loop keeps retrying.
-				return nil
-			}
-			p.log.Warn("transport: publish blocked: backend failing and buffer full", "buffered", p.Buffered(), "err", err)
-			if !sleepCtx(ctx, backoff) {
-				return ctx.Err()
-			}
-			backoff = min(backoff*2, time.Second)
-		}
-	}
-	if first {
-		p.kickLinger()
+	switch {
+	case full:
+		p.signal(p.now)
+	case first:
+		p.signal(p.kick)
 	}
 	return nil
 }
 
-func (p *Producer) kickLinger() {
+func (p *Producer) signal(c chan struct{}) {
 	select {
-	case p.kick <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// Flush appends everything buffered so far.
+// Flush appends everything buffered so far, in batches of at most MaxBatch.
+// Streams are appended concurrently (order matters only within a stream), so
+// with several shard streams more than one batch is on the wire at a time.
 func (p *Producer) Flush(ctx context.Context) error {
 	p.flushMu.Lock()
 	defer p.flushMu.Unlock()
 	p.mu.Lock()
 	buf, order := p.buf, p.order
-	p.buf, p.order, p.n = map[string][][]byte{}, nil, 0
+	p.buf, p.order = map[string][][]byte{}, nil
 	p.mu.Unlock()
-	for i, s := range order {
-		payloads := buf[s]
-		start := time.Now()
-		_, err := p.b.Add(ctx, s, payloads)
+	if len(order) == 1 {
+		s := order[0]
+		rest, err := p.flushStream(ctx, s, buf[s])
 		if err != nil {
+			buf[s] = rest
+			p.requeue(buf, order)
+		}
+		return err
+	}
+	errs := make([]error, len(order))
+	var wg sync.WaitGroup
+	for i, s := range order {
+		wg.Go(func() {
+			buf[s], errs[i] = p.flushStream(ctx, s, buf[s])
+		})
+	}
+	wg.Wait()
+	var failed []string
+	for i, s := range order {
+		if len(buf[s]) > 0 {
+			failed = append(failed, s)
+		} else {
+			errs[i] = nil
+		}
+	}
+	if len(failed) > 0 {
+		p.requeue(buf, failed)
+	}
+	return errors.Join(errs...)
+}
+
+// flushStream appends payloads to s in batches and returns what it could not
+// append.
+func (p *Producer) flushStream(ctx context.Context, s string, payloads [][]byte) ([][]byte, error) {
+	for len(payloads) > 0 {
+		chunk := payloads[:min(len(payloads), p.cfg.MaxBatch)]
+		start := time.Now()
+		if _, err := p.b.Add(ctx, s, chunk); err != nil {
 			p.m.publishErrors.Inc()
-			p.requeue(buf, order[i:])
-			p.kickLinger() // the background loop retries
-			return fmt.Errorf("publish %d entries: %w", len(payloads), err)
+			p.signal(p.kick) // the flusher retries
+			return payloads, fmt.Errorf("publish %d entries: %w", len(chunk), err)
 		}
 		p.m.publishBatch.Observe(time.Since(start).Seconds())
-		p.m.published.WithLabelValues(s).Add(float64(len(payloads)))
+		p.m.published.WithLabelValues(s).Add(float64(len(chunk)))
+		payloads = payloads[len(chunk):]
+		p.freed(len(chunk))
 	}
-	return nil
+	return nil, nil
+}
+
+// freed counts appended entries out of the buffer and wakes waiting
+// publishers.
+func (p *Producer) freed(k int) {
+	p.mu.Lock()
+	p.n -= k
+	close(p.room)
+	p.room = make(chan struct{})
+	p.mu.Unlock()
 }
 
 // requeue puts unsent entries back ahead of anything published meanwhile.
+// p.n already counts them: it drops only as entries are appended.
 func (p *Producer) requeue(buf map[string][][]byte, order []string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	newer, newOrder := p.buf, p.order
-	p.buf, p.order, p.n = map[string][][]byte{}, nil, 0
+	p.buf, p.order = map[string][][]byte{}, nil
 	for _, s := range order {
 		p.buf[s] = buf[s]
 		p.order = append(p.order, s)
-		p.n += len(buf[s])
 	}
 	for _, s := range newOrder {
 		if _, ok := p.buf[s]; !ok {
 			p.order = append(p.order, s)
 		}
 		p.buf[s] = append(p.buf[s], newer[s]...)
-		p.n += len(newer[s])
 	}
 }
 
@@ -217,30 +274,44 @@ func (p *Producer) Buffered() int {
 	return p.n
 }
 
-func (p *Producer) lingerLoop() {
+// flushLoop is the background flusher: a full batch goes at once, a partial
+// one after Linger, and a failed flush is retried with backoff.
+func (p *Producer) flushLoop() {
 	defer close(p.done)
 	backoff := p.cfg.Linger
 	for {
 		select {
 		case <-p.stop:
 			return
+		case <-p.now:
 		case <-p.kick:
-		}
-		t := time.NewTimer(p.cfg.Linger)
-		select {
-		case <-p.stop:
-			t.Stop()
-			return
-		case <-t.C:
+			t := time.NewTimer(p.cfg.Linger)
+			select {
+			case <-p.stop:
+				t.Stop()
+				return
+			case <-p.now:
+				t.Stop()
+			case <-t.C:
+			}
 		}
 		if err := p.Flush(context.Background()); err != nil {
 			p.log.Warn("transport: flush failed; entries stay buffered and are retried", "buffered", p.Buffered(), "err", err)
-			time.Sleep(backoff)
+			select {
+			case <-p.stop:
+				return
+			case <-time.After(backoff):
+			}
 			backoff = min(backoff*2, time.Second)
-			p.kickLinger()
+			p.signal(p.now)
 			continue
 		}
 		backoff = p.cfg.Linger
+		if p.Buffered() > 0 {
+			// Entries published during the flush: a full batch has
+			// already signalled now; otherwise they linger.
+			p.signal(p.kick)
+		}
 	}
 }
 
@@ -253,6 +324,8 @@ func (p *Producer) Close() error {
 		return nil
 	}
 	p.closed = true
+	close(p.room) // publishers waiting for room return ErrClosed
+	p.room = make(chan struct{})
 	p.mu.Unlock()
 	close(p.stop)
 	<-p.done

@@ -38,7 +38,9 @@ func TestProducerRidesOutBackendOutage(t *testing.T) {
 			t.Fatalf("publish %d during the outage: %v", i, err)
 		}
 	}
-	if f.fails.Load() == 0 || p.Buffered() != 300 {
+	// Flushes run in the background: wait until one has failed.
+	waitFor(t, "a failed append", func() bool { return f.fails.Load() > 0 })
+	if p.Buffered() != 300 {
 		t.Fatalf("outage not exercised: %d failed appends, %d buffered", f.fails.Load(), p.Buffered())
 	}
 	f.down.Store(false)
@@ -121,6 +123,62 @@ func TestPublishBatchKeepsOrder(t *testing.T) {
 	for i := range got {
 		if string(got[i].Payload) != want[i] {
 			t.Fatalf("entry %d: %q, want %q", i, got[i].Payload, want[i])
+		}
+	}
+}
+
+// gated holds every Add until release is closed, like a slow server.
+type gated struct {
+	Backend
+	release chan struct{}
+	calls   atomic.Int64
+	largest atomic.Int64
+}
+
+func (g *gated) Add(ctx context.Context, stream string, payloads [][]byte) ([]string, error) {
+	g.calls.Add(1)
+	if n := int64(len(payloads)); n > g.largest.Load() {
+		g.largest.Store(n)
+	}
+	<-g.release
+	return g.Backend.Add(ctx, stream, payloads)
+}
+
+// The publisher fills the next batches while a full one is on the wire: a
+// slow append does not block Publish below MaxBuffered, and no flush sends
+// more than MaxBatch entries.
+func TestProducerPublishesWhileBatchInFlight(t *testing.T) {
+	mem := NewMemory()
+	g := &gated{Backend: mem, release: make(chan struct{})}
+	p := NewProducer(g, ProducerConfig{MaxBatch: 10, MaxBuffered: 1000, Linger: time.Hour}, nil, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for i := range 95 {
+		if err := p.Publish(ctx, "s", []byte(strconv.Itoa(i))); err != nil {
+			t.Fatalf("publish %d with a batch in flight: %v", i, err)
+		}
+	}
+	waitFor(t, "the first full batch on the wire", func() bool { return g.calls.Load() == 1 })
+	if p.Buffered() != 95 {
+		t.Fatalf("%d buffered, want 95", p.Buffered())
+	}
+	close(g.release)
+	// The full batches go without waiting for Linger (an hour); a partial
+	// one may go with them or with Close.
+	waitFor(t, "the full batches", func() bool { return p.Buffered() <= 5 })
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.largest.Load(); n > 10 {
+		t.Fatalf("an append of %d entries, want at most MaxBatch (10)", n)
+	}
+	got, _ := mem.Range(ctx, "s", "-", "+", 0)
+	if len(got) != 95 {
+		t.Fatalf("%d appended, want 95", len(got))
+	}
+	for i, m := range got {
+		if string(m.Payload) != strconv.Itoa(i) {
+			t.Fatalf("entry %d is %s: order broken", i, m.Payload)
 		}
 	}
 }

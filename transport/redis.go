@@ -24,12 +24,16 @@ type RedisOptions struct {
 	// PoolSize defaults to go-redis' default (10 per CPU). Each blocking read
 	// holds one connection for its duration.
 	PoolSize int
-	// ScriptAppend makes Add send a batch as one EVALSHA of a script that
-	// runs the XADDs inside the server, instead of a pipeline of one XADD
-	// per entry: the client then encodes and parses one command per batch,
-	// not one per entry. A script runs atomically, so a batch of MaxBatch
-	// entries holds the server for its duration (about 1 µs per entry).
-	ScriptAppend bool
+	// PipelineAppend makes Add send a batch as a pipeline of one XADD per
+	// entry instead of the default: one EVALSHA of a script that runs the
+	// XADDs inside the server. The script is faster (the client encodes and
+	// parses one command per batch, not one per entry: 0.78 of
+	// redis-benchmark against 0.62 in bench/transport with 4 shards) and
+	// appends a batch atomically, so a retried batch is never half there
+	// twice. A batch of MaxBatch entries holds the server for its duration
+	// either way (about 1 µs per entry). Set this where scripts are not
+	// allowed (some managed Redis services).
+	PipelineAppend bool
 }
 
 // Redis is the Redis Streams backend.
@@ -78,7 +82,7 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		c.Close()
 		return nil, fmt.Errorf("redis %s: %w", strings.Join(opts.Addrs, ","), err)
 	}
-	return &Redis{c: c, script: opts.ScriptAppend}, nil
+	return &Redis{c: c, script: !opts.PipelineAppend}, nil
 }
 
 // Client exposes the underlying client, for tools and tests.
