@@ -32,7 +32,9 @@ func newMemory(t *testing.T) Backend {
 func newRedisBackend(t *testing.T) Backend { return redisBackend(t, RedisOptions{}) }
 
 // newRedisScript is the Redis backend appending batches with a script.
-func newRedisPipeline(t *testing.T) Backend { return redisBackend(t, RedisOptions{PipelineAppend: true}) }
+func newRedisPipeline(t *testing.T) Backend {
+	return redisBackend(t, RedisOptions{PipelineAppend: true})
+}
 
 func redisBackend(t *testing.T, opts RedisOptions) Backend {
 	if os.Getenv("SIGNALD_INTEGRATION") == "" {
