@@ -1,0 +1,354 @@
+package ingest
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/minio/simdjson-go"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+)
+
+// Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
+// feed tests (suffix B to stay clear of other venues' helpers).
+
+const sharedCapturesB = "/work/shared/captures/cryptofeed"
+
+// capLineB is one line of a cryptofeed capture.
+type capLineB struct {
+	recv  int64  // receipt time, ns
+	frame []byte // the frame received (nil for connection and sent lines)
+	sent  []byte // a frame the client sent
+	conn  bool   // a connection line
+	url   string // REST captures: the URL requested
+}
+
+// parseCryptofeedB reads a cryptofeed capture: "<ts>: <frame>",
+// "wss://... <-> <ts>", "wss://... <- <ts>: <sent>", and REST lines
+// "<url> -> <ts>: <body>".
+func parseCryptofeedB(t testing.TB, path string) []capLineB {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out []capLineB
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var l capLineB
+		switch {
+		case strings.Contains(line, " <-> "):
+			l.conn = true
+			l.recv = tsB(t, line[strings.LastIndex(line, " ")+1:])
+		case strings.Contains(line, " <- "):
+			rest := line[strings.Index(line, " <- ")+4:]
+			i := strings.Index(rest, ": ")
+			l.recv, l.sent = tsB(t, rest[:i]), []byte(rest[i+2:])
+		case strings.Contains(line, " -> "):
+			i := strings.Index(line, " -> ")
+			l.url = line[:i]
+			rest := line[i+4:]
+			j := strings.Index(rest, ": ")
+			l.recv, l.frame = tsB(t, rest[:j]), []byte(rest[j+2:])
+		default:
+			i := strings.Index(line, ": ")
+			if i < 0 {
+				t.Fatalf("%s: unreadable line %.80q", path, line)
+			}
+			l.recv, l.frame = tsB(t, line[:i]), []byte(line[i+2:])
+		}
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tsB(t testing.TB, s string) int64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("timestamp %q: %v", s, err)
+	}
+	return int64(f * 1e9)
+}
+
+// testdataB reads an excerpt under testdata/.
+func testdataB(t testing.TB, rel string) []capLineB {
+	return parseCryptofeedB(t, filepath.Join("..", "testdata", rel))
+}
+
+// sharedCaptureB reads a whole recorded file, skipping the test when the
+// shared captures are not on this machine.
+func sharedCaptureB(t testing.TB, name string) []capLineB {
+	p := filepath.Join(sharedCapturesB, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("full recording %s not present on this machine (%v); the excerpt tests still run", p, err)
+	}
+	return parseCryptofeedB(t, p)
+}
+
+// fallbackReadyB reports whether the portable tape builder is in this
+// build (it lands from the json-tape branch).
+func fallbackReadyB() bool {
+	_, err := NewJSONParser(true).Parse([]byte(`{}`))
+	return err == nil
+}
+
+// pathsB lists the JSON paths to test: simdjson-go where the CPU supports
+// it, and the fallback once it is built.
+func pathsB(t testing.TB) []bool {
+	var out []bool // ForceFallback values
+	if simdjson.SupportedCPU() {
+		out = append(out, false)
+	}
+	if fallbackReadyB() {
+		out = append(out, true)
+	} else {
+		t.Logf("fallback JSON path not built yet (json-tape): testing simdjson-go only")
+	}
+	if len(out) == 0 {
+		t.Skip("neither JSON path is available on this machine")
+	}
+	return out
+}
+
+func pathNameB(fallback bool) string {
+	if fallback {
+		return "fallback"
+	}
+	return "simdjson"
+}
+
+// newFeedB builds venue's feed with its own registry.
+func newFeedB(t testing.TB, venue string, cfg FeedConfig) (Feed, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = NewMetrics(reg)
+	f, err := NewFeed(venue, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, reg
+}
+
+// counterB sums the counter name over the series whose labels include want.
+func counterB(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if labelsMatchB(m, want) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func labelsMatchB(m *dto.Metric, want map[string]string) bool {
+	n := 0
+	for _, lp := range m.GetLabel() {
+		if v, ok := want[lp.GetName()]; ok {
+			if v != lp.GetValue() {
+				return false
+			}
+			n++
+		}
+	}
+	return n == len(want)
+}
+
+func resyncsB(t testing.TB, reg *prometheus.Registry, reason string) float64 {
+	l := map[string]string{}
+	if reason != "" {
+		l["reason"] = reason
+	}
+	return counterB(t, reg, "signald_ingest_book_resyncs_total", l)
+}
+
+func malformedB(t testing.TB, reg *prometheus.Registry) float64 {
+	return counterB(t, reg, "signald_ingest_malformed_frames_total", nil)
+}
+
+// feedFramesB runs every received frame of lines through f; it fails the
+// test on the first error.
+func feedFramesB(t testing.TB, f Feed, lines []capLineB) []Tick {
+	t.Helper()
+	var out []Tick
+	for i, l := range lines {
+		if l.frame == nil || l.url != "" {
+			continue
+		}
+		var err error
+		if out, err = f.Handle(l.recv, l.frame, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.frame)
+		}
+	}
+	return out
+}
+
+// wantMalformedB asserts that frame is rejected as malformed and appends
+// nothing.
+func wantMalformedB(t *testing.T, f Feed, frame string) {
+	t.Helper()
+	pre := []Tick{{Venue: "sentinel"}}
+	out, err := f.Handle(1, []byte(frame), pre)
+	var pe *ParseError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("frame %.100q: error %v, want a *ParseError wrapping ErrMalformed", frame, err)
+	}
+	if pe.Venue != f.Venue() {
+		t.Fatalf("ParseError.Venue = %q, want %q", pe.Venue, f.Venue())
+	}
+	if len(out) != 1 || !reflect.DeepEqual(out[0], pre[0]) {
+		t.Fatalf("frame %.100q: malformed frame appended ticks: %+v", frame, out)
+	}
+}
+
+// idB fills in the deterministic id the way the feeds do.
+func idB(t Tick) Tick {
+	t.IngestTS = t.RecvTS
+	t.ComputeID()
+	return t
+}
+
+// kindsB counts ticks by kind.
+func kindsB(ts []Tick) map[Kind]int {
+	m := map[Kind]int{}
+	for _, t := range ts {
+		m[t.Kind]++
+	}
+	return m
+}
+
+// checkTicksB asserts the invariants every tick of these feeds keeps.
+func checkTicksB(t *testing.T, ts []Tick) {
+	t.Helper()
+	for i, k := range ts {
+		c := k
+		c.ComputeID()
+		if c.ID != k.ID {
+			t.Fatalf("tick %d: ID is not ComputeID's: %+v", i, k)
+		}
+		if k.RecvTS == 0 || k.IngestTS != k.RecvTS || k.Venue == "" || k.Instrument == "" || k.Symbol == "" {
+			t.Fatalf("tick %d: incomplete: %+v", i, k)
+		}
+		switch k.Kind {
+		case KindBookDelta, KindSnapshot:
+			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size < 0 {
+				t.Fatalf("tick %d: bad level: %+v", i, k)
+			}
+		case KindTrade, KindLiquidation:
+			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size <= 0 {
+				t.Fatalf("tick %d: bad trade: %+v", i, k)
+			}
+		}
+	}
+}
+
+// fuzzCompareB runs data through a simdjson feed and a fallback feed (nil
+// when that path is unavailable) and fails when they disagree.
+func fuzzCompareB(t *testing.T, a, b Feed, data []byte) {
+	ta, ea := a.Handle(1, data, nil)
+	if ea != nil && !errors.Is(ea, ErrMalformed) {
+		t.Fatalf("error not wrapping ErrMalformed: %v", ea)
+	}
+	if b == nil {
+		return
+	}
+	tb, eb := b.Handle(1, data, nil)
+	if (ea == nil) != (eb == nil) {
+		t.Fatalf("paths disagree on %q: %v vs %v", data, ea, eb)
+	}
+	if len(ta) != len(tb) {
+		t.Fatalf("paths disagree on %q: %d vs %d ticks", data, len(ta), len(tb))
+	}
+	for i := range ta {
+		if ta[i].ID != tb[i].ID {
+			t.Fatalf("paths disagree on %q: tick %d: %+v vs %+v", data, i, ta[i], tb[i])
+		}
+	}
+	oa, ob := a.Outbox(nil), b.Outbox(nil)
+	if !reflect.DeepEqual(oa, ob) {
+		t.Fatalf("paths disagree on %q: outbox %q vs %q", data, oa, ob)
+	}
+}
+
+// fuzzFeedsB returns a simdjson feed (or fallback when simdjson-go is
+// unsupported) and, when both paths exist, a fallback feed to compare.
+func fuzzFeedsB(f *testing.F, venue string) (Feed, Feed) {
+	var a, b Feed
+	var err error
+	if simdjson.SupportedCPU() {
+		if a, err = NewFeed(venue, FeedConfig{}); err != nil {
+			f.Fatal(err)
+		}
+		if fallbackReadyB() {
+			if b, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
+				f.Fatal(err)
+			}
+		}
+	} else if a, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
+		f.Fatal(err)
+	}
+	return a, b
+}
+
+// benchFeedB measures Handle over frames (messages/s, allocs/op), on both
+// JSON paths. setup primes a fresh feed (subscription acks, snapshots).
+func benchFeedB(b *testing.B, venue string, setup func(b *testing.B, f Feed), frames [][]byte) {
+	for _, fallback := range []bool{false, true} {
+		name := "simd"
+		if fallback {
+			name = "fallback"
+		}
+		b.Run(name, func(b *testing.B) {
+			if !fallback && !simdjson.SupportedCPU() {
+				b.Skip("CPU lacks AVX2/CLMUL")
+			}
+			if fallback && !fallbackReadyB() {
+				b.Skip("fallback JSON tape builder not built yet (json-tape branch)")
+			}
+			f, err := NewFeed(venue, FeedConfig{ForceFallback: fallback, NoChecksum: false})
+			if err != nil {
+				b.Fatal(err)
+			}
+			setup(b, f)
+			out := make([]Tick, 0, 4096)
+			size := 0
+			for _, fr := range frames {
+				size += len(fr)
+			}
+			b.SetBytes(int64(size / len(frames)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				// Errors are not checked here: book frames replayed in a
+				// loop may be out of order for the book, which is fine for
+				// a throughput measure.
+				out, _ = f.Handle(int64(i+1), frames[i%len(frames)], out[:0])
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+		})
+	}
+}
