@@ -80,7 +80,9 @@ func (f *BitfinexFeed) URL(subs []Subscription) (string, error) {
 // Normalize maps tBTCUSD → BTC-USD, tTESTBTC:TESTUSD → TESTBTC-TESTUSD,
 // and perpetuals tBTCF0:USTF0 → BTC-USDT-PERP (UST is Bitfinex's name for
 // USDT). Funding symbols (fUSD) are not instruments.
-func (f *BitfinexFeed) Normalize(symbol string) (string, bool) { return NormalizeBitfinexSymbol(symbol) }
+func (f *BitfinexFeed) Normalize(symbol string) (string, bool) {
+	return NormalizeBitfinexSymbol(symbol)
+}
 
 // NormalizeBitfinexSymbol is BitfinexFeed.Normalize.
 func NormalizeBitfinexSymbol(symbol string) (string, bool) {
