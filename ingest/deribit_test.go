@@ -284,7 +284,11 @@ func TestDeribitRecordedFile(t *testing.T) {
 		for i, l := range lines {
 			if l.frame != nil && strings.Contains(string(l.frame), `"type":"change"`) {
 				drop = i
-				var m struct{ Params struct{ Data struct{ Instrument_name string } } }
+				var m struct {
+					Params struct {
+						Data struct{ Instrument_name string }
+					}
+				}
 				json.Unmarshal(l.frame, &m)
 				sym = m.Params.Data.Instrument_name
 				break
