@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,7 @@ type BitfinexFeed struct {
 	haveSeq bool
 	csbuf   []byte
 	gapSeen map[string]bool // scratch: instruments given a gap tick for one sequence gap
+	ids     []int64         // scratch: channel ids, sorted
 }
 
 // NewBitfinexFeed returns a Bitfinex Feed.
@@ -551,7 +553,14 @@ func (f *BitfinexFeed) bookLevel(it *simdjson.Iter) *ParseError {
 // resubscribed.
 func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []Tick) []Tick {
 	clear(f.gapSeen)
-	for id, c := range f.chans {
+	// Channel ids in order, so the gap ticks come out the same way each time.
+	f.ids = f.ids[:0]
+	for id := range f.chans {
+		f.ids = append(f.ids, id)
+	}
+	slices.Sort(f.ids)
+	for _, id := range f.ids {
+		c := f.chans[id]
 		if c.kind == bfxBook {
 			if c.bk.chanID != id || c.bk.state == bookResync {
 				continue
@@ -566,7 +575,8 @@ func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []Tick) []Tick {
 			f.resubscribe(c, id)
 		}
 	}
-	for _, c := range f.chans {
+	for _, id := range f.ids {
+		c := f.chans[id]
 		if c.kind != bfxBook && !f.gapSeen[c.s.inst] {
 			f.gapSeen[c.s.inst] = true
 			out = f.gapTick(c.s, recv, seq, out)

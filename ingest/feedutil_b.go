@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 
 	"github.com/minio/simdjson-go"
@@ -345,6 +347,17 @@ func (f *feedBase) book(s *symB) *bookB {
 		f.books[s.sym] = bk
 	}
 	return bk
+}
+
+// sortedBooks returns the books ordered by symbol, for handling them all in
+// a deterministic order.
+func (f *feedBase) sortedBooks() []*bookB {
+	out := make([]*bookB, 0, len(f.books))
+	for _, bk := range f.books {
+		out = append(out, bk)
+	}
+	slices.SortFunc(out, func(a, b *bookB) int { return strings.Compare(a.s.sym, b.s.sym) })
+	return out
 }
 
 // maxPendLevels bounds the levels buffered while a REST snapshot is on its

@@ -214,7 +214,7 @@ func (f *GeminiFeed) sequence(recv int64, m *geminiMsg, out []Tick) []Tick {
 		return out
 	}
 	if f.haveSock && m.sockSeq != f.sockSeq+1 {
-		for _, bk := range f.books {
+		for _, bk := range f.sortedBooks() {
 			if bk.state == bookLive {
 				out = f.desync(bk, "gap", recv, m.sockSeq, out)
 				f.resubscribe(bk)
