@@ -360,6 +360,17 @@ func (f *feedBase) sortedBooks() []*bookB {
 	return out
 }
 
+// snapshotFailed asks again for a REST snapshot whose body was unusable.
+func (f *feedBase) snapshotFailed(req SnapshotRequest, err error, request func(*bookB)) {
+	if err == nil {
+		return
+	}
+	if bk := f.books[req.Symbol]; bk != nil && bk.state != bookLive {
+		bk.requested = false
+		request(bk)
+	}
+}
+
 // maxPendLevels bounds the levels buffered while a REST snapshot is on its
 // way; beyond it the buffer is dropped and the snapshot requested again
 // (counted as a resync with reason "buffer").

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -351,4 +352,45 @@ func benchFeedB(b *testing.B, venue string, setup func(b *testing.B, f Feed), fr
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
+}
+
+// replayRESTB replays ws frames and recorded REST snapshots merged by
+// receipt time. A snapshot line is handed to the feed only when the feed
+// has asked for that symbol (symOf reads the symbol from the URL); requests
+// are checked to name the symbol's endpoint.
+func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url string) string) (out []Tick, asked map[string]int) {
+	t.Helper()
+	all := append(append([]capLineB{}, ws...), rest...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
+	pending := map[string]SnapshotRequest{}
+	asked = map[string]int{}
+	var reqs []SnapshotRequest
+	for i, l := range all {
+		if l.frame == nil {
+			continue
+		}
+		var err error
+		if l.url != "" {
+			sym := symOf(l.url)
+			req, ok := pending[sym]
+			if !ok {
+				continue
+			}
+			delete(pending, sym)
+			if out, err = f.HandleSnapshot(l.recv, req, l.frame, out); err != nil {
+				t.Fatalf("snapshot %s: %v", sym, err)
+			}
+		} else if out, err = f.Handle(l.recv, l.frame, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.frame)
+		}
+		reqs = f.SnapshotRequests(reqs[:0])
+		for _, r := range reqs {
+			if !strings.Contains(r.URL, r.Symbol) {
+				t.Fatalf("request %+v does not name its symbol", r)
+			}
+			pending[r.Symbol] = r
+			asked[r.Symbol]++
+		}
+	}
+	return out, asked
 }
