@@ -467,21 +467,5 @@ func FuzzFeedBitfinex(f *testing.F) {
 }
 
 func BenchmarkFeedBitfinex(b *testing.B) {
-	lines := testdataB(b, "bitfinex/BITFINEX.ws.11.0_head120")
-	var setup, frames [][]byte
-	for _, l := range lines {
-		if l.frame == nil {
-			continue
-		}
-		if l.frame[0] == '{' || strings.HasPrefix(string(l.frame), "[225206,[[") || strings.Contains(string(l.frame), ",[[") {
-			setup = append(setup, l.frame)
-			continue
-		}
-		frames = append(frames, l.frame)
-	}
-	benchFeedB(b, "bitfinex", func(b *testing.B, f Feed) {
-		for _, fr := range setup {
-			f.Handle(1, fr, nil)
-		}
-	}, frames)
+	benchFeedB(b, "bitfinex", testdataB(b, "bitfinex/BITFINEX.ws.11.0_head120"), nil, nil)
 }

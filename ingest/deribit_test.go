@@ -334,11 +334,5 @@ func FuzzFeedDeribit(f *testing.F) {
 }
 
 func BenchmarkFeedDeribit(b *testing.B) {
-	var frames [][]byte
-	for _, l := range testdataB(b, "deribit/DERIBIT.ws.1.0_head60") {
-		if l.frame != nil && !strings.Contains(string(l.frame), `"type":"snapshot"`) {
-			frames = append(frames, l.frame)
-		}
-	}
-	benchFeedB(b, "deribit", func(b *testing.B, f Feed) {}, frames)
+	benchFeedB(b, "deribit", testdataB(b, "deribit/DERIBIT.ws.1.0_head60"), nil, nil)
 }

@@ -315,9 +315,22 @@ func fuzzFeedsB(f *testing.F, venue string) (Feed, Feed) {
 	return a, b
 }
 
-// benchFeedB measures Handle over frames (messages/s, allocs/op), on both
-// JSON paths. setup primes a fresh feed (subscription acks, snapshots).
-func benchFeedB(b *testing.B, venue string, setup func(b *testing.B, f Feed), frames [][]byte) {
+// benchFeedB measures a feed over recorded lines (messages/s, allocs/op)
+// on both JSON paths: one op is one line, handled in recorded order with the
+// feed Reset at the start of each lap, so sequence checks pass and books are
+// really applied; REST snapshot lines (rest, merged by time, symOf reads the
+// symbol from the URL) are handed over when the feed has asked for them.
+func benchFeedB(b *testing.B, venue string, ws, rest []capLineB, symOf func(string) string) {
+	all := append(append([]capLineB{}, ws...), rest...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
+	var lines []capLineB
+	size := 0
+	for _, l := range all {
+		if l.frame != nil {
+			lines = append(lines, l)
+			size += len(l.frame)
+		}
+	}
 	for _, fallback := range []bool{false, true} {
 		name := "simd"
 		if fallback {
@@ -330,26 +343,41 @@ func benchFeedB(b *testing.B, venue string, setup func(b *testing.B, f Feed), fr
 			if fallback && !fallbackReadyB() {
 				b.Skip("fallback JSON tape builder not built yet (json-tape branch)")
 			}
-			f, err := NewFeed(venue, FeedConfig{ForceFallback: fallback, NoChecksum: false})
+			f, err := NewFeed(venue, FeedConfig{ForceFallback: fallback})
 			if err != nil {
 				b.Fatal(err)
 			}
-			setup(b, f)
 			out := make([]Tick, 0, 4096)
-			size := 0
-			for _, fr := range frames {
-				size += len(fr)
-			}
-			b.SetBytes(int64(size / len(frames)))
+			var reqs []SnapshotRequest
+			pending := map[string]SnapshotRequest{}
+			ticks := 0
+			b.SetBytes(int64(size / len(lines)))
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
-				// Errors are not checked here: book frames replayed in a
-				// loop may be out of order for the book, which is fine for
-				// a throughput measure.
-				out, _ = f.Handle(int64(i+1), frames[i%len(frames)], out[:0])
+				j := i % len(lines)
+				if j == 0 {
+					f.Reset()
+					clear(pending)
+				}
+				l := lines[j]
+				if l.url != "" {
+					if r, ok := pending[symOf(l.url)]; ok {
+						delete(pending, r.Symbol)
+						out, _ = f.HandleSnapshot(l.recv, r, l.frame, out[:0])
+					}
+				} else if out, err = f.Handle(l.recv, l.frame, out[:0]); err != nil {
+					b.Fatal(err)
+				}
+				ticks += len(out)
+				f.Outbox(nil)
+				reqs = f.SnapshotRequests(reqs[:0])
+				for _, r := range reqs {
+					pending[r.Symbol] = r
+				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(ticks)/b.Elapsed().Seconds(), "ticks/s")
 		})
 	}
 }

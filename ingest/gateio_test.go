@@ -328,11 +328,5 @@ func FuzzFeedGateio(f *testing.F) {
 }
 
 func BenchmarkFeedGateio(b *testing.B) {
-	var frames [][]byte
-	for _, l := range testdataB(b, "gateio/GATEIO.ws.1.0_head120") {
-		if l.frame != nil {
-			frames = append(frames, l.frame)
-		}
-	}
-	benchFeedB(b, "gateio", func(b *testing.B, f Feed) {}, frames)
+	benchFeedB(b, "gateio", testdataB(b, "gateio/GATEIO.ws.1.0_head120"), testdataB(b, "gateio/GATEIO.http.0.0_head4"), gateSym)
 }

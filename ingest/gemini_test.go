@@ -241,21 +241,5 @@ func FuzzFeedGemini(f *testing.F) {
 }
 
 func BenchmarkFeedGemini(b *testing.B) {
-	lines := testdataB(b, "gemini/GEMINI.ws.1.0_head60")
-	var setup, frames [][]byte
-	for i, l := range lines {
-		if l.frame == nil {
-			continue
-		}
-		if i < 13 {
-			setup = append(setup, l.frame)
-		} else {
-			frames = append(frames, l.frame)
-		}
-	}
-	benchFeedB(b, "gemini", func(b *testing.B, f Feed) {
-		for _, fr := range setup {
-			f.Handle(1, fr, nil)
-		}
-	}, frames)
+	benchFeedB(b, "gemini", testdataB(b, "gemini/GEMINI.ws.1.0_head60"), nil, nil)
 }

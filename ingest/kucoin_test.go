@@ -392,11 +392,5 @@ func FuzzFeedKucoin(f *testing.F) {
 }
 
 func BenchmarkFeedKucoin(b *testing.B) {
-	var frames [][]byte
-	for _, l := range testdataB(b, "kucoin/KUCOIN.ws.1.0_head400") {
-		if l.frame != nil {
-			frames = append(frames, l.frame)
-		}
-	}
-	benchFeedB(b, "kucoin", func(b *testing.B, f Feed) {}, frames)
+	benchFeedB(b, "kucoin", testdataB(b, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(b, "kucoin/KUCOIN.http.0.0_head3"), kucoinSym)
 }
