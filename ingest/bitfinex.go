@@ -240,7 +240,7 @@ func (f *BitfinexFeed) event(it *simdjson.Iter) *ParseError {
 		f.log.Warn("bitfinex error event", "channel", string(channel), "symbol", string(symbol))
 		f.m.Ignored("error")
 	default: // info, conf, pong
-		f.m.Ignored(string(ev))
+		f.m.Ignored(labelOf(ev, "info", "conf", "pong"))
 	}
 	return nil
 }
@@ -259,12 +259,12 @@ func (f *BitfinexFeed) subscribed(id int64, channel string, symbol, key []byte) 
 		c.kind, sub.Channel = bfxStatus, ChanFunding
 		k, ok := strings.CutPrefix(string(key), "deriv:")
 		if !ok {
-			f.m.Ignored("status_" + strings.SplitN(string(key), ":", 2)[0])
+			f.m.Ignored("status_other")
 			return nil
 		}
 		symbol = []byte(k)
 	default:
-		f.m.Ignored("subscribed_" + channel)
+		f.m.Ignored("subscribed_other")
 		return nil
 	}
 	s, perr := f.symbol(symbol, "symbol", NormalizeBitfinexSymbol)

@@ -314,7 +314,7 @@ func (f *DeribitFeed) subscription(recv int64, params *simdjson.Iter, out []Tick
 	case "ticker":
 		return f.ticker(recv, &data, out)
 	}
-	f.m.Ignored("channel_" + string(kind))
+	f.m.Ignored("channel_other")
 	return out, nil
 }
 

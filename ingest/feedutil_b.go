@@ -110,6 +110,17 @@ func (f *feedBase) countTicks(ts []Tick) {
 	}
 }
 
+// labelOf returns b when it is one of known, else "other": metric labels
+// must not take arbitrary values from the wire.
+func labelOf(b []byte, known ...string) string {
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return "other"
+}
+
 // ---- tape helpers ----
 
 // rootOf positions it on the root value of pj and returns its type.

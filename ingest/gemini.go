@@ -190,7 +190,7 @@ func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 		case "":
 			return out, perrf(ReasonMissingField, "type")
 		}
-		f.m.Ignored(string(m.typ)) // heartbeat, candles, auction events
+		f.m.Ignored(labelOf(m.typ, "heartbeat", "candles_1m_updates", "auction_result", "auction_indicative"))
 		return f.sequence(recv, &m, out), nil
 	})
 }

@@ -202,7 +202,7 @@ func (f *KucoinFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 			f.log.Warn("kucoin error", "frame", string(truncate(frame, 256)))
 			fallthrough
 		default: // welcome, ack, pong
-			f.m.Ignored(string(m.typ))
+			f.m.Ignored(labelOf(m.typ, "welcome", "ack", "pong", "error"))
 			return out, nil
 		}
 		if !m.hasData {
