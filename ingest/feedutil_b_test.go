@@ -422,3 +422,43 @@ func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url strin
 	}
 	return out, asked
 }
+
+// TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
+// nothing pending: a delta that would continue the old book is not
+// published, and a new sequence start is no gap.
+func TestFeedsBResetForgets(t *testing.T) {
+	cases := map[string]struct{ prime, after []string }{
+		"bitfinex": {
+			prime: []string{`{"event":"subscribed","channel":"book","chanId":10,"symbol":"tBTCUSD"}`, `[10,[[7254.7,1,0.3],[7255.2,1,-0.5]],1]`},
+			after: []string{`[10,[7254.5,1,1],500]`},
+		},
+		"deribit": {prime: []string{deribitSnapB}, after: []string{deribitChangeB(100, 101, "bids", `["new",4999,1]`)}},
+		"gemini": {
+			prime: []string{`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","1"]],"trades":[]}`},
+			after: []string{`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","99","1"]]}`},
+		},
+		"gateio": {prime: []string{string(gateUpd(10, 10, `["99","1"]`))}, after: []string{string(gateUpd(11, 11, `["98","1"]`))}},
+		"bitmex": {prime: []string{bitmexPartialB}, after: []string{`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":3}]}`}},
+	}
+	for venue, c := range cases {
+		f, reg := newFeedB(t, venue, FeedConfig{})
+		for _, fr := range c.prime {
+			if _, err := f.Handle(1, []byte(fr), nil); err != nil {
+				t.Fatalf("%s: %v", venue, err)
+			}
+		}
+		f.Reset()
+		if len(f.Outbox(nil)) != 0 || len(f.SnapshotRequests(nil)) != 0 {
+			t.Fatalf("%s: pending sends after Reset", venue)
+		}
+		for _, fr := range c.after {
+			out, err := f.Handle(2, []byte(fr), nil)
+			if err != nil || len(out) != 0 {
+				t.Fatalf("%s: after Reset: %v %+v", venue, err, out)
+			}
+		}
+		if r := resyncsB(t, reg, ""); r != 0 {
+			t.Fatalf("%s: %v resyncs after Reset", venue, r)
+		}
+	}
+}
