@@ -13,7 +13,6 @@ import (
 
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
-	dto "github.com/prometheus/client_model/go"
 )
 
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
@@ -158,25 +157,18 @@ func counterB(t testing.TB, reg *prometheus.Registry, name string, want map[stri
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			if labelsMatchB(m, want) {
+			n := 0
+			for _, lp := range m.GetLabel() {
+				if v, ok := want[lp.GetName()]; ok && v == lp.GetValue() {
+					n++
+				}
+			}
+			if n == len(want) {
 				sum += m.GetCounter().GetValue()
 			}
 		}
 	}
 	return sum
-}
-
-func labelsMatchB(m *dto.Metric, want map[string]string) bool {
-	n := 0
-	for _, lp := range m.GetLabel() {
-		if v, ok := want[lp.GetName()]; ok {
-			if v != lp.GetValue() {
-				return false
-			}
-			n++
-		}
-	}
-	return n == len(want)
 }
 
 func resyncsB(t testing.TB, reg *prometheus.Registry, reason string) float64 {
