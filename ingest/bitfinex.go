@@ -1,0 +1,690 @@
+package ingest
+
+import (
+	"encoding/json"
+	"fmt"
+	"hash/crc32"
+	"math"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/minio/simdjson-go"
+)
+
+// Bitfinex websocket v2 (public channels): trades, ticker (BBO), book P0
+// with per-connection sequence numbers (conf flag SEQ_ALL) and CRC32
+// checksums of the top 25 levels (conf flag OB_CHECKSUM), and the status
+// channel for derivatives funding and mark price.
+//
+// Docs: https://docs.bitfinex.com/docs/ws-public,
+// https://docs.bitfinex.com/docs/ws-websocket-checksum,
+// https://docs.bitfinex.com/reference-link/ws-public-status.
+
+const (
+	bitfinexSeqAll   = 65536  // SEQ_ALL: a sequence number ends every channel message
+	bitfinexChecksum = 131072 // OB_CHECKSUM: [chanId,"cs",crc,seq] after book updates
+	bitfinexBookLen  = 100    // book depth subscribed ("len") and kept
+	bitfinexCSLevels = 25     // levels per side covered by the checksum
+)
+
+func init() {
+	RegisterFeed("bitfinex", func(cfg FeedConfig) (Feed, error) { return NewBitfinexFeed(cfg), nil })
+}
+
+// Bitfinex channel kinds.
+const (
+	bfxTrades = iota + 1
+	bfxTicker
+	bfxBook
+	bfxStatus
+)
+
+type bfxChan struct {
+	kind int
+	s    *symB
+	bk   *bookB // bfxBook
+	sub  []byte // the subscribe frame, to resubscribe
+}
+
+// BitfinexFeed is the Bitfinex v2 public websocket Feed.
+type BitfinexFeed struct {
+	feedBase
+	chans   map[int64]*bfxChan
+	seq     uint64
+	haveSeq bool
+	csbuf   []byte
+	gapSeen map[string]bool // scratch: instruments given a gap tick for one sequence gap
+	ids     []int64         // scratch: channel ids, sorted
+}
+
+// NewBitfinexFeed returns a Bitfinex Feed.
+func NewBitfinexFeed(cfg FeedConfig) *BitfinexFeed {
+	return &BitfinexFeed{feedBase: newFeedBase("bitfinex", cfg), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
+}
+
+// Limits: 25 channels per connection and 20 connections a minute on
+// api-pub (docs: ws-public). The server sends a heartbeat per channel
+// every 15 s, so no client ping is needed.
+func (f *BitfinexFeed) Limits() Limits {
+	return Limits{MaxSubsPerConn: 25, SubscribeRate: 0, PingInterval: 0, Silence: 30 * time.Second}
+}
+
+func (f *BitfinexFeed) Ping() []byte { return nil }
+
+func (f *BitfinexFeed) URL(subs []Subscription) (string, error) {
+	if f.cfg.Endpoint != "" {
+		return f.cfg.Endpoint, nil
+	}
+	return "wss://api-pub.bitfinex.com/ws/2", nil
+}
+
+// Normalize maps tBTCUSD → BTC-USD, tTESTBTC:TESTUSD → TESTBTC-TESTUSD,
+// and perpetuals tBTCF0:USTF0 → BTC-USDT-PERP (UST is Bitfinex's name for
+// USDT). Funding symbols (fUSD) are not instruments.
+func (f *BitfinexFeed) Normalize(symbol string) (string, bool) {
+	return NormalizeBitfinexSymbol(symbol)
+}
+
+// NormalizeBitfinexSymbol is BitfinexFeed.Normalize.
+func NormalizeBitfinexSymbol(symbol string) (string, bool) {
+	if len(symbol) < 2 || symbol[0] != 't' {
+		return symbol, false
+	}
+	p := symbol[1:]
+	var base, quote string
+	if i := strings.IndexByte(p, ':'); i >= 0 {
+		base, quote = p[:i], p[i+1:]
+	} else if len(p) == 6 {
+		base, quote = p[:3], p[3:]
+	} else {
+		return symbol, false
+	}
+	perp := strings.HasSuffix(base, "F0") && strings.HasSuffix(quote, "F0")
+	if perp {
+		base, quote = base[:len(base)-2], quote[:len(quote)-2]
+	}
+	if base == "" || quote == "" || strings.IndexByte(quote, ':') >= 0 {
+		return symbol, false
+	}
+	base, quote = bfxAsset(base), bfxAsset(quote)
+	if perp {
+		return base + "-" + quote + "-PERP", true
+	}
+	return base + "-" + quote, true
+}
+
+// bfxAsset maps Bitfinex's short asset codes to common ones.
+func bfxAsset(a string) string {
+	switch a {
+	case "UST":
+		return "USDT"
+	case "TESTUSDT", "TESTUST":
+		return "TESTUSDT"
+	}
+	return a
+}
+
+// SubscribeFrames: conf (SEQ_ALL, and OB_CHECKSUM unless NoChecksum), then
+// one subscribe per channel: trades → trades, quotes → ticker, book → book
+// P0/F0/len 100, funding → status deriv:<symbol>.
+func (f *BitfinexFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
+	flags := bitfinexSeqAll
+	if !f.cfg.NoChecksum {
+		flags |= bitfinexChecksum
+	}
+	out := [][]byte{fmt.Appendf(nil, `{"event":"conf","flags":%d}`, flags)}
+	for _, s := range subs {
+		fr, err := bfxSubFrame(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, fr)
+	}
+	return out, nil
+}
+
+func bfxSubFrame(s Subscription) ([]byte, error) {
+	sym, err := json.Marshal(s.Symbol)
+	if err != nil || s.Symbol == "" {
+		return nil, fmt.Errorf("bitfinex: bad symbol %q", s.Symbol)
+	}
+	switch s.Channel {
+	case ChanTrades:
+		return fmt.Appendf(nil, `{"event":"subscribe","channel":"trades","symbol":%s}`, sym), nil
+	case ChanQuotes:
+		return fmt.Appendf(nil, `{"event":"subscribe","channel":"ticker","symbol":%s}`, sym), nil
+	case ChanBook:
+		return fmt.Appendf(nil, `{"event":"subscribe","channel":"book","symbol":%s,"prec":"P0","freq":"F0","len":"%d"}`, sym, bitfinexBookLen), nil
+	case ChanFunding:
+		key, _ := json.Marshal("deriv:" + s.Symbol)
+		return fmt.Appendf(nil, `{"event":"subscribe","channel":"status","key":%s}`, key), nil
+	}
+	return nil, fmt.Errorf("bitfinex: channel %q is not supported (trades, quotes, book, funding)", s.Channel)
+}
+
+func (f *BitfinexFeed) Reset() {
+	f.resetBase()
+	clear(f.chans)
+	f.seq, f.haveSeq = 0, false
+}
+
+func (f *BitfinexFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+	return out, fmt.Errorf("bitfinex: no REST snapshots (books come over the websocket)")
+}
+
+// Handle decodes one frame. Events ({"event":...}) maintain the channel
+// map; channel messages are [chanId, payload..., seq].
+func (f *BitfinexFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
+		var it simdjson.Iter
+		switch rootOf(pj, &it) {
+		case simdjson.TypeObject:
+			return out, f.event(&it)
+		case simdjson.TypeArray:
+			return f.message(recv, &it, out)
+		}
+		return out, perrf(ReasonBadType, "root")
+	})
+}
+
+func (f *BitfinexFeed) event(it *simdjson.Iter) *ParseError {
+	var obj simdjson.Object
+	if err := objectOf(it, &obj, "root"); err != nil {
+		return err
+	}
+	var el simdjson.Iter
+	var ev, channel, symbol, key []byte
+	var chanID int64
+	haveChan := false
+	for {
+		name, t, err := obj.NextElementBytes(&el)
+		if err != nil {
+			return perrf(ReasonBadJSON, "")
+		}
+		if t == simdjson.TypeNone {
+			break
+		}
+		var perr *ParseError
+		switch string(name) {
+		case "event":
+			ev, perr = jstr(&el, "event")
+		case "channel":
+			channel, perr = jstr(&el, "channel")
+		case "symbol":
+			symbol, perr = jstr(&el, "symbol")
+		case "key":
+			key, perr = jstr(&el, "key")
+		case "chanId":
+			chanID, perr = jint(&el, "chanId")
+			haveChan = true
+		}
+		if perr != nil {
+			return perr
+		}
+	}
+	switch string(ev) {
+	case "subscribed":
+		if !haveChan {
+			return perrf(ReasonMissingField, "chanId")
+		}
+		return f.subscribed(chanID, string(channel), symbol, key)
+	case "unsubscribed":
+		if haveChan {
+			delete(f.chans, chanID)
+		}
+		f.m.Ignored("unsubscribed")
+	case "":
+		return perrf(ReasonMissingField, "event")
+	case "error":
+		f.log.Warn("bitfinex error event", "channel", string(channel), "symbol", string(symbol))
+		f.m.Ignored("error")
+	default: // info, conf, pong
+		f.m.Ignored(labelOf(ev, "info", "conf", "pong"))
+	}
+	return nil
+}
+
+func (f *BitfinexFeed) subscribed(id int64, channel string, symbol, key []byte) *ParseError {
+	c := &bfxChan{}
+	var sub Subscription
+	switch channel {
+	case "trades":
+		c.kind, sub.Channel = bfxTrades, ChanTrades
+	case "ticker":
+		c.kind, sub.Channel = bfxTicker, ChanQuotes
+	case "book":
+		c.kind, sub.Channel = bfxBook, ChanBook
+	case "status":
+		c.kind, sub.Channel = bfxStatus, ChanFunding
+		k, ok := strings.CutPrefix(string(key), "deriv:")
+		if !ok {
+			f.m.Ignored("status_other")
+			return nil
+		}
+		symbol = []byte(k)
+	default:
+		f.m.Ignored("subscribed_other")
+		return nil
+	}
+	s, perr := f.symbol(symbol, "symbol", NormalizeBitfinexSymbol)
+	if perr != nil {
+		return perr
+	}
+	c.s = s
+	sub.Symbol = s.sym
+	c.sub, _ = bfxSubFrame(sub)
+	if c.kind == bfxBook {
+		c.bk = f.book(s)
+		c.bk.depth = bitfinexBookLen
+		c.bk.chanID = id
+	}
+	f.chans[id] = c
+	return nil
+}
+
+// message handles [chanId, ...]. With SEQ_ALL the last element is the
+// connection's sequence number.
+func (f *BitfinexFeed) message(recv int64, it *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
+	ai, perr := arrayIter(it, "root")
+	if perr != nil {
+		return out, perr
+	}
+	var el [5]simdjson.Iter
+	n := 0
+	for {
+		t := ai.Advance()
+		if t == simdjson.TypeNone {
+			break
+		}
+		if n == len(el) {
+			return out, perrf(ReasonBadType, "root")
+		}
+		el[n] = ai
+		n++
+	}
+	if n < 2 {
+		return out, perrf(ReasonMissingField, "payload")
+	}
+	chanID, perr := jint(&el[0], "chanId")
+	if perr != nil {
+		return out, perr
+	}
+	// The payload's shape: "hb" | "te"/"tu" [trade] | "cs" crc | [data].
+	min := 2
+	var tag []byte
+	if el[1].Type() == simdjson.TypeString {
+		tag, _ = el[1].StringBytes()
+		if string(tag) != "hb" {
+			min = 3
+		}
+	} else if el[1].Type() != simdjson.TypeArray {
+		return out, perrf(ReasonBadType, "payload")
+	}
+	if n < min {
+		return out, perrf(ReasonMissingField, "payload")
+	}
+	var seq uint64
+	haveSeq := false
+	if n > min {
+		v, perr := jint(&el[min], "seq")
+		if perr != nil {
+			return out, perr
+		}
+		if v < 0 {
+			return out, perrf(ReasonBadNumber, "seq")
+		}
+		seq, haveSeq = uint64(v), true
+	}
+	c := f.chans[chanID]
+
+	// Decode before touching any state, so a malformed frame changes nothing.
+	var pl bfxPayload
+	if c != nil {
+		if perr := f.decode(c, tag, &el[1], &el[2], &pl); perr != nil {
+			return out, perr
+		}
+	}
+	if haveSeq {
+		if f.haveSeq && seq != f.seq+1 {
+			out = f.seqGap(recv, seq, out)
+		}
+		f.seq, f.haveSeq = seq, true
+	}
+	if c == nil {
+		f.m.Ignored("unknown_channel")
+		return out, nil
+	}
+	return f.apply(recv, c, chanID, seq, &pl, out)
+}
+
+// bfxPayload is one decoded channel message.
+type bfxPayload struct {
+	what     int // bfxHB, ...
+	trade    [4]float64
+	quote    [4]float64
+	funding  [4]float64 // time ms, funding rate, mark price, spot price
+	checksum int32
+}
+
+const (
+	bfxHB = iota
+	bfxIgnored
+	bfxTrade
+	bfxQuote
+	bfxBookSnap
+	bfxBookDelta
+	bfxCS
+	bfxFunding
+)
+
+func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *simdjson.Iter, pl *bfxPayload) *ParseError {
+	switch string(tag) {
+	case "hb":
+		pl.what = bfxHB
+		return nil
+	case "tu", "fte", "ftu":
+		// tu repeats te (with the same id) a moment later: te is taken.
+		pl.what = bfxIgnored
+		return nil
+	case "te":
+		if c.kind != bfxTrades {
+			return perrf(ReasonBadType, "te")
+		}
+		pl.what = bfxTrade
+		if perr := bfxNumbers(p2, pl.trade[:], "trade"); perr != nil {
+			return perr
+		}
+		id, ms, amt, px := pl.trade[0], pl.trade[1], pl.trade[2], pl.trade[3]
+		if id < 0 || id != math.Trunc(id) || id > 1<<53 || px <= 0 || amt == 0 || ms < 0 || ms > math.MaxInt64/1e6 {
+			return perrf(ReasonBadNumber, "trade")
+		}
+		return nil
+	case "cs":
+		if c.kind != bfxBook {
+			return perrf(ReasonBadType, "cs")
+		}
+		v, perr := jint(p2, "checksum")
+		if perr != nil {
+			return perr
+		}
+		if v < math.MinInt32 || v > math.MaxInt32 {
+			return perrf(ReasonBadNumber, "checksum")
+		}
+		pl.what, pl.checksum = bfxCS, int32(v)
+		return nil
+	case "":
+	default:
+		return perrf(ReasonBadType, "payload")
+	}
+	switch c.kind {
+	case bfxTrades:
+		pl.what = bfxIgnored // the snapshot of past trades: not live trades
+		_, perr := arrayIter(p1, "trades")
+		return perr
+	case bfxTicker:
+		pl.what = bfxQuote
+		if perr := bfxNumbers(p1, pl.quote[:], "ticker"); perr != nil {
+			return perr
+		}
+		if pl.quote[1] < 0 || pl.quote[3] < 0 {
+			return perrf(ReasonBadNumber, "ticker")
+		}
+		return nil
+	case bfxStatus:
+		pl.what = bfxFunding
+		return f.decodeStatus(p1, pl)
+	case bfxBook:
+		return f.decodeBook(p1, pl)
+	}
+	return nil
+}
+
+// bfxNumbers reads the first len(dst) elements of the array at it, which
+// must all be numbers.
+func bfxNumbers(it *simdjson.Iter, dst []float64, field string) *ParseError {
+	ai, perr := arrayIter(it, field)
+	if perr != nil {
+		return perr
+	}
+	for i := range dst {
+		if ai.Advance() == simdjson.TypeNone {
+			return perrf(ReasonMissingField, field)
+		}
+		if dst[i], perr = jnum(&ai, field); perr != nil {
+			return perr
+		}
+	}
+	return nil
+}
+
+// decodeStatus reads [MTS, _, DERIV_PRICE, SPOT_PRICE, _, INSURANCE, _,
+// NEXT_FUNDING_MTS, NEXT_FUNDING_ACCRUED, NEXT_FUNDING_STEP, _,
+// CURRENT_FUNDING, _, _, MARK_PRICE, ...].
+func (f *BitfinexFeed) decodeStatus(it *simdjson.Iter, pl *bfxPayload) *ParseError {
+	ai, perr := arrayIter(it, "status")
+	if perr != nil {
+		return perr
+	}
+	for i := 0; i <= 14; i++ {
+		if ai.Advance() == simdjson.TypeNone {
+			return perrf(ReasonMissingField, "status")
+		}
+		var v float64
+		switch i {
+		case 0:
+			ms, perr := jint(&ai, "status")
+			if perr != nil {
+				return perr
+			}
+			if _, perr := msToNS(ms, "status"); perr != nil {
+				return perr
+			}
+			v = float64(ms)
+		case 3, 11, 14:
+			v, _, perr = jnumOrNull(&ai, "status")
+			if perr != nil {
+				return perr
+			}
+		default:
+			continue
+		}
+		switch i {
+		case 0:
+			pl.funding[0] = v
+		case 11:
+			pl.funding[1] = v
+		case 14:
+			pl.funding[2] = v
+		case 3:
+			pl.funding[3] = v
+		}
+	}
+	return nil
+}
+
+// decodeBook reads a snapshot [[price,count,amount],...] or one update
+// [price,count,amount] into f.lv. count 0 removes the level: amount 1 from
+// the bids, -1 from the asks; otherwise the amount's sign gives the side.
+func (f *BitfinexFeed) decodeBook(it *simdjson.Iter, pl *bfxPayload) *ParseError {
+	ai, perr := arrayIter(it, "book")
+	if perr != nil {
+		return perr
+	}
+	f.lv = f.lv[:0]
+	first := ai
+	t := first.Advance()
+	if t == simdjson.TypeArray || t == simdjson.TypeNone {
+		pl.what = bfxBookSnap
+		for ai.Advance() != simdjson.TypeNone {
+			if perr := f.bookLevel(&ai); perr != nil {
+				return perr
+			}
+		}
+		return nil
+	}
+	pl.what = bfxBookDelta
+	return f.bookLevel(it)
+}
+
+func (f *BitfinexFeed) bookLevel(it *simdjson.Iter) *ParseError {
+	var v [3]float64
+	if perr := bfxNumbers(it, v[:], "level"); perr != nil {
+		return perr
+	}
+	px, count, amt := v[0], v[1], v[2]
+	if px <= 0 || count < 0 || amt == 0 {
+		return perrf(ReasonBadNumber, "level")
+	}
+	side := SideBuy
+	if amt < 0 {
+		side = SideSell
+	}
+	sz := math.Abs(amt)
+	if count == 0 {
+		sz = 0
+	}
+	f.lv = append(f.lv, lvB{side: side, px: px, sz: sz})
+	return nil
+}
+
+// seqGap handles a break in the connection's sequence: any channel may have
+// lost a message, so every instrument gets one gap tick and every book is
+// resubscribed.
+func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []Tick) []Tick {
+	clear(f.gapSeen)
+	// Channel ids in order, so the gap ticks come out the same way each time.
+	f.ids = f.ids[:0]
+	for id := range f.chans {
+		f.ids = append(f.ids, id)
+	}
+	slices.Sort(f.ids)
+	for _, id := range f.ids {
+		c := f.chans[id]
+		if c.kind == bfxBook {
+			if c.bk.chanID != id || c.bk.state == bookResync {
+				continue
+			}
+			if c.bk.state == bookNew {
+				// Nothing published yet: a resubscription is enough.
+				f.resubscribe(c, id)
+				continue
+			}
+			out = f.desync(c.bk, "gap", recv, seq, out)
+			f.gapSeen[c.s.inst] = true
+			f.resubscribe(c, id)
+		}
+	}
+	for _, id := range f.ids {
+		c := f.chans[id]
+		if c.kind != bfxBook && !f.gapSeen[c.s.inst] {
+			f.gapSeen[c.s.inst] = true
+			out = f.gapTick(c.s, recv, seq, out)
+		}
+	}
+	return out
+}
+
+func (f *BitfinexFeed) resubscribe(c *bfxChan, id int64) {
+	c.bk.chanID = 0 // frames still arriving on the old channel are ignored
+	c.bk.state = bookResync
+	f.outbox = append(f.outbox, fmt.Appendf(nil, `{"event":"unsubscribe","chanId":%d}`, id), c.sub)
+}
+
+func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *bfxPayload, out []Tick) ([]Tick, *ParseError) {
+	switch pl.what {
+	case bfxHB:
+		return out, nil
+	case bfxIgnored:
+		f.m.Ignored("bitfinex_other")
+		return out, nil
+	case bfxTrade:
+		ms, amt, px := pl.trade[1], pl.trade[2], pl.trade[3]
+		t := f.tick(c.s, KindTrade, recv, int64(ms)*1e6)
+		t.Side = SideBuy // amount > 0: the taker bought
+		if amt < 0 {
+			t.Side = SideSell
+		}
+		t.Price, t.Size, t.TradeID, t.Seq = px, math.Abs(amt), uint64(pl.trade[0]), seq
+		t.ComputeID()
+		return append(out, t), nil
+	case bfxQuote:
+		t := f.tick(c.s, KindQuote, recv, 0)
+		t.BidPx, t.BidSz, t.AskPx, t.AskSz = pl.quote[0], pl.quote[1], pl.quote[2], pl.quote[3]
+		t.Seq = seq
+		t.ComputeID()
+		return append(out, t), nil
+	case bfxFunding:
+		t := f.tick(c.s, KindFunding, recv, int64(pl.funding[0])*1e6)
+		// Price: the current funding rate; BidPx: the mark price; AskPx:
+		// the spot (index) price.
+		t.Price, t.BidPx, t.AskPx, t.Seq = pl.funding[1], pl.funding[2], pl.funding[3], seq
+		t.ComputeID()
+		return append(out, t), nil
+	}
+	bk := c.bk
+	if bk.chanID != id {
+		return out, nil // an old channel of a book being resubscribed
+	}
+	switch pl.what {
+	case bfxBookSnap:
+		out2, ok := f.applySnapshot(bk, f.lv, recv, 0, seq, out)
+		if !ok {
+			out = f.desync(bk, "crossed", recv, seq, out)
+			f.resubscribe(c, id)
+			return out, nil
+		}
+		return out2, nil
+	case bfxBookDelta:
+		if bk.state != bookLive {
+			return out, nil
+		}
+		n := len(out)
+		out, ok := f.applyDelta(bk, f.lv, recv, 0, seq, out)
+		if !ok {
+			out = f.desync(bk, "crossed", recv, seq, out[:n])
+			f.resubscribe(c, id)
+		}
+		return out, nil
+	case bfxCS:
+		if bk.state != bookLive || f.cfg.NoChecksum {
+			return out, nil
+		}
+		if got := f.checksum(bk); got != pl.checksum {
+			f.log.Warn("bitfinex checksum mismatch", "symbol", bk.s.sym, "want", pl.checksum, "got", got)
+			out = f.desync(bk, "checksum", recv, seq, out)
+			f.resubscribe(c, id)
+		}
+	}
+	return out, nil
+}
+
+// checksum is the signed CRC32 of "bid0px:bid0amt:ask0px:-ask0amt:..." over
+// the top 25 levels, numbers written as JavaScript writes them.
+func (f *BitfinexFeed) checksum(bk *bookB) int32 {
+	return bitfinexChecksumOf(&bk.book, &f.csbuf)
+}
+
+func bitfinexChecksumOf(b *Book, buf *[]byte) int32 {
+	bids, asks := b.Side(SideBuy), b.Side(SideSell)
+	s := (*buf)[:0]
+	for i := 0; i < bitfinexCSLevels; i++ {
+		if i < len(bids) {
+			s = appendJSNumber(s, bids[i].Px)
+			s = append(s, ':')
+			s = appendJSNumber(s, bids[i].Sz)
+			s = append(s, ':')
+		}
+		if i < len(asks) {
+			s = appendJSNumber(s, asks[i].Px)
+			s = append(s, ':')
+			s = appendJSNumber(s, -asks[i].Sz)
+			s = append(s, ':')
+		}
+	}
+	if len(s) > 0 {
+		s = s[:len(s)-1]
+	}
+	*buf = s
+	return int32(crc32.ChecksumIEEE(s))
+}

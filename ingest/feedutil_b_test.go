@@ -1,0 +1,456 @@
+package ingest
+
+import (
+	"bufio"
+	"errors"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/minio/simdjson-go"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
+// feed tests (suffix B to stay clear of other venues' helpers).
+
+const sharedCapturesB = "/work/shared/captures/cryptofeed"
+
+// capLineB is one line of a cryptofeed capture.
+type capLineB struct {
+	recv  int64  // receipt time, ns
+	frame []byte // the frame received (nil for connection and sent lines)
+	sent  []byte // a frame the client sent
+	conn  bool   // a connection line
+	url   string // REST captures: the URL requested
+}
+
+// parseCryptofeedB reads a cryptofeed capture: "<ts>: <frame>",
+// "wss://... <-> <ts>", "wss://... <- <ts>: <sent>", and REST lines
+// "<url> -> <ts>: <body>".
+func parseCryptofeedB(t testing.TB, path string) []capLineB {
+	t.Helper()
+	fh, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fh.Close()
+	var out []capLineB
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.TrimSpace(line) == "" {
+			continue
+		}
+		var l capLineB
+		switch {
+		case strings.Contains(line, " <-> "):
+			l.conn = true
+			l.recv = tsB(t, line[strings.LastIndex(line, " ")+1:])
+		case strings.Contains(line, " <- "):
+			rest := line[strings.Index(line, " <- ")+4:]
+			i := strings.Index(rest, ": ")
+			l.recv, l.sent = tsB(t, rest[:i]), []byte(rest[i+2:])
+		case strings.Contains(line, " -> "):
+			i := strings.Index(line, " -> ")
+			l.url = line[:i]
+			rest := line[i+4:]
+			j := strings.Index(rest, ": ")
+			l.recv, l.frame = tsB(t, rest[:j]), []byte(rest[j+2:])
+		default:
+			i := strings.Index(line, ": ")
+			if i < 0 {
+				t.Fatalf("%s: unreadable line %.80q", path, line)
+			}
+			l.recv, l.frame = tsB(t, line[:i]), []byte(line[i+2:])
+		}
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func tsB(t testing.TB, s string) int64 {
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		t.Fatalf("timestamp %q: %v", s, err)
+	}
+	return int64(f * 1e9)
+}
+
+// testdataB reads an excerpt under testdata/.
+func testdataB(t testing.TB, rel string) []capLineB {
+	return parseCryptofeedB(t, filepath.Join("..", "testdata", rel))
+}
+
+// sharedCaptureB reads a whole recorded file, skipping the test when the
+// shared captures are not on this machine.
+func sharedCaptureB(t testing.TB, name string) []capLineB {
+	p := filepath.Join(sharedCapturesB, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("full recording %s not present on this machine (%v); the excerpt tests still run", p, err)
+	}
+	return parseCryptofeedB(t, p)
+}
+
+// fallbackReadyB reports whether the portable tape builder is in this
+// build (it lands from the json-tape branch).
+func fallbackReadyB() bool {
+	_, err := NewJSONParser(true).Parse([]byte(`{}`))
+	return err == nil
+}
+
+// pathsB lists the JSON paths to test: simdjson-go where the CPU supports
+// it, and the fallback once it is built.
+func pathsB(t testing.TB) []bool {
+	var out []bool // ForceFallback values
+	if simdjson.SupportedCPU() {
+		out = append(out, false)
+	}
+	if fallbackReadyB() {
+		out = append(out, true)
+	} else {
+		t.Logf("fallback JSON path not built yet (json-tape): testing simdjson-go only")
+	}
+	if len(out) == 0 {
+		t.Skip("neither JSON path is available on this machine")
+	}
+	return out
+}
+
+func pathNameB(fallback bool) string {
+	if fallback {
+		return "fallback"
+	}
+	return "simdjson"
+}
+
+// newFeedB builds venue's feed with its own registry.
+func newFeedB(t testing.TB, venue string, cfg FeedConfig) (Feed, *prometheus.Registry) {
+	t.Helper()
+	reg := prometheus.NewRegistry()
+	cfg.Metrics = NewMetrics(reg)
+	f, err := NewFeed(venue, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f, reg
+}
+
+// counterB sums the counter name over the series whose labels include want.
+func counterB(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n := 0
+			for _, lp := range m.GetLabel() {
+				if v, ok := want[lp.GetName()]; ok && v == lp.GetValue() {
+					n++
+				}
+			}
+			if n == len(want) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+func resyncsB(t testing.TB, reg *prometheus.Registry, reason string) float64 {
+	l := map[string]string{}
+	if reason != "" {
+		l["reason"] = reason
+	}
+	return counterB(t, reg, "signald_ingest_book_resyncs_total", l)
+}
+
+func malformedB(t testing.TB, reg *prometheus.Registry) float64 {
+	return counterB(t, reg, "signald_ingest_malformed_frames_total", nil)
+}
+
+// feedFramesB runs every received frame of lines through f; it fails the
+// test on the first error.
+func feedFramesB(t testing.TB, f Feed, lines []capLineB) []Tick {
+	t.Helper()
+	var out []Tick
+	for i, l := range lines {
+		if l.frame == nil || l.url != "" {
+			continue
+		}
+		var err error
+		if out, err = f.Handle(l.recv, l.frame, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.frame)
+		}
+	}
+	return out
+}
+
+// wantMalformedB asserts that frame is rejected as malformed and appends
+// nothing.
+func wantMalformedB(t *testing.T, f Feed, frame string) {
+	t.Helper()
+	pre := []Tick{{Venue: "sentinel"}}
+	out, err := f.Handle(1, []byte(frame), pre)
+	var pe *ParseError
+	if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) {
+		t.Fatalf("frame %.100q: error %v, want a *ParseError wrapping ErrMalformed", frame, err)
+	}
+	if pe.Venue != f.Venue() {
+		t.Fatalf("ParseError.Venue = %q, want %q", pe.Venue, f.Venue())
+	}
+	if len(out) != 1 || !reflect.DeepEqual(out[0], pre[0]) {
+		t.Fatalf("frame %.100q: malformed frame appended ticks: %+v", frame, out)
+	}
+}
+
+// idB fills in the deterministic id the way the feeds do.
+func idB(t Tick) Tick {
+	t.IngestTS = t.RecvTS
+	t.ComputeID()
+	return t
+}
+
+// kindsB counts ticks by kind.
+func kindsB(ts []Tick) map[Kind]int {
+	m := map[Kind]int{}
+	for _, t := range ts {
+		m[t.Kind]++
+	}
+	return m
+}
+
+// checkTicksB asserts the invariants every tick of these feeds keeps.
+func checkTicksB(t *testing.T, ts []Tick) {
+	t.Helper()
+	for i, k := range ts {
+		c := k
+		c.ComputeID()
+		if c.ID != k.ID {
+			t.Fatalf("tick %d: ID is not ComputeID's: %+v", i, k)
+		}
+		if k.RecvTS == 0 || k.IngestTS != k.RecvTS || k.Venue == "" || k.Instrument == "" || k.Symbol == "" {
+			t.Fatalf("tick %d: incomplete: %+v", i, k)
+		}
+		switch k.Kind {
+		case KindBookDelta, KindSnapshot:
+			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size < 0 {
+				t.Fatalf("tick %d: bad level: %+v", i, k)
+			}
+		case KindTrade, KindLiquidation:
+			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size <= 0 {
+				t.Fatalf("tick %d: bad trade: %+v", i, k)
+			}
+		}
+	}
+}
+
+// fuzzCompareB runs data through a simdjson feed and a fallback feed (nil
+// when that path is unavailable) and fails when they disagree.
+func fuzzCompareB(t *testing.T, a, b Feed, data []byte) {
+	ta, ea := a.Handle(1, data, nil)
+	if ea != nil && !errors.Is(ea, ErrMalformed) {
+		t.Fatalf("error not wrapping ErrMalformed: %v", ea)
+	}
+	if b == nil {
+		return
+	}
+	tb, eb := b.Handle(1, data, nil)
+	if (ea == nil) != (eb == nil) {
+		t.Fatalf("paths disagree on %q: %v vs %v", data, ea, eb)
+	}
+	if len(ta) != len(tb) {
+		t.Fatalf("paths disagree on %q: %d vs %d ticks", data, len(ta), len(tb))
+	}
+	for i := range ta {
+		if ta[i].ID != tb[i].ID {
+			t.Fatalf("paths disagree on %q: tick %d: %+v vs %+v", data, i, ta[i], tb[i])
+		}
+	}
+	oa, ob := a.Outbox(nil), b.Outbox(nil)
+	if !reflect.DeepEqual(oa, ob) {
+		t.Fatalf("paths disagree on %q: outbox %q vs %q", data, oa, ob)
+	}
+}
+
+// fuzzFeedsB returns a simdjson feed (or fallback when simdjson-go is
+// unsupported) and, when both paths exist, a fallback feed to compare.
+func fuzzFeedsB(f *testing.F, venue string) (Feed, Feed) {
+	var a, b Feed
+	var err error
+	if simdjson.SupportedCPU() {
+		if a, err = NewFeed(venue, FeedConfig{}); err != nil {
+			f.Fatal(err)
+		}
+		if fallbackReadyB() {
+			if b, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
+				f.Fatal(err)
+			}
+		}
+	} else if a, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
+		f.Fatal(err)
+	}
+	return a, b
+}
+
+// benchFeedB measures a feed over recorded lines (messages/s, allocs/op)
+// on both JSON paths: one op is one line, handled in recorded order with the
+// feed Reset at the start of each lap, so sequence checks pass and books are
+// really applied; REST snapshot lines (rest, merged by time, symOf reads the
+// symbol from the URL) are handed over when the feed has asked for them.
+func benchFeedB(b *testing.B, venue string, ws, rest []capLineB, symOf func(string) string) {
+	all := append(append([]capLineB{}, ws...), rest...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
+	var lines []capLineB
+	size := 0
+	for _, l := range all {
+		if l.frame != nil {
+			lines = append(lines, l)
+			size += len(l.frame)
+		}
+	}
+	for _, fallback := range []bool{false, true} {
+		name := "simd"
+		if fallback {
+			name = "fallback"
+		}
+		b.Run(name, func(b *testing.B) {
+			if !fallback && !simdjson.SupportedCPU() {
+				b.Skip("CPU lacks AVX2/CLMUL")
+			}
+			if fallback && !fallbackReadyB() {
+				b.Skip("fallback JSON tape builder not built yet (json-tape branch)")
+			}
+			f, err := NewFeed(venue, FeedConfig{ForceFallback: fallback})
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make([]Tick, 0, 4096)
+			var reqs []SnapshotRequest
+			pending := map[string]SnapshotRequest{}
+			ticks := 0
+			b.SetBytes(int64(size / len(lines)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				j := i % len(lines)
+				if j == 0 {
+					f.Reset()
+					clear(pending)
+				}
+				l := lines[j]
+				if l.url != "" {
+					if r, ok := pending[symOf(l.url)]; ok {
+						delete(pending, r.Symbol)
+						out, _ = f.HandleSnapshot(l.recv, r, l.frame, out[:0])
+					}
+				} else if out, err = f.Handle(l.recv, l.frame, out[:0]); err != nil {
+					b.Fatal(err)
+				}
+				ticks += len(out)
+				f.Outbox(nil)
+				reqs = f.SnapshotRequests(reqs[:0])
+				for _, r := range reqs {
+					pending[r.Symbol] = r
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(ticks)/b.Elapsed().Seconds(), "ticks/s")
+		})
+	}
+}
+
+// replayRESTB replays ws frames and recorded REST snapshots merged by
+// receipt time. A snapshot line is handed to the feed only when the feed
+// has asked for that symbol (symOf reads the symbol from the URL); requests
+// are checked to name the symbol's endpoint.
+func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url string) string) (out []Tick, asked map[string]int) {
+	t.Helper()
+	all := append(append([]capLineB{}, ws...), rest...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
+	pending := map[string]SnapshotRequest{}
+	asked = map[string]int{}
+	var reqs []SnapshotRequest
+	for i, l := range all {
+		if l.frame == nil {
+			continue
+		}
+		var err error
+		if l.url != "" {
+			sym := symOf(l.url)
+			req, ok := pending[sym]
+			if !ok {
+				continue
+			}
+			delete(pending, sym)
+			if out, err = f.HandleSnapshot(l.recv, req, l.frame, out); err != nil {
+				t.Fatalf("snapshot %s: %v", sym, err)
+			}
+		} else if out, err = f.Handle(l.recv, l.frame, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.frame)
+		}
+		reqs = f.SnapshotRequests(reqs[:0])
+		for _, r := range reqs {
+			if !strings.Contains(r.URL, r.Symbol) {
+				t.Fatalf("request %+v does not name its symbol", r)
+			}
+			pending[r.Symbol] = r
+			asked[r.Symbol]++
+		}
+	}
+	return out, asked
+}
+
+// TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
+// nothing pending: a delta that would continue the old book is not
+// published, and a new sequence start is no gap.
+func TestFeedsBResetForgets(t *testing.T) {
+	cases := map[string]struct{ prime, after []string }{
+		"bitfinex": {
+			prime: []string{`{"event":"subscribed","channel":"book","chanId":10,"symbol":"tBTCUSD"}`, `[10,[[7254.7,1,0.3],[7255.2,1,-0.5]],1]`},
+			after: []string{`[10,[7254.5,1,1],500]`},
+		},
+		"deribit": {prime: []string{deribitSnapB}, after: []string{deribitChangeB(100, 101, "bids", `["new",4999,1]`)}},
+		"gemini": {
+			prime: []string{`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","1"]],"trades":[]}`},
+			after: []string{`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","99","1"]]}`},
+		},
+		"gateio": {prime: []string{string(gateUpd(10, 10, `["99","1"]`))}, after: []string{string(gateUpd(11, 11, `["98","1"]`))}},
+		"bitmex": {prime: []string{bitmexPartialB}, after: []string{`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":3}]}`}},
+	}
+	for venue, c := range cases {
+		f, reg := newFeedB(t, venue, FeedConfig{})
+		for _, fr := range c.prime {
+			if _, err := f.Handle(1, []byte(fr), nil); err != nil {
+				t.Fatalf("%s: %v", venue, err)
+			}
+		}
+		f.Reset()
+		if len(f.Outbox(nil)) != 0 || len(f.SnapshotRequests(nil)) != 0 {
+			t.Fatalf("%s: pending sends after Reset", venue)
+		}
+		for _, fr := range c.after {
+			out, err := f.Handle(2, []byte(fr), nil)
+			if err != nil || len(out) != 0 {
+				t.Fatalf("%s: after Reset: %v %+v", venue, err, out)
+			}
+		}
+		if r := resyncsB(t, reg, ""); r != 0 {
+			t.Fatalf("%s: %v resyncs after Reset", venue, r)
+		}
+	}
+}
