@@ -270,8 +270,12 @@ func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []
 			return out, true // already in the snapshot
 		case !usdm && ev.U <= L+1, usdm && ev.U <= L:
 			bk.first = false
+		case usdm && ev.hasPU && ev.pu == L:
+			// Not in Binance's text, but exact: the previous event ended
+			// at the snapshot.
+			bk.first = false
 		default:
-			return f.resync(bk, recv, "gap", out), false
+			return f.fail(bk, recv, "gap", ev, out, live), false
 		}
 	} else {
 		cont := ev.U == bk.lastU+1
@@ -279,7 +283,7 @@ func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []
 			cont = ev.pu == bk.lastU
 		}
 		if !cont {
-			return f.resync(bk, recv, "gap", out), false
+			return f.fail(bk, recv, "gap", ev, out, live), false
 		}
 	}
 	for i := range ev.ticks {
@@ -287,7 +291,7 @@ func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []
 		bk.book.Set(t.Side, t.Price, t.Size, "", "")
 	}
 	if bk.book.Crossed() {
-		return f.resync(bk, recv, "crossed", out), false
+		return f.fail(bk, recv, "crossed", ev, out, live), false
 	}
 	bk.lastU = ev.u
 	if live {
@@ -295,6 +299,21 @@ func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []
 		return out[:len(out)+len(ev.ticks)], true
 	}
 	return append(out, ev.ticks...), true
+}
+
+// fail resyncs bk after ev broke it. A live event starts the new buffer:
+// the next snapshot may be the one that ends with it (a futures snapshot
+// whose lastUpdateId is ev's u needs ev as its straddling event).
+func (f *BinanceFeed) fail(bk *binanceBook, recv int64, reason string, ev binanceEvent, out []Tick, live bool) []Tick {
+	if live {
+		// ev.ticks alias out's spare capacity, which the gap tick reuses.
+		ev.ticks = append([]Tick(nil), ev.ticks...)
+	}
+	out = f.resync(bk, recv, reason, out)
+	if live {
+		bk.buf = append(bk.buf, ev)
+	}
+	return out
 }
 
 // resync marks bk out of sync: one gap tick (per loss of sync), the book
@@ -374,16 +393,18 @@ func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []b
 		return f.resync(bk, recvNS, "crossed", out[:n]), nil
 	}
 	bk.synced, bk.first, bk.lastU = true, true, L
-	for _, ev := range buf {
+	for j, ev := range buf {
 		var ok bool
 		if out, ok = f.apply(bk, recvNS, ev, out, false); !ok {
-			// Withhold the whole rebuild: only the gap tick stays.
-			gap := out[len(out)-1:]
-			if gap[0].Kind != KindGap {
-				return out[:n], nil
+			// The failing event and those after it start the new
+			// buffer; the whole rebuild is withheld, only the gap tick
+			// stays.
+			rest := append([]binanceEvent(nil), buf[j:]...)
+			bk.buf = append(bk.buf[:0], rest...)
+			if last := out[len(out)-1]; len(out) > n && last.Kind == KindGap {
+				return append(out[:n], last), nil
 			}
-			out = append(out[:n], gap[0])
-			return out, nil
+			return out[:n], nil
 		}
 	}
 	bk.buf = bk.buf[:0]
