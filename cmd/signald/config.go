@@ -36,6 +36,7 @@ type runConfig struct {
 	StoreConc      int
 	Pprof          bool
 	Retention      time.Duration
+	Live           liveConfig // --live venue connections (live.go)
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -72,6 +73,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.DurationVar(&c.Retention, "retention", 15*time.Minute, "how long stream entries stay after every group acknowledged them (the store keeps the history)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
+	addLiveFlags(fs, &c.Live)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -142,6 +144,10 @@ func (c *runConfig) validate() error {
 	}
 	if c.Consumer == "" {
 		errs = append(errs, errors.New("--consumer: must not be empty"))
+	}
+	errs = append(errs, c.Live.validate())
+	if len(c.Live.Specs) > 0 && len(c.Replay) > 0 {
+		errs = append(errs, errors.New("--live and --replay: choose one"))
 	}
 	return errors.Join(errs...)
 }
