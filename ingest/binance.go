@@ -63,6 +63,10 @@ type BinanceParser struct {
 	diff depthDiff
 	// snapID is the lastUpdateId of the last snapshot decoded.
 	snapID uint64
+
+	batch    []byte               // ParseBatch's frames as one JSON array
+	pjBatch  *simdjson.ParsedJson // ParseBatch's tape
+	batchObj simdjson.Object
 }
 
 // depthDiff is the identity of one depthUpdate diff event.
