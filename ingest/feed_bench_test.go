@@ -18,11 +18,11 @@ import (
 
 // benchLine is one recorded frame or REST snapshot.
 type benchLine struct {
-	recv  int64
-	body  []byte
-	url   string // REST snapshot lines
-	snap  bool
-	trade bool // the frame gave a trade tick (set by the pre-pass)
+	recv   int64
+	body   []byte
+	url    string // REST snapshot lines
+	snap   bool
+	binary bool // recorded as a Python bytes literal: a binary frame
 }
 
 // venueOfTestdata names the venue of a testdata file: cryptofeed names
@@ -73,7 +73,7 @@ func benchLines(tb testing.TB, venue string) []benchLine {
 			}
 			l := benchLine{recv: rec.recv, body: append([]byte(nil), rec.body...), url: string(rec.url), snap: rec.kind == lineSnapshot}
 			if b, ok := pyBytesLiteral(l.body, nil); ok {
-				l.body = b
+				l.body, l.binary = b, true
 			}
 			out = append(out, l)
 		}
