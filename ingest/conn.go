@@ -400,6 +400,10 @@ type connRunner struct {
 	ob  [][]byte
 	rq  []SnapshotRequest
 
+	// enqueueing counts goroutines waiting for queue room: backpressure is
+	// not venue silence, the watchdog leaves the connection alone.
+	enqueueing atomic.Int32
+
 	resyncMu  sync.Mutex
 	resyncs   []string
 	resyncAny atomic.Bool
@@ -543,6 +547,9 @@ func (r *connRunner) session(ctx context.Context) (connected bool, reason string
 			case <-sctx.Done():
 				return
 			case now := <-t.C:
+				if r.enqueueing.Load() > 0 {
+					last.Store(now.UnixNano())
+				}
 				if now.UnixNano()-last.Load() >= int64(in.cfg.Silence) {
 					scancel(errSilence)
 					return
@@ -593,7 +600,9 @@ func (r *connRunner) session(ctx context.Context) (connected bool, reason string
 			r.out = r.takeResyncs(recv, r.out)
 		}
 		if len(r.out) > 0 {
+			r.enqueueing.Add(1)
 			in.enqueue(r.runCtx, r.out)
+			r.enqueueing.Add(-1)
 			now := time.Now().UnixNano()
 			in.latency.Observe(float64(now-recv) / 1e9)
 			// Time blocked on a full queue is not venue silence.
@@ -754,7 +763,9 @@ func (r *connRunner) snapshotLoop(ctx context.Context, q *snapshotQueue, gen uin
 			if herr != nil {
 				in.log.Warn("malformed snapshot skipped", "symbol", req.Symbol, "err", herr)
 			}
+			r.enqueueing.Add(1)
 			in.enqueue(r.runCtx, r.out)
+			r.enqueueing.Add(-1)
 			r.ob = r.feed.Outbox(r.ob[:0])
 			r.rq = r.feed.SnapshotRequests(r.rq[:0])
 			ob := r.ob

@@ -589,3 +589,51 @@ func TestNewIngestorValidates(t *testing.T) {
 		t.Fatal("C not closed")
 	}
 }
+
+// TestIngestorBlockIsNotSilence: with the block policy a consumer that
+// stalls longer than Silence holds the connection back but does not make
+// the watchdog redial it; nothing is lost.
+func TestIngestorBlockIsNotSilence(t *testing.T) {
+	srv := newWSTestServer(t, nil)
+	cfg, _, _ := testFeedConfig(srv, Limits{}, "A")
+	cfg.QueueSize, cfg.Silence = 1, 100*time.Millisecond
+	m := NewMetrics(prometheus.NewRegistry())
+	in, err := NewIngestor(cfg, nil, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go in.Run(ctx)
+	c := srv.accept(5 * time.Second)
+	go func() {
+		for i := 1; i <= 5; i++ {
+			c.send(fmt.Sprintf("trade A %d", i))
+		}
+		// Keep the connection busy enough for the watchdog afterwards.
+		for i := 6; i <= 20; i++ {
+			time.Sleep(20 * time.Millisecond)
+			c.send(fmt.Sprintf("trade A %d", i))
+		}
+	}()
+	time.Sleep(400 * time.Millisecond) // the consumer stalls
+	var ids []uint64
+	for len(ids) < 20 {
+		select {
+		case b := <-in.C():
+			ids = append(ids, b[0].TradeID)
+		case <-time.After(5 * time.Second):
+			t.Fatalf("got %v", ids)
+		}
+	}
+	for i, id := range ids {
+		if id != uint64(i+1) {
+			t.Fatalf("ids %v", ids)
+		}
+	}
+	for _, r := range []string{"silence", "read", "closed"} {
+		if got := testutil.ToFloat64(m.conn.reconnects.WithLabelValues("test", r)); got != 0 {
+			t.Errorf("reconnects{%s} = %v", r, got)
+		}
+	}
+}
