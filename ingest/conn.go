@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -741,8 +742,15 @@ func (r *connRunner) snapshotLoop(ctx context.Context, q *snapshotQueue, gen uin
 			if err != nil {
 				in.snapErr.Inc()
 				d := in.backoff(attempt)
+				var se *httpStatusError
+				if errors.As(err, &se) && se.retryAfter > 0 {
+					// Rate-limited: every connection of the Ingestor
+					// waits, not only this request.
+					in.snapLimiter.holdOff(se.retryAfter)
+					d = 0
+				}
 				in.log.Warn("snapshot fetch failed: retrying", "symbol", req.Symbol, "url", req.URL, "err", err, "in", d)
-				if !sleepCtx(ctx, d) {
+				if d > 0 && !sleepCtx(ctx, d) {
 					return
 				}
 				continue
@@ -802,11 +810,29 @@ func (in *Ingestor) fetch(ctx context.Context, url string) ([]byte, error) {
 		return nil, fmt.Errorf("read body: %w", err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return nil, fmt.Errorf("status %s: %.200s", resp.Status, body)
+		err := &httpStatusError{status: resp.Status, body: body}
+		if resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == 418 { // 418: Binance's IP ban
+			if s, perr := strconv.Atoi(resp.Header.Get("Retry-After")); perr == nil && s > 0 {
+				err.retryAfter = time.Duration(s) * time.Second
+			} else {
+				err.retryAfter = time.Minute
+			}
+		}
+		return nil, err
 	}
 	in.snapSecs.Observe(time.Since(start).Seconds())
 	return body, nil
 }
+
+// httpStatusError is a snapshot fetch answered with an error status;
+// retryAfter is set when the venue says to back off (429, 418).
+type httpStatusError struct {
+	status     string
+	body       []byte
+	retryAfter time.Duration
+}
+
+func (e *httpStatusError) Error() string { return fmt.Sprintf("status %s: %.200s", e.status, e.body) }
 
 // rateLimiter spaces events at least 1/rate apart.
 type rateLimiter struct {
@@ -817,6 +843,16 @@ type rateLimiter struct {
 
 func newRateLimiter(rate float64) *rateLimiter {
 	return &rateLimiter{gap: time.Duration(float64(time.Second) / rate)}
+}
+
+// holdOff delays every later event until at least d from now (the venue
+// asked the whole IP to back off).
+func (l *rateLimiter) holdOff(d time.Duration) {
+	l.mu.Lock()
+	if t := time.Now().Add(d); t.After(l.next) {
+		l.next = t
+	}
+	l.mu.Unlock()
 }
 
 func (l *rateLimiter) wait(ctx context.Context) bool {

@@ -298,6 +298,40 @@ func TestIngestorSnapshotRetries(t *testing.T) {
 	}
 }
 
+// TestIngestorSnapshotRetryAfter: a 429 with Retry-After holds every
+// snapshot fetch back that long.
+func TestIngestorSnapshotRetryAfter(t *testing.T) {
+	sim := newBinanceSim(false, 5, "BTCUSDT")
+	var mu sync.Mutex
+	var times []time.Time
+	srv := newWSTestServer(t, func(r *http.Request) (int, string) {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			return 429, "slow down"
+		}
+		return sim.rest(r)
+	})
+	srv.retryAfter = "1"
+	m := NewMetrics(prometheus.NewRegistry())
+	_, col := startIngestor(t, testIngestorConfig("binance", srv, Subscription{ChanBook, "BTCUSDT"}), m)
+	c := srv.accept(5 * time.Second)
+	for i := 0; i < 20; i++ {
+		c.send(sim.event("BTCUSDT"))
+		time.Sleep(time.Millisecond)
+	}
+	waitFor(t, 5*time.Second, "book in sync", func() bool {
+		rb := rebuilt(col)
+		return rb.synced["BTC-USDT"] && bookString(rb.books["BTC-USDT"]) == sim.truth("BTCUSDT")
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if len(times) != 2 || times[1].Sub(times[0]) < 950*time.Millisecond {
+		t.Errorf("fetches at %v: want the retry a second after the 429", times)
+	}
+}
+
 // testFeed is a minimal line protocol for manager tests: the client sends
 // "sub <SYM>" per subscription and "ping"; the server sends
 // "trade <SYM> <id>".

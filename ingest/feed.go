@@ -160,6 +160,14 @@ func FeedVenues() []string {
 
 // GapTick returns the KindGap tick that marks data missing for instrument:
 // a book published before it is invalid until the next snapshot.
+//
+// How a consumer rebuilds a book from a venue's ticks: within one published
+// batch (one frame, or one REST snapshot with the buffered deltas applied
+// after it), the first KindSnapshot tick of an instrument starts its book
+// afresh and the batch's other snapshot ticks fill it; KindBookDelta ticks
+// set the absolute size of a level (0 removes it); KindGap invalidates the
+// book until the next snapshot. Feeds never publish a delta for a book
+// that is out of sync.
 func GapTick(venue, instrument, symbol string, recvNS int64) Tick {
 	t := Tick{Venue: venue, Instrument: instrument, Symbol: symbol, Kind: KindGap, RecvTS: recvNS, IngestTS: recvNS}
 	t.ComputeID()

@@ -25,8 +25,11 @@ type wsTestServer struct {
 	conns chan *wsServerConn
 	rest  func(r *http.Request) (status int, body string)
 	hits  atomic.Int64 // REST requests served
-	ctx   context.Context
-	stop  context.CancelFunc
+	// retryAfter, if set, is sent as the Retry-After header of REST
+	// answers with status 429.
+	retryAfter string
+	ctx        context.Context
+	stop       context.CancelFunc
 }
 
 // wsServerConn is one accepted client connection.
@@ -66,6 +69,9 @@ func (s *wsTestServer) handle(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		code, body := s.rest(r)
+		if code == http.StatusTooManyRequests && s.retryAfter != "" {
+			w.Header().Set("Retry-After", s.retryAfter)
+		}
 		w.WriteHeader(code)
 		w.Write([]byte(body))
 		return

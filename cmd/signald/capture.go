@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"compress/gzip"
 	"context"
 	"errors"
@@ -218,7 +219,7 @@ func (w *captureWriter) frame(recvNS int64, frame []byte, binary bool) {
 	defer w.mu.Unlock()
 	w.line = strconv.AppendInt(w.line[:0], recvNS, 10)
 	w.line = append(w.line, ' ')
-	if binary || strings.ContainsAny(string(frame), "\r\n") {
+	if binary || bytes.ContainsAny(frame, "\r\n") {
 		w.line = appendPyBytes(w.line, frame)
 	} else {
 		w.line = append(w.line, frame...)
