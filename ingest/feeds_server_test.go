@@ -13,11 +13,13 @@ import (
 
 // TestFeedsThroughServer runs every registered Feed that has testdata
 // (same convention as BenchmarkFeeds) through the scripted server: its
-// recorded frames are served over a connection that drops half-way, its
-// recorded REST snapshots are served where the feed asks for them. The
-// Ingestor must reconnect, publish one gap per subscribed instrument, never
-// publish a book delta while a book is out of sync, and publish exactly the
-// trades of the recording, in order.
+// recorded frames are served over a connection that drops half-way, then
+// the whole recording again over the new connection (stateful protocols
+// announce their channels at the start), and its recorded REST snapshots
+// where the feed asks for them. The Ingestor must reconnect, publish one gap
+// per subscribed instrument, never publish a book delta while a book is out
+// of sync, and publish exactly the trades of the first half and then of the
+// whole recording, in order.
 func TestFeedsThroughServer(t *testing.T) {
 	for _, venue := range FeedVenues() {
 		if venue == "replaytest" {
@@ -41,7 +43,7 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 		KindFunding: ChanFunding, KindLiquidation: ChanLiquidations}
 	seen := map[Subscription]bool{}
 	var subs []Subscription
-	var wantTrades []Tick
+	var tradesOf [][]Tick // per frame
 	snapshots := map[string]string{}
 	var frames []benchLine
 	var out []Tick
@@ -53,6 +55,7 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 			}
 		} else {
 			frames = append(frames, *l)
+			tradesOf = append(tradesOf, nil)
 		}
 		out, _ = handleLine(f, l, out[:0])
 		f.SnapshotRequests(nil)
@@ -65,7 +68,7 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 				}
 			}
 			if tk.Kind == KindTrade && !l.snap {
-				wantTrades = append(wantTrades, tk)
+				tradesOf[len(tradesOf)-1] = append(tradesOf[len(tradesOf)-1], tk)
 			}
 		}
 	}
@@ -105,6 +108,10 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 		}
 	}
 	half := len(frames) / 2
+	var wantTrades []Tick
+	for _, tr := range append(tradesOf[:half:half], tradesOf...) {
+		wantTrades = append(wantTrades, tr...)
+	}
 	for i := 0; i < in.Connections(); i++ {
 		c := srv.accept(5 * time.Second)
 		if i == 0 {
@@ -115,7 +122,7 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 	}
 	// Connection 0 redials; the rest of the recording goes there.
 	c := srv.accept(5 * time.Second)
-	send(c, frames[half:])
+	send(c, frames)
 	trades := func() []Tick {
 		var tr []Tick
 		for _, b := range col.snapshot() {
