@@ -155,6 +155,11 @@ func (w *captureWriter) open(t time.Time) error {
 		}
 	}
 	f, err := os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	for n := 1; err != nil && errors.Is(err, os.ErrExist) && w.rotate > 0 && n < 100; n++ {
+		// Rotated twice within a second: number the next file.
+		name = strings.TrimSuffix(w.fileName(t), ".gz") + "-" + strconv.Itoa(n) + ".gz"
+		f, err = os.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+	}
 	if err != nil {
 		return fmt.Errorf("capture: %w (choose another --out; an existing capture is never overwritten)", err)
 	}

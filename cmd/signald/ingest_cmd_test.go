@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -270,5 +271,52 @@ func TestLiveFlagsValidate(t *testing.T) {
 	cfg, err := parseRunFlags([]string{"--live", "binance:BTCUSDT,ETHUSDT", "--live", "binance-usdm:BTCUSDT"}, io.Discard)
 	if err != nil || len(cfg.Live.Specs) != 2 || len(cfg.Live.Specs[0].Symbols) != 2 || len(cfg.Live.Channels) != 3 {
 		t.Errorf("%+v %v", cfg, err)
+	}
+}
+
+// TestCaptureWriterRotates: with a rotation period every file is a
+// complete gzip stream, and the lines are split between them in order.
+func TestCaptureWriterRotates(t *testing.T) {
+	dir := t.TempDir()
+	w := &captureWriter{base: filepath.Join(dir, "x.gz"), rotate: time.Second}
+	if err := w.open(time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w.frame(1, []byte(`{"a":1}`), false)
+	w.frame(2, []byte("bin\x00\n'"), true)
+	w.opened = w.opened.Add(-2 * time.Second) // due
+	w.snapshot(3_500000000, ingest.SnapshotRequest{URL: "https://h/depth?symbol=X"}, []byte(`{"b":2}`))
+	w.frame(4, []byte("two\nlines"), false)
+	if err := w.close(); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "x-*.gz"))
+	if len(files) != 2 || w.files != 2 {
+		t.Fatalf("files %v", files)
+	}
+	// x-<time>.gz, then x-<time>-1.gz (the same second)
+	sort.Slice(files, func(i, j int) bool {
+		return len(files[i]) < len(files[j]) || len(files[i]) == len(files[j]) && files[i] < files[j]
+	})
+	var lines []string
+	for _, f := range files {
+		fh, err := os.Open(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		zr, err := gzip.NewReader(fh)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fh.Close()
+		lines = append(lines, strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")...)
+	}
+	want := []string{`1 {"a":1}`, `2 b'bin\x00\x0a\''`, `https://h/depth?symbol=X -> 3.500000000: {"b":2}`, `4 b'two\x0alines'`}
+	if strings.Join(lines, "|") != strings.Join(want, "|") {
+		t.Errorf("lines\n%q\nwant\n%q", lines, want)
 	}
 }
