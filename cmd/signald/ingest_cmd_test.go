@@ -261,6 +261,7 @@ func TestLiveFlagsValidate(t *testing.T) {
 		{[]string{"--live", "binance:BTCUSDT", "--live-overflow", "maybe"}, "--live-overflow"},
 		{[]string{"--live", "binance:BTCUSDT", "--replay", spotCapture}, "choose one"},
 		{[]string{"--live-endpoint", "binance=ws://x"}, "without --live"},
+		{[]string{"--replay-venue", "nosuch"}, "--replay-venue"},
 		{[]string{"--live", "binance:BTCUSDT", "--live-endpoint", "kraken=ws://x"}, "no --live kraken"},
 	} {
 		_, err := parseRunFlags(c.args, io.Discard)

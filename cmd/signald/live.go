@@ -183,3 +183,14 @@ func (p *pipeline) ingestLive(ctx context.Context, prod *transport.Producer) err
 	}
 	return ctx.Err()
 }
+
+// validateReplayVenue checks --replay-venue against the registered feeds.
+func validateReplayVenue(v string) error {
+	if v == "" {
+		return nil
+	}
+	if _, err := ingest.NewFeed(v, ingest.FeedConfig{}); err != nil {
+		return fmt.Errorf("--replay-venue: %w", err)
+	}
+	return nil
+}

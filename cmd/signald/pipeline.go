@@ -221,7 +221,8 @@ func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 		return ctx.Err()
 	}
 	r, err := ingest.NewReplayer(ingest.ReplayConfig{
-		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
+		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Venue: p.cfg.ReplayVenue, BookSync: p.cfg.ReplaySync,
+		Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
 	}, p.log, p.im)
 	if err != nil {
 		return err
