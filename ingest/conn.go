@@ -88,7 +88,9 @@ type IngestorConfig struct {
 	WriteTimeout time.Duration
 	// Silence overrides the venue's Limits.Silence: a connection without
 	// a data frame for this long is redialled; default Limits.Silence, or
-	// 30s.
+	// 30s. For venues without an application ping (Feed.Ping nil, such as
+	// Binance, whose quiet streams send nothing for minutes) a websocket
+	// ping probes the connection first, and a pong keeps it.
 	Silence time.Duration
 	// MaxFrameBytes is the largest frame accepted; default 64 MiB.
 	MaxFrameBytes int64
@@ -552,6 +554,12 @@ func (r *connRunner) session(ctx context.Context) (connected bool, reason string
 					last.Store(now.UnixNano())
 				}
 				if now.UnixNano()-last.Load() >= int64(in.cfg.Silence) {
+					if ping == nil && r.probe(sctx, c) {
+						// Quiet, but alive: venues without an application
+						// ping (Binance) stay silent on quiet streams.
+						last.Store(time.Now().UnixNano())
+						continue
+					}
 					scancel(errSilence)
 					return
 				}
@@ -621,6 +629,20 @@ func (r *connRunner) session(ctx context.Context) (connected bool, reason string
 			in.outbox.Inc()
 		}
 	}
+}
+
+// probe sends a websocket ping and reports whether the pong came back in
+// time (the lesser of Silence and 5s).
+func (r *connRunner) probe(ctx context.Context, c *websocket.Conn) bool {
+	ctx, cancel := context.WithTimeout(ctx, min(r.in.cfg.Silence, 5*time.Second))
+	defer cancel()
+	ok := c.Ping(ctx) == nil
+	res := "pong"
+	if !ok {
+		res = "timeout"
+	}
+	r.in.m.conn.probes.WithLabelValues(r.in.cfg.Venue, res).Inc()
+	return ok
 }
 
 // takeResyncs resynchronizes the books whose ticks the queue dropped: the

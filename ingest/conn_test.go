@@ -336,6 +336,7 @@ func TestIngestorSnapshotRetryAfter(t *testing.T) {
 // "sub <SYM>" per subscription and "ping"; the server sends
 // "trade <SYM> <id>".
 type testFeed struct {
+	noPing bool // like Binance: websocket-level pings only
 	base   string
 	limits Limits
 	resets *int
@@ -362,7 +363,12 @@ func (f *testFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 	}
 	return out, nil
 }
-func (f *testFeed) Ping() []byte { return []byte("ping") }
+func (f *testFeed) Ping() []byte {
+	if f.noPing {
+		return nil
+	}
+	return []byte("ping")
+}
 func (f *testFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
 	p := strings.Fields(string(frame))
 	if len(p) != 3 || p[0] != "trade" {
@@ -669,5 +675,30 @@ func TestIngestorBlockIsNotSilence(t *testing.T) {
 		if got := testutil.ToFloat64(m.conn.reconnects.WithLabelValues("test", r)); got != 0 {
 			t.Errorf("reconnects{%s} = %v", r, got)
 		}
+	}
+}
+
+// TestIngestorSilenceProbe: a silent connection of a venue without an
+// application ping answers a websocket ping and is kept.
+func TestIngestorSilenceProbe(t *testing.T) {
+	srv := newWSTestServer(t, nil)
+	cfg, resets, mu := testFeedConfig(srv, Limits{}, "A")
+	cfg.NewFeed = func() (Feed, error) {
+		return &testFeed{noPing: true, base: srv.wsURL(), resets: resets, mu: mu}, nil
+	}
+	cfg.Silence = 50 * time.Millisecond
+	m := NewMetrics(prometheus.NewRegistry())
+	startIngestor(t, cfg, m)
+	srv.accept(5 * time.Second)
+	waitFor(t, 5*time.Second, "three probes", func() bool {
+		return testutil.ToFloat64(m.conn.probes.WithLabelValues("test", "pong")) >= 3
+	})
+	if got := testutil.ToFloat64(m.conn.reconnects.WithLabelValues("test", "silence")); got != 0 {
+		t.Errorf("reconnects{silence} = %v", got)
+	}
+	select {
+	case <-srv.conns:
+		t.Error("redialled a connection that answers pings")
+	default:
 	}
 }

@@ -171,6 +171,7 @@ type connMetrics struct {
 	snapshotSecs   *prometheus.HistogramVec
 	enqueueLatency *prometheus.HistogramVec
 	gaps           *prometheus.CounterVec
+	probes         *prometheus.CounterVec
 }
 
 func newConnMetrics(reg prometheus.Registerer) *connMetrics {
@@ -211,7 +212,11 @@ func newConnMetrics(reg prometheus.Registerer) *connMetrics {
 			Name: "signald_ingest_gap_ticks_total", Help: "KindGap ticks published by the connection manager (one per subscribed instrument after a disconnect, one per dropped book batch).",
 		}, []string{"venue", "reason"}),
 	}
+	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_ingest_silence_probes_total", Help: "Websocket pings sent to silent connections of venues without an application ping, by result (pong: kept, timeout: redialled).",
+	}, []string{"venue", "result"})
 	if reg != nil {
+		reg.MustRegister(m.probes)
 		reg.MustRegister(m.open, m.reconnects, m.received, m.receivedBytes, m.sent, m.queueDepth, m.queueDropped,
 			m.snapshots, m.snapshotSecs, m.enqueueLatency, m.gaps)
 	}
