@@ -267,6 +267,7 @@ func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []
 		L := bk.lastU
 		switch {
 		case !usdm && ev.u <= L, usdm && ev.u < L:
+			f.fm.Dropped("depth_in_snapshot", 1)
 			return out, true // already in the snapshot
 		case !usdm && ev.U <= L+1, usdm && ev.U <= L:
 			bk.first = false
@@ -323,6 +324,9 @@ func (f *BinanceFeed) resync(bk *binanceBook, recv int64, reason string, out []T
 	f.log.Warn("book out of sync: resnapshotting", "venue", f.venue, "symbol", bk.symbol, "reason", reason, "last_u", bk.lastU)
 	bk.synced, bk.first = false, false
 	bk.book.Clear()
+	if len(bk.buf) > 0 {
+		f.fm.Dropped("depth_resync", len(bk.buf))
+	}
 	bk.buf = bk.buf[:0]
 	if !bk.gapSent {
 		bk.gapSent = true
@@ -383,6 +387,9 @@ func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []b
 			return f.resync(bk, recvNS, "gap", out[:n]), nil
 		}
 	}
+	if i > 0 {
+		f.fm.Dropped("depth_in_snapshot", i)
+	}
 	buf := bk.buf[i:]
 	bk.book.Clear()
 	for j := n; j < len(out); j++ {
@@ -393,21 +400,21 @@ func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []b
 		return f.resync(bk, recvNS, "crossed", out[:n]), nil
 	}
 	bk.synced, bk.first, bk.lastU = true, true, L
+	bk.buf = nil // buf holds the events while they are applied
 	for j, ev := range buf {
 		var ok bool
 		if out, ok = f.apply(bk, recvNS, ev, out, false); !ok {
 			// The failing event and those after it start the new
 			// buffer; the whole rebuild is withheld, only the gap tick
 			// stays.
-			rest := append([]binanceEvent(nil), buf[j:]...)
-			bk.buf = append(bk.buf[:0], rest...)
-			if last := out[len(out)-1]; len(out) > n && last.Kind == KindGap {
-				return append(out[:n], last), nil
+			bk.buf = append(bk.buf[:0], buf[j:]...)
+			if len(out) > n && out[len(out)-1].Kind == KindGap {
+				return append(out[:n], out[len(out)-1]), nil
 			}
 			return out[:n], nil
 		}
 	}
-	bk.buf = bk.buf[:0]
+	bk.buf = buf[:0]
 	bk.gapSent = false
 	return out, nil
 }

@@ -583,3 +583,31 @@ func TestBinanceFeedConnection(t *testing.T) {
 		t.Errorf("after Reset: %+v", rq)
 	}
 }
+
+// TestBinanceFeedEmptySnapshotAfterGap: an empty book snapshot whose
+// buffered events break the sequence again, while a gap was already
+// published, yields nothing and does not crash; the drops are counted.
+func TestBinanceFeedEmptySnapshotAfterGap(t *testing.T) {
+	m := NewMetrics(prometheus.NewRegistry())
+	f := newTestBinanceFeed(t, MarketSpot, true, m)
+	req := SnapshotRequest{Symbol: "BTCUSDT"}
+	out, _ := f.HandleSnapshot(1, req, []byte(`{"lastUpdateId":10,"bids":[["1","1"]],"asks":[]}`), nil)
+	out, _ = f.Handle(2, []byte(depthFrame("BTCUSDT", 20, 21, 0, `["1","2"]`, "")), out[:0]) // gap
+	if len(out) != 1 || out[0].Kind != KindGap {
+		t.Fatalf("%+v", out)
+	}
+	f.Handle(3, []byte(depthFrame("BTCUSDT", 22, 23, 0, `["1","3"]`, "")), nil)
+	f.Handle(4, []byte(depthFrame("BTCUSDT", 30, 31, 0, `["1","4"]`, "")), nil)
+	out, err := f.HandleSnapshot(5, req, []byte(`{"lastUpdateId":21,"bids":[],"asks":[]}`), nil)
+	if err != nil || len(out) != 0 {
+		t.Fatalf("%+v %v", out, err)
+	}
+	if got := testutil.ToFloat64(m.dropped.WithLabelValues("binance", "depth_in_snapshot")); got != 1 {
+		t.Errorf("depth_in_snapshot = %v, want 1 (u=21)", got)
+	}
+	// The events from the failing one on wait for the next snapshot.
+	out, _ = f.HandleSnapshot(6, req, []byte(`{"lastUpdateId":30,"bids":[["1","9"]],"asks":[]}`), nil)
+	if len(out) != 2 || out[0].Kind != KindSnapshot || out[1].Seq != 31 {
+		t.Fatalf("%+v", out)
+	}
+}

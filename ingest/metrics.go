@@ -59,7 +59,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}),
 	}
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "signald_ingest_feed_dropped_total", Help: "Items a feed discarded, by what (for example depth events buffered while waiting for a snapshot, beyond the buffer's bound).",
+		Name: "signald_ingest_feed_dropped_total", Help: "Items a feed discarded, by what (Binance: depth_in_snapshot, diffs the snapshot already contains; depth_resync, buffered diffs given up by a resync; depth_buffer, diffs beyond the buffer's bound while waiting for a snapshot).",
 	}, []string{"venue", "what"})
 	m.conn = newConnMetrics(reg)
 	if reg != nil {
