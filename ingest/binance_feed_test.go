@@ -611,3 +611,67 @@ func TestBinanceFeedEmptySnapshotAfterGap(t *testing.T) {
 		t.Fatalf("%+v", out)
 	}
 }
+
+// TestBinanceFeedRandomized drives the feed with a simulated venue: random
+// lost diffs, snapshots taken when asked and delivered some diffs later,
+// duplicated snapshot deliveries. Whatever happens, no delta is published
+// for a book out of sync, and once the last snapshot is in, the rebuilt
+// book equals the venue's.
+func TestBinanceFeedRandomized(t *testing.T) {
+	for _, market := range []string{MarketSpot, MarketUSDM} {
+		for seed := uint64(1); seed <= 40; seed++ {
+			sim := newBinanceSim(market == MarketUSDM, seed, "BTCUSDT")
+			rng := sim.rng
+			f := newTestBinanceFeed(t, market, seed%2 == 0, nil)
+			rb := newBookRebuilder()
+			type pend struct {
+				body  string
+				after int
+			}
+			var pending []pend
+			var out []Tick
+			deliver := func(p pend) {
+				out, _ = f.HandleSnapshot(1, SnapshotRequest{Symbol: "BTCUSDT"}, []byte(p.body), out[:0])
+				rb.apply(out)
+			}
+			for i := 0; i < 400; i++ {
+				fr := sim.event("BTCUSDT")
+				if rng.IntN(40) != 0 { // 1 in 40 lost
+					out, _ = f.Handle(1, []byte(fr), out[:0])
+					rb.apply(out)
+				}
+				for _, r := range f.SnapshotRequests(nil) {
+					body, _ := sim.snapshot(r.Symbol)
+					pending = append(pending, pend{body, i + rng.IntN(10)})
+				}
+				for len(pending) > 0 && pending[0].after <= i {
+					deliver(pending[0])
+					if rng.IntN(5) == 0 {
+						deliver(pending[0]) // again: stale now
+					}
+					pending = pending[1:]
+				}
+			}
+			for _, p := range pending {
+				deliver(p)
+			}
+			// Lossless to the end: a diff lost last shows as a gap on the
+			// next one; snapshots come at once.
+			for k := 0; k < 3; k++ {
+				out, _ = f.Handle(1, []byte(sim.event("BTCUSDT")), out[:0])
+				rb.apply(out)
+				for _, r := range f.SnapshotRequests(nil) {
+					body, _ := sim.snapshot(r.Symbol)
+					deliver(pend{body: body})
+				}
+			}
+			inst, _ := NormalizeBinanceSymbol(market, "BTCUSDT")
+			if len(rb.errs) > 0 {
+				t.Fatalf("%s seed %d: %v", market, seed, rb.errs[:min(3, len(rb.errs))])
+			}
+			if !rb.synced[inst] || bookString(rb.books[inst]) != sim.truth("BTCUSDT") {
+				t.Fatalf("%s seed %d: synced %v, book differs from the venue's (gaps %d)", market, seed, rb.synced[inst], rb.gaps[inst])
+			}
+		}
+	}
+}
