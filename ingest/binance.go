@@ -56,6 +56,25 @@ type BinanceParser struct {
 	rootType jtype
 	syms     map[string]*symInfo
 	upper    []byte
+
+	// diff describes the depth diff the last Parse decoded, for the feed's
+	// book synchronization (an update without levels yields no ticks but
+	// still moves the ids on).
+	diff depthDiff
+	// snapID is the lastUpdateId of the last snapshot decoded.
+	snapID uint64
+
+	batch    []byte               // ParseBatch's frames as one JSON array
+	pjBatch  *simdjson.ParsedJson // ParseBatch's tape
+	batchObj simdjson.Object
+}
+
+// depthDiff is the identity of one depthUpdate diff event.
+type depthDiff struct {
+	ok       bool
+	si       *symInfo
+	U, u, pu uint64
+	hasPU    bool
 }
 
 var simdOpts = []simdjson.ParserOption{simdjson.WithCopyStrings(false)}
@@ -133,6 +152,7 @@ func (p *BinanceParser) ParseSnapshot(recvNS int64, symbol string, body []byte, 
 
 func (p *BinanceParser) parse(recvNS int64, frame []byte, out []Tick, symbol string, snapshot bool) ([]Tick, error) {
 	p.m.frames.Inc()
+	p.diff.ok = false
 	n := len(out)
 	var perr *ParseError
 	if err := p.extract(frame); err != nil {
@@ -684,7 +704,8 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []Tick, partial bool) 
 	if err != nil {
 		return out, err
 	}
-	if _, err := reqUint(ev, kFirstID); err != nil {
+	first, err := reqUint(ev, kFirstID)
+	if err != nil {
 		return out, err
 	}
 	u, err := reqUint(ev, kFinalID)
@@ -710,7 +731,11 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []Tick, partial bool) 
 	if partial {
 		kind = KindSnapshot
 	}
-	return p.levels(recv, ts, si, kind, u, bids, asks, kB, kA, out)
+	out, perr := p.levels(recv, ts, si, kind, u, bids, asks, kB, kA, out)
+	if perr == nil && !partial {
+		p.diff = depthDiff{ok: true, si: si, U: first, u: u, pu: ev.s[kPrevID].u, hasPU: ev.s[kPrevID].t == jUint}
+	}
+	return out, perr
 }
 
 func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []Tick) ([]Tick, *ParseError) {
@@ -718,6 +743,7 @@ func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []
 	if err != nil {
 		return out, err
 	}
+	p.snapID = id
 	bk, ak := kBids, kAsks
 	bids, err := reqLevels(ev, bk)
 	if err != nil {

@@ -157,3 +157,37 @@ func FeedVenues() []string {
 	sort.Strings(out)
 	return out
 }
+
+// GapTick returns the KindGap tick that marks data missing for instrument:
+// a book published before it is invalid until the next snapshot.
+//
+// How a consumer rebuilds a book from a venue's ticks: within one published
+// batch (one frame, or one REST snapshot with the buffered deltas applied
+// after it), the first KindSnapshot tick of an instrument starts its book
+// afresh and the batch's other snapshot ticks fill it; KindBookDelta ticks
+// set the absolute size of a level (0 removes it); KindGap invalidates the
+// book until the next snapshot. Feeds never publish a delta for a book
+// that is out of sync.
+func GapTick(venue, instrument, symbol string, recvNS int64) Tick {
+	t := Tick{Venue: venue, Instrument: instrument, Symbol: symbol, Kind: KindGap, RecvTS: recvNS, IngestTS: recvNS}
+	t.ComputeID()
+	return t
+}
+
+// Resyncer is implemented by Feeds that can resynchronize one book on
+// demand: the connection manager calls it when it had to drop book ticks of
+// the instrument (queue overflow), so the book is rebuilt from a fresh
+// snapshot instead of staying wrong.
+type Resyncer interface {
+	// Resync marks symbol's book out of sync (a KindGap tick is appended
+	// to out) and asks for a fresh snapshot.
+	Resync(recvNS int64, symbol, reason string, out []Tick) []Tick
+}
+
+// SnapshotSymbolParser is implemented by Feeds that can tell which venue
+// symbol a REST snapshot URL is for. Replay uses it for recorded snapshot
+// lines; without it the symbol is the URL's symbol=, currency_pair= or
+// instrument_name= query parameter, else its last path segment.
+type SnapshotSymbolParser interface {
+	SnapshotSymbol(url string) (symbol string, ok bool)
+}

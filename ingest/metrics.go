@@ -18,6 +18,9 @@ type Metrics struct {
 	replayLines     *prometheus.CounterVec
 	replayMalformed *prometheus.CounterVec
 	replayPasses    prometheus.Counter
+
+	dropped *prometheus.CounterVec
+	conn    *connMetrics
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -55,7 +58,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "signald_ingest_replay_passes_total", Help: "Completed passes over the replay files.",
 		}),
 	}
+	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_ingest_feed_dropped_total", Help: "Items a feed discarded, by what (Binance: depth_in_snapshot, diffs the snapshot already contains; depth_resync, buffered diffs given up by a resync; depth_buffer, diffs beyond the buffer's bound while waiting for a snapshot).",
+	}, []string{"venue", "what"})
+	m.conn = newConnMetrics(reg)
 	if reg != nil {
+		reg.MustRegister(m.dropped)
 		reg.MustRegister(m.frames, m.malformed, m.ignored, m.ticks, m.unnormalized, m.parserPath, m.resyncs,
 			m.replayLines, m.replayMalformed, m.replayPasses)
 	}
@@ -135,10 +143,82 @@ func (f *FeedMetrics) Ignored(typ string) {
 	}
 }
 
+// Dropped counts n items of what the feed discarded.
+func (f *FeedMetrics) Dropped(what string, n int) {
+	if f.m != nil {
+		f.m.dropped.WithLabelValues(f.venue, what).Add(float64(n))
+	}
+}
+
 // Resync counts one book resynchronization (gap, checksum, crossed,
 // disconnect).
 func (f *FeedMetrics) Resync(reason string) {
 	if f.m != nil {
 		f.m.resyncs.WithLabelValues(f.venue, reason).Inc()
 	}
+}
+
+// connMetrics are the connection manager's (Ingestor's) collectors.
+type connMetrics struct {
+	open           *prometheus.GaugeVec
+	reconnects     *prometheus.CounterVec
+	received       *prometheus.CounterVec
+	receivedBytes  *prometheus.CounterVec
+	sent           *prometheus.CounterVec
+	queueDepth     *prometheus.GaugeVec
+	queueDropped   *prometheus.CounterVec
+	snapshots      *prometheus.CounterVec
+	snapshotSecs   *prometheus.HistogramVec
+	enqueueLatency *prometheus.HistogramVec
+	gaps           *prometheus.CounterVec
+	probes         *prometheus.CounterVec
+}
+
+func newConnMetrics(reg prometheus.Registerer) *connMetrics {
+	m := &connMetrics{
+		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "signald_ingest_connections_open", Help: "Websocket connections currently open, by venue.",
+		}, []string{"venue"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_reconnects_total", Help: "Websocket connections ended and redialled, by reason (dial, read, write, silence, closed).",
+		}, []string{"venue", "reason"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_received_frames_total", Help: "Websocket data frames received.",
+		}, []string{"venue"}),
+		receivedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_received_bytes_total", Help: "Bytes of websocket data frames received.",
+		}, []string{"venue"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_sent_frames_total", Help: "Frames sent to venues, by kind (subscribe, ping, outbox).",
+		}, []string{"venue", "kind"}),
+		queueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "signald_ingest_queue_depth_batches", Help: "Tick batches waiting in the queue toward the publisher.",
+		}, []string{"venue"}),
+		queueDropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_queue_dropped_ticks_total", Help: "Ticks dropped because the queue toward the publisher was full, by policy (drop-oldest, drop-newest).",
+		}, []string{"venue", "policy"}),
+		snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_snapshot_fetches_total", Help: "REST book snapshot fetches, by result (ok, error, stale: fetched for a connection that has gone since).",
+		}, []string{"venue", "result"}),
+		snapshotSecs: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "signald_ingest_snapshot_fetch_seconds", Help: "Duration of REST book snapshot fetches.",
+			Buckets: []float64{0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+		}, []string{"venue"}),
+		enqueueLatency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "signald_ingest_receive_to_enqueue_seconds", Help: "Per frame with ticks: from receiving the frame to its ticks entering the queue (decode, book sync, waiting for queue space).",
+			Buckets: []float64{1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 1e-3, 1e-2, 0.1, 1},
+		}, []string{"venue"}),
+		gaps: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_ingest_gap_ticks_total", Help: "KindGap ticks published by the connection manager (one per subscribed instrument after a disconnect, one per dropped book batch).",
+		}, []string{"venue", "reason"}),
+	}
+	m.probes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "signald_ingest_silence_probes_total", Help: "Websocket pings sent to silent connections of venues without an application ping, by result (pong: kept, timeout: redialled).",
+	}, []string{"venue", "result"})
+	if reg != nil {
+		reg.MustRegister(m.probes)
+		reg.MustRegister(m.open, m.reconnects, m.received, m.receivedBytes, m.sent, m.queueDepth, m.queueDropped,
+			m.snapshots, m.snapshotSecs, m.enqueueLatency, m.gaps)
+	}
+	return m
 }

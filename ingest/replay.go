@@ -10,8 +10,11 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	neturl "net/url"
 	"os"
+	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -28,6 +31,18 @@ type ReplayConfig struct {
 	//	<receipt epoch ns> <frame>                  (hftbacktest; REST
 	//	    snapshot bodies {"lastUpdateId":...} are frames too)
 	Paths []string
+	// Venue names the venue of every file (a registered Feed: "kraken",
+	// "binance-usdm", ...); "" detects it per file: cryptofeed file names
+	// (BINANCE.ws.1.0, KRAKEN.ws.50.0, BINANCE_FUTURES.http.0.0, also with
+	// a prefix such as cryptofeed_KRAKEN.ws.50.0), else Binance with the
+	// market inferred as described under Market.
+	Venue string
+	// BookSync decodes Binance files through their Feed, books kept in
+	// sync (deltas withheld until a snapshot, gap ticks on sequence
+	// breaks), as live ingest does. Off, Binance frames give exactly the
+	// ticks the parser reads in each frame. Other venues always go through
+	// their Feed.
+	BookSync bool
 	// Market is MarketSpot or MarketUSDM; "" infers it per file from the
 	// file name ("usdm" or "futures" → usdm, "spot" → spot) or from the
 	// file's connection lines (stream.binance.com → spot, fstream → usdm).
@@ -46,7 +61,8 @@ type ReplayConfig struct {
 	ForceFallback bool
 }
 
-// Replayer replays recorded Binance frames as ticks. Run may be called again
+// Replayer replays recorded venue frames as ticks, through each venue's
+// Feed (Handle for frames, HandleSnapshot for recorded REST snapshots). Run may be called again
 // after it returned (each run starts from the first file), but not
 // concurrently.
 type Replayer struct {
@@ -55,6 +71,10 @@ type Replayer struct {
 	log     *slog.Logger
 	m       *Metrics
 	parsers map[string]*BinanceParser
+	feeds   map[string]Feed
+	reqs    []SnapshotRequest
+	obox    [][]byte
+	raw     []byte
 
 	lineBuf []byte
 	timer   *time.Timer
@@ -62,6 +82,7 @@ type Replayer struct {
 
 type replayFile struct {
 	path   string
+	venue  string // configured or detected; "" = Binance, market below
 	market string // configured or inferred from the name/content; "" = from connection lines
 	symbol string // symbol hint from the file name, for snapshot lines
 }
@@ -84,13 +105,27 @@ func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, 
 	default:
 		return nil, fmt.Errorf("replay: ReplayConfig.Market %q is not supported: use %q, %q or \"\" (infer per file)", cfg.Market, MarketSpot, MarketUSDM)
 	}
+	switch cfg.Venue {
+	case "":
+	case VenueBinance, VenueBinanceUSDM:
+		mk := binanceMarket(cfg.Venue)
+		if cfg.Market != "" && cfg.Market != mk {
+			return nil, fmt.Errorf("replay: ReplayConfig.Venue %q and Market %q disagree", cfg.Venue, cfg.Market)
+		}
+		cfg.Market = mk
+		cfg.Venue = ""
+	default:
+		if _, err := NewFeed(cfg.Venue, FeedConfig{}); err != nil {
+			return nil, fmt.Errorf("replay: ReplayConfig.Venue: %w", err)
+		}
+	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	if m == nil {
 		m = NewMetrics(nil)
 	}
-	r := &Replayer{cfg: cfg, log: logger, m: m, parsers: make(map[string]*BinanceParser)}
+	r := &Replayer{cfg: cfg, log: logger, m: m, parsers: make(map[string]*BinanceParser), feeds: map[string]Feed{}}
 	for _, p := range cfg.Paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -99,7 +134,23 @@ func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, 
 		if !st.Mode().IsRegular() {
 			return nil, fmt.Errorf("replay: capture file %s is not a regular file", p)
 		}
-		f := replayFile{path: p, market: cfg.Market, symbol: symbolFromName(p)}
+		f := replayFile{path: p, venue: cfg.Venue, market: cfg.Market, symbol: symbolFromName(p)}
+		if f.venue == "" && f.market == "" {
+			switch v := VenueFromFileName(p); v {
+			case "":
+			case VenueBinance, VenueBinanceUSDM:
+				f.market = binanceMarket(v)
+			default:
+				if _, err := NewFeed(v, FeedConfig{}); err != nil {
+					return nil, fmt.Errorf("replay: %s: %w (set ReplayConfig.Venue to override)", p, err)
+				}
+				f.venue = v
+			}
+		}
+		if f.venue != "" {
+			r.files = append(r.files, f)
+			continue
+		}
 		if f.market == "" {
 			f.market = marketFromName(p)
 		}
@@ -113,12 +164,73 @@ func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, 
 			}
 			f.market = mk
 			if mk == "" {
-				return nil, fmt.Errorf("replay: cannot infer the Binance market of %s (no spot/usdm/futures in its name, no connection line): set ReplayConfig.Market to %q or %q", p, MarketSpot, MarketUSDM)
+				return nil, fmt.Errorf("replay: cannot infer the Binance market of %s (no spot/usdm/futures in its name, no connection line): set ReplayConfig.Market to %q or %q, or ReplayConfig.Venue", p, MarketSpot, MarketUSDM)
 			}
 		}
 		r.files = append(r.files, f)
 	}
 	return r, nil
+}
+
+// cryptofeedVenues maps cryptofeed's exchange names to venues.
+var cryptofeedVenues = map[string]string{
+	"BINANCE": VenueBinance, "BINANCE_FUTURES": VenueBinanceUSDM, "COINBASE": "coinbase", "KRAKEN": "kraken",
+	"OKX": "okx", "BYBIT": "bybit", "BITSTAMP": "bitstamp", "BITFINEX": "bitfinex", "GEMINI": "gemini",
+	"DERIBIT": "deribit", "KUCOIN": "kucoin", "GATEIO": "gateio", "BITMEX": "bitmex", "HUOBI": "huobi",
+}
+
+// VenueFromFileName detects the venue of a cryptofeed capture from its
+// name, <EXCHANGE>.ws.<n>.<m> or <EXCHANGE>.http.<n>.<m> (BINANCE →
+// binance, BINANCE_FUTURES → binance-usdm, KRAKEN → kraken, ...), also
+// after a prefix ending in '_' or '-' (cryptofeed_KRAKEN.ws.50.0_head300).
+// It returns "" for other names.
+func VenueFromFileName(path string) string {
+	base := filepath.Base(path)
+	dot := strings.Index(base, ".ws.")
+	if dot < 0 {
+		dot = strings.Index(base, ".http.")
+	}
+	if dot <= 0 {
+		return ""
+	}
+	name := base[:dot]
+	best := ""
+	for ex, v := range cryptofeedVenues {
+		if (name == ex || strings.HasSuffix(name, ex) && strings.ContainsRune("_-", rune(name[len(name)-len(ex)-1]))) && len(ex) > len(best) {
+			best = ex
+			_ = v
+		}
+	}
+	return cryptofeedVenues[best]
+}
+
+func binanceMarket(venue string) string {
+	if venue == VenueBinanceUSDM {
+		return MarketUSDM
+	}
+	return MarketSpot
+}
+
+func binanceVenue(market string) string {
+	if market == MarketUSDM {
+		return VenueBinanceUSDM
+	}
+	return VenueBinance
+}
+
+// feed returns the replay's Feed of venue (one per venue, shared by its
+// files: a cryptofeed .http file's snapshots belong to the .ws file's
+// books).
+func (r *Replayer) feed(venue string) (Feed, error) {
+	if f, ok := r.feeds[venue]; ok {
+		return f, nil
+	}
+	f, err := NewFeed(venue, FeedConfig{Metrics: r.m, Logger: r.log, ForceFallback: r.cfg.ForceFallback})
+	if err != nil {
+		return nil, err
+	}
+	r.feeds[venue] = f
+	return f, nil
 }
 
 // marketFromName infers the market from a capture file's base name.
@@ -284,6 +396,10 @@ func (r *Replayer) runPass(ctx context.Context, st *runState, emit func([]Tick) 
 			c.close()
 		}
 	}()
+	// Every pass starts from empty books.
+	for _, f := range r.feeds {
+		f.Reset()
+	}
 	for _, rf := range r.files {
 		c, err := r.openCursor(rf, st)
 		if err != nil {
@@ -388,7 +504,7 @@ func (c *fileCursor) advance(ctx context.Context) error {
 			r.malformed(st, rf.path, c.lineNo, rec.reason, line)
 		case rec.kind == lineConnection:
 			r.m.replayLines.WithLabelValues("connection").Inc()
-			if r.cfg.Market == "" {
+			if r.cfg.Market == "" && rf.venue == "" {
 				if mk := marketFromURL(rec.body); mk != "" {
 					c.market = mk
 				} else {
@@ -398,46 +514,30 @@ func (c *fileCursor) advance(ctx context.Context) error {
 		case rec.kind == lineClientSend:
 			r.m.replayLines.WithLabelValues("client_send").Inc()
 		default:
-			lineMarket := c.market
-			if rec.market != "" && r.cfg.Market == "" {
-				lineMarket = rec.market
-			}
-			if lineMarket == "" {
-				r.malformed(st, rf.path, c.lineNo, "unknown_market", line)
-				break
-			}
-			p, err := r.parser(lineMarket)
-			if err != nil {
-				return err
-			}
-			c.ticks = c.ticks[:0]
-			if rec.kind == lineSnapshot {
-				r.m.replayLines.WithLabelValues("snapshot").Inc()
-				sym := rec.symbol
-				if sym == "" {
-					sym = c.lastSymbol
+			venue := rf.venue
+			if venue == "" {
+				lineMarket := c.market
+				if rec.market != "" && r.cfg.Market == "" {
+					lineMarket = rec.market
 				}
-				if sym == "" {
-					sym = rf.symbol
-				}
-				if sym == "" {
-					r.malformed(st, rf.path, c.lineNo, "snapshot_without_symbol", line)
+				if lineMarket == "" {
+					r.malformed(st, rf.path, c.lineNo, "unknown_market", line)
 					break
 				}
-				c.ticks, err = p.ParseSnapshot(rec.recv, sym, rec.body, c.ticks)
-			} else {
-				r.m.replayLines.WithLabelValues("frame").Inc()
-				c.ticks, err = p.Parse(rec.recv, rec.body, c.ticks)
-				if err == nil && len(c.ticks) > 0 {
-					c.lastSymbol = c.ticks[len(c.ticks)-1].Symbol
+				if !r.cfg.BookSync {
+					if err := c.binanceLine(rec, lineMarket); err != nil {
+						return err
+					}
+					if len(c.ticks) > 0 {
+						c.recv = rec.recv
+						return nil
+					}
+					break
 				}
+				venue = binanceVenue(lineMarket)
 			}
-			if err != nil {
-				if st.malformedLogged < 10 {
-					st.malformedLogged++
-					r.log.Warn("replay: malformed frame skipped", "file", rf.path, "line", c.lineNo, "err", err)
-				}
-				break
+			if err := c.feedLine(rec, venue, line); err != nil {
+				return err
 			}
 			if len(c.ticks) > 0 {
 				c.recv = rec.recv
@@ -445,6 +545,155 @@ func (c *fileCursor) advance(ctx context.Context) error {
 			}
 		}
 	}
+}
+
+// binanceLine decodes a Binance line with the parser alone (no book sync).
+func (c *fileCursor) binanceLine(rec lineRecord, market string) error {
+	r, rf, st := c.r, c.rf, c.st
+	p, err := r.parser(market)
+	if err != nil {
+		return err
+	}
+	c.ticks = c.ticks[:0]
+	if rec.kind == lineSnapshot {
+		r.m.replayLines.WithLabelValues("snapshot").Inc()
+		sym := rec.symbol
+		if sym == "" {
+			sym = c.lastSymbol
+		}
+		if sym == "" {
+			sym = rf.symbol
+		}
+		if sym == "" {
+			r.malformed(st, rf.path, c.lineNo, "snapshot_without_symbol", rec.body)
+			return nil
+		}
+		c.ticks, err = p.ParseSnapshot(rec.recv, sym, rec.body, c.ticks)
+	} else {
+		r.m.replayLines.WithLabelValues("frame").Inc()
+		c.ticks, err = p.Parse(rec.recv, rec.body, c.ticks)
+		if err == nil && len(c.ticks) > 0 {
+			c.lastSymbol = c.ticks[len(c.ticks)-1].Symbol
+		}
+	}
+	if err != nil {
+		c.frameErr(err)
+	}
+	return nil
+}
+
+func (c *fileCursor) frameErr(err error) {
+	if c.st.malformedLogged < 10 {
+		c.st.malformedLogged++
+		c.r.log.Warn("replay: malformed frame skipped", "file", c.rf.path, "line", c.lineNo, "err", err)
+	}
+}
+
+// feedLine decodes a line through the venue's Feed: frames to Handle,
+// snapshots to HandleSnapshot. What the feed would send or fetch live is
+// discarded: the capture holds what the venue answered.
+func (c *fileCursor) feedLine(rec lineRecord, venue string, line []byte) error {
+	r, rf, st := c.r, c.rf, c.st
+	f, err := r.feed(venue)
+	if err != nil {
+		return err
+	}
+	c.ticks = c.ticks[:0]
+	if rec.kind == lineSnapshot {
+		r.m.replayLines.WithLabelValues("snapshot").Inc()
+		req := SnapshotRequest{URL: string(rec.url), Symbol: rec.symbol}
+		if sp, ok := f.(SnapshotSymbolParser); ok && req.URL != "" {
+			req.Symbol, _ = sp.SnapshotSymbol(req.URL)
+		} else if req.URL != "" {
+			req.Symbol = symbolFromURL(req.URL)
+		}
+		if req.Symbol == "" {
+			req.Symbol = c.lastSymbol
+		}
+		if req.Symbol == "" {
+			req.Symbol = rf.symbol
+		}
+		if req.Symbol == "" {
+			r.malformed(st, rf.path, c.lineNo, "snapshot_without_symbol", line)
+			return nil
+		}
+		c.ticks, err = f.HandleSnapshot(rec.recv, req, rec.body, c.ticks)
+	} else {
+		r.m.replayLines.WithLabelValues("frame").Inc()
+		body := rec.body
+		if b, ok := pyBytesLiteral(body, r.raw[:0]); ok {
+			r.raw, body = b, b
+		}
+		c.ticks, err = f.Handle(rec.recv, body, c.ticks)
+		if err == nil && len(c.ticks) > 0 {
+			c.lastSymbol = c.ticks[len(c.ticks)-1].Symbol
+		}
+	}
+	r.obox = f.Outbox(r.obox[:0])
+	r.reqs = f.SnapshotRequests(r.reqs[:0])
+	if err != nil {
+		c.frameErr(err)
+	}
+	return nil
+}
+
+// symbolFromURL finds the instrument of a REST snapshot URL: its symbol=,
+// currency_pair= or instrument_name= parameter, else its last path segment.
+func symbolFromURL(u string) string {
+	pu, err := neturl.Parse(u)
+	if err != nil {
+		return ""
+	}
+	q := pu.Query()
+	for _, k := range []string{"symbol", "currency_pair", "instrument_name", "pair"} {
+		if v := q.Get(k); v != "" {
+			return v
+		}
+	}
+	return path.Base(strings.TrimRight(pu.Path, "/"))
+}
+
+// pyBytesLiteral decodes a Python bytes literal b'...' (how cryptofeed
+// records binary frames, such as Huobi's gzip) into dst.
+func pyBytesLiteral(b, dst []byte) ([]byte, bool) {
+	if len(b) < 3 || b[0] != 'b' || (b[1] != '\'' && b[1] != '"') || b[len(b)-1] != b[1] {
+		return nil, false
+	}
+	b = b[2 : len(b)-1]
+	for i := 0; i < len(b); i++ {
+		c := b[i]
+		if c != '\\' {
+			dst = append(dst, c)
+			continue
+		}
+		if i+1 >= len(b) {
+			return nil, false
+		}
+		i++
+		switch b[i] {
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case '\\', '\'', '"':
+			dst = append(dst, b[i])
+		case 'x':
+			if i+3 > len(b) {
+				return nil, false
+			}
+			v, err := strconv.ParseUint(string(b[i+1:i+3]), 16, 8)
+			if err != nil {
+				return nil, false
+			}
+			dst = append(dst, byte(v))
+			i += 2
+		default:
+			return nil, false
+		}
+	}
+	return dst, true
 }
 
 // deliver shifts (after the first pass), limits and emits ticks.
@@ -556,6 +805,7 @@ type lineRecord struct {
 	recv   int64
 	body   []byte // frame, snapshot body, or connection URL
 	symbol string // REST snapshot URL's symbol
+	url    []byte // REST snapshot URL
 	market string // REST snapshot URL's market, if known
 	reason string // why the line is malformed
 }
@@ -593,10 +843,7 @@ func (r *Replayer) classify(line []byte) (lineRecord, bool) {
 			}
 			sym = strings.ToUpper(string(s))
 		}
-		if !isSnapshotBody(body) {
-			return lineRecord{reason: "not_a_snapshot"}, false
-		}
-		return lineRecord{kind: lineSnapshot, recv: recv, body: body, symbol: sym, market: marketFromURL(url)}, true
+		return lineRecord{kind: lineSnapshot, recv: recv, body: body, symbol: sym, market: marketFromURL(url), url: url}, true
 	}
 	recv, body, ok := splitTimestamp(line)
 	if !ok {

@@ -23,6 +23,8 @@ type runConfig struct {
 	HTTPAddr       string
 	Replay         []string
 	ReplayMarket   string
+	ReplayVenue    string
+	ReplaySync     bool
 	Speed          float64
 	Loop           bool
 	Limit          int
@@ -36,6 +38,7 @@ type runConfig struct {
 	StoreConc      int
 	Pprof          bool
 	Retention      time.Duration
+	Live           liveConfig // --live venue connections (live.go)
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -59,6 +62,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.HTTPAddr, "http", envOr("HTTP_ADDR", "127.0.0.1:8080"), "HTTP API listen `address`")
 	replay := fs.String("replay", envOr("REPLAY", ""), "comma-separated capture `files` to replay (cryptofeed or hftbacktest format, plain or gzip)")
 	fs.StringVar(&c.ReplayMarket, "replay-market", "", "market of the replayed files: spot or usdm (default: inferred from each file)")
+	fs.StringVar(&c.ReplayVenue, "replay-venue", "", "venue of the replayed files (binance, kraken, ...; default: from cryptofeed file names, else Binance)")
+	fs.BoolVar(&c.ReplaySync, "replay-book-sync", false, "replay Binance books through the live book sync (other venues always are)")
 	fs.Float64Var(&c.Speed, "speed", 1, "replay pace: 1 = as recorded, 10 = ten times faster, 0 = as fast as possible")
 	fs.BoolVar(&c.Loop, "loop", false, "replay the captures again and again, shifted in time")
 	fs.IntVar(&c.Limit, "limit", 0, "stop replaying after this many ticks (0 = all)")
@@ -72,6 +77,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.DurationVar(&c.Retention, "retention", 15*time.Minute, "how long stream entries stay after every group acknowledged them (the store keeps the history)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
+	addLiveFlags(fs, &c.Live)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -142,6 +148,10 @@ func (c *runConfig) validate() error {
 	}
 	if c.Consumer == "" {
 		errs = append(errs, errors.New("--consumer: must not be empty"))
+	}
+	errs = append(errs, c.Live.validate(), validateReplayVenue(c.ReplayVenue))
+	if len(c.Live.Specs) > 0 && len(c.Replay) > 0 {
+		errs = append(errs, errors.New("--live and --replay: choose one"))
 	}
 	return errors.Join(errs...)
 }

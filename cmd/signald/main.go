@@ -28,6 +28,10 @@ const usage = `signald: an open market-signal engine
 Usage:
   signald run [flags]         ingest, transport, features, regime, store and the HTTP API
   signald backtest [flags]    replay stored ticks through features and detectors; print the signals
+  signald decode [--venue V] FILE...
+                              print the normalized ticks of capture files as NDJSON
+  signald capture --venue V --symbols A,B --out FILE [flags]
+                              record a venue's raw frames (gzip, replayable)
   signald dlq list|replay|purge [flags]
                               inspect, replay or empty the dead-letter stream (Redis)
   signald version
@@ -54,6 +58,10 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdBacktest(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, args[1:], stdout, stderr)
+	case "decode":
+		err = cmdDecode(ctx, args[1:], stdout, stderr)
+	case "capture":
+		err = cmdCapture(ctx, args[1:], stderr)
 	case "version":
 		fmt.Fprintln(stdout, "signald", version())
 		return 0

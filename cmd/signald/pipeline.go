@@ -212,35 +212,42 @@ func (p *pipeline) run(ctx context.Context) error {
 
 // ingest replays the configured captures into the tick streams.
 func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
+	if len(p.cfg.Live.Specs) > 0 {
+		return p.ingestLive(ctx, prod)
+	}
 	if len(p.cfg.Replay) == 0 {
-		p.log.Warn("no --replay files: nothing to ingest (live venue connections come with the ingest issue)")
+		p.log.Warn("no --replay files and no --live venues: nothing to ingest")
 		<-ctx.Done()
 		return ctx.Err()
 	}
 	r, err := ingest.NewReplayer(ingest.ReplayConfig{
-		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
+		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Venue: p.cfg.ReplayVenue, BookSync: p.cfg.ReplaySync,
+		Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
 	}, p.log, p.im)
 	if err != nil {
 		return err
 	}
-	return r.Run(ctx, func(ticks []ingest.Tick) error {
-		// One entry per frame and instrument: a frame's ticks travel, get
-		// stored and get acknowledged together, and one instrument's ticks
-		// stay in order on its shard.
-		for len(ticks) > 0 {
-			n := 1
-			for n < len(ticks) && ticks[n].Venue == ticks[0].Venue && ticks[n].Instrument == ticks[0].Instrument {
-				n++
-			}
-			stream := transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, ticks[0].Venue+"|"+ticks[0].Instrument)
-			if err := prod.Publish(ctx, stream, ingest.AppendBatch(nil, ticks[:n])); err != nil {
-				return err
-			}
-			p.pm.published.Add(float64(n))
-			ticks = ticks[n:]
+	return r.Run(ctx, func(ticks []ingest.Tick) error { return p.publish(ctx, prod, ticks) })
+}
+
+// publish sends one frame's ticks to the tick streams.
+func (p *pipeline) publish(ctx context.Context, prod *transport.Producer, ticks []ingest.Tick) error {
+	// One entry per frame and instrument: a frame's ticks travel, get
+	// stored and get acknowledged together, and one instrument's ticks
+	// stay in order on its shard.
+	for len(ticks) > 0 {
+		n := 1
+		for n < len(ticks) && ticks[n].Venue == ticks[0].Venue && ticks[n].Instrument == ticks[0].Instrument {
+			n++
 		}
-		return nil
-	})
+		stream := transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, ticks[0].Venue+"|"+ticks[0].Instrument)
+		if err := prod.Publish(ctx, stream, ingest.AppendBatch(nil, ticks[:n])); err != nil {
+			return err
+		}
+		p.pm.published.Add(float64(n))
+		ticks = ticks[n:]
+	}
+	return nil
 }
 
 // waitCaughtUp waits until every group has read and acknowledged everything
