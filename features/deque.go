@@ -1,0 +1,75 @@
+package features
+
+// mmEntry is a value of a series and the step it was pushed at.
+type mmEntry struct {
+	v float64
+	t uint32 // roller step; ages are t differences, correct across wrap-around
+}
+
+// mmDeque is a monotonic deque over the last span steps of one series of one
+// instrument: for a max deque the values strictly decrease from front to
+// back, for a min deque they strictly increase, and the steps increase. The
+// extreme of the last w steps (w <= span) is the first entry of age < w, so
+// one deque serves every window of the series. A push is O(1) amortized; the
+// buffer is a power-of-two ring that grows to at most span entries, so its
+// size follows the data (about ln w entries for noise, 1 for a flat series,
+// w only for a series that moves monotonically through the window).
+type mmDeque struct {
+	buf     []mmEntry
+	head, n uint32
+}
+
+func (d *mmDeque) reset() { d.head, d.n = 0, 0 }
+
+func (d *mmDeque) at(j uint32) *mmEntry { return &d.buf[(d.head+j)&uint32(len(d.buf)-1)] }
+
+// push appends v at step t after dropping the entries it dominates (max:
+// values <= v; min: values >= v, so the latest occurrence of an extreme is
+// kept) and the entries older than span steps.
+func (d *mmDeque) push(v float64, t, span uint32, isMax bool) {
+	if isMax {
+		for d.n > 0 && d.at(d.n-1).v <= v {
+			d.n--
+		}
+	} else {
+		for d.n > 0 && d.at(d.n-1).v >= v {
+			d.n--
+		}
+	}
+	for d.n > 0 && t-d.at(0).t >= span {
+		d.head++
+		d.n--
+	}
+	if int(d.n) == len(d.buf) {
+		d.grow()
+	}
+	*d.at(d.n) = mmEntry{v, t}
+	d.n++
+}
+
+func (d *mmDeque) grow() {
+	nb := make([]mmEntry, max(4, 2*len(d.buf)))
+	for j := range d.n {
+		nb[j] = *d.at(j)
+	}
+	d.buf, d.head = nb, 0
+}
+
+// first returns the index of the first entry younger than w steps at step t,
+// searching from j (the answer for a larger window) by bisection: O(log n).
+// The back entry is always step t itself, so there is one.
+func (d *mmDeque) first(t, w, j uint32) uint32 {
+	lo, hi := j, d.n-1
+	for lo < hi {
+		mid := lo + (hi-lo)/2
+		if t-d.at(mid).t >= w {
+			lo = mid + 1
+		} else {
+			hi = mid
+		}
+	}
+	return lo
+}
+
+// bytes is the deque's heap size.
+func (d *mmDeque) bytes() int { return len(d.buf) * 16 }
