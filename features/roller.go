@@ -312,7 +312,7 @@ func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats
 		dOldNext[i] = xOldNext[i] - sh
 		// OLS: every remaining value's index drops by one, the new one
 		// enters at w-1. Uses S1 of the window before the slide.
-		neumaier(&w.tS[i], &w.tC[i], -((m.S1[i]+m.C1[i])-dOld[i]))
+		neumaier(&w.tS[i], &w.tC[i], -((m.S1[i] + m.C1[i]) - dOld[i]))
 		neumaier(&w.tS[i], &w.tC[i], float64((fw-1)*dNew[i]))
 		// Counts: exact.
 		if xNew[i] > 0 {

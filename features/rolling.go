@@ -19,4 +19,3 @@ func (k *ksum) add(x float64) {
 }
 
 func (k *ksum) value() float64 { return k.s + k.c }
-
