@@ -56,13 +56,20 @@ func (d *mmDeque) grow() {
 }
 
 // first returns the index of the first entry younger than w steps at step t,
-// searching from j (the answer for a larger window) by bisection: O(log n).
+// searching from j (the answer for a larger window): a few linear probes
+// (deques are short for most data), then bisection, so O(log n) at worst.
 // The back entry is always step t itself, so there is one.
 func (d *mmDeque) first(t, w, j uint32) uint32 {
+	mask := uint32(len(d.buf) - 1)
+	for end := min(j+4, d.n-1); j < end; j++ {
+		if t-d.buf[(d.head+j)&mask].t < w {
+			return j
+		}
+	}
 	lo, hi := j, d.n-1
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		if t-d.at(mid).t >= w {
+		if t-d.buf[(d.head+mid)&mask].t >= w {
 			lo = mid + 1
 		} else {
 			hi = mid

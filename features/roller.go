@@ -367,7 +367,7 @@ func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats
 			}
 			ac1[i], slope[i], r2[i] = nan, 0, nan
 		} else {
-			if r.t-w.anchor[i] >= uint32(w.w) {
+			if r.t-w.anchor[i] >= uint32(w.w) && staleShift(m, i, fw) {
 				r.maybeReanchor(s, w, i, mean, std, skew, kurt, z, xNew)
 			}
 			s1 := m.S1[i] + m.C1[i]
@@ -412,7 +412,21 @@ func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt
 	if math.Abs(md) <= 16*ulp(sh) || md*md <= reanchorRatio*popVar {
 		return
 	}
-	r.reanchor(s, w, i, sh+md)
+	r.reanchorNow(s, w, i, mean, std, skew, kurt, z, xNew, sh+md)
+}
+
+// staleShift is maybeReanchor's test without the ulp: cheap enough for every
+// instrument and step.
+func staleShift(m *asm.Moments, i int, fw float64) bool {
+	s1 := m.S1[i] + m.C1[i]
+	md := s1 / fw
+	m2 := (m.S2[i] + m.C2[i]) - s1*md
+	return md*md*fw > reanchorRatio*m2 && math.Abs(md) > 3.5e-15*math.Abs(m.Shift[i])
+}
+
+func (r *roller) reanchorNow(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64, shift float64) {
+	m := &w.m
+	r.reanchor(s, w, i, shift)
 	one := func(v []float64) []float64 { return v[i : i+1] }
 	sub := asm.Moments{Shift: one(m.Shift), S1: one(m.S1), S2: one(m.S2), S3: one(m.S3), S4: one(m.S4),
 		C1: one(m.C1), C2: one(m.C2), C3: one(m.C3), C4: one(m.C4)}
