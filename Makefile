@@ -8,7 +8,7 @@ HTTP_ADDR ?= 127.0.0.1:8080
 # The bundled captures (see testdata/README.md), replayed in a loop by `make run`.
 REPLAY    ?= testdata/binance/binance_spot_btcusdt_20240808_head1500.gz,testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz
 
-.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean
+.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean catalog check-catalog
 
 all: build
 
@@ -58,7 +58,7 @@ services-down:
 services-status:
 	bash $(SERVICES) status
 
-lint:
+lint: check-catalog
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^features/asm/_generate/')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -66,6 +66,15 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# features/CATALOG.md is generated from the feature registry; the features
+# tests (TestCatalogFile) fail when it is stale, and so does check-catalog.
+catalog:
+	$(GO) run ./cmd/signald features list --markdown > features/CATALOG.md
+
+check-catalog:
+	@$(GO) run ./cmd/signald features list --markdown | diff -u features/CATALOG.md - \
+		|| { echo "features/CATALOG.md is stale: run make catalog"; exit 1; }
 
 clean:
 	rm -rf bin

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -849,6 +850,28 @@ func TestEmitError(t *testing.T) {
 			if !sameVals(rows[i].vals, want[i].vals) {
 				t.Fatalf("state diverged after emit errors at %d", rows[0].time)
 			}
+		}
+	}
+}
+
+// TestCatalogFile fails when features/CATALOG.md no longer matches the
+// registry: run `make catalog`.
+func TestCatalogFile(t *testing.T) {
+	got, err := os.ReadFile("CATALOG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != CatalogMarkdown() {
+		t.Fatal("features/CATALOG.md is stale: run `make catalog`")
+	}
+	names := map[string]bool{}
+	for _, f := range Catalog() {
+		if names[f.Name] {
+			t.Errorf("duplicate column %s", f.Name)
+		}
+		names[f.Name] = true
+		if !strings.Contains(string(got), "`"+f.Name+"`") {
+			t.Errorf("%s not in CATALOG.md", f.Name)
 		}
 	}
 }

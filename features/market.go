@@ -10,6 +10,13 @@ import (
 	"github.com/signald-dev/signald/features/asm"
 )
 
+// SummaryColumns are the per-instrument columns a compact summary shows
+// (the macro endpoint); records carry every column.
+var SummaryColumns = []string{
+	"mid", "spread_bps", "mid_ret", "mid_ret_rv_15", "mid_ret_std_60", "mid_ret_sum_60", "mid_ret_sum_300",
+	"mid_ret_sum_300_xrank", "volume_sum_60", "notional_sum_60", "trade_imb_mean_60", "basis_bps",
+}
+
 // Market is the market-wide aggregate of one closed step: one value per
 // MarketCatalog entry, computed across the step's rows (all venues and
 // instruments). It is what the macro endpoint serves beside the

@@ -267,7 +267,7 @@ func buildLayout(cfg *Config) (*layout, error) {
 			Kind:        KindXRank,
 			Base:        sd.Base,
 			Stat:        sd.Stat,
-			Description: fmt.Sprintf("cross-sectional rank of %s among the step's rows with a value: (rank-1)/(count-1), ties averaged; NaN when %s is NaN or fewer than two rows have a value", name, name),
+			Description: rankDesc(name),
 			Window:      sd.Window,
 			Unit:        "ratio in [0,1]",
 			WarmUp:      sd.WarmUp,
@@ -319,4 +319,8 @@ func buildSchema(cfg *Config, fs []FeatureDoc) *arrow.Schema {
 		[]string{SchemaVersion, strconv.FormatInt(int64(cfg.Step), 10), strconv.FormatInt(int64(cfg.AllowedLateness), 10)},
 	)
 	return arrow.NewSchema(fields, &md)
+}
+
+func rankDesc(col string) string {
+	return fmt.Sprintf("the cross-sectional rank of %s among the step's rows with a value: (rank-1)/(count-1) in [0,1], ties averaged; NaN when %s is NaN or fewer than two rows have a value", col, col)
 }

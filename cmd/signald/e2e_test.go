@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"syscall"
 	"testing"
@@ -202,7 +203,7 @@ func assertSameSignals(t *testing.T, run, bt []regime.Signal) {
 		t.Fatalf("run stored %d signals, backtest produced %d", len(run), len(bt))
 	}
 	for i := range run {
-		if run[i] != bt[i] {
+		if !reflect.DeepEqual(run[i], bt[i]) {
 			t.Fatalf("signal %d differs:\n run      %+v\n backtest %+v", i, run[i], bt[i])
 		}
 	}
