@@ -340,6 +340,9 @@ func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats
 	mean, std, skew, kurt, z := col(sMean), col(sStd), col(sSkew), col(sKurt), col(sZ)
 	asm.MomentStats(mean, std, skew, kurt, z, m, xNew, w.w)
 	sum, rv, ac1, slope, r2 := col(sSum), col(sRV), col(sAC1), col(sSlope), col(sR2)
+	if !s.rv {
+		rv = nil
+	}
 	ewm, ewstd, posShare, updown := col(sEWM), col(sEWStd), col(sPosShare), col(sUpDown)
 
 	ww := int32(w.w)
