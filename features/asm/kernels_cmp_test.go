@@ -54,10 +54,10 @@ func checkSame(t testing.TB, what string, avx, gen []float64) {
 // onBoth runs f on the AVX2 path, then on the generic path.
 func onBoth(f func(generic bool)) {
 	prev := SetGeneric(false)
+	defer SetGeneric(prev) // also when f fails the test
 	f(false)
 	SetGeneric(true)
 	f(true)
-	SetGeneric(prev)
 }
 
 // gen makes inputs of one kind.
