@@ -5,10 +5,11 @@ import "math"
 // The pure-Go kernels, compiled on every platform and build tag: the path
 // without AVX2, the tails of the assembly path, and the reference its tests
 // and fuzzers compare against. Their operation order is the contract the
-// assembly follows (see kernels.go). Every product that feeds an addition is
-// wrapped in float64(): an explicit conversion forbids the compiler to fuse
-// the two into an FMA (which it does on arm64, ppc64, s390x and with
-// GOAMD64=v3), and the assembly does not fuse either.
+// assembly follows (see kernels.go). Every product that may feed an addition,
+// also through a variable or an inlined call, is wrapped in float64(): an
+// explicit conversion forbids the compiler to fuse the two into an FMA (which
+// it does on arm64, ppc64, s390x and with GOAMD64=v3), and the assembly does
+// not fuse either. The tests pass with GOAMD64=v3, which checks this.
 
 // neumaier adds v to the compensated sum (s, c).
 func neumaier(s, c, v float64) (float64, float64) {
@@ -27,9 +28,9 @@ func addMomentsGeneric(m *Moments, x []float64) {
 	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
 	for i, xi := range x {
 		d := xi - shift[i]
-		d2 := d * d
-		d3 := d2 * d
-		d4 := d2 * d2
+		d2 := float64(d * d)
+		d3 := float64(d2 * d)
+		d4 := float64(d2 * d2)
 		s1[i], c1[i] = neumaier(s1[i], c1[i], d)
 		s2[i], c2[i] = neumaier(s2[i], c2[i], d2)
 		s3[i], c3[i] = neumaier(s3[i], c3[i], d3)
@@ -44,13 +45,13 @@ func rollMomentsGeneric(m *Moments, xNew, xOld []float64) {
 	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
 	for i, xi := range xNew {
 		d := xi - shift[i]
-		d2 := d * d
-		d3 := d2 * d
-		d4 := d2 * d2
+		d2 := float64(d * d)
+		d3 := float64(d2 * d)
+		d4 := float64(d2 * d2)
 		o := xOld[i] - shift[i]
-		o2 := o * o
-		o3 := o2 * o
-		o4 := o2 * o2
+		o2 := float64(o * o)
+		o3 := float64(o2 * o)
+		o4 := float64(o2 * o2)
 		s, c := neumaier(s1[i], c1[i], d)
 		s1[i], c1[i] = neumaier(s, c, -o)
 		s, c = neumaier(s2[i], c2[i], d2)
@@ -82,11 +83,11 @@ func momentStatsGeneric(mean, std, skew, kurt, z []float64, m *Moments, last []f
 		s2 := S2[i] + C2[i]
 		s3 := S3[i] + C3[i]
 		s4 := S4[i] + C4[i]
-		mu := s1 * invW
-		e2 := s2 * invW
-		e3 := s3 * invW
-		e4 := s4 * invW
-		mu2 := mu * mu
+		mu := float64(s1 * invW)
+		e2 := float64(s2 * invW)
+		e3 := float64(s3 * invW)
+		e4 := float64(s4 * invW)
+		mu2 := float64(mu * mu)
 		m2 := e2 - mu2
 		m3 := (e3 - float64(3*float64(mu*e2))) + float64(2*float64(mu*mu2))
 		m4 := ((e4 - float64(4*float64(mu*e3))) + float64(6*float64(mu2*e2))) - float64(3*float64(mu2*mu2))
@@ -127,7 +128,7 @@ func ewMeanVarGeneric(mean, vari, x []float64, alpha, oneMinus float64) {
 	mean, vari = mean[:n], vari[:n]
 	for i, xi := range x {
 		d := xi - mean[i]
-		ad := alpha * d
+		ad := float64(alpha * d)
 		mean[i] += ad
 		vari[i] = oneMinus * (vari[i] + float64(ad*d))
 	}

@@ -1,7 +1,9 @@
+//go:build !amd64 || !gc || noasm
+
 package asm
 
-// No assembly in this build: the exported kernels always take the generic
-// path, and these are never called.
+// No assembly in this build (not amd64, gccgo, or -tags noasm): the exported
+// kernels always take the generic path, and these are never called.
 
 const haveAsm = false
 

@@ -436,3 +436,32 @@ func TestPathAndSetGeneric(t *testing.T) {
 		t.Fatalf("SetGeneric(false): prev %v, path %q", prev, Path())
 	}
 }
+
+// The kernels run once per step for every instrument: they must not
+// allocate (SumNaN's lanes stay on the stack because the assembly is
+// declared noescape).
+func TestKernelsDoNotAllocate(t *testing.T) {
+	forEachPath(t, func(t *testing.T) {
+		const n = 103
+		m := newMoments(n)
+		a, b, c, d, e, f := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
+		for i := range a {
+			a[i], b[i] = float64(i), float64(2*i)
+		}
+		var sink float64
+		allocs := testing.AllocsPerRun(20, func() {
+			AddMoments(m, a)
+			RollMoments(m, b, a)
+			MomentStats(c, d, e, f, nil, m, nil, 10)
+			MomentStats(c, d, e, f, c, m, a, 10)
+			EWMeanVar(c, d, a, 0.1)
+			RollProducts(e, f, a, b, b, a)
+			s, _ := SumNaN(a)
+			sink += s
+		})
+		if allocs != 0 {
+			t.Fatalf("%v allocations per round of kernels", allocs)
+		}
+		_ = sink
+	})
+}
