@@ -3,7 +3,9 @@ package features
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 
@@ -97,6 +99,45 @@ func BenchmarkStep1000(b *testing.B) {
 			b.ReportMetric(float64(len(f.e.Features())), "features")
 		})
 	}
+}
+
+// BenchmarkStep1000Speedup alternates the two kernel paths step by step on
+// the same engine and reports each path's fastest step and median step and
+// their ratios: on a shared, loaded machine the fastest step is what load
+// does not inflate, and alternating exposes both paths to the same load.
+func BenchmarkStep1000Speedup(b *testing.B) {
+	const n = 1000
+	f := newStepFeeder(b, n)
+	for range 905 {
+		f.step(b)
+	}
+	prev := asm.SetGeneric(false)
+	defer asm.SetGeneric(prev)
+	if asm.Path() != "avx2" {
+		b.Skip("no AVX2 kernels in this build or on this CPU")
+	}
+	var tAsm, tGen []float64
+	b.ResetTimer()
+	for i := range b.N {
+		for _, generic := range []bool{i%2 == 1, i%2 == 0} {
+			asm.SetGeneric(generic)
+			start := time.Now()
+			f.step(b)
+			d := float64(time.Since(start).Nanoseconds()) / 1e6
+			if generic {
+				tGen = append(tGen, d)
+			} else {
+				tAsm = append(tAsm, d)
+			}
+		}
+	}
+	b.StopTimer()
+	slices.Sort(tAsm)
+	slices.Sort(tGen)
+	b.ReportMetric(tAsm[0], "min-ms/step-avx2")
+	b.ReportMetric(tGen[0], "min-ms/step-generic")
+	b.ReportMetric(tGen[0]/tAsm[0], "speedup-min")
+	b.ReportMetric(tGen[len(tGen)/2]/tAsm[len(tAsm)/2], "speedup-median")
 }
 
 // BenchmarkCloseStep isolates closing a step of 1000 instruments and

@@ -21,6 +21,28 @@ type mmDeque struct {
 
 func (d *mmDeque) reset() { d.head, d.n = 0, 0 }
 
+// arenaCap is the capacity of a deque's slot in its series' arena: deques
+// start there, side by side in instrument order, so a step's pushes walk
+// memory sequentially; one that outgrows its slot moves to its own buffer.
+const arenaCap = 16
+
+// rehome moves the deques of a series into a new arena (after the
+// instrument set changed): those that fit their slot are copied into it.
+func rehome(dqs []mmDeque) {
+	arena := make([]mmEntry, arenaCap*len(dqs))
+	for i := range dqs {
+		d := &dqs[i]
+		if d.n > arenaCap || (len(d.buf) > arenaCap && d.n > arenaCap/2) {
+			continue // keeps its own buffer
+		}
+		slot := arena[i*arenaCap : (i+1)*arenaCap : (i+1)*arenaCap]
+		for j := range d.n {
+			slot[j] = *d.at(j)
+		}
+		d.buf, d.head = slot, 0
+	}
+}
+
 func (d *mmDeque) at(j uint32) *mmEntry { return &d.buf[(d.head+j)&uint32(len(d.buf)-1)] }
 
 // push appends v at step t after dropping the entries it dominates (max:
@@ -78,5 +100,5 @@ func (d *mmDeque) first(t, w, j uint32) uint32 {
 	return lo
 }
 
-// bytes is the deque's heap size.
-func (d *mmDeque) bytes() int { return len(d.buf) * 16 }
+// bytes is the deque's buffer size (its arena slot or its own buffer).
+func (d *mmDeque) bytes() int { return max(len(d.buf), arenaCap) * 16 }

@@ -1,7 +1,6 @@
 package features
 
 import (
-	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,7 +46,7 @@ type Engine struct {
 	xs      [][]float64   // scratch: the base series' columns
 	scratch []float64     // feature values when no record is built
 	acols   []arrow.Array // scratch: columns of the record being built
-	rank    []int32       // scratch: cross-sectional ranking
+	rank    []rankPair    // scratch: cross-sectional ranking
 }
 
 // basisGroup accumulates the mids of one instrument name across venues.
@@ -422,34 +421,49 @@ func (e *Engine) admit(k int64) {
 	e.m.stateBytes.Set(float64(e.roll.bytesPerInstrument()))
 }
 
+// rankPair is a value and its row, sorted together: no indirect loads in
+// the comparisons.
+type rankPair struct {
+	v float64
+	i int32
+}
+
 // xrank writes to dst the cross-sectional rank of src's values, (rank-1)/
 // (count-1) with ties averaged, NaN for NaN values or fewer than two values.
-func xrank(dst, src []float64, idx []int32) []int32 {
-	idx = idx[:0]
+func xrank(dst, src []float64, ps []rankPair) []rankPair {
+	ps = ps[:0]
 	for i, v := range src {
 		dst[i] = math.NaN()
 		if !math.IsNaN(v) {
-			idx = append(idx, int32(i))
+			ps = append(ps, rankPair{v, int32(i)})
 		}
 	}
-	m := len(idx)
+	m := len(ps)
 	if m < 2 {
-		return idx
+		return ps
 	}
-	slices.SortFunc(idx, func(a, b int32) int { return cmp.Compare(src[a], src[b]) })
+	slices.SortFunc(ps, func(a, b rankPair) int {
+		if a.v < b.v {
+			return -1
+		}
+		if a.v > b.v {
+			return 1
+		}
+		return 0
+	})
 	den := float64(m - 1)
 	for lo := 0; lo < m; {
 		hi := lo + 1
-		for hi < m && src[idx[hi]] == src[idx[lo]] {
+		for hi < m && ps[hi].v == ps[lo].v {
 			hi++
 		}
 		r := float64(lo+hi-1) / 2 / den
-		for _, i := range idx[lo:hi] {
-			dst[i] = r
+		for _, p := range ps[lo:hi] {
+			dst[p.i] = r
 		}
 		lo = hi
 	}
-	return idx
+	return ps
 }
 
 // buildRecord assembles the record of step k from the rows' keys and the

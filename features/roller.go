@@ -32,6 +32,8 @@ type roller struct {
 	ones    []float64
 	// scratch
 	dNew, dPrev, dOld, dOldNext []float64
+	tOld                        []float64   // scratch: S1 before the slide minus dOld (OLS)
+	wm1                         [][]float64 // per window: w-1 in every element (OLS)
 	start                       []int32
 	one1, one2, zero1           [1]float64
 
@@ -111,7 +113,7 @@ func (r *roller) f64s(fn func(*[]float64)) {
 			}
 		}
 	}
-	for _, p := range []*[]float64{&r.ones, &r.dNew, &r.dPrev, &r.dOld, &r.dOldNext} {
+	for _, p := range []*[]float64{&r.ones, &r.dNew, &r.dPrev, &r.dOld, &r.dOldNext, &r.tOld} {
 		fn(p)
 	}
 }
@@ -128,6 +130,8 @@ func (r *roller) resize(from []int32) {
 		s.run = remap(s.run, from)
 		s.maxDq = remap(s.maxDq, from)
 		s.minDq = remap(s.minDq, from)
+		rehome(s.maxDq)
+		rehome(s.minDq)
 		for wi := range s.win {
 			w := &s.win[wi]
 			w.pos = remap(w.pos, from)
@@ -137,6 +141,13 @@ func (r *roller) resize(from []int32) {
 	}
 	for i := range r.ones {
 		r.ones[i] = 1
+	}
+	r.wm1 = make([][]float64, len(r.windows))
+	for wi, w := range r.windows {
+		r.wm1[wi] = make([]float64, n)
+		for i := range n {
+			r.wm1[wi][i] = float64(w - 1)
+		}
 	}
 	r.start = slices.Grow(r.start[:0], n)
 	r.n = n
@@ -227,7 +238,7 @@ func (r *roller) stepSeries(b int, x []float64, cols [][]float64, wc [][numStats
 		}
 	}
 	for wi := range s.win {
-		r.stepWindow(s, &s.win[wi], cols, &wc[wi])
+		r.stepWindow(s, wi, cols, &wc[wi])
 	}
 	r.minMax(s, cols, wc)
 }
@@ -294,7 +305,8 @@ func sgn(d float64) int32 {
 // at most once per w steps, so O(1) amortized. The check runs every step.
 const reanchorRatio = 1024
 
-func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats]int) {
+func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]int) {
+	w := &s.win[wi]
 	n := r.n
 	tt := r.tt
 	xNew := r.row(s, tt)
@@ -303,7 +315,7 @@ func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats
 	xOldNext := r.row(s, tt-int64(w.w)+1)
 	m := &w.m
 	fw := float64(w.w)
-	dNew, dPrev, dOld, dOldNext := r.dNew[:n], r.dPrev[:n], r.dOld[:n], r.dOldNext[:n]
+	dNew, dPrev, dOld, dOldNext, tOld := r.dNew[:n], r.dPrev[:n], r.dOld[:n], r.dOldNext[:n], r.tOld[:n]
 	for i := range n {
 		sh := m.Shift[i]
 		dNew[i] = xNew[i] - sh
@@ -312,8 +324,7 @@ func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats
 		dOldNext[i] = xOldNext[i] - sh
 		// OLS: every remaining value's index drops by one, the new one
 		// enters at w-1. Uses S1 of the window before the slide.
-		neumaier(&w.tS[i], &w.tC[i], -((m.S1[i] + m.C1[i]) - dOld[i]))
-		neumaier(&w.tS[i], &w.tC[i], float64((fw-1)*dNew[i]))
+		tOld[i] = (m.S1[i] + m.C1[i]) - dOld[i]
 		// Counts: exact.
 		if xNew[i] > 0 {
 			w.pos[i]++
@@ -323,6 +334,7 @@ func (r *roller) stepWindow(s *rseries, w *rwin, cols [][]float64, wc *[numStats
 		}
 		w.ud[i] += sgn(xNew[i]-xPrev[i]) - sgn(xOldNext[i]-xOld[i])
 	}
+	asm.RollProducts(w.tS, w.tC, dNew, r.wm1[wi], tOld, r.ones)
 	asm.RollMoments(m, xNew, xOld)
 	asm.RollProducts(w.sumS, w.sumC, xNew, r.ones, xOld, r.ones)
 	if s.rv {
