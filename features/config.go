@@ -44,7 +44,9 @@ type Config struct {
 	// (k+1)*Step + AllowedLateness. Default 2s; it cannot be zero (use 1ns for
 	// practically none).
 	AllowedLateness time.Duration
-	// Allocator allocates the emitted records; default memory.DefaultAllocator.
+	// Allocator allocates the emitted records; default memory.DefaultAllocator
+	// behind a recycler that hands a released record's feature buffer (~12 MB
+	// for 1,000 instruments) to the next step instead of allocating it again.
 	Allocator memory.Allocator
 }
 

@@ -733,6 +733,8 @@ func TestConfigValidation(t *testing.T) {
 		{Config{Step: -time.Second}, "features: step -1s: must be > 0"},
 		{Config{AllowedLateness: -1}, "features: allowed lateness -1ns: must be >= 0"},
 		{Config{Step: time.Millisecond, AllowedLateness: time.Second}, "features: allowed lateness 1s is 1000 steps of 1ms: must be <= 256 steps"},
+		{Config{XRank: []string{"mid_ret", "nope_7"}}, `features: xrank 1: no column "nope_7"`},
+		{Config{XRank: []string{"mid_ret", "mid_ret"}}, `features: xrank 1: "mid_ret" listed twice`},
 	} {
 		_, err := NewEngine(tc.cfg, nil, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {

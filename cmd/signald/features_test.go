@@ -19,6 +19,7 @@ import (
 
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/store"
 )
 
 func TestFeaturesList(t *testing.T) {
@@ -171,6 +172,38 @@ func TestFeaturesCompute(t *testing.T) {
 			}
 		}
 	}
+	// The same ticks from a Parquet store directory and from one of its
+	// tick files.
+	st, err := store.OpenParquet(store.ParquetOptions{Dir: filepath.Join(dir, "store")}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var all []ingest.Tick
+	if err := readTicks(context.Background(), in, nil, func(ticks []ingest.Tick) error {
+		all = append(all, ticks...)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertTicks(context.Background(), all); err != nil {
+		t.Fatal(err)
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "store", "ticks", "*", "*.parquet"))
+	if len(files) != 1 {
+		t.Fatalf("store files %v", files)
+	}
+	for _, src := range []string{filepath.Join(dir, "store"), files[0]} {
+		out := filepath.Join(dir, "g.csv")
+		var stderr bytes.Buffer
+		if code := realMain([]string{"features", "compute", "--in", src, "--out", out}, &stderr, &stderr); code != 0 {
+			t.Fatalf("%s: exit %d: %s", src, code, stderr.String())
+		}
+		b, _ := os.ReadFile(out)
+		if rows := strings.Count(string(b), "\n") - 1; rows != len(want) {
+			t.Errorf("%s: %d rows, want %d", src, rows, len(want))
+		}
+	}
+
 	var stderr bytes.Buffer
 	if code := realMain([]string{"features", "compute", "--in", in, "--out", filepath.Join(dir, "f.xyz")}, &stderr, &stderr); code == 0 ||
 		!strings.Contains(stderr.String(), "--format") {
