@@ -15,6 +15,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signald-dev/signald/features/asm"
 	"github.com/signald-dev/signald/ingest"
 )
 
@@ -874,6 +875,40 @@ func TestCatalogFile(t *testing.T) {
 		names[f.Name] = true
 		if !strings.Contains(string(got), "`"+f.Name+"`") {
 			t.Errorf("%s not in CATALOG.md", f.Name)
+		}
+	}
+}
+
+// TestKernelPathsAgree runs the same stream with the AVX2 and the pure-Go
+// kernels: the records must be identical bit for bit (NaN payloads aside).
+func TestKernelPathsAgree(t *testing.T) {
+	prev := asm.SetGeneric(false)
+	defer asm.SetGeneric(prev)
+	if asm.Path() != "avx2" {
+		t.Skip("no AVX2 kernels in this build or on this CPU")
+	}
+	ticks := randomStream(17, 8000)
+	run := func(generic bool) [][]row {
+		asm.SetGeneric(generic)
+		e, _, c := newTestEngine(t, Config{Windows: []int{3, 10, 40}})
+		apply(t, e, c, ticks...)
+		if err := e.Flush(c.emit); err != nil {
+			t.Fatal(err)
+		}
+		return c.steps
+	}
+	a, b := run(false), run(true)
+	if len(a) != len(b) || len(a) < 50 {
+		t.Fatalf("%d vs %d records", len(a), len(b))
+	}
+	for k := range a {
+		for i := range a[k] {
+			for name, v := range a[k][i].vals {
+				w := b[k][i].vals[name]
+				if math.Float64bits(v) != math.Float64bits(w) && !(math.IsNaN(v) && math.IsNaN(w)) {
+					t.Fatalf("step %d row %d %s: avx2 %v, generic %v", k, i, name, v, w)
+				}
+			}
 		}
 	}
 }
