@@ -489,30 +489,36 @@ func (r *roller) minMax(s *rseries, cols [][]float64, wc [][numStats]int) {
 	t := r.t
 	nan := math.NaN()
 	cur := r.row(s, r.tt)
+	// The output columns by window, in decreasing window order.
+	type outs struct {
+		w                            uint32
+		max, min, amax, amin, rngPos []float64
+	}
+	var buf [8]outs
+	out := buf[:0]
+	for _, wi := range r.byDesc {
+		c := &wc[wi]
+		out = append(out, outs{uint32(r.windows[wi]), cols[c[sMax]], cols[c[sMin]], cols[c[sArgmaxAge]], cols[c[sArgminAge]], cols[c[sRangePos]]})
+	}
 	for i := range r.n {
 		var jMax, jMin uint32
-		for _, wi := range r.byDesc {
-			c := &wc[wi]
-			w := r.windows[wi]
-			if s.cnt[i] < int32(w) {
-				for _, st := range [...]int{sMin, sMax, sArgminAge, sArgmaxAge, sRangePos} {
-					if c[st] >= 0 {
-						cols[c[st]][i] = nan
-					}
-				}
+		dmax, dmin := &s.maxDq[i], &s.minDq[i]
+		cnt := uint32(max(s.cnt[i], 0))
+		for k := range out {
+			o := &out[k]
+			if cnt < o.w {
+				o.max[i], o.min[i], o.amax[i], o.amin[i], o.rngPos[i] = nan, nan, nan, nan, nan
 				continue
 			}
-			jMax = s.maxDq[i].first(t, uint32(w), jMax)
-			jMin = s.minDq[i].first(t, uint32(w), jMin)
-			emax, emin := s.maxDq[i].at(jMax), s.minDq[i].at(jMin)
-			cols[c[sMax]][i] = emax.v
-			cols[c[sMin]][i] = emin.v
-			cols[c[sArgmaxAge]][i] = float64(t - emax.t)
-			cols[c[sArgminAge]][i] = float64(t - emin.t)
+			jMax = dmax.first(t, o.w, jMax)
+			jMin = dmin.first(t, o.w, jMin)
+			emax, emin := dmax.at(jMax), dmin.at(jMin)
+			o.max[i], o.min[i] = emax.v, emin.v
+			o.amax[i], o.amin[i] = float64(t-emax.t), float64(t-emin.t)
 			if emax.v > emin.v {
-				cols[c[sRangePos]][i] = (cur[i] - emin.v) / (emax.v - emin.v)
+				o.rngPos[i] = (cur[i] - emin.v) / (emax.v - emin.v)
 			} else {
-				cols[c[sRangePos]][i] = nan
+				o.rngPos[i] = nan
 			}
 		}
 	}
