@@ -359,6 +359,7 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 
 	ww := int32(w.w)
 	stt := fw * (fw*fw - 1) / 12 // sum of (j - mean j)^2
+	invStt, invW := 1/stt, 1/fw
 	tbar := (fw - 1) / 2
 	nan := math.NaN()
 	for i := range n {
@@ -386,7 +387,7 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 				r.maybeReanchor(s, w, i, mean, std, skew, kurt, z, xNew)
 			}
 			s1 := m.S1[i] + m.C1[i]
-			md := s1 / fw
+			md := s1 * invW
 			m2 := (m.S2[i] + m.C2[i]) - s1*md
 			sum[i] = w.sumS[i] + w.sumC[i]
 			if rv != nil {
@@ -399,18 +400,19 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 				sh := m.Shift[i] // possibly just re-anchored: not dNew's
 				a := s1 - (xOldNext[i] - sh)
 				bb := s1 - (xNew[i] - sh)
+				inv := 1 / m2 // one division for ac1 and r2
 				num := (w.pS[i] + w.pC[i]) - md*(a+bb) + (fw-1)*md*md
-				ac1[i] = num / m2
+				ac1[i] = num * inv
 				cov := (w.tS[i] + w.tC[i]) - tbar*s1
-				slope[i] = cov / stt
-				r2[i] = min(cov*cov/(stt*m2), 1)
+				slope[i] = cov * invStt
+				r2[i] = min(cov*cov*invStt*inv, 1)
 			} else {
 				ac1[i], slope[i], r2[i] = nan, 0, nan
 			}
 		}
 		ewm[i] = w.ewm[i]
 		ewstd[i] = math.Sqrt(max(w.ewv[i], 0))
-		posShare[i] = float64(w.pos[i]) / fw
+		posShare[i] = float64(w.pos[i]) / fw // exact: no reciprocal
 		updown[i] = float64(w.ud[i])
 	}
 }
