@@ -46,7 +46,7 @@ type Engine struct {
 	xs      [][]float64   // scratch: the base series' columns
 	scratch []float64     // feature values when no record is built
 	acols   []arrow.Array // scratch: columns of the record being built
-	rank    []rankPair    // scratch: cross-sectional ranking
+	rank    []uint64      // scratch: cross-sectional ranking
 }
 
 // basisGroup accumulates the mids of one instrument name across venues.
@@ -421,49 +421,47 @@ func (e *Engine) admit(k int64) {
 	e.m.stateBytes.Set(float64(e.roll.bytesPerInstrument()))
 }
 
-// rankPair is a value and its row, sorted together: no indirect loads in
-// the comparisons.
-type rankPair struct {
-	v float64
-	i int32
+// rankKey maps a float64 (not NaN) to a uint64 of the same order, -0 and
+// +0 alike, so that ranking sorts plain integers.
+func rankKey(v float64) uint64 {
+	b := math.Float64bits(v + 0) // -0 + 0 = +0
+	if b>>63 == 1 {
+		return ^b
+	}
+	return b | 1<<63
 }
 
 // xrank writes to dst the cross-sectional rank of src's values, (rank-1)/
 // (count-1) with ties averaged, NaN for NaN values or fewer than two values.
-func xrank(dst, src []float64, ps []rankPair) []rankPair {
-	ps = ps[:0]
-	for i, v := range src {
-		dst[i] = math.NaN()
+// It sorts the values' keys once and finds each value's first and last
+// position by bisection: O(n log n) without a comparison callback.
+func xrank(dst, src []float64, keys []uint64) []uint64 {
+	keys = keys[:0]
+	for _, v := range src {
 		if !math.IsNaN(v) {
-			ps = append(ps, rankPair{v, int32(i)})
+			keys = append(keys, rankKey(v))
 		}
 	}
-	m := len(ps)
+	m := len(keys)
 	if m < 2 {
-		return ps
+		for i := range dst {
+			dst[i] = math.NaN()
+		}
+		return keys
 	}
-	slices.SortFunc(ps, func(a, b rankPair) int {
-		if a.v < b.v {
-			return -1
-		}
-		if a.v > b.v {
-			return 1
-		}
-		return 0
-	})
+	slices.Sort(keys)
 	den := float64(m - 1)
-	for lo := 0; lo < m; {
-		hi := lo + 1
-		for hi < m && ps[hi].v == ps[lo].v {
-			hi++
+	for i, v := range src {
+		if math.IsNaN(v) {
+			dst[i] = math.NaN()
+			continue
 		}
-		r := float64(lo+hi-1) / 2 / den
-		for _, p := range ps[lo:hi] {
-			dst[p.i] = r
-		}
-		lo = hi
+		k := rankKey(v)
+		lo, _ := slices.BinarySearch(keys, k)
+		hi, _ := slices.BinarySearch(keys[lo:], k+1) // ties: bisection too, never a scan
+		dst[i] = float64(2*lo+hi-1) / 2 / den
 	}
-	return ps
+	return keys
 }
 
 // buildRecord assembles the record of step k from the rows' keys and the

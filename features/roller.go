@@ -432,13 +432,14 @@ func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt
 	r.reanchorNow(s, w, i, mean, std, skew, kurt, z, xNew, sh+md)
 }
 
-// staleShift is maybeReanchor's test without the ulp: cheap enough for every
-// instrument and step.
+// staleShift is maybeReanchor's test without the ulp and without a
+// division, cheap enough for every instrument and step: with mean
+// deviation md = s1/w and m2 = s2 - s1^2/w, md^2 > ratio*m2/w is
+// (ratio+1)*s1^2 > ratio*w*s2.
 func staleShift(m *asm.Moments, i int, fw float64) bool {
 	s1 := m.S1[i] + m.C1[i]
-	md := s1 / fw
-	m2 := (m.S2[i] + m.C2[i]) - s1*md
-	return md*md*fw > reanchorRatio*m2 && math.Abs(md) > 3.5e-15*math.Abs(m.Shift[i])
+	q := s1 * s1
+	return (reanchorRatio+1)*q > reanchorRatio*fw*(m.S2[i]+m.C2[i]) && math.Abs(s1) > 3.5e-15*fw*math.Abs(m.Shift[i])
 }
 
 func (r *roller) reanchorNow(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64, shift float64) {

@@ -19,6 +19,17 @@ func TestXRank(t *testing.T) {
 			t.Errorf("rank %d = %v, want %v", i, dst[i], want[i])
 		}
 	}
+	// Many ties (a quiet market's zero returns) and signed zeros.
+	big := make([]float64, 1001)
+	big[1000] = -0.0
+	big[0] = math.Copysign(0, -1)
+	bigDst := make([]float64, len(big))
+	xrank(bigDst, big, nil)
+	for i, r := range bigDst {
+		if r != 0.5 {
+			t.Fatalf("tie %d ranked %v, want 0.5", i, r)
+		}
+	}
 	xrank(dst[:1], []float64{7}, nil)
 	if !math.IsNaN(dst[0]) {
 		t.Errorf("single value ranked %v, want NaN", dst[0])
