@@ -7,7 +7,8 @@
 // what this CPU supports, read once through klauspost/cpuid, and `-tags
 // noasm` builds without the assembly. The layout is klauspost/compress's:
 // kernels.go (API and dispatch), kernels_generic.go, kernels_amd64.go
-// (stubs), kernels_amd64.s (generated), kernels_noasm.go. Both paths perform
+// (stubs) and kernels_amd64.s (both generated), kernels_asm_amd64.go and
+// kernels_noasm.go (whether the assembly is built). Both paths perform
 // the same IEEE operations in the same order, so their results agree bit
 // for bit; see each kernel's documentation.
 package asm
