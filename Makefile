@@ -8,7 +8,7 @@ HTTP_ADDR ?= 127.0.0.1:8080
 # The bundled captures (see testdata/README.md), replayed in a loop by `make run`.
 REPLAY    ?= testdata/binance/binance_spot_btcusdt_20240808_head1500.gz,testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz
 
-.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean
+.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean generate check-generated catalog check-catalog
 
 all: build
 
@@ -58,7 +58,7 @@ services-down:
 services-status:
 	bash $(SERVICES) status
 
-lint:
+lint: check-generated check-catalog
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^features/asm/_generate/')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
@@ -66,6 +66,37 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+# features/CATALOG.md is generated from the feature registry; the features
+# tests (TestCatalogFile) fail when it is stale, and so does check-catalog.
+catalog:
+	$(GO) run ./cmd/signald features list --markdown > features/CATALOG.md
+
+check-catalog:
+	@$(GO) run ./cmd/signald features list --markdown | diff -u features/CATALOG.md - \
+		|| { echo "features/CATALOG.md is stale: run make catalog"; exit 1; }
+
+# The AVX2 kernels of features/asm, written by the avo generator in
+# features/asm/_generate (its own module: avo is a build-time tool only).
+ASMGEN    := features/asm/_generate
+ASMGENCMD := $(GO) run . -out ../kernels_amd64.s -stubs ../kernels_amd64.go -pkg asm
+
+generate:
+	cd $(ASMGEN) && $(ASMGENCMD)
+
+# Fails when the committed kernels_amd64.s or kernels_amd64.go differ from
+# what the generator writes now. It writes into a temporary directory and
+# compares all but the first line (the header names the output paths), so
+# the working tree is left alone.
+check-generated:
+	@tmp=$$(mktemp -d) && trap 'rm -rf "$$tmp"' EXIT && \
+		(cd $(ASMGEN) && $(GO) vet . && { test -z "$$(gofmt -l .)" || { echo "gofmt needed in $(ASMGEN)"; exit 1; }; } && \
+			$(GO) run . -out "$$tmp/kernels_amd64.s" -stubs "$$tmp/kernels_amd64.go" -pkg asm) && \
+		for f in kernels_amd64.s kernels_amd64.go; do \
+			tail -n +2 "$$tmp/$$f" > "$$tmp/$$f.body"; \
+			if ! tail -n +2 features/asm/$$f | cmp -s - "$$tmp/$$f.body"; then \
+				echo "features/asm/$$f is stale: run make generate"; exit 1; fi; \
+		done
 
 clean:
 	rm -rf bin

@@ -22,29 +22,48 @@ type Engine struct {
 	cfg    Config
 	log    *slog.Logger
 	m      *metrics
-	feats  []feature
+	lay    *layout
 	schema *arrow.Schema
+	mem    memory.Allocator
 	step   int64 // ns
 	late   int64 // ns
 	slots  int64 // len(instState.pending)
 	maxW   int
 
-	insts []*instState // sorted by key: the row order
-	byKey map[instKey]*instState
+	insts   []*instState // in the SoA store, sorted by key: the row order
+	waiting []*instState // seen, but their first step has not closed yet
+	byKey   map[instKey]*instState
+	groups  []basisGroup // by instState.group
+	roll    *roller
 
 	started bool
 	next    int64 // oldest open step
 	clock   int64 // largest RecvTS seen
 
-	rows []*instState  // scratch: rows of the step being closed
-	cols []arrow.Array // scratch: columns of the record being built
-	vals [][]float64   // scratch: feature columns of the step being closed
+	market Market
+
+	cols    [][]float64   // scratch: feature columns of the step being closed
+	xs      [][]float64   // scratch: the base series' columns
+	scratch []float64     // feature values when no record is built
+	acols   []arrow.Array // scratch: columns of the record being built
+	rank    []uint64      // scratch: cross-sectional ranking
+}
+
+// basisGroup accumulates the mids of one instrument name across venues.
+type basisGroup struct {
+	sum float64
+	n   int
 }
 
 // NewEngine validates cfg, fills in its defaults and returns an engine. logger
 // and reg may be nil.
 func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Engine, error) {
+	recycle := cfg.Allocator == nil
 	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	lay, err := buildLayout(&cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -59,14 +78,27 @@ func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Eng
 		cfg:   cfg,
 		log:   logger.With("component", "features"),
 		m:     m,
-		feats: buildFeatures(&cfg),
+		lay:   lay,
+		mem:   cfg.Allocator,
 		step:  int64(cfg.Step),
 		late:  int64(cfg.AllowedLateness),
 		slots: int64(cfg.openSlots()),
 		maxW:  cfg.maxWindow(),
 		byKey: make(map[instKey]*instState),
 	}
-	e.schema = buildSchema(&cfg, e.feats)
+	if recycle {
+		e.mem = newRecycler(cfg.Allocator)
+	}
+	rv := make([]bool, numBases)
+	for b := range rv {
+		rv[b] = bases[b].rv
+	}
+	e.roll = newRoller(cfg.Windows, rv)
+	e.schema = buildSchema(&cfg, lay.docs)
+	e.market.Values = make([]float64, len(marketDefs))
+	for i := range e.market.Values {
+		e.market.Values[i] = math.NaN()
+	}
 	return e, nil
 }
 
@@ -74,14 +106,20 @@ func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Eng
 func (e *Engine) Schema() *arrow.Schema { return e.schema }
 
 // Features documents the engine's feature columns, in column order.
-func (e *Engine) Features() []FeatureDoc { return docs(e.feats) }
+func (e *Engine) Features() []FeatureDoc { return slices.Clone(e.lay.docs) }
 
 // Config returns the engine's configuration with defaults filled in.
 func (e *Engine) Config() Config {
 	c := e.cfg
 	c.Windows = slices.Clone(c.Windows)
+	c.XRank = slices.Clone(c.XRank)
 	return c
 }
+
+// StateBytesPerInstrument is the rolling state's memory per instrument in
+// the structure-of-arrays store (ring buffers, window sums, deques), as now
+// allocated; 0 before the first step.
+func (e *Engine) StateBytesPerInstrument() int { return e.roll.bytesPerInstrument() }
 
 // Apply feeds one tick. If it advances the clock far enough it first closes
 // one or more steps, calling emit once per closed step in step order; the
@@ -128,6 +166,9 @@ func (e *Engine) Apply(t *ingest.Tick, emit func(arrow.Record) error) error {
 		case t.AskPx < t.BidPx:
 			e.m.invalid[invCrossed].Inc()
 			return err
+		case !sizeOK(t.BidSz) || !sizeOK(t.AskSz):
+			e.m.invalid[invSize].Inc()
+			return err
 		}
 		if acc := e.acc(t, s); acc != nil {
 			acc.applyQuote(t)
@@ -166,6 +207,9 @@ func (e *Engine) Flush(emit func(arrow.Record) error) error {
 
 func positiveFinite(p float64) bool { return p > 0 && !math.IsInf(p, 1) } // false for NaN
 
+// sizeOK accepts a quote's size: finite and >= 0 (0: the venue sent none).
+func sizeOK(s float64) bool { return s >= 0 && !math.IsInf(s, 1) }
+
 // acc returns the accumulator of step s for the tick's instrument, creating
 // the instrument on its first accepted tick, or nil (counted) if s has closed.
 func (e *Engine) acc(t *ingest.Tick, s int64) *stepAcc {
@@ -176,18 +220,9 @@ func (e *Engine) acc(t *ingest.Tick, s int64) *stepAcc {
 	key := instKey{t.Venue, t.Instrument}
 	st := e.byKey[key]
 	if st == nil {
-		st = newInstState(key, s, &e.cfg)
+		st = newInstState(key, s, int(e.slots))
 		e.byKey[key] = st
-		i, _ := slices.BinarySearchFunc(e.insts, key, func(a *instState, k instKey) int {
-			switch {
-			case a.key.less(k):
-				return -1
-			case k.less(a.key):
-				return 1
-			}
-			return 0
-		})
-		e.insts = slices.Insert(e.insts, i, st)
+		e.waiting = append(e.waiting, st)
 		e.m.instruments.Inc()
 	} else if s < st.firstStep {
 		st.firstStep = s // an accepted tick of an older open step arrived later
@@ -216,6 +251,7 @@ func (e *Engine) closeThrough(target, lastData int64, emit func(arrow.Record) er
 			}
 			skip := target - e.next + 1
 			e.m.skippedSteps.Add(float64(skip))
+			e.roll.skipConstant(skip)
 			e.log.Warn("time gap: skipped empty steps",
 				"from", time.Unix(0, e.next*e.step).UTC(),
 				"to", time.Unix(0, (target+1)*e.step).UTC(),
@@ -230,55 +266,102 @@ func (e *Engine) closeThrough(target, lastData int64, emit func(arrow.Record) er
 
 func (e *Engine) closeStep(k int64, emit func(arrow.Record) error) error {
 	start := time.Now() // metrics only; never affects the output
-	n := 0
-	for _, s := range e.insts {
-		if s.firstStep <= k {
-			n++
-		}
-	}
+	e.admit(k)
+	n := len(e.insts)
 	if n == 0 {
 		return nil // before the first instrument: no record
 	}
+	nf := len(e.lay.docs)
 
-	// All feature columns share one allocation, each column 64-byte aligned.
+	// All feature columns share one allocation, each column 64-byte aligned;
+	// the statistics are written straight into it.
 	var (
 		fbuf   *memory.Buffer
-		stride int
-		vals   = e.vals[:0]
+		stride int // in float64s
 	)
+	cols := e.cols[:0]
 	if emit != nil {
-		stride = (n*arrow.Float64SizeBytes + 63) &^ 63
-		fbuf = newBuffer(e.cfg.Allocator, stride*len(e.feats))
-		all := fbuf.Bytes()
-		for j := range e.feats {
-			vals = append(vals, arrow.Float64Traits.CastFromBytes(all[j*stride:j*stride+n*arrow.Float64SizeBytes]))
+		stride = (n + 7) &^ 7
+		fbuf = newBuffer(e.mem, stride*nf*arrow.Float64SizeBytes)
+		all := arrow.Float64Traits.CastFromBytes(fbuf.Bytes())
+		for j := range nf {
+			cols = append(cols, all[j*stride:j*stride+n])
 		}
+	} else {
+		if len(e.scratch) < n*nf {
+			e.scratch = make([]float64, n*nf)
+		}
+		for j := range nf {
+			cols = append(cols, e.scratch[j*n:(j+1)*n])
+		}
+	}
+	e.cols = cols
+
+	// Per-instrument pass: fold the step's ticks into the carried values and
+	// write the base series.
+	slot := floorMod(k, e.slots)
+	stepSec := float64(e.step) / 1e9
+	lay := e.lay
+	midCol := cols[lay.midCol]
+	var x [numBases]float64
+	for g := range e.groups {
+		e.groups[g] = basisGroup{}
+	}
+	nonFinite := 0
+	for i, s := range e.insts {
+		s.closeStep(&s.pending[slot], stepSec, &x)
+		midCol[i] = s.mid
+		for b := range numBases {
+			v := x[b]
+			if math.IsInf(v, 0) {
+				nonFinite++ // overflow of absurd but valid input: treated as undefined
+				v = math.NaN()
+			}
+			cols[lay.stepCol[b]][i] = v
+		}
+		if !math.IsNaN(s.mid) {
+			g := &e.groups[s.group]
+			g.sum += s.mid
+			g.n++
+		}
+	}
+	basis := cols[lay.stepCol[bBasis]]
+	for i, s := range e.insts {
+		if g := &e.groups[s.group]; !math.IsNaN(s.mid) {
+			cons := g.sum / float64(g.n)
+			basis[i] = (s.mid - cons) / cons * 1e4
+			if g.n == 1 {
+				basis[i] = 0 // exactly, whatever the rounding of the sum
+			}
+		}
+	}
+	if nonFinite > 0 {
+		e.m.nonFinite.Add(float64(nonFinite))
 	}
 
-	// One pass: fold the step into each instrument's state and read its
-	// features while the state is in cache.
-	slot := floorMod(k, e.slots)
-	rows := e.rows[:0]
-	for _, s := range e.insts {
-		if s.firstStep > k {
-			continue // first seen in a later open step
-		}
-		s.closeStep(&s.pending[slot])
-		i := len(rows)
-		for j := range vals {
-			vals[j][i] = e.feats[j].value(s)
-		}
-		rows = append(rows, s)
+	// Rolling windows, vectorized over instruments.
+	xs := e.xs[:0]
+	for b := range numBases {
+		xs = append(xs, cols[lay.stepCol[b]])
 	}
-	e.rows = rows
-	clear(vals)
-	e.vals = vals[:0]
+	e.xs = xs
+	ra, rs := e.roll.reanchors, e.roll.restarts
+	e.roll.step(xs, cols, lay.winCol[:])
+	e.m.reanchors.Add(float64(e.roll.reanchors - ra))
+	e.m.restarts.Add(float64(e.roll.restarts - rs))
+
+	// Cross-section: ranks and the market aggregates.
+	for _, p := range lay.xrank {
+		e.rank = xrank(cols[p[1]], cols[p[0]], e.rank)
+	}
+	e.computeMarket(k, cols)
+
 	e.m.steps.Inc()
 	if emit == nil {
 		e.m.stepDuration.Observe(time.Since(start).Seconds())
 		return nil
 	}
-	rec := e.buildRecord(k, rows, fbuf, stride)
+	rec := e.buildRecord(k, fbuf, stride)
 	e.m.stepDuration.Observe(time.Since(start).Seconds())
 	defer rec.Release()
 	if err := emit(rec); err != nil {
@@ -287,13 +370,108 @@ func (e *Engine) closeStep(k int64, emit func(arrow.Record) error) error {
 	return nil
 }
 
+// admit moves the instruments whose first step is k or earlier into the
+// SoA store, in key order. It reallocates the whole store, O(state), once
+// per step in which instruments appear (not per instrument).
+func (e *Engine) admit(k int64) {
+	var in []*instState
+	keep := e.waiting[:0]
+	for _, s := range e.waiting {
+		if s.firstStep <= k {
+			in = append(in, s)
+		} else {
+			keep = append(keep, s)
+		}
+	}
+	e.waiting = keep
+	if len(in) == 0 {
+		return
+	}
+	slices.SortFunc(in, func(a, b *instState) int { return a.key.cmp(b.key) })
+	merged := make([]*instState, 0, len(e.insts)+len(in))
+	from := make([]int32, 0, cap(merged))
+	i, j := 0, 0
+	for i < len(e.insts) || j < len(in) {
+		if j == len(in) || (i < len(e.insts) && e.insts[i].key.less(in[j].key)) {
+			merged = append(merged, e.insts[i])
+			from = append(from, int32(i))
+			i++
+		} else {
+			merged = append(merged, in[j])
+			from = append(from, -1)
+			j++
+		}
+	}
+	e.insts = merged
+	for i, s := range merged {
+		s.idx = i
+	}
+	e.roll.resize(from)
+	// Basis groups: instruments of the same name across venues.
+	ids := map[string]int{}
+	for _, s := range merged {
+		g, ok := ids[s.key.instrument]
+		if !ok {
+			g = len(ids)
+			ids[s.key.instrument] = g
+		}
+		s.group = g
+	}
+	e.groups = make([]basisGroup, len(ids))
+	e.m.stateBytes.Set(float64(e.roll.bytesPerInstrument()))
+}
+
+// rankKey maps a float64 (not NaN) to a uint64 of the same order, -0 and
+// +0 alike, so that ranking sorts plain integers.
+func rankKey(v float64) uint64 {
+	b := math.Float64bits(v + 0) // -0 + 0 = +0
+	if b>>63 == 1 {
+		return ^b
+	}
+	return b | 1<<63
+}
+
+// xrank writes to dst the cross-sectional rank of src's values, (rank-1)/
+// (count-1) with ties averaged, NaN for NaN values or fewer than two values.
+// It sorts the values' keys once and finds each value's first and last
+// position by bisection: O(n log n) without a comparison callback.
+func xrank(dst, src []float64, keys []uint64) []uint64 {
+	keys = keys[:0]
+	for _, v := range src {
+		if !math.IsNaN(v) {
+			keys = append(keys, rankKey(v))
+		}
+	}
+	m := len(keys)
+	if m < 2 {
+		for i := range dst {
+			dst[i] = math.NaN()
+		}
+		return keys
+	}
+	slices.Sort(keys)
+	den := float64(m - 1)
+	for i, v := range src {
+		if math.IsNaN(v) {
+			dst[i] = math.NaN()
+			continue
+		}
+		k := rankKey(v)
+		lo, _ := slices.BinarySearch(keys, k)
+		hi, _ := slices.BinarySearch(keys[lo:], k+1) // ties: bisection too, never a scan
+		dst[i] = float64(2*lo+hi-1) / 2 / den
+	}
+	return keys
+}
+
 // buildRecord assembles the record of step k from the rows' keys and the
-// feature values already written to fbuf (one column per stride bytes). It
-// takes over the reference to fbuf.
-func (e *Engine) buildRecord(k int64, rows []*instState, fbuf *memory.Buffer, stride int) arrow.Record {
-	mem := e.cfg.Allocator
+// feature values already written to fbuf (one column per stride float64s).
+// It takes over the reference to fbuf.
+func (e *Engine) buildRecord(k int64, fbuf *memory.Buffer, stride int) arrow.Record {
+	mem := e.mem
+	rows := e.insts
 	n := len(rows)
-	cols := e.cols[:0]
+	cols := e.acols[:0]
 
 	tbuf := newBuffer(mem, n*arrow.TimestampSizeBytes)
 	ts := arrow.TimestampTraits.CastFromBytes(tbuf.Bytes())
@@ -304,8 +482,8 @@ func (e *Engine) buildRecord(k int64, rows []*instState, fbuf *memory.Buffer, st
 	cols = append(cols, makeArray(e.schema.Field(0).Type, n, tbuf, nil))
 	cols = append(cols, stringArray(mem, rows, func(s *instState) string { return s.key.venue }))
 	cols = append(cols, stringArray(mem, rows, func(s *instState) string { return s.key.instrument }))
-	for j := range e.feats {
-		col := memory.SliceBuffer(fbuf, j*stride, n*arrow.Float64SizeBytes)
+	for j := range e.lay.docs {
+		col := memory.SliceBuffer(fbuf, j*stride*arrow.Float64SizeBytes, n*arrow.Float64SizeBytes)
 		cols = append(cols, makeArray(arrow.PrimitiveTypes.Float64, n, col, nil))
 	}
 	fbuf.Release() // the column slices hold it
@@ -315,7 +493,7 @@ func (e *Engine) buildRecord(k int64, rows []*instState, fbuf *memory.Buffer, st
 		c.Release() // the record holds its own reference
 		cols[i] = nil
 	}
-	e.cols = cols[:0]
+	e.acols = cols[:0]
 	return rec
 }
 

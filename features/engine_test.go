@@ -1,19 +1,24 @@
 package features
 
 import (
+	"encoding/binary"
 	"fmt"
+	"hash/fnv"
+	"maps"
 	"math"
 	"math/rand/v2"
+	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signald-dev/signald/features/asm"
 	"github.com/signald-dev/signald/ingest"
 )
 
@@ -41,43 +46,66 @@ func apply(t testing.TB, e *Engine, c *collector, ticks ...*ingest.Tick) {
 type refInst struct {
 	venue, inst string
 	first       int // first step with a tick
-	mid, spread []float64
-	ret         []float64
-	tc, vol     []float64
-	buy, sell   []float64
 	firstQuote  int
+	mid         []float64
+	base        map[string][]float64 // per-step base series, NaN until defined
 }
 
-// genStream generates ticks for two instruments over n steps and the
-// reference step values. Ticks are returned in RecvTS order.
+type refTick struct {
+	off int64
+	t   *ingest.Tick
+}
+
+// genStream generates ticks for three instruments (two of them the same
+// instrument on two venues) over n steps and the reference step values.
+// Ticks are returned in RecvTS order.
 func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 	insts := []*refInst{
 		{venue: "binance", inst: "BTC-USDT", first: 0, firstQuote: 0},
+		{venue: "okx", inst: "BTC-USDT", first: 3, firstQuote: 4},
 		{venue: "okx", inst: "ETH-USDT", first: 7, firstQuote: 9},
 	}
 	var ticks []*ingest.Tick
+	btc := 30000.0
+	btcPath := make([]float64, n)
+	for k := range n {
+		btc *= math.Exp(0.001 * rng.NormFloat64())
+		btcPath[k] = btc
+	}
 	for ii, ri := range insts {
-		mid := 30000.0 / float64(ii+1)
-		lastMid, lastSpread := math.NaN(), math.NaN()
+		ri.base = map[string][]float64{}
+		mid := 2000.0
+		var (
+			lastMid, lastSpread, lastMicro, lastImb = math.NaN(), math.NaN(), math.NaN(), math.NaN()
+			lastTradePx, tradeSize, tradeIAT        = math.NaN(), math.NaN(), math.NaN()
+			lastTradeTS                             int64
+		)
 		for k := range n {
 			if k < ri.first {
 				continue
 			}
-			silent := ii == 0 && k >= 100 && k < 121 // 21 steps without ticks
-			var step []*ingest.Tick
-			type ev struct {
-				off int64
-				t   *ingest.Tick
+			if ri.inst == "BTC-USDT" {
+				mid = btcPath[k]
 			}
-			var evs []ev
+			silent := ii == 0 && k >= 100 && k < 121 // 21 steps without ticks
+			var evs []refTick
 			nq := 0
 			if !silent && k >= ri.firstQuote && (k == ri.firstQuote || rng.Float64() < 0.85) {
 				nq = 1 + rng.IntN(3)
 			}
 			for range nq {
-				mid *= math.Exp(0.001 * rng.NormFloat64())
-				half := mid * 1e-4 * (0.5 + rng.Float64())
-				evs = append(evs, ev{rng.Int64N(sec), quote(ri.venue, ri.inst, 0, mid-half, mid+half)})
+				m := mid * math.Exp(0.0005*rng.NormFloat64())
+				if ri.inst != "BTC-USDT" {
+					mid *= math.Exp(0.001 * rng.NormFloat64())
+					m = mid
+				}
+				half := m * 1e-4 * (0.5 + rng.Float64())
+				q := quote(ri.venue, ri.inst, 0, m-half, m+half)
+				q.BidSz, q.AskSz = rng.ExpFloat64(), rng.ExpFloat64()
+				if rng.IntN(10) == 0 {
+					q.BidSz, q.AskSz = 0, 0
+				}
+				evs = append(evs, refTick{rng.Int64N(sec), q})
 			}
 			nt := 0
 			if !silent && (k == ri.first || rng.Float64() < 0.7) {
@@ -88,20 +116,39 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 				if k == ri.first {
 					side = ingest.SideBuy
 				}
-				evs = append(evs, ev{rng.Int64N(sec), trade(ri.venue, ri.inst, 0, side, mid, 0.001+rng.Float64())})
+				px := mid * math.Exp(0.0003*rng.NormFloat64())
+				evs = append(evs, refTick{rng.Int64N(sec), trade(ri.venue, ri.inst, 0, side, px, 0.001+rng.Float64())})
 			}
-			slices.SortStableFunc(evs, func(a, b ev) int { return int(a.off - b.off) })
-			var tc, vol, buy, sell float64
+			slices.SortStableFunc(evs, func(a, b refTick) int { return int(a.off - b.off) })
+			var tc, vol, buy, sell, notional, quotes float64
+			midMin, midMax := math.Inf(1), math.Inf(-1)
+			var stepLastPx float64
+			var stepFirstTS, stepLastTS int64
 			for _, e := range evs {
 				e.t.RecvTS = (base+int64(k))*sec + e.off
-				step = append(step, e.t)
+				ticks = append(ticks, e.t)
 				switch e.t.Kind {
 				case ingest.KindQuote:
-					lastMid = (e.t.BidPx + e.t.AskPx) / 2
-					lastSpread = (e.t.AskPx - e.t.BidPx) / lastMid * 1e4
+					quotes++
+					m := (e.t.BidPx + e.t.AskPx) / 2
+					lastMid = m
+					midMin, midMax = min(midMin, m), max(midMax, m)
+					lastSpread = (e.t.AskPx - e.t.BidPx) / m * 1e4
+					if tot := e.t.BidSz + e.t.AskSz; tot > 0 {
+						micro := (e.t.BidPx*e.t.AskSz + e.t.AskPx*e.t.BidSz) / tot
+						lastMicro = (micro - m) / m * 1e4
+						lastImb = (e.t.BidSz - e.t.AskSz) / tot
+					} else {
+						lastMicro, lastImb = 0, 0
+					}
 				case ingest.KindTrade:
+					if tc == 0 {
+						stepFirstTS = e.t.RecvTS
+					}
 					tc++
 					vol += e.t.Size
+					notional += e.t.Price * e.t.Size
+					stepLastPx, stepLastTS = e.t.Price, e.t.RecvTS
 					switch e.t.Side {
 					case ingest.SideBuy:
 						buy += e.t.Size
@@ -115,71 +162,102 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 				prev = ri.mid[len(ri.mid)-1]
 			}
 			ri.mid = append(ri.mid, lastMid)
-			ri.spread = append(ri.spread, lastSpread)
-			ri.ret = append(ri.ret, math.Log(lastMid/prev))
-			ri.tc = append(ri.tc, tc)
-			ri.vol = append(ri.vol, vol)
-			ri.buy = append(ri.buy, buy)
-			ri.sell = append(ri.sell, sell)
-			ticks = append(ticks, step...)
+			add := func(name string, v float64) { ri.base[name] = append(ri.base[name], v) }
+			if quotes > 0 {
+				add("mid_ret", math.Log(lastMid/prev))
+				add("mid_range_bps", (midMax-midMin)/lastMid*1e4)
+			} else {
+				add("mid_ret", 0*prev)
+				add("mid_range_bps", 0)
+			}
+			add("spread_bps", lastSpread)
+			add("micro_dev_bps", lastMicro)
+			add("bbo_imb", lastImb)
+			add("signed_vol", buy-sell)
+			add("volume", vol)
+			add("notional", notional)
+			add("trade_count", tc)
+			add("quote_rate", quotes)
+			if tc > 0 {
+				add("trade_ret", math.Log(stepLastPx/lastTradePx))
+				add("vwap_dev_bps", (notional/vol-lastMid)/lastMid*1e4)
+				add("trade_imb", (buy-sell)/vol)
+				tradeSize = vol / tc
+				if lastTradeTS != 0 {
+					tradeIAT = float64(stepLastTS-lastTradeTS) / 1e9 / tc
+				} else if tc > 1 {
+					tradeIAT = float64(stepLastTS-stepFirstTS) / 1e9 / (tc - 1)
+				}
+				lastTradePx, lastTradeTS = stepLastPx, stepLastTS
+			} else {
+				add("trade_ret", 0*lastTradePx)
+				add("vwap_dev_bps", 0*lastMid)
+				add("trade_imb", 0)
+			}
+			add("trade_size", tradeSize)
+			add("trade_iat", tradeIAT)
+		}
+	}
+	// Basis: against the mean mid of the instrument's venues at each step.
+	for _, ri := range insts {
+		for j := range ri.mid {
+			k := ri.first + j
+			var sum float64
+			cnt := 0
+			for _, o := range insts {
+				if o.inst == ri.inst && k >= o.first && !math.IsNaN(o.mid[k-o.first]) {
+					sum += o.mid[k-o.first]
+					cnt++
+				}
+			}
+			v := math.NaN()
+			if !math.IsNaN(ri.mid[j]) {
+				v = (ri.mid[j] - sum/float64(cnt)) / (sum / float64(cnt)) * 1e4
+			}
+			ri.base["basis_bps"] = append(ri.base["basis_bps"], v)
 		}
 	}
 	slices.SortStableFunc(ticks, func(a, b *ingest.Tick) int { return int(a.RecvTS - b.RecvTS) })
 	return ticks, insts
 }
 
-// expected returns the reference value of feature name at step index j (steps
+// expected returns the reference value of feature f at step index j (steps
 // since ri.first).
-func (ri *refInst) expected(name string, j int) float64 {
-	switch name {
-	case "mid":
+func (ri *refInst) expected(f FeatureDoc, j int) float64 {
+	if f.Name == "mid" {
 		return ri.mid[j]
-	case "spread_bps":
-		return ri.spread[j]
-	case "ret":
-		return ri.ret[j]
-	case "trade_count":
-		return ri.tc[j]
-	case "volume":
-		return ri.vol[j]
 	}
-	i := strings.LastIndexByte(name, '_')
-	w, err := strconv.Atoi(name[i+1:])
-	if err != nil {
-		panic(name)
+	ser := ri.base[f.Base]
+	if ser == nil {
+		panic(f.Name)
 	}
-	if j+1 < w {
+	if f.Kind == KindStep {
+		return ser[j]
+	}
+	start := 0
+	for start < len(ser) && math.IsNaN(ser[start]) {
+		start++
+	}
+	if j-start+1 < f.Window {
 		return math.NaN()
 	}
-	switch name[:i] {
-	case "trade_imb":
-		b, s := 0.0, 0.0
-		for _, x := range ri.buy[j+1-w : j+1] {
-			b += x
-		}
-		for _, x := range ri.sell[j+1-w : j+1] {
-			s += x
-		}
-		if b+s == 0 {
-			return math.NaN()
-		}
-		return (b - s) / (b + s)
+	return refStat(f.Stat, ser[j+1-f.Window:j+1], ser[start:j+1])
+}
+
+// tolerance of a window statistic against the naive reference: relative,
+// plus an absolute part on the scale of the window's values.
+func tolerance(f FeatureDoc, xs []float64) (rel, abs float64) {
+	scale := 0.0
+	for _, x := range xs {
+		scale = max(scale, math.Abs(x))
 	}
-	rets := ri.ret[j+1-w : j+1]
-	for _, r := range rets {
-		if math.IsNaN(r) {
-			return math.NaN() // window not yet filled with returns
-		}
+	switch f.Stat {
+	case "z", "skew", "kurt", "ac1", "r2", "range_pos":
+		return 1e-7, 1e-7
+	case "slope":
+		return 1e-8, 1e-12 * scale
 	}
-	switch name[:i] {
-	case "ret_mean":
-		return refMean(rets)
-	case "ret_std":
-		return refStd(rets)
-	case "rv":
-		return refRV(rets)
-	}
-	panic(name)
+	return 1e-9, 1e-12 * scale
 }
 
 func TestFeaturesMatchReference(t *testing.T) {
@@ -198,8 +276,8 @@ func TestFeaturesMatchReference(t *testing.T) {
 	if len(c.steps) != n {
 		t.Fatalf("got %d records, want %d", len(c.steps), n)
 	}
-	exact := map[string]bool{"mid": true, "spread_bps": true, "ret": true, "trade_count": true, "volume": true}
-	checked := 0
+	feats := e.Features()
+	checked, nonNaN := 0, 0
 	for k, rows := range c.steps {
 		var want []*refInst
 		for _, ri := range insts {
@@ -207,6 +285,7 @@ func TestFeaturesMatchReference(t *testing.T) {
 				want = append(want, ri)
 			}
 		}
+		slices.SortFunc(want, func(a, b *refInst) int { return strings.Compare(a.venue+"/"+a.inst, b.venue+"/"+b.inst) })
 		if len(rows) != len(want) {
 			t.Fatalf("step %d: %d rows, want %d", k, len(rows), len(want))
 		}
@@ -218,25 +297,39 @@ func TestFeaturesMatchReference(t *testing.T) {
 			if wt := (base + int64(k) + 1) * sec; r.time != wt {
 				t.Fatalf("step %d: time %d, want step end %d", k, r.time, wt)
 			}
-			for _, f := range e.Features() {
-				got, w := r.vals[f.Name], ri.expected(f.Name, k-ri.first)
-				ok := closeTo(got, w, 1e-9, 1e-15)
-				if exact[f.Name] {
+			j := k - ri.first
+			for _, f := range feats {
+				if f.Kind == KindXRank {
+					continue // TestXRank
+				}
+				got, w := r.vals[f.Name], ri.expected(f, j)
+				var ok bool
+				if f.Kind == KindStep && f.Name != "basis_bps" {
 					ok = math.Float64bits(got) == math.Float64bits(w) || (math.IsNaN(got) && math.IsNaN(w))
+				} else {
+					var xs []float64
+					if f.Kind == KindWindow && !math.IsNaN(w) {
+						xs = ri.base[f.Base][j+1-f.Window : j+1]
+					}
+					rel, abs := tolerance(f, xs)
+					ok = closeTo(got, w, rel, abs+1e-300)
 				}
 				if !ok {
-					t.Fatalf("step %d %s %s: got %v, want %v", k, ri.inst, f.Name, got, w)
+					t.Fatalf("step %d %s/%s %s: got %v, want %v", k, ri.venue, ri.inst, f.Name, got, w)
 				}
 				checked++
+				if !math.IsNaN(got) {
+					nonNaN++
+				}
 			}
 		}
 	}
-	t.Logf("checked %d values", checked)
+	t.Logf("checked %d values (%d not NaN)", checked, nonNaN)
 	if got := metric(t, reg, "signald_features_steps_total"); got != n {
 		t.Errorf("steps_total = %v, want %d", got, n)
 	}
-	if got := metric(t, reg, "signald_features_instruments"); got != 2 {
-		t.Errorf("instruments = %v, want 2", got)
+	if got := metric(t, reg, "signald_features_instruments"); got != 3 {
+		t.Errorf("instruments = %v, want 3", got)
 	}
 	if got := metric(t, reg, "signald_features_step_duration_seconds"); got != n {
 		t.Errorf("step_duration count = %v, want %d", got, n)
@@ -244,19 +337,31 @@ func TestFeaturesMatchReference(t *testing.T) {
 }
 
 // TestWarmUp checks that every feature is NaN for exactly its documented
-// WarmUp steps when the instrument quotes and trades every step.
+// WarmUp steps when two venues' instrument quote and trade (at least twice)
+// every step, with values varied enough that no statistic is undefined.
 func TestWarmUp(t *testing.T) {
-	cfg := Config{Windows: []int{4, 9}}
+	cfg := Config{Windows: []int{4, 9}, XRank: []string{"mid_ret", "spread_bps_mean_4", "volume_sum_9"}}
 	e, _, c := newTestEngine(t, cfg)
 	const n = 30
 	mid := 100.0
 	for k := range int64(n) {
 		ts := (base + k) * sec
 		mid *= math.Exp(0.01 * math.Sin(float64(k)))
-		apply(t, e, c,
-			quote("v", "X", ts+1, mid-0.01, mid+0.01),
-			trade("v", "X", ts+2, ingest.SideBuy, mid, 1),
-			trade("v", "X", ts+3, ingest.SideSell, mid, 0.5))
+		for v, venue := range []string{"v1", "v2"} {
+			m := mid * (1 + 1e-3*float64(v)*math.Cos(float64(k)))
+			off := int64(v) * 100
+			half := 0.01 * (1 + 0.5*math.Sin(float64(3*k+int64(v))))
+			q := quote(venue, "X", ts+off+1, m-half, m+half)
+			q.BidSz, q.AskSz = 1+math.Sin(float64(k)), 1+math.Cos(float64(2*k))
+			ticks := []*ingest.Tick{q,
+				trade(venue, "X", ts+off+2+k%5, ingest.SideBuy, m*(1+1e-4*math.Sin(float64(k))), 1+0.1*float64(k%4)),
+				trade(venue, "X", ts+off+3+2*(k%3), ingest.SideSell, m, 0.5)}
+			if k%3 == 0 {
+				ticks = append(ticks, quote(venue, "X", ts+off+4, m-2*half, m+half),
+					trade(venue, "X", ts+off+50, ingest.SideUnknown, m, 0.25))
+			}
+			apply(t, e, c, ticks...)
+		}
 	}
 	if err := e.Flush(c.emit); err != nil {
 		t.Fatal(err)
@@ -266,18 +371,30 @@ func TestWarmUp(t *testing.T) {
 	}
 	for _, f := range e.Features() {
 		for k, rows := range c.steps {
-			v := rows[0].vals[f.Name]
-			if k < f.WarmUp && !math.IsNaN(v) {
-				t.Errorf("%s step %d: %v during warm-up %d", f.Name, k, v, f.WarmUp)
-			}
-			if k >= f.WarmUp && math.IsNaN(v) {
-				t.Errorf("%s step %d: NaN after warm-up %d", f.Name, k, f.WarmUp)
+			for _, r := range rows {
+				v := r.vals[f.Name]
+				if k < f.WarmUp && !math.IsNaN(v) {
+					t.Errorf("%s %s step %d: %v during warm-up %d", r.venue, f.Name, k, v, f.WarmUp)
+				}
+				if k >= f.WarmUp && math.IsNaN(v) {
+					t.Errorf("%s %s step %d: NaN after warm-up %d", r.venue, f.Name, k, f.WarmUp)
+				}
 			}
 		}
 	}
-	// Spot values: trade_imb = (1-0.5)/(1+0.5) once warm.
-	if got := c.steps[n-1][0].vals["trade_imb_9"]; math.Abs(got-1.0/3) > 1e-15 {
-		t.Errorf("trade_imb_9 = %v, want 1/3", got)
+	// Spot values of the last step (k = 29: no third trade).
+	last := c.steps[n-1][0].vals
+	if got, want := last["trade_imb"], (1.1-0.5)/(1.1+0.5); math.Abs(got-want) > 1e-15 {
+		t.Errorf("trade_imb = %v, want %v", got, want)
+	}
+	if got := last["trade_count_sum_4"]; got != 2+2+2+3 {
+		t.Errorf("trade_count_sum_4 = %v, want 9", got)
+	}
+	if got := last["quote_rate_max_9"]; got != 2 {
+		t.Errorf("quote_rate_max_9 = %v, want 2", got)
+	}
+	if a, b := c.steps[n-1][0].vals["basis_bps"], c.steps[n-1][1].vals["basis_bps"]; math.Abs(a+b) > 1e-9 || a == 0 {
+		t.Errorf("basis of two venues %v, %v: want opposite, non-zero", a, b)
 	}
 }
 
@@ -351,30 +468,57 @@ func TestGap(t *testing.T) {
 		t.Errorf("skipped_steps_total = %v, want %d", got, 9998-15)
 	}
 	last := c.steps[14][0].vals // the 5th empty step: every window holds empty steps only
-	for name, want := range map[string]float64{
-		"mid": 109, "ret": 0, "volume": 0, "trade_count": 0,
-		"ret_mean_3": 0, "ret_std_3": 0, "rv_3": 0, "ret_mean_5": 0, "ret_std_5": 0, "rv_5": 0,
-	} {
+	exact := map[string]float64{"mid": 109, "mid_ret": 0, "volume": 0, "trade_count": 0, "trade_imb": 0}
+	for _, w := range []string{"3", "5"} {
+		for _, b := range []string{"mid_ret", "volume", "signed_vol", "trade_imb", "notional"} {
+			for st, v := range map[string]float64{"mean": 0, "std": 0, "sum": 0, "min": 0, "max": 0, "slope": 0,
+				"pos_share": 0, "updown": 0, "argmax_age": 0, "argmin_age": 0} {
+				exact[b+"_"+st+"_"+w] = v
+			}
+		}
+		exact["mid_ret_rv_"+w] = 0
+		exact["spread_bps_std_"+w] = 0
+		exact["spread_bps_mean_"+w] = 1 / 109.0 * 1e4
+	}
+	for name, want := range exact {
 		if last[name] != want {
 			t.Errorf("after the fill %s = %v, want exactly %v", name, last[name], want)
 		}
 	}
-	if v := last["trade_imb_5"]; !math.IsNaN(v) {
-		t.Errorf("trade_imb_5 = %v after 5 steps without trades, want NaN", v)
+	for _, name := range []string{"mid_ret_z_5", "volume_skew_5", "volume_kurt_5", "volume_ac1_5", "volume_r2_5", "volume_range_pos_5"} {
+		if v := last[name]; !math.IsNaN(v) {
+			t.Errorf("%s = %v over a flat window, want NaN", name, v)
+		}
 	}
-	if v := c.steps[10][0].vals["trade_imb_5"]; v != -1 {
-		t.Errorf("trade_imb_5 one step into the gap = %v, want -1 (sells only)", v)
+	if v := c.steps[10][0].vals["trade_imb_mean_5"]; math.Abs(v+0.8) > 1e-15 {
+		t.Errorf("trade_imb_mean_5 one step into the gap = %v, want -0.8 (four sell-only steps, one empty)", v)
 	}
-	// Skipped steps would have repeated the last fill record.
-	if a, b := c.steps[15][0].vals, last; !maps(a, b) {
-		t.Errorf("first record after the skip %v differs from the last fill record %v", a, b)
+	// Skipped steps would have repeated the last fill record but for the
+	// exponentially weighted statistics, which the skip advances in closed
+	// form (TestSkipConstant).
+	a, b := maps.Clone(c.steps[15][0].vals), maps.Clone(last)
+	moved := 0
+	for name := range a {
+		if strings.Contains(name, "_ewm_") || strings.Contains(name, "_ewstd_") {
+			if a[name] != b[name] {
+				moved++
+			}
+			delete(a, name)
+			delete(b, name)
+		}
 	}
-	if got, want := c.steps[17][0].vals["ret"], math.Log(200.0/109); got != want {
-		t.Errorf("ret after the gap = %v, want %v", got, want)
+	if !sameVals(a, b) {
+		t.Errorf("first record after the skip differs from the last fill record")
+	}
+	if moved == 0 {
+		t.Errorf("the skip did not advance the exponentially weighted statistics")
+	}
+	if got, want := c.steps[17][0].vals["mid_ret"], math.Log(200.0/109); got != want {
+		t.Errorf("mid_ret after the gap = %v, want %v", got, want)
 	}
 }
 
-func maps(a, b map[string]float64) bool {
+func sameVals(a, b map[string]float64) bool {
 	for k, v := range a {
 		if math.Float64bits(v) != math.Float64bits(b[k]) {
 			return false
@@ -395,7 +539,7 @@ func TestHugeClockJumpIsBounded(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Fatalf("jump took %v", d)
 	}
-	if len(c.steps) > 1+60+11 { // the data step, max window empty steps, the open steps
+	if len(c.steps) > 1+900+11 { // the data step, max window empty steps, the open steps
 
 		t.Fatalf("%d records for a jump", len(c.steps))
 	}
@@ -543,15 +687,53 @@ func randomStream(seed uint64, n int) []*ingest.Tick {
 	return ticks
 }
 
+// stepDigest is one record reduced to its keys and a hash of every value's
+// bits: cheap enough to keep for thousands of 1,500-column records.
+type stepDigest struct {
+	time   int64
+	keys   string
+	hash   uint64
+	nonNaN int
+}
+
+func digest(rec arrow.Record) stepDigest {
+	d := stepDigest{time: int64(rec.Column(0).(*array.Timestamp).Value(0))}
+	vs, is := rec.Column(1).(*array.String), rec.Column(2).(*array.String)
+	for i := range int(rec.NumRows()) {
+		d.keys += vs.Value(i) + "/" + is.Value(i) + ","
+	}
+	h := fnv.New64a()
+	var b [8]byte
+	for j := 3; j < int(rec.NumCols()); j++ {
+		for _, v := range rec.Column(j).(*array.Float64).Float64Values() {
+			if math.IsNaN(v) {
+				v = math.NaN() // one NaN
+			} else {
+				d.nonNaN++
+			}
+			binary.LittleEndian.PutUint64(b[:], math.Float64bits(v))
+			h.Write(b[:])
+		}
+	}
+	d.hash = h.Sum64()
+	return d
+}
+
 func TestDeterminism(t *testing.T) {
 	ticks := randomStream(42, 20000)
-	run := func() ([][]row, *prometheus.Registry) {
-		e, reg, c := newTestEngine(t, Config{Windows: []int{5, 30}})
-		apply(t, e, c, ticks...)
-		if err := e.Flush(c.emit); err != nil {
+	run := func() ([]stepDigest, *prometheus.Registry) {
+		e, reg, _ := newTestEngine(t, Config{Windows: []int{5, 30}})
+		var out []stepDigest
+		emit := func(rec arrow.Record) error { out = append(out, digest(rec)); return nil }
+		for _, tk := range ticks {
+			if err := e.Apply(tk, emit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.Flush(emit); err != nil {
 			t.Fatal(err)
 		}
-		return c.steps, reg
+		return out, reg
 	}
 	a, regA := run()
 	b, _ := run()
@@ -560,20 +742,10 @@ func TestDeterminism(t *testing.T) {
 	}
 	nonNaN := 0
 	for k := range a {
-		if len(a[k]) != len(b[k]) {
-			t.Fatalf("step %d: %d vs %d rows", k, len(a[k]), len(b[k]))
+		if a[k] != b[k] {
+			t.Fatalf("step %d differs:\n%+v\n%+v", k, a[k], b[k])
 		}
-		for i := range a[k] {
-			ra, rb := a[k][i], b[k][i]
-			if ra.time != rb.time || ra.venue != rb.venue || ra.instrument != rb.instrument || !maps(ra.vals, rb.vals) {
-				t.Fatalf("step %d row %d differs:\n%+v\n%+v", k, i, ra, rb)
-			}
-			for _, v := range ra.vals {
-				if !math.IsNaN(v) {
-					nonNaN++
-				}
-			}
-		}
+		nonNaN += a[k].nonNaN
 	}
 	if late := metric(t, regA, "signald_features_late_ticks_total"); late == 0 {
 		t.Error("stream produced no late ticks; the test does not cover them")
@@ -593,6 +765,8 @@ func TestConfigValidation(t *testing.T) {
 		{Config{Step: -time.Second}, "features: step -1s: must be > 0"},
 		{Config{AllowedLateness: -1}, "features: allowed lateness -1ns: must be >= 0"},
 		{Config{Step: time.Millisecond, AllowedLateness: time.Second}, "features: allowed lateness 1s is 1000 steps of 1ms: must be <= 256 steps"},
+		{Config{XRank: []string{"mid_ret", "nope_7"}}, `features: xrank 1: no column "nope_7"`},
+		{Config{XRank: []string{"mid_ret", "mid_ret"}}, `features: xrank 1: "mid_ret" listed twice`},
 	} {
 		_, err := NewEngine(tc.cfg, nil, nil)
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
@@ -604,7 +778,7 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := e.Config()
-	if cfg.Step != time.Second || cfg.AllowedLateness != 2*time.Second || !slices.Equal(cfg.Windows, []int{10, 60}) {
+	if cfg.Step != time.Second || cfg.AllowedLateness != 2*time.Second || !slices.Equal(cfg.Windows, []int{5, 15, 60, 300, 900}) {
 		t.Errorf("defaults %+v", cfg)
 	}
 }
@@ -618,14 +792,42 @@ func TestSchemaAndCatalog(t *testing.T) {
 	if v, ok := s.Metadata().GetValue(SchemaVersionKey); !ok || v != SchemaVersion {
 		t.Errorf("schema version %q %v", v, ok)
 	}
-	want := []string{"time", "venue", "instrument", "mid", "spread_bps", "ret", "trade_count", "volume",
-		"ret_mean_10", "ret_std_10", "rv_10", "trade_imb_10", "ret_mean_60", "ret_std_60", "rv_60", "trade_imb_60"}
+	// The naming scheme: per-step bases, then <base>_<stat>_<window> for
+	// every base, window and statistic, then the ranks.
+	var want []string
+	want = append(want, "time", "venue", "instrument", "mid")
+	baseNames := []string{"mid_ret", "trade_ret", "spread_bps", "micro_dev_bps", "bbo_imb", "signed_vol", "volume",
+		"notional", "trade_count", "vwap_dev_bps", "trade_size", "trade_iat", "quote_rate", "basis_bps", "trade_imb", "mid_range_bps"}
+	want = append(want, baseNames...)
+	statList := []string{"mean", "std", "z", "min", "max", "range_pos", "skew", "kurt", "ewm", "ewstd", "slope", "r2",
+		"ac1", "sum", "pos_share", "updown", "argmax_age", "argmin_age"}
+	for _, b := range baseNames {
+		for _, w := range []int{5, 15, 60, 300, 900} {
+			for _, st := range statList {
+				want = append(want, fmt.Sprintf("%s_%s_%d", b, st, w))
+			}
+			if b == "mid_ret" || b == "trade_ret" {
+				want = append(want, fmt.Sprintf("%s_rv_%d", b, w))
+			}
+		}
+	}
+	for _, x := range DefaultXRank {
+		want = append(want, x+"_xrank")
+	}
 	var got []string
 	for _, f := range s.Fields() {
 		got = append(got, f.Name)
 	}
 	if !slices.Equal(got, want) {
-		t.Errorf("columns %v", got)
+		t.Errorf("columns differ from the naming scheme: got %d, want %d", len(got), len(want))
+	}
+	if n := len(got) - 3; n < 1400 {
+		t.Errorf("%d features, want at least 1,400", n)
+	}
+	for _, name := range []string{"mid_ret_std_60", "mid_ret_sum_300", "volume_mean_15", "mid_ret_rv_15", "spread_bps"} {
+		if !slices.Contains(got, name) {
+			t.Errorf("no column %s", name)
+		}
 	}
 	if s.Field(0).Type.String() != "timestamp[ns, tz=UTC]" {
 		t.Errorf("time type %v", s.Field(0).Type)
@@ -648,9 +850,10 @@ func TestSchemaAndCatalog(t *testing.T) {
 // TestEmitError checks that a failing consumer does not change the state.
 func TestEmitError(t *testing.T) {
 	ticks := randomStream(3, 3000)
-	ok, _, cOK := newTestEngine(t, Config{})
+	cfg := Config{Windows: []int{3, 10}}
+	ok, _, cOK := newTestEngine(t, cfg)
 	apply(t, ok, cOK, ticks...)
-	bad, _, cBad := newTestEngine(t, Config{})
+	bad, _, cBad := newTestEngine(t, cfg)
 	fails := 0
 	for i, tk := range ticks {
 		err := bad.Apply(tk, func(rec arrow.Record) error {
@@ -679,8 +882,64 @@ func TestEmitError(t *testing.T) {
 			t.Fatalf("rows differ at %d", rows[0].time)
 		}
 		for i := range rows {
-			if !maps(rows[i].vals, want[i].vals) {
+			if !sameVals(rows[i].vals, want[i].vals) {
 				t.Fatalf("state diverged after emit errors at %d", rows[0].time)
+			}
+		}
+	}
+}
+
+// TestCatalogFile fails when features/CATALOG.md no longer matches the
+// registry: run `make catalog`.
+func TestCatalogFile(t *testing.T) {
+	got, err := os.ReadFile("CATALOG.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != CatalogMarkdown() {
+		t.Fatal("features/CATALOG.md is stale: run `make catalog`")
+	}
+	names := map[string]bool{}
+	for _, f := range Catalog() {
+		if names[f.Name] {
+			t.Errorf("duplicate column %s", f.Name)
+		}
+		names[f.Name] = true
+		if !strings.Contains(string(got), "`"+f.Name+"`") {
+			t.Errorf("%s not in CATALOG.md", f.Name)
+		}
+	}
+}
+
+// TestKernelPathsAgree runs the same stream with the AVX2 and the pure-Go
+// kernels: the records must be identical bit for bit (NaN payloads aside).
+func TestKernelPathsAgree(t *testing.T) {
+	prev := asm.SetGeneric(false)
+	defer asm.SetGeneric(prev)
+	if asm.Path() != "avx2" {
+		t.Skip("no AVX2 kernels in this build or on this CPU")
+	}
+	ticks := randomStream(17, 4000)
+	run := func(generic bool) [][]row {
+		asm.SetGeneric(generic)
+		e, _, c := newTestEngine(t, Config{Windows: []int{3, 10, 40}})
+		apply(t, e, c, ticks...)
+		if err := e.Flush(c.emit); err != nil {
+			t.Fatal(err)
+		}
+		return c.steps
+	}
+	a, b := run(false), run(true)
+	if len(a) != len(b) || len(a) < 50 {
+		t.Fatalf("%d vs %d records", len(a), len(b))
+	}
+	for k := range a {
+		for i := range a[k] {
+			for name, v := range a[k][i].vals {
+				w := b[k][i].vals[name]
+				if math.Float64bits(v) != math.Float64bits(w) && !(math.IsNaN(v) && math.IsNaN(w)) {
+					t.Fatalf("step %d row %d %s: avx2 %v, generic %v", k, i, name, v, w)
+				}
 			}
 		}
 	}

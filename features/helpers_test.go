@@ -108,33 +108,179 @@ func closeTo(got, want, rel, abs float64) bool {
 	return math.Abs(got-want) <= rel*math.Abs(want)+abs
 }
 
-// Naive references computed directly from a slice of values.
+// Naive references computed directly from a slice of values: two passes
+// (mean first, then deviations), no running sums.
 
 func refMean(xs []float64) float64 {
-	s := 0.0
+	var k ksum
 	for _, x := range xs {
-		s += x
+		k.add(x)
 	}
-	return s / float64(len(xs))
+	return k.value() / float64(len(xs))
 }
 
-// refStd is the corrected two-pass sample standard deviation.
-func refStd(xs []float64) float64 {
-	m := refMean(xs)
-	var s, c float64
+// refCentral returns the window mean and the central sums sum (x-mean)^k for
+// k = 2, 3, 4, corrected for the rounding of the mean.
+func refCentral(xs []float64) (mean, m2, m3, m4 float64) {
+	mean = refMean(xs)
+	var c float64
 	for _, x := range xs {
-		d := x - m
-		s += d * d
-		c += d
+		c += x - mean
 	}
-	n := float64(len(xs))
-	return math.Sqrt((s - c*c/n) / (n - 1))
+	mean += c / float64(len(xs))
+	for _, x := range xs {
+		d := x - mean
+		m2 += d * d
+		m3 += d * d * d
+		m4 += d * d * d * d
+	}
+	return
+}
+
+// refStd is the two-pass sample standard deviation.
+func refStd(xs []float64) float64 {
+	_, m2, _, _ := refCentral(xs)
+	return math.Sqrt(m2 / float64(len(xs)-1))
 }
 
 func refRV(xs []float64) float64 {
-	s := 0.0
+	var k ksum
 	for _, x := range xs {
-		s += x * x
+		k.add(x * x)
 	}
-	return math.Sqrt(s)
+	return math.Sqrt(k.value())
+}
+
+func allEqual(xs []float64) bool {
+	for _, x := range xs {
+		if x != xs[0] {
+			return false
+		}
+	}
+	return true
+}
+
+// refStat is the naive value of statistic stat over the window xs (oldest
+// first); hist is the whole series since its start (xs is its tail), for the
+// exponentially weighted statistics, computed by their recursion from the
+// first value.
+func refStat(stat string, xs, hist []float64) float64 {
+	nan := math.NaN()
+	w := len(xs)
+	fw := float64(w)
+	last := xs[w-1]
+	flat := allEqual(xs)
+	switch stat {
+	case "mean":
+		if flat {
+			return last
+		}
+		mean, _, _, _ := refCentral(xs)
+		return mean
+	case "std":
+		return refStd(xs)
+	case "z", "skew", "kurt":
+		if flat {
+			return nan
+		}
+		mean, m2, m3, m4 := refCentral(xs)
+		switch stat {
+		case "z":
+			return (last - mean) / math.Sqrt(m2/(fw-1))
+		case "skew":
+			return (m3 / fw) / math.Pow(m2/fw, 1.5)
+		}
+		return (m4/fw)/((m2/fw)*(m2/fw)) - 3
+	case "min", "max", "argmin_age", "argmax_age", "range_pos":
+		lo, hi, ilo, ihi := xs[0], xs[0], 0, 0
+		for i, x := range xs {
+			if x <= lo {
+				lo, ilo = x, i
+			}
+			if x >= hi {
+				hi, ihi = x, i
+			}
+		}
+		switch stat {
+		case "min":
+			return lo
+		case "max":
+			return hi
+		case "argmin_age":
+			return float64(w - 1 - ilo)
+		case "argmax_age":
+			return float64(w - 1 - ihi)
+		}
+		if hi == lo {
+			return nan
+		}
+		return (last - lo) / (hi - lo)
+	case "ewm", "ewstd":
+		alpha := 2 / (fw + 1)
+		m, v := hist[0], 0.0
+		for _, x := range hist[1:] {
+			d := x - m
+			m += alpha * d
+			v = (1 - alpha) * (v + alpha*d*d)
+		}
+		if stat == "ewm" {
+			return m
+		}
+		return math.Sqrt(v)
+	case "slope", "r2":
+		if flat {
+			if stat == "slope" {
+				return 0
+			}
+			return nan
+		}
+		mean, m2, _, _ := refCentral(xs)
+		tbar := (fw - 1) / 2
+		var cov, stt float64
+		for j, x := range xs {
+			cov += (float64(j) - tbar) * (x - mean)
+			stt += (float64(j) - tbar) * (float64(j) - tbar)
+		}
+		if stat == "slope" {
+			return cov / stt
+		}
+		return cov * cov / (stt * m2)
+	case "ac1":
+		if flat {
+			return nan
+		}
+		mean, m2, _, _ := refCentral(xs)
+		var num float64
+		for j := 1; j < w; j++ {
+			num += (xs[j] - mean) * (xs[j-1] - mean)
+		}
+		return num / m2
+	case "sum":
+		var k ksum
+		for _, x := range xs {
+			k.add(x)
+		}
+		return k.value()
+	case "pos_share":
+		n := 0
+		for _, x := range xs {
+			if x > 0 {
+				n++
+			}
+		}
+		return float64(n) / fw
+	case "updown":
+		n := 0
+		for j := 1; j < w; j++ {
+			if xs[j] > xs[j-1] {
+				n++
+			} else if xs[j] < xs[j-1] {
+				n--
+			}
+		}
+		return float64(n)
+	case "rv":
+		return refRV(xs)
+	}
+	panic("no reference for " + stat)
 }

@@ -13,7 +13,7 @@ import (
 const (
 	invRecvTS  = iota // RecvTS <= 0
 	invPrice          // NaN, Inf or <= 0 price (trade price, bid or ask)
-	invSize           // NaN, Inf or <= 0 trade size
+	invSize           // NaN, Inf or <= 0 trade size; NaN, Inf or < 0 quote size
 	invCrossed        // quote with ask < bid
 	numReasons
 )
@@ -28,6 +28,10 @@ type metrics struct {
 	instruments  prometheus.Gauge
 	stepDuration prometheus.Histogram
 	lateTicks    prometheus.Counter
+	nonFinite    prometheus.Counter
+	reanchors    prometheus.Counter
+	restarts     prometheus.Counter
+	stateBytes   prometheus.Gauge
 	// Pre-resolved label values: no label lookup per tick.
 	ignored [numKinds + 1]prometheus.Counter // by Kind; the last one is "other"
 	invalid [numReasons]prometheus.Counter
@@ -55,6 +59,22 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		Name: "signald_features_late_ticks_total",
 		Help: "Ticks not applied because their step had already closed (RecvTS before the oldest open step).",
 	})
+	nonFinite := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_features_nonfinite_values_total",
+		Help: "Per-step base values that overflowed to an infinity (absurd but valid input) and were treated as undefined (NaN; the series warms up again).",
+	})
+	reanchors := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_features_reanchors_total",
+		Help: "Rolling windows whose shift was moved to the window mean and whose sums were recomputed (O(window), for numerical accuracy).",
+	})
+	restarts := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_features_series_restarts_total",
+		Help: "Base series of an instrument that became undefined after having started (their windows warm up again).",
+	})
+	stateBytes := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "signald_features_state_bytes_per_instrument",
+		Help: "Rolling-window state per instrument (ring buffers, sums, deques) at the last change of the instrument set.",
+	})
 	ignored := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_features_ignored_ticks_total",
 		Help: "Ticks of a kind the feature engine does not use yet, by kind.",
@@ -79,6 +99,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	if m.lateTicks, err = register(reg, late); err != nil {
+		return nil, err
+	}
+	if m.nonFinite, err = register(reg, nonFinite); err != nil {
+		return nil, err
+	}
+	if m.reanchors, err = register(reg, reanchors); err != nil {
+		return nil, err
+	}
+	if m.restarts, err = register(reg, restarts); err != nil {
+		return nil, err
+	}
+	if m.stateBytes, err = register(reg, stateBytes); err != nil {
 		return nil, err
 	}
 	if ignored, err = register(reg, ignored); err != nil {

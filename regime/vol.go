@@ -37,13 +37,14 @@ const (
 // default.
 type VolConfig struct {
 	// Feature is the input column, a short realized volatility; default
-	// "rv_10" (sqrt of the sum of squared 1-step log returns over 10 steps).
+	// "mid_ret_rv_15" (sqrt of the sum of squared 1-step mid log returns
+	// over 15 steps; see features.Catalog).
 	Feature string
 	// Baseline is the half-life, in observations (steps), of the exponentially
 	// weighted mean and variance of the feature; default 300.
 	Baseline int
 	// Enter is the z-score above which a calm instrument becomes volatile;
-	// default 4.0 (at 2.0, rv_10's sampling noise alone crossed it about
+	// default 4.0 (at 2.0, a 10-step rv's sampling noise alone crossed it about
 	// every 150 steps on a calm random walk; at 4.0 never in 19,000 steps,
 	// while a 3x volatility burst is still caught within a step).
 	Enter float64
@@ -57,7 +58,7 @@ type VolConfig struct {
 
 // Defaults of VolConfig.
 const (
-	DefaultVolFeature  = "rv_10"
+	DefaultVolFeature  = "mid_ret_rv_15"
 	DefaultVolBaseline = 300
 	DefaultVolEnter    = 4.0
 	DefaultVolExit     = 1.0

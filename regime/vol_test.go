@@ -26,7 +26,7 @@ var testSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "time", Type: arrow.FixedWidthTypes.Timestamp_ns},
 	{Name: "venue", Type: arrow.BinaryTypes.String},
 	{Name: "instrument", Type: arrow.BinaryTypes.String},
-	{Name: "rv_10", Type: arrow.PrimitiveTypes.Float64},
+	{Name: "mid_ret_rv_15", Type: arrow.PrimitiveTypes.Float64},
 }, nil)
 
 type obs struct {
@@ -120,7 +120,7 @@ func TestVolRegimeBurst(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if up.Score <= DefaultVolEnter || !strings.HasPrefix(up.Explanation, "rv_10 z=") || !strings.Contains(up.Explanation, "above 4.00 (baseline mean 1.") {
+	if up.Score <= DefaultVolEnter || !strings.HasPrefix(up.Explanation, "mid_ret_rv_15 z=") || !strings.Contains(up.Explanation, "above 4.00 (baseline mean 1.") {
 		t.Errorf("volatile signal score %v explanation %q", up.Score, up.Explanation)
 	}
 	if down.Score >= 1 || !strings.Contains(down.Explanation, "below 1.00") {
@@ -284,13 +284,13 @@ func TestVolRegimeErrors(t *testing.T) {
 			t.Errorf("%+v: %v, want %q", tc.cfg, err, tc.want)
 		}
 	}
-	d, err := NewVolRegime(VolConfig{Feature: "rv_60"}, nil, nil)
+	d, err := NewVolRegime(VolConfig{Feature: "mid_ret_rv_60"}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rec := record(0, obs{"v", "X", 1})
 	defer rec.Release()
-	if err := d.Process(rec, nil); err == nil || !strings.Contains(err.Error(), `"rv_60"`) {
+	if err := d.Process(rec, nil); err == nil || !strings.Contains(err.Error(), `"mid_ret_rv_60"`) {
 		t.Errorf("missing column: %v", err)
 	}
 }
@@ -323,8 +323,8 @@ func TestVolRegimeConcurrentStates(t *testing.T) {
 // the detector: a Gaussian random walk whose per-step volatility rises 6x for
 // 100 steps.
 //
-// With Enter 2.0 on rv_10, calm Gaussian data alone crosses z > 2 regularly
-// (rv_10 is a noisy estimate, and z > 2 is a ~2% event for any feature), so
+// With Enter 2.0 on mid_ret_rv_15, calm Gaussian data alone crosses z > 2
+// regularly (a 15-step rv is a noisy estimate, and z > 2 is a ~2% event for any feature), so
 // that configuration is only checked for detecting the burst; with the default
 // Enter 4 there must be exactly the burst's two signals.
 func TestVolRegimeEndToEnd(t *testing.T) {
@@ -372,7 +372,7 @@ func TestVolRegimeEndToEnd(t *testing.T) {
 			for k := range n {
 				for j < len(r.signals) && stepOf(r.signals[j]) == k {
 					cur = r.signals[j].State
-					if k < burstFrom || k > burstTo+12 {
+					if k < burstFrom || k > burstTo+17 {
 						outside++
 					}
 					j++
@@ -397,8 +397,8 @@ func TestVolRegimeEndToEnd(t *testing.T) {
 					break
 				}
 			}
-			if state[burstTo+12] != StateCalm {
-				t.Errorf("not calm 12 steps after the burst (rv_10 forgets it after 10)")
+			if state[burstTo+17] != StateCalm {
+				t.Errorf("not calm 17 steps after the burst (mid_ret_rv_15 forgets it after 15)")
 			}
 			if tc.exact && (len(r.signals) != 2 || outside != 0) {
 				t.Errorf("%d signals (%d outside the burst), want exactly 2", len(r.signals), outside)

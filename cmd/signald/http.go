@@ -87,8 +87,19 @@ func (f jsonFloat) MarshalJSON() ([]byte, error) {
 	return strconv.AppendFloat(nil, float64(f), 'g', -1, 64), nil
 }
 
-// step rebuilds the snapshot from a feature batch and the detector states.
-func (m *macroBuilder) step(rec arrow.Record, states any) {
+// summaryCols are the per-instrument columns the summary shows (the
+// record has ~1,500).
+var summaryCols = func() map[string]bool {
+	out := map[string]bool{}
+	for _, c := range features.SummaryColumns {
+		out[c] = true
+	}
+	return out
+}()
+
+// step rebuilds the snapshot from a feature batch, the market aggregates of
+// the same step and the detector states.
+func (m *macroBuilder) step(rec arrow.Record, market features.Market, states any) {
 	type row struct {
 		Venue      string               `json:"venue"`
 		Instrument string               `json:"instrument"`
@@ -114,6 +125,9 @@ func (m *macroBuilder) step(rec arrow.Record, states any) {
 					rows[i].Instrument = a.Value(i)
 				}
 			case *array.Float64:
+				if !summaryCols[name] {
+					continue
+				}
 				if rows[i].Features == nil {
 					rows[i].Features = map[string]jsonFloat{}
 				}
@@ -138,11 +152,16 @@ func (m *macroBuilder) step(rec arrow.Record, states any) {
 	sigs := append([]regime.Signal{}, m.signals...) // [] rather than null when none yet
 	m.mu.Unlock()
 	sort.Slice(venues, func(i, j int) bool { return venues[i].Venue < venues[j].Venue })
+	agg := map[string]jsonFloat{}
+	for i, d := range features.MarketCatalog() {
+		agg[d.Name] = jsonFloat(market.Values[i])
+	}
 	m.publish(map[string]any{
 		"step_time":      stepTime.Format(time.RFC3339Nano),
 		"generated_at":   now.UTC().Format(time.RFC3339Nano),
 		"schema_version": schemaVersion(sch),
 		"instruments":    rows,
+		"market":         agg,
 		"regimes":        states,
 		"venues":         venues,
 		"recent_signals": sigs,

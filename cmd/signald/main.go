@@ -32,6 +32,8 @@ Usage:
                               print the normalized ticks of capture files as NDJSON
   signald capture --venue V --symbols A,B --out FILE [flags]
                               record a venue's raw frames (gzip, replayable)
+  signald features list [--json] | compute --in TICKS --out FILE
+                              the feature catalogue; compute features offline
   signald dlq list|replay|purge [flags]
                               inspect, replay or empty the dead-letter stream (Redis)
   signald version
@@ -62,6 +64,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdDecode(ctx, args[1:], stdout, stderr)
 	case "capture":
 		err = cmdCapture(ctx, args[1:], stderr)
+	case "features":
+		err = cmdFeatures(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "signald", version())
 		return 0

@@ -364,7 +364,7 @@ func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport
 	if err != nil {
 		return err
 	}
-	p.macro.step(rec, p.detector.States())
+	p.macro.step(rec, p.engine.Market(), p.detector.States())
 	return nil
 }
 

@@ -1,9 +1,16 @@
-// Package asm will hold the feature engine's hot kernels: AVX2/FMA Go
-// assembly generated with avo, beside pure-Go versions that are always
-// compiled, the path picked once at start-up (the layout of
-// klauspost/compress). For now it holds that start-up decision's input: what
-// this CPU supports, read once through klauspost/cpuid. No assembly kernel
-// exists yet; the feature engine runs pure Go everywhere.
+// Package asm holds the feature engine's hot kernels: element-wise updates of
+// per-instrument state in structure-of-arrays form (compensated rolling
+// moments and products, exponentially weighted mean and variance, a
+// NaN-skipping compensated sum). Each kernel has a pure-Go version, always
+// compiled, and an AVX2 version in Go assembly generated with avo
+// (_generate/, `make generate`); the path is picked once at start-up from
+// what this CPU supports, read once through klauspost/cpuid, and `-tags
+// noasm` builds without the assembly. The layout is klauspost/compress's:
+// kernels.go (API and dispatch), kernels_generic.go, kernels_amd64.go
+// (stubs) and kernels_amd64.s (both generated), kernels_asm_amd64.go and
+// kernels_noasm.go (whether the assembly is built). Both paths perform
+// the same IEEE operations in the same order, so their results agree bit
+// for bit; see each kernel's documentation.
 package asm
 
 import "github.com/klauspost/cpuid/v2"

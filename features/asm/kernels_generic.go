@@ -1,0 +1,208 @@
+package asm
+
+import "math"
+
+// The pure-Go kernels, compiled on every platform and build tag: the path
+// without AVX2, the tails of the assembly path, and the reference its tests
+// and fuzzers compare against. Their operation order is the contract the
+// assembly follows (see kernels.go). Every product that may feed an addition,
+// also through a variable or an inlined call, is wrapped in float64(): an
+// explicit conversion forbids the compiler to fuse the two into an FMA (which
+// it does on arm64, ppc64, s390x and with GOAMD64=v3), and the assembly does
+// not fuse either. The tests pass with GOAMD64=v3, which checks this.
+
+// neumaier adds v to the compensated sum (s, c).
+func neumaier(s, c, v float64) (float64, float64) {
+	t := s + v
+	if math.Abs(s) >= math.Abs(v) {
+		c += (s - t) + v
+	} else {
+		c += (v - t) + s
+	}
+	return t, c
+}
+
+func addMomentsGeneric(m *Moments, x []float64) {
+	n := len(x)
+	shift, s1, s2, s3, s4 := m.Shift[:n], m.S1[:n], m.S2[:n], m.S3[:n], m.S4[:n]
+	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
+	for i, xi := range x {
+		d := xi - shift[i]
+		d2 := float64(d * d)
+		d3 := float64(d2 * d)
+		d4 := float64(d2 * d2)
+		s1[i], c1[i] = neumaier(s1[i], c1[i], d)
+		s2[i], c2[i] = neumaier(s2[i], c2[i], d2)
+		s3[i], c3[i] = neumaier(s3[i], c3[i], d3)
+		s4[i], c4[i] = neumaier(s4[i], c4[i], d4)
+	}
+}
+
+func rollMomentsGeneric(m *Moments, xNew, xOld []float64) {
+	n := len(xNew)
+	xOld = xOld[:n]
+	shift, s1, s2, s3, s4 := m.Shift[:n], m.S1[:n], m.S2[:n], m.S3[:n], m.S4[:n]
+	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
+	for i, xi := range xNew {
+		d := xi - shift[i]
+		d2 := float64(d * d)
+		d3 := float64(d2 * d)
+		d4 := float64(d2 * d2)
+		o := xOld[i] - shift[i]
+		o2 := float64(o * o)
+		o3 := float64(o2 * o)
+		o4 := float64(o2 * o2)
+		s, c := neumaier(s1[i], c1[i], d)
+		s1[i], c1[i] = neumaier(s, c, -o)
+		s, c = neumaier(s2[i], c2[i], d2)
+		s2[i], c2[i] = neumaier(s, c, -o2)
+		s, c = neumaier(s3[i], c3[i], d3)
+		s3[i], c3[i] = neumaier(s, c, -o3)
+		s, c = neumaier(s4[i], c4[i], d4)
+		s4[i], c4[i] = neumaier(s, c, -o4)
+	}
+}
+
+// statsConsts are MomentStats' per-call constants (see its documentation).
+type statsConsts struct{ invW, corr, c15 float64 }
+
+func newStatsConsts(w int) statsConsts {
+	nw := float64(w)
+	corr := nw / (nw - 1)
+	return statsConsts{invW: 1 / nw, corr: corr, c15: corr * math.Sqrt(corr)}
+}
+
+func momentStatsGeneric(mean, std, skew, kurt, z []float64, m *Moments, last []float64, k *statsConsts) {
+	nan := math.NaN()
+	invW, corr, c15 := k.invW, k.corr, k.c15
+	n := len(m.Shift)
+	S1, S2, S3, S4 := m.S1[:n], m.S2[:n], m.S3[:n], m.S4[:n]
+	C1, C2, C3, C4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
+	for i, shift := range m.Shift {
+		s1 := S1[i] + C1[i]
+		s2 := S2[i] + C2[i]
+		s3 := S3[i] + C3[i]
+		s4 := S4[i] + C4[i]
+		mu := float64(s1 * invW)
+		e2 := float64(s2 * invW)
+		e3 := float64(s3 * invW)
+		e4 := float64(s4 * invW)
+		mu2 := float64(mu * mu)
+		m2 := e2 - mu2
+		m3 := (e3 - float64(3*float64(mu*e2))) + float64(2*float64(mu*mu2))
+		m4 := ((e4 - float64(4*float64(mu*e3))) + float64(6*float64(mu2*e2))) - float64(3*float64(mu2*mu2))
+		if mean != nil {
+			mean[i] = shift + mu
+		}
+		var sd, zi, g1, g2 float64
+		if m2 <= 0 {
+			sd, zi, g1, g2 = 0, nan, nan, nan
+		} else {
+			sd = math.Sqrt(m2 * corr)
+			isd := 1 / sd
+			isd2 := isd * isd
+			i2 := isd2 * corr
+			g1 = m3 * ((isd2 * isd) * c15)
+			g2 = float64(m4*(i2*i2)) - 3
+			if z != nil {
+				zi = ((last[i] - shift) - mu) * isd
+			}
+		}
+		if std != nil {
+			std[i] = sd
+		}
+		if skew != nil {
+			skew[i] = g1
+		}
+		if kurt != nil {
+			kurt[i] = g2
+		}
+		if z != nil {
+			z[i] = zi
+		}
+	}
+}
+
+func ewMeanVarGeneric(mean, vari, x []float64, alpha, oneMinus float64) {
+	n := len(x)
+	mean, vari = mean[:n], vari[:n]
+	for i, xi := range x {
+		d := xi - mean[i]
+		ad := float64(alpha * d)
+		mean[i] += ad
+		vari[i] = oneMinus * (vari[i] + float64(ad*d))
+	}
+}
+
+func rollProductsGeneric(s, c, aNew, bNew, aOld, bOld []float64) {
+	n := len(s)
+	c, aNew, bNew, aOld, bOld = c[:n], aNew[:n], bNew[:n], aOld[:n], bOld[:n]
+	for i := range s {
+		p := float64(aNew[i] * bNew[i])
+		q := float64(aOld[i] * bOld[i])
+		si, ci := neumaier(s[i], c[i], p)
+		s[i], c[i] = neumaier(si, ci, -q)
+	}
+}
+
+// sumLanes are SumNaN's four lane accumulators and its count.
+type sumLanes struct {
+	s, c [4]float64
+	n    [4]int
+}
+
+// sumNaNLanesGeneric adds x[i] to lane i%4, skipping NaNs. x must start at a
+// multiple of 4 in the summed slice.
+func sumNaNLanesGeneric(x []float64, l *sumLanes) {
+	// Blocks of four with the lanes in locals (what the compiler keeps in
+	// registers), then the rest.
+	s0, s1, s2, s3 := l.s[0], l.s[1], l.s[2], l.s[3]
+	c0, c1, c2, c3 := l.c[0], l.c[1], l.c[2], l.c[3]
+	n0, n1, n2, n3 := l.n[0], l.n[1], l.n[2], l.n[3]
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		b := x[i : i+4 : i+4]
+		if v := b[0]; v == v {
+			s0, c0 = neumaier(s0, c0, v)
+			n0++
+		}
+		if v := b[1]; v == v {
+			s1, c1 = neumaier(s1, c1, v)
+			n1++
+		}
+		if v := b[2]; v == v {
+			s2, c2 = neumaier(s2, c2, v)
+			n2++
+		}
+		if v := b[3]; v == v {
+			s3, c3 = neumaier(s3, c3, v)
+			n3++
+		}
+	}
+	l.s, l.c, l.n = [4]float64{s0, s1, s2, s3}, [4]float64{c0, c1, c2, c3}, [4]int{n0, n1, n2, n3}
+	for j, v := range x[i:] {
+		if v == v {
+			l.s[j], l.c[j] = neumaier(l.s[j], l.c[j], v)
+			l.n[j]++
+		}
+	}
+}
+
+func (l *sumLanes) combine() (float64, int) {
+	var s, c float64
+	for _, v := range l.s {
+		s, c = neumaier(s, c, v)
+	}
+	c += (l.c[0] + l.c[1]) + (l.c[2] + l.c[3])
+	n := l.n[0] + l.n[1] + l.n[2] + l.n[3]
+	if math.IsInf(s, 0) {
+		return s, n
+	}
+	return s + c, n
+}
+
+func sumNaNGeneric(x []float64) (float64, int) {
+	var l sumLanes
+	sumNaNLanesGeneric(x, &l)
+	return l.combine()
+}

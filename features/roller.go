@@ -1,0 +1,552 @@
+package features
+
+import (
+	"math"
+	"slices"
+
+	"github.com/signald-dev/signald/features/asm"
+)
+
+// roller keeps the rolling state of the base series of n instruments over
+// the configured windows as a structure of arrays: every state variable is
+// one []float64 indexed by instrument, and the ring buffer of a series holds
+// one row per step with every instrument's value, so the value leaving a
+// window is one contiguous row for all instruments and the per-step work is a
+// handful of vector kernels (features/asm) per series and window.
+//
+// Before a series starts for an instrument (its first defined value x0) the
+// instrument's entries are filler; at the start its whole ring column is set
+// to x0 and every window state to "w copies of x0", which in the shifted
+// sums (shift x0) is exactly zero. The fillers then leave the windows like
+// any value, and a window's statistics are reported once it holds w real
+// values.
+type roller struct {
+	windows []int
+	byDesc  []int // window indexes by decreasing window
+	maxW    int
+	rows    int64  // ring rows: maxW+1, so the value leaving the largest window is still there
+	t       uint32 // steps taken; step t is ring row t mod rows
+	tt      int64  // the same, not wrapped
+	n       int
+	series  []rseries
+	ones    []float64
+	// scratch
+	dNew, dPrev, dOld, dOldNext []float64
+	tOld                        []float64   // scratch: S1 before the slide minus dOld (OLS)
+	wm1                         [][]float64 // per window: w-1 in every element (OLS)
+	start                       []int32
+	one1, one2, zero1           [1]float64
+
+	reanchors int // re-anchors done, for metrics
+	restarts  int // series that stopped being defined, for metrics
+}
+
+type rseries struct {
+	rv    bool
+	ring  [][]float64 // rows x n
+	cnt   []int32     // values since the series started, saturating at maxW+1; 0 = not started
+	run   []int32     // consecutive values equal to the latest, saturating at maxW+1
+	maxDq []mmDeque
+	minDq []mmDeque
+	win   []rwin
+}
+
+// rwin is the state of one series over one window.
+type rwin struct {
+	w      int
+	alpha  float64
+	m      asm.Moments // shifted power sums: mean, std, z, skew, kurt
+	sumS   []float64   // sum of x (compensated: sumS + sumC)
+	sumC   []float64
+	sqS    []float64 // sum of x^2 (rv series only)
+	sqC    []float64
+	pS     []float64 // sum over the window's lag-1 pairs of d_t*d_{t-1}, d = x - shift
+	pC     []float64
+	tS     []float64 // sum of j*d_j, j = 0 for the oldest value (OLS slope)
+	tC     []float64
+	ewm    []float64
+	ewv    []float64
+	pos    []int32  // values > 0
+	ud     []int32  // rises minus falls
+	anchor []uint32 // step of the last (re-)anchor of the shift
+}
+
+func newRoller(windows []int, rv []bool) *roller {
+	r := &roller{windows: windows, maxW: slices.Max(windows)}
+	r.rows = int64(r.maxW) + 1
+	r.byDesc = make([]int, len(windows))
+	for i := range r.byDesc {
+		r.byDesc[i] = i
+	}
+	slices.SortFunc(r.byDesc, func(a, b int) int { return windows[b] - windows[a] })
+	r.series = make([]rseries, len(rv))
+	for b := range r.series {
+		s := &r.series[b]
+		s.rv = rv[b]
+		s.ring = make([][]float64, r.rows)
+		s.win = make([]rwin, len(windows))
+		for wi, w := range windows {
+			s.win[wi].w = w
+			s.win[wi].alpha = 2 / float64(w+1)
+		}
+	}
+	return r
+}
+
+// f64s lists every per-instrument float64 slice, for resizing.
+func (r *roller) f64s(fn func(*[]float64)) {
+	for b := range r.series {
+		s := &r.series[b]
+		for k := range s.ring {
+			fn(&s.ring[k])
+		}
+		for wi := range s.win {
+			w := &s.win[wi]
+			m := &w.m
+			for _, p := range []*[]float64{&m.Shift, &m.S1, &m.S2, &m.S3, &m.S4, &m.C1, &m.C2, &m.C3, &m.C4,
+				&w.sumS, &w.sumC, &w.pS, &w.pC, &w.tS, &w.tC, &w.ewm, &w.ewv} {
+				fn(p)
+			}
+			if s.rv {
+				fn(&w.sqS)
+				fn(&w.sqC)
+			}
+		}
+	}
+	for _, p := range []*[]float64{&r.ones, &r.dNew, &r.dPrev, &r.dOld, &r.dOldNext, &r.tOld} {
+		fn(p)
+	}
+}
+
+// resize makes room for new instruments: from[j] is the old index of
+// instrument j in the new order, or -1 for a new instrument (zero state, not
+// started). O(state); done when instruments appear, not per step.
+func (r *roller) resize(from []int32) {
+	n := len(from)
+	r.f64s(func(p *[]float64) { *p = remap(*p, from) })
+	for b := range r.series {
+		s := &r.series[b]
+		s.cnt = remap(s.cnt, from)
+		s.run = remap(s.run, from)
+		s.maxDq = remap(s.maxDq, from)
+		s.minDq = remap(s.minDq, from)
+		rehome(s.maxDq)
+		rehome(s.minDq)
+		for wi := range s.win {
+			w := &s.win[wi]
+			w.pos = remap(w.pos, from)
+			w.ud = remap(w.ud, from)
+			w.anchor = remap(w.anchor, from)
+		}
+	}
+	for i := range r.ones {
+		r.ones[i] = 1
+	}
+	r.wm1 = make([][]float64, len(r.windows))
+	for wi, w := range r.windows {
+		r.wm1[wi] = make([]float64, n)
+		for i := range n {
+			r.wm1[wi][i] = float64(w - 1)
+		}
+	}
+	r.start = slices.Grow(r.start[:0], n)
+	r.n = n
+}
+
+func remap[T any](old []T, from []int32) []T {
+	nw := make([]T, len(from))
+	for j, f := range from {
+		if f >= 0 {
+			nw[j] = old[f]
+		}
+	}
+	return nw
+}
+
+func (r *roller) row(s *rseries, t int64) []float64 {
+	return s.ring[floorMod(t, r.rows)]
+}
+
+// bytesPerInstrument is the state size per instrument, deques included.
+func (r *roller) bytesPerInstrument() int {
+	if r.n == 0 {
+		return 0
+	}
+	total := 0
+	r.f64s(func(p *[]float64) { total += 8 * len(*p) })
+	for b := range r.series {
+		s := &r.series[b]
+		total += 8 * len(s.cnt) // cnt, run
+		total += 12 * len(s.win) * len(s.cnt)
+		for i := range s.maxDq {
+			total += 2*24 + s.maxDq[i].bytes() + s.minDq[i].bytes()
+		}
+	}
+	return total / r.n
+}
+
+// step pushes one step: x[b][i] is series b's value for instrument i (NaN:
+// not defined), and the statistics are written to cols through winCol (see
+// layout): cols[winCol[b][wi][s]][i].
+func (r *roller) step(x [][]float64, cols [][]float64, winCol [][][numStats]int) {
+	r.tt++
+	r.t++
+	for b := range r.series {
+		r.stepSeries(b, x[b], cols, winCol[b])
+	}
+}
+
+func (r *roller) stepSeries(b int, x []float64, cols [][]float64, wc [][numStats]int) {
+	s := &r.series[b]
+	n := r.n
+	t, tt := r.t, r.tt
+	capN := int32(r.maxW + 1)
+	cur := r.row(s, tt)
+	prev := r.row(s, tt-1)
+	start := r.start[:0]
+	for i := range n {
+		v := x[i]
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			if s.cnt[i] > 0 {
+				r.restarts++ // a defined series became undefined: it warms up again
+			}
+			s.cnt[i], s.run[i] = 0, 0
+			cur[i] = 0
+			continue
+		}
+		cur[i] = v
+		switch {
+		case s.cnt[i] == 0:
+			start = append(start, int32(i))
+			s.run[i] = 1
+		case v == prev[i]:
+			s.run[i] = min(s.run[i]+1, capN)
+		default:
+			s.run[i] = 1
+		}
+		s.cnt[i] = min(s.cnt[i]+1, capN)
+	}
+	r.start = start
+	for _, i := range start {
+		r.begin(s, int(i), x[i])
+	}
+	span := uint32(r.maxW)
+	for i := range n {
+		if s.cnt[i] > 0 {
+			s.maxDq[i].push(cur[i], t, span, true)
+			s.minDq[i].push(cur[i], t, span, false)
+		}
+	}
+	for wi := range s.win {
+		r.stepWindow(s, wi, cols, &wc[wi])
+	}
+	r.minMax(s, cols, wc)
+}
+
+// begin starts series s for instrument i at value v: its ring column and
+// every window hold w copies of v.
+func (r *roller) begin(s *rseries, i int, v float64) {
+	for k := range s.ring {
+		s.ring[k][i] = v
+	}
+	s.maxDq[i].reset()
+	s.minDq[i].reset()
+	var pos int32
+	if v > 0 {
+		pos = 1
+	}
+	for wi := range s.win {
+		w := &s.win[wi]
+		m := &w.m
+		m.Shift[i] = v
+		m.S1[i], m.S2[i], m.S3[i], m.S4[i] = 0, 0, 0, 0
+		m.C1[i], m.C2[i], m.C3[i], m.C4[i] = 0, 0, 0, 0
+		fw := float64(w.w)
+		// w*v as an exact compensated pair: the fillers leave one by one.
+		w.sumS[i] = fw * v
+		w.sumC[i] = math.FMA(fw, v, -w.sumS[i])
+		if s.rv {
+			q := float64(v * v)
+			w.sqS[i] = fw * q
+			w.sqC[i] = math.FMA(fw, q, -w.sqS[i])
+		}
+		w.pS[i], w.pC[i], w.tS[i], w.tC[i] = 0, 0, 0, 0
+		w.ewm[i], w.ewv[i] = v, 0
+		w.pos[i] = pos * int32(w.w)
+		w.ud[i] = 0
+		w.anchor[i] = r.t
+	}
+}
+
+func neumaier(s, c *float64, v float64) {
+	t := *s + v
+	if math.Abs(*s) >= math.Abs(v) {
+		*c += (*s - t) + v
+	} else {
+		*c += (v - t) + *s
+	}
+	*s = t
+}
+
+func sgn(d float64) int32 {
+	switch {
+	case d > 0:
+		return 1
+	case d < 0:
+		return -1
+	}
+	return 0
+}
+
+// reanchorRatio: the shifted sums' relative error is about
+// eps*(1 + (mean-shift)^2/var). When (mean-shift)^2 exceeds reanchorRatio*var
+// (and the shift has been in place for a window), the shift moves to the
+// window mean and the instrument's sums are recomputed from the ring: O(w),
+// at most once per w steps, so O(1) amortized. The check runs every step.
+const reanchorRatio = 1024
+
+func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]int) {
+	w := &s.win[wi]
+	n := r.n
+	tt := r.tt
+	xNew := r.row(s, tt)
+	xPrev := r.row(s, tt-1)
+	xOld := r.row(s, tt-int64(w.w))
+	xOldNext := r.row(s, tt-int64(w.w)+1)
+	m := &w.m
+	fw := float64(w.w)
+	dNew, dPrev, dOld, dOldNext, tOld := r.dNew[:n], r.dPrev[:n], r.dOld[:n], r.dOldNext[:n], r.tOld[:n]
+	for i := range n {
+		sh := m.Shift[i]
+		dNew[i] = xNew[i] - sh
+		dPrev[i] = xPrev[i] - sh
+		dOld[i] = xOld[i] - sh
+		dOldNext[i] = xOldNext[i] - sh
+		// OLS: every remaining value's index drops by one, the new one
+		// enters at w-1. Uses S1 of the window before the slide.
+		tOld[i] = (m.S1[i] + m.C1[i]) - dOld[i]
+		// Counts: exact.
+		if xNew[i] > 0 {
+			w.pos[i]++
+		}
+		if xOld[i] > 0 {
+			w.pos[i]--
+		}
+		w.ud[i] += sgn(xNew[i]-xPrev[i]) - sgn(xOldNext[i]-xOld[i])
+	}
+	asm.RollProducts(w.tS, w.tC, dNew, r.wm1[wi], tOld, r.ones)
+	asm.RollMoments(m, xNew, xOld)
+	asm.RollProducts(w.sumS, w.sumC, xNew, r.ones, xOld, r.ones)
+	if s.rv {
+		asm.RollProducts(w.sqS, w.sqC, xNew, xNew, xOld, xOld)
+	}
+	asm.RollProducts(w.pS, w.pC, dNew, dPrev, dOldNext, dOld)
+	asm.EWMeanVar(w.ewm, w.ewv, xNew, w.alpha)
+
+	col := func(st int) []float64 {
+		if c := wc[st]; c >= 0 {
+			return cols[c][:n]
+		}
+		return nil
+	}
+	mean, std, skew, kurt, z := col(sMean), col(sStd), col(sSkew), col(sKurt), col(sZ)
+	asm.MomentStats(mean, std, skew, kurt, z, m, xNew, w.w)
+	sum, rv, ac1, slope, r2 := col(sSum), col(sRV), col(sAC1), col(sSlope), col(sR2)
+	if !s.rv {
+		rv = nil
+	}
+	ewm, ewstd, posShare, updown := col(sEWM), col(sEWStd), col(sPosShare), col(sUpDown)
+
+	ww := int32(w.w)
+	stt := fw * (fw*fw - 1) / 12 // sum of (j - mean j)^2
+	invStt, invW := 1/stt, 1/fw
+	tbar := (fw - 1) / 2
+	nan := math.NaN()
+	for i := range n {
+		if s.cnt[i] < ww {
+			// Warming up (or not started): every statistic is NaN.
+			for _, c := range [...][]float64{mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown} {
+				if c != nil {
+					c[i] = nan
+				}
+			}
+			continue
+		}
+		if s.run[i] >= ww {
+			// Every value in the window equals the latest: exact results,
+			// whatever the sums' rounding.
+			last := xNew[i]
+			mean[i], std[i], skew[i], kurt[i], z[i] = last, 0, nan, nan, nan
+			sum[i] = fw * last
+			if rv != nil {
+				rv[i] = math.Sqrt(fw * float64(last*last))
+			}
+			ac1[i], slope[i], r2[i] = nan, 0, nan
+		} else {
+			if r.t-w.anchor[i] >= uint32(w.w) && staleShift(m, i, fw) {
+				r.maybeReanchor(s, w, i, mean, std, skew, kurt, z, xNew)
+			}
+			s1 := m.S1[i] + m.C1[i]
+			md := s1 * invW
+			m2 := (m.S2[i] + m.C2[i]) - s1*md
+			sum[i] = w.sumS[i] + w.sumC[i]
+			if rv != nil {
+				rv[i] = math.Sqrt(max(w.sqS[i]+w.sqC[i], 0))
+			}
+			if m2 > 0 {
+				// Lag-1 autocovariance about the window mean from the
+				// shifted pair sum: the pairs' "later" values miss the
+				// oldest, their "earlier" values miss the newest.
+				sh := m.Shift[i] // possibly just re-anchored: not dNew's
+				a := s1 - (xOldNext[i] - sh)
+				bb := s1 - (xNew[i] - sh)
+				inv := 1 / m2 // one division for ac1 and r2
+				num := (w.pS[i] + w.pC[i]) - md*(a+bb) + (fw-1)*md*md
+				ac1[i] = num * inv
+				cov := (w.tS[i] + w.tC[i]) - tbar*s1
+				slope[i] = cov * invStt
+				r2[i] = min(cov*cov*invStt*inv, 1)
+			} else {
+				ac1[i], slope[i], r2[i] = nan, 0, nan
+			}
+		}
+		ewm[i] = w.ewm[i]
+		ewstd[i] = math.Sqrt(max(w.ewv[i], 0))
+		posShare[i] = float64(w.pos[i]) / fw // exact: no reciprocal
+		updown[i] = float64(w.ud[i])
+	}
+}
+
+// maybeReanchor re-anchors instrument i's shift of window w if it has gone
+// stale and then recomputes i's moment statistics.
+func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64) {
+	m := &w.m
+	fw := float64(w.w)
+	s1 := m.S1[i] + m.C1[i]
+	md := s1 / fw
+	popVar := max((m.S2[i]+m.C2[i])-s1*md, 0) / fw
+	sh := m.Shift[i]
+	if math.Abs(md) <= 16*ulp(sh) || md*md <= reanchorRatio*popVar {
+		return
+	}
+	r.reanchorNow(s, w, i, mean, std, skew, kurt, z, xNew, sh+md)
+}
+
+// staleShift is maybeReanchor's test without the ulp and without a
+// division, cheap enough for every instrument and step: with mean
+// deviation md = s1/w and m2 = s2 - s1^2/w, md^2 > ratio*m2/w is
+// (ratio+1)*s1^2 > ratio*w*s2.
+func staleShift(m *asm.Moments, i int, fw float64) bool {
+	s1 := m.S1[i] + m.C1[i]
+	q := s1 * s1
+	return (reanchorRatio+1)*q > reanchorRatio*fw*(m.S2[i]+m.C2[i]) && math.Abs(s1) > 3.5e-15*fw*math.Abs(m.Shift[i])
+}
+
+func (r *roller) reanchorNow(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64, shift float64) {
+	m := &w.m
+	r.reanchor(s, w, i, shift)
+	one := func(v []float64) []float64 { return v[i : i+1] }
+	sub := asm.Moments{Shift: one(m.Shift), S1: one(m.S1), S2: one(m.S2), S3: one(m.S3), S4: one(m.S4),
+		C1: one(m.C1), C2: one(m.C2), C3: one(m.C3), C4: one(m.C4)}
+	asm.MomentStats(one(mean), one(std), one(skew), one(kurt), one(z), &sub, one(xNew), w.w)
+}
+
+func ulp(x float64) float64 {
+	x = math.Abs(x)
+	return math.Nextafter(x, math.Inf(1)) - x
+}
+
+// reanchor moves instrument i's shift of window w and recomputes the
+// shifted sums from the window's values in the ring, through the same
+// kernels (on one-element slices) so that values later leaving the window
+// remove exactly what was added.
+func (r *roller) reanchor(s *rseries, w *rwin, i int, shift float64) {
+	r.reanchors++
+	w.anchor[i] = r.t
+	m := &w.m
+	one := func(v []float64) []float64 { return v[i : i+1] }
+	m.Shift[i] = shift
+	m.S1[i], m.S2[i], m.S3[i], m.S4[i] = 0, 0, 0, 0
+	m.C1[i], m.C2[i], m.C3[i], m.C4[i] = 0, 0, 0, 0
+	w.pS[i], w.pC[i], w.tS[i], w.tC[i] = 0, 0, 0, 0
+	sub := asm.Moments{Shift: one(m.Shift), S1: one(m.S1), S2: one(m.S2), S3: one(m.S3), S4: one(m.S4),
+		C1: one(m.C1), C2: one(m.C2), C3: one(m.C3), C4: one(m.C4)}
+	prevD := 0.0
+	for j := range w.w {
+		x := r.row(s, r.tt-int64(w.w)+1+int64(j))[i]
+		r.one1[0] = x
+		asm.AddMoments(&sub, r.one1[:])
+		d := x - shift
+		neumaier(&w.tS[i], &w.tC[i], float64(float64(j)*d))
+		if j > 0 {
+			r.one1[0], r.one2[0] = d, prevD
+			asm.RollProducts(one(w.pS), one(w.pC), r.one1[:], r.one2[:], r.zero1[:], r.zero1[:])
+		}
+		prevD = d
+	}
+}
+
+// minMax writes min, max, their ages and range_pos of every window from the
+// series' two deques.
+func (r *roller) minMax(s *rseries, cols [][]float64, wc [][numStats]int) {
+	t := r.t
+	nan := math.NaN()
+	cur := r.row(s, r.tt)
+	// The output columns by window, in decreasing window order.
+	type outs struct {
+		w                            uint32
+		max, min, amax, amin, rngPos []float64
+	}
+	var buf [8]outs
+	out := buf[:0]
+	for _, wi := range r.byDesc {
+		c := &wc[wi]
+		out = append(out, outs{uint32(r.windows[wi]), cols[c[sMax]], cols[c[sMin]], cols[c[sArgmaxAge]], cols[c[sArgminAge]], cols[c[sRangePos]]})
+	}
+	for i := range r.n {
+		var jMax, jMin uint32
+		dmax, dmin := &s.maxDq[i], &s.minDq[i]
+		cnt := uint32(max(s.cnt[i], 0))
+		for k := range out {
+			o := &out[k]
+			if cnt < o.w {
+				o.max[i], o.min[i], o.amax[i], o.amin[i], o.rngPos[i] = nan, nan, nan, nan, nan
+				continue
+			}
+			jMax = dmax.first(t, o.w, jMax)
+			jMin = dmin.first(t, o.w, jMin)
+			emax, emin := dmax.at(jMax), dmin.at(jMin)
+			o.max[i], o.min[i] = emax.v, emin.v
+			o.amax[i], o.amin[i] = float64(t-emax.t), float64(t-emin.t)
+			if emax.v > emin.v {
+				o.rngPos[i] = (cur[i] - emin.v) / (emax.v - emin.v)
+			} else {
+				o.rngPos[i] = nan
+			}
+		}
+	}
+}
+
+// skipConstant advances the exponentially weighted state over k steps that
+// are not closed one by one (a time gap whose windows are already full of
+// the same value; see the package documentation): with a constant input x
+// and q = 1-alpha, mean_k = x + q^k (mean_0-x) and
+// var_k = q^k (var_0 + (x-mean_0)^2 (1-q^k)).
+func (r *roller) skipConstant(k int64) {
+	for b := range r.series {
+		s := &r.series[b]
+		cur := r.row(s, r.tt)
+		for wi := range s.win {
+			w := &s.win[wi]
+			qk := math.Pow(1-w.alpha, float64(k))
+			for i := range r.n {
+				if s.cnt[i] == 0 {
+					continue
+				}
+				d := w.ewm[i] - cur[i]
+				w.ewv[i] = qk * (w.ewv[i] + d*d*(1-qk))
+				w.ewm[i] = cur[i] + qk*d
+			}
+		}
+	}
+}

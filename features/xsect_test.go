@@ -1,0 +1,201 @@
+package features
+
+import (
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+)
+
+func TestXRank(t *testing.T) {
+	nan := math.NaN()
+	src := []float64{3, nan, 1, 3, 2, -5}
+	dst := make([]float64, len(src))
+	xrank(dst, src, nil)
+	// Sorted: -5 (0), 1 (1), 2 (2), 3 3 (3, 4 -> 3.5); count 5.
+	want := []float64{3.5 / 4, nan, 1.0 / 4, 3.5 / 4, 2.0 / 4, 0}
+	for i := range want {
+		if !closeTo(dst[i], want[i], 0, 0) {
+			t.Errorf("rank %d = %v, want %v", i, dst[i], want[i])
+		}
+	}
+	// Many ties (a quiet market's zero returns) and signed zeros.
+	big := make([]float64, 1001)
+	big[1000] = -0.0
+	big[0] = math.Copysign(0, -1)
+	bigDst := make([]float64, len(big))
+	xrank(bigDst, big, nil)
+	for i, r := range bigDst {
+		if r != 0.5 {
+			t.Fatalf("tie %d ranked %v, want 0.5", i, r)
+		}
+	}
+	xrank(dst[:1], []float64{7}, nil)
+	if !math.IsNaN(dst[0]) {
+		t.Errorf("single value ranked %v, want NaN", dst[0])
+	}
+}
+
+// TestXRankAndMarketInEngine checks the rank columns and the market
+// aggregates of an engine step against values computed from the record.
+func TestXRankAndMarketInEngine(t *testing.T) {
+	e, _, c := newTestEngine(t, Config{Windows: []int{3, 60}, XRank: []string{"mid_ret", "spread_bps"}})
+	rng := rand.New(rand.NewPCG(4, 4))
+	insts := []string{"A", "B", "C", "D", "E"}
+	for k := range int64(70) {
+		for i, in := range insts {
+			m := 100 * (1 + 0.01*float64(i)) * math.Exp(0.001*rng.NormFloat64())
+			apply(t, e, c, quote("v", in, (base+k)*sec+int64(i), m-0.01*float64(i+1), m+0.01*float64(i+1)),
+				trade("v", in, (base+k)*sec+10+int64(i), 1, m, 1+rng.Float64()))
+		}
+	}
+	if err := e.Flush(c.emit); err != nil {
+		t.Fatal(err)
+	}
+	rows := c.steps[len(c.steps)-1]
+	var rets []float64
+	for _, r := range rows {
+		rets = append(rets, r.vals["mid_ret"])
+	}
+	sorted := slices.Clone(rets)
+	slices.Sort(sorted)
+	for _, r := range rows {
+		want := float64(slices.Index(sorted, r.vals["mid_ret"])) / 4
+		if r.vals["mid_ret_xrank"] != want {
+			t.Errorf("%s mid_ret_xrank %v, want %v", r.instrument, r.vals["mid_ret_xrank"], want)
+		}
+		// Spreads grow with the instrument index: ranks 0, 1/4, ... 1.
+		if got, want := r.vals["spread_bps_xrank"], float64(slices.Index(insts, r.instrument))/4; math.Abs(got-want) > 1e-15 {
+			t.Errorf("%s spread_bps_xrank %v, want %v", r.instrument, got, want)
+		}
+	}
+	mk := e.Market()
+	if mk.Rows != 5 || mk.Time.UnixNano() != rows[0].time {
+		t.Errorf("market rows %d time %v", mk.Rows, mk.Time)
+	}
+	if got, want := mk.Get("mid_ret_mean"), refMean(rets); math.Abs(got-want) > 1e-18 {
+		t.Errorf("mid_ret_mean %v, want %v", got, want)
+	}
+	_, m2, _, _ := refCentral(rets)
+	if got, want := mk.Get("mid_ret_xstd"), math.Sqrt(m2/5); math.Abs(got-want) > 1e-12*want {
+		t.Errorf("mid_ret_xstd %v, want %v", got, want)
+	}
+	var tc float64
+	for _, r := range rows {
+		tc += r.vals["trade_count"]
+	}
+	if got := mk.Get("trade_count_total"); got != tc || tc != 5 {
+		t.Errorf("trade_count_total %v, want %v", got, tc)
+	}
+	if got := mk.Get("breadth_300"); !math.IsNaN(got) {
+		t.Errorf("breadth_300 without a 300 window = %v, want NaN", got)
+	}
+	pos := 0
+	for _, r := range rows {
+		if r.vals["mid_ret_sum_60"] > 0 {
+			pos++
+		}
+	}
+	if got := mk.Get("breadth_60"); got != float64(pos)/5 {
+		t.Errorf("breadth_60 %v, want %v", got, float64(pos)/5)
+	}
+}
+
+// TestSkipConstant checks the closed form the gap skip applies to the
+// exponentially weighted state against stepping the same constant value.
+func TestSkipConstant(t *testing.T) {
+	windows := []int{3, 20}
+	mk := func() (*roller, [][]float64, [][][numStats]int) {
+		r := newRoller(windows, []bool{false})
+		r.resize([]int32{-1, -1})
+		wc := [][][numStats]int{make([][numStats]int, len(windows))}
+		cols := make([][]float64, len(windows)*numStats)
+		for wi := range windows {
+			for s := range numStats {
+				wc[0][wi][s] = wi*numStats + s
+				cols[wi*numStats+s] = make([]float64, 2)
+			}
+		}
+		return r, cols, wc
+	}
+	a, colsA, wc := mk()
+	b, colsB, _ := mk()
+	rng := rand.New(rand.NewPCG(2, 3))
+	for range 50 {
+		x := [][]float64{{rng.NormFloat64(), 100 + rng.NormFloat64()}}
+		a.step(x, colsA, wc)
+		b.step(x, colsB, wc)
+	}
+	x := [][]float64{{0.5, 101}}
+	for range 20 { // fill every window with the constant
+		a.step(x, colsA, wc)
+		b.step(x, colsB, wc)
+	}
+	const k = 200
+	for range k {
+		a.step(x, colsA, wc)
+	}
+	b.skipConstant(k)
+	for wi := range windows {
+		wa, wb := &a.series[0].win[wi], &b.series[0].win[wi]
+		for i := range 2 {
+			if !closeTo(wb.ewm[i], wa.ewm[i], 1e-14, 0) || !closeTo(wb.ewv[i], wa.ewv[i], 1e-9, 1e-300) {
+				t.Errorf("window %d inst %d: skip gives %v/%v, stepping %v/%v", windows[wi], i, wb.ewm[i], wb.ewv[i], wa.ewm[i], wa.ewv[i])
+			}
+		}
+	}
+}
+
+// TestDequeMonotone drives the min/max deques with monotone runs (the
+// deque's worst case: it holds the whole window) and ties, across the
+// uint32 step counter's wrap-around, against a scan.
+func TestDequeMonotone(t *testing.T) {
+	const span = 50
+	var dmax, dmin mmDeque
+	var hist []float64
+	rng := rand.New(rand.NewPCG(8, 1))
+	t0 := uint32(math.MaxUint32 - 300)
+	for k := range 2000 {
+		var v float64
+		switch {
+		case k < 400:
+			v = float64(k) // increasing
+		case k < 800:
+			v = float64(800 - k) // decreasing
+		default:
+			v = float64(rng.IntN(5)) // many ties
+		}
+		ts := t0 + uint32(k)
+		hist = append(hist, v)
+		dmax.push(v, ts, span, true)
+		dmin.push(v, ts, span, false)
+		var jMax, jMin uint32
+		for _, w := range []int{50, 20, 7, 2} {
+			if len(hist) < w {
+				continue
+			}
+			jMax = dmax.first(ts, uint32(w), jMax)
+			jMin = dmin.first(ts, uint32(w), jMin)
+			xs := hist[len(hist)-w:]
+			for _, st := range []string{"max", "min", "argmax_age", "argmin_age"} {
+				var got float64
+				switch st {
+				case "max":
+					got = dmax.at(jMax).v
+				case "min":
+					got = dmin.at(jMin).v
+				case "argmax_age":
+					got = float64(ts - dmax.at(jMax).t)
+				case "argmin_age":
+					got = float64(ts - dmin.at(jMin).t)
+				}
+				if want := refStat(st, xs, nil); got != want {
+					t.Fatalf("step %d w %d %s = %v, want %v", k, w, st, got, want)
+				}
+			}
+		}
+	}
+	if len(dmax.buf) > 64 {
+		t.Errorf("deque grew to %d entries for a span of %d", len(dmax.buf), span)
+	}
+}
