@@ -18,17 +18,21 @@ type bocpd struct {
 	beta0   float64
 	minDrop int
 	confirm int
+	// lps is scratch for the log predictives of one step. A bocpd is used
+	// by one goroutine at a time (Detectors.Step holds its lock).
+	lps []float64
 	// gTab[n] = lgamma(alpha0+n/2+1/2) - lgamma(alpha0+n/2): the Student-t
 	// normalizer depends on the run's observation count only.
 	gTab []float64
 }
 
 // pruneBelow drops hypotheses whose posterior probability falls below it.
-const pruneBelow = 1e-12
+const pruneBelow = 1e-8
 
 func newBOCPD(hazard float64, maxHyp, minDrop, confirm int) *bocpd {
 	b := &bocpd{hazard: hazard, logH: math.Log(hazard), log1mH: math.Log1p(-hazard), maxHyp: maxHyp,
 		kappa0: 1, alpha0: 1, beta0: 1, minDrop: minDrop, confirm: confirm}
+	b.lps = make([]float64, maxHyp+1)
 	b.gTab = make([]float64, 4096)
 	for n := range b.gTab {
 		b.gTab[n] = b.g(n)
@@ -97,11 +101,12 @@ func (b *bocpd) step(s *bocpdState, x, mu0 float64) (changed bool, cpProb float6
 	// The new run (a change at this step) predicts x from the prior.
 	lpNew := b.logPred(0, mu0, b.beta0, x)
 	maxLP := lpNew
+	lps := b.lps[:h]
 	for i := range h {
 		n := int(s.n[i])
 		lp := b.logPred(n, s.mu[i], s.beta[i], x)
-		s.p[i] = math.Log(s.p[i]) + lp // joint, in logs
-		maxLP = max(maxLP, s.p[i])
+		lps[i] = lp
+		maxLP = max(maxLP, lp)
 		// posterior update of the hypothesis with x
 		kappa := b.kappa0 + float64(n)
 		d := x - s.mu[i]
@@ -109,10 +114,12 @@ func (b *bocpd) step(s *bocpdState, x, mu0 float64) (changed bool, cpProb float6
 		s.beta[i] += kappa * d * d / (2 * (kappa + 1))
 		s.n[i]++
 	}
-	// P(r_t = r+1, x_1..t) = P(r_{t-1} = r, x_1..t-1) p(x_t | run r) (1-H)
-	// P(r_t = 0,   x_1..t) = P(x_1..t-1) p(x_t | prior) H
+	// P(r_t = r+1, x_1..t) ∝ P(r_{t-1} = r | x_1..t-1) p(x_t | run r) (1-H)
+	// P(r_t = 0,   x_1..t) ∝ p(x_t | prior) H
+	// (predictives relative to the largest, so nothing underflows to 0
+	// together; the common factor goes away in the normalization)
 	for i := range h {
-		s.p[i] = math.Exp(s.p[i]-maxLP) * (1 - b.hazard)
+		s.p[i] *= math.Exp(lps[i]-maxLP) * (1 - b.hazard)
 	}
 	cp := math.Exp(lpNew-maxLP) * b.hazard
 	if h == 0 {

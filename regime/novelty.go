@@ -39,9 +39,10 @@ func (nv *novelty) newState() noveltyState {
 }
 
 // stdFloor keeps z finite for a feature that has not varied yet (e.g. a
-// spread pinned at one tick): relative to the mean's size, with an absolute
-// floor for features centred on zero.
-func stdFloor(mean float64) float64 { return 1e-3*math.Abs(mean) + 1e-12 }
+// spread pinned at one tick): relative to the mean's size (1e-12, about
+// float64 rounding of a difference, below any real variation), with an absolute floor
+// for features centred on zero.
+func stdFloor(mean float64) float64 { return 1e-12*math.Abs(mean) + 1e-12 }
 
 // step scores x (len d, all finite) against the estimate, then updates it.
 // It reports an alarm when the score crosses the threshold while armed; the
