@@ -64,8 +64,8 @@ func (b *bocpd) g(n int) float64 {
 	return l1 - l0
 }
 
-// bocpdState holds the run-length hypotheses of one instrument, oldest first
-// (the newest, run length 0, is appended at the end each step). Its slices
+// bocpdState holds the run-length hypotheses of one instrument, in no
+// particular order (the newest, run length 0, is appended each step). Its slices
 // are allocated once with capacity maxHyp+1.
 type bocpdState struct {
 	n     []int32   // observations in the run (= run length)
@@ -158,12 +158,10 @@ func (b *bocpd) step(s *bocpdState, x, mu0 float64) (changed bool, cpProb float6
 	s.n, s.mu, s.beta, s.p = s.n[:j], s.mu[:j], s.beta[:j], s.p[:j]
 	if j > b.maxHyp {
 		// Drop the least probable hypothesis (one per step keeps the set
-		// at maxHyp) and renormalize.
-		copy(s.n[minI:], s.n[minI+1:])
-		copy(s.mu[minI:], s.mu[minI+1:])
-		copy(s.beta[minI:], s.beta[minI+1:])
-		copy(s.p[minI:], s.p[minI+1:])
+		// at maxHyp): the last one takes its slot (order does not matter),
+		// then renormalize.
 		j--
+		s.n[minI], s.mu[minI], s.beta[minI], s.p[minI] = s.n[j], s.mu[j], s.beta[j], s.p[j]
 		s.n, s.mu, s.beta, s.p = s.n[:j], s.mu[:j], s.beta[:j], s.p[:j]
 		r := 1 / (1 - minP)
 		for i := range s.p {

@@ -41,7 +41,8 @@ type Columns struct {
 // y = ln(z² + 0.1), z the return in baseline standard deviations: a volatility
 // change is a shift of y's mean, and the log tames the fat tails of returns
 // that a Gaussian segment model would otherwise take for new segments (on
-// Student-t(5) returns, raw z gave 25 false alarms per hour, y none).
+// stationary Student-t(5) returns, z clipped at 8 gave 1.8 false alarms per
+// hour, y none in 100,000 steps).
 type ChangepointConfig struct {
 	// Hazard is the prior probability of a change at each step; default
 	// 1e-4.

@@ -437,14 +437,15 @@ func TestDetectorsConcurrentStates(t *testing.T) {
 	}
 }
 
-// BenchmarkDetectorsStep: one Step over 1000 instruments.
+// BenchmarkDetectorsStep: one Step over 1000 instruments in steady state
+// (past warm-up), next to a baseline measured in the same run: "read" only
+// resolves the columns and, per row, reads every input and looks the
+// instrument up in a map, which any per-instrument detector must do.
 func BenchmarkDetectorsStep(b *testing.B) {
 	const n = 1000
 	sc := featSchema(defaultCols...)
-	d := newDet(b, Config{})
 	rng := newSplitMix(1)
-	const pre = 400
-	recs := make([]arrow.Record, 0, pre)
+	var recs []arrow.Record
 	mk := func(k int) arrow.Record {
 		rows := make([]row, n)
 		for i := range rows {
@@ -453,36 +454,119 @@ func BenchmarkDetectorsStep(b *testing.B) {
 		}
 		return featRecord(sc, SynthT0+int64(k+1)*sec, rows...)
 	}
-	for k := range pre { // past warm-up, into steady state
-		recs = append(recs, mk(k))
-	}
-	for _, r := range recs[:300] {
-		d.Step(r, nil)
-	}
-	sigs := 0
-	count := func(Signal) error { sigs++; return nil }
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := range b.N {
-		k := 300 + i
-		if k >= len(recs) {
+	rec := func(b *testing.B, k int) arrow.Record {
+		for len(recs) <= k {
 			b.StopTimer()
-			recs = append(recs, mk(k))
+			recs = append(recs, mk(len(recs)))
 			b.StartTimer()
 		}
-		if err := d.Step(recs[k], count); err != nil {
-			b.Fatal(err)
+		return recs[k]
+	}
+	b.Run("read", func(b *testing.B) {
+		d := newDet(b, Config{})
+		seen := map[instKey]*float64{}
+		sum := 0.0
+		b.ReportAllocs()
+		for i := range b.N {
+			r := rec(b, i)
+			if d.cols.schema != r.Schema() {
+				d.cols, _ = d.resolve(r.Schema())
+			}
+			c := &d.cols
+			c.bind(r)
+			for j := range int(r.NumRows()) {
+				k := instKey{c.venueA.Value(j), c.instA.Value(j)}
+				p := seen[k]
+				if p == nil {
+					p = new(float64)
+					seen[instKey{strings.Clone(k.venue), strings.Clone(k.instrument)}] = p
+				}
+				*p += float64(c.timeA.Value(j)) + value(c.midA, j) + value(c.retA, j) + value(c.meanA, j) + value(c.stdA, j)
+				for _, a := range c.novA {
+					sum += value(a, j)
+				}
+			}
+			c.unbind()
 		}
-	}
-	b.StopTimer()
-	hyps := 0
-	for _, st := range d.insts {
-		hyps += len(st.cp.p)
-	}
-	b.ReportMetric(float64(hyps)/n, "runlengths/instrument")
-	b.ReportMetric(float64(sigs)/float64(b.N), "signals/op")
-	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/instrument")
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/instrument")
+	})
+	b.Run("detectors", func(b *testing.B) {
+		d := newDet(b, Config{})
+		for k := range 300 { // past warm-up, into steady state
+			d.Step(rec(b, k), nil)
+		}
+		sigs := 0
+		count := func(Signal) error { sigs++; return nil }
+		b.ReportAllocs()
+		b.ResetTimer()
+		for i := range b.N {
+			if err := d.Step(rec(b, 300+i), count); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StopTimer()
+		hyps := 0
+		for _, st := range d.insts {
+			hyps += len(st.cp.p)
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/instrument")
+		b.ReportMetric(float64(hyps)/n, "runlengths/instrument")
+		b.ReportMetric(float64(sigs)/float64(b.N), "signals/op")
+	})
 	for _, r := range recs {
 		r.Release()
+	}
+}
+
+func TestInstrumentStateJSON(t *testing.T) {
+	b, err := json.Marshal([]InstrumentState{{Venue: "v", Instrument: "X", TrendStop: math.NaN(), RegimeProbs: map[string]float64{"calm": 1}},
+		{Venue: "v", Instrument: "Y", Trend: 1, TrendStop: 101.5}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `[{"venue":"v","instrument":"X","time":0,"warm":false,"regime":"","regime_probs":{"calm":1},"run_length":0,"novelty":0,"trend":0,"trend_strength":0,"trend_stop":null},` +
+		`{"venue":"v","instrument":"Y","time":0,"warm":false,"regime":"","run_length":0,"novelty":0,"trend":1,"trend_strength":0,"trend_stop":101.5}]`
+	if string(b) != want {
+		t.Errorf("got  %s\nwant %s", b, want)
+	}
+}
+
+// TestStepAllocations: in steady state a Step allocates nothing unless it
+// emits a signal.
+func TestStepAllocations(t *testing.T) {
+	const n, steps = 200, 400
+	sc := featSchema(defaultCols...)
+	rng := newSplitMix(4)
+	recs := make([]arrow.Record, steps)
+	for k := range recs {
+		rows := make([]row, n)
+		for i := range rows {
+			rows[i] = quietRow(fmt.Sprint("I", i), rng, 100)
+		}
+		recs[k] = featRecord(sc, SynthT0+int64(k+1)*sec, rows...)
+	}
+	defer func() {
+		for _, r := range recs {
+			r.Release()
+		}
+	}()
+	// thresholds no quiet input reaches: no signals
+	d := newDet(t, Config{ProbsDelta: 1, MinDwell: 1 << 30, Changepoint: ChangepointConfig{MinDrop: 1 << 30},
+		Novelty: NoveltyConfig{Threshold: 1e9}, Trend: TrendConfig{Enter: 1e6}})
+	k := 0
+	emitted := 0
+	emit := func(Signal) error { emitted++; return nil }
+	for ; k < 300; k++ {
+		d.Step(recs[k], emit)
+	}
+	emitted = 0
+	allocs := testing.AllocsPerRun(90, func() {
+		if err := d.Step(recs[k], emit); err != nil {
+			t.Fatal(err)
+		}
+		k++
+	})
+	if emitted != 0 || allocs != 0 {
+		t.Errorf("%v allocations per Step of %d instruments (%d signals)", allocs, n, emitted)
 	}
 }

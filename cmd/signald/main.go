@@ -28,6 +28,8 @@ const usage = `signald: an open market-signal engine
 Usage:
   signald run [flags]         ingest, transport, features, regime, store and the HTTP API
   signald backtest [flags]    replay stored ticks through features and detectors; print the signals
+  signald regime fit|eval [flags]
+                              fit the regime model from stored ticks; score the detectors on synthetic data
   signald dlq list|replay|purge [flags]
                               inspect, replay or empty the dead-letter stream (Redis)
   signald version
@@ -54,6 +56,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdBacktest(ctx, args[1:], stdout, stderr)
 	case "dlq":
 		err = cmdDLQ(ctx, args[1:], stdout, stderr)
+	case "regime":
+		err = cmdRegime(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "signald", version())
 		return 0
