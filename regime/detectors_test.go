@@ -513,6 +513,20 @@ func BenchmarkDetectorsStep(b *testing.B) {
 		b.ReportMetric(float64(hyps)/n, "runlengths/instrument")
 		b.ReportMetric(float64(sigs)/float64(b.N), "signals/op")
 	})
+	b.Run("states", func(b *testing.B) {
+		d := newDet(b, Config{})
+		for k := range 300 {
+			d.Step(rec(b, k), nil)
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			if len(d.States()) != n {
+				b.Fatal("states")
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/n, "ns/instrument")
+	})
 	for _, r := range recs {
 		r.Release()
 	}
