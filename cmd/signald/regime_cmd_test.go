@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,16 +73,9 @@ func TestRegimeEvalCommand(t *testing.T) {
 	}
 }
 
-// TestRegimeFitStored: ticks in the Parquet store, through the feature
-// engine, into a model file that `backtest --regime-model` then uses.
-func TestRegimeFitStored(t *testing.T) {
-	dir := t.TempDir()
-	st, err := store.OpenParquet(store.ParquetOptions{Dir: dir}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Two instruments, 8000 s of quotes every 500 ms from synthetic mids
-	// with regime switches.
+// synthTicks are quotes every 500 ms for 8000 s on two instruments, from
+// synthetic mids with regime switches.
+func synthTicks() []ingest.Tick {
 	syn := regime.Synthesize(regime.SynthConfig{Seed: 3, Instruments: 2, Steps: 8000})
 	var ticks []ingest.Tick
 	for k := range 8000 {
@@ -95,12 +90,15 @@ func TestRegimeFitStored(t *testing.T) {
 			}
 		}
 	}
-	if err := st.InsertTicks(context.Background(), ticks); err != nil {
-		t.Fatal(err)
-	}
-	st.Close()
-	model := filepath.Join(dir, "model.json")
-	_, errOut, code := runMain(t, "regime", "fit", "--data", dir, "--states", "3", "--out", model)
+	return ticks
+}
+
+// fitAndBacktest runs `regime fit` with storeArgs, checks the model, and
+// runs `backtest --regime-model` with it.
+func fitAndBacktest(t *testing.T, source string, storeArgs ...string) {
+	t.Helper()
+	model := filepath.Join(t.TempDir(), "model.json")
+	_, errOut, code := runMain(t, append([]string{"regime", "fit", "--states", "3", "--out", model}, storeArgs...)...)
 	if code != 0 {
 		t.Fatalf("fit: exit %d: %s", code, errOut)
 	}
@@ -113,7 +111,7 @@ func TestRegimeFitStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	if strings.Join(m.States, ",") != "calm,trending,volatile" || m.Training.Sequences != 2 || m.Training.Observations < 15000 ||
-		!strings.Contains(m.Training.Source, "Parquet "+dir) {
+		!strings.Contains(m.Training.Source, source) {
 		t.Errorf("model %+v", m)
 	}
 	// The fit found the volatile regime: about 3x calm's volatility (ln 3 =
@@ -121,17 +119,43 @@ func TestRegimeFitStored(t *testing.T) {
 	if d := m.Means[2][0] - m.Means[0][0]; d < 0.5 || math.IsNaN(d) {
 		t.Errorf("log_vol_ratio means %v", m.Means)
 	}
-	out, errOut, code := runMain(t, "backtest", "--data", dir, "--regime-model", model)
+	out, errOut, code := runMain(t, append([]string{"backtest", "--regime-model", model}, storeArgs...)...)
 	if code != 0 {
 		t.Fatalf("backtest: exit %d: %s", code, errOut)
 	}
 	if !strings.Contains(out, m.Version) {
 		t.Errorf("backtest signals do not name model %s:\n%.2000s\n%s", m.Version, out, errOut)
 	}
-	_, errOut, code = runMain(t, "backtest", "--data", dir, "--regime-model", filepath.Join(dir, "nope.json"))
+	_, errOut, code = runMain(t, append([]string{"backtest", "--regime-model", model + ".nope"}, storeArgs...)...)
 	if code == 0 || !strings.Contains(errOut, "--regime-model") {
 		t.Errorf("missing model file: exit %d: %s", code, errOut)
 	}
+}
+
+// TestRegimeFitStored: ticks in the Parquet store, through the feature
+// engine, into a model file that `backtest --regime-model` then uses.
+func TestRegimeFitStored(t *testing.T) {
+	dir := t.TempDir()
+	st, err := store.OpenParquet(store.ParquetOptions{Dir: dir}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.InsertTicks(context.Background(), synthTicks()); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	fitAndBacktest(t, "Parquet "+dir, "--data", dir)
+}
+
+// TestRegimeFitClickHouse: the same from ClickHouse.
+func TestRegimeFitClickHouse(t *testing.T) {
+	_, chAddr := integration(t)
+	db := fmt.Sprintf("sdregime_%d", rand.Uint32())
+	c := openCH(t, chAddr, db)
+	if err := c.InsertTicks(context.Background(), synthTicks()); err != nil {
+		t.Fatal(err)
+	}
+	fitAndBacktest(t, "ClickHouse "+chAddr+"/"+db, "--clickhouse", chAddr, "--clickhouse-db", db)
 }
 
 func TestRegimeColumns(t *testing.T) {
