@@ -584,7 +584,7 @@ func (d *Detectors) row(st *inst, c *detColumns, i int, t int64) bool {
 			maxMove = max(maxMove, math.Abs(st.f.p[j]-st.lastProbs[j]))
 		}
 		if switched || prevState < 0 || maxMove > d.cfg.ProbsDelta {
-			d.out = append(d.out, d.probsSignal(st, t, maxMove))
+			d.out = append(d.out, d.probsSignal(st, t, maxMove, prevState < 0))
 			st.lastProbs = st.f.p
 		}
 	}
@@ -691,7 +691,7 @@ func (d *Detectors) changeSignal(st *inst, t int64, prev int, switched, cp bool,
 	return d.signal(st, t, TypeRegimeChange, cur, d.verRegime, round6(score), v, strings.Join(parts, "; "))
 }
 
-func (d *Detectors) probsSignal(st *inst, t int64, move float64) Signal {
+func (d *Detectors) probsSignal(st *inst, t int64, move float64, first bool) Signal {
 	var b strings.Builder
 	b.WriteString("P(")
 	for j, name := range d.cfg.Model.States {
@@ -700,7 +700,11 @@ func (d *Detectors) probsSignal(st *inst, t int64, move float64) Signal {
 		}
 		fmt.Fprintf(&b, "%s %.2f", name, st.f.p[j])
 	}
-	fmt.Fprintf(&b, "); largest move %.2f since the last report; %s", move, d.inputsText(st))
+	if first {
+		fmt.Fprintf(&b, "); warm-up over; %s", d.inputsText(st))
+	} else {
+		fmt.Fprintf(&b, "); largest move %.2f since the last report; %s", move, d.inputsText(st))
+	}
 	return d.signal(st, t, TypeRegimeProbs, d.cfg.Model.States[st.cur], d.verRegime, round6(st.f.p[st.cur]), d.probsMap(st), b.String())
 }
 
