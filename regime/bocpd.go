@@ -73,7 +73,8 @@ type bocpdState struct {
 	beta  []float64 // posterior beta (kappa and alpha follow from n)
 	p     []float64 // posterior probability, normalized
 	steps int
-	mapRL int // most probable run length after the last step
+	mapRL int     // most probable run length after the last step
+	mapMu float64 // that run's posterior mean of x
 	// candidate changepoint: the step its run began (0: none) and the MAP
 	// run length before the drop
 	candStart, candAt, candPrev int
@@ -178,6 +179,7 @@ func (b *bocpd) step(s *bocpdState, x, mu0 float64) (changed bool, cpProb float6
 	}
 	prev := s.mapRL
 	s.mapRL = int(s.n[best]) - 1
+	s.mapMu = s.mu[best]
 	s.steps++
 	// A drop of the MAP run length by minDrop or more, to less than half,
 	// starts a candidate changepoint; it is confirmed once the new run has

@@ -75,6 +75,12 @@ type NoveltyConfig struct {
 	// WarmUp is the number of observations that only build the estimate
 	// (plain, unclipped updates; no alarm); default 100.
 	WarmUp int
+	// MinRelStd floors each feature's standard deviation at this fraction of
+	// its mean's size, so a feature that has hardly varied (a spread pinned
+	// at one tick) does not turn its first small change into an enormous
+	// score; default 1e-3. Set it far lower (e.g. 1e-12) for level features
+	// with tiny relative variation.
+	MinRelStd float64
 }
 
 // TrendConfig configures the trend-following calls (see trend).
@@ -126,6 +132,7 @@ const (
 	DefaultNoveltyClip      = 3
 	DefaultNoveltyThreshold = 8
 	DefaultNoveltyWarmUp    = 100
+	DefaultNoveltyMinRelStd = 1e-3
 	DefaultTrendEnter       = 3.5
 	DefaultTrendExit        = 0.5
 	DefaultTrendStopK       = 2
@@ -167,6 +174,7 @@ func (c Config) withDefaults() (Config, error) {
 	nv.Threshold = cmp.Or(nv.Threshold, DefaultNoveltyThreshold)
 	nv.Rearm = cmp.Or(nv.Rearm, nv.Threshold/2)
 	nv.WarmUp = cmp.Or(nv.WarmUp, DefaultNoveltyWarmUp)
+	nv.MinRelStd = cmp.Or(nv.MinRelStd, DefaultNoveltyMinRelStd)
 	tr := &c.Trend
 	tr.Enter = cmp.Or(tr.Enter, DefaultTrendEnter)
 	tr.Exit = cmp.Or(tr.Exit, DefaultTrendExit)
@@ -192,6 +200,7 @@ func (c Config) withDefaults() (Config, error) {
 	check(nv.Threshold > 0 && !bad(nv.Threshold), "novelty threshold %v: must be > 0", nv.Threshold)
 	check(nv.Rearm > 0 && nv.Rearm <= nv.Threshold, "novelty re-arm %v: must be in (0, threshold %v]", nv.Rearm, nv.Threshold)
 	check(nv.WarmUp >= 1, "novelty warm-up %d: must be >= 1", nv.WarmUp)
+	check(nv.MinRelStd > 0 && nv.MinRelStd < 1, "novelty min relative std %v: must be in (0, 1)", nv.MinRelStd)
 	check(!bad(tr.Enter) && !bad(tr.Exit) && tr.Exit >= 0 && tr.Exit < tr.Enter, "trend exit %v, enter %v: want 0 <= exit < enter (hysteresis)", tr.Exit, tr.Enter)
 	check(tr.StopK > 0 && !bad(tr.StopK), "trend stop k %v: must be > 0", tr.StopK)
 	for _, f := range append(c.columnNames(), nv.Features...) {
@@ -311,7 +320,7 @@ func NewDetectors(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*
 		cpd:   newBOCPD(cfg.Changepoint.Hazard, cfg.Changepoint.MaxRunLengths, cfg.Changepoint.MinDrop, cfg.Changepoint.Confirm),
 		trend: trend{enter: cfg.Trend.Enter, exit: cfg.Trend.Exit, stopK: cfg.Trend.StopK, sqrtW: math.Sqrt(float64(cfg.Model.Inputs.Window))},
 		nov: &novelty{d: len(cfg.Novelty.Features), alpha: halfLifeAlpha(cfg.Novelty.HalfLife), clip: cfg.Novelty.Clip,
-			warmUp: cfg.Novelty.WarmUp, threshold: cfg.Novelty.Threshold, rearm: cfg.Novelty.Rearm},
+			warmUp: cfg.Novelty.WarmUp, threshold: cfg.Novelty.Threshold, rearm: cfg.Novelty.Rearm, minRelStd: cfg.Novelty.MinRelStd},
 		volA:  halfLifeAlpha(cfg.Model.Inputs.VolHalfLife),
 		m:     m,
 		insts: make(map[instKey]*inst),
@@ -584,7 +593,16 @@ func (d *Detectors) row(st *inst, c *detColumns, i int, t int64) bool {
 			maxMove = max(maxMove, math.Abs(st.f.p[j]-st.lastProbs[j]))
 		}
 		if switched || prevState < 0 || maxMove > d.cfg.ProbsDelta {
-			d.out = append(d.out, d.probsSignal(st, t, maxMove, prevState < 0))
+			var why string
+			switch {
+			case prevState < 0:
+				why = "warm-up over"
+			case switched:
+				why = "regime now " + d.cfg.Model.States[st.cur]
+			default:
+				why = fmt.Sprintf("largest move %.2f since the last report", maxMove)
+			}
+			d.out = append(d.out, d.probsSignal(st, t, why))
 			st.lastProbs = st.f.p
 		}
 	}
@@ -685,13 +703,14 @@ func (d *Detectors) changeSignal(st *inst, t int64, prev int, switched, cp bool,
 		if !switched {
 			score = cpProb
 		}
-		parts = append(parts, fmt.Sprintf("changepoint about %d steps ago: most probable run length fell from %d to %d (P=%.2f); return %+.1f baseline std",
-			st.cp.mapRL, cpPrev, st.cp.mapRL, cpProb, st.zRet))
+		// y = ln(ret² + 0.1σ²): exp(Δy/2) approximates the volatility ratio
+		parts = append(parts, fmt.Sprintf("changepoint about %d steps ago: most probable run length fell from %d to %d (P=%.2f); volatility since about %.1fx its baseline",
+			st.cp.mapRL, cpPrev, st.cp.mapRL, cpProb, math.Exp((st.cp.mapMu-st.yBase)/2)))
 	}
 	return d.signal(st, t, TypeRegimeChange, cur, d.verRegime, round6(score), v, strings.Join(parts, "; "))
 }
 
-func (d *Detectors) probsSignal(st *inst, t int64, move float64, first bool) Signal {
+func (d *Detectors) probsSignal(st *inst, t int64, why string) Signal {
 	var b strings.Builder
 	b.WriteString("P(")
 	for j, name := range d.cfg.Model.States {
@@ -700,11 +719,7 @@ func (d *Detectors) probsSignal(st *inst, t int64, move float64, first bool) Sig
 		}
 		fmt.Fprintf(&b, "%s %.2f", name, st.f.p[j])
 	}
-	if first {
-		fmt.Fprintf(&b, "); warm-up over; %s", d.inputsText(st))
-	} else {
-		fmt.Fprintf(&b, "); largest move %.2f since the last report; %s", move, d.inputsText(st))
-	}
+	fmt.Fprintf(&b, "); %s; %s", why, d.inputsText(st))
 	return d.signal(st, t, TypeRegimeProbs, d.cfg.Model.States[st.cur], d.verRegime, round6(st.f.p[st.cur]), d.probsMap(st), b.String())
 }
 

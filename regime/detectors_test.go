@@ -195,9 +195,10 @@ func TestNoveltyAttribution(t *testing.T) {
 }
 
 // TestNoveltyLargeOffset: a feature with a large level (a price) and a tiny
-// variance scores the same as the centred feature.
+// variance scores the same as the centred feature (with the relative floor
+// set below that variance).
 func TestNoveltyLargeOffset(t *testing.T) {
-	nv := &novelty{d: 1, alpha: halfLifeAlpha(300), clip: 3, warmUp: 100, threshold: 8, rearm: 4}
+	nv := &novelty{d: 1, alpha: halfLifeAlpha(300), clip: 3, warmUp: 100, threshold: 8, rearm: 4, minRelStd: 1e-12}
 	a, b := nv.newState(), nv.newState()
 	rng := newSplitMix(1)
 	for k := range 20000 {
@@ -582,5 +583,20 @@ func TestStepAllocations(t *testing.T) {
 	})
 	if emitted != 0 || allocs != 0 {
 		t.Errorf("%v allocations per Step of %d instruments (%d signals)", allocs, n, emitted)
+	}
+}
+
+// TestNoveltyPinnedFeature: a feature stuck at one value (a one-tick spread)
+// that then doubles scores 1/MinRelStd, not an arbitrary huge number.
+func TestNoveltyPinnedFeature(t *testing.T) {
+	nv := &novelty{d: 1, alpha: halfLifeAlpha(300), clip: 3, warmUp: 100, threshold: 8, rearm: 4, minRelStd: DefaultNoveltyMinRelStd}
+	s := nv.newState()
+	for range 500 {
+		if nv.step(&s, []float64{0.0014}) {
+			t.Fatal("alarm on a constant")
+		}
+	}
+	if !nv.step(&s, []float64{0.0028}) || math.Abs(s.score-1000) > 1 {
+		t.Errorf("doubling: score %v, want 1000", s.score)
 	}
 }

@@ -19,6 +19,7 @@ type novelty struct {
 	d         int
 	alpha     float64
 	clip      float64
+	minRelStd float64
 	warmUp    int
 	threshold float64
 	rearm     float64
@@ -38,11 +39,11 @@ func (nv *novelty) newState() noveltyState {
 	return noveltyState{mean: make([]float64, nv.d), vr: make([]float64, nv.d), z: make([]float64, nv.d), armed: true}
 }
 
-// stdFloor keeps z finite for a feature that has not varied yet (e.g. a
-// spread pinned at one tick): relative to the mean's size (1e-12, about
-// float64 rounding of a difference, below any real variation), with an absolute floor
-// for features centred on zero.
-func stdFloor(mean float64) float64 { return 1e-12*math.Abs(mean) + 1e-12 }
+// stdFloor keeps z finite and meaningful for a feature that has hardly
+// varied yet (a spread pinned at one tick would otherwise score a one-tick
+// widening in the tens of thousands): minRelStd times the mean's size, with an
+// absolute floor for features centred on zero.
+func (nv *novelty) stdFloor(mean float64) float64 { return nv.minRelStd*math.Abs(mean) + 1e-12 }
 
 // step scores x (len d, all finite) against the estimate, then updates it.
 // It reports an alarm when the score crosses the threshold while armed; the
@@ -61,7 +62,7 @@ func (nv *novelty) step(s *noveltyState, x []float64) (alarm bool) {
 	warm := s.n > nv.warmUp
 	d2 := 0.0
 	for i := range nv.d {
-		sd := max(math.Sqrt(s.vr[i]), stdFloor(s.mean[i]))
+		sd := max(math.Sqrt(s.vr[i]), nv.stdFloor(s.mean[i]))
 		dev := x[i] - s.mean[i]
 		z := min(max(dev/sd, -zCap), zCap)
 		s.z[i] = z
