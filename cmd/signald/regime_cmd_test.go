@@ -187,3 +187,20 @@ func testSchema(cols ...string) *arrow.Schema {
 	}
 	return arrow.NewSchema(fields, nil)
 }
+
+// TestRunBadRegimeModel: a missing or invalid model file fails `run` at
+// start-up, naming the flag.
+func TestRunBadRegimeModel(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.json")
+	os.WriteFile(bad, []byte(`{"format": 1, "states": ["calm"]}`), 0o644)
+	for _, c := range []struct{ path, want string }{
+		{filepath.Join(dir, "none.json"), "--regime-model: open"},
+		{bad, "--regime-model " + bad + ": regime model: features"},
+	} {
+		_, errOut, code := runMain(t, "run", "--http", freePort(t), "--data", dir, "--regime-model", c.path)
+		if code == 0 || !strings.Contains(errOut, c.want) {
+			t.Errorf("%s: exit %d: %s", c.path, code, errOut)
+		}
+	}
+}
