@@ -38,8 +38,10 @@ type Columns struct {
 }
 
 // ChangepointConfig configures the changepoint detector (BOCPD). It watches
-// y = ln(z² + 0.1), z the return in baseline standard deviations: a volatility
-// change is a shift of y's mean, and the log tames the fat tails of returns
+// y = ln(ret² + 0.1σ²) = ln σ² + ln(z² + 0.1), σ the baseline volatility and
+// z the return in baseline standard deviations; a new run's prior mean is an
+// EW mean of y. A volatility change is a shift of y's mean, and the log tames
+// the fat tails of returns
 // that a Gaussian segment model would otherwise take for new segments (on
 // stationary Student-t(5) returns, z clipped at 8 gave 1.8 false alarms per
 // hour, y none in 100,000 steps).
@@ -52,7 +54,7 @@ type ChangepointConfig struct {
 	// same detections in the evaluation, at three times the cost).
 	MaxRunLengths int
 	// MinDrop is how far the most probable run length must fall in one step
-	// to start a candidate changepoint; default 20.
+	// (and to less than half) to start a candidate changepoint; default 20.
 	MinDrop int
 	// Confirm: a candidate is signalled once its new run has been the most
 	// probable for this many steps (the signal's delay); default 20.
