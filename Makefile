@@ -8,7 +8,7 @@ HTTP_ADDR ?= 127.0.0.1:8080
 # The bundled captures (see testdata/README.md), replayed in a loop by `make run`.
 REPLAY    ?= testdata/binance/binance_spot_btcusdt_20240808_head1500.gz,testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz
 
-.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean generate check-generated catalog check-catalog
+.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean generate check-generated catalog check-catalog regime-model regime-eval
 
 all: build
 
@@ -48,6 +48,15 @@ bench: build services-up
 		$(GO) test -run '^$$' -bench . -benchmem ./... && \
 		$(GO) run ./bench/transport && \
 		$(GO) run ./bench/ticklatency -bin $(BIN) -speeds 1,10 -duration 60s
+
+# The built-in regime model (regime/default_model.json, embedded): fitted on
+# a synthetic stream, deterministic (same file every time).
+regime-model: build
+	./$(BIN) regime fit --synthetic --seed 1 --out regime/default_model.json
+
+# The evaluation that chose the detectors' default thresholds (README).
+regime-eval: build
+	./$(BIN) regime eval --seed 2
 
 services-up:
 	bash $(SERVICES) up

@@ -7,38 +7,50 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-type metrics struct {
-	signals       *prometheus.CounterVec // by type
-	regimeChanges prometheus.Counter     // signals{type="regime_change"}, pre-resolved
-	volatile      prometheus.Gauge
-	skippedRows   prometheus.Counter
+type detMetrics struct {
+	signals     *prometheus.CounterVec // by type
+	skippedRows prometheus.Counter
+	noInput     prometheus.Counter
+	instruments []prometheus.Gauge // by regime state index
 }
 
-func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+func newDetMetrics(reg prometheus.Registerer, states []string) (*detMetrics, error) {
 	signals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_regime_signals_total",
 		Help: "Signals emitted by the regime detectors, by type.",
 	}, []string{"type"})
-	volatile := prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "signald_regime_instruments_volatile",
-		Help: "Instruments currently in the volatile state.",
-	})
 	skipped := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "signald_regime_skipped_rows_total",
-		Help: "Feature rows not used by the volatility detector: NaN/Inf feature value, or a time not after the instrument's last processed step.",
+		Help: "Feature rows the detectors did not use at all: null time or key, or a time not after the instrument's last processed step (a replayed record).",
 	})
+	noInput := prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "signald_regime_rows_without_inputs_total",
+		Help: "Feature rows whose regime and trend inputs were not all finite (feature warm-up, no quote yet): those detectors did not update at that step.",
+	})
+	instruments := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "signald_regime_instruments",
+		Help: "Instruments past warm-up, by current regime state.",
+	}, []string{"regime"})
 	var err error
-	m := &metrics{}
+	m := &detMetrics{}
 	if m.signals, err = register(reg, signals); err != nil {
-		return nil, err
-	}
-	if m.volatile, err = register(reg, volatile); err != nil {
 		return nil, err
 	}
 	if m.skippedRows, err = register(reg, skipped); err != nil {
 		return nil, err
 	}
-	m.regimeChanges = m.signals.WithLabelValues(TypeRegimeChange)
+	if m.noInput, err = register(reg, noInput); err != nil {
+		return nil, err
+	}
+	if instruments, err = register(reg, instruments); err != nil {
+		return nil, err
+	}
+	for _, s := range states {
+		m.instruments = append(m.instruments, instruments.WithLabelValues(s))
+	}
+	for _, t := range []string{TypeRegimeChange, TypeRegimeProbs, TypeNovelty, TypeTrendCall} {
+		m.signals.WithLabelValues(t) // present at 0 from the start
+	}
 	return m, nil
 }
 

@@ -1,5 +1,3 @@
-// Package regime turns feature batches into signals: regime states, novelty
-// and trend calls.
 package regime
 
 import (
@@ -33,7 +31,9 @@ type Signal struct {
 	// Values carries the numbers behind the signal, by name: the state
 	// probabilities of a regime_probs signal (state name -> probability), the
 	// per-feature contributions of a novelty signal (feature -> share of the
-	// score), "strength" and "stop" of a trend_call. Not part of ID.
+	// score), "strength" and "stop" of a trend_call, the state probabilities
+	// and "switch", "changepoint", "run_length" of a regime_change (see the
+	// package documentation). Not part of ID.
 	Values map[string]float64 `json:"values,omitempty"`
 }
 

@@ -35,6 +35,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	dataDir := fs.String("data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
 	step := fs.Duration("step", time.Second, "feature step (use the run's)")
 	flush := fs.Bool("flush", false, "close the steps still open at the end of the range")
+	model := fs.String("regime-model", "", "regime model file (use the run's; default: the built-in model)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer st.Close()
 
-	sigs, n, err := backtest(ctx, st, q, *step, *flush, log)
+	sigs, n, err := backtest(ctx, st, q, *step, *flush, *model, log)
 	if err != nil {
 		return err
 	}
@@ -81,18 +82,18 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // backtest runs stored ticks through a fresh engine and detector.
-func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, log *slog.Logger) ([]regime.Signal, int, error) {
+func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, model string, log *slog.Logger) ([]regime.Signal, int, error) {
 	eng, err := features.NewEngine(features.Config{Step: step}, log, nil)
 	if err != nil {
 		return nil, 0, err
 	}
-	det, err := regime.NewVolRegime(regime.VolConfig{}, log, nil)
+	det, err := newDetectors(eng, model, log, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	var sigs []regime.Signal
 	onStep := func(rec arrow.Record) error {
-		return det.Process(rec, func(s regime.Signal) error {
+		return det.Step(rec, func(s regime.Signal) error {
 			sigs = append(sigs, s)
 			return nil
 		})

@@ -39,6 +39,7 @@ type runConfig struct {
 	Pprof          bool
 	Retention      time.Duration
 	Live           liveConfig // --live venue connections (live.go)
+	RegimeModel    string     // model file; empty = built-in
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -76,6 +77,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.IntVar(&c.StoreConc, "store-concurrency", 1, "store inserts in flight at once")
 	fs.DurationVar(&c.Retention, "retention", 15*time.Minute, "how long stream entries stay after every group acknowledged them (the store keeps the history)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
+	fs.StringVar(&c.RegimeModel, "regime-model", envOr("REGIME_MODEL", ""), "regime model `file` from `signald regime fit` (env SIGNALD_REGIME_MODEL); empty uses the built-in model")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	addLiveFlags(fs, &c.Live)
 	if err := fs.Parse(args); err != nil {

@@ -34,6 +34,8 @@ Usage:
                               record a venue's raw frames (gzip, replayable)
   signald features list [--json] | compute --in TICKS --out FILE
                               the feature catalogue; compute features offline
+  signald regime fit|eval [flags]
+                              fit the regime model from stored ticks; score the detectors on synthetic data
   signald dlq list|replay|purge [flags]
                               inspect, replay or empty the dead-letter stream (Redis)
   signald version
@@ -66,6 +68,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdCapture(ctx, args[1:], stderr)
 	case "features":
 		err = cmdFeatures(ctx, args[1:], stdout, stderr)
+	case "regime":
+		err = cmdRegime(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "signald", version())
 		return 0

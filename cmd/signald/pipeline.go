@@ -44,7 +44,7 @@ type pipeline struct {
 	dlqStream    string
 
 	engine   *features.Engine
-	detector *regime.VolRegime
+	detector *regime.Detectors
 	macro    *macroBuilder
 	dedup    *idWindow
 
@@ -93,7 +93,7 @@ func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *pro
 	if p.engine, err = features.NewEngine(features.Config{Step: cfg.Step}, log, reg); err != nil {
 		return nil, err
 	}
-	if p.detector, err = regime.NewVolRegime(regime.VolConfig{}, log, reg); err != nil {
+	if p.detector, err = newDetectors(p.engine, cfg.RegimeModel, log, reg); err != nil {
 		return nil, err
 	}
 	p.macro = newMacroBuilder()
@@ -353,7 +353,7 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 }
 
 func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport.Producer) error {
-	err := p.detector.Process(rec, func(s regime.Signal) error {
+	err := p.detector.Step(rec, func(s regime.Signal) error {
 		b, err := s.MarshalBinary()
 		if err != nil {
 			return err

@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/store"
+)
+
+// loadModel reads a model file; an empty path selects the built-in model.
+func loadModel(path string) (*regime.Model, error) {
+	if path == "" {
+		return regime.DefaultModel(), nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--regime-model: %w", err)
+	}
+	m, err := regime.ParseModel(b)
+	if err != nil {
+		return nil, fmt.Errorf("--regime-model %s: %w", path, err)
+	}
+	return m, nil
+}
+
+// regimeColumns returns the detectors' configuration for records of the
+// feature schema sc (the catalogue's mid, mid_ret, mid_ret_mean_<W>,
+// mid_ret_std_<W>, spread_bps); a schema without them fails here, at
+// start-up, naming the missing columns.
+func regimeColumns(sc *arrow.Schema, model *regime.Model) (regime.Config, error) {
+	cfg := regime.Config{Model: model}
+	det, err := regime.NewDetectors(cfg, nil, nil)
+	if err != nil {
+		return cfg, err
+	}
+	return cfg, det.CheckSchema(sc)
+}
+
+// newDetectors builds the detectors for the engine's records, as `run` and
+// `backtest` both do, so that both produce the same signals.
+func newDetectors(eng *features.Engine, modelPath string, log *slog.Logger, reg prometheus.Registerer) (*regime.Detectors, error) {
+	model, err := loadModel(modelPath)
+	if err != nil {
+		return nil, err
+	}
+	cfg, err := regimeColumns(eng.Schema(), model)
+	if err != nil {
+		return nil, err
+	}
+	d, err := regime.NewDetectors(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	if err := d.CheckSchema(eng.Schema()); err != nil {
+		return nil, err
+	}
+	log.Info("regime: detectors ready", "model", model.Version, "states", model.States)
+	return d, nil
+}
+
+const regimeUsage = `Usage:
+  signald regime fit [flags]    fit the regime HMM from stored ticks (or a synthetic stream) and write a model file
+  signald regime eval [flags]   score the detectors on a synthetic stream with known regime switches and anomalies
+
+Run 'signald regime fit -h' or 'signald regime eval -h' for the flags.
+`
+
+func cmdRegime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, regimeUsage)
+		return flag.ErrHelp
+	}
+	switch args[0] {
+	case "fit":
+		return cmdRegimeFit(ctx, args[1:], stdout, stderr)
+	case "eval":
+		return cmdRegimeEval(args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, regimeUsage)
+		return flag.ErrHelp
+	}
+	return fmt.Errorf("unknown subcommand %q\n\n%s", args[0], regimeUsage)
+}
+
+func cmdRegimeFit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("signald regime fit", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	from := fs.String("from", "", "start of the training range (RFC 3339 or ns since the epoch), inclusive; default: the beginning")
+	to := fs.String("to", "", "end of the training range, exclusive; default: the end")
+	instruments := fs.String("instruments", "", "comma-separated normalized instruments (default: all)")
+	chAddr := fs.String("clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse `host:port` to read from (env SIGNALD_CLICKHOUSE_ADDR); empty reads the Parquet store under --data")
+	chDB := fs.String("clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
+	dataDir := fs.String("data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
+	step := fs.Duration("step", time.Second, "feature step (use the run's)")
+	states := fs.Int("states", regime.DefaultStates, "number of regime states, 2 to 4")
+	restarts := fs.Int("restarts", regime.DefaultRestarts, "k-means initializations (the best likelihood wins)")
+	seed := fs.Uint64("seed", 1, "seed of the initializations (and of --synthetic)")
+	window := fs.Int("window", regime.DefaultWindow, "input window W: the fit reads mid_ret_mean_W and mid_ret_std_W")
+	volHalfLife := fs.Int("vol-half-life", regime.DefaultVolHalfLife, "half-life in steps of the volatility baseline")
+	out := fs.String("out", "", "model file to write (default: stdout)")
+	synthetic := fs.Bool("synthetic", false, "fit on a synthetic stream instead of stored ticks (how the built-in model is made)")
+	synInst := fs.Int("synthetic-instruments", 8, "instruments of the synthetic stream")
+	synSteps := fs.Int("synthetic-steps", 20000, "steps per instrument of the synthetic stream")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	fc := regime.FitConfig{States: *states, Restarts: *restarts, Seed: *seed,
+		Inputs: regime.Inputs{Window: *window, VolHalfLife: *volHalfLife}}
+	var model *regime.Model
+	var err error
+	if *synthetic {
+		fc.Source = fmt.Sprintf("synthetic: signald regime fit --synthetic --seed %d --synthetic-instruments %d --synthetic-steps %d --states %d --window %d",
+			*seed, *synInst, *synSteps, *states, *window)
+		model, err = regime.FitSynthetic(regime.SynthConfig{Seed: *seed, Instruments: *synInst, Steps: *synSteps}, fc)
+	} else {
+		model, err = fitStored(ctx, fc, *from, *to, *instruments, *chAddr, *chDB, *dataDir, *step, stderr)
+	}
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(model, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	if *out == "" {
+		_, err = stdout.Write(b)
+	} else {
+		err = os.WriteFile(*out, b, 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stderr, "regime fit: %s, states %v, %d observations in %d sequences, log-likelihood %.4f per observation\n",
+		model.Version, model.States, model.Training.Observations, model.Training.Sequences, model.Training.LogLikelihood)
+	return nil
+}
+
+// fitStored reads stored ticks through the feature engine, as a backtest
+// does, and fits on the resulting records.
+func fitStored(ctx context.Context, fc regime.FitConfig, from, to, instruments, chAddr, chDB, dataDir string, step time.Duration, stderr io.Writer) (*regime.Model, error) {
+	var q store.Query
+	var err error
+	if q.From, err = parseTime(from); err != nil {
+		return nil, fmt.Errorf("--from: %w", err)
+	}
+	if q.To, err = parseTime(to); err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
+	q.Instruments = splitList(instruments)
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var st store.Store
+	if chAddr != "" {
+		st, err = store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: chAddr, Database: chDB}, log, nil)
+	} else {
+		st, err = store.OpenParquet(store.ParquetOptions{Dir: dataDir}, log, nil)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	eng, err := features.NewEngine(features.Config{Step: step}, log, nil)
+	if err != nil {
+		return nil, err
+	}
+	// Check the engine's columns as the daemon does.
+	probe := *regime.DefaultModel()
+	probe.Inputs = fc.Inputs
+	cfg, err := regimeColumns(eng.Schema(), &probe)
+	if err != nil {
+		return nil, fmt.Errorf("regime fit: %w", err)
+	}
+	sb := regime.NewSeqBuilder(fc.Inputs, cfg.Columns, 0)
+	n := 0
+	onStep := func(rec arrow.Record) error { return sb.Add(rec) }
+	err = st.ReadTicks(ctx, q, func(ticks []ingest.Tick) error {
+		for i := range ticks {
+			if err := eng.Apply(&ticks[i], onStep); err != nil {
+				return err
+			}
+		}
+		n += len(ticks)
+		return ctx.Err()
+	})
+	if err == nil {
+		err = eng.Flush(onStep)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if fc.Source == "" {
+		src := "ClickHouse " + chAddr + "/" + chDB
+		if chAddr == "" {
+			src = "Parquet " + dataDir
+		}
+		fc.Source = fmt.Sprintf("%s: %d ticks, range [%s, %s), instruments %q, step %v", src, n, from, to, instruments, step)
+	}
+	seqs := sb.Sequences()
+	if len(seqs) == 0 {
+		return nil, fmt.Errorf("regime fit: no usable feature rows in %d ticks (need more than %d steps per instrument after the %d-step window)", n, regime.DefaultWarmUp, fc.Inputs.Window)
+	}
+	return regime.Fit(seqs, fc)
+}
+
+func cmdRegimeEval(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("signald regime eval", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	seed := fs.Uint64("seed", 2, "seed of the synthetic stream (the built-in model was fitted on seed 1)")
+	inst := fs.Int("instruments", 8, "instruments")
+	steps := fs.Int("steps", 20000, "steps per instrument (1 s each)")
+	modelPath := fs.String("regime-model", "", "model file (default: the built-in model)")
+	asJSON := fs.Bool("json", false, "print the report as JSON")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	model, err := loadModel(*modelPath)
+	if err != nil {
+		return err
+	}
+	rep, err := regime.Evaluate(regime.EvalConfig{
+		Synth:     regime.SynthConfig{Seed: *seed, Instruments: *inst, Steps: *steps, Window: model.Inputs.Window},
+		Detectors: regime.Config{Model: model},
+	})
+	if err != nil {
+		return err
+	}
+	if *asJSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(rep)
+	}
+	fmt.Fprintf(stdout, "model %s; synthetic stream seed %d, %d instruments x %d steps\n", model.Version, *seed, *inst, *steps)
+	rep.WriteText(stdout)
+	return nil
+}
