@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -46,6 +47,7 @@ type pipeline struct {
 	engine   *features.Engine
 	detector *regime.VolRegime
 	macro    *macroBuilder
+	hm       *httpMetrics
 	dedup    *idWindow
 
 	ready   atomic.Bool
@@ -96,7 +98,8 @@ func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *pro
 	if p.detector, err = regime.NewVolRegime(regime.VolConfig{}, log, reg); err != nil {
 		return nil, err
 	}
-	p.macro = newMacroBuilder()
+	p.hm = newHTTPMetrics(reg)
+	p.macro = newMacroBuilder(MacroConfig{Returns: cfg.MacroReturns, RV: cfg.MacroRV}, p.hm)
 	p.dedup = newIDWindow(1 << 16)
 	return p, nil
 }
@@ -210,16 +213,26 @@ func (p *pipeline) run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ingest replays the configured captures into the tick streams.
+// ingest replays the configured captures (or runs the synthetic source)
+// into the tick streams.
 func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
-	if len(p.cfg.Replay) == 0 {
+	type source interface {
+		Run(context.Context, func([]ingest.Tick) error) error
+	}
+	var r source
+	var err error
+	switch {
+	case p.cfg.Synthetic > 0:
+		r, err = ingest.NewSynthetic(ingest.SyntheticConfig{Instruments: p.cfg.Synthetic, Seed: p.cfg.SyntheticSeed}, p.log, p.im)
+	case len(p.cfg.Replay) == 0:
 		p.log.Warn("no --replay files: nothing to ingest (live venue connections come with the ingest issue)")
 		<-ctx.Done()
 		return ctx.Err()
+	default:
+		r, err = ingest.NewReplayer(ingest.ReplayConfig{
+			Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
+		}, p.log, p.im)
 	}
-	r, err := ingest.NewReplayer(ingest.ReplayConfig{
-		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
-	}, p.log, p.im)
 	if err != nil {
 		return err
 	}
@@ -357,8 +370,25 @@ func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport
 	if err != nil {
 		return err
 	}
-	p.macro.step(rec, p.detector.States())
+	p.macro.step(rec, instrumentStates(p.detector.States()))
 	return nil
+}
+
+// instrumentStates adapts the volatility detector's states to the macro
+// builder's input. The detectors of issue 7 give []regime.InstrumentState
+// directly (Detectors.States), which replaces this at the merge.
+func instrumentStates(vs []regime.State) []regime.InstrumentState {
+	out := make([]regime.InstrumentState, len(vs))
+	for i, s := range vs {
+		out[i] = regime.InstrumentState{
+			Venue: s.Venue, Instrument: s.Instrument, Time: s.Time, Warm: s.Warm,
+			TrendStop: math.NaN(), // no trend detector yet: flat
+		}
+		if s.Warm {
+			out[i].Regime = s.State
+		}
+	}
+	return out
 }
 
 func (p *pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
