@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -118,7 +119,7 @@ type synthInst struct {
 // with regime changes (calm, volatile, trending up or down; exponential
 // durations), for load and soak runs with more instruments than the
 // recorded captures have. Slot i trades on Venues[i % len(Venues)] as
-// instrument "SYN<i>-USD", except that every tenth slot lists the previous
+// instrument "SYN<i>-USD" (i zero-padded to the width of the largest), except that every tenth slot lists the previous
 // slot's instrument on another venue (a name on two venues, as BTC-USDT on
 // several exchanges). The ticks are a pure function of the config.
 type Synthetic struct {
@@ -169,7 +170,7 @@ func (s *Synthetic) slot(i int) (venue int, instrument string) {
 	if i%10 == 9 && len(s.cfg.Venues) > 1 {
 		n = i - 1 // same name as slot i-1, on the next venue
 	}
-	return i % len(s.cfg.Venues), fmt.Sprintf("SYN%d-USD", n)
+	return i % len(s.cfg.Venues), fmt.Sprintf("SYN%0*d-USD", len(strconv.Itoa(s.cfg.Instruments-1)), n)
 }
 
 func (s *Synthetic) expNext(t int64, rate float64) int64 {

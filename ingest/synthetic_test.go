@@ -135,7 +135,7 @@ func TestSyntheticShape(t *testing.T) {
 	if ratio < 9 { // volatile is 4x calm in sigma: 16x in variance
 		t.Fatalf("max variance ratio %.1f: no regime changes seen", ratio)
 	}
-	if !strings.HasPrefix(ids[0], "synth-a:SYN0-USD") {
+	if !strings.HasPrefix(ids[0], "synth-a:SYN00-USD") {
 		t.Fatalf("first id %q", ids[0])
 	}
 }
