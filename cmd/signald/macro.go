@@ -125,6 +125,7 @@ type macroBuilder struct {
 	rowsMu     sync.RWMutex
 	rows       *rowSnap // the latest feature record, for /v1/instruments
 	fieldNames fieldNameCache
+	zw         *gzip.Writer // reused by publish, under buildMu (or before any step)
 }
 
 type venueState struct {
@@ -347,9 +348,13 @@ func (b *macroBuilder) publish(v *macroView, step int64) {
 	s := &macroSnap{step: step, stepHdr: []string{strconv.FormatInt(step, 10)}}
 	s.json = newVariant(body, "application/json", "")
 	var gz bytes.Buffer
-	zw, _ := gzip.NewWriterLevel(&gz, gzip.BestSpeed)
-	zw.Write(body)
-	zw.Close()
+	if b.zw == nil {
+		b.zw, _ = gzip.NewWriterLevel(&gz, gzip.BestSpeed)
+	} else {
+		b.zw.Reset(&gz) // a new writer costs ~1 MB of compressor state
+	}
+	b.zw.Write(body)
+	b.zw.Close()
 	s.gz = newVariant(gz.Bytes(), "application/json", "gzip")
 	s.gz.etag = strings.TrimSuffix(s.json.etag, `"`) + `-gz"` // one entity, two encodings
 	s.gz.etagHdr = []string{s.gz.etag}
