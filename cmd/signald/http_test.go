@@ -739,3 +739,27 @@ type nopWriter struct{ h http.Header }
 func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
+
+// BenchmarkServe: /v1/macro through the mux and metrics middleware, against
+// /healthz as the baseline in the same run (handler cost only; bench/httpload
+// measures over TCP from another process).
+func BenchmarkServe(b *testing.B) {
+	t := &testing.T{}
+	clk := &fakeClock{t: t0}
+	mb, m, _ := newTestBuilder(t, clk)
+	rec, states := testMarket(t)
+	defer rec.Release()
+	mb.step(rec, states)
+	mux := apiMux(mb, m, func() bool { return true }, nil, false)
+	for _, path := range []string{"/healthz", "/v1/macro", "/v1/macro?format=arrow"} {
+		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+			req := httptest.NewRequest("GET", path, nil)
+			w := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				mux.ServeHTTP(w, req)
+			}
+		})
+	}
+}
