@@ -763,3 +763,49 @@ func BenchmarkServe(b *testing.B) {
 		})
 	}
 }
+
+// TestConcurrentStepsAndRequests: steps, refreshes, signals and requests at
+// once (meant for -race): every answer is complete and of one step.
+func TestConcurrentStepsAndRequests(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, m, _ := newTestBuilder(t, clk)
+	mux := apiMux(b, m, func() bool { return true }, nil, false)
+	rec, states := testMarket(t)
+	defer rec.Release()
+	b.step(rec, states)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for _, path := range []string{"/v1/macro", "/v1/macro?format=arrow", "/v1/instruments/a:X/features", "/v1/signals?limit=3", "/v1/instruments"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w := get(t, mux, path)
+				if w.Code != 200 {
+					t.Errorf("%s: %d %s", path, w.Code, w.Body)
+					return
+				}
+				if path == "/v1/macro" {
+					if m := decodeMacro(t, w.Body.Bytes()); fmt.Sprint(m.Step) != w.Header().Get("X-Signald-Step") || m.Instruments != 5 {
+						t.Errorf("macro step %d under header %s, %d instruments", m.Step, w.Header().Get("X-Signald-Step"), m.Instruments)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		clk.Add(time.Second)
+		b.seen(tickAt{"a", "X", clk.Now()}.tick())
+		b.signal(regime.Signal{Time: int64(i), Venue: "a", Instrument: "X", Type: regime.TypeNovelty})
+		b.step(rec, states)
+		b.refresh()
+	}
+	close(stop)
+	wg.Wait()
+}
