@@ -54,7 +54,7 @@ bench: build services-up
 # synthetic instruments with the embedded transport and store (no servers).
 # HTTPLOAD_ARGS adds flags, e.g. HTTPLOAD_ARGS="-rate 1000" for open loop.
 bench-http: build
-	$(GO) run ./bench/httpload -bin $(BIN) -instruments 1000 -clients 200 -duration 10s -arrow $(HTTPLOAD_ARGS)
+	$(GO) run ./bench/httpload -bin $(BIN) -instruments 1000 -clients 200 -duration 4s -rounds 5 -arrow $(HTTPLOAD_ARGS)
 
 services-up:
 	bash $(SERVICES) up

@@ -6,7 +6,7 @@
 // cheapest answer the same server, mux and metrics middleware give. A last
 // phase revalidates /v1/macro with If-None-Match.
 //
-//	go run ./bench/httpload -instruments 1000 -clients 200 -duration 10s
+//	go run ./bench/httpload -instruments 1000 -clients 200 -duration 4s -rounds 5
 //
 // -rate 0 (the default) runs closed loop: each client sends its next
 // request when the previous answer is read, so latency includes queueing
@@ -41,8 +41,8 @@ func main() {
 	target := flag.String("url", "", "measure a running signald at this base URL (e.g. http://127.0.0.1:8080) instead of starting one")
 	instruments := flag.Int("instruments", 1000, "synthetic instruments of the daemon started")
 	clients := flag.Int("clients", 200, "concurrent keep-alive clients")
-	dur := flag.Duration("duration", 10*time.Second, "length of each measured phase")
-	rounds := flag.Int("rounds", 2, "macro/healthz phase pairs, alternating")
+	dur := flag.Duration("duration", 4*time.Second, "length of each measured phase")
+	rounds := flag.Int("rounds", 5, "macro/healthz phase pairs, alternating (short phases, many rounds: both endpoints see the same machine load)")
 	warm := flag.Duration("warmup", 3*time.Second, "unmeasured load on /v1/macro before the phases")
 	rate := flag.Float64("rate", 0, "open loop: total requests/s over all clients; 0 = closed loop")
 	arrowPhase := flag.Bool("arrow", false, "also measure /v1/macro?format=arrow")
