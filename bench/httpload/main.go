@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -86,10 +87,9 @@ func main() {
 	// phase runs one load phase and reads the server's own handler time for
 	// it from /metrics (signald_http_request_duration_seconds).
 	phase := func(name, path, handler string, revalidate bool) {
-		sum0, n0 := scrapeHandler(base, handler)
+		h0 := scrapeHandler(base, handler)
 		st := load.run(base+path, *dur, revalidate)
-		sum1, n1 := scrapeHandler(base, handler)
-		st.srvSum, st.srvN = sum1-sum0, n1-n0
+		st.srv = scrapeHandler(base, handler).sub(h0)
 		add(name, st)
 	}
 	for range *rounds {
@@ -101,7 +101,7 @@ func main() {
 		phase("/v1/macro?format=arrow", "/v1/macro?format=arrow", "macro", false)
 	}
 
-	fmt.Printf("%-26s %9s %9s %8s %8s %8s %8s %7s %8s %12s\n", "endpoint", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "304 %", "server us/req")
+	fmt.Printf("%-26s %9s %9s %8s %8s %8s %8s %7s %8s %12s %13s\n", "endpoint", "requests", "req/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "errors", "304 %", "srv mean us", "srv p99 <= us")
 	order := []string{"/v1/macro", "/healthz", "/v1/macro If-None-Match", "/v1/macro?format=arrow"}
 	for _, name := range order {
 		s := res[name]
@@ -109,9 +109,9 @@ func main() {
 			continue
 		}
 		s.sort()
-		fmt.Printf("%-26s %9d %9.0f %8.3f %8.3f %8.3f %8.3f %7d %8.1f %12.1f\n", name, len(s.lat), s.rps(),
+		fmt.Printf("%-26s %9d %9.0f %8.3f %8.3f %8.3f %8.3f %7d %8.1f %12.1f %13.0f\n", name, len(s.lat), s.rps(),
 			ms(s.q(0.5)), ms(s.q(0.9)), ms(s.q(0.99)), ms(s.q(1)), s.errors, 100*float64(s.notModified)/float64(max(1, len(s.lat))),
-			s.srvSum/max(1, s.srvN)*1e6)
+			s.srv.sum/max(1, s.srv.count)*1e6, s.srv.quantile(0.99)*1e6)
 	}
 	m, h := res["/v1/macro"], res["/healthz"]
 	fmt.Printf("ratio /v1/macro : /healthz   p50 %.2f   p99 %.2f   req/s %.2f\n",
@@ -253,8 +253,7 @@ type stats struct {
 	errors      int
 	notModified int
 	elapsed     time.Duration
-	srvSum      float64 // server-side handler seconds, from /metrics
-	srvN        float64
+	srv         serverHist // server-side handler time, from /metrics
 }
 
 func (s *stats) merge(o *stats) {
@@ -262,8 +261,7 @@ func (s *stats) merge(o *stats) {
 	s.errors += o.errors
 	s.notModified += o.notModified
 	s.elapsed += o.elapsed
-	s.srvSum += o.srvSum
-	s.srvN += o.srvN
+	s.srv.add(o.srv)
 }
 
 func (s *stats) sort() { slices.Sort(s.lat) }
@@ -344,22 +342,72 @@ func (l *loader) run(url string, d time.Duration, revalidate bool) *stats {
 	return out
 }
 
-// scrapeHandler reads the sum and count of signald_http_request_duration_seconds
-// for handler from /metrics (zeros when unavailable).
-func scrapeHandler(base, handler string) (sum, count float64) {
+// serverHist is signald_http_request_duration_seconds of one handler, as
+// scraped from /metrics: sum, count and cumulative bucket counts.
+type serverHist struct {
+	sum, count float64
+	les        []float64
+	cum        []float64
+}
+
+func (h serverHist) sub(o serverHist) serverHist {
+	d := serverHist{sum: h.sum - o.sum, count: h.count - o.count, les: h.les}
+	for i := range h.cum {
+		c := h.cum[i]
+		if i < len(o.cum) {
+			c -= o.cum[i]
+		}
+		d.cum = append(d.cum, c)
+	}
+	return d
+}
+
+func (h *serverHist) add(o serverHist) {
+	h.sum += o.sum
+	h.count += o.count
+	if h.les == nil {
+		h.les, h.cum = o.les, make([]float64, len(o.cum))
+	}
+	for i := range min(len(h.cum), len(o.cum)) {
+		h.cum[i] += o.cum[i]
+	}
+}
+
+// quantile returns the upper bound of the bucket holding quantile q.
+func (h serverHist) quantile(q float64) float64 {
+	for i, c := range h.cum {
+		if c >= q*h.count && h.count > 0 {
+			return h.les[i]
+		}
+	}
+	return math.Inf(1)
+}
+
+// scrapeHandler reads the handler's request duration histogram from
+// /metrics (empty when unavailable).
+func scrapeHandler(base, handler string) serverHist {
+	var h serverHist
 	resp, err := http.Get(base + "/metrics")
 	if err != nil {
-		return 0, 0
+		return h
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	label := `{handler="` + handler + `"} `
+	bucket := `signald_http_request_duration_seconds_bucket{handler="` + handler + `",le="`
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, "signald_http_request_duration_seconds_sum"+label); ok {
-			sum, _ = strconv.ParseFloat(v, 64)
+			h.sum, _ = strconv.ParseFloat(v, 64)
 		} else if v, ok := strings.CutPrefix(line, "signald_http_request_duration_seconds_count"+label); ok {
-			count, _ = strconv.ParseFloat(v, 64)
+			h.count, _ = strconv.ParseFloat(v, 64)
+		} else if rest, ok := strings.CutPrefix(line, bucket); ok {
+			le, n, _ := strings.Cut(rest, `"} `)
+			lv, err1 := strconv.ParseFloat(le, 64)
+			nv, err2 := strconv.ParseFloat(n, 64)
+			if err1 == nil && err2 == nil {
+				h.les, h.cum = append(h.les, lv), append(h.cum, nv)
+			}
 		}
 	}
-	return sum, count
+	return h
 }
