@@ -6,6 +6,7 @@ import (
 	"compress/gzip"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"math"
 	"slices"
 	"sort"
@@ -70,6 +71,9 @@ type MacroConfig struct {
 	SignalRing int
 	// Now is the clock of freshness and generated_at; default time.Now.
 	Now func() time.Time
+	// Logger reports which columns the builder reads (when that changes);
+	// default: discard.
+	Logger *slog.Logger
 }
 
 func (c MacroConfig) withDefaults() MacroConfig {
@@ -96,6 +100,9 @@ func (c MacroConfig) withDefaults() MacroConfig {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c
 }
@@ -228,6 +235,9 @@ func (b *macroBuilder) step(rec arrow.Record, states []regime.InstrumentState) {
 	in.states = states
 	in.step = b.steps.Load() + 1
 	b.setRows(rec, in.step)
+	if b.last == nil || !slices.Equal(b.last.columns.Read, in.columns.Read) || !slices.Equal(b.last.columns.Missing, in.columns.Missing) {
+		b.cfg.Logger.Info("macro: feature columns", "read", in.columns.Read, "missing", in.columns.Missing)
+	}
 	b.buildMu.Lock()
 	b.build(in)
 	b.last = in

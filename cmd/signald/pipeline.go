@@ -99,7 +99,7 @@ func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *pro
 		return nil, err
 	}
 	p.hm = newHTTPMetrics(reg)
-	p.macro = newMacroBuilder(MacroConfig{Returns: cfg.MacroReturns, RV: cfg.MacroRV}, p.hm)
+	p.macro = newMacroBuilder(MacroConfig{Returns: cfg.MacroReturns, RV: cfg.MacroRV, Logger: log}, p.hm)
 	p.dedup = newIDWindow(1 << 16)
 	return p, nil
 }
