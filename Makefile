@@ -8,7 +8,7 @@ HTTP_ADDR ?= 127.0.0.1:8080
 # The bundled captures (see testdata/README.md), replayed in a loop by `make run`.
 REPLAY    ?= testdata/binance/binance_spot_btcusdt_20240808_head1500.gz,testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz
 
-.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean generate check-generated catalog check-catalog regime-model regime-eval
+.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean generate check-generated catalog check-catalog regime-model regime-eval bench-http
 
 all: build
 
@@ -57,6 +57,13 @@ regime-model: build
 # The evaluation that chose the detectors' default thresholds (README).
 regime-eval: build
 	./$(BIN) regime eval --seed 2
+
+# HTTP API latency from a second process: /v1/macro against /healthz (the
+# baseline, same run) at 200 keep-alive clients, on a daemon running 1,000
+# synthetic instruments with the embedded transport and store (no servers).
+# HTTPLOAD_ARGS adds flags, e.g. HTTPLOAD_ARGS="-rate 1000" for open loop.
+bench-http: build
+	$(GO) run ./bench/httpload -bin $(BIN) -instruments 1000 -clients 200 -duration 4s -rounds 5 -arrow $(HTTPLOAD_ARGS)
 
 services-up:
 	bash $(SERVICES) up

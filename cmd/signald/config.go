@@ -40,6 +40,10 @@ type runConfig struct {
 	Retention      time.Duration
 	Live           liveConfig // --live venue connections (live.go)
 	RegimeModel    string     // model file; empty = built-in
+	Synthetic      int        // instruments of the synthetic source; 0 = off
+	SyntheticSeed  uint64     // its seed
+	MacroReturns   []string
+	MacroRV        string
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -78,6 +82,10 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.DurationVar(&c.Retention, "retention", 15*time.Minute, "how long stream entries stay after every group acknowledged them (the store keeps the history)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	fs.StringVar(&c.RegimeModel, "regime-model", envOr("REGIME_MODEL", ""), "regime model `file` from `signald regime fit` (env SIGNALD_REGIME_MODEL); empty uses the built-in model")
+	fs.IntVar(&c.Synthetic, "synthetic", 0, "generate random-walk ticks for this many instruments, in real time, instead of --replay (load and soak runs)")
+	fs.Uint64Var(&c.SyntheticSeed, "synthetic-seed", 1, "seed of --synthetic: the same seed gives the same ticks")
+	macroReturns := fs.String("macro-returns", strings.Join(DefaultMacroReturns, ","), "comma-separated return `columns` of /v1/macro's breadth and dispersion")
+	fs.StringVar(&c.MacroRV, "macro-rv", DefaultMacroRV, "realized-volatility `column` of /v1/macro's rv_index")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	addLiveFlags(fs, &c.Live)
 	if err := fs.Parse(args); err != nil {
@@ -86,6 +94,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags go before nothing else; see signald run -h)", fs.Arg(0))
 	}
+	c.MacroReturns = splitList(*macroReturns)
 	if *replay != "" {
 		for _, p := range strings.Split(*replay, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -141,6 +150,12 @@ func (c *runConfig) validate() error {
 		if _, err := os.Stat(p); err != nil {
 			errs = append(errs, fmt.Errorf("--replay: %w", err))
 		}
+	}
+	if c.Synthetic < 0 || c.Synthetic > 1_000_000 {
+		errs = append(errs, fmt.Errorf("--synthetic %d: must be 0 (off) to 1000000", c.Synthetic))
+	}
+	if c.Synthetic > 0 && len(c.Replay) > 0 {
+		errs = append(errs, errors.New("--synthetic and --replay: give one of them"))
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		errs = append(errs, err)

@@ -238,13 +238,13 @@ func TestHTTPAPI(t *testing.T) {
 	d := startDaemon(t, "--replay", spotCapture, "--speed", "20", "--loop", "--data", t.TempDir(), "--http", addr)
 	base := "http://" + addr
 	var macro struct {
-		StepTime      string            `json:"step_time"`
-		SchemaVersion string            `json:"schema_version"`
-		RecentSignals []json.RawMessage `json:"recent_signals"`
-		Instruments   []struct {
-			Instrument string              `json:"instrument"`
-			Features   map[string]*float64 `json:"features"`
-		} `json:"instruments"`
+		Step          int64  `json:"step"`
+		StepTime      string `json:"step_time"`
+		SchemaVersion string `json:"schema_version"`
+		Instruments   int    `json:"instruments"`
+		RegimeMix     struct {
+			N int `json:"n"`
+		} `json:"regime_mix"`
 		Venues []struct {
 			Venue string `json:"venue"`
 			Stale bool   `json:"stale"`
@@ -258,7 +258,7 @@ func TestHTTPAPI(t *testing.T) {
 			body, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
 			etag = resp.Header.Get("ETag")
-			if resp.StatusCode == 200 && json.Unmarshal(body, &macro) == nil && len(macro.Instruments) > 0 {
+			if resp.StatusCode == 200 && json.Unmarshal(body, &macro) == nil && macro.Instruments > 0 {
 				break
 			}
 		}
@@ -267,11 +267,15 @@ func TestHTTPAPI(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	if macro.SchemaVersion == "" || macro.RecentSignals == nil {
-		t.Fatalf("macro: schema_version %q, recent_signals %v", macro.SchemaVersion, macro.RecentSignals)
+	if macro.SchemaVersion == "" || macro.Step < 1 || macro.RegimeMix.N != macro.Instruments {
+		t.Fatalf("macro: %+v", macro)
 	}
-	if macro.Instruments[0].Instrument != "BTC-USDT" || macro.Instruments[0].Features["mid"] == nil {
-		t.Fatalf("macro: unexpected instruments %+v", macro.Instruments)
+	var feats struct {
+		ID       string              `json:"id"`
+		Features map[string]*float64 `json:"features"`
+	}
+	if code := getJSON(t, base+"/v1/instruments/BTC-USDT/features", &feats); code != 200 || feats.ID != "binance:BTC-USDT" || feats.Features["mid"] == nil {
+		t.Fatalf("features of BTC-USDT: %d %+v", code, feats)
 	}
 	if len(macro.Venues) != 1 || macro.Venues[0].Venue != "binance" || macro.Venues[0].Stale {
 		t.Fatalf("macro venues %+v", macro.Venues)
@@ -290,7 +294,8 @@ func TestHTTPAPI(t *testing.T) {
 	}
 	for path, wantIn := range map[string]string{
 		"/healthz": "ok", "/readyz": "ready",
-		"/metrics": "signald_store_tick_to_storage_seconds_bucket",
+		"/metrics":            "signald_http_requests_total{code=\"200\",handler=\"macro\"}",
+		"/v1/signals?limit=5": `"capacity":4096`,
 	} {
 		resp, err := http.Get(base + path)
 		if err != nil {
@@ -311,6 +316,79 @@ func TestHTTPAPI(t *testing.T) {
 	}
 }
 
+func getJSON(t *testing.T, url string, v any) int {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(body, v); err != nil {
+		t.Fatalf("%s: %v: %s", url, err, tail(string(body), 300))
+	}
+	return resp.StatusCode
+}
+
+// tryJSON is getJSON for polling: errors (not listening yet) are ignored.
+func tryJSON(url string, v any) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(body, v)
+}
+
+// TestSyntheticServesAll: `--synthetic 50` runs 50 instruments through the
+// pipeline, and the API serves every one of them.
+func TestSyntheticServesAll(t *testing.T) {
+	addr := freePort(t)
+	d := startDaemon(t, "--synthetic", "50", "--data", t.TempDir(), "--http", addr)
+	base := "http://" + addr
+	var macro struct {
+		Instruments int `json:"instruments"`
+		Venues      []struct {
+			Venue       string `json:"venue"`
+			Instruments int    `json:"instruments"`
+			Stale       bool   `json:"stale"`
+		} `json:"venues"`
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for tryJSON(base+"/v1/macro", &macro); macro.Instruments < 50; tryJSON(base+"/v1/macro", &macro) {
+		if time.Now().After(deadline) {
+			t.Fatalf("/v1/macro: %d instruments after 60 s, want 50", macro.Instruments)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if macro.Instruments != 50 || len(macro.Venues) != 4 {
+		t.Fatalf("macro: %+v", macro)
+	}
+	for _, v := range macro.Venues {
+		if v.Stale || v.Instruments < 12 {
+			t.Fatalf("venue %+v", v)
+		}
+	}
+	var list struct{ Instruments []string }
+	if code := getJSON(t, base+"/v1/instruments", &list); code != 200 || len(list.Instruments) != 50 {
+		t.Fatalf("/v1/instruments: %d, %d ids", code, len(list.Instruments))
+	}
+	for _, id := range list.Instruments {
+		var feats struct {
+			ID       string              `json:"id"`
+			Features map[string]*float64 `json:"features"`
+		}
+		if code := getJSON(t, base+"/v1/instruments/"+id+"/features", &feats); code != 200 || feats.ID != id || feats.Features["mid"] == nil || *feats.Features["mid"] <= 0 {
+			t.Fatalf("%s: %d %+v", id, code, feats)
+		}
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, time.Minute); err != nil {
+		t.Fatalf("SIGTERM: exit %v", err)
+	}
+}
+
 // TestBadConfig: bad flags and unreachable servers fail at start-up with a
 // message naming the problem.
 func TestBadConfig(t *testing.T) {
@@ -324,6 +402,8 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--shards", "0"}, "--shards 0"},
 		{[]string{"--replay", "/nonexistent/capture.gz"}, "/nonexistent/capture.gz"},
 		{[]string{"--log-level", "loud"}, "--log-level \"loud\""},
+		{[]string{"--synthetic", "-3"}, "--synthetic -3"},
+		{[]string{"--synthetic", "5", "--replay", spotCapture}, "give one of them"},
 		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 		{[]string{"--redis", dead}, "is Redis running?"},
 		{[]string{"--clickhouse", dead}, "is ClickHouse running?"},

@@ -46,6 +46,7 @@ type pipeline struct {
 	engine   *features.Engine
 	detector *regime.Detectors
 	macro    *macroBuilder
+	hm       *httpMetrics
 	dedup    *idWindow
 
 	ready   atomic.Bool
@@ -96,7 +97,8 @@ func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *pro
 	if p.detector, err = newDetectors(p.engine, cfg.RegimeModel, log, reg); err != nil {
 		return nil, err
 	}
-	p.macro = newMacroBuilder()
+	p.hm = newHTTPMetrics(reg)
+	p.macro = newMacroBuilder(MacroConfig{Returns: cfg.MacroReturns, RV: cfg.MacroRV, Logger: log}, p.hm)
 	p.dedup = newIDWindow(1 << 16)
 	return p, nil
 }
@@ -210,20 +212,29 @@ func (p *pipeline) run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ingest replays the configured captures into the tick streams.
+// ingest replays the configured captures (or runs the synthetic source)
+// into the tick streams.
 func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
-	if len(p.cfg.Live.Specs) > 0 {
-		return p.ingestLive(ctx, prod)
+	type source interface {
+		Run(context.Context, func([]ingest.Tick) error) error
 	}
-	if len(p.cfg.Replay) == 0 {
-		p.log.Warn("no --replay files and no --live venues: nothing to ingest")
+	var r source
+	var err error
+	switch {
+	case len(p.cfg.Live.Specs) > 0:
+		return p.ingestLive(ctx, prod)
+	case p.cfg.Synthetic > 0:
+		r, err = ingest.NewSynthetic(ingest.SyntheticConfig{Instruments: p.cfg.Synthetic, Seed: p.cfg.SyntheticSeed}, p.log, p.im)
+	case len(p.cfg.Replay) == 0:
+		p.log.Warn("no --replay files, no --live venues and no --synthetic source: nothing to ingest")
 		<-ctx.Done()
 		return ctx.Err()
+	default:
+		r, err = ingest.NewReplayer(ingest.ReplayConfig{
+			Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Venue: p.cfg.ReplayVenue, BookSync: p.cfg.ReplaySync,
+			Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
+		}, p.log, p.im)
 	}
-	r, err := ingest.NewReplayer(ingest.ReplayConfig{
-		Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Venue: p.cfg.ReplayVenue, BookSync: p.cfg.ReplaySync,
-		Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
-	}, p.log, p.im)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,825 @@
+package main
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"math/big"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
+	"github.com/apache/arrow/go/v17/arrow/ipc"
+	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/regime"
+)
+
+var nan = math.NaN()
+
+// testRow is one instrument's row of a test feature record.
+type testRow struct {
+	venue, inst string
+	vals        map[string]float64 // missing: NaN
+}
+
+// testRecord builds a feature record like the engine's: time, venue,
+// instrument, then one float64 column per name.
+func testRecord(t *testing.T, stepTime int64, cols []string, rows []testRow) arrow.Record {
+	t.Helper()
+	fields := []arrow.Field{
+		{Name: features.ColTime, Type: &arrow.TimestampType{Unit: arrow.Nanosecond, TimeZone: "UTC"}},
+		{Name: features.ColVenue, Type: arrow.BinaryTypes.String},
+		{Name: features.ColInstrument, Type: arrow.BinaryTypes.String},
+	}
+	for _, c := range cols {
+		fields = append(fields, arrow.Field{Name: c, Type: arrow.PrimitiveTypes.Float64})
+	}
+	md := arrow.NewMetadata([]string{features.SchemaVersionKey}, []string{"test-1"})
+	b := array.NewRecordBuilder(memory.DefaultAllocator, arrow.NewSchema(fields, &md))
+	defer b.Release()
+	for _, r := range rows {
+		b.Field(0).(*array.TimestampBuilder).Append(arrow.Timestamp(stepTime))
+		b.Field(1).(*array.StringBuilder).Append(r.venue)
+		b.Field(2).(*array.StringBuilder).Append(r.inst)
+		for i, c := range cols {
+			x, ok := r.vals[c]
+			if !ok {
+				x = nan
+			}
+			b.Field(3 + i).(*array.Float64Builder).Append(x)
+		}
+	}
+	return b.NewRecord()
+}
+
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+
+// A hand-checkable market: five instruments on two venues.
+//
+//	id              regime    trend novelty  mid_ret_sum_60  mid_ret_rv_60
+//	a:X             calm       1    0.5      0.02            0.01
+//	a:Y             volatile  -1    3.0     -0.01            0.04
+//	a:Z             (no state)      -        NaN             NaN
+//	b:X             calm       0    2.0      0               0.02
+//	b:W             trending   1    0 (warm) 0.05            0.03
+func testMarket(t *testing.T) (arrow.Record, []regime.InstrumentState) {
+	cols := []string{"mid", "mid_ret_sum_60", "mid_ret_rv_60", "other"}
+	rows := []testRow{
+		{"a", "X", map[string]float64{"mid": 100, "mid_ret_sum_60": 0.02, "mid_ret_rv_60": 0.01, "other": 1}},
+		{"a", "Y", map[string]float64{"mid": 50, "mid_ret_sum_60": -0.01, "mid_ret_rv_60": 0.04}},
+		{"a", "Z", map[string]float64{"mid": 7}},
+		{"b", "W", map[string]float64{"mid": 1, "mid_ret_sum_60": 0.05, "mid_ret_rv_60": 0.03}},
+		{"b", "X", map[string]float64{"mid": 101, "mid_ret_sum_60": 0, "mid_ret_rv_60": 0.02}},
+	}
+	rec := testRecord(t, t0.UnixNano(), cols, rows)
+	states := []regime.InstrumentState{
+		{Venue: "a", Instrument: "X", Warm: true, Regime: "calm", Trend: 1, Novelty: 0.5},
+		{Venue: "a", Instrument: "Y", Warm: true, Regime: "volatile", Trend: -1, Novelty: 3},
+		{Venue: "b", Instrument: "X", Warm: true, Regime: "calm", Trend: 0, Novelty: 2},
+		{Venue: "b", Instrument: "W", Warm: true, Regime: "trending", Trend: 1, Novelty: 0},
+		{Venue: "c", Instrument: "GONE", Warm: true, Regime: "calm"}, // no row: not counted
+	}
+	return rec, states
+}
+
+func newTestBuilder(t *testing.T, clk *fakeClock) (*macroBuilder, *httpMetrics, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	m := newHTTPMetrics(reg)
+	b := newMacroBuilder(MacroConfig{
+		Returns: []string{"mid_ret_sum_60", "mid_ret_sum_300"}, RV: "mid_ret_rv_60",
+		TopNovelties: 2, TrendCalls: 2, SignalRing: 4, Now: clk.Now,
+	}, m)
+	return b, m, reg
+}
+
+// macroJSON mirrors the view for decoding, with nullable numbers.
+type macroJSON struct {
+	Status      string `json:"status"`
+	Step        int64  `json:"step"`
+	StepTime    string `json:"step_time"`
+	Instruments int    `json:"instruments"`
+	Columns     struct {
+		Read, Missing []string
+	} `json:"columns"`
+	RegimeMix struct {
+		N      int                 `json:"n"`
+		Counts map[string]int      `json:"counts"`
+		Shares map[string]*float64 `json:"shares"`
+	} `json:"regime_mix"`
+	Breadth struct {
+		Trend   udJSON `json:"trend"`
+		Returns []struct {
+			Column string `json:"column"`
+			udJSON
+		} `json:"returns"`
+	} `json:"breadth"`
+	Dispersion []struct {
+		Column string   `json:"column"`
+		N      int      `json:"n"`
+		Mean   *float64 `json:"mean"`
+		Std    *float64 `json:"std"`
+	} `json:"dispersion"`
+	RVIndex *struct {
+		Column string   `json:"column"`
+		N      int      `json:"n"`
+		Median *float64 `json:"median"`
+		Mean   *float64 `json:"mean"`
+	} `json:"rv_index"`
+	TopNovelties []struct {
+		Venue, Instrument string
+		Novelty           float64
+		Regime            string
+		Explanation       string
+		Values            map[string]float64
+	} `json:"top_novelties"`
+	TrendCalls []struct {
+		Venue, Instrument, State, Explanation string
+		Score, Strength                       *float64
+		Stop                                  *float64
+	} `json:"trend_calls"`
+	Venues []struct {
+		Venue            string   `json:"venue"`
+		Instruments      int      `json:"instruments"`
+		Ticks            int64    `json:"ticks"`
+		SecondsSinceTick *float64 `json:"seconds_since_tick"`
+		Stale            bool     `json:"stale"`
+	} `json:"venues"`
+	Market map[string]*float64 `json:"market"`
+}
+
+type udJSON struct {
+	N              int
+	Up, Down, Flat *float64
+}
+
+func get(t *testing.T, h http.Handler, path string, hdr ...string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest("GET", path, nil)
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	return w
+}
+
+func decodeMacro(t *testing.T, body []byte) macroJSON {
+	t.Helper()
+	var m macroJSON
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatalf("macro: %v\n%s", err, body)
+	}
+	return m
+}
+
+func near(a, b float64) bool { return math.Abs(a-b) <= 1e-12*max(1, math.Abs(b)) }
+
+func f(p *float64) float64 {
+	if p == nil {
+		return nan
+	}
+	return *p
+}
+
+func TestMacroAggregation(t *testing.T) {
+	clk := &fakeClock{t: t0.Add(3 * time.Second)}
+	b, _, _ := newTestBuilder(t, clk)
+	// Venue a ticked 1 s ago, venue b 30 s ago.
+	b.seen(tickAt{"a", "X", t0.Add(2 * time.Second)}.tick())
+	b.seen(tickAt{"b", "X", t0.Add(-27 * time.Second)}.tick())
+	b.seen(tickAt{"b", "W", t0.Add(-27 * time.Second)}.tick())
+	b.signal(regime.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: regime.TypeNovelty, Score: 3, Explanation: "spread_bps far out", Values: map[string]float64{"spread_bps": 0.8}})
+	b.signal(regime.Signal{Time: 11, Venue: "b", Instrument: "X", Type: regime.TypeNovelty, Score: 2, Explanation: "volume"})
+	b.signal(regime.Signal{Time: 12, Venue: "a", Instrument: "X", Type: regime.TypeTrendCall, State: "long", Score: 0.7, Explanation: "up 1", Values: map[string]float64{"strength": 0.7, "stop": 95}})
+	b.signal(regime.Signal{Time: 13, Venue: "b", Instrument: "W", Type: regime.TypeTrendCall, State: "long", Score: 0.2, Explanation: "up 2", Values: map[string]float64{"strength": 0.2}})
+	b.signal(regime.Signal{Time: 9, Venue: "a", Instrument: "Y", Type: regime.TypeTrendCall, State: "short", Score: 0.9, Explanation: "down"})
+	rec, states := testMarket(t)
+	defer rec.Release()
+	b.step(rec, features.Market{}, states)
+
+	w := get(t, b, "/v1/macro")
+	m := decodeMacro(t, w.Body.Bytes())
+	if m.Step != 1 || m.Instruments != 5 || m.StepTime != "2026-03-04T05:06:07Z" {
+		t.Fatalf("step %d, %d instruments, step time %s", m.Step, m.Instruments, m.StepTime)
+	}
+	if fmt.Sprint(m.Columns.Read) != "[mid_ret_sum_60 mid_ret_rv_60]" || fmt.Sprint(m.Columns.Missing) != "[mid_ret_sum_300]" {
+		t.Fatalf("columns %+v", m.Columns)
+	}
+	// Regime mix over all 5 rows: calm 2, volatile 1, trending 1, warming_up 1.
+	wantMix := map[string]int{"calm": 2, "volatile": 1, "trending": 1, RegimeWarmingUp: 1}
+	if m.RegimeMix.N != 5 || fmt.Sprint(m.RegimeMix.Counts) != fmt.Sprint(wantMix) {
+		t.Fatalf("regime mix %+v", m.RegimeMix)
+	}
+	for st, c := range wantMix {
+		if !near(f(m.RegimeMix.Shares[st]), float64(c)/5) {
+			t.Fatalf("share %s = %v", st, f(m.RegimeMix.Shares[st]))
+		}
+	}
+	// Trend breadth over the 4 warm: up 2 (a:X, b:W), down 1, flat 1.
+	if tr := m.Breadth.Trend; tr.N != 4 || f(tr.Up) != 0.5 || f(tr.Down) != 0.25 || f(tr.Flat) != 0.25 {
+		t.Fatalf("trend breadth %+v %v %v %v", tr, f(tr.Up), f(tr.Down), f(tr.Flat))
+	}
+	// Return breadth over the 4 finite: 0.02, -0.01, 0.05, 0.
+	if len(m.Breadth.Returns) != 1 {
+		t.Fatalf("return breadth %+v", m.Breadth.Returns)
+	}
+	if r := m.Breadth.Returns[0]; r.Column != "mid_ret_sum_60" || r.N != 4 || f(r.Up) != 0.5 || f(r.Down) != 0.25 || f(r.Flat) != 0.25 {
+		t.Fatalf("return breadth %+v", r)
+	}
+	// Dispersion: mean 0.015, population variance
+	// ((0.005)^2 + (0.025)^2 + (0.035)^2 + (0.015)^2)/4 = 0.000525.
+	if len(m.Dispersion) != 1 || m.Dispersion[0].N != 4 || !near(f(m.Dispersion[0].Mean), 0.015) || !near(f(m.Dispersion[0].Std), math.Sqrt(0.000525)) {
+		t.Fatalf("dispersion %+v mean %v std %v", m.Dispersion, f(m.Dispersion[0].Mean), f(m.Dispersion[0].Std))
+	}
+	// RV index over 0.01, 0.04, 0.03, 0.02: median 0.025, mean 0.025.
+	if r := m.RVIndex; r == nil || r.N != 4 || !near(f(r.Median), 0.025) || !near(f(r.Mean), 0.025) {
+		t.Fatalf("rv index %+v", m.RVIndex)
+	}
+	// Top 2 novelties: a:Y (3) with its explanation, then b:X (2).
+	if n := m.TopNovelties; len(n) != 2 || n[0].Instrument != "Y" || n[0].Novelty != 3 || n[0].Explanation != "spread_bps far out" ||
+		n[0].Values["spread_bps"] != 0.8 || n[0].Regime != "volatile" || n[1].Venue != "b" || n[1].Instrument != "X" || n[1].Explanation != "volume" {
+		t.Fatalf("top novelties %+v", n)
+	}
+	// Latest 2 trend calls, newest first: b:W (13), a:X (12).
+	if tc := m.TrendCalls; len(tc) != 2 || tc[0].Instrument != "W" || tc[1].Instrument != "X" || f(tc[1].Strength) != 0.7 ||
+		f(tc[1].Stop) != 95 || tc[0].Stop != nil || tc[1].Explanation != "up 1" {
+		t.Fatalf("trend calls %+v", tc)
+	}
+	// Venues: a fresh (1 s), b stale (30 s > 10 s).
+	if v := m.Venues; len(v) != 2 || v[0].Venue != "a" || v[0].Stale || !near(f(v[0].SecondsSinceTick), 1) || v[0].Instruments != 3 ||
+		v[1].Venue != "b" || !v[1].Stale || !near(f(v[1].SecondsSinceTick), 30) || v[1].Ticks != 2 {
+		t.Fatalf("venues %+v", v)
+	}
+}
+
+type tickAt struct {
+	venue, inst string
+	at          time.Time
+}
+
+func (k tickAt) tick() *ingest.Tick {
+	return &ingest.Tick{Venue: k.venue, Instrument: k.inst, RecvTS: k.at.UnixNano(), IngestTS: k.at.UnixNano()}
+}
+
+// TestMacroEmptyAndMissing: no rows, no columns: nulls and omissions, never
+// NaN in the JSON; before the first step a warming-up body.
+func TestMacroEmptyAndMissing(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, _, _ := newTestBuilder(t, clk)
+	m := decodeMacro(t, get(t, b, "/v1/macro").Body.Bytes())
+	if m.Step != 0 || !strings.Contains(m.Status, "warming up") {
+		t.Fatalf("before the first step: %+v", m)
+	}
+	rec := testRecord(t, t0.UnixNano(), []string{"mid"}, nil)
+	defer rec.Release()
+	b.step(rec, features.Market{}, nil)
+	w := get(t, b, "/v1/macro")
+	m = decodeMacro(t, w.Body.Bytes())
+	if m.Step != 1 || m.Instruments != 0 || m.RVIndex != nil || len(m.Dispersion) != 0 || len(m.Columns.Missing) != 3 || m.Breadth.Trend.Up != nil {
+		t.Fatalf("empty step: %s", w.Body.String())
+	}
+}
+
+// TestWelfordLargeOffset: the dispersion's mean and std stay exact where a
+// naive sum of squares cancels, compared to an exact big.Float reference.
+func TestWelfordLargeOffset(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, offset := range []float64{0, 1e6, 1e9} {
+		xs := make([]float64, 100_000)
+		var w welford
+		for i := range xs {
+			xs[i] = offset + rng.NormFloat64()*1e-3
+			w.add(xs[i])
+		}
+		// Exact reference with 256-bit floats, two passes.
+		prec := uint(256)
+		sum := new(big.Float).SetPrec(prec)
+		for _, x := range xs {
+			sum.Add(sum, big.NewFloat(x))
+		}
+		mean := new(big.Float).SetPrec(prec).Quo(sum, big.NewFloat(float64(len(xs))))
+		ss := new(big.Float).SetPrec(prec)
+		for _, x := range xs {
+			d := new(big.Float).SetPrec(prec).Sub(big.NewFloat(x), mean)
+			ss.Add(ss, d.Mul(d, d))
+		}
+		v, _ := ss.Quo(ss, big.NewFloat(float64(len(xs)))).Float64()
+		m, _ := mean.Float64()
+		wantStd := math.Sqrt(v)
+		if math.Abs(w.avg()-m) > 1e-15*math.Max(1, offset) || math.Abs(w.std()-wantStd) > 1e-9*wantStd {
+			t.Fatalf("offset %g: welford mean %v std %v, exact %v %v", offset, w.avg(), w.std(), m, wantStd)
+		}
+		// The naive one-pass formula loses it at 1e9: the data are hard enough.
+		var s1, s2 float64
+		for _, x := range xs {
+			s1 += x
+			s2 += x * x
+		}
+		naive := math.Sqrt(math.Max(s2/float64(len(xs))-(s1/float64(len(xs)))*(s1/float64(len(xs))), 0))
+		if offset == 1e9 && math.Abs(naive-wantStd) < 0.5*wantStd {
+			t.Fatalf("the naive std is close (%v vs %v): the data do not exercise cancellation", naive, wantStd)
+		}
+	}
+}
+
+func TestMacroETag(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, _, _ := newTestBuilder(t, clk)
+	rec, states := testMarket(t)
+	defer rec.Release()
+	b.step(rec, features.Market{}, states)
+	w := get(t, b, "/v1/macro")
+	etag := w.Header().Get("ETag")
+	if w.Code != 200 || etag == "" || w.Header().Get("Content-Type") != "application/json" || w.Header().Get("X-Signald-Step") != "1" ||
+		w.Header().Get("Content-Length") != fmt.Sprint(w.Body.Len()) {
+		t.Fatalf("%d %v", w.Code, w.Header())
+	}
+	for _, inm := range []string{etag, "W/" + etag, `"nope", ` + etag, "*"} {
+		if w2 := get(t, b, "/v1/macro", "If-None-Match", inm); w2.Code != 304 || w2.Body.Len() != 0 || w2.Header().Get("ETag") != etag {
+			t.Fatalf("If-None-Match %s: %d", inm, w2.Code)
+		}
+	}
+	if w2 := get(t, b, "/v1/macro", "If-None-Match", `"other"`); w2.Code != 200 {
+		t.Fatalf("stale tag: %d", w2.Code)
+	}
+	// A new step is a new entity: the old tag no longer matches.
+	clk.Add(time.Second)
+	b.step(rec, features.Market{}, states)
+	if w2 := get(t, b, "/v1/macro", "If-None-Match", etag); w2.Code != 200 || w2.Header().Get("ETag") == etag {
+		t.Fatalf("after a step: %d %s", w2.Code, w2.Header().Get("ETag"))
+	}
+	// gzip: same JSON, its own tag.
+	g := get(t, b, "/v1/macro", "Accept-Encoding", "br, gzip;q=0.8")
+	if g.Header().Get("Content-Encoding") != "gzip" || g.Header().Get("ETag") == etag || g.Header().Get("Vary") != "Accept-Encoding" {
+		t.Fatalf("gzip headers %v", g.Header())
+	}
+	zr, err := gzip.NewReader(g.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	plain, _ := io.ReadAll(zr)
+	if !bytes.Equal(plain, get(t, b, "/v1/macro").Body.Bytes()) {
+		t.Fatal("gzipped body differs from the plain one")
+	}
+	if g := get(t, b, "/v1/macro", "Accept-Encoding", "gzip;q=0"); g.Header().Get("Content-Encoding") != "" {
+		t.Fatal("gzip;q=0 got gzip")
+	}
+	if w := get(t, b, "/v1/macro?format=xml"); w.Code != 400 || !strings.Contains(w.Body.String(), "arrow") {
+		t.Fatalf("format=xml: %d %s", w.Code, w.Body)
+	}
+}
+
+// TestMacroArrow: the Arrow stream holds the same numbers as the JSON.
+func TestMacroArrow(t *testing.T) {
+	clk := &fakeClock{t: t0.Add(3 * time.Second)}
+	b, _, _ := newTestBuilder(t, clk)
+	b.seen(tickAt{"a", "X", t0}.tick())
+	b.seen(tickAt{"b", "X", t0.Add(-time.Minute)}.tick())
+	b.signal(regime.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: regime.TypeNovelty, Explanation: "why"})
+	b.signal(regime.Signal{Time: 12, Venue: "a", Instrument: "X", Type: regime.TypeTrendCall, State: "long", Score: 0.7, Values: map[string]float64{"strength": 0.7, "stop": 95}})
+	rec, states := testMarket(t)
+	defer rec.Release()
+	// The engine's market aggregates: 0.5 per index, the second undefined.
+	cat := features.MarketCatalog()
+	mkt := features.Market{Rows: 5, Values: make([]float64, len(cat))}
+	for i := range mkt.Values {
+		mkt.Values[i] = 0.5 * float64(i)
+	}
+	mkt.Values[1] = math.NaN()
+	b.step(rec, mkt, states)
+	js := decodeMacro(t, get(t, b, "/v1/macro").Body.Bytes())
+	if len(js.Market) != len(cat) || js.Market[cat[1].Name] != nil || f(js.Market[cat[2].Name]) != 1 {
+		t.Fatalf("market section %v (catalogue of %d)", js.Market, len(cat))
+	}
+
+	w := get(t, b, "/v1/macro?format=arrow")
+	if w.Code != 200 || w.Header().Get("Content-Type") != "application/vnd.apache.arrow.stream" {
+		t.Fatalf("%d %v", w.Code, w.Header())
+	}
+	if et := w.Header().Get("ETag"); get(t, b, "/v1/macro?format=arrow", "If-None-Match", et).Code != 304 || et == get(t, b, "/v1/macro").Header().Get("ETag") {
+		t.Fatal("arrow ETag: no 304, or the JSON's tag")
+	}
+	rd, err := ipc.NewReader(bytes.NewReader(w.Body.Bytes()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Release()
+	md := rd.Schema().Metadata()
+	if i := md.FindKey("signald.macro.step_time"); i < 0 || md.Values()[i] != js.StepTime {
+		t.Fatalf("metadata %v", md)
+	}
+	got := map[string]*float64{}
+	texts := map[string]string{}
+	for rd.Next() {
+		r := rd.Record()
+		metric, key := r.Column(0).(*array.String), r.Column(1).(*array.String)
+		val, text := r.Column(2).(*array.Float64), r.Column(3).(*array.String)
+		for i := range int(r.NumRows()) {
+			k := metric.Value(i) + "|" + key.Value(i)
+			if _, dup := got[k]; dup {
+				t.Fatalf("row %s twice", k)
+			}
+			got[k] = nil
+			if !val.IsNull(i) {
+				x := val.Value(i)
+				got[k] = &x
+			}
+			if !text.IsNull(i) {
+				texts[k] = text.Value(i)
+			}
+		}
+	}
+	if rd.Err() != nil {
+		t.Fatal(rd.Err())
+	}
+	// Every number of the JSON view, by its Arrow row.
+	want := map[string]*float64{}
+	num := func(x float64) *float64 { return &x }
+	want["instruments|"] = num(float64(js.Instruments))
+	want["regime_mix.n|"] = num(float64(js.RegimeMix.N))
+	for st, c := range js.RegimeMix.Counts {
+		want["regime_mix.counts|"+st] = num(float64(c))
+		want["regime_mix.shares|"+st] = js.RegimeMix.Shares[st]
+	}
+	ud := func(prefix, k string, u udJSON) {
+		want[prefix+".n|"+k] = num(float64(u.N))
+		want[prefix+".up|"+k], want[prefix+".down|"+k], want[prefix+".flat|"+k] = u.Up, u.Down, u.Flat
+	}
+	ud("breadth.trend", "", js.Breadth.Trend)
+	for _, r := range js.Breadth.Returns {
+		ud("breadth.returns", r.Column, r.udJSON)
+	}
+	for _, d := range js.Dispersion {
+		want["dispersion.n|"+d.Column], want["dispersion.mean|"+d.Column], want["dispersion.std|"+d.Column] = num(float64(d.N)), d.Mean, d.Std
+	}
+	want["rv_index.n|"+js.RVIndex.Column], want["rv_index.median|"+js.RVIndex.Column], want["rv_index.mean|"+js.RVIndex.Column] = num(float64(js.RVIndex.N)), js.RVIndex.Median, js.RVIndex.Mean
+	for _, n := range js.TopNovelties {
+		want["top_novelties.novelty|"+n.Venue+":"+n.Instrument] = num(n.Novelty)
+		if texts["top_novelties.novelty|"+n.Venue+":"+n.Instrument] != n.Explanation {
+			t.Fatalf("novelty text %q, JSON %q", texts["top_novelties.novelty|"+n.Venue+":"+n.Instrument], n.Explanation)
+		}
+	}
+	for _, c := range js.TrendCalls {
+		k := c.Venue + ":" + c.Instrument
+		want["trend_calls.score|"+k], want["trend_calls.strength|"+k], want["trend_calls.stop|"+k] = c.Score, c.Strength, c.Stop
+	}
+	for _, v := range js.Venues {
+		stale := 0.0
+		if v.Stale {
+			stale = 1
+		}
+		want["venues.instruments|"+v.Venue], want["venues.ticks|"+v.Venue] = num(float64(v.Instruments)), num(float64(v.Ticks))
+		want["venues.seconds_since_tick|"+v.Venue], want["venues.stale|"+v.Venue] = v.SecondsSinceTick, num(stale)
+	}
+	for name, x := range js.Market {
+		want["market|"+name] = x
+	}
+	if len(got) != len(want) {
+		t.Fatalf("arrow has %d rows, JSON %d numbers", len(got), len(want))
+	}
+	for k, w := range want {
+		g, ok := got[k]
+		if !ok || (g == nil) != (w == nil) || (g != nil && *g != *w) {
+			t.Fatalf("%s: arrow %v, json %v", k, f(g), f(w))
+		}
+	}
+	if len(js.TopNovelties) == 0 || len(js.TrendCalls) == 0 || len(js.Venues) != 2 {
+		t.Fatal("the test market lost its novelties, trend calls or venues")
+	}
+}
+
+// TestStaleRefresh: a venue that goes silent becomes stale even when no
+// step closes, through the refresh; the fake clock drives it.
+func TestStaleRefresh(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, _, reg := newTestBuilder(t, clk)
+	b.seen(tickAt{"a", "X", t0}.tick())
+	rec, states := testMarket(t)
+	defer rec.Release()
+	b.refresh() // before any step: nothing to rebuild
+	b.step(rec, features.Market{}, states)
+	venue := func() (bool, float64) {
+		m := decodeMacro(t, get(t, b, "/v1/macro").Body.Bytes())
+		return m.Venues[0].Stale, f(m.Venues[0].SecondsSinceTick)
+	}
+	if st, age := venue(); st || age != 0 {
+		t.Fatalf("fresh venue: stale %v age %v", st, age)
+	}
+	clk.Add(time.Second)
+	b.refresh() // within Refresh of the step: no rebuild
+	if _, age := venue(); age != 0 {
+		t.Fatalf("rebuilt too early: age %v", age)
+	}
+	clk.Add(10 * time.Second)
+	b.refresh()
+	if st, age := venue(); !st || age != 11 {
+		t.Fatalf("after 11 s of silence: stale %v age %v", st, age)
+	}
+	if n := testutil.ToFloat64(b.m.builds.WithLabelValues("refresh")); n != 1 {
+		t.Fatalf("%v refresh builds", n)
+	}
+	// A new tick and a step make it fresh again.
+	b.seen(tickAt{"a", "X", clk.Now()}.tick())
+	b.step(rec, features.Market{}, states)
+	if st, _ := venue(); st {
+		t.Fatal("still stale after a tick")
+	}
+	_ = reg
+}
+
+func TestInstrumentFeatures(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, m, _ := newTestBuilder(t, clk)
+	mux := apiMux(b, m, func() bool { return true }, nil, false)
+	if w := get(t, mux, "/v1/instruments/X/features"); w.Code != 503 {
+		t.Fatalf("before a step: %d", w.Code)
+	}
+	rec, states := testMarket(t)
+	b.step(rec, features.Market{}, states)
+	rec.Release() // the builder keeps its own reference
+
+	type resp struct {
+		ID       string              `json:"id"`
+		Step     int64               `json:"step"`
+		Time     string              `json:"time"`
+		Features map[string]*float64 `json:"features"`
+		Error    string              `json:"error"`
+	}
+	fetch := func(id string) (int, resp) {
+		w := get(t, mux, "/v1/instruments/"+id+"/features")
+		var r resp
+		if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v %s", id, err, w.Body)
+		}
+		return w.Code, r
+	}
+	code, r := fetch("a:X")
+	if code != 200 || r.ID != "a:X" || r.Step != 1 || r.Time != "2026-03-04T05:06:07Z" || f(r.Features["mid"]) != 100 || f(r.Features["other"]) != 1 ||
+		len(r.Features) != 4 {
+		t.Fatalf("a:X: %d %+v", code, r)
+	}
+	// NaN is null, and present.
+	if code, r := fetch("a:Y"); code != 200 || r.Features["other"] != nil || len(r.Features) != 4 {
+		t.Fatalf("a:Y: %d %+v", code, r)
+	}
+	// The instrument alone, when one venue has it.
+	if code, r := fetch("W"); code != 200 || r.ID != "b:W" || f(r.Features["mid"]) != 1 {
+		t.Fatalf("W: %d %+v", code, r)
+	}
+	if code, r := fetch("X"); code != 404 || !strings.Contains(r.Error, "ambiguous") || !strings.Contains(r.Error, "a:X, b:X") {
+		t.Fatalf("X: %d %+v", code, r)
+	}
+	for _, id := range []string{"NOPE", "c:X", "a:W"} {
+		if code, r := fetch(id); code != 404 || !strings.Contains(r.Error, "no instrument") {
+			t.Fatalf("%s: %d %+v", id, code, r)
+		}
+	}
+	// The feature order is the record's.
+	body := get(t, mux, "/v1/instruments/a:X/features").Body.String()
+	if i, j := strings.Index(body, `"mid"`), strings.Index(body, `"other"`); i < 0 || j < i {
+		t.Fatalf("column order lost: %s", body)
+	}
+	// The list.
+	var list struct{ Instruments []string }
+	w := get(t, mux, "/v1/instruments")
+	json.Unmarshal(w.Body.Bytes(), &list)
+	if fmt.Sprint(list.Instruments) != "[a:X a:Y a:Z b:W b:X]" {
+		t.Fatalf("list %s", w.Body)
+	}
+	if get(t, mux, "/v1/instruments", "If-None-Match", w.Header().Get("ETag")).Code != 304 {
+		t.Fatal("list: no 304")
+	}
+	// A later step replaces the row (and releases the old record).
+	rec2 := testRecord(t, t0.Add(time.Second).UnixNano(), []string{"mid"}, []testRow{{"a", "X", map[string]float64{"mid": 200}}})
+	b.step(rec2, features.Market{}, nil)
+	rec2.Release()
+	if code, r := fetch("X"); code != 200 || r.ID != "a:X" || f(r.Features["mid"]) != 200 || r.Step != 2 {
+		t.Fatalf("after step 2: %d %+v", code, r)
+	}
+}
+
+func TestSignalsEndpoint(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, m, _ := newTestBuilder(t, clk) // ring capacity 4
+	mux := apiMux(b, m, func() bool { return true }, nil, false)
+	type resp struct {
+		Signals []struct {
+			Seq  uint64 `json:"seq"`
+			Time int64  `json:"time"`
+		} `json:"signals"`
+		Complete       bool   `json:"complete"`
+		Evicted        uint64 `json:"evicted"`
+		EvictedThrough *int64 `json:"evicted_through"`
+		More           bool   `json:"more"`
+		LastSeq        uint64 `json:"last_seq"`
+		Capacity       int    `json:"capacity"`
+		Error          string `json:"error"`
+	}
+	q := func(query string) (int, resp) {
+		w := get(t, mux, "/v1/signals"+query)
+		var r resp
+		if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil {
+			t.Fatalf("%s: %v", query, err)
+		}
+		return w.Code, r
+	}
+	times := func(r resp) string {
+		var s []string
+		for _, x := range r.Signals {
+			s = append(s, fmt.Sprint(x.Time-t0.UnixNano()))
+		}
+		return strings.Join(s, ",")
+	}
+	if code, r := q(""); code != 200 || len(r.Signals) != 0 || !r.Complete || r.Capacity != 4 {
+		t.Fatalf("empty: %d %+v", code, r)
+	}
+	for i := range 3 { // times t0+0..2
+		b.signal(regime.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: regime.TypeRegimeChange})
+	}
+	if _, r := q("?since=" + fmt.Sprint(t0.UnixNano()+1)); times(r) != "1,2" || !r.Complete || r.More {
+		t.Fatalf("since ns: %+v", r)
+	}
+	if _, r := q("?since=" + t0.Format(time.RFC3339Nano) + "&limit=2"); times(r) != "0,1" || !r.More || r.LastSeq != 2 {
+		t.Fatalf("since RFC 3339, limit 2: %+v", r)
+	}
+	if _, r := q("?after=2"); times(r) != "2" || !r.Complete || r.LastSeq != 3 {
+		t.Fatalf("after 2: %+v", r)
+	}
+	if _, r := q("?limit=2"); times(r) != "1,2" || !r.More {
+		t.Fatalf("newest 2: %+v", r)
+	}
+	// Three more: the ring (4) evicts times 0 and 1.
+	for i := 3; i < 6; i++ {
+		b.signal(regime.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: regime.TypeRegimeChange})
+	}
+	if n := testutil.ToFloat64(m.evicted); n != 2 {
+		t.Fatalf("evicted metric %v", n)
+	}
+	if _, r := q("?since=" + t0.Format(time.RFC3339Nano)); r.Complete || r.Evicted != 2 || r.EvictedThrough == nil || *r.EvictedThrough != t0.UnixNano()+1 || times(r) != "2,3,4,5" {
+		t.Fatalf("since before the ring: %+v", r)
+	}
+	if _, r := q("?since=" + fmt.Sprint(t0.UnixNano()+2)); !r.Complete || times(r) != "2,3,4,5" {
+		t.Fatalf("since within the ring: %+v", r)
+	}
+	if _, r := q("?after=1"); r.Complete || times(r) != "2,3,4,5" {
+		t.Fatalf("after 1 (seq 2 evicted): %+v", r)
+	}
+	if _, r := q("?after=2"); !r.Complete || r.Signals[0].Seq != 3 {
+		t.Fatalf("after 2: %+v", r)
+	}
+	for _, bad := range []string{"?since=yesterday", "?limit=0", "?limit=5", "?after=x", "?since=1&after=1"} {
+		if code, r := q(bad); code != 400 || r.Error == "" {
+			t.Fatalf("%s: %d %+v", bad, code, r)
+		}
+	}
+}
+
+// TestRequestMetrics: requests are counted per handler and code, and timed.
+func TestRequestMetrics(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, m, reg := newTestBuilder(t, clk)
+	mux := apiMux(b, m, func() bool { return false }, reg, false)
+	get(t, mux, "/v1/macro")
+	get(t, mux, "/v1/macro")
+	get(t, mux, "/v1/instruments/X/features")
+	get(t, mux, "/healthz")
+	if w := get(t, mux, "/readyz"); w.Code != 503 || w.Header().Get("X-Signald-Step") != "0" {
+		t.Fatalf("readyz %d %v", w.Code, w.Header())
+	}
+	get(t, mux, "/v1/signals?limit=-1")
+	for _, c := range []struct {
+		handler, code string
+		n             float64
+	}{{"macro", "200", 2}, {"instrument_features", "503", 1}, {"healthz", "200", 1}, {"readyz", "503", 1}, {"signals", "400", 1}} {
+		if n := testutil.ToFloat64(m.requests.WithLabelValues(c.handler, c.code)); n != c.n {
+			t.Fatalf("%s %s: %v requests, want %v", c.handler, c.code, n, c.n)
+		}
+	}
+	if n := testutil.CollectAndCount(m.duration); n != 7 { // one series per handler registered
+		t.Fatalf("%d duration series", n)
+	}
+	if w := get(t, mux, "/metrics"); !strings.Contains(w.Body.String(), `signald_http_request_duration_seconds_count{handler="macro"} 2`) {
+		t.Fatal("/metrics lacks the macro histogram")
+	}
+}
+
+// TestMacroServeAllocs: serving the prepared macro allocates nothing of its
+// own (the recorder's header map aside, which net/http reuses per request).
+func TestMacroServeAllocs(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, _, _ := newTestBuilder(t, clk)
+	rec, states := testMarket(t)
+	defer rec.Release()
+	b.step(rec, features.Market{}, states)
+	req := httptest.NewRequest("GET", "/v1/macro", nil)
+	w := &nopWriter{h: http.Header{}}
+	allocs := testing.AllocsPerRun(100, func() {
+		clear(w.h)
+		b.ServeHTTP(w, req)
+	})
+	if allocs != 0 {
+		t.Fatalf("%v allocations per request", allocs)
+	}
+}
+
+type nopWriter struct{ h http.Header }
+
+func (w *nopWriter) Header() http.Header         { return w.h }
+func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *nopWriter) WriteHeader(int)             {}
+
+// BenchmarkServe: /v1/macro through the mux and metrics middleware, against
+// /healthz as the baseline in the same run (handler cost only; bench/httpload
+// measures over TCP from another process).
+func BenchmarkServe(b *testing.B) {
+	t := &testing.T{}
+	clk := &fakeClock{t: t0}
+	mb, m, _ := newTestBuilder(t, clk)
+	rec, states := testMarket(t)
+	defer rec.Release()
+	mb.step(rec, features.Market{}, states)
+	mux := apiMux(mb, m, func() bool { return true }, nil, false)
+	for _, path := range []string{"/healthz", "/v1/macro", "/v1/macro?format=arrow"} {
+		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
+			req := httptest.NewRequest("GET", path, nil)
+			w := &nopWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				clear(w.h)
+				mux.ServeHTTP(w, req)
+			}
+		})
+	}
+}
+
+// TestConcurrentStepsAndRequests: steps, refreshes, signals and requests at
+// once (meant for -race): every answer is complete and of one step.
+func TestConcurrentStepsAndRequests(t *testing.T) {
+	clk := &fakeClock{t: t0}
+	b, m, _ := newTestBuilder(t, clk)
+	mux := apiMux(b, m, func() bool { return true }, nil, false)
+	rec, states := testMarket(t)
+	defer rec.Release()
+	b.step(rec, features.Market{}, states)
+	var wg sync.WaitGroup
+	stop := make(chan struct{})
+	for _, path := range []string{"/v1/macro", "/v1/macro?format=arrow", "/v1/instruments/a:X/features", "/v1/signals?limit=3", "/v1/instruments"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				w := get(t, mux, path)
+				if w.Code != 200 {
+					t.Errorf("%s: %d %s", path, w.Code, w.Body)
+					return
+				}
+				if path == "/v1/macro" {
+					if m := decodeMacro(t, w.Body.Bytes()); fmt.Sprint(m.Step) != w.Header().Get("X-Signald-Step") || m.Instruments != 5 {
+						t.Errorf("macro step %d under header %s, %d instruments", m.Step, w.Header().Get("X-Signald-Step"), m.Instruments)
+						return
+					}
+				}
+			}
+		}()
+	}
+	for i := range 200 {
+		clk.Add(time.Second)
+		b.seen(tickAt{"a", "X", clk.Now()}.tick())
+		b.signal(regime.Signal{Time: int64(i), Venue: "a", Instrument: "X", Type: regime.TypeNovelty})
+		b.step(rec, features.Market{}, states)
+		b.refresh()
+	}
+	close(stop)
+	wg.Wait()
+}
