@@ -144,7 +144,8 @@ func TestRegimeFitStored(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	fitAndBacktest(t, "Parquet "+dir, "--data", dir)
+	// --clickhouse= : the environment of the integration run names a server.
+	fitAndBacktest(t, "Parquet "+dir, "--clickhouse=", "--data", dir)
 }
 
 // TestRegimeFitClickHouse: the same from ClickHouse.
