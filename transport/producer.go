@@ -198,16 +198,19 @@ func (p *Producer) Flush(ctx context.Context) error {
 		return err
 	}
 	errs := make([]error, len(order))
+	rest := make([][][]byte, len(order))
 	var wg sync.WaitGroup
 	for i, s := range order {
+		payloads := buf[s]
 		wg.Go(func() {
-			buf[s], errs[i] = p.flushStream(ctx, s, buf[s])
+			rest[i], errs[i] = p.flushStream(ctx, s, payloads)
 		})
 	}
 	wg.Wait()
 	var failed []string
 	for i, s := range order {
-		if len(buf[s]) > 0 {
+		buf[s] = rest[i]
+		if len(rest[i]) > 0 {
 			failed = append(failed, s)
 		} else {
 			errs[i] = nil

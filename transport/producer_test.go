@@ -182,3 +182,39 @@ func TestProducerPublishesWhileBatchInFlight(t *testing.T) {
 		}
 	}
 }
+
+// Several streams flush concurrently; an outage requeues each stream's
+// unsent entries, and every stream keeps its order.
+func TestProducerOutageManyStreams(t *testing.T) {
+	mem := NewMemory()
+	f := &flaky{Backend: mem}
+	p := NewProducer(f, ProducerConfig{MaxBatch: 7, MaxBuffered: 10_000}, nil, nil)
+	ctx := context.Background()
+	streams := []string{"a", "b", "c", "d"}
+	for i := range 400 {
+		if i == 100 {
+			f.down.Store(true)
+		}
+		if i == 300 {
+			waitFor(t, "failed appends", func() bool { return f.fails.Load() > 0 })
+			f.down.Store(false)
+		}
+		if err := p.Publish(ctx, streams[i%4], []byte(strconv.Itoa(i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for k, s := range streams {
+		got, _ := mem.Range(ctx, s, "-", "+", 0)
+		if len(got) != 100 {
+			t.Fatalf("stream %s: %d entries, want 100", s, len(got))
+		}
+		for j, m := range got {
+			if want := strconv.Itoa(j*4 + k); string(m.Payload) != want {
+				t.Fatalf("stream %s entry %d is %s, want %s", s, j, m.Payload, want)
+			}
+		}
+	}
+}
