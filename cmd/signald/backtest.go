@@ -27,12 +27,7 @@ import (
 func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("signald backtest", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := fs.String("from", "", "start of the range (RFC 3339 or ns since the epoch), inclusive; default: the beginning")
-	to := fs.String("to", "", "end of the range, exclusive; default: the end")
-	instruments := fs.String("instruments", "", "comma-separated normalized instruments (default: all)")
-	chAddr := fs.String("clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse `host:port` to read from (env SIGNALD_CLICKHOUSE_ADDR); empty reads the Parquet store under --data")
-	chDB := fs.String("clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
-	dataDir := fs.String("data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
+	src := addStoreSourceFlags(fs, "range")
 	step := fs.Duration("step", time.Second, "feature step (use the run's)")
 	flush := fs.Bool("flush", false, "close the steps still open at the end of the range")
 	model := fs.String("regime-model", "", "regime model file (use the run's; default: the built-in model)")
@@ -42,26 +37,12 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
 	}
-	var q store.Query
-	var err error
-	if q.From, err = parseTime(*from); err != nil {
-		return fmt.Errorf("--from: %w", err)
+	q, err := src.query()
+	if err != nil {
+		return err
 	}
-	if q.To, err = parseTime(*to); err != nil {
-		return fmt.Errorf("--to: %w", err)
-	}
-	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
-		return fmt.Errorf("--from %s is not before --to %s", q.From, q.To)
-	}
-	q.Instruments = splitList(*instruments)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-
-	var st store.Store
-	if *chAddr != "" {
-		st, err = store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: *chAddr, Database: *chDB}, log, nil)
-	} else {
-		st, err = store.OpenParquet(store.ParquetOptions{Dir: *dataDir}, log, nil)
-	}
+	st, err := src.open(ctx, log)
 	if err != nil {
 		return err
 	}
@@ -117,4 +98,55 @@ func backtest(ctx context.Context, st store.Store, q store.Query, step time.Dura
 		}
 	}
 	return sigs, n, nil
+}
+
+// storeSource is the stored-ticks source of the offline commands (backtest,
+// regime fit): a range, instruments, and the store to read.
+type storeSource struct {
+	from, to, instruments *string
+	chAddr, chDB, dataDir *string
+}
+
+// addStoreSourceFlags registers --from, --to, --instruments, --clickhouse,
+// --clickhouse-db and --data; what is the range's purpose goes in the help.
+func addStoreSourceFlags(fs *flag.FlagSet, what string) *storeSource {
+	return &storeSource{
+		from:        fs.String("from", "", "start of the "+what+" (RFC 3339 or ns since the epoch), inclusive; default: the beginning"),
+		to:          fs.String("to", "", "end of the "+what+", exclusive; default: the end"),
+		instruments: fs.String("instruments", "", "comma-separated normalized instruments (default: all)"),
+		chAddr:      fs.String("clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse `host:port` to read from (env SIGNALD_CLICKHOUSE_ADDR); empty reads the Parquet store under --data"),
+		chDB:        fs.String("clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database"),
+		dataDir:     fs.String("data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store"),
+	}
+}
+
+func (s *storeSource) query() (store.Query, error) {
+	var q store.Query
+	var err error
+	if q.From, err = parseTime(*s.from); err != nil {
+		return q, fmt.Errorf("--from: %w", err)
+	}
+	if q.To, err = parseTime(*s.to); err != nil {
+		return q, fmt.Errorf("--to: %w", err)
+	}
+	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {
+		return q, fmt.Errorf("--from %s is not before --to %s", q.From, q.To)
+	}
+	q.Instruments = splitList(*s.instruments)
+	return q, nil
+}
+
+// describe names the store, for messages and model metadata.
+func (s *storeSource) describe() string {
+	if *s.chAddr != "" {
+		return "ClickHouse " + *s.chAddr + "/" + *s.chDB
+	}
+	return "Parquet " + *s.dataDir
+}
+
+func (s *storeSource) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
+	if *s.chAddr != "" {
+		return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: *s.chAddr, Database: *s.chDB}, log, nil)
+	}
+	return store.OpenParquet(store.ParquetOptions{Dir: *s.dataDir}, log, nil)
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/regime"
-	"github.com/signald-dev/signald/store"
 )
 
 // loadModel reads a model file; an empty path selects the built-in model.
@@ -97,12 +96,7 @@ func cmdRegime(ctx context.Context, args []string, stdout, stderr io.Writer) err
 func cmdRegimeFit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("signald regime fit", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	from := fs.String("from", "", "start of the training range (RFC 3339 or ns since the epoch), inclusive; default: the beginning")
-	to := fs.String("to", "", "end of the training range, exclusive; default: the end")
-	instruments := fs.String("instruments", "", "comma-separated normalized instruments (default: all)")
-	chAddr := fs.String("clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse `host:port` to read from (env SIGNALD_CLICKHOUSE_ADDR); empty reads the Parquet store under --data")
-	chDB := fs.String("clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
-	dataDir := fs.String("data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
+	src := addStoreSourceFlags(fs, "training range")
 	step := fs.Duration("step", time.Second, "feature step (use the run's)")
 	states := fs.Int("states", regime.DefaultStates, "number of regime states, 2 to 4")
 	restarts := fs.Int("restarts", regime.DefaultRestarts, "k-means initializations (the best likelihood wins)")
@@ -128,7 +122,7 @@ func cmdRegimeFit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 			*seed, *synInst, *synSteps, *states, *window)
 		model, err = regime.FitSynthetic(regime.SynthConfig{Seed: *seed, Instruments: *synInst, Steps: *synSteps}, fc)
 	} else {
-		model, err = fitStored(ctx, fc, *from, *to, *instruments, *chAddr, *chDB, *dataDir, *step, stderr)
+		model, err = fitStored(ctx, fc, src, *step, stderr)
 	}
 	if err != nil {
 		return err
@@ -153,23 +147,13 @@ func cmdRegimeFit(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 // fitStored reads stored ticks through the feature engine, as a backtest
 // does, and fits on the resulting records.
-func fitStored(ctx context.Context, fc regime.FitConfig, from, to, instruments, chAddr, chDB, dataDir string, step time.Duration, stderr io.Writer) (*regime.Model, error) {
-	var q store.Query
-	var err error
-	if q.From, err = parseTime(from); err != nil {
-		return nil, fmt.Errorf("--from: %w", err)
+func fitStored(ctx context.Context, fc regime.FitConfig, src *storeSource, step time.Duration, stderr io.Writer) (*regime.Model, error) {
+	q, err := src.query()
+	if err != nil {
+		return nil, err
 	}
-	if q.To, err = parseTime(to); err != nil {
-		return nil, fmt.Errorf("--to: %w", err)
-	}
-	q.Instruments = splitList(instruments)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var st store.Store
-	if chAddr != "" {
-		st, err = store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: chAddr, Database: chDB}, log, nil)
-	} else {
-		st, err = store.OpenParquet(store.ParquetOptions{Dir: dataDir}, log, nil)
-	}
+	st, err := src.open(ctx, log)
 	if err != nil {
 		return nil, err
 	}
@@ -204,11 +188,7 @@ func fitStored(ctx context.Context, fc regime.FitConfig, from, to, instruments, 
 		return nil, err
 	}
 	if fc.Source == "" {
-		src := "ClickHouse " + chAddr + "/" + chDB
-		if chAddr == "" {
-			src = "Parquet " + dataDir
-		}
-		fc.Source = fmt.Sprintf("%s: %d ticks, range [%s, %s), instruments %q, step %v", src, n, from, to, instruments, step)
+		fc.Source = fmt.Sprintf("%s: %d ticks, range [%s, %s), instruments %q, step %v", src.describe(), n, *src.from, *src.to, *src.instruments, step)
 	}
 	seqs := sb.Sequences()
 	if len(seqs) == 0 {
