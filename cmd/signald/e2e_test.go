@@ -434,6 +434,10 @@ func integration(t *testing.T) (redisAddr, chAddr string) {
 	if redisAddr == "" || chAddr == "" {
 		t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_ADDR or SIGNALD_CLICKHOUSE_ADDR is empty")
 	}
+	// The test ClickHouse can abort after an earlier test SIGKILLed a client
+	// mid-insert (scripts/README.md); its supervisor restarts it within
+	// seconds. Start each test on a server that answers.
+	waitForClickHouse(t, chAddr)
 	return redisAddr, chAddr
 }
 
