@@ -46,6 +46,7 @@ func main() {
 	shards := flag.Int("shards", 1, "publish over this many shard streams (the daemon uses 4)")
 	rate := flag.Int("rate", 50_000, "entries per second for the latency measurement (0: skip it)")
 	latDur := flag.Duration("latency-duration", 10*time.Second, "length of each latency measurement")
+	rounds := flag.Int("rounds", 3, "publish measurement rounds (baseline and producer alternating)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
 	if *cpuprofile != "" {
@@ -71,26 +72,46 @@ func main() {
 	prefix := fmt.Sprintf("sdtbench%d", rand.Uint32())
 	defer transport.DeletePrefix(ctx, b, prefix)
 
-	base, err := redisBenchmarkXADD(*addr, prefix+":rb", *n)
-	if err != nil {
-		fatal("redis-benchmark: %v", err)
-	}
-	pub := publish(ctx, b, prefix+":pub", payload, *n, *batch, *shards)
-	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer (%d streams, XADD pipeline): %9.0f/s   ratio %.2f\n", base, *shards, pub, pub/base)
 	bs, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{*addr}})
 	if err != nil {
 		fatal("%v", err)
 	}
 	defer bs.Close()
-	pubs := publish(ctx, bs, prefix+":pubs", payload, *n, *batch, *shards)
-	base2, err := redisBenchmarkXADD(*addr, prefix+":rb2", *n)
-	if err != nil {
-		fatal("redis-benchmark: %v", err)
+	// The machine is noisy: rounds alternate baseline and producer, each
+	// producer run is divided by the mean of the baselines just before and
+	// after it, and the median of the rounds' ratios is reported.
+	rb := func(key string) float64 {
+		r, err := redisBenchmarkXADD(*addr, key, *n)
+		if err != nil {
+			fatal("redis-benchmark: %v", err)
+		}
+		// The baseline's stream is dropped at once, so memory does not
+		// grow over the rounds.
+		transport.DeletePrefix(ctx, b, key)
+		return r
 	}
-	fmt.Printf("publish  redis-benchmark -P 100 XADD: %9.0f/s   transport.Producer (%d streams, script append, the default): %9.0f/s   ratio %.2f\n", base2, *shards, pubs, pubs/base2)
+	var ratioPipe, ratioScript []float64
+	for r := range *rounds {
+		k := fmt.Sprintf("%s:r%d", prefix, r)
+		b0 := rb(k + ":rb0")
+		pub := publish(ctx, b, k+":pub", payload, *n, *batch, *shards)
+		b1 := rb(k + ":rb1")
+		pubs := publish(ctx, bs, k+":pubs", payload, *n, *batch, *shards)
+		b2 := rb(k + ":rb2")
+		ratioPipe = append(ratioPipe, pub/((b0+b1)/2))
+		ratioScript = append(ratioScript, pubs/((b1+b2)/2))
+		fmt.Printf("publish  round %d  redis-benchmark -P 100 XADD: %.0f %.0f %.0f/s   pipeline %.0f/s (ratio %.2f)   script, the default %.0f/s (ratio %.2f)   %d streams\n",
+			r+1, b0, b1, b2, pub, ratioPipe[r], pubs, ratioScript[r], *shards)
+		if r < *rounds-1 {
+			transport.DeletePrefix(ctx, b, k+":pub")
+			transport.DeletePrefix(ctx, b, k+":pubs")
+		}
+	}
+	fmt.Printf("publish  median ratio over %d rounds: pipeline %.2f, script (default) %.2f (goal 0.8)\n", *rounds, median(ratioPipe), median(ratioScript))
+	lastPub := fmt.Sprintf("%s:r%d:pub", prefix, *rounds-1)
 
 	// Both consumers read the same stream, each through its own group.
-	stream := prefix + ":pub"
+	stream := lastPub
 	if *shards > 1 {
 		stream = transport.ShardStreams(stream, *shards)[0]
 		*n /= *shards
@@ -351,4 +372,16 @@ func consume(ctx context.Context, b transport.Backend, stream string, n int) flo
 		fatal("consumer: %v", err)
 	}
 	return float64(got.Load()) / time.Since(start).Seconds()
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
