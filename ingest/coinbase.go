@@ -250,20 +250,12 @@ func (f *CoinbaseFeed) match(recv int64, out []Tick) ([]Tick, *ParseError) {
 	if perr != nil {
 		return out, perr
 	}
-	side, perr := fl[cbSide].str("side")
+	maker, perr := fl[cbSide].side("side")
 	if perr != nil {
 		return out, perr
 	}
 	t := f.newTick(s, KindTrade, recv, 0)
-	// side is the maker order's side: the taker took the other one.
-	switch string(side) {
-	case "buy":
-		t.Side = SideSell
-	case "sell":
-		t.Side = SideBuy
-	default:
-		return out, &ParseError{Reason: ReasonBadType, Field: "side"}
-	}
+	t.Side = -maker // side is the maker order's side: the taker took the other one
 	if fl[cbSeq].typ != simdjson.TypeNone {
 		if t.Seq, perr = fl[cbSeq].uint("sequence"); perr != nil {
 			return out, perr
@@ -400,18 +392,9 @@ func (f *CoinbaseFeed) l2update(recv int64, out []Tick) ([]Tick, *ParseError) {
 		if !ok1 || !ok2 || !ok3 {
 			return out, &ParseError{Reason: ReasonBadType, Field: "changes"}
 		}
-		side, perr := sf.str("changes")
+		sd, perr := sf.side("changes")
 		if perr != nil {
 			return out, perr
-		}
-		var sd Side
-		switch string(side) {
-		case "buy":
-			sd = SideBuy
-		case "sell":
-			sd = SideSell
-		default:
-			return out, &ParseError{Reason: ReasonBadType, Field: "changes"}
 		}
 		px, _, perr := pf.dec("changes")
 		if perr != nil {

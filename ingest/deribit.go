@@ -541,7 +541,7 @@ func (f *DeribitFeed) trades(recv int64, data *simdjson.Iter, out []Tick) ([]Tic
 		if perr != nil {
 			return out[:n], perr
 		}
-		side, perr := geminiSide(dir)
+		side, perr := sideWord(dir)
 		if perr != nil {
 			return out[:n], perrf(perr.Reason, "direction")
 		}

@@ -319,6 +319,22 @@ func typeErr(f *jfield, field string) *ParseError {
 	return &ParseError{Reason: ReasonBadType, Field: field}
 }
 
+// side reads a "buy"/"sell" string member; anything else is malformed and
+// reported under field.
+func (f *jfield) side(field string) (Side, *ParseError) {
+	b, perr := f.str(field)
+	if perr != nil {
+		return 0, perr
+	}
+	switch string(b) {
+	case "buy":
+		return SideBuy, nil
+	case "sell":
+		return SideSell, nil
+	}
+	return 0, &ParseError{Reason: ReasonBadType, Field: field}
+}
+
 // str returns a string member.
 func (f *jfield) str(field string) ([]byte, *ParseError) {
 	if f.typ != simdjson.TypeString {

@@ -487,3 +487,17 @@ func appendJSNumber(dst []byte, f float64) []byte {
 	}
 	return append(dst[:i], dst[j:]...)
 }
+
+// sideWord reads a taker or level side written "buy"/"bid" or "sell"/"ask"
+// (Gemini, KuCoin, Gate.io, Huobi, Deribit).
+func sideWord(b []byte) (Side, *ParseError) {
+	switch string(b) {
+	case "buy", "bid":
+		return SideBuy, nil
+	case "sell", "ask":
+		return SideSell, nil
+	case "":
+		return 0, perrf(ReasonMissingField, "side")
+	}
+	return 0, perrf(ReasonBadType, "side")
+}

@@ -263,7 +263,7 @@ func (f *GateioFeed) trade(recv int64, obj *simdjson.Object, out []Tick) ([]Tick
 	if perr != nil {
 		return out, perr
 	}
-	sd, perr := geminiSide(side)
+	sd, perr := sideWord(side)
 	if perr != nil {
 		return out, perr
 	}

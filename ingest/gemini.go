@@ -183,7 +183,7 @@ func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 			if m.qty, perr = decString(qtyb, "quantity"); perr != nil {
 				return out, perr
 			}
-			if m.side, perr = geminiSide(sideb); perr != nil {
+			if m.side, perr = sideWord(sideb); perr != nil {
 				return out, perr
 			}
 			return f.trade(recv, &m, out)
@@ -193,18 +193,6 @@ func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 		f.m.Ignored(labelOf(m.typ, "heartbeat", "candles_1m_updates", "auction_result", "auction_indicative"))
 		return f.sequence(recv, &m, out), nil
 	})
-}
-
-func geminiSide(b []byte) (Side, *ParseError) {
-	switch string(b) {
-	case "buy", "bid":
-		return SideBuy, nil
-	case "sell", "ask":
-		return SideSell, nil
-	case "":
-		return 0, perrf(ReasonMissingField, "side")
-	}
-	return 0, perrf(ReasonBadType, "side")
 }
 
 // sequence checks socket_sequence where the frame has one: a gap desyncs
@@ -280,7 +268,7 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 				if perr != nil {
 					return out, perr
 				}
-				if l.side, perr = geminiSide(b); perr != nil {
+				if l.side, perr = sideWord(b); perr != nil {
 					return out, perr
 				}
 			case 1:

@@ -345,7 +345,7 @@ func (f *HuobiFeed) trades(recv int64, s *symB, obj *simdjson.Object, out []Tick
 		if have != 15 {
 			return out[:n], perrf(ReasonMissingField, "trade")
 		}
-		side, perr := geminiSide(dir)
+		side, perr := sideWord(dir)
 		if perr != nil {
 			return out[:n], perrf(perr.Reason, "direction")
 		}

@@ -729,17 +729,8 @@ func (f *KrakenFeed) v2trade(recv int64, e *jfield, out []Tick) ([]Tick, *ParseE
 		return out, perr
 	}
 	t := f.newTick(s, KindTrade, recv, 0)
-	side, perr := g[1].str("side")
-	if perr != nil {
+	if t.Side, perr = g[1].side("side"); perr != nil {
 		return out, perr
-	}
-	switch string(side) {
-	case "buy":
-		t.Side = SideBuy
-	case "sell":
-		t.Side = SideSell
-	default:
-		return out, &ParseError{Reason: ReasonBadType, Field: "side"}
 	}
 	if t.Price, perr = g[2].pos("price"); perr != nil {
 		return out, perr

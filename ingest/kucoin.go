@@ -292,7 +292,7 @@ func (f *KucoinFeed) match(recv int64, obj *simdjson.Object, out []Tick) ([]Tick
 	if perr != nil {
 		return out, perr
 	}
-	sd, perr := geminiSide(side)
+	sd, perr := sideWord(side)
 	if perr != nil {
 		return out, perr
 	}

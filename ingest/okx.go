@@ -262,17 +262,8 @@ func (f *OKXFeed) trade(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick,
 	if t.Size, _, perr = d[3].dec("sz"); perr != nil {
 		return out, perr
 	}
-	side, perr := d[4].str("side")
-	if perr != nil {
+	if t.Side, perr = d[4].side("side"); perr != nil { // the taker's side
 		return out, perr
-	}
-	switch string(side) { // the taker's side
-	case "buy":
-		t.Side = SideBuy
-	case "sell":
-		t.Side = SideSell
-	default:
-		return out, &ParseError{Reason: ReasonBadType, Field: "side"}
 	}
 	if t.ExchTS, perr = d[5].msTime("ts"); perr != nil {
 		return out, perr
@@ -502,17 +493,8 @@ func (f *OKXFeed) liquidation(recv int64, e *jfield, out []Tick) ([]Tick, *Parse
 		if t.Size, _, perr = x[1].dec("sz"); perr != nil {
 			return out, perr
 		}
-		side, perr := x[2].str("side")
-		if perr != nil {
+		if t.Side, perr = x[2].side("side"); perr != nil {
 			return out, perr
-		}
-		switch string(side) {
-		case "buy":
-			t.Side = SideBuy
-		case "sell":
-			t.Side = SideSell
-		default:
-			return out, &ParseError{Reason: ReasonBadType, Field: "side"}
 		}
 		if t.ExchTS, perr = x[3].msTime("ts"); perr != nil {
 			return out, perr
