@@ -101,11 +101,14 @@ func OpenClickHouse(ctx context.Context, opts ClickHouseOptions, logger *slog.Lo
 		pool.Close()
 		return nil, fmt.Errorf("clickhouse %s: %w", opts.Addr, err)
 	}
-	c := &ClickHouse{pool: pool, db: opts.Database, log: logger, m: NewMetrics(reg)}
+	c := &ClickHouse{pool: pool, db: opts.Database, log: logger}
 	if err := c.migrate(dctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
+	// Registered only once open, so that a caller may retry a failed open
+	// with the same registerer.
+	c.m = NewMetrics(reg)
 	return c, nil
 }
 

@@ -44,6 +44,7 @@ type runConfig struct {
 	SyntheticSeed  uint64     // its seed
 	MacroReturns   []string
 	MacroRV        string
+	ConnectWait    time.Duration // how long start-up retries Redis and ClickHouse
 }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
@@ -63,6 +64,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.BoolVar(&c.RedisCluster, "redis-cluster", envOr("REDIS_CLUSTER", "") == "1", "treat --redis as a Redis Cluster seed")
 	fs.StringVar(&c.ClickHouse, "clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse native `host:port` for storage (env SIGNALD_CLICKHOUSE_ADDR); empty stores Parquet files under --data")
 	fs.StringVar(&c.ClickHouseDB, "clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
+	fs.DurationVar(&c.ConnectWait, "connect-wait", 0, "at start-up, keep retrying Redis and ClickHouse for this long (for servers started alongside signald); 0 fails at the first refusal")
 	fs.StringVar(&c.DataDir, "data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
 	fs.StringVar(&c.HTTPAddr, "http", envOr("HTTP_ADDR", "127.0.0.1:8080"), "HTTP API listen `address`")
 	replay := fs.String("replay", envOr("REPLAY", ""), "comma-separated capture `files` to replay (cryptofeed or hftbacktest format, plain or gzip)")
@@ -134,6 +136,9 @@ func (c *runConfig) validate() error {
 	}
 	if c.StoreConc < 1 || c.StoreConc > 64 {
 		errs = append(errs, fmt.Errorf("--store-concurrency %d: must be 1-64", c.StoreConc))
+	}
+	if c.ConnectWait < 0 || c.ConnectWait > time.Hour {
+		errs = append(errs, fmt.Errorf("--connect-wait %v: must be between 0 and 1h", c.ConnectWait))
 	}
 	if c.Retention < time.Second {
 		errs = append(errs, fmt.Errorf("--retention %v: must be at least 1s", c.Retention))

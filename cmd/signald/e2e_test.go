@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -60,13 +61,43 @@ func freePort(t *testing.T) string {
 
 type daemon struct {
 	cmd    *exec.Cmd
-	stderr *bytes.Buffer
+	stderr *syncBuffer
 	done   chan error
+}
+
+// syncBuffer is the daemon's stderr, readable while the daemon writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// waitLog waits until the daemon's stderr contains want.
+func (d *daemon) waitLog(t *testing.T, want string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !strings.Contains(d.stderr.String(), want) {
+		if time.Now().After(deadline) {
+			t.Fatalf("daemon did not log %q within %v:\n%s", want, timeout, tail(d.stderr.String(), 2000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 }
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binPath, append([]string{"run"}, args...)...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemon{cmd: exec.Command(binPath, append([]string{"run"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stderr = d.stderr
 	d.cmd.Env = cleanEnv()
 	if err := d.cmd.Start(); err != nil {
@@ -407,6 +438,9 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--no-such-flag"}, "flag provided but not defined: -no-such-flag"},
 		{[]string{"--redis", dead}, "is Redis running?"},
 		{[]string{"--clickhouse", dead}, "is ClickHouse running?"},
+		{[]string{"--connect-wait", "-1s"}, "--connect-wait -1s"},
+		// A bounded wait still ends in the same message.
+		{[]string{"--clickhouse", dead, "--connect-wait", "300ms"}, "is ClickHouse running?"},
 	}
 	for _, c := range cases {
 		cmd := exec.Command(binPath, append([]string{"run", "--http", freePort(t), "--data", t.TempDir()}, c.args...)...)
@@ -551,7 +585,9 @@ func TestKillAndRestart(t *testing.T) {
 	// ClickHouse servers are not affected by this test's condition.
 	waitForClickHouse(t, chAddr)
 
-	d2 := startDaemon(t, append(args, "--speed", "0", "--exit-when-done")...)
+	// The server may abort only after that wait succeeded; the restart
+	// rides that out as an orchestrated start would.
+	d2 := startDaemon(t, append(args, "--speed", "0", "--exit-when-done", "--connect-wait", "60s")...)
 	if err := d2.wait(t, 3*time.Minute); err != nil {
 		t.Fatalf("restart: %v\n%s", err, tail(d2.stderr.String(), 3000))
 	}
@@ -623,6 +659,28 @@ func TestRedisKilledMidStream(t *testing.T) {
 		t.Fatalf("the outage was not noticed; the test did not test it:\n%s", tail(d.stderr.String(), 2000))
 	}
 	assertExactly(t, want, storedIDs(t, ch))
+}
+
+// TestConnectWait: with --connect-wait, a daemon started before its Redis
+// keeps retrying, then runs once Redis answers, and stores every tick.
+func TestConnectWait(t *testing.T) {
+	integration(t)
+	_, port, _ := net.SplitHostPort(freePort(t))
+	data := t.TempDir()
+	const limit = 3000
+	want := expectedTicks(t, spotCapture, limit)
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "0", "--exit-when-done",
+		"--http", freePort(t), "--redis", "127.0.0.1:"+port, "--data", data, "--connect-wait", "60s")
+	d.waitLog(t, "waiting for Redis", time.Minute)
+	startRedis(t, port, t.TempDir())
+	if err := d.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	st, err := store.OpenParquet(store.ParquetOptions{Dir: data}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertExactly(t, want, storedIDs(t, st))
 }
 
 func runCLI(t *testing.T, args ...string) (stdout, stderr string, err error) {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"compress/gzip"
 	"context"
 	"encoding/json"
@@ -186,7 +185,7 @@ func TestCaptureThenReplay(t *testing.T) {
 
 func execCapture(t *testing.T, args ...string) *daemon {
 	t.Helper()
-	d := &daemon{cmd: exec.Command(binPath, append([]string{"capture"}, args...)...), stderr: &bytes.Buffer{}, done: make(chan error, 1)}
+	d := &daemon{cmd: exec.Command(binPath, append([]string{"capture"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stderr = d.stderr
 	d.cmd.Env = cleanEnv()
 	if err := d.cmd.Start(); err != nil {

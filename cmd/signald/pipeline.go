@@ -63,7 +63,9 @@ func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *pro
 	p.dlqStream = cfg.StreamPrefix + ":dlq"
 
 	if cfg.Redis != "" {
-		r, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster})
+		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
+			return transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster})
+		})
 		if err != nil {
 			return nil, fmt.Errorf("transport: %w (is Redis running? `make services-up` starts one; leave out --redis for the in-process transport)", err)
 		}
@@ -74,7 +76,9 @@ func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *pro
 		log.Info("transport: in-process")
 	}
 	if cfg.ClickHouse != "" {
-		c, err := store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB}, log, reg)
+		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
+			return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB}, log, reg)
+		})
 		if err != nil {
 			p.backend.Close()
 			return nil, fmt.Errorf("store: %w (is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store)", err)

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"testing"
+	"time"
+)
+
+func TestRetryConnect(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	refused := errors.New("refused")
+	failing := func(n int, calls *int) func() (int, error) {
+		return func() (int, error) {
+			*calls++
+			if *calls <= n {
+				return 0, refused
+			}
+			return 42, nil
+		}
+	}
+
+	// wait 0: one attempt, its error.
+	calls := 0
+	if _, err := retryConnect(context.Background(), log, "x", 0, failing(1, &calls)); !errors.Is(err, refused) || calls != 1 {
+		t.Fatalf("wait 0: err %v after %d calls, want refused after 1", err, calls)
+	}
+	// Within the wait: retried until it opens.
+	calls = 0
+	v, err := retryConnect(context.Background(), log, "x", time.Minute, failing(3, &calls))
+	if err != nil || v != 42 || calls != 4 {
+		t.Fatalf("got %d, %v after %d calls, want 42 after 4", v, err, calls)
+	}
+	// Past the wait: the last error.
+	calls = 0
+	if _, err := retryConnect(context.Background(), log, "x", 250*time.Millisecond, failing(1<<30, &calls)); !errors.Is(err, refused) || calls < 2 {
+		t.Fatalf("bounded wait: err %v after %d calls, want refused after several", err, calls)
+	}
+	// A cancelled context ends the wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	calls = 0
+	done := make(chan error, 1)
+	go func() {
+		_, err := retryConnect(ctx, log, "x", time.Hour, failing(1<<30, &calls))
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, refused) {
+			t.Fatalf("cancelled: err %v, want the last error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("cancelling did not end the wait")
+	}
+}
