@@ -288,14 +288,16 @@ func neumaier(s, c *float64, v float64) {
 	*s = t
 }
 
-func sgn(d float64) int32 {
-	switch {
-	case d > 0:
-		return 1
-	case d < 0:
-		return -1
+// sgn and b2i are written to compile without branches: the signs of
+// price changes are close to random, so branches mispredict.
+func sgn(d float64) int32 { return b2i(d > 0) - b2i(d < 0) }
+
+func b2i(b bool) int32 {
+	var v int32
+	if b {
+		v = 1
 	}
-	return 0
+	return v
 }
 
 // reanchorRatio: the shifted sums' relative error is about
@@ -316,23 +318,23 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 	m := &w.m
 	fw := float64(w.w)
 	dNew, dPrev, dOld, dOldNext, tOld := r.dNew[:n], r.dPrev[:n], r.dOld[:n], r.dOldNext[:n], r.tOld[:n]
+	// Every slice cut to n up front, so the loop runs without bounds checks.
+	xNew, xPrev, xOld, xOldNext = xNew[:n], xPrev[:n], xOld[:n], xOldNext[:n]
+	shift, s1s, c1s, pos, ud := m.Shift[:n], m.S1[:n], m.C1[:n], w.pos[:n], w.ud[:n]
+	var s2s, c2s []float64
 	for i := range n {
-		sh := m.Shift[i]
-		dNew[i] = xNew[i] - sh
-		dPrev[i] = xPrev[i] - sh
-		dOld[i] = xOld[i] - sh
-		dOldNext[i] = xOldNext[i] - sh
+		sh := shift[i]
+		xn, xp, xo, xon := xNew[i], xPrev[i], xOld[i], xOldNext[i]
+		dNew[i] = xn - sh
+		dPrev[i] = xp - sh
+		dOld[i] = xo - sh
+		dOldNext[i] = xon - sh
 		// OLS: every remaining value's index drops by one, the new one
 		// enters at w-1. Uses S1 of the window before the slide.
-		tOld[i] = (m.S1[i] + m.C1[i]) - dOld[i]
+		tOld[i] = (s1s[i] + c1s[i]) - dOld[i]
 		// Counts: exact.
-		if xNew[i] > 0 {
-			w.pos[i]++
-		}
-		if xOld[i] > 0 {
-			w.pos[i]--
-		}
-		w.ud[i] += sgn(xNew[i]-xPrev[i]) - sgn(xOldNext[i]-xOld[i])
+		pos[i] += b2i(xn > 0) - b2i(xo > 0)
+		ud[i] += sgn(xn-xp) - sgn(xon-xo)
 	}
 	asm.RollProducts(w.tS, w.tC, dNew, r.wm1[wi], tOld, r.ones)
 	asm.RollMoments(m, xNew, xOld)
@@ -362,58 +364,71 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 	invStt, invW := 1/stt, 1/fw
 	tbar := (fw - 1) / 2
 	nan := math.NaN()
+	// Every column but rv exists for every series (hasStat); all cut to n
+	// so the loop runs without bounds checks.
+	mean, std, skew, kurt, z = mean[:n], std[:n], skew[:n], kurt[:n], z[:n]
+	sum, ac1, slope, r2 = sum[:n], ac1[:n], slope[:n], r2[:n]
+	ewm, ewstd, posShare, updown = ewm[:n], ewstd[:n], posShare[:n], updown[:n]
+	hasRV := rv != nil
+	if hasRV {
+		rv = rv[:n]
+	}
+	s1s, c1s, s2s, c2s = m.S1[:n], m.C1[:n], m.S2[:n], m.C2[:n]
+	sumS, sumC, pS, pC, tS, tC := w.sumS[:n], w.sumC[:n], w.pS[:n], w.pC[:n], w.tS[:n], w.tC[:n]
+	ewmS, ewvS, cnt, run, anchor := w.ewm[:n], w.ewv[:n], s.cnt[:n], s.run[:n], w.anchor[:n]
 	for i := range n {
-		if s.cnt[i] < ww {
+		if cnt[i] < ww {
 			// Warming up (or not started): every statistic is NaN.
-			for _, c := range [...][]float64{mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown} {
-				if c != nil {
-					c[i] = nan
-				}
+			mean[i], std[i], skew[i], kurt[i], z[i] = nan, nan, nan, nan, nan
+			sum[i], ac1[i], slope[i], r2[i] = nan, nan, nan, nan
+			ewm[i], ewstd[i], posShare[i], updown[i] = nan, nan, nan, nan
+			if hasRV {
+				rv[i] = nan
 			}
 			continue
 		}
-		if s.run[i] >= ww {
+		xn := xNew[i]
+		if run[i] >= ww {
 			// Every value in the window equals the latest: exact results,
 			// whatever the sums' rounding.
-			last := xNew[i]
-			mean[i], std[i], skew[i], kurt[i], z[i] = last, 0, nan, nan, nan
-			sum[i] = fw * last
-			if rv != nil {
-				rv[i] = math.Sqrt(fw * float64(last*last))
+			mean[i], std[i], skew[i], kurt[i], z[i] = xn, 0, nan, nan, nan
+			sum[i] = fw * xn
+			if hasRV {
+				rv[i] = math.Sqrt(fw * float64(xn*xn))
 			}
 			ac1[i], slope[i], r2[i] = nan, 0, nan
 		} else {
-			if r.t-w.anchor[i] >= uint32(w.w) && staleShift(m, i, fw) {
+			if r.t-anchor[i] >= uint32(w.w) && staleShift(m, i, fw) {
 				r.maybeReanchor(s, w, i, mean, std, skew, kurt, z, xNew)
 			}
-			s1 := m.S1[i] + m.C1[i]
+			s1 := s1s[i] + c1s[i]
 			md := s1 * invW
-			m2 := (m.S2[i] + m.C2[i]) - s1*md
-			sum[i] = w.sumS[i] + w.sumC[i]
-			if rv != nil {
+			m2 := (s2s[i] + c2s[i]) - s1*md
+			sum[i] = sumS[i] + sumC[i]
+			if hasRV {
 				rv[i] = math.Sqrt(max(w.sqS[i]+w.sqC[i], 0))
 			}
 			if m2 > 0 {
 				// Lag-1 autocovariance about the window mean from the
 				// shifted pair sum: the pairs' "later" values miss the
 				// oldest, their "earlier" values miss the newest.
-				sh := m.Shift[i] // possibly just re-anchored: not dNew's
+				sh := shift[i] // possibly just re-anchored: not dNew's
 				a := s1 - (xOldNext[i] - sh)
-				bb := s1 - (xNew[i] - sh)
+				bb := s1 - (xn - sh)
 				inv := 1 / m2 // one division for ac1 and r2
-				num := (w.pS[i] + w.pC[i]) - md*(a+bb) + (fw-1)*md*md
+				num := (pS[i] + pC[i]) - md*(a+bb) + (fw-1)*md*md
 				ac1[i] = num * inv
-				cov := (w.tS[i] + w.tC[i]) - tbar*s1
+				cov := (tS[i] + tC[i]) - tbar*s1
 				slope[i] = cov * invStt
 				r2[i] = min(cov*cov*invStt*inv, 1)
 			} else {
 				ac1[i], slope[i], r2[i] = nan, 0, nan
 			}
 		}
-		ewm[i] = w.ewm[i]
-		ewstd[i] = math.Sqrt(max(w.ewv[i], 0))
-		posShare[i] = float64(w.pos[i]) / fw // exact: no reciprocal
-		updown[i] = float64(w.ud[i])
+		ewm[i] = ewmS[i]
+		ewstd[i] = math.Sqrt(max(ewvS[i], 0))
+		posShare[i] = float64(pos[i]) / fw // exact: no reciprocal
+		updown[i] = float64(ud[i])
 	}
 }
 
