@@ -458,7 +458,10 @@ func xrank(dst, src []float64, keys []uint64) []uint64 {
 		}
 		k := rankKey(v)
 		lo, _ := slices.BinarySearch(keys, k)
-		hi, _ := slices.BinarySearch(keys[lo:], k+1) // ties: bisection too, never a scan
+		hi := 1 // the count of k; a distinct value needs no second search
+		if lo+1 < m && keys[lo+1] == k {
+			hi, _ = slices.BinarySearch(keys[lo:], k+1) // ties: bisection too, never a scan
+		}
 		dst[i] = float64(2*lo+hi-1) / 2 / den
 	}
 	return keys

@@ -199,3 +199,55 @@ func TestDequeMonotone(t *testing.T) {
 		t.Errorf("deque grew to %d entries for a span of %d", len(dmax.buf), span)
 	}
 }
+
+// TestXRankNaive compares xrank with an O(n^2) count on data mixing
+// distinct values, runs of ties, signed zeros and NaN.
+func TestXRankNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 9))
+	for trial := range 200 {
+		n := 1 + rng.IntN(300)
+		src := make([]float64, n)
+		for i := range src {
+			switch rng.IntN(5) {
+			case 0:
+				src[i] = float64(rng.IntN(4)) // ties
+			case 1:
+				src[i] = math.NaN()
+			case 2:
+				src[i] = math.Copysign(0, -1)
+			default:
+				src[i] = rng.NormFloat64()
+			}
+		}
+		dst := make([]float64, n)
+		xrank(dst, src, nil)
+		m := 0
+		for _, v := range src {
+			if !math.IsNaN(v) {
+				m++
+			}
+		}
+		for i, v := range src {
+			if math.IsNaN(v) || m < 2 {
+				if !math.IsNaN(dst[i]) {
+					t.Fatalf("trial %d: rank %d of %v = %v, want NaN", trial, i, v, dst[i])
+				}
+				continue
+			}
+			less, eq := 0, 0
+			for _, u := range src {
+				switch {
+				case math.IsNaN(u):
+				case u < v:
+					less++
+				case u == v:
+					eq++
+				}
+			}
+			want := (float64(less) + float64(eq-1)/2) / float64(m-1)
+			if math.Abs(dst[i]-want) > 1e-12 {
+				t.Fatalf("trial %d: rank %d of %v = %v, want %v", trial, i, v, dst[i], want)
+			}
+		}
+	}
+}
