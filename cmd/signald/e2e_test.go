@@ -676,6 +676,13 @@ func TestConnectWait(t *testing.T) {
 	if err := d.wait(t, 2*time.Minute); err != nil {
 		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
 	}
+	// go-redis's own complaints about the refused dials come through slog
+	// too: stderr stays one structured stream.
+	for _, line := range strings.Split(strings.TrimSpace(d.stderr.String()), "\n") {
+		if !strings.HasPrefix(line, "time=") {
+			t.Fatalf("unstructured stderr line: %q", line)
+		}
+	}
 	st, err := store.OpenParquet(store.ParquetOptions{Dir: data}, nil, nil)
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/signald-dev/signald/features/asm"
@@ -100,6 +101,14 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// redisLog adapts go-redis's Printf logging to slog, at warn: go-redis logs
+// only trouble (failed dials, bad connections, cluster reloads).
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...), "from", "go-redis")
+}
+
 func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	cfg, err := parseRunFlags(args, stderr)
 	if err != nil {
@@ -107,6 +116,9 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	level, _ := parseLevel(cfg.LogLevel)
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	// go-redis logs (dial failures, pool events) through a process-wide
+	// logger; send them to ours so stderr stays one structured stream.
+	redis.SetLogger(redisLog{log})
 	cpu := asm.Detect()
 	log.Info("signald starting", "version", version(), "cpu", cpu.Brand, "avx2", cpu.AVX2, "fma", cpu.FMA,
 		"simdjson", simdjson.SupportedCPU())
