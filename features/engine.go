@@ -46,7 +46,7 @@ type Engine struct {
 	xs      [][]float64   // scratch: the base series' columns
 	scratch []float64     // feature values when no record is built
 	acols   []arrow.Array // scratch: columns of the record being built
-	rank    []uint64      // scratch: cross-sectional ranking
+	rank    rankScratch   // scratch: cross-sectional ranking
 }
 
 // basisGroup accumulates the mids of one instrument name across venues.
@@ -352,7 +352,7 @@ func (e *Engine) closeStep(k int64, emit func(arrow.Record) error) error {
 
 	// Cross-section: ranks and the market aggregates.
 	for _, p := range lay.xrank {
-		e.rank = xrank(cols[p[1]], cols[p[0]], e.rank)
+		xrank(cols[p[1]], cols[p[0]], &e.rank)
 	}
 	e.computeMarket(k, cols)
 
@@ -433,38 +433,77 @@ func rankKey(v float64) uint64 {
 
 // xrank writes to dst the cross-sectional rank of src's values, (rank-1)/
 // (count-1) with ties averaged, NaN for NaN values or fewer than two values.
-// It sorts the values' keys once and finds each value's first and last
-// position by bisection: O(n log n) without a comparison callback.
-func xrank(dst, src []float64, keys []uint64) []uint64 {
-	keys = keys[:0]
-	for _, v := range src {
-		if !math.IsNaN(v) {
-			keys = append(keys, rankKey(v))
-		}
+// It sorts (key, index) pairs with an LSD radix sort, skipping the bytes all
+// keys share (values of similar magnitude share their exponent bytes), then
+// walks the sorted order once: O(n) per column, no comparisons to mispredict.
+// sc is scratch kept between calls (nil: allocated here).
+func xrank(dst, src []float64, sc *rankScratch) {
+	if sc == nil {
+		sc = new(rankScratch)
 	}
-	m := len(keys)
-	if m < 2 {
-		for i := range dst {
-			dst[i] = math.NaN()
-		}
-		return keys
-	}
-	slices.Sort(keys)
-	den := float64(m - 1)
+	keys, idx := sc.keys[:0], sc.idx[:0]
+	var hist [8][256]int32
 	for i, v := range src {
 		if math.IsNaN(v) {
 			dst[i] = math.NaN()
 			continue
 		}
 		k := rankKey(v)
-		lo, _ := slices.BinarySearch(keys, k)
-		hi := 1 // the count of k; a distinct value needs no second search
-		if lo+1 < m && keys[lo+1] == k {
-			hi, _ = slices.BinarySearch(keys[lo:], k+1) // ties: bisection too, never a scan
+		keys = append(keys, k)
+		idx = append(idx, int32(i))
+		for d := range 8 {
+			hist[d][byte(k>>(8*d))]++
 		}
-		dst[i] = float64(2*lo+hi-1) / 2 / den
 	}
-	return keys
+	m := len(keys)
+	if m < 2 {
+		for i := range src {
+			dst[i] = math.NaN()
+		}
+		sc.keys, sc.idx = keys, idx
+		return
+	}
+	k2, i2 := slices.Grow(sc.keys2[:0], m)[:m], slices.Grow(sc.idx2[:0], m)[:m]
+	for d := range 8 {
+		h := &hist[d]
+		if h[byte(keys[0]>>(8*d))] == int32(m) {
+			continue // every key has this byte
+		}
+		var pos [256]int32
+		sum := int32(0)
+		for j := range 256 {
+			pos[j] = sum
+			sum += h[j]
+		}
+		shift := uint(8 * d)
+		for j, k := range keys {
+			b := byte(k >> shift)
+			p := pos[b]
+			pos[b]++
+			k2[p], i2[p] = k, idx[j]
+		}
+		keys, k2 = k2, keys
+		idx, i2 = i2, idx
+	}
+	den := float64(m - 1)
+	for lo := 0; lo < m; {
+		hi := lo + 1
+		for hi < m && keys[hi] == keys[lo] {
+			hi++
+		}
+		r := float64(lo+hi-1) / 2 / den
+		for _, i := range idx[lo:hi] {
+			dst[i] = r
+		}
+		lo = hi
+	}
+	sc.keys, sc.idx, sc.keys2, sc.idx2 = keys, idx, k2, i2
+}
+
+// rankScratch holds xrank's buffers between calls.
+type rankScratch struct {
+	keys, keys2 []uint64
+	idx, idx2   []int32
 }
 
 // buildRecord assembles the record of step k from the rows' keys and the

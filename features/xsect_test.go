@@ -251,3 +251,101 @@ func TestXRankNaive(t *testing.T) {
 		}
 	}
 }
+
+// xrankBisect is the previous xrank (sort the keys, two bisections per
+// value): the reference of TestXRankRadix and BenchmarkXRank's baseline.
+func xrankBisect(dst, src []float64, keys []uint64) []uint64 {
+	keys = keys[:0]
+	for _, v := range src {
+		if !math.IsNaN(v) {
+			keys = append(keys, rankKey(v))
+		}
+	}
+	m := len(keys)
+	if m < 2 {
+		for i := range dst {
+			dst[i] = math.NaN()
+		}
+		return keys
+	}
+	slices.Sort(keys)
+	den := float64(m - 1)
+	for i, v := range src {
+		if math.IsNaN(v) {
+			dst[i] = math.NaN()
+			continue
+		}
+		k := rankKey(v)
+		lo, _ := slices.BinarySearch(keys, k)
+		hi, _ := slices.BinarySearch(keys[lo:], k+1)
+		dst[i] = float64(2*lo+hi-1) / 2 / den
+	}
+	return keys
+}
+
+// rankInputs are columns like the engine ranks: returns near zero with
+// ties at exactly zero, prices near 1e5, counts, and a few NaN.
+func rankInputs(n int) [][]float64 {
+	rng := rand.New(rand.NewPCG(5, 5))
+	cols := make([][]float64, 4)
+	for c := range cols {
+		cols[c] = make([]float64, n)
+		for i := range n {
+			switch c {
+			case 0:
+				if rng.IntN(4) > 0 {
+					cols[c][i] = 1e-4 * rng.NormFloat64()
+				}
+			case 1:
+				cols[c][i] = 1e5 + rng.NormFloat64()
+			case 2:
+				cols[c][i] = float64(rng.IntN(50))
+			case 3:
+				cols[c][i] = rng.NormFloat64()
+				if rng.IntN(10) == 0 {
+					cols[c][i] = math.NaN()
+				}
+			}
+		}
+	}
+	return cols
+}
+
+func TestXRankRadix(t *testing.T) {
+	var sc rankScratch
+	for _, n := range []int{0, 1, 2, 3, 17, 1000, 4096} {
+		for c, src := range rankInputs(n) {
+			got, want := make([]float64, n), make([]float64, n)
+			xrank(got, src, &sc) // scratch reused across sizes
+			xrankBisect(want, src, nil)
+			for i := range got {
+				if got[i] != want[i] && !(math.IsNaN(got[i]) && math.IsNaN(want[i])) {
+					t.Fatalf("n %d column %d: rank %d = %v, bisection %v", n, c, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// BenchmarkXRank: the radix ranking against the bisection one, on 1000
+// instruments' columns, alternating in one run.
+func BenchmarkXRank(b *testing.B) {
+	cols := rankInputs(1000)
+	dst := make([]float64, 1000)
+	b.Run("radix", func(b *testing.B) {
+		var sc rankScratch
+		for range b.N {
+			for _, c := range cols {
+				xrank(dst, c, &sc)
+			}
+		}
+	})
+	b.Run("bisect", func(b *testing.B) {
+		var keys []uint64
+		for range b.N {
+			for _, c := range cols {
+				keys = xrankBisect(dst, c, keys)
+			}
+		}
+	})
+}
