@@ -323,32 +323,9 @@ func (p *Parquet) InsertTicks(ctx context.Context, ticks []ingest.Tick) error {
 		return nil
 	}
 	start := time.Now()
-	// One file per receive day, as ClickHouse partitions.
-	byDay := map[string][]ingest.Tick{}
-	for _, t := range ticks {
-		d := day(t.RecvTS)
-		byDay[d] = append(byDay[d], t)
-	}
-	for d, part := range byDay {
-		lo, hi := part[0].RecvTS, part[0].RecvTS
-		for _, t := range part {
-			lo, hi = min(lo, t.RecvTS), max(hi, t.RecvTS)
-		}
-		tok := dedupToken("t", func(y func(uint64)) {
-			for i := range part {
-				y(part[i].ID)
-			}
-		})
-		rec := ticksRecord(p.mem, part)
-		err := writeFile(filepath.Join(p.dir, "ticks", d, fileName(lo, hi, tok)), rec)
-		rec.Release()
-		if err != nil {
-			p.m.insertErrors.WithLabelValues("ticks").Inc()
-			return fmt.Errorf("insert %d ticks: %w", len(part), err)
-		}
-		if err := p.maybeCompact(ctx, "ticks", d); err != nil {
-			p.log.Warn("store: compaction failed; small files stay", "day", d, "err", err)
-		}
+	err := insertByDay(ctx, p, "ticks", "t", ticks, func(t *ingest.Tick) (int64, uint64) { return t.RecvTS, t.ID }, ticksRecord)
+	if err != nil {
+		return err
 	}
 	p.m.observeInsert("ticks", len(ticks), time.Since(start))
 	p.m.observeTickLatency(ticks, time.Now())
@@ -360,33 +337,49 @@ func (p *Parquet) InsertSignals(ctx context.Context, sigs []regime.Signal) error
 		return nil
 	}
 	start := time.Now()
-	byDay := map[string][]regime.Signal{}
-	for _, s := range sigs {
-		d := day(s.Time)
-		byDay[d] = append(byDay[d], s)
+	err := insertByDay(ctx, p, "signals", "s", sigs, func(s *regime.Signal) (int64, uint64) { return s.Time, s.ID }, signalsRecord)
+	if err != nil {
+		return err
+	}
+	p.m.observeInsert("signals", len(sigs), time.Since(start))
+	return nil
+}
+
+// insertByDay writes rows as one file per day of their time (as ClickHouse
+// partitions), each named by its time range and a token of its ids, so a
+// retried batch rewrites the same file instead of adding a copy.
+func insertByDay[T any](ctx context.Context, p *Parquet, table, tokPrefix string, rows []T,
+	key func(*T) (ns int64, id uint64), record func(memory.Allocator, []T) arrow.Record) error {
+	byDay := map[string][]T{}
+	for i := range rows {
+		ns, _ := key(&rows[i])
+		d := day(ns)
+		byDay[d] = append(byDay[d], rows[i])
 	}
 	for d, part := range byDay {
-		lo, hi := part[0].Time, part[0].Time
-		for _, s := range part {
-			lo, hi = min(lo, s.Time), max(hi, s.Time)
+		lo, _ := key(&part[0])
+		hi := lo
+		for i := range part {
+			ns, _ := key(&part[i])
+			lo, hi = min(lo, ns), max(hi, ns)
 		}
-		tok := dedupToken("s", func(y func(uint64)) {
+		tok := dedupToken(tokPrefix, func(y func(uint64)) {
 			for i := range part {
-				y(part[i].ID)
+				_, id := key(&part[i])
+				y(id)
 			}
 		})
-		rec := signalsRecord(p.mem, part)
-		err := writeFile(filepath.Join(p.dir, "signals", d, fileName(lo, hi, tok)), rec)
+		rec := record(p.mem, part)
+		err := writeFile(filepath.Join(p.dir, table, d, fileName(lo, hi, tok)), rec)
 		rec.Release()
 		if err != nil {
-			p.m.insertErrors.WithLabelValues("signals").Inc()
-			return fmt.Errorf("insert %d signals: %w", len(part), err)
+			p.m.insertErrors.WithLabelValues(table).Inc()
+			return fmt.Errorf("insert %d %s: %w", len(part), table, err)
 		}
-		if err := p.maybeCompact(ctx, "signals", d); err != nil {
+		if err := p.maybeCompact(ctx, table, d); err != nil {
 			p.log.Warn("store: compaction failed; small files stay", "day", d, "err", err)
 		}
 	}
-	p.m.observeInsert("signals", len(sigs), time.Since(start))
 	return nil
 }
 

@@ -284,21 +284,28 @@ func testHandlerError(t *testing.T, f backendFactory) {
 	}
 }
 
-func testOwnPending(t *testing.T, f backendFactory) {
-	b := f(t)
-	prefix := uniquePrefix(t, b)
-	const n = 300
+// abandoned publishes n entries on one stream of group "g" and reads k of
+// them as consumer, which then "dies" without acknowledging them.
+func abandoned(t *testing.T, b Backend, prefix string, n int, consumer string, k int) ([]string, []Message) {
+	t.Helper()
 	publishN(t, b, prefix, 1, n)
 	streams := ShardStreams(prefix, 1)
 	ctx := context.Background()
 	if err := b.CreateGroup(ctx, streams[0], "g", "0"); err != nil {
 		t.Fatal(err)
 	}
-	// A consumer that read 120 entries and died before acknowledging them.
-	read, err := b.ReadGroup(ctx, streams[0], "g", "worker-1", ">", 120, 0)
-	if err != nil || len(read) != 120 {
+	read, err := b.ReadGroup(ctx, streams[0], "g", consumer, ">", k, 0)
+	if err != nil || len(read) != k {
 		t.Fatalf("read %d, %v", len(read), err)
 	}
+	return streams, read
+}
+
+func testOwnPending(t *testing.T, f backendFactory) {
+	b := f(t)
+	prefix := uniquePrefix(t, b)
+	const n = 300
+	streams, read := abandoned(t, b, prefix, n, "worker-1", 120)
 	col := newCollector()
 	// Restarted under the same name, with reclaim effectively off.
 	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Consumer: "worker-1", MinIdle: time.Hour}, col.handle, nil, nil)
@@ -326,16 +333,7 @@ func testReclaim(t *testing.T, f backendFactory) {
 	b := f(t)
 	prefix := uniquePrefix(t, b)
 	const n = 200
-	publishN(t, b, prefix, 1, n)
-	streams := ShardStreams(prefix, 1)
-	ctx := context.Background()
-	if err := b.CreateGroup(ctx, streams[0], "g", "0"); err != nil {
-		t.Fatal(err)
-	}
-	read, err := b.ReadGroup(ctx, streams[0], "g", "crashed", ">", 80, 0)
-	if err != nil || len(read) != 80 {
-		t.Fatalf("read %d, %v", len(read), err)
-	}
+	streams, read := abandoned(t, b, prefix, n, "crashed", 80)
 	col := newCollector()
 	c, err := NewConsumer(b, ConsumerConfig{Group: "g", Streams: streams, Consumer: "survivor",
 		MinIdle: 50 * time.Millisecond, ClaimInterval: 20 * time.Millisecond}, col.handle, nil, nil)

@@ -48,15 +48,7 @@ func TestProducerRidesOutBackendOutage(t *testing.T) {
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := mem.Range(ctx, "s", "-", "+", 0)
-	if len(got) != 300 {
-		t.Fatalf("%d entries appended, want 300", len(got))
-	}
-	for i, m := range got {
-		if string(m.Payload) != strconv.Itoa(i) {
-			t.Fatalf("entry %d is %s: order broken", i, m.Payload)
-		}
-	}
+	assertSequence(t, mem, "s", 300)
 }
 
 // At MaxBuffered, Publish blocks until the backend is back, or until its
@@ -172,9 +164,19 @@ func TestProducerPublishesWhileBatchInFlight(t *testing.T) {
 	if n := g.largest.Load(); n > 10 {
 		t.Fatalf("an append of %d entries, want at most MaxBatch (10)", n)
 	}
-	got, _ := mem.Range(ctx, "s", "-", "+", 0)
-	if len(got) != 95 {
-		t.Fatalf("%d appended, want 95", len(got))
+	assertSequence(t, mem, "s", 95)
+}
+
+// assertSequence checks that stream holds exactly the payloads "0".."n-1",
+// in order.
+func assertSequence(t *testing.T, mem *Memory, stream string, n int) {
+	t.Helper()
+	got, err := mem.Range(context.Background(), stream, "-", "+", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != n {
+		t.Fatalf("%d entries appended, want %d", len(got), n)
 	}
 	for i, m := range got {
 		if string(m.Payload) != strconv.Itoa(i) {
