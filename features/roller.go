@@ -199,7 +199,7 @@ func (r *roller) step(x [][]float64, cols [][]float64, winCol [][][numStats]int)
 func (r *roller) stepSeries(b int, x []float64, cols [][]float64, wc [][numStats]int) {
 	s := &r.series[b]
 	n := r.n
-	t, tt := r.t, r.tt
+	tt := r.tt
 	capN := int32(r.maxW + 1)
 	cur := r.row(s, tt)
 	prev := r.row(s, tt-1)
@@ -230,17 +230,12 @@ func (r *roller) stepSeries(b int, x []float64, cols [][]float64, wc [][numStats
 	for _, i := range start {
 		r.begin(s, int(i), x[i])
 	}
-	span := uint32(r.maxW)
-	for i := range n {
-		if s.cnt[i] > 0 {
-			s.maxDq[i].push(cur[i], t, span, true)
-			s.minDq[i].push(cur[i], t, span, false)
-		}
-	}
+	// Min/max first: pushing and querying an instrument's deques in one go
+	// finds them in cache; the window loops below stream through megabytes.
+	r.minMax(s, cols, wc)
 	for wi := range s.win {
 		r.stepWindow(s, wi, cols, &wc[wi])
 	}
-	r.minMax(s, cols, wc)
 }
 
 // begin starts series s for instrument i at value v: its ring column and
@@ -501,8 +496,8 @@ func (r *roller) reanchor(s *rseries, w *rwin, i int, shift float64) {
 	}
 }
 
-// minMax writes min, max, their ages and range_pos of every window from the
-// series' two deques.
+// minMax pushes the step's values onto the series' two deques and writes
+// min, max, their ages and range_pos of every window from them.
 func (r *roller) minMax(s *rseries, cols [][]float64, wc [][numStats]int) {
 	t := r.t
 	nan := math.NaN()
@@ -518,10 +513,15 @@ func (r *roller) minMax(s *rseries, cols [][]float64, wc [][numStats]int) {
 		c := &wc[wi]
 		out = append(out, outs{uint32(r.windows[wi]), cols[c[sMax]], cols[c[sMin]], cols[c[sArgmaxAge]], cols[c[sArgminAge]], cols[c[sRangePos]]})
 	}
+	span := uint32(r.maxW)
 	for i := range r.n {
 		var jMax, jMin uint32
 		dmax, dmin := &s.maxDq[i], &s.minDq[i]
 		cnt := uint32(max(s.cnt[i], 0))
+		if cnt > 0 {
+			dmax.push(cur[i], t, span, true)
+			dmin.push(cur[i], t, span, false)
+		}
 		for k := range out {
 			o := &out[k]
 			if cnt < o.w {
