@@ -207,23 +207,7 @@ func (f *GateioFeed) trade(recv int64, res *jfield, out []Tick) ([]Tick, *ParseE
 	if !present(d[:5]) {
 		return out, perrf(ReasonMissingField, "trade")
 	}
-	sym, perr := d[0].str("currency_pair")
-	if perr != nil {
-		return out, perr
-	}
-	side, perr := d[1].str("side")
-	if perr != nil {
-		return out, perr
-	}
-	px, _, perr := d[2].dec("price")
-	if perr != nil {
-		return out, perr
-	}
-	sz, _, perr := d[3].dec("amount")
-	if perr != nil {
-		return out, perr
-	}
-	id, perr := d[4].seqNum("id")
+	sym, side, px, sz, id, perr := takerTrade(d, gateioTradeKeys)
 	if perr != nil {
 		return out, perr
 	}
@@ -353,18 +337,7 @@ func (f *GateioFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte
 		if perr != nil {
 			return out, perr
 		}
-		f.lv = f.lv[:0]
-		if perr := f.kucoinLevels(&d[2], SideBuy, "bids", false); perr != nil {
-			return out, perr
-		}
-		if perr := f.kucoinLevels(&d[3], SideSell, "asks", false); perr != nil {
-			return out, perr
-		}
-		s, perr := f.sym([]byte(req.Symbol), "symbol")
-		if perr != nil {
-			return out, perr
-		}
-		return f.applyRESTSnapshot(f.book(s), recv, ts, id, out, f.requestSnapshot), nil
+		return f.restSnapshot(recv, ts, req.Symbol, id, &d[2], &d[3], out, f.requestSnapshot)
 	})
 	f.snapshotFailed(req, err, f.requestSnapshot)
 	return out, err

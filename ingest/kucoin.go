@@ -245,23 +245,7 @@ func (f *KucoinFeed) match(recv int64, data *jfield, out []Tick) ([]Tick, *Parse
 	if !present(d[:5]) {
 		return out, perrf(ReasonMissingField, "match")
 	}
-	sym, perr := d[0].str("symbol")
-	if perr != nil {
-		return out, perr
-	}
-	side, perr := d[1].str("side")
-	if perr != nil {
-		return out, perr
-	}
-	px, _, perr := d[2].dec("price")
-	if perr != nil {
-		return out, perr
-	}
-	sz, _, perr := d[3].dec("size")
-	if perr != nil {
-		return out, perr
-	}
-	seq, perr := d[4].seqNum("sequence")
+	sym, side, px, sz, seq, perr := takerTrade(d, kucoinMatchKeys)
 	if perr != nil {
 		return out, perr
 	}
@@ -286,6 +270,25 @@ func (f *KucoinFeed) match(recv int64, data *jfield, out []Tick) ([]Tick, *Parse
 	t.Side, t.Price, t.Size, t.TradeID, t.Seq = sd, px, sz, seq, seq
 	t.ComputeID()
 	return append(out, t), nil
+}
+
+// takerTrade reads the members of a KuCoin match or a Gate.io trade named
+// by keys: symbol, side, price, size (decimal strings) and id.
+func takerTrade(d []jfield, keys []string) (sym, side []byte, px, sz float64, id uint64, perr *ParseError) {
+	if sym, perr = d[0].str(keys[0]); perr != nil {
+		return
+	}
+	if side, perr = d[1].str(keys[1]); perr != nil {
+		return
+	}
+	if px, _, perr = d[2].dec(keys[2]); perr != nil {
+		return
+	}
+	if sz, _, perr = d[3].dec(keys[3]); perr != nil {
+		return
+	}
+	id, perr = d[4].seqNum(keys[4])
+	return
 }
 
 var kucoinTickerKeys = []string{"bestBid", "bestBidSize", "bestAsk", "bestAskSize", "sequence", "time"}
@@ -522,6 +525,23 @@ func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64
 	return out
 }
 
+// restSnapshot applies a REST snapshot at seq, its bids and asks
+// [[price, size], ...], to symbol's book.
+func (c *feedCore) restSnapshot(recv, exch int64, symbol string, seq uint64, bids, asks *jfield, out []Tick, request func(*bookState)) ([]Tick, *ParseError) {
+	c.lv = c.lv[:0]
+	if perr := c.kucoinLevels(bids, SideBuy, "bids", false); perr != nil {
+		return out, perr
+	}
+	if perr := c.kucoinLevels(asks, SideSell, "asks", false); perr != nil {
+		return out, perr
+	}
+	s, perr := c.sym([]byte(symbol), "symbol")
+	if perr != nil {
+		return out, perr
+	}
+	return c.applyRESTSnapshot(c.book(s), recv, exch, seq, out, request), nil
+}
+
 var (
 	kucoinSnapKeys     = []string{"code", "data"}
 	kucoinSnapDataKeys = []string{"sequence", "time", "bids", "asks"}
@@ -564,18 +584,7 @@ func (f *KucoinFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte
 		if perr != nil {
 			return out, perr
 		}
-		f.lv = f.lv[:0]
-		if perr := f.kucoinLevels(&d[2], SideBuy, "bids", false); perr != nil {
-			return out, perr
-		}
-		if perr := f.kucoinLevels(&d[3], SideSell, "asks", false); perr != nil {
-			return out, perr
-		}
-		s, perr := f.sym([]byte(req.Symbol), "symbol")
-		if perr != nil {
-			return out, perr
-		}
-		return f.applyRESTSnapshot(f.book(s), recv, ts, seq, out, f.requestSnapshot), nil
+		return f.restSnapshot(recv, ts, req.Symbol, seq, &d[2], &d[3], out, f.requestSnapshot)
 	})
 	f.snapshotFailed(req, err, f.requestSnapshot)
 	return out, err
