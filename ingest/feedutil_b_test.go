@@ -418,6 +418,24 @@ func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url strin
 // TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
 // nothing pending: a delta that would continue the old book is not
 // published, and a new sequence start is no gap.
+// replayCleanB replays ws, answering snapshot requests from rest, on a new
+// feed of venue; the ticks must pass checkTicksB, have the kinds want, and
+// come without a resync or a malformed frame. It returns the ticks and the
+// snapshots asked per symbol.
+func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLineB, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
+	t.Helper()
+	f, reg := newFeedB(t, venue, FeedConfig{ForceFallback: fb})
+	out, asked := replayRESTB(t, f, ws, rest, symOf)
+	checkTicksB(t, out)
+	if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		t.Fatalf("kinds %v, want %v", got, want)
+	}
+	if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		t.Fatalf("resyncs %v malformed %v", r, m)
+	}
+	return out, asked
+}
+
 func TestFeedsBResetForgets(t *testing.T) {
 	cases := map[string]struct{ prime, after []string }{
 		"bitfinex": {
