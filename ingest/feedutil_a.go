@@ -34,7 +34,8 @@ type feedCore struct {
 	outbox [][]byte
 	snaps  []SnapshotRequest
 
-	lv []parsedLevel // scratch: a frame's levels, parsed before any is applied
+	lv   []parsedLevel // scratch: a frame's levels, parsed before any is applied
+	root jfield        // scratch: the frame's root (run; on the stack it would escape)
 
 	// resnapshot asks for a fresh snapshot of b (the venue's way).
 	resnapshot func(b *bookState)
@@ -182,8 +183,8 @@ func (c *feedCore) run(frame []byte, out []Tick, fn func(root *jfield, out []Tic
 	} else if it, typ, err := c.parseRoot(frame); err != nil {
 		perr = err
 	} else {
-		root := jfield{it: it, typ: typ}
-		out, perr = fn(&root, out)
+		c.root = jfield{it: it, typ: typ}
+		out, perr = fn(&c.root, out)
 	}
 	return c.finish(out, n, perr)
 }
@@ -299,11 +300,16 @@ func (c *feedCore) outOfSync(out []Tick, n int, b *bookState, reason string, rec
 	return out
 }
 
+// resyncCore is the feedCore of a feed that implements Resyncer (its
+// resnapshot is set); the other feeds embed feedCore alone, so that the
+// connection manager publishes a plain gap for them.
+type resyncCore struct{ feedCore }
+
 // Resync marks symbol's book out of sync (one KindGap tick appended to
 // out) and asks for a fresh snapshot; the connection manager calls it when
 // it had to drop book ticks of the instrument. An invalid symbol changes
 // nothing.
-func (c *feedCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick {
+func (c *resyncCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick {
 	s, perr := c.sym([]byte(symbol), "symbol")
 	if perr != nil {
 		return out

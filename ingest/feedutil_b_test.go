@@ -509,3 +509,14 @@ func TestFeedsBDuplicateKey(t *testing.T) {
 		}
 	}
 }
+
+// These feeds do not implement Resyncer (the connection manager publishes a
+// plain gap for them); sharing feedCore must not give them its Resync.
+func TestFeedsBNotResyncers(t *testing.T) {
+	for _, v := range []string{"bitfinex", "gemini", "deribit", "kucoin", "gateio", "bitmex", "huobi"} {
+		f, _ := newFeedB(t, v, FeedConfig{})
+		if _, ok := f.(Resyncer); ok {
+			t.Errorf("%s implements Resyncer", v)
+		}
+	}
+}
