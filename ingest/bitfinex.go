@@ -433,16 +433,15 @@ func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *jfield, pl *bfxPay
 // bfxNumbers reads the first len(dst) elements of the array at it, which
 // must all be numbers.
 func bfxNumbers(fl *jfield, dst []float64, field string) *ParseError {
-	ai, perr := fl.arrayIter(field)
+	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
 	}
 	for i := range dst {
-		e, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return perrf(ReasonMissingField, field)
 		}
-		if dst[i], perr = e.numJSON(field); perr != nil {
+		if dst[i], perr = ai.numJSON(field); perr != nil {
 			return perr
 		}
 	}
@@ -453,19 +452,18 @@ func bfxNumbers(fl *jfield, dst []float64, field string) *ParseError {
 // NEXT_FUNDING_MTS, NEXT_FUNDING_ACCRUED, NEXT_FUNDING_STEP, _,
 // CURRENT_FUNDING, _, _, MARK_PRICE, ...].
 func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
-	ai, perr := fl.arrayIter("status")
+	ai, perr := fl.elems("status")
 	if perr != nil {
 		return perr
 	}
 	for i := 0; i <= 14; i++ {
-		e, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return perrf(ReasonMissingField, "status")
 		}
 		var v float64
 		switch i {
 		case 0:
-			ms, perr := e.intJSON("status")
+			ms, perr := ai.intJSON("status")
 			if perr != nil {
 				return perr
 			}
@@ -474,7 +472,7 @@ func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
 			}
 			v = float64(ms)
 		case 3, 11, 14:
-			v, _, perr = e.numOrNull("status")
+			v, _, perr = ai.numOrNull("status")
 			if perr != nil {
 				return perr
 			}
@@ -499,21 +497,20 @@ func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
 // [price,count,amount] into f.lv. count 0 removes the level: amount 1 from
 // the bids, -1 from the asks; otherwise the amount's sign gives the side.
 func (f *BitfinexFeed) decodeBook(fl *jfield, pl *bfxPayload) *ParseError {
-	ai, perr := fl.arrayIter("book")
+	ai, perr := fl.elems("book")
 	if perr != nil {
 		return perr
 	}
 	f.lv = f.lv[:0]
-	first := ai
+	first := ai.it
 	t := first.Advance()
 	if t == simdjson.TypeArray || t == simdjson.TypeNone {
 		pl.what = bfxBookSnap
 		for {
-			el, ok := next(&ai)
-			if !ok {
+			if !ai.advance() {
 				return nil
 			}
-			if perr := f.bookLevel(&el); perr != nil {
+			if perr := f.bookLevel(&ai); perr != nil {
 				return perr
 			}
 		}

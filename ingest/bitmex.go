@@ -209,18 +209,17 @@ var (
 
 // entries decodes data's objects into f.ent.
 func (f *BitmexFeed) entries(data *jfield) *ParseError {
-	ai, perr := data.arrayIter("data")
+	ai, perr := data.elems("data")
 	if perr != nil {
 		return perr
 	}
 	f.ent = f.ent[:0]
 	d := f.e[:]
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return nil
 		}
-		if perr := objectFields(&el, bitmexEntryKeys, d, "data"); perr != nil {
+		if perr := objectFields(&ai, bitmexEntryKeys, d, "data"); perr != nil {
 			return perr
 		}
 		var e bitmexEntry

@@ -383,33 +383,31 @@ func (f *DeribitFeed) levels(fl *jfield, side Side, field string) *ParseError {
 	if fl.typ == simdjson.TypeNone {
 		return nil
 	}
-	ai, perr := fl.arrayIter(field)
+	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
 	}
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return nil
 		}
-		li, perr := el.arrayIter(field)
+		li, perr := ai.elems(field)
 		if perr != nil {
 			return perr
 		}
 		l := parsedLevel{side: side}
 		var action []byte
 		for i := 0; i < 3; i++ {
-			e, ok := next(&li)
-			if !ok {
+			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
 			switch i {
 			case 0:
-				action, perr = e.str(field)
+				action, perr = li.str(field)
 			case 1:
-				l.px, perr = e.nonNeg(field)
+				l.px, perr = li.nonNeg(field)
 			case 2:
-				l.sz, perr = e.nonNeg(field)
+				l.sz, perr = li.nonNeg(field)
 			}
 			if perr != nil {
 				return perr
@@ -444,18 +442,17 @@ var deribitTradeKeys = []string{"instrument_name", "direction", "price", "amount
 
 // trades handles a trades notification: an array of trades.
 func (f *DeribitFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
-	ai, perr := data.arrayIter("data")
+	ai, perr := data.elems("data")
 	if perr != nil {
 		return out, perr
 	}
 	n := len(out)
 	d := f.d[:8]
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return out, nil
 		}
-		if perr := objectFields(&el, deribitTradeKeys, d, "data"); perr != nil {
+		if perr := objectFields(&ai, deribitTradeKeys, d, "data"); perr != nil {
 			return out[:n], perr
 		}
 		if !present(d[:5]) {

@@ -747,6 +747,19 @@ func (f *jfield) arrayIter(field string) (simdjson.Iter, *ParseError) {
 	return arr.Iter(), nil
 }
 
+// elems returns the array f as a jfield that advance moves through its
+// elements in place (next copies each one out).
+func (f *jfield) elems(field string) (jfield, *ParseError) {
+	it, perr := f.arrayIter(field)
+	return jfield{it: it}, perr
+}
+
+// advance moves an elems jfield to its next element; false past the last.
+func (f *jfield) advance() bool {
+	f.typ = f.it.Advance()
+	return f.typ != simdjson.TypeNone
+}
+
 // next advances an array iterator to its next element.
 func next(it *simdjson.Iter) (jfield, bool) {
 	typ := it.Advance()

@@ -232,29 +232,27 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 	if m.changes.typ == simdjson.TypeNone {
 		return out, perrf(ReasonMissingField, "changes")
 	}
-	ai, perr := m.changes.arrayIter("changes")
+	ai, perr := m.changes.elems("changes")
 	if perr != nil {
 		return out, perr
 	}
 	f.lv = f.lv[:0]
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			break
 		}
-		li, perr := el.arrayIter("changes")
+		li, perr := ai.elems("changes")
 		if perr != nil {
 			return out, perr
 		}
 		var l parsedLevel
 		for i := 0; i < 3; i++ {
-			e, ok := next(&li)
-			if !ok {
+			if !li.advance() {
 				return out, perrf(ReasonMissingField, "changes")
 			}
 			switch i {
 			case 0:
-				b, perr := e.str("changes")
+				b, perr := li.str("changes")
 				if perr != nil {
 					return out, perr
 				}
@@ -262,14 +260,14 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 					return out, perr
 				}
 			case 1:
-				if l.px, _, perr = e.dec("changes"); perr != nil {
+				if l.px, _, perr = li.dec("changes"); perr != nil {
 					return out, perr
 				}
 				if l.px == 0 {
 					return out, perrf(ReasonBadNumber, "changes")
 				}
 			case 2:
-				if l.sz, _, perr = e.dec("changes"); perr != nil {
+				if l.sz, _, perr = li.dec("changes"); perr != nil {
 					return out, perr
 				}
 			}

@@ -241,26 +241,24 @@ func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]
 
 // numLevels reads [[price, size], ...] with numbers.
 func (f *HuobiFeed) numLevels(fl *jfield, side Side, field string) *ParseError {
-	ai, perr := fl.arrayIter(field)
+	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
 	}
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return nil
 		}
-		li, perr := el.arrayIter(field)
+		li, perr := ai.elems(field)
 		if perr != nil {
 			return perr
 		}
 		var v [2]float64
 		for i := range v {
-			e, ok := next(&li)
-			if !ok {
+			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
-			if v[i], perr = e.nonNeg(field); perr != nil {
+			if v[i], perr = li.nonNeg(field); perr != nil {
 				return perr
 			}
 		}
@@ -284,18 +282,17 @@ func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []Tick) ([
 	if d[0].typ == simdjson.TypeNone {
 		return out, perrf(ReasonMissingField, "data")
 	}
-	ai, perr := d[0].arrayIter("data")
+	ai, perr := d[0].elems("data")
 	if perr != nil {
 		return out, perr
 	}
 	n := len(out)
 	e := f.e[:]
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return out, nil
 		}
-		if perr := objectFields(&el, huobiTradeKeys, e, "data"); perr != nil {
+		if perr := objectFields(&ai, huobiTradeKeys, e, "data"); perr != nil {
 			return out[:n], perr
 		}
 		if !present(e[:4]) {

@@ -334,7 +334,7 @@ func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool
 	if f.typ == simdjson.TypeNone {
 		return nil
 	}
-	ai, perr := f.arrayIter(field)
+	ai, perr := f.elems(field)
 	if perr != nil {
 		return perr
 	}
@@ -343,27 +343,25 @@ func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool
 		n = 3
 	}
 	for {
-		el, ok := next(&ai)
-		if !ok {
+		if !ai.advance() {
 			return nil
 		}
-		li, perr := el.arrayIter(field)
+		li, perr := ai.elems(field)
 		if perr != nil {
 			return perr
 		}
 		l := parsedLevel{side: side}
 		for i := 0; i < n; i++ {
-			e, ok := next(&li)
-			if !ok {
+			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
 			switch i {
 			case 0:
-				l.px, _, perr = e.dec(field)
+				l.px, _, perr = li.dec(field)
 			case 1:
-				l.sz, _, perr = e.dec(field)
+				l.sz, _, perr = li.dec(field)
 			case 2:
-				l.seq, perr = e.seqNum(field)
+				l.seq, perr = li.seqNum(field)
 			}
 			if perr != nil {
 				return perr
