@@ -494,14 +494,14 @@ func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
 }
 
 // decodeBook reads a snapshot [[price,count,amount],...] or one update
-// [price,count,amount] into f.lv. count 0 removes the level: amount 1 from
+// [price,count,amount] into f.sl. count 0 removes the level: amount 1 from
 // the bids, -1 from the asks; otherwise the amount's sign gives the side.
 func (f *BitfinexFeed) decodeBook(fl *jfield, pl *bfxPayload) *ParseError {
 	ai, perr := fl.elems("book")
 	if perr != nil {
 		return perr
 	}
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	first := ai.it
 	t := first.Advance()
 	if t == simdjson.TypeArray || t == simdjson.TypeNone {
@@ -536,7 +536,7 @@ func (f *BitfinexFeed) bookLevel(fl *jfield) *ParseError {
 	if count == 0 {
 		sz = 0
 	}
-	f.lv = append(f.lv, parsedLevel{side: side, px: px, sz: sz})
+	f.sl = append(f.sl, seqLevel{side: side, px: px, sz: sz})
 	return nil
 }
 
@@ -620,7 +620,7 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 	}
 	switch pl.what {
 	case bfxBookSnap:
-		out2, ok := f.replaceBook(bk, f.lv, recv, 0, seq, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, 0, seq, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, seq, out)
 			f.resubscribe(c, id)
@@ -632,7 +632,7 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 			return out, nil
 		}
 		n := len(out)
-		out, ok := f.applyDelta(bk, f.lv, recv, 0, seq, out)
+		out, ok := f.applyDelta(bk, f.sl, recv, 0, seq, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, seq, out[:n])
 			f.resubscribe(c, id)

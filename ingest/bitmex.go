@@ -368,17 +368,17 @@ func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *jfield, ou
 			return out, nil
 		}
 		ids := map[uint64]bitmexLevel{}
-		f.lv = f.lv[:0]
+		f.sl = f.sl[:0]
 		for _, e := range f.ent {
 			if e.s != s {
 				return out, perrf(ReasonBadSymbol, "symbol")
 			}
 			ids[e.id] = bitmexLevel{e.side, e.px}
-			f.lv = append(f.lv, parsedLevel{side: e.side, px: e.px, sz: e.sz})
+			f.sl = append(f.sl, seqLevel{side: e.side, px: e.px, sz: e.sz})
 		}
 		f.ids[s.symbol] = ids
 		bk := f.feedCore.book(s)
-		out2, ok := f.replaceBook(bk, f.lv, recv, 0, 0, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, 0, 0, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, 0, out)
 			f.resubscribe(s.symbol)
@@ -405,7 +405,7 @@ func (f *BitmexFeed) bookChanges(recv int64, act string, s *symEntry, ents []bit
 		return out
 	}
 	ids := f.ids[s.symbol]
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	for _, e := range ents {
 		lv, known := ids[e.id]
 		switch act {
@@ -428,10 +428,10 @@ func (f *BitmexFeed) bookChanges(recv int64, act string, s *symEntry, ents []bit
 			sz = 0
 			delete(ids, e.id)
 		}
-		f.lv = append(f.lv, parsedLevel{side: lv.side, px: lv.px, sz: sz})
+		f.sl = append(f.sl, seqLevel{side: lv.side, px: lv.px, sz: sz})
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, f.lv, recv, 0, 0, out)
+	out, ok := f.applyDelta(bk, f.sl, recv, 0, 0, out)
 	if !ok {
 		out = f.desync(bk, "crossed", recv, 0, out[:n])
 		f.resubscribe(s.symbol)

@@ -318,7 +318,7 @@ func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Ti
 			return out, perr
 		}
 	}
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	if perr := f.levels(&d[5], SideBuy, "bids"); perr != nil {
 		return out, perr
 	}
@@ -353,7 +353,7 @@ func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Ti
 	}
 	bk := f.book(s)
 	if snapshot {
-		out2, ok := f.replaceBook(bk, f.lv, recv, exch, changeID, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, exch, changeID, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, changeID, out)
 			f.resubscribe(bk)
@@ -370,7 +370,7 @@ func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Ti
 		return out, nil
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, f.lv, recv, exch, changeID, out)
+	out, ok := f.applyDelta(bk, f.sl, recv, exch, changeID, out)
 	if !ok {
 		out = f.desync(bk, "crossed", recv, changeID, out[:n])
 		f.resubscribe(bk)
@@ -395,7 +395,7 @@ func (f *DeribitFeed) levels(fl *jfield, side Side, field string) *ParseError {
 		if perr != nil {
 			return perr
 		}
-		l := parsedLevel{side: side}
+		l := seqLevel{side: side}
 		var action []byte
 		for i := 0; i < 3; i++ {
 			if !li.advance() {
@@ -423,7 +423,7 @@ func (f *DeribitFeed) levels(fl *jfield, side Side, field string) *ParseError {
 		if l.px == 0 {
 			return perrf(ReasonBadNumber, field)
 		}
-		f.lv = append(f.lv, l)
+		f.sl = append(f.sl, l)
 	}
 }
 

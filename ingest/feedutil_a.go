@@ -35,6 +35,7 @@ type feedCore struct {
 	snaps  []SnapshotRequest
 
 	lv   []parsedLevel // scratch: a frame's levels, parsed before any is applied
+	sl   []seqLevel    // the same, for the feeds that keep no text (replaceBook, applyDelta)
 	root jfield        // scratch: the frame's root (run; on the stack it would escape)
 
 	// resnapshot asks for a fresh snapshot of b (the venue's way).
@@ -68,7 +69,7 @@ type bookState struct {
 	// REST-snapshot venues (KuCoin, Gate.io): deltas received before the
 	// snapshot, applied once it arrives.
 	pend      []pendingDelta
-	pendLv    []parsedLevel
+	pendLv    []seqLevel
 	requested bool
 	chanID    int64 // venue channel id (Bitfinex)
 }
@@ -87,7 +88,14 @@ type parsedLevel struct {
 	px, sz         float64
 	pxText, szText []byte // the venue's text, kept for checksums
 	ts             int64  // the level's own exchange time (Kraken v1), 0: the frame's
-	seq            uint64 // the level's own sequence (KuCoin), 0: none
+}
+
+// seqLevel is a parsedLevel without the venue's text; pointer-free, so
+// buffering many (KuCoin, Gate.io) costs the garbage collector nothing.
+type seqLevel struct {
+	side   Side
+	px, sz float64
+	seq    uint64 // the level's own sequence (KuCoin), 0: none
 }
 
 func newFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, bool)) feedCore {
@@ -349,7 +357,7 @@ func (c *feedCore) desync(b *bookState, reason string, recv int64, seq uint64, o
 // replaceBook replaces b's book with lv and appends one KindSnapshot tick
 // per level (bids first, best first). It reports false, and appends
 // nothing, when the snapshot is crossed.
-func (c *feedCore) replaceBook(b *bookState, lv []parsedLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
+func (c *feedCore) replaceBook(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
 	b.Clear()
 	for i := range lv {
 		if l := &lv[i]; l.sz != 0 {
@@ -381,7 +389,7 @@ func (c *feedCore) replaceBook(b *bookState, lv []parsedLevel, recv, exch int64,
 // applyDelta applies lv to b's book and appends one KindBookDelta tick per
 // level. It reports false when the result is crossed (the caller desyncs;
 // the ticks appended are to be dropped).
-func (c *feedCore) applyDelta(b *bookState, lv []parsedLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
+func (c *feedCore) applyDelta(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
 	base := c.newTick(b.sym, KindBookDelta, recv, exch)
 	base.Seq = seq
 	for i := range lv {

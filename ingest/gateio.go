@@ -299,7 +299,7 @@ func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []Tick) ([]Tick, *P
 	if perr != nil {
 		return out, perr
 	}
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	if perr := f.kucoinLevels(&d[4], SideBuy, "b", false); perr != nil {
 		return out, perr
 	}
@@ -313,7 +313,7 @@ func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []Tick) ([]Tick, *P
 	if perr != nil {
 		return out, perr
 	}
-	return f.seqUpdate(f.book(s), recv, ts, first, last, f.lv, out, f.requestSnapshot), nil
+	return f.seqUpdate(f.book(s), recv, ts, first, last, f.sl, out, f.requestSnapshot), nil
 }
 
 var gateioSnapKeys = []string{"id", "update", "bids", "asks"}

@@ -236,7 +236,7 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 	if perr != nil {
 		return out, perr
 	}
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	for {
 		if !ai.advance() {
 			break
@@ -245,7 +245,7 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 		if perr != nil {
 			return out, perr
 		}
-		var l parsedLevel
+		var l seqLevel
 		for i := 0; i < 3; i++ {
 			if !li.advance() {
 				return out, perrf(ReasonMissingField, "changes")
@@ -272,13 +272,13 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 				}
 			}
 		}
-		f.lv = append(f.lv, l)
+		f.sl = append(f.sl, l)
 	}
 	out = f.sequence(recv, m, out)
 	bk := f.book(s)
 	if m.hasTrades {
 		f.m.Ignored("initial_trades")
-		out2, ok := f.replaceBook(bk, f.lv, recv, 0, m.sockSeq, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, 0, m.sockSeq, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, m.sockSeq, out)
 			f.resubscribe(bk)
@@ -290,7 +290,7 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 		return out, nil // withheld until the (re)subscription's book arrives
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, f.lv, recv, 0, m.sockSeq, out)
+	out, ok := f.applyDelta(bk, f.sl, recv, 0, m.sockSeq, out)
 	if !ok {
 		out = f.desync(bk, "crossed", recv, m.sockSeq, out[:n])
 		f.resubscribe(bk)

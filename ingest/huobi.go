@@ -210,7 +210,7 @@ func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]
 	if perr := objectFields(tick, huobiDepthKeys, d, "tick"); perr != nil {
 		return out, perr
 	}
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	if !present(d[:2]) {
 		return out, perrf(ReasonMissingField, "bids")
 	}
@@ -231,7 +231,7 @@ func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]
 		}
 	}
 	bk := f.book(s)
-	out2, ok := f.replaceBook(bk, f.lv, recv, ts, version, out)
+	out2, ok := f.replaceBook(bk, f.sl, recv, ts, version, out)
 	if !ok {
 		// The next push is a whole book again: nothing to ask for.
 		return f.desync(bk, "crossed", recv, version, out), nil
@@ -265,7 +265,7 @@ func (f *HuobiFeed) numLevels(fl *jfield, side Side, field string) *ParseError {
 		if v[0] == 0 {
 			return perrf(ReasonBadNumber, field)
 		}
-		f.lv = append(f.lv, parsedLevel{side: side, px: v[0], sz: v[1]})
+		f.sl = append(f.sl, seqLevel{side: side, px: v[0], sz: v[1]})
 	}
 }
 

@@ -328,7 +328,7 @@ func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []Tick) ([
 	return append(out, t), nil
 }
 
-// kucoinLevels reads [[price, size, sequence], ...] into c.lv; price "0" is
+// kucoinLevels reads [[price, size, sequence], ...] into c.sl; price "0" is
 // a sequence-only entry and is left out. An absent member adds nothing.
 func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool) *ParseError {
 	if f.typ == simdjson.TypeNone {
@@ -350,7 +350,7 @@ func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool
 		if perr != nil {
 			return perr
 		}
-		l := parsedLevel{side: side}
+		l := seqLevel{side: side}
 		for i := 0; i < n; i++ {
 			if !li.advance() {
 				return perrf(ReasonMissingField, field)
@@ -373,7 +373,7 @@ func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool
 			}
 			continue
 		}
-		c.lv = append(c.lv, l)
+		c.sl = append(c.sl, l)
 	}
 }
 
@@ -413,7 +413,7 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *Pa
 	if perr := objectFields(&d[3], kucoinChangesKeys, c, "changes"); perr != nil {
 		return out, perr
 	}
-	f.lv = f.lv[:0]
+	f.sl = f.sl[:0]
 	if perr := f.kucoinLevels(&c[0], SideBuy, "bids", true); perr != nil {
 		return out, perr
 	}
@@ -424,7 +424,7 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *Pa
 	if perr != nil {
 		return out, perr
 	}
-	return f.seqUpdate(f.book(s), recv, ts, start, end, f.lv, out, f.requestSnapshot), nil
+	return f.seqUpdate(f.book(s), recv, ts, start, end, f.sl, out, f.requestSnapshot), nil
 }
 
 // seqUpdate applies or buffers a delta frame covering venue sequences
@@ -433,7 +433,7 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *Pa
 // frames wholly at or before the book's sequence are skipped, a frame
 // starting beyond the next sequence is a gap, and levels carrying their own
 // sequence (KuCoin) at or before the book's are skipped.
-func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64, lv []parsedLevel, out []Tick, request func(*bookState)) []Tick {
+func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64, lv []seqLevel, out []Tick, request func(*bookState)) []Tick {
 	if !bk.synced {
 		if len(bk.pendLv)+len(lv) > maxPendLevels {
 			c.log.Warn("snapshot buffer full, dropping it and asking again", "symbol", bk.sym.symbol)
@@ -458,7 +458,7 @@ func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64
 	return c.applySeqDelta(bk, recv, exch, last, lv, out, request)
 }
 
-func (c *feedCore) applySeqDelta(bk *bookState, recv, exch int64, last uint64, lv []parsedLevel, out []Tick, request func(*bookState)) []Tick {
+func (c *feedCore) applySeqDelta(bk *bookState, recv, exch int64, last uint64, lv []seqLevel, out []Tick, request func(*bookState)) []Tick {
 	// Drop levels the snapshot already holds (their own sequence is at or
 	// before it), filtering lv in place.
 	k := 0
@@ -498,7 +498,7 @@ func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64
 		request(bk)
 		return out
 	}
-	out2, ok := c.replaceBook(bk, c.lv, recv, exch, seq, out)
+	out2, ok := c.replaceBook(bk, c.sl, recv, exch, seq, out)
 	if !ok {
 		out = c.desync(bk, "crossed", recv, seq, out)
 		request(bk)
@@ -526,7 +526,7 @@ func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64
 // restSnapshot applies a REST snapshot at seq, its bids and asks
 // [[price, size], ...], to symbol's book.
 func (c *feedCore) restSnapshot(recv, exch int64, symbol string, seq uint64, bids, asks *jfield, out []Tick, request func(*bookState)) ([]Tick, *ParseError) {
-	c.lv = c.lv[:0]
+	c.sl = c.sl[:0]
 	if perr := c.kucoinLevels(bids, SideBuy, "bids", false); perr != nil {
 		return out, perr
 	}
