@@ -42,25 +42,26 @@ const (
 
 type bfxChan struct {
 	kind int
-	s    *symB
-	bk   *bookB // bfxBook
-	sub  []byte // the subscribe frame, to resubscribe
+	s    *symEntry
+	bk   *bookState // bfxBook
+	sub  []byte     // the subscribe frame, to resubscribe
 }
 
 // BitfinexFeed is the Bitfinex v2 public websocket Feed.
 type BitfinexFeed struct {
-	feedBase
+	feedCore
 	chans   map[int64]*bfxChan
 	seq     uint64
 	haveSeq bool
 	csbuf   []byte
 	gapSeen map[string]bool // scratch: instruments given a gap tick for one sequence gap
 	ids     []int64         // scratch: channel ids, sorted
+	ev      [5]jfield       // scratch: event members
 }
 
 // NewBitfinexFeed returns a Bitfinex Feed.
 func NewBitfinexFeed(cfg FeedConfig) *BitfinexFeed {
-	return &BitfinexFeed{feedBase: newFeedBase("bitfinex", cfg), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
+	return &BitfinexFeed{feedCore: newLooseFeedCore("bitfinex", cfg, NormalizeBitfinexSymbol), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
 }
 
 // Limits: 25 channels per connection and 20 connections a minute on
@@ -164,7 +165,7 @@ func bfxSubFrame(s Subscription) ([]byte, error) {
 }
 
 func (f *BitfinexFeed) Reset() {
-	f.resetBase()
+	f.reset()
 	clear(f.chans)
 	f.seq, f.haveSeq = 0, false
 }
@@ -176,50 +177,39 @@ func (f *BitfinexFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []
 // Handle decodes one frame. Events ({"event":...}) maintain the channel
 // map; channel messages are [chanId, payload..., seq].
 func (f *BitfinexFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		switch rootOf(pj, &it) {
+	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		switch root.typ {
 		case simdjson.TypeObject:
-			return out, f.event(&it)
+			return out, f.event(root)
 		case simdjson.TypeArray:
-			return f.message(recv, &it, out)
+			return f.message(recv, root, out)
 		}
 		return out, perrf(ReasonBadType, "root")
 	})
 }
 
-func (f *BitfinexFeed) event(it *simdjson.Iter) *ParseError {
-	var obj simdjson.Object
-	if err := objectOf(it, &obj, "root"); err != nil {
-		return err
+var bitfinexEventKeys = []string{"event", "channel", "symbol", "key", "chanId"}
+
+func (f *BitfinexFeed) event(root *jfield) *ParseError {
+	e := f.ev[:]
+	if perr := objectFields(root, bitfinexEventKeys, e, "root"); perr != nil {
+		return perr
 	}
-	var el simdjson.Iter
-	var ev, channel, symbol, key []byte
+	var str [4][]byte // event, channel, symbol, key
+	for i := range str {
+		if e[i].typ != simdjson.TypeNone {
+			var perr *ParseError
+			if str[i], perr = e[i].str(bitfinexEventKeys[i]); perr != nil {
+				return perr
+			}
+		}
+	}
+	ev, channel, symbol, key := str[0], str[1], str[2], str[3]
 	var chanID int64
-	haveChan := false
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return perrf(ReasonBadJSON, "")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
+	haveChan := e[4].typ != simdjson.TypeNone
+	if haveChan {
 		var perr *ParseError
-		switch string(name) {
-		case "event":
-			ev, perr = jstr(&el, "event")
-		case "channel":
-			channel, perr = jstr(&el, "channel")
-		case "symbol":
-			symbol, perr = jstr(&el, "symbol")
-		case "key":
-			key, perr = jstr(&el, "key")
-		case "chanId":
-			chanID, perr = jint(&el, "chanId")
-			haveChan = true
-		}
-		if perr != nil {
+		if chanID, perr = e[4].intJSON("chanId"); perr != nil {
 			return perr
 		}
 	}
@@ -267,12 +257,12 @@ func (f *BitfinexFeed) subscribed(id int64, channel string, symbol, key []byte) 
 		f.m.Ignored("subscribed_other")
 		return nil
 	}
-	s, perr := f.symbol(symbol, "symbol", NormalizeBitfinexSymbol)
+	s, perr := f.sym(symbol, "symbol")
 	if perr != nil {
 		return perr
 	}
 	c.s = s
-	sub.Symbol = s.sym
+	sub.Symbol = s.symbol
 	c.sub, _ = bfxSubFrame(sub)
 	if c.kind == bfxBook {
 		c.bk = f.book(s)
@@ -285,40 +275,40 @@ func (f *BitfinexFeed) subscribed(id int64, channel string, symbol, key []byte) 
 
 // message handles [chanId, ...]. With SEQ_ALL the last element is the
 // connection's sequence number.
-func (f *BitfinexFeed) message(recv int64, it *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
-	ai, perr := arrayIter(it, "root")
+func (f *BitfinexFeed) message(recv int64, root *jfield, out []Tick) ([]Tick, *ParseError) {
+	ai, perr := root.arrayIter("root")
 	if perr != nil {
 		return out, perr
 	}
-	var el [5]simdjson.Iter
+	var el [5]jfield
 	n := 0
 	for {
-		t := ai.Advance()
-		if t == simdjson.TypeNone {
+		e, ok := next(&ai)
+		if !ok {
 			break
 		}
 		if n == len(el) {
 			return out, perrf(ReasonBadType, "root")
 		}
-		el[n] = ai
+		el[n] = e
 		n++
 	}
 	if n < 2 {
 		return out, perrf(ReasonMissingField, "payload")
 	}
-	chanID, perr := jint(&el[0], "chanId")
+	chanID, perr := el[0].intJSON("chanId")
 	if perr != nil {
 		return out, perr
 	}
 	// The payload's shape: "hb" | "te"/"tu" [trade] | "cs" crc | [data].
 	min := 2
 	var tag []byte
-	if el[1].Type() == simdjson.TypeString {
-		tag, _ = el[1].StringBytes()
+	if el[1].typ == simdjson.TypeString {
+		tag, _ = el[1].it.StringBytes()
 		if string(tag) != "hb" {
 			min = 3
 		}
-	} else if el[1].Type() != simdjson.TypeArray {
+	} else if el[1].typ != simdjson.TypeArray {
 		return out, perrf(ReasonBadType, "payload")
 	}
 	if n < min {
@@ -327,7 +317,7 @@ func (f *BitfinexFeed) message(recv int64, it *simdjson.Iter, out []Tick) ([]Tic
 	var seq uint64
 	haveSeq := false
 	if n > min {
-		v, perr := jint(&el[min], "seq")
+		v, perr := el[min].intJSON("seq")
 		if perr != nil {
 			return out, perr
 		}
@@ -378,7 +368,7 @@ const (
 	bfxFunding
 )
 
-func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *simdjson.Iter, pl *bfxPayload) *ParseError {
+func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *jfield, pl *bfxPayload) *ParseError {
 	switch string(tag) {
 	case "hb":
 		pl.what = bfxHB
@@ -404,7 +394,7 @@ func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *simdjson.Iter, pl 
 		if c.kind != bfxBook {
 			return perrf(ReasonBadType, "cs")
 		}
-		v, perr := jint(p2, "checksum")
+		v, perr := p2.intJSON("checksum")
 		if perr != nil {
 			return perr
 		}
@@ -420,7 +410,7 @@ func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *simdjson.Iter, pl 
 	switch c.kind {
 	case bfxTrades:
 		pl.what = bfxIgnored // the snapshot of past trades: not live trades
-		_, perr := arrayIter(p1, "trades")
+		_, perr := p1.arrayIter("trades")
 		return perr
 	case bfxTicker:
 		pl.what = bfxQuote
@@ -442,16 +432,16 @@ func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *simdjson.Iter, pl 
 
 // bfxNumbers reads the first len(dst) elements of the array at it, which
 // must all be numbers.
-func bfxNumbers(it *simdjson.Iter, dst []float64, field string) *ParseError {
-	ai, perr := arrayIter(it, field)
+func bfxNumbers(fl *jfield, dst []float64, field string) *ParseError {
+	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
 	}
 	for i := range dst {
-		if ai.Advance() == simdjson.TypeNone {
+		if !ai.advance() {
 			return perrf(ReasonMissingField, field)
 		}
-		if dst[i], perr = jnum(&ai, field); perr != nil {
+		if dst[i], perr = ai.numJSON(field); perr != nil {
 			return perr
 		}
 	}
@@ -461,19 +451,19 @@ func bfxNumbers(it *simdjson.Iter, dst []float64, field string) *ParseError {
 // decodeStatus reads [MTS, _, DERIV_PRICE, SPOT_PRICE, _, INSURANCE, _,
 // NEXT_FUNDING_MTS, NEXT_FUNDING_ACCRUED, NEXT_FUNDING_STEP, _,
 // CURRENT_FUNDING, _, _, MARK_PRICE, ...].
-func (f *BitfinexFeed) decodeStatus(it *simdjson.Iter, pl *bfxPayload) *ParseError {
-	ai, perr := arrayIter(it, "status")
+func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
+	ai, perr := fl.elems("status")
 	if perr != nil {
 		return perr
 	}
 	for i := 0; i <= 14; i++ {
-		if ai.Advance() == simdjson.TypeNone {
+		if !ai.advance() {
 			return perrf(ReasonMissingField, "status")
 		}
 		var v float64
 		switch i {
 		case 0:
-			ms, perr := jint(&ai, "status")
+			ms, perr := ai.intJSON("status")
 			if perr != nil {
 				return perr
 			}
@@ -482,7 +472,7 @@ func (f *BitfinexFeed) decodeStatus(it *simdjson.Iter, pl *bfxPayload) *ParseErr
 			}
 			v = float64(ms)
 		case 3, 11, 14:
-			v, _, perr = jnumOrNull(&ai, "status")
+			v, _, perr = ai.numOrNull("status")
 			if perr != nil {
 				return perr
 			}
@@ -504,32 +494,34 @@ func (f *BitfinexFeed) decodeStatus(it *simdjson.Iter, pl *bfxPayload) *ParseErr
 }
 
 // decodeBook reads a snapshot [[price,count,amount],...] or one update
-// [price,count,amount] into f.lv. count 0 removes the level: amount 1 from
+// [price,count,amount] into f.sl. count 0 removes the level: amount 1 from
 // the bids, -1 from the asks; otherwise the amount's sign gives the side.
-func (f *BitfinexFeed) decodeBook(it *simdjson.Iter, pl *bfxPayload) *ParseError {
-	ai, perr := arrayIter(it, "book")
+func (f *BitfinexFeed) decodeBook(fl *jfield, pl *bfxPayload) *ParseError {
+	ai, perr := fl.elems("book")
 	if perr != nil {
 		return perr
 	}
-	f.lv = f.lv[:0]
-	first := ai
+	f.sl = f.sl[:0]
+	first := ai.it
 	t := first.Advance()
 	if t == simdjson.TypeArray || t == simdjson.TypeNone {
 		pl.what = bfxBookSnap
-		for ai.Advance() != simdjson.TypeNone {
+		for {
+			if !ai.advance() {
+				return nil
+			}
 			if perr := f.bookLevel(&ai); perr != nil {
 				return perr
 			}
 		}
-		return nil
 	}
 	pl.what = bfxBookDelta
-	return f.bookLevel(it)
+	return f.bookLevel(fl)
 }
 
-func (f *BitfinexFeed) bookLevel(it *simdjson.Iter) *ParseError {
+func (f *BitfinexFeed) bookLevel(fl *jfield) *ParseError {
 	var v [3]float64
-	if perr := bfxNumbers(it, v[:], "level"); perr != nil {
+	if perr := bfxNumbers(fl, v[:], "level"); perr != nil {
 		return perr
 	}
 	px, count, amt := v[0], v[1], v[2]
@@ -544,7 +536,7 @@ func (f *BitfinexFeed) bookLevel(it *simdjson.Iter) *ParseError {
 	if count == 0 {
 		sz = 0
 	}
-	f.lv = append(f.lv, lvB{side: side, px: px, sz: sz})
+	f.sl = append(f.sl, seqLevel{side: side, px: px, sz: sz})
 	return nil
 }
 
@@ -562,24 +554,24 @@ func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []Tick) []Tick {
 	for _, id := range f.ids {
 		c := f.chans[id]
 		if c.kind == bfxBook {
-			if c.bk.chanID != id || c.bk.state == bookResync {
+			if c.bk.chanID != id || c.bk.resync {
 				continue
 			}
-			if c.bk.state == bookNew {
+			if !c.bk.synced {
 				// Nothing published yet: a resubscription is enough.
 				f.resubscribe(c, id)
 				continue
 			}
 			out = f.desync(c.bk, "gap", recv, seq, out)
-			f.gapSeen[c.s.inst] = true
+			f.gapSeen[c.s.instrument] = true
 			f.resubscribe(c, id)
 		}
 	}
 	for _, id := range f.ids {
 		c := f.chans[id]
-		if c.kind != bfxBook && !f.gapSeen[c.s.inst] {
-			f.gapSeen[c.s.inst] = true
-			out = f.gapTick(c.s, recv, seq, out)
+		if c.kind != bfxBook && !f.gapSeen[c.s.instrument] {
+			f.gapSeen[c.s.instrument] = true
+			out = f.gapTick(out, c.s, recv, 0, seq)
 		}
 	}
 	return out
@@ -587,7 +579,7 @@ func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []Tick) []Tick {
 
 func (f *BitfinexFeed) resubscribe(c *bfxChan, id int64) {
 	c.bk.chanID = 0 // frames still arriving on the old channel are ignored
-	c.bk.state = bookResync
+	c.bk.synced, c.bk.resync = false, true
 	f.outbox = append(f.outbox, fmt.Appendf(nil, `{"event":"unsubscribe","chanId":%d}`, id), c.sub)
 }
 
@@ -600,7 +592,7 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 		return out, nil
 	case bfxTrade:
 		ms, amt, px := pl.trade[1], pl.trade[2], pl.trade[3]
-		t := f.tick(c.s, KindTrade, recv, int64(ms)*1e6)
+		t := f.newTick(c.s, KindTrade, recv, int64(ms)*1e6)
 		t.Side = SideBuy // amount > 0: the taker bought
 		if amt < 0 {
 			t.Side = SideSell
@@ -609,13 +601,13 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 		t.ComputeID()
 		return append(out, t), nil
 	case bfxQuote:
-		t := f.tick(c.s, KindQuote, recv, 0)
+		t := f.newTick(c.s, KindQuote, recv, 0)
 		t.BidPx, t.BidSz, t.AskPx, t.AskSz = pl.quote[0], pl.quote[1], pl.quote[2], pl.quote[3]
 		t.Seq = seq
 		t.ComputeID()
 		return append(out, t), nil
 	case bfxFunding:
-		t := f.tick(c.s, KindFunding, recv, int64(pl.funding[0])*1e6)
+		t := f.newTick(c.s, KindFunding, recv, int64(pl.funding[0])*1e6)
 		// Price: the current funding rate; BidPx: the mark price; AskPx:
 		// the spot (index) price.
 		t.Price, t.BidPx, t.AskPx, t.Seq = pl.funding[1], pl.funding[2], pl.funding[3], seq
@@ -628,7 +620,7 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 	}
 	switch pl.what {
 	case bfxBookSnap:
-		out2, ok := f.applySnapshot(bk, f.lv, recv, 0, seq, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, 0, seq, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, seq, out)
 			f.resubscribe(c, id)
@@ -636,22 +628,22 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 		}
 		return out2, nil
 	case bfxBookDelta:
-		if bk.state != bookLive {
+		if !bk.synced {
 			return out, nil
 		}
 		n := len(out)
-		out, ok := f.applyDelta(bk, f.lv, recv, 0, seq, out)
+		out, ok := f.applyDelta(bk, f.sl, recv, 0, seq, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, seq, out[:n])
 			f.resubscribe(c, id)
 		}
 		return out, nil
 	case bfxCS:
-		if bk.state != bookLive || f.cfg.NoChecksum {
+		if !bk.synced || f.cfg.NoChecksum {
 			return out, nil
 		}
 		if got := f.checksum(bk); got != pl.checksum {
-			f.log.Warn("bitfinex checksum mismatch", "symbol", bk.s.sym, "want", pl.checksum, "got", got)
+			f.log.Warn("bitfinex checksum mismatch", "symbol", bk.sym.symbol, "want", pl.checksum, "got", got)
 			out = f.desync(bk, "checksum", recv, seq, out)
 			f.resubscribe(c, id)
 		}
@@ -661,8 +653,8 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 
 // checksum is the signed CRC32 of "bid0px:bid0amt:ask0px:-ask0amt:..." over
 // the top 25 levels, numbers written as JavaScript writes them.
-func (f *BitfinexFeed) checksum(bk *bookB) int32 {
-	return bitfinexChecksumOf(&bk.book, &f.csbuf)
+func (f *BitfinexFeed) checksum(bk *bookState) int32 {
+	return bitfinexChecksumOf(&bk.Book, &f.csbuf)
 }
 
 func bitfinexChecksumOf(b *Book, buf *[]byte) int32 {

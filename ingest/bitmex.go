@@ -30,13 +30,16 @@ type bitmexLevel struct {
 
 // BitmexFeed is the BitMEX realtime Feed.
 type BitmexFeed struct {
-	feedBase
+	feedCore
 	ids map[string]map[uint64]bitmexLevel // per venue symbol: level id → side, price
 	ent []bitmexEntry
+	r   [4]jfield  // root members
+	fl  [1]jfield  // filter members
+	e   [11]jfield // entry members
 }
 
 type bitmexEntry struct {
-	s        *symB
+	s        *symEntry
 	id       uint64
 	side     Side
 	px, sz   float64
@@ -49,7 +52,7 @@ type bitmexEntry struct {
 
 // NewBitmexFeed returns a BitMEX Feed.
 func NewBitmexFeed(cfg FeedConfig) *BitmexFeed {
-	return &BitmexFeed{feedBase: newFeedBase("bitmex", cfg), ids: map[string]map[uint64]bitmexLevel{}}
+	return &BitmexFeed{feedCore: newLooseFeedCore("bitmex", cfg, NormalizeBitmexSymbol), ids: map[string]map[uint64]bitmexLevel{}}
 }
 
 // Limits: BitMEX allows 20 subscribe args a second or so (its connection
@@ -131,7 +134,7 @@ func bitmexOp(op string, args ...string) []byte {
 }
 
 func (f *BitmexFeed) Reset() {
-	f.resetBase()
+	f.reset()
 	clear(f.ids)
 }
 
@@ -145,157 +148,146 @@ func (f *BitmexFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 		f.m.Ignored("pong")
 		return out, nil
 	}
-	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:]
+		if perr := objectFields(root, bitmexKeys, r, "root"); perr != nil {
 			return out, perr
 		}
-		var el, data simdjson.Iter
 		var table, action, filterSym []byte
-		hasData := false
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "table":
-				table, perr = jstr(&el, "table")
-			case "action":
-				action, perr = jstr(&el, "action")
-			case "data":
-				data, hasData = el, true
-			case "filter":
-				var fo simdjson.Object
-				if perr = objectOf(&el, &fo, "filter"); perr == nil {
-					var fe simdjson.Iter
-					for {
-						n, ft, err := fo.NextElementBytes(&fe)
-						if err != nil || ft == simdjson.TypeNone {
-							break
-						}
-						if string(n) == "symbol" {
-							filterSym, perr = jstr(&fe, "filter")
-						}
-					}
-				}
-			}
-			if perr != nil {
+		var perr *ParseError
+		if r[0].typ != simdjson.TypeNone {
+			if table, perr = r[0].str("table"); perr != nil {
 				return out, perr
+			}
+		}
+		if r[1].typ != simdjson.TypeNone {
+			if action, perr = r[1].str("action"); perr != nil {
+				return out, perr
+			}
+		}
+		if r[3].typ != simdjson.TypeNone {
+			fl := f.fl[:]
+			if perr := objectFields(&r[3], bitmexFilterKeys, fl, "filter"); perr != nil {
+				return out, perr
+			}
+			if fl[0].typ != simdjson.TypeNone {
+				if filterSym, perr = fl[0].str("filter"); perr != nil {
+					return out, perr
+				}
 			}
 		}
 		if table == nil {
 			f.m.Ignored("response") // welcome, subscribe acks, errors
 			return out, nil
 		}
-		if !hasData {
+		if r[2].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "data")
 		}
+		data := &r[2]
 		switch string(table) {
 		case "orderBookL2", "orderBookL2_25":
-			return f.book(recv, action, filterSym, &data, out)
+			return f.book(recv, action, filterSym, data, out)
 		case "trade":
 			if string(action) == "partial" {
 				f.m.Ignored("trade_partial") // past trades
 				return out, nil
 			}
-			return f.trades(recv, &data, out)
+			return f.trades(recv, data, out)
 		case "quote":
-			return f.quotes(recv, &data, out)
+			return f.quotes(recv, data, out)
 		}
 		f.m.Ignored("table_other")
 		return out, nil
 	})
 }
 
+var (
+	bitmexKeys       = []string{"table", "action", "data", "filter"}
+	bitmexFilterKeys = []string{"symbol"}
+	bitmexEntryKeys  = []string{"symbol", "id", "side", "price", "size", "timestamp", "trdMatchID", "bidPrice", "bidSize", "askPrice", "askSize"}
+)
+
 // entries decodes data's objects into f.ent.
-func (f *BitmexFeed) entries(data *simdjson.Iter) *ParseError {
-	ai, perr := arrayIter(data, "data")
+func (f *BitmexFeed) entries(data *jfield) *ParseError {
+	ai, perr := data.elems("data")
 	if perr != nil {
 		return perr
 	}
 	f.ent = f.ent[:0]
-	var obj simdjson.Object
-	var el simdjson.Iter
-	for ai.Advance() != simdjson.TypeNone {
-		if perr := objectOf(&ai, &obj, "data"); perr != nil {
+	d := f.e[:]
+	for {
+		if !ai.advance() {
+			return nil
+		}
+		if perr := objectFields(&ai, bitmexEntryKeys, d, "data"); perr != nil {
 			return perr
 		}
 		var e bitmexEntry
 		var sym []byte
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return perrf(ReasonBadJSON, "data")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "symbol":
-				sym, perr = jstr(&el, "symbol")
-			case "id":
-				e.id, perr = juint(&el, "id")
-			case "side":
-				var b []byte
-				if b, perr = jstr(&el, "side"); perr == nil {
-					switch string(b) {
-					case "Buy":
-						e.side = SideBuy
-					case "Sell":
-						e.side = SideSell
-					default:
-						perr = perrf(ReasonBadType, "side")
-					}
-				}
-			case "price":
-				e.px, perr = jnonneg(&el, "price")
-				e.hasPx = true
-			case "size":
-				e.sz, perr = jnonneg(&el, "size")
-				e.hasSz = true
-			case "timestamp":
-				var b []byte
-				if b, perr = jstr(&el, "timestamp"); perr == nil {
-					tm, err := time.Parse(time.RFC3339Nano, string(b))
-					if err != nil {
-						perr = perrf(ReasonBadNumber, "timestamp")
-					}
-					e.ts = tm.UnixNano()
-				}
-			case "trdMatchID":
-				var b []byte
-				if b, perr = jstr(&el, "trdMatchID"); perr == nil {
-					e.tradeID = bitmexTradeID(b)
-				}
-			case "bidPrice":
-				e.bid[0], _, perr = jnumOrNull(&el, "bidPrice")
-			case "bidSize":
-				e.bid[1], _, perr = jnumOrNull(&el, "bidSize")
-			case "askPrice":
-				e.ask[0], _, perr = jnumOrNull(&el, "askPrice")
-			case "askSize":
-				e.ask[1], _, perr = jnumOrNull(&el, "askSize")
-			}
-			if perr != nil {
+		if d[0].typ != simdjson.TypeNone {
+			if sym, perr = d[0].str("symbol"); perr != nil {
 				return perr
 			}
 		}
-		if e.s, perr = f.symbol(sym, "symbol", NormalizeBitmexSymbol); perr != nil {
+		if d[1].typ != simdjson.TypeNone {
+			if e.id, perr = d[1].seqNum("id"); perr != nil {
+				return perr
+			}
+		}
+		if d[2].typ != simdjson.TypeNone {
+			b, perr := d[2].str("side")
+			if perr != nil {
+				return perr
+			}
+			switch string(b) {
+			case "Buy":
+				e.side = SideBuy
+			case "Sell":
+				e.side = SideSell
+			default:
+				return perrf(ReasonBadType, "side")
+			}
+		}
+		if e.hasPx = d[3].typ != simdjson.TypeNone; e.hasPx {
+			if e.px, perr = d[3].nonNeg("price"); perr != nil {
+				return perr
+			}
+		}
+		if e.hasSz = d[4].typ != simdjson.TypeNone; e.hasSz {
+			if e.sz, perr = d[4].nonNeg("size"); perr != nil {
+				return perr
+			}
+		}
+		if d[5].typ != simdjson.TypeNone {
+			b, perr := d[5].str("timestamp")
+			if perr != nil {
+				return perr
+			}
+			tm, err := time.Parse(time.RFC3339Nano, string(b))
+			if err != nil {
+				return perrf(ReasonBadNumber, "timestamp")
+			}
+			e.ts = tm.UnixNano()
+		}
+		if d[6].typ != simdjson.TypeNone {
+			b, perr := d[6].str("trdMatchID")
+			if perr != nil {
+				return perr
+			}
+			e.tradeID = bitmexTradeID(b)
+		}
+		for i, v := range [...]*float64{&e.bid[0], &e.bid[1], &e.ask[0], &e.ask[1]} {
+			if d[7+i].typ != simdjson.TypeNone {
+				if *v, _, perr = d[7+i].numOrNull(bitmexEntryKeys[7+i]); perr != nil {
+					return perr
+				}
+			}
+		}
+		if e.s, perr = f.sym(sym, "symbol"); perr != nil {
 			return perr
 		}
 		f.ent = append(f.ent, e)
 	}
-	return nil
 }
 
 // bitmexTradeID is the first 8 bytes of the trdMatchID UUID (0 when it is
@@ -312,7 +304,7 @@ func bitmexTradeID(b []byte) uint64 {
 	return binary.BigEndian.Uint64(h[:8])
 }
 
-func (f *BitmexFeed) trades(recv int64, data *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
+func (f *BitmexFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
 	if perr := f.entries(data); perr != nil {
 		return out, perr
 	}
@@ -322,7 +314,7 @@ func (f *BitmexFeed) trades(recv int64, data *simdjson.Iter, out []Tick) ([]Tick
 		}
 	}
 	for _, e := range f.ent {
-		t := f.tick(e.s, KindTrade, recv, e.ts)
+		t := f.newTick(e.s, KindTrade, recv, e.ts)
 		t.Side, t.Price, t.Size, t.TradeID = e.side, e.px, e.sz, e.tradeID
 		t.ComputeID()
 		out = append(out, t)
@@ -330,12 +322,12 @@ func (f *BitmexFeed) trades(recv int64, data *simdjson.Iter, out []Tick) ([]Tick
 	return out, nil
 }
 
-func (f *BitmexFeed) quotes(recv int64, data *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
+func (f *BitmexFeed) quotes(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
 	if perr := f.entries(data); perr != nil {
 		return out, perr
 	}
 	for _, e := range f.ent {
-		t := f.tick(e.s, KindQuote, recv, e.ts)
+		t := f.newTick(e.s, KindQuote, recv, e.ts)
 		t.BidPx, t.BidSz, t.AskPx, t.AskSz = e.bid[0], e.bid[1], e.ask[0], e.ask[1]
 		t.ComputeID()
 		out = append(out, t)
@@ -347,7 +339,7 @@ func (f *BitmexFeed) resubscribe(sym string) {
 	f.outbox = append(f.outbox, bitmexOp("unsubscribe", "orderBookL2:"+sym), bitmexOp("subscribe", "orderBookL2:"+sym))
 }
 
-func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
+func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *jfield, out []Tick) ([]Tick, *ParseError) {
 	if perr := f.entries(data); perr != nil {
 		return out, perr
 	}
@@ -364,32 +356,32 @@ func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *simdjson.I
 	}
 	if act == "partial" {
 		// One symbol per partial (the filter names it even when empty).
-		var s *symB
+		var s *symEntry
 		if len(f.ent) > 0 {
 			s = f.ent[0].s
 		} else if filterSym != nil {
 			var perr *ParseError
-			if s, perr = f.symbol(filterSym, "filter", NormalizeBitmexSymbol); perr != nil {
+			if s, perr = f.sym(filterSym, "filter"); perr != nil {
 				return out, perr
 			}
 		} else {
 			return out, nil
 		}
 		ids := map[uint64]bitmexLevel{}
-		f.lv = f.lv[:0]
+		f.sl = f.sl[:0]
 		for _, e := range f.ent {
 			if e.s != s {
 				return out, perrf(ReasonBadSymbol, "symbol")
 			}
 			ids[e.id] = bitmexLevel{e.side, e.px}
-			f.lv = append(f.lv, lvB{side: e.side, px: e.px, sz: e.sz})
+			f.sl = append(f.sl, seqLevel{side: e.side, px: e.px, sz: e.sz})
 		}
-		f.ids[s.sym] = ids
-		bk := f.feedBase.book(s)
-		out2, ok := f.applySnapshot(bk, f.lv, recv, 0, 0, out)
+		f.ids[s.symbol] = ids
+		bk := f.feedCore.book(s)
+		out2, ok := f.replaceBook(bk, f.sl, recv, 0, 0, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, 0, out)
-			f.resubscribe(s.sym)
+			f.resubscribe(s.symbol)
 			return out, nil
 		}
 		return out2, nil
@@ -407,13 +399,13 @@ func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *simdjson.I
 	return out, nil
 }
 
-func (f *BitmexFeed) bookChanges(recv int64, act string, s *symB, ents []bitmexEntry, out []Tick) []Tick {
-	bk := f.feedBase.book(s)
-	if bk.state != bookLive {
+func (f *BitmexFeed) bookChanges(recv int64, act string, s *symEntry, ents []bitmexEntry, out []Tick) []Tick {
+	bk := f.feedCore.book(s)
+	if !bk.synced {
 		return out
 	}
-	ids := f.ids[s.sym]
-	f.lv = f.lv[:0]
+	ids := f.ids[s.symbol]
+	f.sl = f.sl[:0]
 	for _, e := range ents {
 		lv, known := ids[e.id]
 		switch act {
@@ -424,7 +416,7 @@ func (f *BitmexFeed) bookChanges(recv int64, act string, s *symB, ents []bitmexE
 			if !known {
 				// A change to a level the book never got: a message was lost.
 				out = f.desync(bk, "gap", recv, e.id, out)
-				f.resubscribe(s.sym)
+				f.resubscribe(s.symbol)
 				return out
 			}
 			if e.hasPx && e.px != 0 {
@@ -436,13 +428,13 @@ func (f *BitmexFeed) bookChanges(recv int64, act string, s *symB, ents []bitmexE
 			sz = 0
 			delete(ids, e.id)
 		}
-		f.lv = append(f.lv, lvB{side: lv.side, px: lv.px, sz: sz})
+		f.sl = append(f.sl, seqLevel{side: lv.side, px: lv.px, sz: sz})
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, f.lv, recv, 0, 0, out)
+	out, ok := f.applyDelta(bk, f.sl, recv, 0, 0, out)
 	if !ok {
 		out = f.desync(bk, "crossed", recv, 0, out[:n])
-		f.resubscribe(s.sym)
+		f.resubscribe(s.symbol)
 	}
 	return out
 }

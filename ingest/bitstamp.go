@@ -30,7 +30,7 @@ func init() {
 // the snapshot but older than the last one applied, or a crossed book,
 // resnapshots the pair.
 type BitstampFeed struct {
-	feedCore
+	resyncCore
 	pend map[string]*bitstampPending
 	f    [4]jfield
 	d    [8]jfield
@@ -55,7 +55,7 @@ type bitstampPending struct {
 
 // NewBitstampFeed returns a Bitstamp feed.
 func NewBitstampFeed(cfg FeedConfig) *BitstampFeed {
-	f := &BitstampFeed{feedCore: newFeedCore(VenueBitstamp, cfg, NormalizeBitstampSymbol), pend: map[string]*bitstampPending{}}
+	f := &BitstampFeed{resyncCore: resyncCore{newFeedCore(VenueBitstamp, cfg, NormalizeBitstampSymbol)}, pend: map[string]*bitstampPending{}}
 	f.resnapshot = func(b *bookState) { f.requestSnapshot(b.sym.symbol) }
 	return f
 }

@@ -34,7 +34,7 @@ func init() {
 // exactly one, else the book resyncs by resubscribing the topic, which
 // brings a snapshot. A crossed book resyncs the same way.
 type BybitFeed struct {
-	feedCore
+	resyncCore
 	linear bool
 	bbo    map[string]*Book
 	f      [6]jfield
@@ -50,7 +50,7 @@ func NewBybitFeed(cfg FeedConfig, linear bool) *BybitFeed {
 	if linear {
 		venue, norm = VenueBybitLinear, NormalizeBybitLinear
 	}
-	f := &BybitFeed{feedCore: newFeedCore(venue, cfg, norm), linear: linear, bbo: map[string]*Book{}}
+	f := &BybitFeed{resyncCore: resyncCore{newFeedCore(venue, cfg, norm)}, linear: linear, bbo: map[string]*Book{}}
 	f.resnapshot = func(b *bookState) { f.resubscribe(b.sym.symbol) }
 	return f
 }

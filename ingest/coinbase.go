@@ -31,7 +31,7 @@ func init() {
 // makes Coinbase send a fresh snapshot. A crossed book after an update is
 // handled the same way.
 type CoinbaseFeed struct {
-	feedCore
+	resyncCore
 	bookChannel string
 	subscribed  map[string]bool // products with a book subscription
 	lastTrade   map[string]uint64
@@ -42,7 +42,7 @@ type CoinbaseFeed struct {
 // NewCoinbaseFeed returns a Coinbase feed.
 func NewCoinbaseFeed(cfg FeedConfig) *CoinbaseFeed {
 	f := &CoinbaseFeed{
-		feedCore:    newFeedCore(VenueCoinbase, cfg, NormalizeCoinbaseSymbol),
+		resyncCore:  resyncCore{newFeedCore(VenueCoinbase, cfg, NormalizeCoinbaseSymbol)},
 		bookChannel: "level2_batch",
 		subscribed:  map[string]bool{},
 		lastTrade:   map[string]uint64{},

@@ -34,14 +34,17 @@ const deribitHeartbeat = 30
 
 // DeribitFeed is the Deribit v2 Feed.
 type DeribitFeed struct {
-	feedBase
+	feedCore
 	nextID   int64
 	bookChan map[string]string // venue symbol → its book channel name
+	r        [4]jfield         // root members
+	p        [2]jfield         // params members
+	d        [9]jfield         // data members
 }
 
 // NewDeribitFeed returns a Deribit Feed.
 func NewDeribitFeed(cfg FeedConfig) *DeribitFeed {
-	return &DeribitFeed{feedBase: newFeedBase("deribit", cfg), nextID: 100, bookChan: map[string]string{}}
+	return &DeribitFeed{feedCore: newLooseFeedCore("deribit", cfg, NormalizeDeribitSymbol), nextID: 100, bookChan: map[string]string{}}
 }
 
 // Limits: Deribit rate-limits by credits (non-matching-engine requests:
@@ -166,7 +169,7 @@ func deribitRPC(id int64, method string, chans []string) []byte {
 }
 
 func (f *DeribitFeed) Reset() {
-	f.resetBase()
+	f.reset()
 	clear(f.bookChan)
 }
 
@@ -174,59 +177,39 @@ func (f *DeribitFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []b
 	return out, fmt.Errorf("deribit: no REST snapshots (the book channel sends one)")
 }
 
+var deribitKeys = []string{"method", "params", "result", "error"}
+
 func (f *DeribitFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:]
+		if perr := objectFields(root, deribitKeys, r, "root"); perr != nil {
 			return out, perr
 		}
-		var el, params simdjson.Iter
 		var method []byte
-		hasParams, hasResult, hasError := false, false, false
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
+		if r[0].typ != simdjson.TypeNone {
 			var perr *ParseError
-			switch string(name) {
-			case "method":
-				method, perr = jstr(&el, "method")
-			case "params":
-				params, hasParams = el, true
-			case "result":
-				hasResult = true
-			case "error":
-				hasError = true
-			}
-			if perr != nil {
+			if method, perr = r[0].str("method"); perr != nil {
 				return out, perr
 			}
 		}
+		hasParams := r[1].typ != simdjson.TypeNone
 		switch string(method) {
 		case "subscription":
 			if !hasParams {
 				return out, perrf(ReasonMissingField, "params")
 			}
-			return f.subscription(recv, &params, out)
+			return f.subscription(recv, &r[1], out)
 		case "heartbeat":
 			if !hasParams {
 				return out, perrf(ReasonMissingField, "params")
 			}
-			return out, f.heartbeat(&params)
+			return out, f.heartbeat(&r[1])
 		case "":
 			switch {
-			case hasError:
+			case r[3].typ != simdjson.TypeNone:
 				f.log.Warn("deribit error response", "frame", string(truncate(frame, 256)))
 				f.m.Ignored("error")
-			case hasResult:
+			case r[2].typ != simdjson.TypeNone:
 				f.m.Ignored("response")
 			default:
 				return out, perrf(ReasonMissingField, "method")
@@ -238,27 +221,22 @@ func (f *DeribitFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, erro
 	})
 }
 
+var (
+	deribitHeartbeatKeys = []string{"type"}
+	deribitParamsKeys    = []string{"channel", "data"}
+)
+
 // heartbeat answers a test_request with public/test.
-func (f *DeribitFeed) heartbeat(params *simdjson.Iter) *ParseError {
-	var obj simdjson.Object
-	if perr := objectOf(params, &obj, "params"); perr != nil {
+func (f *DeribitFeed) heartbeat(params *jfield) *ParseError {
+	p := f.p[:1]
+	if perr := objectFields(params, deribitHeartbeatKeys, p, "params"); perr != nil {
 		return perr
 	}
-	var el simdjson.Iter
 	var typ []byte
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return perrf(ReasonBadJSON, "params")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		if string(name) == "type" {
-			var perr *ParseError
-			if typ, perr = jstr(&el, "type"); perr != nil {
-				return perr
-			}
+	if p[0].typ != simdjson.TypeNone {
+		var perr *ParseError
+		if typ, perr = p[0].str("type"); perr != nil {
+			return perr
 		}
 	}
 	if string(typ) == "test_request" {
@@ -269,37 +247,22 @@ func (f *DeribitFeed) heartbeat(params *simdjson.Iter) *ParseError {
 	return nil
 }
 
-func (f *DeribitFeed) subscription(recv int64, params *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
-	var obj simdjson.Object
-	if perr := objectOf(params, &obj, "params"); perr != nil {
+func (f *DeribitFeed) subscription(recv int64, params *jfield, out []Tick) ([]Tick, *ParseError) {
+	p := f.p[:]
+	if perr := objectFields(params, deribitParamsKeys, p, "params"); perr != nil {
 		return out, perr
 	}
-	var el, data simdjson.Iter
 	var channel []byte
-	hasData := false
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "params")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
+	if p[0].typ != simdjson.TypeNone {
 		var perr *ParseError
-		switch string(name) {
-		case "channel":
-			channel, perr = jstr(&el, "channel")
-		case "data":
-			data, hasData = el, true
-		}
-		if perr != nil {
+		if channel, perr = p[0].str("channel"); perr != nil {
 			return out, perr
 		}
 	}
 	if channel == nil {
 		return out, perrf(ReasonMissingField, "channel")
 	}
-	if !hasData {
+	if p[1].typ == simdjson.TypeNone {
 		return out, perrf(ReasonMissingField, "data")
 	}
 	kind := channel
@@ -308,150 +271,146 @@ func (f *DeribitFeed) subscription(recv int64, params *simdjson.Iter, out []Tick
 	}
 	switch string(kind) {
 	case "book":
-		return f.bookMsg(recv, channel, &data, out)
+		return f.bookMsg(recv, channel, &p[1], out)
 	case "trades":
-		return f.trades(recv, &data, out)
+		return f.trades(recv, &p[1], out)
 	case "ticker":
-		return f.ticker(recv, &data, out)
+		return f.ticker(recv, &p[1], out)
 	}
 	f.m.Ignored("channel_other")
 	return out, nil
 }
 
-type deribitBook struct {
-	typ                []byte
-	sym                []byte
-	ts                 int64
-	changeID, prevID   uint64
-	hasChange, hasPrev bool
-}
+var deribitBookKeys = []string{"type", "instrument_name", "timestamp", "change_id", "prev_change_id", "bids", "asks"}
 
-func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
-	var obj simdjson.Object
-	if perr := objectOf(data, &obj, "data"); perr != nil {
+func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:7]
+	if perr := objectFields(data, deribitBookKeys, d, "data"); perr != nil {
 		return out, perr
 	}
-	var m deribitBook
-	var el simdjson.Iter
-	f.lv = f.lv[:0]
-	haveTS := false
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "data")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "type":
-			m.typ, perr = jstr(&el, "type")
-		case "instrument_name":
-			m.sym, perr = jstr(&el, "instrument_name")
-		case "timestamp":
-			m.ts, perr = jint(&el, "timestamp")
-			haveTS = true
-		case "change_id":
-			m.changeID, perr = juint(&el, "change_id")
-			m.hasChange = true
-		case "prev_change_id":
-			m.prevID, perr = juint(&el, "prev_change_id")
-			m.hasPrev = true
-		case "bids":
-			perr = f.levels(&el, SideBuy, "bids")
-		case "asks":
-			perr = f.levels(&el, SideSell, "asks")
-		}
-		if perr != nil {
+	var typ, sym []byte
+	var perr *ParseError
+	if d[0].typ != simdjson.TypeNone {
+		if typ, perr = d[0].str("type"); perr != nil {
 			return out, perr
 		}
 	}
-	if !m.hasChange {
-		return out, perrf(ReasonMissingField, "change_id")
+	if d[1].typ != simdjson.TypeNone {
+		if sym, perr = d[1].str("instrument_name"); perr != nil {
+			return out, perr
+		}
 	}
 	var exch int64
+	haveTS := d[2].typ != simdjson.TypeNone
 	if haveTS {
-		var perr *ParseError
-		if exch, perr = msToNS(m.ts, "timestamp"); perr != nil {
+		if exch, perr = d[2].intJSON("timestamp"); perr != nil {
 			return out, perr
 		}
 	}
-	s, perr := f.symbol(m.sym, "instrument_name", NormalizeDeribitSymbol)
+	var changeID, prevID uint64
+	if d[3].typ != simdjson.TypeNone {
+		if changeID, perr = d[3].seqNum("change_id"); perr != nil {
+			return out, perr
+		}
+	}
+	if d[4].typ != simdjson.TypeNone {
+		if prevID, perr = d[4].seqNum("prev_change_id"); perr != nil {
+			return out, perr
+		}
+	}
+	f.sl = f.sl[:0]
+	if perr := f.levels(&d[5], SideBuy, "bids"); perr != nil {
+		return out, perr
+	}
+	if perr := f.levels(&d[6], SideSell, "asks"); perr != nil {
+		return out, perr
+	}
+	if d[3].typ == simdjson.TypeNone {
+		return out, perrf(ReasonMissingField, "change_id")
+	}
+	if haveTS {
+		if exch, perr = msToNS(exch, "timestamp"); perr != nil {
+			return out, perr
+		}
+	}
+	s, perr := f.sym(sym, "instrument_name")
 	if perr != nil {
 		return out, perr
 	}
 	snapshot := false
-	switch string(m.typ) {
+	switch string(typ) {
 	case "snapshot":
 		snapshot = true
 	case "change":
-		if !m.hasPrev {
+		if d[4].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "prev_change_id")
 		}
 	default:
 		return out, perrf(ReasonBadType, "type")
 	}
-	if _, ok := f.bookChan[s.sym]; !ok && len(f.bookChan) < maxCachedSymbols {
-		f.bookChan[s.sym] = string(channel)
+	if _, ok := f.bookChan[s.symbol]; !ok && len(f.bookChan) < maxCachedSymbols {
+		f.bookChan[s.symbol] = string(channel)
 	}
 	bk := f.book(s)
 	if snapshot {
-		out2, ok := f.applySnapshot(bk, f.lv, recv, exch, m.changeID, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, exch, changeID, out)
 		if !ok {
-			out = f.desync(bk, "crossed", recv, m.changeID, out)
+			out = f.desync(bk, "crossed", recv, changeID, out)
 			f.resubscribe(bk)
 			return out, nil
 		}
 		return out2, nil
 	}
-	if bk.state != bookLive {
+	if !bk.synced {
 		return out, nil
 	}
-	if m.prevID != bk.seq {
-		out = f.desync(bk, "gap", recv, m.changeID, out)
+	if prevID != bk.seq {
+		out = f.desync(bk, "gap", recv, changeID, out)
 		f.resubscribe(bk)
 		return out, nil
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, f.lv, recv, exch, m.changeID, out)
+	out, ok := f.applyDelta(bk, f.sl, recv, exch, changeID, out)
 	if !ok {
-		out = f.desync(bk, "crossed", recv, m.changeID, out[:n])
+		out = f.desync(bk, "crossed", recv, changeID, out[:n])
 		f.resubscribe(bk)
 	}
 	return out, nil
 }
 
-// levels reads [["new"|"change"|"delete", price, amount], ...].
-func (f *DeribitFeed) levels(it *simdjson.Iter, side Side, field string) *ParseError {
-	ai, perr := arrayIter(it, field)
+// levels reads [["new"|"change"|"delete", price, amount], ...]; absent, none.
+func (f *DeribitFeed) levels(fl *jfield, side Side, field string) *ParseError {
+	if fl.typ == simdjson.TypeNone {
+		return nil
+	}
+	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
 	}
-	for ai.Advance() != simdjson.TypeNone {
-		li, perr := arrayIter(&ai, field)
+	for {
+		if !ai.advance() {
+			return nil
+		}
+		li, perr := ai.elems(field)
 		if perr != nil {
 			return perr
 		}
-		l := lvB{side: side}
+		l := seqLevel{side: side}
 		var action []byte
 		for i := 0; i < 3; i++ {
-			if li.Advance() == simdjson.TypeNone {
+			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
 			switch i {
 			case 0:
-				if action, perr = jstr(&li, field); perr != nil {
-					return perr
-				}
+				action, perr = li.str(field)
 			case 1:
-				if l.px, perr = jnonneg(&li, field); perr != nil {
-					return perr
-				}
+				l.px, perr = li.nonNeg(field)
 			case 2:
-				if l.sz, perr = jnonneg(&li, field); perr != nil {
-					return perr
-				}
+				l.sz, perr = li.nonNeg(field)
+			}
+			if perr != nil {
+				return perr
 			}
 		}
 		switch string(action) {
@@ -464,15 +423,14 @@ func (f *DeribitFeed) levels(it *simdjson.Iter, side Side, field string) *ParseE
 		if l.px == 0 {
 			return perrf(ReasonBadNumber, field)
 		}
-		f.lv = append(f.lv, l)
+		f.sl = append(f.sl, l)
 	}
-	return nil
 }
 
-func (f *DeribitFeed) resubscribe(bk *bookB) {
-	ch := f.bookChan[bk.s.sym]
+func (f *DeribitFeed) resubscribe(bk *bookState) {
+	ch := f.bookChan[bk.sym.symbol]
 	if ch == "" {
-		ch = "book." + bk.s.sym + "." + deribitInterval
+		ch = "book." + bk.sym.symbol + "." + deribitInterval
 	}
 	f.nextID++
 	f.outbox = append(f.outbox, deribitRPC(f.nextID, "public/unsubscribe", []string{ch}))
@@ -480,64 +438,64 @@ func (f *DeribitFeed) resubscribe(bk *bookB) {
 	f.outbox = append(f.outbox, deribitRPC(f.nextID, "public/subscribe", []string{ch}))
 }
 
+var deribitTradeKeys = []string{"instrument_name", "direction", "price", "amount", "timestamp", "trade_id", "trade_seq", "liquidation"}
+
 // trades handles a trades notification: an array of trades.
-func (f *DeribitFeed) trades(recv int64, data *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
-	ai, perr := arrayIter(data, "data")
+func (f *DeribitFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+	ai, perr := data.elems("data")
 	if perr != nil {
 		return out, perr
 	}
 	n := len(out)
-	var obj simdjson.Object
-	var el simdjson.Iter
-	for ai.Advance() != simdjson.TypeNone {
-		if perr := objectOf(&ai, &obj, "data"); perr != nil {
+	d := f.d[:8]
+	for {
+		if !ai.advance() {
+			return out, nil
+		}
+		if perr := objectFields(&ai, deribitTradeKeys, d, "data"); perr != nil {
 			return out[:n], perr
 		}
-		var sym, dir, tid, liq []byte
-		var ts int64
+		if !present(d[:5]) {
+			return out[:n], perrf(ReasonMissingField, "trade")
+		}
+		sym, perr := d[0].str("instrument_name")
+		if perr != nil {
+			return out[:n], perr
+		}
+		dir, perr := d[1].str("direction")
+		if perr != nil {
+			return out[:n], perr
+		}
+		px, perr := d[2].nonNeg("price")
+		if perr != nil {
+			return out[:n], perr
+		}
+		amt, perr := d[3].nonNeg("amount")
+		if perr != nil {
+			return out[:n], perr
+		}
+		ts, perr := d[4].intJSON("timestamp")
+		if perr != nil {
+			return out[:n], perr
+		}
+		var tid, liq []byte
 		var seq uint64
-		var px, amt float64
-		have := 0
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out[:n], perrf(ReasonBadJSON, "data")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "instrument_name":
-				sym, perr = jstr(&el, "instrument_name")
-				have |= 1
-			case "direction":
-				dir, perr = jstr(&el, "direction")
-				have |= 2
-			case "price":
-				px, perr = jnonneg(&el, "price")
-				have |= 4
-			case "amount":
-				amt, perr = jnonneg(&el, "amount")
-				have |= 8
-			case "timestamp":
-				ts, perr = jint(&el, "timestamp")
-				have |= 16
-			case "trade_id":
-				tid, perr = jstr(&el, "trade_id")
-			case "trade_seq":
-				seq, perr = juint(&el, "trade_seq")
-			case "liquidation":
-				liq, perr = jstr(&el, "liquidation")
-			}
-			if perr != nil {
+		if d[5].typ != simdjson.TypeNone {
+			if tid, perr = d[5].str("trade_id"); perr != nil {
 				return out[:n], perr
 			}
 		}
-		if have != 31 {
-			return out[:n], perrf(ReasonMissingField, "trade")
+		if d[6].typ != simdjson.TypeNone {
+			if seq, perr = d[6].seqNum("trade_seq"); perr != nil {
+				return out[:n], perr
+			}
 		}
-		s, perr := f.symbol(sym, "instrument_name", NormalizeDeribitSymbol)
+		if d[7].typ != simdjson.TypeNone {
+			if liq, perr = d[7].str("liquidation"); perr != nil {
+				return out[:n], perr
+			}
+		}
+		s, perr := f.sym(sym, "instrument_name")
 		if perr != nil {
 			return out[:n], perr
 		}
@@ -557,13 +515,12 @@ func (f *DeribitFeed) trades(recv int64, data *simdjson.Iter, out []Tick) ([]Tic
 			// "M": the maker side was liquidated, "T": the taker, "MT": both.
 			kind = KindLiquidation
 		}
-		t := f.tick(s, kind, recv, exch)
+		t := f.newTick(s, kind, recv, exch)
 		t.Side, t.Price, t.Size, t.Seq = side, px, amt, seq
 		t.TradeID = deribitTradeID(tid)
 		t.ComputeID()
 		out = append(out, t)
 	}
-	return out, nil
 }
 
 // deribitTradeID reads the number in "236929286" or "ETH-1234567".
@@ -579,75 +536,67 @@ func deribitTradeID(b []byte) uint64 {
 // ticker gives one KindQuote, and one KindFunding (rate in Price, mark price
 // in BidPx, index price in AskPx) when current_funding is sent
 // (perpetuals).
-func (f *DeribitFeed) ticker(recv int64, data *simdjson.Iter, out []Tick) ([]Tick, *ParseError) {
-	var obj simdjson.Object
-	if perr := objectOf(data, &obj, "data"); perr != nil {
+var deribitTickerKeys = []string{"best_bid_price", "best_bid_amount", "best_ask_price", "best_ask_amount",
+	"instrument_name", "timestamp", "mark_price", "index_price", "current_funding"}
+
+func (f *DeribitFeed) ticker(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:9]
+	if perr := objectFields(data, deribitTickerKeys, d, "data"); perr != nil {
 		return out, perr
 	}
-	var el simdjson.Iter
-	var sym []byte
-	var ts int64
 	var q [4]float64
-	var mark, index, funding float64
-	hasFunding, haveTS := false, false
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "data")
+	var perr *ParseError
+	for i := range q {
+		if d[i].typ == simdjson.TypeNone {
+			continue
 		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		qi := -1
-		switch string(name) {
-		case "instrument_name":
-			sym, perr = jstr(&el, "instrument_name")
-		case "timestamp":
-			ts, perr = jint(&el, "timestamp")
-			haveTS = true
-		case "best_bid_price":
-			qi = 0
-		case "best_bid_amount":
-			qi = 1
-		case "best_ask_price":
-			qi = 2
-		case "best_ask_amount":
-			qi = 3
-		case "mark_price":
-			mark, _, perr = jnumOrNull(&el, "mark_price")
-		case "index_price":
-			index, _, perr = jnumOrNull(&el, "index_price")
-		case "current_funding":
-			funding, hasFunding, perr = jnumOrNull(&el, "current_funding")
-		}
-		if qi >= 0 {
-			if q[qi], _, perr = jnumOrNull(&el, "best_bid_ask"); perr == nil && q[qi] < 0 {
-				perr = perrf(ReasonBadNumber, "best_bid_ask")
-			}
+		if q[i], _, perr = d[i].numOrNull("best_bid_ask"); perr == nil && q[i] < 0 {
+			perr = perrf(ReasonBadNumber, "best_bid_ask")
 		}
 		if perr != nil {
 			return out, perr
 		}
 	}
-	if !haveTS {
+	var sym []byte
+	if d[4].typ != simdjson.TypeNone {
+		if sym, perr = d[4].str("instrument_name"); perr != nil {
+			return out, perr
+		}
+	}
+	var opt [3]float64 // mark, index, funding
+	hasFunding := false
+	for i := range opt {
+		if d[6+i].typ == simdjson.TypeNone {
+			continue
+		}
+		var ok bool
+		if opt[i], ok, perr = d[6+i].numOrNull(deribitTickerKeys[6+i]); perr != nil {
+			return out, perr
+		}
+		hasFunding = hasFunding || i == 2 && ok
+	}
+	if d[5].typ == simdjson.TypeNone {
 		return out, perrf(ReasonMissingField, "timestamp")
+	}
+	ts, perr := d[5].intJSON("timestamp")
+	if perr != nil {
+		return out, perr
 	}
 	exch, perr := msToNS(ts, "timestamp")
 	if perr != nil {
 		return out, perr
 	}
-	s, perr := f.symbol(sym, "instrument_name", NormalizeDeribitSymbol)
+	s, perr := f.sym(sym, "instrument_name")
 	if perr != nil {
 		return out, perr
 	}
-	t := f.tick(s, KindQuote, recv, exch)
+	t := f.newTick(s, KindQuote, recv, exch)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz = q[0], q[1], q[2], q[3]
 	t.ComputeID()
 	out = append(out, t)
 	if hasFunding {
-		t := f.tick(s, KindFunding, recv, exch)
-		t.Price, t.BidPx, t.AskPx = funding, mark, index
+		t := f.newTick(s, KindFunding, recv, exch)
+		t.Price, t.BidPx, t.AskPx = opt[2], opt[0], opt[1]
 		t.ComputeID()
 		out = append(out, t)
 	}

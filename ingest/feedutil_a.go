@@ -1,15 +1,18 @@
 package ingest
 
-// Code shared by the coinbase, kraken, okx, bitstamp and bybit feeds: field
-// access on the simdjson-go tape (the same tape on both JSON paths), symbol
-// caching, per-instrument books with the resync protocol of the Feed
-// contract, and number and time parsing.
+// Code shared by the venue feeds other than Binance: field access on the
+// simdjson-go tape (the same tape on both JSON paths), symbol caching,
+// per-instrument books with the resync protocol of the Feed contract, and
+// number and time parsing.
 
 import (
+	"bytes"
 	"hash/crc32"
 	"log/slog"
 	"math"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -31,10 +34,17 @@ type feedCore struct {
 	outbox [][]byte
 	snaps  []SnapshotRequest
 
-	lv []parsedLevel // scratch: a frame's levels, parsed before any is applied
+	lv   []parsedLevel // scratch: a frame's levels, parsed before any is applied
+	sl   []seqLevel    // the same, for the feeds that keep no text (replaceBook, applyDelta)
+	root jfield        // scratch: the frame's root (run; on the stack it would escape)
 
 	// resnapshot asks for a fresh snapshot of b (the venue's way).
 	resnapshot func(b *bookState)
+
+	// looseSyms keeps the symbol rules the Bitfinex, Gemini, Deribit,
+	// KuCoin, Gate.io, BitMEX and HTX feeds always had: '"' and '\\' are
+	// allowed and unnormalized symbols are not counted.
+	looseSyms bool
 }
 
 // symEntry is a venue symbol and its normalized instrument.
@@ -53,6 +63,22 @@ type bookState struct {
 	seqOK  bool   // seq holds a value
 	depth  int    // levels per side the venue maintains (0: unbounded)
 	v1     bool   // Kraken: the book came over websocket v1
+	// resync: a gap was published and no snapshot applied since, so a
+	// further break adds no gap tick (desync).
+	resync bool
+	// REST-snapshot venues (KuCoin, Gate.io): deltas received before the
+	// snapshot, applied once it arrives.
+	pend      []pendingDelta
+	pendLv    []seqLevel
+	requested bool
+	chanID    int64 // venue channel id (Bitfinex)
+}
+
+// pendingDelta is one buffered delta frame: levels pendLv[from:to].
+type pendingDelta struct {
+	first, last uint64
+	exch, recv  int64
+	from, to    int
 }
 
 // parsedLevel is one level of a frame, parsed before the book is touched,
@@ -62,6 +88,14 @@ type parsedLevel struct {
 	px, sz         float64
 	pxText, szText []byte // the venue's text, kept for checksums
 	ts             int64  // the level's own exchange time (Kraken v1), 0: the frame's
+}
+
+// seqLevel is a parsedLevel without the venue's text; pointer-free, so
+// buffering many (KuCoin, Gate.io) costs the garbage collector nothing.
+type seqLevel struct {
+	side   Side
+	px, sz float64
+	seq    uint64 // the level's own sequence (KuCoin), 0: none
 }
 
 func newFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, bool)) feedCore {
@@ -79,6 +113,21 @@ func newFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, b
 		syms:      make(map[string]*symEntry),
 		books:     make(map[string]*bookState),
 	}
+}
+
+// newLooseFeedCore is newFeedCore with looseSyms, for the venues that
+// always had those rules; it reports the JSON path in use as they did.
+func newLooseFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, bool)) feedCore {
+	c := newFeedCore(venue, cfg, normalize)
+	c.looseSyms = true
+	if cfg.Metrics != nil {
+		path := "fallback"
+		if c.jp.SIMD() {
+			path = "simdjson"
+		}
+		cfg.Metrics.parserPath.WithLabelValues(venue, path).Set(1)
+	}
+	return c
 }
 
 func (c *feedCore) reset() {
@@ -129,6 +178,25 @@ func (c *feedCore) finish(out []Tick, n int, err *ParseError) ([]Tick, error) {
 	return out, nil
 }
 
+// run counts frame, parses it and hands its root to fn, then counts the
+// outcome as finish does.
+func (c *feedCore) run(frame []byte, out []Tick, fn func(root *jfield, out []Tick) ([]Tick, *ParseError)) ([]Tick, error) {
+	c.m.Frame()
+	n := len(out)
+	var perr *ParseError
+	// simdjson-go tolerates a raw NUL right after a literal; no JSON text
+	// contains one, so reject it on both paths alike.
+	if bytes.IndexByte(frame, 0) >= 0 {
+		perr = errBadJSON()
+	} else if it, typ, err := c.parseRoot(frame); err != nil {
+		perr = err
+	} else {
+		c.root = jfield{it: it, typ: typ}
+		out, perr = fn(&c.root, out)
+	}
+	return c.finish(out, n, perr)
+}
+
 // parseRoot parses frame and returns an iterator on its root value.
 func (c *feedCore) parseRoot(frame []byte) (simdjson.Iter, simdjson.Type, *ParseError) {
 	var it simdjson.Iter
@@ -160,7 +228,7 @@ func (c *feedCore) sym(b []byte, field string) (*symEntry, *ParseError) {
 		return nil, &ParseError{Reason: ReasonBadSymbol, Field: field}
 	}
 	for _, ch := range b {
-		if ch <= ' ' || ch == 0x7f || ch == '"' || ch == '\\' {
+		if ch <= ' ' || ch == 0x7f || (ch == '"' || ch == '\\') && !c.looseSyms {
 			return nil, &ParseError{Reason: ReasonBadSymbol, Field: field}
 		}
 	}
@@ -182,7 +250,7 @@ func (c *feedCore) sym(b []byte, field string) (*symEntry, *ParseError) {
 // countUnnormalized counts a frame of a symbol left unnormalized
 // (signald_ingest_unnormalized_symbol_frames_total).
 func (c *feedCore) countUnnormalized(e *symEntry) {
-	if !e.normalized && c.m.v != nil {
+	if !e.normalized && c.m.v != nil && !c.looseSyms {
 		c.m.v.unnormalized.Inc()
 	}
 }
@@ -232,11 +300,7 @@ func (c *feedCore) applyLevels(out []Tick, b *bookState, kind Kind, seq uint64, 
 // fresh snapshot, and the resync is counted and logged. The caller asks for
 // the snapshot.
 func (c *feedCore) outOfSync(out []Tick, n int, b *bookState, reason string, recv, exch int64, seq uint64) []Tick {
-	out = out[:n]
-	g := c.newTick(b.sym, KindGap, recv, exch)
-	g.Seq = seq
-	g.ComputeID()
-	out = append(out, g)
+	out = c.gapTick(out[:n], b.sym, recv, exch, seq)
 	b.synced, b.seqOK = false, false
 	b.Clear()
 	c.m.Resync(reason)
@@ -244,11 +308,16 @@ func (c *feedCore) outOfSync(out []Tick, n int, b *bookState, reason string, rec
 	return out
 }
 
+// resyncCore is the feedCore of a feed that implements Resyncer (its
+// resnapshot is set); the other feeds embed feedCore alone, so that the
+// connection manager publishes a plain gap for them.
+type resyncCore struct{ feedCore }
+
 // Resync marks symbol's book out of sync (one KindGap tick appended to
 // out) and asks for a fresh snapshot; the connection manager calls it when
 // it had to drop book ticks of the instrument. An invalid symbol changes
 // nothing.
-func (c *feedCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick {
+func (c *resyncCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick {
 	s, perr := c.sym([]byte(symbol), "symbol")
 	if perr != nil {
 		return out
@@ -263,6 +332,120 @@ func (c *feedCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick 
 // withheld counts a book frame not published because its book awaits a
 // snapshot.
 func (c *feedCore) withheld() { c.m.Ignored("book_unsynced") }
+
+func (c *feedCore) gapTick(out []Tick, s *symEntry, recv, exch int64, seq uint64) []Tick {
+	g := c.newTick(s, KindGap, recv, exch)
+	g.Seq = seq
+	g.ComputeID()
+	return append(out, g)
+}
+
+// desync is outOfSync for the feeds that publish one gap per break: the
+// first time since the last snapshot it appends the KindGap tick; it always
+// forgets the book and any buffered deltas. The caller asks for a snapshot.
+func (c *feedCore) desync(b *bookState, reason string, recv int64, seq uint64, out []Tick) []Tick {
+	b.Clear()
+	b.pend, b.pendLv = b.pend[:0], b.pendLv[:0]
+	b.requested = false
+	if b.resync {
+		return out
+	}
+	b.resync = true
+	return c.outOfSync(out, len(out), b, reason, recv, 0, seq)
+}
+
+// replaceBook replaces b's book with lv and appends one KindSnapshot tick
+// per level (bids first, best first). It reports false, and appends
+// nothing, when the snapshot is crossed.
+func (c *feedCore) replaceBook(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
+	b.Clear()
+	for i := range lv {
+		if l := &lv[i]; l.sz != 0 {
+			b.Set(l.side, l.px, l.sz, "", "")
+		}
+	}
+	if b.depth > 0 {
+		b.Truncate(b.depth)
+	}
+	if b.Crossed() {
+		b.Clear()
+		return out, false
+	}
+	b.synced, b.resync = true, false
+	b.seq = seq
+	base := c.newTick(b.sym, KindSnapshot, recv, exch)
+	base.Seq = seq
+	for _, side := range [2]Side{SideBuy, SideSell} {
+		for _, l := range b.Side(side) {
+			t := base
+			t.Side, t.Price, t.Size = side, l.Px, l.Sz
+			t.ComputeID()
+			out = append(out, t)
+		}
+	}
+	return out, true
+}
+
+// applyDelta applies lv to b's book and appends one KindBookDelta tick per
+// level. It reports false when the result is crossed (the caller desyncs;
+// the ticks appended are to be dropped).
+func (c *feedCore) applyDelta(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
+	base := c.newTick(b.sym, KindBookDelta, recv, exch)
+	base.Seq = seq
+	for i := range lv {
+		l := &lv[i]
+		b.Set(l.side, l.px, l.sz, "", "")
+		t := base
+		t.Side, t.Price, t.Size = l.side, l.px, l.sz
+		t.ComputeID()
+		out = append(out, t)
+	}
+	if b.depth > 0 {
+		b.Truncate(b.depth)
+	}
+	b.seq = seq
+	return out, !b.Crossed()
+}
+
+// sortedBooks returns the books ordered by symbol, for handling them all in
+// a deterministic order.
+func (c *feedCore) sortedBooks() []*bookState {
+	out := make([]*bookState, 0, len(c.books))
+	for _, b := range c.books {
+		out = append(out, b)
+	}
+	slices.SortFunc(out, func(a, b *bookState) int { return strings.Compare(a.sym.symbol, b.sym.symbol) })
+	return out
+}
+
+// snapshotFailed asks again for a REST snapshot whose body was unusable.
+func (c *feedCore) snapshotFailed(req SnapshotRequest, err error, request func(*bookState)) {
+	if err == nil {
+		return
+	}
+	if b := c.books[req.Symbol]; b != nil && !b.synced {
+		b.requested = false
+		request(b)
+	}
+}
+
+// maxPendLevels bounds the levels buffered while a REST snapshot is on its
+// way; beyond it the buffer is dropped and the snapshot requested again
+// (counted as a resync with reason "buffer").
+const maxPendLevels = 200_000
+
+// labelOf returns b when it is one of known, else "other": metric labels
+// must not take arbitrary values from the wire.
+func labelOf(b []byte, known ...string) string {
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return "other"
+}
+
+func perrf(r Reason, field string) *ParseError { return &ParseError{Reason: r, Field: field} }
 
 // ---- tape access ----
 
@@ -298,6 +481,16 @@ func getFields(obj *simdjson.Object, keys []string, dst []jfield) *ParseError {
 			}
 		}
 	}
+}
+
+// present reports whether every field of fl was found.
+func present(fl []jfield) bool {
+	for i := range fl {
+		if fl[i].typ == simdjson.TypeNone {
+			return false
+		}
+	}
+	return true
 }
 
 // objectFields reads the object f into dst.
@@ -362,11 +555,20 @@ func (f *jfield) dec(field string) (float64, []byte, *ParseError) {
 	if err != nil {
 		return 0, nil, err
 	}
-	v, ok := parseDecimal(b)
-	if !ok || math.IsInf(v, 0) || math.IsNaN(v) || math.Signbit(v) {
-		return 0, nil, &ParseError{Reason: ReasonBadNumber, Field: field}
+	v, err := decString(b, field)
+	if err != nil {
+		return 0, nil, err
 	}
 	return v, b, nil
+}
+
+// decString parses the text of dec.
+func decString(b []byte, field string) (float64, *ParseError) {
+	v, ok := parseDecimal(b)
+	if !ok || math.IsInf(v, 0) || math.IsNaN(v) || math.Signbit(v) {
+		return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+	}
+	return v, nil
 }
 
 // num returns a finite number sent as a JSON number or a decimal string
@@ -458,6 +660,89 @@ func (f *jfield) msTime(field string) (int64, *ParseError) {
 	return int64(v) * 1e6, nil
 }
 
+// The accessors below keep the rules of the Bitfinex, Gemini, Deribit,
+// KuCoin, Gate.io, BitMEX and HTX parsers, which differ from num, int and
+// uint in what they accept.
+
+// numJSON returns a finite number sent as a JSON number (not a string).
+func (f *jfield) numJSON(field string) (float64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeFloat, simdjson.TypeInt, simdjson.TypeUint:
+		v, err := f.it.Float()
+		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return v, nil
+	}
+	return 0, typeErr(f, field)
+}
+
+// numOrNull is numJSON that takes null as 0, false.
+func (f *jfield) numOrNull(field string) (float64, bool, *ParseError) {
+	if f.typ == simdjson.TypeNull {
+		return 0, false, nil
+	}
+	v, err := f.numJSON(field)
+	return v, err == nil, err
+}
+
+// nonNeg is numJSON that must not be below zero.
+func (f *jfield) nonNeg(field string) (float64, *ParseError) {
+	v, err := f.numJSON(field)
+	if err == nil && v < 0 {
+		err = perrf(ReasonBadNumber, field)
+	}
+	return v, err
+}
+
+// intJSON returns an integer sent as a JSON number, a float with an
+// integral value too (some venues send 1.0).
+func (f *jfield) intJSON(field string) (int64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeInt, simdjson.TypeUint:
+		v, err := f.it.Int()
+		if err != nil {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return v, nil
+	case simdjson.TypeFloat:
+		v, _ := f.it.Float()
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return int64(v), nil
+	}
+	return 0, typeErr(f, field)
+}
+
+// seqNum returns a non-negative integer sent as a JSON number (as intJSON)
+// or a string of up to 20 digits (KuCoin sends sequences as strings).
+func (f *jfield) seqNum(field string) (uint64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeString:
+		b, err := f.it.StringBytes()
+		if err != nil {
+			return 0, perrf(ReasonBadJSON, field)
+		}
+		v, err := strconv.ParseUint(string(b), 10, 64)
+		if err != nil {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return v, nil
+	case simdjson.TypeUint:
+		v, _ := f.it.Uint()
+		return v, nil
+	}
+	v, err := f.intJSON(field)
+	if err != nil {
+		return 0, err
+	}
+	if v < 0 {
+		return 0, perrf(ReasonBadNumber, field)
+	}
+	return uint64(v), nil
+}
+
 // arrayIter returns an iterator over the array f.
 func (f *jfield) arrayIter(field string) (simdjson.Iter, *ParseError) {
 	var arr simdjson.Array
@@ -468,6 +753,19 @@ func (f *jfield) arrayIter(field string) (simdjson.Iter, *ParseError) {
 		return simdjson.Iter{}, errBadJSON()
 	}
 	return arr.Iter(), nil
+}
+
+// elems returns the array f as a jfield that advance moves through its
+// elements in place (next copies each one out).
+func (f *jfield) elems(field string) (jfield, *ParseError) {
+	it, perr := f.arrayIter(field)
+	return jfield{it: it}, perr
+}
+
+// advance moves an elems jfield to its next element; false past the last.
+func (f *jfield) advance() bool {
+	f.typ = f.it.Advance()
+	return f.typ != simdjson.TypeNone
 }
 
 // next advances an array iterator to its next element.
@@ -604,6 +902,52 @@ func parseRFC3339(b []byte) (int64, bool) {
 		return 0, false
 	}
 	return t.UnixNano(), true
+}
+
+// msToNS converts epoch milliseconds, rejecting values out of range.
+func msToNS(ms int64, field string) (int64, *ParseError) {
+	if ms < 0 || ms > math.MaxInt64/1_000_000 {
+		return 0, perrf(ReasonBadNumber, field)
+	}
+	return ms * 1_000_000, nil
+}
+
+// appendJSNumber appends f as JavaScript's Number.prototype.toString writes
+// it: the shortest round-trip digits, fixed notation for 1e-6 <= |f| < 1e21,
+// exponent notation ("1e-7", "1.5e+21") otherwise (ECMA-262 Number::toString). Bitfinex computes its
+// book checksums over this text.
+func appendJSNumber(dst []byte, f float64) []byte {
+	if f == 0 {
+		return append(dst, '0')
+	}
+	a := math.Abs(f)
+	if a >= 1e-6 && a < 1e21 {
+		return strconv.AppendFloat(dst, f, 'f', -1, 64)
+	}
+	n := len(dst)
+	dst = strconv.AppendFloat(dst, f, 'e', -1, 64) // 1.5e-07
+	e := bytes.IndexByte(dst[n:], 'e') + n
+	// Drop the exponent's leading zeros: Go writes at least two digits.
+	i := e + 2
+	j := i
+	for j < len(dst)-1 && dst[j] == '0' {
+		j++
+	}
+	return append(dst[:i], dst[j:]...)
+}
+
+// sideWord reads a taker or level side written "buy"/"bid" or "sell"/"ask"
+// (Gemini, KuCoin, Gate.io, Huobi, Deribit).
+func sideWord(b []byte) (Side, *ParseError) {
+	switch string(b) {
+	case "buy", "bid":
+		return SideBuy, nil
+	case "sell", "ask":
+		return SideSell, nil
+	case "":
+		return 0, perrf(ReasonMissingField, "side")
+	}
+	return 0, perrf(ReasonBadType, "side")
 }
 
 // checksumText appends a Kraken-style checksum term: the decimal text

@@ -214,6 +214,29 @@ func goldenTick(t Tick) Tick {
 	return t
 }
 
+// goldenCase is a frame and the ticks it gives.
+type goldenCase struct {
+	name, frame string
+	want        []Tick
+}
+
+// runGoldenCases hands each case's frame, received at recv, to one feed of
+// venue per JSON path and compares the ticks.
+func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) {
+	t.Helper()
+	for path, f := range vaFeedPaths(t, venue, FeedConfig{}) {
+		for _, c := range cases {
+			got, err := f.Handle(recv, []byte(c.frame), nil)
+			if err != nil {
+				t.Fatalf("%s %s: %v", path, c.name, err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("%s %s:\n got %+v\nwant %+v", path, c.name, got, c.want)
+			}
+		}
+	}
+}
+
 func kindCounts(ticks []Tick) map[Kind]int {
 	m := map[Kind]int{}
 	for _, t := range ticks {

@@ -418,6 +418,24 @@ func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url strin
 // TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
 // nothing pending: a delta that would continue the old book is not
 // published, and a new sequence start is no gap.
+// replayCleanB replays ws, answering snapshot requests from rest, on a new
+// feed of venue; the ticks must pass checkTicksB, have the kinds want, and
+// come without a resync or a malformed frame. It returns the ticks and the
+// snapshots asked per symbol.
+func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLineB, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
+	t.Helper()
+	f, reg := newFeedB(t, venue, FeedConfig{ForceFallback: fb})
+	out, asked := replayRESTB(t, f, ws, rest, symOf)
+	checkTicksB(t, out)
+	if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		t.Fatalf("kinds %v, want %v", got, want)
+	}
+	if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		t.Fatalf("resyncs %v malformed %v", r, m)
+	}
+	return out, asked
+}
+
 func TestFeedsBResetForgets(t *testing.T) {
 	cases := map[string]struct{ prime, after []string }{
 		"bitfinex": {
@@ -451,6 +469,54 @@ func TestFeedsBResetForgets(t *testing.T) {
 		}
 		if r := resyncsB(t, reg, ""); r != 0 {
 			t.Fatalf("%s: %v resyncs after Reset", venue, r)
+		}
+	}
+}
+
+// A member read twice is malformed (ReasonDuplicateField naming it), where
+// the hand-written member loops used to take the last one; the frames after
+// it still parse.
+func TestFeedsBDuplicateKey(t *testing.T) {
+	kucoinTrade := `{"data":{"symbol":"BTC-USDT","sequence":"7","side":"buy","size":"1","price":"2","time":"1619378327739050725"},"subject":"trade.l3match","topic":"/market/match:BTC-USDT","type":"message"}`
+	gateTrade := `{"time":1619093543,"channel":"spot.trades","event":"update","result":{"id":816995772,"create_time_ms":"1619093543708.2642","side":"sell","currency_pair":"DIS_USDT","amount":"0.201","price":"121.58"}}`
+	deribitTrade := `{"params":{"data":[{"trade_seq":30289432,"trade_id":"48079254","timestamp":1590484156350,"price":8950.0,"instrument_name":"BTC-PERPETUAL","direction":"sell","amount":10.0}],"channel":"trades.BTC-PERPETUAL.raw"},"method":"subscription","jsonrpc":"2.0"}`
+	for _, c := range []struct {
+		venue, dup, field, good string
+	}{
+		{"kucoin", strings.Replace(kucoinTrade, `"price":"2"`, `"price":"2","price":"3"`, 1), "price", kucoinTrade},
+		{"kucoin", strings.Replace(kucoinTrade, `"type":"message"`, `"type":"message","type":"ack"`, 1), "type", kucoinTrade},
+		{"gateio", strings.Replace(gateTrade, `"side":"sell"`, `"side":"sell","side":"buy"`, 1), "side", gateTrade},
+		{"gateio", strings.Replace(gateTrade, `"event":"update"`, `"event":"update","event":"update"`, 1), "event", gateTrade},
+		{"deribit", strings.Replace(deribitTrade, `"amount":10.0`, `"amount":10.0,"amount":11.0`, 1), "amount", deribitTrade},
+	} {
+		for _, fb := range pathsB(t) {
+			t.Run(c.venue+"/"+c.field+"/"+pathNameB(fb), func(t *testing.T) {
+				f, reg := newFeedB(t, c.venue, FeedConfig{ForceFallback: fb})
+				wantMalformedB(t, f, c.dup)
+				_, err := f.Handle(1, []byte(c.dup), nil)
+				var pe *ParseError
+				if !errors.As(err, &pe) || pe.Reason != ReasonDuplicateField || pe.Field != c.field {
+					t.Fatalf("error %v, want a duplicate %q", err, c.field)
+				}
+				if got := counterB(t, reg, "signald_ingest_malformed_frames_total", map[string]string{"reason": ReasonDuplicateField.String()}); got != 2 {
+					t.Fatalf("%v duplicate-field frames counted, want 2", got)
+				}
+				out, err := f.Handle(1, []byte(c.good), nil)
+				if err != nil || len(out) != 1 {
+					t.Fatalf("frame after the duplicate: %v, %+v", err, out)
+				}
+			})
+		}
+	}
+}
+
+// These feeds do not implement Resyncer (the connection manager publishes a
+// plain gap for them); sharing feedCore must not give them its Resync.
+func TestFeedsBNotResyncers(t *testing.T) {
+	for _, v := range []string{"bitfinex", "gemini", "deribit", "kucoin", "gateio", "bitmex", "huobi"} {
+		f, _ := newFeedB(t, v, FeedConfig{})
+		if _, ok := f.(Resyncer); ok {
+			t.Errorf("%s implements Resyncer", v)
 		}
 	}
 }

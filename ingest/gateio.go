@@ -26,13 +26,15 @@ func init() {
 
 // GateioFeed is the Gate.io spot v4 Feed.
 type GateioFeed struct {
-	feedBase
+	feedCore
 	now func() time.Time // the time field of sent frames (tests fix it)
+	r   [4]jfield        // root members
+	d   [7]jfield        // result members
 }
 
 // NewGateioFeed returns a Gate.io Feed.
 func NewGateioFeed(cfg FeedConfig) *GateioFeed {
-	return &GateioFeed{feedBase: newFeedBase("gateio", cfg), now: time.Now}
+	return &GateioFeed{feedCore: newLooseFeedCore("gateio", cfg, NormalizeGateioSymbol), now: time.Now}
 }
 
 // Limits: Gate.io documents no per-connection channel cap for public
@@ -96,9 +98,9 @@ func (f *GateioFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 	return out, nil
 }
 
-func (f *GateioFeed) Reset() { f.resetBase() }
+func (f *GateioFeed) Reset() { f.reset() }
 
-func (f *GateioFeed) requestSnapshot(bk *bookB) {
+func (f *GateioFeed) requestSnapshot(bk *bookState) {
 	if bk.requested {
 		return
 	}
@@ -107,50 +109,34 @@ func (f *GateioFeed) requestSnapshot(bk *bookB) {
 	if f.cfg.RESTEndpoint != "" {
 		base = strings.TrimRight(f.cfg.RESTEndpoint, "/")
 	}
-	f.snaps = append(f.snaps, SnapshotRequest{Symbol: bk.s.sym,
-		URL: base + "/api/v4/spot/order_book?currency_pair=" + url.QueryEscape(bk.s.sym) + "&limit=100&with_id=true"})
+	f.snaps = append(f.snaps, SnapshotRequest{Symbol: bk.sym.symbol,
+		URL: base + "/api/v4/spot/order_book?currency_pair=" + url.QueryEscape(bk.sym.symbol) + "&limit=100&with_id=true"})
 }
 
+var gateioKeys = []string{"channel", "event", "result", "error"}
+
 func (f *GateioFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:]
+		if perr := objectFields(root, gateioKeys, r, "root"); perr != nil {
 			return out, perr
 		}
-		var el, result simdjson.Iter
 		var channel, event []byte
-		hasResult, hasError := false, false
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
+		var perr *ParseError
+		if r[0].typ != simdjson.TypeNone {
+			if channel, perr = r[0].str("channel"); perr != nil {
+				return out, perr
 			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "channel":
-				channel, perr = jstr(&el, "channel")
-			case "event":
-				event, perr = jstr(&el, "event")
-			case "result":
-				result, hasResult = el, true
-			case "error":
-				hasError = t != simdjson.TypeNull
-			}
-			if perr != nil {
+		}
+		if r[1].typ != simdjson.TypeNone {
+			if event, perr = r[1].str("event"); perr != nil {
 				return out, perr
 			}
 		}
 		if channel == nil {
 			return out, perrf(ReasonMissingField, "channel")
 		}
-		if hasError {
+		if r[3].typ != simdjson.TypeNone && r[3].typ != simdjson.TypeNull {
 			f.log.Warn("gateio error", "frame", string(truncate(frame, 256)))
 			f.m.Ignored("error")
 			return out, nil
@@ -159,26 +145,16 @@ func (f *GateioFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 			f.m.Ignored("event_other") // subscribe/unsubscribe acks, spot.pong
 			return out, nil
 		}
-		if !hasResult {
+		if r[2].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "result")
 		}
-		var r simdjson.Object
 		switch string(channel) {
 		case "spot.order_book_update":
-			if perr := objectOf(&result, &r, "result"); perr != nil {
-				return out, perr
-			}
-			return f.bookUpdate(recv, &r, out)
+			return f.bookUpdate(recv, &r[2], out)
 		case "spot.trades":
-			if perr := objectOf(&result, &r, "result"); perr != nil {
-				return out, perr
-			}
-			return f.trade(recv, &r, out)
+			return f.trade(recv, &r[2], out)
 		case "spot.book_ticker":
-			if perr := objectOf(&result, &r, "result"); perr != nil {
-				return out, perr
-			}
-			return f.bookTicker(recv, &r, out)
+			return f.bookTicker(recv, &r[2], out)
 		}
 		f.m.Ignored("channel_other")
 		return out, nil
@@ -187,15 +163,19 @@ func (f *GateioFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 
 // gateMillis reads a time in ms, a number or a string with a fraction
 // ("1606292218213.4578"), to ns without going through a float.
-func gateMillis(it *simdjson.Iter, field string) (int64, *ParseError) {
-	if it.Type() != simdjson.TypeString {
-		ms, perr := jint(it, field)
+func gateMillis(f *jfield, field string) (int64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeNone:
+		return 0, nil
+	case simdjson.TypeString:
+	default:
+		ms, perr := f.intJSON(field)
 		if perr != nil {
 			return 0, perr
 		}
 		return msToNS(ms, field)
 	}
-	b, _ := it.StringBytes()
+	b, _ := f.it.StringBytes()
 	ip, fp, _ := strings.Cut(string(b), ".")
 	ms, err := strconv.ParseInt(ip, 10, 64)
 	if err != nil || len(fp) > 9 || strings.Trim(fp, "0123456789") != "" {
@@ -217,49 +197,25 @@ func gateMillis(it *simdjson.Iter, field string) (int64, *ParseError) {
 
 var pow10i = [...]int64{1, 10, 100, 1000, 10000, 100000}
 
-func (f *GateioFeed) trade(recv int64, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
-	var sym, side []byte
-	var id uint64
-	var px, sz float64
-	var ts int64
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "result")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "currency_pair":
-			sym, perr = jstr(&el, "currency_pair")
-			have |= 1
-		case "side":
-			side, perr = jstr(&el, "side")
-			have |= 2
-		case "price":
-			px, perr = jdec(&el, "price")
-			have |= 4
-		case "amount":
-			sz, perr = jdec(&el, "amount")
-			have |= 8
-		case "id":
-			id, perr = juint(&el, "id")
-			have |= 16
-		case "create_time_ms":
-			ts, perr = gateMillis(&el, "create_time_ms")
-		}
-		if perr != nil {
-			return out, perr
-		}
+var gateioTradeKeys = []string{"currency_pair", "side", "price", "amount", "id", "create_time_ms"}
+
+func (f *GateioFeed) trade(recv int64, res *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:6]
+	if perr := objectFields(res, gateioTradeKeys, d, "result"); perr != nil {
+		return out, perr
 	}
-	if have != 31 {
+	if !present(d[:5]) {
 		return out, perrf(ReasonMissingField, "trade")
 	}
-	s, perr := f.symbol(sym, "currency_pair", NormalizeGateioSymbol)
+	sym, side, px, sz, id, perr := takerTrade(d, gateioTradeKeys)
+	if perr != nil {
+		return out, perr
+	}
+	ts, perr := gateMillis(&d[5], "create_time_ms")
+	if perr != nil {
+		return out, perr
+	}
+	s, perr := f.sym(sym, "currency_pair")
 	if perr != nil {
 		return out, perr
 	}
@@ -270,168 +226,118 @@ func (f *GateioFeed) trade(recv int64, obj *simdjson.Object, out []Tick) ([]Tick
 	if px == 0 || sz == 0 {
 		return out, perrf(ReasonBadNumber, "price")
 	}
-	t := f.tick(s, KindTrade, recv, ts)
+	t := f.newTick(s, KindTrade, recv, ts)
 	t.Side, t.Price, t.Size, t.TradeID = sd, px, sz, id
 	t.ComputeID()
 	return append(out, t), nil
 }
 
-func (f *GateioFeed) bookTicker(recv int64, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
-	var sym []byte
+var gateioTickerKeys = []string{"b", "B", "a", "A", "s", "u", "t"}
+
+func (f *GateioFeed) bookTicker(recv int64, res *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:7]
+	if perr := objectFields(res, gateioTickerKeys, d, "result"); perr != nil {
+		return out, perr
+	}
+	if !present(d[:5]) {
+		return out, perrf(ReasonMissingField, "book_ticker")
+	}
 	var q [4]float64
-	var u uint64
-	var ts int64
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "result")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		i := -1
-		switch string(name) {
-		case "s":
-			sym, perr = jstr(&el, "s")
-			have |= 16
-		case "b":
-			i = 0
-		case "B":
-			i = 1
-		case "a":
-			i = 2
-		case "A":
-			i = 3
-		case "u":
-			u, perr = juint(&el, "u")
-		case "t":
-			ts, perr = gateMillis(&el, "t")
-		}
-		if i >= 0 {
-			q[i], perr = jdec(&el, "book_ticker")
-			have |= 1 << i
-		}
-		if perr != nil {
+	var perr *ParseError
+	for i := range q {
+		if q[i], _, perr = d[i].dec("book_ticker"); perr != nil {
 			return out, perr
 		}
 	}
-	if have != 31 {
-		return out, perrf(ReasonMissingField, "book_ticker")
-	}
-	s, perr := f.symbol(sym, "s", NormalizeGateioSymbol)
+	sym, perr := d[4].str("s")
 	if perr != nil {
 		return out, perr
 	}
-	t := f.tick(s, KindQuote, recv, ts)
+	var u uint64
+	if d[5].typ != simdjson.TypeNone {
+		if u, perr = d[5].seqNum("u"); perr != nil {
+			return out, perr
+		}
+	}
+	ts, perr := gateMillis(&d[6], "t")
+	if perr != nil {
+		return out, perr
+	}
+	s, perr := f.sym(sym, "s")
+	if perr != nil {
+		return out, perr
+	}
+	t := f.newTick(s, KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], u
 	t.ComputeID()
 	return append(out, t), nil
 }
 
-func (f *GateioFeed) bookUpdate(recv int64, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
-	var sym []byte
-	var first, last uint64
-	var ts int64
-	have := 0
-	f.lv = f.lv[:0]
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "result")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "s":
-			sym, perr = jstr(&el, "s")
-			have |= 1
-		case "U":
-			first, perr = juint(&el, "U")
-			have |= 2
-		case "u":
-			last, perr = juint(&el, "u")
-			have |= 4
-		case "t":
-			ts, perr = gateMillis(&el, "t")
-		case "b":
-			perr = f.kucoinLevels(&el, SideBuy, "b", false)
-		case "a":
-			perr = f.kucoinLevels(&el, SideSell, "a", false)
-		}
-		if perr != nil {
-			return out, perr
-		}
+var gateioUpdateKeys = []string{"s", "U", "u", "t", "b", "a"}
+
+func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:6]
+	if perr := objectFields(res, gateioUpdateKeys, d, "result"); perr != nil {
+		return out, perr
 	}
-	if have != 7 {
+	if !present(d[:3]) {
 		return out, perrf(ReasonMissingField, "order_book_update")
+	}
+	sym, perr := d[0].str("s")
+	if perr != nil {
+		return out, perr
+	}
+	first, perr := d[1].seqNum("U")
+	if perr != nil {
+		return out, perr
+	}
+	last, perr := d[2].seqNum("u")
+	if perr != nil {
+		return out, perr
+	}
+	ts, perr := gateMillis(&d[3], "t")
+	if perr != nil {
+		return out, perr
+	}
+	f.sl = f.sl[:0]
+	if perr := f.kucoinLevels(&d[4], SideBuy, "b", false); perr != nil {
+		return out, perr
+	}
+	if perr := f.kucoinLevels(&d[5], SideSell, "a", false); perr != nil {
+		return out, perr
 	}
 	if last < first {
 		return out, perrf(ReasonBadNumber, "u")
 	}
-	s, perr := f.symbol(sym, "s", NormalizeGateioSymbol)
+	s, perr := f.sym(sym, "s")
 	if perr != nil {
 		return out, perr
 	}
-	return f.seqUpdate(f.book(s), recv, ts, first, last, f.lv, out, f.requestSnapshot), nil
+	return f.seqUpdate(f.book(s), recv, ts, first, last, f.sl, out, f.requestSnapshot), nil
 }
+
+var gateioSnapKeys = []string{"id", "update", "bids", "asks"}
 
 // HandleSnapshot applies GET /api/v4/spot/order_book?with_id=true:
 // {"id":N,"current":ms,"update":ms,"asks":[[px,sz]],"bids":[[px,sz]]}.
 func (f *GateioFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
-	out, err := f.run(body, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	out, err := f.run(body, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		d := f.d[:4]
+		if perr := objectFields(root, gateioSnapKeys, d, "root"); perr != nil {
 			return out, perr
 		}
-		var el simdjson.Iter
-		var id uint64
-		var ts int64
-		have := 0
-		f.lv = f.lv[:0]
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "id":
-				id, perr = juint(&el, "id")
-				have |= 1
-			case "update":
-				ts, perr = gateMillis(&el, "update")
-			case "bids":
-				perr = f.kucoinLevels(&el, SideBuy, "bids", false)
-				have |= 2
-			case "asks":
-				perr = f.kucoinLevels(&el, SideSell, "asks", false)
-				have |= 4
-			}
-			if perr != nil {
-				return out, perr
-			}
-		}
-		if have != 7 {
+		if d[0].typ == simdjson.TypeNone || d[2].typ == simdjson.TypeNone || d[3].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "id")
 		}
-		s, perr := f.symbol([]byte(req.Symbol), "symbol", NormalizeGateioSymbol)
+		id, perr := d[0].seqNum("id")
 		if perr != nil {
 			return out, perr
 		}
-		return f.applyRESTSnapshot(f.book(s), recv, ts, id, out, f.requestSnapshot), nil
+		ts, perr := gateMillis(&d[1], "update")
+		if perr != nil {
+			return out, perr
+		}
+		return f.restSnapshot(recv, ts, req.Symbol, id, &d[2], &d[3], out, f.requestSnapshot)
 	})
 	f.snapshotFailed(req, err, f.requestSnapshot)
 	return out, err

@@ -237,15 +237,7 @@ func TestGateioRecordedExcerpt(t *testing.T) {
 	ws, rest := testdataB(t, "gateio/GATEIO.ws.1.0_head120"), testdataB(t, "gateio/GATEIO.http.0.0_head4")
 	want := gateExpected(t, ws, rest)
 	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "gateio", FeedConfig{ForceFallback: fb})
-		out, _ := replayRESTB(t, f, ws, rest, gateSym)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncsB(t, reg, "") != 0 || malformedB(t, reg) != 0 {
-			t.Fatal("resyncs or malformed")
-		}
+		replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
 	}
 }
 
@@ -254,15 +246,7 @@ func TestGateioRecordedFile(t *testing.T) {
 	rest := sharedCaptureB(t, "GATEIO.http.0.0")
 	want := gateExpected(t, ws, rest)
 	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "gateio", FeedConfig{ForceFallback: fb})
-		out, asked := replayRESTB(t, f, ws, rest, gateSym)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		out, asked := replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
 		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindsB(out), len(asked))
 
 		// Drop one mid-file update of a live pair: one gap tick, one resync,

@@ -23,14 +23,15 @@ func init() {
 
 // GeminiFeed is the Gemini market data v2 Feed.
 type GeminiFeed struct {
-	feedBase
+	feedCore
 	sockSeq  uint64
 	haveSock bool
+	r        [10]jfield // root members
 }
 
 // NewGeminiFeed returns a Gemini Feed.
 func NewGeminiFeed(cfg FeedConfig) *GeminiFeed {
-	return &GeminiFeed{feedBase: newFeedBase("gemini", cfg)}
+	return &GeminiFeed{feedCore: newLooseFeedCore("gemini", cfg, NormalizeGeminiSymbol)}
 }
 
 // Limits: Gemini documents no per-connection symbol cap for v2 market data;
@@ -102,7 +103,7 @@ func geminiL2Frame(typ string, syms []string) []byte {
 }
 
 func (f *GeminiFeed) Reset() {
-	f.resetBase()
+	f.reset()
 	f.sockSeq, f.haveSock = 0, false
 }
 
@@ -112,8 +113,7 @@ func (f *GeminiFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []by
 
 type geminiMsg struct {
 	typ, symbol []byte
-	changes     simdjson.Iter
-	hasChanges  bool
+	changes     *jfield
 	hasTrades   bool
 	ts          int64
 	eventID     uint64
@@ -123,52 +123,38 @@ type geminiMsg struct {
 	hasSock     bool
 }
 
+var geminiKeys = []string{"type", "symbol", "changes", "trades", "timestamp", "event_id", "price", "quantity", "side", "socket_sequence"}
+
 func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:]
+		if perr := objectFields(root, geminiKeys, r, "root"); perr != nil {
 			return out, perr
 		}
 		var m geminiMsg
-		var el simdjson.Iter
 		var pxb, qtyb, sideb []byte
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
+		var perr *ParseError
+		for i, b := range [...]*[]byte{&m.typ, &m.symbol, 6: &pxb, 7: &qtyb, 8: &sideb} {
+			if b != nil && r[i].typ != simdjson.TypeNone {
+				if *b, perr = r[i].str(geminiKeys[i]); perr != nil {
+					return out, perr
+				}
 			}
-			if t == simdjson.TypeNone {
-				break
+		}
+		m.changes = &r[2]
+		m.hasTrades = r[3].typ != simdjson.TypeNone
+		if r[4].typ != simdjson.TypeNone {
+			if m.ts, perr = r[4].intJSON("timestamp"); perr != nil {
+				return out, perr
 			}
-			var perr *ParseError
-			switch string(name) {
-			case "type":
-				m.typ, perr = jstr(&el, "type")
-			case "symbol":
-				m.symbol, perr = jstr(&el, "symbol")
-			case "changes":
-				m.changes, m.hasChanges = el, true
-			case "trades":
-				m.hasTrades = true
-			case "timestamp":
-				m.ts, perr = jint(&el, "timestamp")
-			case "event_id":
-				m.eventID, perr = juint(&el, "event_id")
-			case "price":
-				pxb, perr = jstr(&el, "price")
-			case "quantity":
-				qtyb, perr = jstr(&el, "quantity")
-			case "side":
-				sideb, perr = jstr(&el, "side")
-			case "socket_sequence":
-				m.sockSeq, perr = juint(&el, "socket_sequence")
-				m.hasSock = true
+		}
+		if r[5].typ != simdjson.TypeNone {
+			if m.eventID, perr = r[5].seqNum("event_id"); perr != nil {
+				return out, perr
 			}
-			if perr != nil {
+		}
+		if m.hasSock = r[9].typ != simdjson.TypeNone; m.hasSock {
+			if m.sockSeq, perr = r[9].seqNum("socket_sequence"); perr != nil {
 				return out, perr
 			}
 		}
@@ -176,7 +162,6 @@ func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 		case "l2_updates":
 			return f.l2(recv, &m, out)
 		case "trade":
-			var perr *ParseError
 			if m.px, perr = decString(pxb, "price"); perr != nil {
 				return out, perr
 			}
@@ -203,7 +188,7 @@ func (f *GeminiFeed) sequence(recv int64, m *geminiMsg, out []Tick) []Tick {
 	}
 	if f.haveSock && m.sockSeq != f.sockSeq+1 {
 		for _, bk := range f.sortedBooks() {
-			if bk.state == bookLive {
+			if bk.synced {
 				out = f.desync(bk, "gap", recv, m.sockSeq, out)
 				f.resubscribe(bk)
 			}
@@ -213,13 +198,13 @@ func (f *GeminiFeed) sequence(recv int64, m *geminiMsg, out []Tick) []Tick {
 	return out
 }
 
-func (f *GeminiFeed) resubscribe(bk *bookB) {
-	syms := []string{bk.s.sym}
+func (f *GeminiFeed) resubscribe(bk *bookState) {
+	syms := []string{bk.sym.symbol}
 	f.outbox = append(f.outbox, geminiL2Frame("unsubscribe", syms), geminiL2Frame("subscribe", syms))
 }
 
 func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseError) {
-	s, perr := f.symbol(m.symbol, "symbol", NormalizeGeminiSymbol)
+	s, perr := f.sym(m.symbol, "symbol")
 	if perr != nil {
 		return out, perr
 	}
@@ -231,7 +216,7 @@ func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []Tick) ([]Tick, *Parse
 		return out, perrf(ReasonBadNumber, "price")
 	}
 	out = f.sequence(recv, m, out)
-	t := f.tick(s, KindTrade, recv, ts)
+	t := f.newTick(s, KindTrade, recv, ts)
 	t.Side, t.Price, t.Size, t.TradeID, t.Seq = m.side, m.px, m.qty, m.eventID, m.sockSeq
 	t.ComputeID()
 	return append(out, t), nil
@@ -240,31 +225,34 @@ func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []Tick) ([]Tick, *Parse
 // l2 applies an l2_updates frame. Its "trades" (recent trades sent with the
 // initial book) are history, not live trades, and are not published.
 func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseError) {
-	s, perr := f.symbol(m.symbol, "symbol", NormalizeGeminiSymbol)
+	s, perr := f.sym(m.symbol, "symbol")
 	if perr != nil {
 		return out, perr
 	}
-	if !m.hasChanges {
+	if m.changes.typ == simdjson.TypeNone {
 		return out, perrf(ReasonMissingField, "changes")
 	}
-	ai, perr := arrayIter(&m.changes, "changes")
+	ai, perr := m.changes.elems("changes")
 	if perr != nil {
 		return out, perr
 	}
-	f.lv = f.lv[:0]
-	for ai.Advance() != simdjson.TypeNone {
-		li, perr := arrayIter(&ai, "changes")
+	f.sl = f.sl[:0]
+	for {
+		if !ai.advance() {
+			break
+		}
+		li, perr := ai.elems("changes")
 		if perr != nil {
 			return out, perr
 		}
-		var l lvB
+		var l seqLevel
 		for i := 0; i < 3; i++ {
-			if li.Advance() == simdjson.TypeNone {
+			if !li.advance() {
 				return out, perrf(ReasonMissingField, "changes")
 			}
 			switch i {
 			case 0:
-				b, perr := jstr(&li, "changes")
+				b, perr := li.str("changes")
 				if perr != nil {
 					return out, perr
 				}
@@ -272,25 +260,25 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 					return out, perr
 				}
 			case 1:
-				if l.px, perr = jdec(&li, "changes"); perr != nil {
+				if l.px, _, perr = li.dec("changes"); perr != nil {
 					return out, perr
 				}
 				if l.px == 0 {
 					return out, perrf(ReasonBadNumber, "changes")
 				}
 			case 2:
-				if l.sz, perr = jdec(&li, "changes"); perr != nil {
+				if l.sz, _, perr = li.dec("changes"); perr != nil {
 					return out, perr
 				}
 			}
 		}
-		f.lv = append(f.lv, l)
+		f.sl = append(f.sl, l)
 	}
 	out = f.sequence(recv, m, out)
 	bk := f.book(s)
 	if m.hasTrades {
 		f.m.Ignored("initial_trades")
-		out2, ok := f.applySnapshot(bk, f.lv, recv, 0, m.sockSeq, out)
+		out2, ok := f.replaceBook(bk, f.sl, recv, 0, m.sockSeq, out)
 		if !ok {
 			out = f.desync(bk, "crossed", recv, m.sockSeq, out)
 			f.resubscribe(bk)
@@ -298,11 +286,11 @@ func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseErr
 		}
 		return out2, nil
 	}
-	if bk.state != bookLive {
+	if !bk.synced {
 		return out, nil // withheld until the (re)subscription's book arrives
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, f.lv, recv, 0, m.sockSeq, out)
+	out, ok := f.applyDelta(bk, f.sl, recv, 0, m.sockSeq, out)
 	if !ok {
 		out = f.desync(bk, "crossed", recv, m.sockSeq, out[:n])
 		f.resubscribe(bk)

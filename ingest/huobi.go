@@ -30,15 +30,18 @@ const huobiMaxFrame = 16 << 20
 
 // HuobiFeed is the Huobi spot Feed.
 type HuobiFeed struct {
-	feedBase
+	feedCore
 	zr  *gzip.Reader
 	buf bytes.Buffer
 	br  bytes.Reader
+	r   [3]jfield // root members
+	d   [6]jfield // tick members
+	e   [5]jfield // trade members
 }
 
 // NewHuobiFeed returns a Huobi Feed.
 func NewHuobiFeed(cfg FeedConfig) *HuobiFeed {
-	return &HuobiFeed{feedBase: newFeedBase("huobi", cfg)}
+	return &HuobiFeed{feedCore: newLooseFeedCore("huobi", cfg, NormalizeHuobiSymbol)}
 }
 
 // Limits: the server pings every 5 s; subscriptions are paced at 10 a
@@ -93,7 +96,7 @@ func (f *HuobiFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 	return out, nil
 }
 
-func (f *HuobiFeed) Reset() { f.resetBase() }
+func (f *HuobiFeed) Reset() { f.reset() }
 
 func (f *HuobiFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
 	return out, fmt.Errorf("huobi: no REST snapshots (depth pushes are snapshots)")
@@ -130,42 +133,23 @@ func (f *HuobiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error)
 		f.m.Malformed(ReasonBadJSON.String())
 		return out, &ParseError{Venue: f.venue, Reason: ReasonBadJSON, Field: "gzip"}
 	}
-	return f.run(js, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	return f.run(js, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:]
+		if perr := objectFields(root, huobiKeys, r, "root"); perr != nil {
 			return out, perr
 		}
-		var el, tick simdjson.Iter
 		var ch []byte
-		var ping uint64
-		hasPing, hasTick := false, false
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "ch":
-				ch, perr = jstr(&el, "ch")
-			case "ping":
-				ping, perr = juint(&el, "ping")
-				hasPing = true
-			case "tick":
-				tick, hasTick = el, true
-			}
-			if perr != nil {
+		var perr *ParseError
+		if r[0].typ != simdjson.TypeNone {
+			if ch, perr = r[0].str("ch"); perr != nil {
 				return out, perr
 			}
 		}
-		if hasPing {
+		if r[1].typ != simdjson.TypeNone {
+			ping, perr := r[1].seqNum("ping")
+			if perr != nil {
+				return out, perr
+			}
 			f.outbox = append(f.outbox, fmt.Appendf(nil, `{"pong":%d}`, ping))
 			f.m.Ignored("ping")
 			return out, nil
@@ -180,70 +164,74 @@ func (f *HuobiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error)
 		if !ok || dot <= 0 {
 			return out, perrf(ReasonBadType, "ch")
 		}
-		if !hasTick {
+		if r[2].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "tick")
 		}
-		s, perr := f.symbol(rest[:dot], "ch", NormalizeHuobiSymbol)
+		s, perr := f.sym(rest[:dot], "ch")
 		if perr != nil {
 			return out, perr
 		}
-		var tobj simdjson.Object
-		if perr := objectOf(&tick, &tobj, "tick"); perr != nil {
-			return out, perr
+		if r[2].typ != simdjson.TypeObject {
+			return out, perrf(ReasonBadType, "tick")
 		}
 		topic := rest[dot+1:]
 		switch {
 		case bytes.HasPrefix(topic, []byte("depth.")):
-			return f.depth(recv, s, &tobj, out)
+			return f.depth(recv, s, &r[2], out)
 		case string(topic) == "trade.detail":
-			return f.trades(recv, s, &tobj, out)
+			return f.trades(recv, s, &r[2], out)
 		case string(topic) == "bbo":
-			return f.bbo(recv, s, &tobj, out)
+			return f.bbo(recv, s, &r[2], out)
 		}
 		f.m.Ignored("channel_other")
 		return out, nil
 	})
 }
 
-func (f *HuobiFeed) depth(recv int64, s *symB, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
-	var ts int64
+var (
+	huobiKeys      = []string{"ch", "ping", "tick"}
+	huobiDepthKeys = []string{"bids", "asks", "ts", "version"}
+)
+
+// huobiMillis reads an optional ms time to ns.
+func huobiMillis(f *jfield, field string) (int64, *ParseError) {
+	if f.typ == simdjson.TypeNone {
+		return 0, nil
+	}
+	ms, perr := f.intJSON(field)
+	if perr != nil {
+		return 0, perr
+	}
+	return msToNS(ms, field)
+}
+
+func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:4]
+	if perr := objectFields(tick, huobiDepthKeys, d, "tick"); perr != nil {
+		return out, perr
+	}
+	f.sl = f.sl[:0]
+	if !present(d[:2]) {
+		return out, perrf(ReasonMissingField, "bids")
+	}
+	if perr := f.numLevels(&d[0], SideBuy, "bids"); perr != nil {
+		return out, perr
+	}
+	if perr := f.numLevels(&d[1], SideSell, "asks"); perr != nil {
+		return out, perr
+	}
+	ts, perr := huobiMillis(&d[2], "ts")
+	if perr != nil {
+		return out, perr
+	}
 	var version uint64
-	f.lv = f.lv[:0]
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "tick")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "bids":
-			perr = f.numLevels(&el, SideBuy, "bids")
-			have |= 1
-		case "asks":
-			perr = f.numLevels(&el, SideSell, "asks")
-			have |= 2
-		case "ts":
-			var ms int64
-			if ms, perr = jint(&el, "ts"); perr == nil {
-				ts, perr = msToNS(ms, "ts")
-			}
-		case "version":
-			version, perr = juint(&el, "version")
-		}
-		if perr != nil {
+	if d[3].typ != simdjson.TypeNone {
+		if version, perr = d[3].seqNum("version"); perr != nil {
 			return out, perr
 		}
 	}
-	if have != 3 {
-		return out, perrf(ReasonMissingField, "bids")
-	}
 	bk := f.book(s)
-	out2, ok := f.applySnapshot(bk, f.lv, recv, ts, version, out)
+	out2, ok := f.replaceBook(bk, f.sl, recv, ts, version, out)
 	if !ok {
 		// The next push is a whole book again: nothing to ask for.
 		return f.desync(bk, "crossed", recv, version, out), nil
@@ -252,98 +240,85 @@ func (f *HuobiFeed) depth(recv int64, s *symB, obj *simdjson.Object, out []Tick)
 }
 
 // numLevels reads [[price, size], ...] with numbers.
-func (f *HuobiFeed) numLevels(it *simdjson.Iter, side Side, field string) *ParseError {
-	ai, perr := arrayIter(it, field)
+func (f *HuobiFeed) numLevels(fl *jfield, side Side, field string) *ParseError {
+	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
 	}
-	for ai.Advance() != simdjson.TypeNone {
-		var v [2]float64
-		li, perr := arrayIter(&ai, field)
+	for {
+		if !ai.advance() {
+			return nil
+		}
+		li, perr := ai.elems(field)
 		if perr != nil {
 			return perr
 		}
+		var v [2]float64
 		for i := range v {
-			if li.Advance() == simdjson.TypeNone {
+			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
-			if v[i], perr = jnonneg(&li, field); perr != nil {
+			if v[i], perr = li.nonNeg(field); perr != nil {
 				return perr
 			}
 		}
 		if v[0] == 0 {
 			return perrf(ReasonBadNumber, field)
 		}
-		f.lv = append(f.lv, lvB{side: side, px: v[0], sz: v[1]})
+		f.sl = append(f.sl, seqLevel{side: side, px: v[0], sz: v[1]})
 	}
-	return nil
 }
 
-func (f *HuobiFeed) trades(recv int64, s *symB, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
-	var data simdjson.Iter
-	hasData := false
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "tick")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		if string(name) == "data" {
-			data, hasData = el, true
-		}
+var (
+	huobiTradesKeys = []string{"data"}
+	huobiTradeKeys  = []string{"price", "amount", "direction", "ts", "tradeId"}
+)
+
+func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:1]
+	if perr := objectFields(tick, huobiTradesKeys, d, "tick"); perr != nil {
+		return out, perr
 	}
-	if !hasData {
+	if d[0].typ == simdjson.TypeNone {
 		return out, perrf(ReasonMissingField, "data")
 	}
-	ai, perr := arrayIter(&data, "data")
+	ai, perr := d[0].elems("data")
 	if perr != nil {
 		return out, perr
 	}
 	n := len(out)
-	var tobj simdjson.Object
-	for ai.Advance() != simdjson.TypeNone {
-		if perr := objectOf(&ai, &tobj, "data"); perr != nil {
+	e := f.e[:]
+	for {
+		if !ai.advance() {
+			return out, nil
+		}
+		if perr := objectFields(&ai, huobiTradeKeys, e, "data"); perr != nil {
 			return out[:n], perr
 		}
-		var px, sz float64
-		var ms int64
+		if !present(e[:4]) {
+			return out[:n], perrf(ReasonMissingField, "trade")
+		}
+		px, perr := e[0].nonNeg("price")
+		if perr != nil {
+			return out[:n], perr
+		}
+		sz, perr := e[1].nonNeg("amount")
+		if perr != nil {
+			return out[:n], perr
+		}
+		dir, perr := e[2].str("direction")
+		if perr != nil {
+			return out[:n], perr
+		}
+		ms, perr := e[3].intJSON("ts")
+		if perr != nil {
+			return out[:n], perr
+		}
 		var id uint64
-		var dir []byte
-		have := 0
-		for {
-			name, t, err := tobj.NextElementBytes(&el)
-			if err != nil {
-				return out[:n], perrf(ReasonBadJSON, "data")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "price":
-				px, perr = jnonneg(&el, "price")
-				have |= 1
-			case "amount":
-				sz, perr = jnonneg(&el, "amount")
-				have |= 2
-			case "direction":
-				dir, perr = jstr(&el, "direction")
-				have |= 4
-			case "ts":
-				ms, perr = jint(&el, "ts")
-				have |= 8
-			case "tradeId":
-				id, perr = juint(&el, "tradeId")
-			}
-			if perr != nil {
+		if e[4].typ != simdjson.TypeNone {
+			if id, perr = e[4].seqNum("tradeId"); perr != nil {
 				return out[:n], perr
 			}
-		}
-		if have != 15 {
-			return out[:n], perrf(ReasonMissingField, "trade")
 		}
 		side, perr := sideWord(dir)
 		if perr != nil {
@@ -356,59 +331,41 @@ func (f *HuobiFeed) trades(recv int64, s *symB, obj *simdjson.Object, out []Tick
 		if px == 0 || sz == 0 {
 			return out[:n], perrf(ReasonBadNumber, "price")
 		}
-		t := f.tick(s, KindTrade, recv, ts)
+		t := f.newTick(s, KindTrade, recv, ts)
 		t.Side, t.Price, t.Size, t.TradeID = side, px, sz, id
 		t.ComputeID()
 		out = append(out, t)
 	}
-	return out, nil
 }
 
-func (f *HuobiFeed) bbo(recv int64, s *symB, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
+var huobiBBOKeys = []string{"bid", "bidSize", "ask", "askSize", "seqId", "quoteTime"}
+
+func (f *HuobiFeed) bbo(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:6]
+	if perr := objectFields(tick, huobiBBOKeys, d, "tick"); perr != nil {
+		return out, perr
+	}
+	if !present(d[:4]) {
+		return out, perrf(ReasonMissingField, "bbo")
+	}
 	var q [4]float64
-	var seq uint64
-	var ts int64
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "tick")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		i := -1
-		switch string(name) {
-		case "bid":
-			i = 0
-		case "bidSize":
-			i = 1
-		case "ask":
-			i = 2
-		case "askSize":
-			i = 3
-		case "seqId":
-			seq, perr = juint(&el, "seqId")
-		case "quoteTime":
-			var ms int64
-			if ms, perr = jint(&el, "quoteTime"); perr == nil {
-				ts, perr = msToNS(ms, "quoteTime")
-			}
-		}
-		if i >= 0 {
-			q[i], perr = jnonneg(&el, "bbo")
-			have |= 1 << i
-		}
-		if perr != nil {
+	var perr *ParseError
+	for i := range q {
+		if q[i], perr = d[i].nonNeg("bbo"); perr != nil {
 			return out, perr
 		}
 	}
-	if have != 15 {
-		return out, perrf(ReasonMissingField, "bbo")
+	var seq uint64
+	if d[4].typ != simdjson.TypeNone {
+		if seq, perr = d[4].seqNum("seqId"); perr != nil {
+			return out, perr
+		}
 	}
-	t := f.tick(s, KindQuote, recv, ts)
+	ts, perr := huobiMillis(&d[5], "quoteTime")
+	if perr != nil {
+		return out, perr
+	}
+	t := f.newTick(s, KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], seq
 	t.ComputeID()
 	return append(out, t), nil

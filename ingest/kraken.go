@@ -34,7 +34,7 @@ func init() {
 // are not verified, counted in signald_ingest_ignored_frames_total
 // {type="checksum_unverified"}.
 type KrakenFeed struct {
-	feedCore
+	resyncCore
 	depth map[string]int // book depth subscribed, by v2 symbol
 	prec  map[string][2]int
 	sum   []byte
@@ -46,9 +46,9 @@ type KrakenFeed struct {
 // NewKrakenFeed returns a Kraken feed.
 func NewKrakenFeed(cfg FeedConfig) *KrakenFeed {
 	f := &KrakenFeed{
-		feedCore: newFeedCore(VenueKraken, cfg, NormalizeKrakenSymbol),
-		depth:    map[string]int{},
-		prec:     map[string][2]int{},
+		resyncCore: resyncCore{newFeedCore(VenueKraken, cfg, NormalizeKrakenSymbol)},
+		depth:      map[string]int{},
+		prec:       map[string][2]int{},
 	}
 	f.resnapshot = func(b *bookState) {
 		depth := b.depth

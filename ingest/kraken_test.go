@@ -16,10 +16,7 @@ const krakenBookExcerpt = "KRAKEN.ws.50.0_head300.gz"
 
 func TestKrakenGoldenV1(t *testing.T) {
 	const recv = int64(1618678142592855000)
-	cases := []struct {
-		name, frame string
-		want        []Tick
-	}{
+	cases := []goldenCase{
 		{
 			// Recorded (KRAKEN.ws.48.0): "s" is the taker's side.
 			name:  "trade",
@@ -42,17 +39,7 @@ func TestKrakenGoldenV1(t *testing.T) {
 				ExchTS: 1542057299_545897000, RecvTS: recv, BidPx: 5698.4, BidSz: 1.01234567, AskPx: 5700, AskSz: 0.98765432})},
 		},
 	}
-	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
-		for _, c := range cases {
-			got, err := f.Handle(recv, []byte(c.frame), nil)
-			if err != nil {
-				t.Fatalf("%s %s: %v", path, c.name, err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Errorf("%s %s:\n got %+v\nwant %+v", path, c.name, got, c.want)
-			}
-		}
-	}
+	runGoldenCases(t, VenueKraken, recv, cases)
 }
 
 // krakenDocBook is the book of Kraken's v1 checksum guide: asks 0.05005 to

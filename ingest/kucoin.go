@@ -32,12 +32,15 @@ func init() {
 
 // KucoinFeed is the KuCoin spot Feed.
 type KucoinFeed struct {
-	feedBase
+	feedCore
+	r [4]jfield // root members
+	d [6]jfield // data members
+	c [2]jfield // changes members
 }
 
 // NewKucoinFeed returns a KuCoin Feed.
 func NewKucoinFeed(cfg FeedConfig) *KucoinFeed {
-	return &KucoinFeed{feedBase: newFeedBase("kucoin", cfg)}
+	return &KucoinFeed{feedCore: newLooseFeedCore("kucoin", cfg, NormalizeKucoinSymbol)}
 }
 
 // Limits: at most 300 topics a connection and 100 client messages per 10 s
@@ -132,7 +135,7 @@ func (f *KucoinFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 	return out, nil
 }
 
-func (f *KucoinFeed) Reset() { f.resetBase() }
+func (f *KucoinFeed) Reset() { f.reset() }
 
 func (f *KucoinFeed) restBase() string {
 	if f.cfg.RESTEndpoint != "" {
@@ -144,57 +147,41 @@ func (f *KucoinFeed) restBase() string {
 // requestSnapshot asks for the public 100-level snapshot (the full-depth
 // /api/v3 one needs an API key). Levels deeper than 100 that updates later
 // add are kept; the top of the book is exact.
-func (f *KucoinFeed) requestSnapshot(bk *bookB) {
+func (f *KucoinFeed) requestSnapshot(bk *bookState) {
 	if bk.requested {
 		return
 	}
 	bk.requested = true
-	f.snaps = append(f.snaps, SnapshotRequest{Symbol: bk.s.sym,
-		URL: f.restBase() + "/api/v1/market/orderbook/level2_100?symbol=" + url.QueryEscape(bk.s.sym)})
+	f.snaps = append(f.snaps, SnapshotRequest{Symbol: bk.sym.symbol,
+		URL: f.restBase() + "/api/v1/market/orderbook/level2_100?symbol=" + url.QueryEscape(bk.sym.symbol)})
 }
 
-type kucoinMsg struct {
-	typ, topic, subject []byte
-	data                simdjson.Iter
-	hasData             bool
-}
+var kucoinKeys = []string{"type", "topic", "subject", "data"}
 
 func (f *KucoinFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:]
+		if perr := objectFields(root, kucoinKeys, r, "root"); perr != nil {
 			return out, perr
 		}
-		var m kucoinMsg
-		var el simdjson.Iter
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "type":
-				m.typ, perr = jstr(&el, "type")
-			case "topic":
-				m.topic, perr = jstr(&el, "topic")
-			case "subject":
-				m.subject, perr = jstr(&el, "subject")
-			case "data":
-				m.data, m.hasData = el, true
-			}
-			if perr != nil {
+		var typ, topic, subject []byte
+		var perr *ParseError
+		if r[0].typ != simdjson.TypeNone {
+			if typ, perr = r[0].str("type"); perr != nil {
 				return out, perr
 			}
 		}
-		switch string(m.typ) {
+		if r[1].typ != simdjson.TypeNone {
+			if topic, perr = r[1].str("topic"); perr != nil {
+				return out, perr
+			}
+		}
+		if r[2].typ != simdjson.TypeNone {
+			if subject, perr = r[2].str("subject"); perr != nil {
+				return out, perr
+			}
+		}
+		switch string(typ) {
 		case "message":
 		case "":
 			return out, perrf(ReasonMissingField, "type")
@@ -202,27 +189,26 @@ func (f *KucoinFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 			f.log.Warn("kucoin error", "frame", string(truncate(frame, 256)))
 			fallthrough
 		default: // welcome, ack, pong
-			f.m.Ignored(labelOf(m.typ, "welcome", "ack", "pong", "error"))
+			f.m.Ignored(labelOf(typ, "welcome", "ack", "pong", "error"))
 			return out, nil
 		}
-		if !m.hasData {
+		if r[3].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "data")
 		}
-		var data simdjson.Object
-		if perr := objectOf(&m.data, &data, "data"); perr != nil {
-			return out, perr
+		if r[3].typ != simdjson.TypeObject {
+			return out, perrf(ReasonBadType, "data")
 		}
-		switch string(m.subject) {
+		switch string(subject) {
 		case "trade.l2update":
-			return f.l2update(recv, &data, out)
+			return f.l2update(recv, &r[3], out)
 		case "trade.l3match":
-			return f.match(recv, &data, out)
+			return f.match(recv, &r[3], out)
 		case "trade.ticker":
-			sym := m.topic
+			sym := topic
 			if i := bytes.LastIndexByte(sym, ':'); i >= 0 {
 				sym = sym[i+1:]
 			}
-			return f.ticker(recv, sym, &data, out)
+			return f.ticker(recv, sym, &r[3], out)
 		}
 		f.m.Ignored("subject_other")
 		return out, nil
@@ -230,65 +216,44 @@ func (f *KucoinFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 }
 
 // kucoinTime reads "time": ms as a number (level2, ticker) or ns as a
-// string (match).
-func kucoinTime(it *simdjson.Iter) (int64, *ParseError) {
-	if it.Type() == simdjson.TypeString {
-		v, perr := juint(it, "time")
+// string (match); absent, 0.
+func kucoinTime(f *jfield) (int64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeNone:
+		return 0, nil
+	case simdjson.TypeString:
+		v, perr := f.seqNum("time")
 		if perr != nil || v > 1<<63-1 {
 			return 0, perrf(ReasonBadNumber, "time")
 		}
 		return int64(v), nil
 	}
-	ms, perr := jint(it, "time")
+	ms, perr := f.intJSON("time")
 	if perr != nil {
 		return 0, perr
 	}
 	return msToNS(ms, "time")
 }
 
-func (f *KucoinFeed) match(recv int64, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
-	var sym, side []byte
-	var px, sz float64
-	var seq uint64
-	var ts int64
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "data")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "symbol":
-			sym, perr = jstr(&el, "symbol")
-			have |= 1
-		case "side":
-			side, perr = jstr(&el, "side")
-			have |= 2
-		case "price":
-			px, perr = jdec(&el, "price")
-			have |= 4
-		case "size":
-			sz, perr = jdec(&el, "size")
-			have |= 8
-		case "sequence":
-			seq, perr = juint(&el, "sequence")
-			have |= 16
-		case "time":
-			ts, perr = kucoinTime(&el)
-		}
-		if perr != nil {
-			return out, perr
-		}
+var kucoinMatchKeys = []string{"symbol", "side", "price", "size", "sequence", "time"}
+
+func (f *KucoinFeed) match(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:6]
+	if perr := objectFields(data, kucoinMatchKeys, d, "data"); perr != nil {
+		return out, perr
 	}
-	if have != 31 {
+	if !present(d[:5]) {
 		return out, perrf(ReasonMissingField, "match")
 	}
-	s, perr := f.symbol(sym, "symbol", NormalizeKucoinSymbol)
+	sym, side, px, sz, seq, perr := takerTrade(d, kucoinMatchKeys)
+	if perr != nil {
+		return out, perr
+	}
+	ts, perr := kucoinTime(&d[5])
+	if perr != nil {
+		return out, perr
+	}
+	s, perr := f.sym(sym, "symbol")
 	if perr != nil {
 		return out, perr
 	}
@@ -299,7 +264,7 @@ func (f *KucoinFeed) match(recv int64, obj *simdjson.Object, out []Tick) ([]Tick
 	if px == 0 || sz == 0 {
 		return out, perrf(ReasonBadNumber, "price")
 	}
-	t := f.tick(s, KindTrade, recv, ts)
+	t := f.newTick(s, KindTrade, recv, ts)
 	// tradeId is a 24-hex-digit object id; the match's sequence identifies
 	// the trade within the symbol and is what TradeID carries.
 	t.Side, t.Price, t.Size, t.TradeID, t.Seq = sd, px, sz, seq, seq
@@ -307,85 +272,96 @@ func (f *KucoinFeed) match(recv int64, obj *simdjson.Object, out []Tick) ([]Tick
 	return append(out, t), nil
 }
 
-func (f *KucoinFeed) ticker(recv int64, sym []byte, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el simdjson.Iter
+// takerTrade reads the members of a KuCoin match or a Gate.io trade named
+// by keys: symbol, side, price, size (decimal strings) and id.
+func takerTrade(d []jfield, keys []string) (sym, side []byte, px, sz float64, id uint64, perr *ParseError) {
+	if sym, perr = d[0].str(keys[0]); perr != nil {
+		return
+	}
+	if side, perr = d[1].str(keys[1]); perr != nil {
+		return
+	}
+	if px, _, perr = d[2].dec(keys[2]); perr != nil {
+		return
+	}
+	if sz, _, perr = d[3].dec(keys[3]); perr != nil {
+		return
+	}
+	id, perr = d[4].seqNum(keys[4])
+	return
+}
+
+var kucoinTickerKeys = []string{"bestBid", "bestBidSize", "bestAsk", "bestAskSize", "sequence", "time"}
+
+func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:6]
+	if perr := objectFields(data, kucoinTickerKeys, d, "data"); perr != nil {
+		return out, perr
+	}
+	if !present(d[:4]) {
+		return out, perrf(ReasonMissingField, "bestBid")
+	}
 	var q [4]float64
-	var seq uint64
-	var ts int64
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "data")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		i := -1
-		switch string(name) {
-		case "bestBid":
-			i = 0
-		case "bestBidSize":
-			i = 1
-		case "bestAsk":
-			i = 2
-		case "bestAskSize":
-			i = 3
-		case "sequence":
-			seq, perr = juint(&el, "sequence")
-		case "time":
-			ts, perr = kucoinTime(&el)
-		}
-		if i >= 0 {
-			q[i], perr = jdec(&el, "best")
-			have |= 1 << i
-		}
-		if perr != nil {
+	var perr *ParseError
+	for i := range q {
+		if q[i], _, perr = d[i].dec("best"); perr != nil {
 			return out, perr
 		}
 	}
-	if have != 15 {
-		return out, perrf(ReasonMissingField, "bestBid")
+	var seq uint64
+	if d[4].typ != simdjson.TypeNone {
+		if seq, perr = d[4].seqNum("sequence"); perr != nil {
+			return out, perr
+		}
 	}
-	s, perr := f.symbol(sym, "topic", NormalizeKucoinSymbol)
+	ts, perr := kucoinTime(&d[5])
 	if perr != nil {
 		return out, perr
 	}
-	t := f.tick(s, KindQuote, recv, ts)
+	s, perr := f.sym(sym, "topic")
+	if perr != nil {
+		return out, perr
+	}
+	t := f.newTick(s, KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], seq
 	t.ComputeID()
 	return append(out, t), nil
 }
 
-// kucoinLevels reads [[price, size, sequence], ...] into f.lv; price "0" is
-// a sequence-only entry and is left out.
-func (f *feedBase) kucoinLevels(it *simdjson.Iter, side Side, field string, withSeq bool) *ParseError {
-	ai, perr := arrayIter(it, field)
+// kucoinLevels reads [[price, size, sequence], ...] into c.sl; price "0" is
+// a sequence-only entry and is left out. An absent member adds nothing.
+func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool) *ParseError {
+	if f.typ == simdjson.TypeNone {
+		return nil
+	}
+	ai, perr := f.elems(field)
 	if perr != nil {
 		return perr
 	}
-	for ai.Advance() != simdjson.TypeNone {
-		li, perr := arrayIter(&ai, field)
+	n := 2
+	if withSeq {
+		n = 3
+	}
+	for {
+		if !ai.advance() {
+			return nil
+		}
+		li, perr := ai.elems(field)
 		if perr != nil {
 			return perr
 		}
-		l := lvB{side: side}
-		n := 2
-		if withSeq {
-			n = 3
-		}
+		l := seqLevel{side: side}
 		for i := 0; i < n; i++ {
-			if li.Advance() == simdjson.TypeNone {
+			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
 			switch i {
 			case 0:
-				l.px, perr = jdec(&li, field)
+				l.px, _, perr = li.dec(field)
 			case 1:
-				l.sz, perr = jdec(&li, field)
+				l.sz, _, perr = li.dec(field)
 			case 2:
-				l.seq, perr = juint(&li, field)
+				l.seq, perr = li.seqNum(field)
 			}
 			if perr != nil {
 				return perr
@@ -397,81 +373,58 @@ func (f *feedBase) kucoinLevels(it *simdjson.Iter, side Side, field string, with
 			}
 			continue
 		}
-		f.lv = append(f.lv, l)
+		c.sl = append(c.sl, l)
 	}
-	return nil
 }
 
-func (f *KucoinFeed) l2update(recv int64, obj *simdjson.Object, out []Tick) ([]Tick, *ParseError) {
-	var el, changes simdjson.Iter
-	var sym []byte
-	var start, end uint64
-	var ts int64
-	have := 0
-	for {
-		name, t, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "data")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "symbol":
-			sym, perr = jstr(&el, "symbol")
-			have |= 1
-		case "sequenceStart":
-			start, perr = juint(&el, "sequenceStart")
-			have |= 2
-		case "sequenceEnd":
-			end, perr = juint(&el, "sequenceEnd")
-			have |= 4
-		case "changes":
-			changes = el
-			have |= 8
-		case "time":
-			ts, perr = kucoinTime(&el)
-		}
-		if perr != nil {
-			return out, perr
-		}
+var (
+	kucoinL2Keys      = []string{"symbol", "sequenceStart", "sequenceEnd", "changes", "time"}
+	kucoinChangesKeys = []string{"bids", "asks"}
+)
+
+func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+	d := f.d[:5]
+	if perr := objectFields(data, kucoinL2Keys, d, "data"); perr != nil {
+		return out, perr
 	}
-	if have != 15 {
+	if !present(d[:4]) {
 		return out, perrf(ReasonMissingField, "l2update")
+	}
+	sym, perr := d[0].str("symbol")
+	if perr != nil {
+		return out, perr
+	}
+	start, perr := d[1].seqNum("sequenceStart")
+	if perr != nil {
+		return out, perr
+	}
+	end, perr := d[2].seqNum("sequenceEnd")
+	if perr != nil {
+		return out, perr
+	}
+	ts, perr := kucoinTime(&d[4])
+	if perr != nil {
+		return out, perr
 	}
 	if end < start {
 		return out, perrf(ReasonBadNumber, "sequenceEnd")
 	}
-	var cobj simdjson.Object
-	if perr := objectOf(&changes, &cobj, "changes"); perr != nil {
+	c := f.c[:]
+	if perr := objectFields(&d[3], kucoinChangesKeys, c, "changes"); perr != nil {
 		return out, perr
 	}
-	f.lv = f.lv[:0]
-	for {
-		name, t, err := cobj.NextElementBytes(&el)
-		if err != nil {
-			return out, perrf(ReasonBadJSON, "changes")
-		}
-		if t == simdjson.TypeNone {
-			break
-		}
-		var perr *ParseError
-		switch string(name) {
-		case "bids":
-			perr = f.kucoinLevels(&el, SideBuy, "bids", true)
-		case "asks":
-			perr = f.kucoinLevels(&el, SideSell, "asks", true)
-		}
-		if perr != nil {
-			return out, perr
-		}
+	f.sl = f.sl[:0]
+	if perr := f.kucoinLevels(&c[0], SideBuy, "bids", true); perr != nil {
+		return out, perr
 	}
-	s, perr := f.symbol(sym, "symbol", NormalizeKucoinSymbol)
+	if perr := f.kucoinLevels(&c[1], SideSell, "asks", true); perr != nil {
+		return out, perr
+	}
+	s, perr := f.sym(sym, "symbol")
 	if perr != nil {
 		return out, perr
 	}
-	return f.seqUpdate(f.book(s), recv, ts, start, end, f.lv, out, f.requestSnapshot), nil
+	return f.seqUpdate(f.book(s), recv, ts, start, end, f.sl, out, f.requestSnapshot), nil
 }
 
 // seqUpdate applies or buffers a delta frame covering venue sequences
@@ -480,17 +433,17 @@ func (f *KucoinFeed) l2update(recv int64, obj *simdjson.Object, out []Tick) ([]T
 // frames wholly at or before the book's sequence are skipped, a frame
 // starting beyond the next sequence is a gap, and levels carrying their own
 // sequence (KuCoin) at or before the book's are skipped.
-func (f *feedBase) seqUpdate(bk *bookB, recv, exch int64, first, last uint64, lv []lvB, out []Tick, request func(*bookB)) []Tick {
-	if bk.state != bookLive {
+func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64, lv []seqLevel, out []Tick, request func(*bookState)) []Tick {
+	if !bk.synced {
 		if len(bk.pendLv)+len(lv) > maxPendLevels {
-			f.log.Warn("snapshot buffer full, dropping it and asking again", "venue", f.venue, "symbol", bk.s.sym)
-			f.m.Resync("buffer")
+			c.log.Warn("snapshot buffer full, dropping it and asking again", "symbol", bk.sym.symbol)
+			c.m.Resync("buffer")
 			bk.pend, bk.pendLv = bk.pend[:0], bk.pendLv[:0]
 			bk.requested = false
 		}
 		from := len(bk.pendLv)
 		bk.pendLv = append(bk.pendLv, lv...)
-		bk.pend = append(bk.pend, pendB{first: first, last: last, exch: exch, recv: recv, from: from, to: len(bk.pendLv)})
+		bk.pend = append(bk.pend, pendingDelta{first: first, last: last, exch: exch, recv: recv, from: from, to: len(bk.pendLv)})
 		request(bk)
 		return out
 	}
@@ -498,16 +451,16 @@ func (f *feedBase) seqUpdate(bk *bookB, recv, exch int64, first, last uint64, lv
 		return out
 	}
 	if first > bk.seq+1 {
-		out = f.desync(bk, "gap", recv, last, out)
+		out = c.desync(bk, "gap", recv, last, out)
 		request(bk)
 		return out
 	}
-	return f.applySeqDelta(bk, recv, exch, last, lv, out, request)
+	return c.applySeqDelta(bk, recv, exch, last, lv, out, request)
 }
 
-func (f *feedBase) applySeqDelta(bk *bookB, recv, exch int64, last uint64, lv []lvB, out []Tick, request func(*bookB)) []Tick {
+func (c *feedCore) applySeqDelta(bk *bookState, recv, exch int64, last uint64, lv []seqLevel, out []Tick, request func(*bookState)) []Tick {
 	// Drop levels the snapshot already holds (their own sequence is at or
-	// before it); f.lv may alias lv, so filter into a scratch copy.
+	// before it), filtering lv in place.
 	k := 0
 	keep := lv
 	for _, l := range lv {
@@ -518,9 +471,9 @@ func (f *feedBase) applySeqDelta(bk *bookB, recv, exch int64, last uint64, lv []
 		k++
 	}
 	n := len(out)
-	out, ok := f.applyDelta(bk, keep[:k], recv, exch, last, out)
+	out, ok := c.applyDelta(bk, keep[:k], recv, exch, last, out)
 	if !ok {
-		out = f.desync(bk, "crossed", recv, last, out[:n])
+		out = c.desync(bk, "crossed", recv, last, out[:n])
 		request(bk)
 	}
 	return out
@@ -529,7 +482,7 @@ func (f *feedBase) applySeqDelta(bk *bookB, recv, exch int64, last uint64, lv []
 // applyRESTSnapshot sets bk from a REST snapshot at sequence seq and then
 // applies the buffered frames after it. A snapshot older than the first
 // buffered frame (a hole between them) is dropped and asked for again.
-func (f *feedBase) applyRESTSnapshot(bk *bookB, recv, exch int64, seq uint64, out []Tick, request func(*bookB)) []Tick {
+func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64, out []Tick, request func(*bookState)) []Tick {
 	bk.requested = false
 	pend, pendLv := bk.pend, bk.pendLv
 	var firstKept = -1
@@ -540,18 +493,14 @@ func (f *feedBase) applyRESTSnapshot(bk *bookB, recv, exch int64, seq uint64, ou
 		}
 	}
 	if firstKept >= 0 && pend[firstKept].first > seq+1 {
-		f.log.Info("REST snapshot older than the buffered updates, asking again", "venue", f.venue, "symbol", bk.s.sym, "snapshot_seq", seq, "first_update", pend[firstKept].first)
-		f.m.Ignored("stale_snapshot")
+		c.log.Info("REST snapshot older than the buffered updates, asking again", "symbol", bk.sym.symbol, "snapshot_seq", seq, "first_update", pend[firstKept].first)
+		c.m.Ignored("stale_snapshot")
 		request(bk)
 		return out
 	}
-	wasResync := bk.state == bookResync
-	out2, ok := f.applySnapshot(bk, f.lv, recv, exch, seq, out)
+	out2, ok := c.replaceBook(bk, c.sl, recv, exch, seq, out)
 	if !ok {
-		if wasResync {
-			bk.state = bookResync
-		}
-		out = f.desync(bk, "crossed", recv, seq, out)
+		out = c.desync(bk, "crossed", recv, seq, out)
 		request(bk)
 		return out
 	}
@@ -561,96 +510,79 @@ func (f *feedBase) applyRESTSnapshot(bk *bookB, recv, exch int64, seq uint64, ou
 		return out
 	}
 	for _, p := range pend[firstKept:] {
-		if bk.state != bookLive {
+		if !bk.synced {
 			break
 		}
 		if p.first > bk.seq+1 {
-			out = f.desync(bk, "gap", p.recv, p.last, out)
+			out = c.desync(bk, "gap", p.recv, p.last, out)
 			request(bk)
 			break
 		}
-		out = f.applySeqDelta(bk, p.recv, p.exch, p.last, pendLv[p.from:p.to], out, request)
+		out = c.applySeqDelta(bk, p.recv, p.exch, p.last, pendLv[p.from:p.to], out, request)
 	}
 	return out
 }
+
+// restSnapshot applies a REST snapshot at seq, its bids and asks
+// [[price, size], ...], to symbol's book.
+func (c *feedCore) restSnapshot(recv, exch int64, symbol string, seq uint64, bids, asks *jfield, out []Tick, request func(*bookState)) ([]Tick, *ParseError) {
+	c.sl = c.sl[:0]
+	if perr := c.kucoinLevels(bids, SideBuy, "bids", false); perr != nil {
+		return out, perr
+	}
+	if perr := c.kucoinLevels(asks, SideSell, "asks", false); perr != nil {
+		return out, perr
+	}
+	s, perr := c.sym([]byte(symbol), "symbol")
+	if perr != nil {
+		return out, perr
+	}
+	return c.applyRESTSnapshot(c.book(s), recv, exch, seq, out, request), nil
+}
+
+var (
+	kucoinSnapKeys     = []string{"code", "data"}
+	kucoinSnapDataKeys = []string{"sequence", "time", "bids", "asks"}
+)
 
 // HandleSnapshot applies the body of GET
 // /api/v1/market/orderbook/level2_100 (or the v3 full book):
 // {"code":"200000","data":{"time":ms,"sequence":"N","bids":[[px,sz]],"asks":[...]}}.
 func (f *KucoinFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
-	out, err := f.run(body, out, func(pj *simdjson.ParsedJson, out []Tick) ([]Tick, *ParseError) {
-		var it simdjson.Iter
-		if rootOf(pj, &it) != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "root")
-		}
-		var obj, data simdjson.Object
-		if perr := objectOf(&it, &obj, "root"); perr != nil {
+	out, err := f.run(body, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+		r := f.r[:2]
+		if perr := objectFields(root, kucoinSnapKeys, r, "root"); perr != nil {
 			return out, perr
 		}
-		var el simdjson.Iter
 		var code []byte
-		hasData := false
-		for {
-			name, t, err := obj.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "code":
-				code, perr = jstr(&el, "code")
-			case "data":
-				perr = objectOf(&el, &data, "data")
-				hasData = true
-			}
-			if perr != nil {
+		var perr *ParseError
+		if r[0].typ != simdjson.TypeNone {
+			if code, perr = r[0].str("code"); perr != nil {
 				return out, perr
 			}
 		}
-		if string(code) != "200000" || !hasData {
+		if r[1].typ != simdjson.TypeNone && r[1].typ != simdjson.TypeObject {
+			return out, perrf(ReasonBadType, "data")
+		}
+		if string(code) != "200000" || r[1].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "data")
 		}
-		var seq uint64
-		var ts int64
-		have := 0
-		f.lv = f.lv[:0]
-		for {
-			name, t, err := data.NextElementBytes(&el)
-			if err != nil {
-				return out, perrf(ReasonBadJSON, "data")
-			}
-			if t == simdjson.TypeNone {
-				break
-			}
-			var perr *ParseError
-			switch string(name) {
-			case "sequence":
-				seq, perr = juint(&el, "sequence")
-				have |= 1
-			case "time":
-				ts, perr = kucoinTime(&el)
-			case "bids":
-				perr = f.kucoinLevels(&el, SideBuy, "bids", false)
-				have |= 2
-			case "asks":
-				perr = f.kucoinLevels(&el, SideSell, "asks", false)
-				have |= 4
-			}
-			if perr != nil {
-				return out, perr
-			}
+		d := f.d[:4]
+		if perr := objectFields(&r[1], kucoinSnapDataKeys, d, "data"); perr != nil {
+			return out, perr
 		}
-		if have != 7 {
+		if d[0].typ == simdjson.TypeNone || d[2].typ == simdjson.TypeNone || d[3].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "sequence")
 		}
-		s, perr := f.symbol([]byte(req.Symbol), "symbol", NormalizeKucoinSymbol)
+		seq, perr := d[0].seqNum("sequence")
 		if perr != nil {
 			return out, perr
 		}
-		return f.applyRESTSnapshot(f.book(s), recv, ts, seq, out, f.requestSnapshot), nil
+		ts, perr := kucoinTime(&d[1])
+		if perr != nil {
+			return out, perr
+		}
+		return f.restSnapshot(recv, ts, req.Symbol, seq, &d[2], &d[3], out, f.requestSnapshot)
 	})
 	f.snapshotFailed(req, err, f.requestSnapshot)
 	return out, err

@@ -289,15 +289,7 @@ func TestKucoinRecordedExcerpt(t *testing.T) {
 	ws, rest := testdataB(t, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(t, "kucoin/KUCOIN.http.0.0_head3")
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "kucoin", FeedConfig{ForceFallback: fb})
-		out, _ := replayRESTB(t, f, ws, rest, kucoinSym)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncsB(t, reg, "") != 0 || malformedB(t, reg) != 0 {
-			t.Fatal("resyncs or malformed")
-		}
+		replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
 	}
 }
 
@@ -306,15 +298,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 	rest := sharedCaptureB(t, "KUCOIN.http.0.0")
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "kucoin", FeedConfig{ForceFallback: fb})
-		out, asked := replayRESTB(t, f, ws, rest, kucoinSym)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		out, asked := replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
 		for s, n := range asked {
 			if n != 1 {
 				t.Fatalf("%s asked %d times", s, n)

@@ -28,7 +28,7 @@ func init() {
 // frame. A gap, a checksum mismatch or a crossed book resubscribes the
 // books channel of the instrument, which brings a new snapshot.
 type OKXFeed struct {
-	feedCore
+	resyncCore
 	sum []byte
 	f   [6]jfield
 	a   [3]jfield
@@ -38,7 +38,7 @@ type OKXFeed struct {
 
 // NewOKXFeed returns an OKX feed.
 func NewOKXFeed(cfg FeedConfig) *OKXFeed {
-	f := &OKXFeed{feedCore: newFeedCore(VenueOKX, cfg, NormalizeOKXSymbol)}
+	f := &OKXFeed{resyncCore: resyncCore{newFeedCore(VenueOKX, cfg, NormalizeOKXSymbol)}}
 	f.resnapshot = func(b *bookState) { f.resubscribe(b.sym.symbol) }
 	return f
 }

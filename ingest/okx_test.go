@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/crc32"
-	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -14,10 +13,7 @@ const okxExcerpt = "OKX.ws.1.0_head150.gz"
 
 func TestOKXGolden(t *testing.T) {
 	const recv = int64(1652459225507070000)
-	cases := []struct {
-		name, frame string
-		want        []Tick
-	}{
+	cases := []goldenCase{
 		{
 			// Recorded: a dated future; side is the taker's.
 			name:  "trade future",
@@ -62,17 +58,7 @@ func TestOKXGolden(t *testing.T) {
 				ExchTS: 1692266434010_000000, RecvTS: recv, Price: 0.007831, Size: 13})},
 		},
 	}
-	for path, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
-		for _, c := range cases {
-			got, err := f.Handle(recv, []byte(c.frame), nil)
-			if err != nil {
-				t.Fatalf("%s %s: %v", path, c.name, err)
-			}
-			if !reflect.DeepEqual(got, c.want) {
-				t.Errorf("%s %s:\n got %+v\nwant %+v", path, c.name, got, c.want)
-			}
-		}
-	}
+	runGoldenCases(t, VenueOKX, recv, cases)
 }
 
 // TestOKXChecksumDocumented (negative checksums, the int32 reading, are
