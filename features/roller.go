@@ -393,12 +393,13 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 			}
 			ac1[i], slope[i], r2[i] = nan, 0, nan
 		} else {
-			if r.t-anchor[i] >= uint32(w.w) && staleShift(m, i, fw) {
+			s1, s2 := s1s[i]+c1s[i], s2s[i]+c2s[i]
+			if r.t-anchor[i] >= uint32(w.w) && staleShift(s1, s2, shift[i], fw) {
 				r.maybeReanchor(s, w, i, mean, std, skew, kurt, z, xNew)
+				s1, s2 = s1s[i]+c1s[i], s2s[i]+c2s[i]
 			}
-			s1 := s1s[i] + c1s[i]
 			md := s1 * invW
-			m2 := (s2s[i] + c2s[i]) - s1*md
+			m2 := s2 - s1*md
 			sum[i] = sumS[i] + sumC[i]
 			if hasRV {
 				rv[i] = math.Sqrt(max(w.sqS[i]+w.sqC[i], 0))
@@ -446,10 +447,8 @@ func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt
 // division, cheap enough for every instrument and step: with mean
 // deviation md = s1/w and m2 = s2 - s1^2/w, md^2 > ratio*m2/w is
 // (ratio+1)*s1^2 > ratio*w*s2.
-func staleShift(m *asm.Moments, i int, fw float64) bool {
-	s1 := m.S1[i] + m.C1[i]
-	q := s1 * s1
-	return (reanchorRatio+1)*q > reanchorRatio*fw*(m.S2[i]+m.C2[i]) && math.Abs(s1) > 3.5e-15*fw*math.Abs(m.Shift[i])
+func staleShift(s1, s2, shift, fw float64) bool {
+	return (reanchorRatio+1)*(s1*s1) > reanchorRatio*fw*s2 && math.Abs(s1) > 3.5e-15*fw*math.Abs(shift)
 }
 
 func (r *roller) reanchorNow(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64, shift float64) {
@@ -528,9 +527,17 @@ func (r *roller) minMax(s *rseries, cols [][]float64, wc [][numStats]int) {
 				o.max[i], o.min[i], o.amax[i], o.amin[i], o.rngPos[i] = nan, nan, nan, nan, nan
 				continue
 			}
-			jMax = dmax.first(t, o.w, jMax)
-			jMin = dmin.first(t, o.w, jMin)
+			// The larger window's answer often holds for this one too (and
+			// always for the largest, as old entries leave at push).
 			emax, emin := dmax.at(jMax), dmin.at(jMin)
+			if t-emax.t >= o.w {
+				jMax = dmax.first(t, o.w, jMax+1)
+				emax = dmax.at(jMax)
+			}
+			if t-emin.t >= o.w {
+				jMin = dmin.first(t, o.w, jMin+1)
+				emin = dmin.at(jMin)
+			}
 			o.max[i], o.min[i] = emax.v, emin.v
 			o.amax[i], o.amin[i] = float64(t-emax.t), float64(t-emin.t)
 			if emax.v > emin.v {
