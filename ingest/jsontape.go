@@ -213,30 +213,8 @@ objectKey:
 		err = errTapeEOF
 		goto fail
 	}
-	c = msg[i]
-	switch {
-	case c == '"':
-		after = afterObjectValue
-		goto str
-	case c == '-' || c-'0' <= 9:
-		if i, tape, err = parseTapeNumber(msg, i, tape); err != nil {
-			goto fail
-		}
-	case c == '{':
-		tape = append(tape, tapeObjStart|uint64(scope))
-		scope = len(tape) - 1
-		i++
-		goto objectBegin
-	case c == '[':
-		tape = append(tape, tapeArrStart|uint64(scope))
-		scope = len(tape) - 1
-		i++
-		goto arrayBegin
-	default:
-		if i, tape, err = parseTapeAtom(msg, i, tape); err != nil {
-			goto fail
-		}
-	}
+	after = afterObjectValue
+	goto value
 
 objectContinue:
 	for i < n && charClass[msg[i]]&ccWS != 0 {
@@ -306,30 +284,8 @@ arrayBegin:
 	}
 
 arrayValue:
-	c = msg[i]
-	switch {
-	case c == '"':
-		after = afterArrayValue
-		goto str
-	case c == '-' || c-'0' <= 9:
-		if i, tape, err = parseTapeNumber(msg, i, tape); err != nil {
-			goto fail
-		}
-	case c == '{':
-		tape = append(tape, tapeObjStart|uint64(scope))
-		scope = len(tape) - 1
-		i++
-		goto objectBegin
-	case c == '[':
-		tape = append(tape, tapeArrStart|uint64(scope))
-		scope = len(tape) - 1
-		i++
-		goto arrayBegin
-	default:
-		if i, tape, err = parseTapeAtom(msg, i, tape); err != nil {
-			goto fail
-		}
-	}
+	after = afterArrayValue
+	goto value
 
 arrayContinue:
 	for i < n && charClass[msg[i]]&ccWS != 0 {
@@ -355,6 +311,37 @@ arrayContinue:
 	}
 	err = errTapeToken
 	goto fail
+
+value:
+	// The value at msg[i] of an object member or array element (after);
+	// an object or array resumes its parent at scopeEnd.
+	c = msg[i]
+	switch {
+	case c == '"':
+		goto str
+	case c == '-' || c-'0' <= 9:
+		if i, tape, err = parseTapeNumber(msg, i, tape); err != nil {
+			goto fail
+		}
+	case c == '{':
+		tape = append(tape, tapeObjStart|uint64(scope))
+		scope = len(tape) - 1
+		i++
+		goto objectBegin
+	case c == '[':
+		tape = append(tape, tapeArrStart|uint64(scope))
+		scope = len(tape) - 1
+		i++
+		goto arrayBegin
+	default:
+		if i, tape, err = parseTapeAtom(msg, i, tape); err != nil {
+			goto fail
+		}
+	}
+	if after == afterObjectValue {
+		goto objectContinue
+	}
+	goto arrayContinue
 
 str:
 	// The string at msg[i]; the common one, without escapes, inline.
