@@ -98,7 +98,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			}
 			// Recorded ticker (BITFINEX.ws.11.0 line 27).
 			got := run(`[232949,[0.068965,60157.36709703,0.0774,48578.50804052,0.001969,0.0262,0.076989,101459.39453471,0.0828,0.068961],1]`)
-			want := []Tick{idB(Tick{Venue: "bitfinex", Instrument: "BFT-USD", Symbol: "tBFTUSD", Kind: KindQuote, RecvTS: recv,
+			want := []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BFT-USD", Symbol: "tBFTUSD", Kind: KindQuote, RecvTS: recv,
 				BidPx: 0.068965, BidSz: 60157.36709703, AskPx: 0.0774, AskSz: 48578.50804052, Seq: 1})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
@@ -107,7 +107,10 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// remove the bid at 215350).
 			got = run(`[225206,[[277520,1,0.00383141],[215350,2,0.5],[279380,1,-0.0089],[282780,3,-1.25]],2]`)
 			base := Tick{Venue: "bitfinex", Instrument: "DOG-USD", Symbol: "tDOGUSD", RecvTS: recv, Seq: 2, Kind: KindSnapshot}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want = []Tick{lv(base, SideBuy, 277520, 0.00383141), lv(base, SideBuy, 215350, 0.5),
 				lv(base, SideSell, 279380, 0.0089), lv(base, SideSell, 282780, 1.25)}
 			if !reflect.DeepEqual(got, want) {
@@ -130,7 +133,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Trades (docs: [CHANNEL_ID, "te", [ID, MTS, AMOUNT, PRICE]]):
 			// negative amount: the taker sold.
 			got = run(`[17470,"te",[401597395,1574694475039,-0.005,7244.9],6]`)
-			want = []Tick{idB(Tick{Venue: "bitfinex", Instrument: "BTC-USD", Symbol: "tBTCUSD", Kind: KindTrade, Side: SideSell,
+			want = []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BTC-USD", Symbol: "tBTCUSD", Kind: KindTrade, Side: SideSell,
 				ExchTS: 1574694475039_000000, RecvTS: recv, Price: 7244.9, Size: 0.005, TradeID: 401597395, Seq: 6})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("te:\n got %+v\nwant %+v", got, want)
@@ -141,7 +144,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Status (docs example): funding rate -0.01381344, mark 0.7664,
 			// spot 0.771995.
 			got = run(`[335856,[1596124822000,null,0.896,0.771995,null,1396531.67460709,null,1596153600000,0.0001056,6,null,-0.01381344,null,null,0.7664,null,null,100,null,null,null,-0.3,0.3],8]`)
-			want = []Tick{idB(Tick{Venue: "bitfinex", Instrument: "BTC-USDT-PERP", Symbol: "tBTCF0:USTF0", Kind: KindFunding,
+			want = []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BTC-USDT-PERP", Symbol: "tBTCF0:USTF0", Kind: KindFunding,
 				ExchTS: 1596124822000_000000, RecvTS: recv, Price: -0.01381344, BidPx: 0.7664, AskPx: 0.771995, Seq: 8})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("status:\n got %+v\nwant %+v", got, want)
@@ -221,7 +224,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	f.Handle(9, []byte(`{"event":"unsubscribed","status":"OK","chanId":10}`), nil)
 	f.Handle(9, []byte(`{"event":"subscribed","channel":"book","chanId":12,"symbol":"tBTCUSD","prec":"P0","freq":"F0","len":"100","pair":"BTCUSD"}`), nil)
 	out, _ = f.Handle(10, []byte(`[12,[[7254.7,1,0.3],[7255.2,1,-0.5]],9]`), nil)
-	if k := kindsB(out); k[KindSnapshot] != 2 || len(out) != 2 {
+	if k := kindCounts(out); k[KindSnapshot] != 2 || len(out) != 2 {
 		t.Fatalf("resnapshot gave %+v", out)
 	}
 	out, _ = f.Handle(11, []byte(`[12,[7254.7,0,1],10]`), nil)
@@ -353,7 +356,7 @@ func TestBitfinexRecordedExcerpt(t *testing.T) {
 		f, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got, want := kindsB(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
+		if got, want := kindCounts(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: kinds %v, want %v", pathNameB(fb), got, want)
 		}
 		if r := resyncsB(t, reg, ""); r != 0 {
@@ -371,13 +374,13 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		f, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: kinds %v, want %v", pathNameB(fb), got, want)
 		}
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
 
 		// The same file with one book update dropped mid-way: exactly one
 		// gap per instrument on the connection, a resync per live book, and

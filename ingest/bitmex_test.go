@@ -50,13 +50,13 @@ func TestBitmexKnownFrames(t *testing.T) {
 			}
 			// Recorded trade: side is the taker's; trdMatchID's first 8 bytes.
 			got := run(`{"table":"trade","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"UNIUSDT","side":"Buy","size":52,"price":17.297,"tickDirection":"PlusTick","trdMatchID":"39744121-c20e-44ba-8cc8-a6b8cdf72885","grossValue":899444,"homeNotional":16.73101673101673,"foreignNotional":289.39639639639637}]}`)
-			want := []Tick{idB(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1626993370014_000000, RecvTS: recv, Price: 17.297, Size: 52, TradeID: 0x39744121c20e44ba})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"table":"quote","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"UNIUSDT","bidSize":750,"bidPrice":17.277,"askPrice":17.297,"askSize":123}]}`)
-			want = []Tick{idB(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindQuote,
+			want = []Tick{goldenTick(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindQuote,
 				ExchTS: 1626993370014_000000, RecvTS: recv, BidPx: 17.277, BidSz: 750, AskPx: 17.297, AskSz: 123})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("quote:\n got %+v\nwant %+v", got, want)
@@ -64,7 +64,10 @@ func TestBitmexKnownFrames(t *testing.T) {
 			// Book by ids; the update and delete carry no price.
 			got = run(`{"table":"orderBookL2","action":"partial","filter":{"symbol":"BCHUSD"},"data":[{"symbol":"BCHUSD","id":40199991243,"side":"Buy","size":2000,"price":437.85},{"symbol":"BCHUSD","id":40199991245,"side":"Buy","size":10,"price":437.55},{"symbol":"BCHUSD","id":40199991100,"side":"Sell","size":7,"price":440}]}`)
 			base := Tick{Venue: "bitmex", Instrument: "BCH-USD-PERP", Symbol: "BCHUSD", Kind: KindSnapshot, RecvTS: recv}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want = []Tick{lv(base, SideBuy, 437.85, 2000), lv(base, SideBuy, 437.55, 10), lv(base, SideSell, 440, 7)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("partial:\n got %+v\nwant %+v", got, want)
@@ -181,7 +184,7 @@ func TestBitmexRecordedExcerpt(t *testing.T) {
 		f, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got, want := kindsB(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
+		if got, want := kindCounts(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if resyncsB(t, reg, "") != 0 {
@@ -197,13 +200,13 @@ func TestBitmexRecordedFile(t *testing.T) {
 		f, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
 
 		// Drop an insert mid-file; the first later update or delete of its id
 		// is a gap: one gap tick, one resync, no book tick of the symbol after.

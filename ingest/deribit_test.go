@@ -58,7 +58,10 @@ func TestDeribitKnownFrames(t *testing.T) {
 			got := run(`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.ETH-30JUL21-2800-C.raw","data":{"type":"snapshot","timestamp":1626993723632,"instrument_name":"ETH-30JUL21-2800-C","change_id":13169025645,"bids":[["new",0.0015,4714.0],["new",0.001,861.0]],"asks":[["new",0.0025,873.0],["new",0.003,167.0]]}}}`)
 			base := Tick{Venue: "deribit", Instrument: "ETH-USD-20210730-2800-C", Symbol: "ETH-30JUL21-2800-C", Kind: KindSnapshot,
 				ExchTS: 1626993723632_000000, RecvTS: recv, Seq: 13169025645}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want := []Tick{lv(base, SideBuy, 0.0015, 4714), lv(base, SideBuy, 0.001, 861), lv(base, SideSell, 0.0025, 873), lv(base, SideSell, 0.003, 167)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("snapshot:\n got %+v\nwant %+v", got, want)
@@ -70,7 +73,7 @@ func TestDeribitKnownFrames(t *testing.T) {
 			}
 			// Docs example trade: direction is the taker's.
 			got = run(`{"params":{"data":[{"trade_seq":30289432,"trade_id":"48079254","timestamp":1590484156350,"tick_direction":0,"price":8950.0,"mark_price":8948.9,"instrument_name":"BTC-PERPETUAL","index_price":8955.88,"direction":"sell","amount":10.0}],"channel":"trades.BTC-PERPETUAL.raw"},"method":"subscription","jsonrpc":"2.0"}`)
-			tr := idB(Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", Kind: KindTrade, Side: SideSell,
+			tr := goldenTick(Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", Kind: KindTrade, Side: SideSell,
 				ExchTS: 1590484156350_000000, RecvTS: recv, Price: 8950, Size: 10, TradeID: 48079254, Seq: 30289432})
 			if !reflect.DeepEqual(got, []Tick{tr}) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, tr)
@@ -86,7 +89,7 @@ func TestDeribitKnownFrames(t *testing.T) {
 			qt, ft := q, q
 			qt.Kind, qt.BidPx, qt.BidSz, qt.AskPx, qt.AskSz = KindQuote, 35777, 24200, 35777.5, 1710
 			ft.Kind, ft.Price, ft.BidPx, ft.AskPx = KindFunding, 0.0001, 35766.21, 35797.48
-			if want := []Tick{idB(qt), idB(ft)}; !reflect.DeepEqual(got, want) {
+			if want := []Tick{goldenTick(qt), goldenTick(ft)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
 			}
 			// Subscribe response and a heartbeat test_request.
@@ -254,7 +257,7 @@ func TestDeribitRecordedExcerpt(t *testing.T) {
 		f, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got, want := kindsB(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
+		if got, want := kindCounts(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if resyncsB(t, reg, "") != 0 {
@@ -270,13 +273,13 @@ func TestDeribitRecordedFile(t *testing.T) {
 		f, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
 
 		// Drop the first change of one instrument: exactly one gap for it,
 		// a resync, and none of its book ticks afterwards.

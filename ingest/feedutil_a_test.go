@@ -206,14 +206,6 @@ func samePaths(t *testing.T, got map[string][]Tick) {
 	}
 }
 
-// goldenTick completes a hand-written expected tick: IngestTS is the
-// receive time, ID the content hash.
-func goldenTick(t Tick) Tick {
-	t.IngestTS = t.RecvTS
-	t.ComputeID()
-	return t
-}
-
 // goldenCase is a frame and the ticks it gives.
 type goldenCase struct {
 	name, frame string
@@ -235,14 +227,6 @@ func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) 
 			}
 		}
 	}
-}
-
-func kindCounts(ticks []Tick) map[Kind]int {
-	m := map[Kind]int{}
-	for _, t := range ticks {
-		m[t.Kind]++
-	}
-	return m
 }
 
 func isMalformed(err error) bool {

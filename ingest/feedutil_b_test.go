@@ -218,22 +218,6 @@ func wantMalformedB(t *testing.T, f Feed, frame string) {
 	}
 }
 
-// idB fills in the deterministic id the way the feeds do.
-func idB(t Tick) Tick {
-	t.IngestTS = t.RecvTS
-	t.ComputeID()
-	return t
-}
-
-// kindsB counts ticks by kind.
-func kindsB(ts []Tick) map[Kind]int {
-	m := map[Kind]int{}
-	for _, t := range ts {
-		m[t.Kind]++
-	}
-	return m
-}
-
 // checkTicksB asserts the invariants every tick of these feeds keeps.
 func checkTicksB(t *testing.T, ts []Tick) {
 	t.Helper()
@@ -427,7 +411,7 @@ func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLineB, symO
 	f, reg := newFeedB(t, venue, FeedConfig{ForceFallback: fb})
 	out, asked := replayRESTB(t, f, ws, rest, symOf)
 	checkTicksB(t, out)
-	if got := kindsB(out); !reflect.DeepEqual(got, want) {
+	if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 		t.Fatalf("kinds %v, want %v", got, want)
 	}
 	if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {

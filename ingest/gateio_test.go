@@ -59,14 +59,14 @@ func TestGateioKnownFrames(t *testing.T) {
 			}
 			// Recorded trade: create_time_ms 1619093543708.2642 → ns exactly.
 			got := run(`{"time":1619093543,"channel":"spot.trades","event":"update","result":{"id":816995772,"create_time":1619093543,"create_time_ms":"1619093543708.2642","side":"sell","currency_pair":"DIS_USDT","amount":"0.2010000000","price":"121.5800000000"}}`)
-			want := []Tick{idB(Tick{Venue: "gateio", Instrument: "DIS-USDT", Symbol: "DIS_USDT", Kind: KindTrade, Side: SideSell,
+			want := []Tick{goldenTick(Tick{Venue: "gateio", Instrument: "DIS-USDT", Symbol: "DIS_USDT", Kind: KindTrade, Side: SideSell,
 				ExchTS: 1619093543708264200, RecvTS: recv, Price: 121.58, Size: 0.201, TradeID: 816995772})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example of spot.book_ticker.
 			got = run(`{"time":1606293275,"time_ms":1606293275723,"channel":"spot.book_ticker","event":"update","result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"19177.79","B":"0.0003341504","a":"19179.38","A":"0.09"}}`)
-			want = []Tick{idB(Tick{Venue: "gateio", Instrument: "BTC-USDT", Symbol: "BTC_USDT", Kind: KindQuote, ExchTS: 1606293275123_000000, RecvTS: recv,
+			want = []Tick{goldenTick(Tick{Venue: "gateio", Instrument: "BTC-USDT", Symbol: "BTC_USDT", Kind: KindQuote, ExchTS: 1606293275123_000000, RecvTS: recv,
 				BidPx: 19177.79, BidSz: 0.0003341504, AskPx: 19179.38, AskSz: 0.09, Seq: 48733182})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("book_ticker:\n got %+v\nwant %+v", got, want)
@@ -91,7 +91,10 @@ func TestGateioKnownFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			sb := Tick{Venue: "gateio", Instrument: "HAI-ETH", Symbol: "HAI_ETH", Kind: KindSnapshot, ExchTS: 1619093533750_000000, RecvTS: recv, Seq: 2691446}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			db := sb
 			db.Kind, db.Seq, db.ExchTS = KindBookDelta, 2691448, 1619093538770_000000
 			want = []Tick{lv(sb, SideBuy, 0.00010322, 5360.209), lv(sb, SideBuy, 0.00010276, 20.80412499), lv(sb, SideSell, 0.00010396, 5876.967),
@@ -129,7 +132,7 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("withheld: %+v", out)
 	}
 	out, _ = f.HandleSnapshot(6, reqs[0], []byte(`{"id":14,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil)
-	if k := kindsB(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 {
+	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
 	out, _ = f.Handle(7, gateUpd(16, 16, `["101.5","1"]`), nil)
@@ -247,7 +250,7 @@ func TestGateioRecordedFile(t *testing.T) {
 	want := gateExpected(t, ws, rest)
 	for _, fb := range pathsB(t) {
 		out, asked := replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
-		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindsB(out), len(asked))
+		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop one mid-file update of a live pair: one gap tick, one resync,
 		// the snapshot asked again, no book tick of the pair afterwards.

@@ -51,7 +51,7 @@ func TestGeminiKnownFrames(t *testing.T) {
 			}
 			// Recorded (GEMINI.ws.1.0): side is the taker's.
 			got := run(`{"type":"trade","symbol":"ANKRUSD","event_id":45465818387,"timestamp":1624493670759,"price":"0.07946","quantity":"1020.482111","side":"buy"}`)
-			want := []Tick{idB(Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1624493670759_000000, RecvTS: recv, Price: 0.07946, Size: 1020.482111, TradeID: 45465818387})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
@@ -62,7 +62,10 @@ func TestGeminiKnownFrames(t *testing.T) {
 			// Docs example shape: the first l2_updates (with trades) is the book.
 			got = run(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["sell","9122.07","0.98942292"],["buy","9122.04","0.00121425"],["buy","9121.1","0"],["buy","9120.5","2"]],"trades":[{"type":"trade","symbol":"BTCUSD","event_id":169841458,"timestamp":1560976400428,"price":"9122.04","quantity":"0.0073173","side":"sell"}]}`)
 			base := Tick{Venue: "gemini", Instrument: "BTC-USD", Symbol: "BTCUSD", Kind: KindSnapshot, RecvTS: recv}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want = []Tick{lv(base, SideBuy, 9122.04, 0.00121425), lv(base, SideBuy, 9120.5, 2), lv(base, SideSell, 9122.07, 0.98942292)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("book:\n got %+v\nwant %+v", got, want)
@@ -201,7 +204,7 @@ func TestGeminiRecordedExcerpt(t *testing.T) {
 		f, reg := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got, want := kindsB(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
+		if got, want := kindCounts(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if resyncsB(t, reg, "") != 0 {
@@ -217,13 +220,13 @@ func TestGeminiRecordedFile(t *testing.T) {
 		f, reg := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
 	}
 }
 

@@ -97,20 +97,23 @@ func TestHuobiKnownFrames(t *testing.T) {
 			// Recorded (HUOBI.ws.44.0, gunzipped): the tradeId, not the
 			// 27-digit id, is the trade id.
 			got := run(`{"ch":"market.trioeth.trade.detail","ts":1618678027942,"tick":{"id":100182534526,"ts":1618678027940,"data":[{"id":100182534526255757567432481,"ts":1618678027940,"tradeId":100045088885,"amount":20995.88,"price":9.2e-07,"direction":"buy"}]}}`)
-			want := []Tick{idB(Tick{Venue: "huobi", Instrument: "TRIO-ETH", Symbol: "trioeth", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "huobi", Instrument: "TRIO-ETH", Symbol: "trioeth", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1618678027940_000000, RecvTS: recv, Price: 9.2e-07, Size: 20995.88, TradeID: 100045088885})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"ch":"market.btcusdt.depth.step0","ts":1618678069870,"tick":{"bids":[[60000.1,1.5],[59999,2]],"asks":[[60001,0.5]],"version":123,"ts":1618678069860}}`)
 			base := Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindSnapshot, ExchTS: 1618678069860_000000, RecvTS: recv, Seq: 123}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			if want := []Tick{lv(base, SideBuy, 60000.1, 1.5), lv(base, SideBuy, 59999, 2), lv(base, SideSell, 60001, 0.5)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("depth:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example of bbo.
 			got = run(`{"ch":"market.btcusdt.bbo","ts":1630982225968,"tick":{"seqId":136372393553,"ask":52101.74,"askSize":0.024339,"bid":52101.73,"bidSize":0.69,"quoteTime":1630982225968,"symbol":"btcusdt"}}`)
-			want = []Tick{idB(Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindQuote, ExchTS: 1630982225968_000000, RecvTS: recv,
+			want = []Tick{goldenTick(Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindQuote, ExchTS: 1630982225968_000000, RecvTS: recv,
 				BidPx: 52101.73, BidSz: 0.69, AskPx: 52101.74, AskSz: 0.024339, Seq: 136372393553})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("bbo:\n got %+v\nwant %+v", got, want)
@@ -211,7 +214,7 @@ func TestHuobiRecordedExcerpt(t *testing.T) {
 		f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got, want := kindsB(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
+		if got, want := kindCounts(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if resyncsB(t, reg, "") != 0 {
@@ -227,7 +230,7 @@ func TestHuobiRecordedFile(t *testing.T) {
 		f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
+		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
@@ -237,7 +240,7 @@ func TestHuobiRecordedFile(t *testing.T) {
 		if pongs != 6 {
 			t.Fatalf("%d pongs, want one per ping (6)", pongs)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
 	}
 }
 

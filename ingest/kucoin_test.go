@@ -71,14 +71,14 @@ func TestKucoinKnownFrames(t *testing.T) {
 			}
 			// Recorded match: side is the taker's; time in ns.
 			got := run(`{"data":{"symbol":"DAPPT-BTC","sequence":"1612701563869","side":"buy","size":"81.8814","price":"0.0000001117","takerOrderId":"6085c097587c2000060cde57","time":"1619378327739050725","type":"match","makerOrderId":"6085c06144b3790006512a4d","tradeId":"6085c09769bc506996295e36"},"subject":"trade.l3match","topic":"/market/match:DAPPT-BTC","type":"message"}`)
-			want := []Tick{idB(Tick{Venue: "kucoin", Instrument: "DAPPT-BTC", Symbol: "DAPPT-BTC", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "kucoin", Instrument: "DAPPT-BTC", Symbol: "DAPPT-BTC", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1619378327739050725, RecvTS: recv, Price: 0.0000001117, Size: 81.8814, TradeID: 1612701563869, Seq: 1612701563869})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("match:\n got %+v\nwant %+v", got, want)
 			}
 			// Recorded ticker.
 			got = run(`{"data":{"sequence":"1612844051653","bestAsk":"0.00028717","size":"0.01745248","bestBidSize":"3.70422021","price":"0.00028676","time":1619378326323,"bestAskSize":"14.04274325","bestBid":"0.00028678"},"subject":"trade.ticker","topic":"/market/ticker:SNX-BTC","type":"message"}`)
-			want = []Tick{idB(Tick{Venue: "kucoin", Instrument: "SNX-BTC", Symbol: "SNX-BTC", Kind: KindQuote, ExchTS: 1619378326323_000000, RecvTS: recv,
+			want = []Tick{goldenTick(Tick{Venue: "kucoin", Instrument: "SNX-BTC", Symbol: "SNX-BTC", Kind: KindQuote, ExchTS: 1619378326323_000000, RecvTS: recv,
 				BidPx: 0.00028678, BidSz: 3.70422021, AskPx: 0.00028717, AskSz: 14.04274325, Seq: 1612844051653})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
@@ -105,7 +105,10 @@ func TestKucoinKnownFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			sb := Tick{Venue: "kucoin", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: KindSnapshot, ExchTS: 1700000000001_000000, RecvTS: recv, Seq: 11}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			db := sb
 			db.Kind, db.Seq, db.ExchTS = KindBookDelta, 13, 1700000000000_000000
 			want = []Tick{lv(sb, SideBuy, 99, 2), lv(sb, SideBuy, 97, 1), lv(sb, SideSell, 101, 1), lv(db, SideBuy, 98, 5)}
@@ -166,7 +169,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 	}
 	// A good one (14): snapshot then the buffered 15.
 	out, _ = f.HandleSnapshot(7, reqs[0], []byte(`{"code":"200000","data":{"sequence":"14","bids":[["99","1"]],"asks":[["101","1"]]}}`), nil)
-	if k := kindsB(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 || len(out) != 3 {
+	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 || len(out) != 3 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
 	if resyncsB(t, reg, "") != 1 {
@@ -304,7 +307,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 				t.Fatalf("%s asked %d times", s, n)
 			}
 		}
-		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindsB(out), len(asked))
+		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop an l2update of BCHSV-USDT mid-file: one gap, one
 		// resync, a new request, no book tick of it afterwards.
