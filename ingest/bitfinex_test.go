@@ -73,9 +73,9 @@ func TestBitfinexSubscribeFrames(t *testing.T) {
 // from the documentation's examples.
 func TestBitfinexKnownFrames(t *testing.T) {
 	const recv = int64(1618677543951228900)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, []byte(frame), nil)
@@ -173,7 +173,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	// By hand: "7254.7:0.3:7255.2:-0.5:7254.6:0.1" (bid, ask, bid: the
 	// second ask is missing); CRC32 (IEEE) as a signed int: 52732754
 	// (python3: zlib.crc32 → 52732754).
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{})
 	bfxBookSession(t, f)
 	if out, err := f.Handle(2, []byte(`[10,"cs",52732754,2]`), nil); err != nil || len(out) != 0 {
 		t.Fatalf("good checksum: %v %+v", err, out)
@@ -236,7 +236,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	}
 
 	// NoChecksum: the same wrong checksum is not checked.
-	nc, reg2 := newFeedB(t, "bitfinex", FeedConfig{NoChecksum: true})
+	nc, reg2 := newTestFeed(t, "bitfinex", FeedConfig{NoChecksum: true})
 	bfxBookSession(t, nc)
 	if out, _ := nc.Handle(2, []byte(`[10,"cs",12345,2]`), nil); len(out) != 0 || resyncsB(t, reg2, "") != 0 {
 		t.Fatalf("NoChecksum still checks: %+v", out)
@@ -244,7 +244,7 @@ func TestBitfinexChecksum(t *testing.T) {
 }
 
 func TestBitfinexSequenceGap(t *testing.T) {
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{})
 	bfxBookSession(t, f)
 	// seq 2 is lost: 3 follows 1.
 	out, err := f.Handle(2, []byte(`[10,[7254.5,1,1],3]`), nil)
@@ -269,7 +269,7 @@ func TestBitfinexSequenceGap(t *testing.T) {
 }
 
 func TestBitfinexCrossed(t *testing.T) {
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{NoChecksum: true})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{NoChecksum: true})
 	bfxBookSession(t, f)
 	// A bid above the best ask crosses the book.
 	out, err := f.Handle(2, []byte(`[10,[7256,1,0.2],2]`), nil)
@@ -285,7 +285,7 @@ func TestBitfinexCrossed(t *testing.T) {
 }
 
 func TestBitfinexMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{})
 	bfxBookSession(t, f)
 	bad := []string{``, `nul`, `"x"`, `5`, `{}`, `[]`, `[10]`, `["a",[1,1,1],2]`, `[10,{"a":1},2]`, `[10,[1,1],2]`,
 		`[10,[1,1,"x"],2]`, `[10,[-1,1,1],2]`, `[10,[1,1,0],2]`, `[10,"cs","x",2]`, `[10,"cs",99999999999,2]`, `[10,"zz",1,2]`,
@@ -352,12 +352,12 @@ func bfxExpected(t *testing.T, lines []capLineB) map[Kind]int {
 
 func TestBitfinexRecordedExcerpt(t *testing.T) {
 	lines := testdataB(t, "bitfinex/BITFINEX.ws.11.0_head120")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got, want := kindCounts(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: kinds %v, want %v", pathNameB(fb), got, want)
+			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 		}
 		if r := resyncsB(t, reg, ""); r != 0 {
 			t.Fatalf("resyncs %v", r)
@@ -370,17 +370,17 @@ func TestBitfinexRecordedExcerpt(t *testing.T) {
 func TestBitfinexRecordedFile(t *testing.T) {
 	lines := sharedCaptureB(t, "BITFINEX.ws.11.0")
 	want := bfxExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: kinds %v, want %v", pathNameB(fb), got, want)
+			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 		}
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// The same file with one book update dropped mid-way: exactly one
 		// gap per instrument on the connection, a resync per live book, and
@@ -395,7 +395,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		if drop < 0 {
 			t.Fatal("no book update to drop")
 		}
-		g, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
+		g, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
 		before := feedFramesB(t, g, lines[:drop])
 		after := feedFramesB(t, g, lines[drop+1:])
 		insts := map[string]bool{}

@@ -34,9 +34,9 @@ func TestNormalizeBitmex(t *testing.T) {
 
 func TestBitmexKnownFrames(t *testing.T) {
 	const recv = int64(1626993370146107000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, []byte(frame), nil)
@@ -92,7 +92,7 @@ func TestBitmexKnownFrames(t *testing.T) {
 const bitmexPartialB = `{"table":"orderBookL2","action":"partial","filter":{"symbol":"XBTUSD"},"data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":10,"price":100},{"symbol":"XBTUSD","id":2,"side":"Sell","size":10,"price":101}]}`
 
 func TestBitmexGapCrossedMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "bitmex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitmex", FeedConfig{})
 	f.Handle(1, []byte(bitmexPartialB), nil)
 	// An update of an id the book never had: a lost insert.
 	out, _ := f.Handle(2, []byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`), nil)
@@ -180,8 +180,8 @@ func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
 
 func TestBitmexRecordedExcerpt(t *testing.T) {
 	lines := testdataB(t, "bitmex/BITMEX.ws.1.0_lines1-150_no59")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got, want := kindCounts(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
@@ -196,8 +196,8 @@ func TestBitmexRecordedExcerpt(t *testing.T) {
 func TestBitmexRecordedFile(t *testing.T) {
 	lines := sharedCaptureB(t, "BITMEX.ws.1.0")
 	want := bitmexExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
@@ -206,7 +206,7 @@ func TestBitmexRecordedFile(t *testing.T) {
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// Drop an insert mid-file; the first later update or delete of its id
 		// is a gap: one gap tick, one resync, no book tick of the symbol after.
@@ -232,7 +232,7 @@ func TestBitmexRecordedFile(t *testing.T) {
 		if drop < 0 {
 			t.Fatal("no insert to drop")
 		}
-		g, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
+		g, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
 		feedFramesB(t, g, lines[:drop])
 		after := feedFramesB(t, g, lines[drop+1:])
 		gaps, seenGap := 0, false

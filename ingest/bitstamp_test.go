@@ -13,7 +13,7 @@ import (
 
 func TestBitstampGolden(t *testing.T) {
 	const recv = int64(1641343699529292000)
-	for path, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		// Recorded: type 0 is a buy (the taker bought).
 		out, err := f.Handle(recv, []byte(`{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000","price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000","buy_order_id":1443875737346049,"sell_order_id":1443875731320832},"channel":"live_trades_ethusd","event":"trade"}`), nil)
 		want := []Tick{goldenTick(Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", Kind: KindTrade, Side: SideBuy,
@@ -155,7 +155,7 @@ func testBitstampReplay(t *testing.T, ws, http string) {
 		ref.apply(l)
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		var ticks []Tick
 		for _, l := range lines {
 			var err error
@@ -201,7 +201,7 @@ func TestBitstampReplaySharedFiles(t *testing.T) {
 func TestBitstampLiveOrder(t *testing.T) {
 	ws := vaReadCapture(t, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"))
 	snaps := vaReadCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
 		out := replayFeed(t, f, ws, false)
 		if kc := kindCounts(out); kc[KindBookDelta] != 0 || kc[KindTrade] != 10 {
 			t.Fatalf("%s: %v before snapshots", name, kc)
@@ -246,7 +246,7 @@ func TestBitstampMalformed(t *testing.T) {
 		`{"data":{"microtimestamp":"1","bids":[],"asks":[]},"channel":"diff_order_book_","event":"data"}`:                                 ReasonBadSymbol,
 		`{"event":1}`: ReasonBadType,
 	}
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -300,7 +300,7 @@ func BenchmarkFeedBitstamp(b *testing.B) {
 // TestUnnormalizedSymbol: a pair whose quote asset is unknown is published
 // under the venue symbol and counted per frame.
 func TestUnnormalizedSymbol(t *testing.T) {
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		fr := `{"data":{"id":1,"amount_str":"1","price_str":"2","type":1,"microtimestamp":"1641343699596000"},"channel":"live_trades_fooqux","event":"trade"}`
 		for i := 0; i < 2; i++ {
 			out, err := f.Handle(1, []byte(fr), nil)

@@ -48,7 +48,7 @@ func TestCoinbaseGolden(t *testing.T) {
 			},
 		},
 	}
-	for path, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		for _, c := range cases {
 			got, err := f.Handle(recv, []byte(c.frame), nil)
 			if err != nil {
@@ -171,7 +171,7 @@ func testCoinbaseReplay(t *testing.T, path string) {
 		trades, quotes, snaps, deltas = trades+tr, quotes+q, snaps+s, deltas+d
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines, false)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
@@ -250,7 +250,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 	if dropAt < 0 {
 		t.Fatal("no match to drop in the excerpt")
 	}
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		var out []Tick
 		var gapAt = -1
 		for i, l := range lines {
@@ -309,7 +309,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 }
 
 func TestCoinbaseCrossedAndHeartbeat(t *testing.T) {
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		frames := []string{
 			`{"type":"snapshot","product_id":"ETH-EUR","bids":[["100","1"]],"asks":[["101","1"]]}`,
 			`{"type":"l2update","product_id":"ETH-EUR","changes":[["buy","100.5","2"]],"time":"2021-04-17T16:43:37Z"}`,
@@ -375,7 +375,7 @@ func TestCoinbaseMalformed(t *testing.T) {
 		`{"type":"l2update","product_id":"BTC-USD","changes":{}}`:                                   ReasonBadType,
 		`{"type":"match","type":"ticker"}`:                                                          ReasonDuplicateField,
 	}
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), []Tick{{Venue: "keep"}})
 			var pe *ParseError

@@ -43,9 +43,9 @@ func TestDeribitSubscribeFrames(t *testing.T) {
 
 func TestDeribitKnownFrames(t *testing.T) {
 	const recv = int64(1626993723844026000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, []byte(frame), nil)
@@ -122,7 +122,7 @@ func deribitChangeB(prev, id int, side, level string) string {
 func itoaB(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestDeribitChangeIDGap(t *testing.T) {
-	f, reg := newFeedB(t, "deribit", FeedConfig{})
+	f, reg := newTestFeed(t, "deribit", FeedConfig{})
 	if out, err := f.Handle(1, []byte(deribitSnapB), nil); err != nil || len(out) != 2 {
 		t.Fatalf("%v %+v", err, out)
 	}
@@ -166,7 +166,7 @@ func TestDeribitChangeIDGap(t *testing.T) {
 }
 
 func TestDeribitMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "deribit", FeedConfig{})
+	f, reg := newTestFeed(t, "deribit", FeedConfig{})
 	f.Handle(1, []byte(deribitSnapB), nil)
 	bad := []string{``, `[]`, `{}`, `{"method":"subscription"}`, `{"method":"subscription","params":{"channel":"book.X.100ms"}}`,
 		`{"method":"subscription","params":{"data":{}}}`, `{"method":"subscription","params":[]}`,
@@ -253,8 +253,8 @@ func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
 
 func TestDeribitRecordedExcerpt(t *testing.T) {
 	lines := testdataB(t, "deribit/DERIBIT.ws.1.0_head60")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got, want := kindCounts(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
@@ -269,8 +269,8 @@ func TestDeribitRecordedExcerpt(t *testing.T) {
 func TestDeribitRecordedFile(t *testing.T) {
 	lines := sharedCaptureB(t, "DERIBIT.ws.1.0")
 	want := deribitExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
@@ -279,7 +279,7 @@ func TestDeribitRecordedFile(t *testing.T) {
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// Drop the first change of one instrument: exactly one gap for it,
 		// a resync, and none of its book ticks afterwards.
@@ -297,7 +297,7 @@ func TestDeribitRecordedFile(t *testing.T) {
 				break
 			}
 		}
-		g, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
+		g, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
 		feedFramesB(t, g, lines[:drop])
 		after := feedFramesB(t, g, lines[drop+1:])
 		gaps := 0

@@ -90,48 +90,6 @@ func venueTestdata(venue, name string) string {
 	return filepath.Join("..", "testdata", venue, name)
 }
 
-// fallbackWorks reports whether the portable JSON path is built (it lands
-// with the json-tape branch).
-func fallbackWorks() bool {
-	var pj simdjson.ParsedJson
-	return buildTape([]byte(`{"a":[1,"b"]}`), &pj) == nil
-}
-
-// vaFeedPaths returns one feed per available JSON path, each with its own
-// Metrics.
-func vaFeedPaths(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnderTest {
-	t.Helper()
-	out := map[string]feedUnderTest{}
-	for _, path := range []string{"simd", "fallback"} {
-		if path == "simd" && !simdjson.SupportedCPU() {
-			continue
-		}
-		if path == "fallback" && !fallbackWorks() {
-			continue
-		}
-		c := cfg
-		c.ForceFallback = path == "fallback"
-		reg := prometheus.NewRegistry()
-		c.Metrics = NewMetrics(reg)
-		f, err := NewFeed(venue, c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		out[path] = feedUnderTest{Feed: f, m: c.Metrics, reg: reg, venue: venue}
-	}
-	if len(out) == 0 {
-		t.Fatal("no JSON path available")
-	}
-	return out
-}
-
-type feedUnderTest struct {
-	Feed
-	m     *Metrics
-	reg   *prometheus.Registry
-	venue string
-}
-
 func (f feedUnderTest) resyncs(reason string) float64 {
 	return testutil.ToFloat64(f.m.resyncs.WithLabelValues(f.venue, reason))
 }
@@ -216,7 +174,7 @@ type goldenCase struct {
 // venue per JSON path and compares the ticks.
 func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) {
 	t.Helper()
-	for path, f := range vaFeedPaths(t, venue, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, venue, FeedConfig{}) {
 		for _, c := range cases {
 			got, err := f.Handle(recv, []byte(c.frame), nil)
 			if err != nil {
@@ -249,7 +207,7 @@ func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byt
 	for _, s := range []string{``, `{}`, `[]`, `null`, `"x"`, `{"a":"\ud83d\u0041"}`, "{\"a\":1\x00}", `[1,{"b":[true,false,null]},"c"]`} {
 		f.Add([]byte(s))
 	}
-	paths := vaFeedPaths(f, venue, cfg)
+	paths := feedsPerPath(f, venue, cfg)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got := map[string][]Tick{}
 		errs := map[string]string{}
@@ -359,7 +317,7 @@ func TestVenuesAResync(t *testing.T) {
 		{VenueBitstamp, "btcusd", "", `{"data":{"microtimestamp":"1641343700000002","bids":[["1.5","1"]],"asks":[]},"channel":"diff_order_book_btcusd","event":"data"}`, ""},
 	}
 	for _, c := range cases {
-		for name, f := range vaFeedPaths(t, c.venue, FeedConfig{}) {
+		for name, f := range feedsPerPath(t, c.venue, FeedConfig{}) {
 			if c.snapshot != "" {
 				if _, err := f.Handle(1, []byte(c.snapshot), nil); err != nil {
 					t.Fatal(err)

@@ -100,50 +100,6 @@ func sharedCaptureB(t testing.TB, name string) []capLineB {
 	return parseCryptofeedB(t, p)
 }
 
-// fallbackReadyB reports whether the portable tape builder is in this
-// build (it lands from the json-tape branch).
-func fallbackReadyB() bool {
-	_, err := NewJSONParser(true).Parse([]byte(`{}`))
-	return err == nil
-}
-
-// pathsB lists the JSON paths to test: simdjson-go where the CPU supports
-// it, and the fallback once it is built.
-func pathsB(t testing.TB) []bool {
-	var out []bool // ForceFallback values
-	if simdjson.SupportedCPU() {
-		out = append(out, false)
-	}
-	if fallbackReadyB() {
-		out = append(out, true)
-	} else {
-		t.Logf("fallback JSON path not built yet (json-tape): testing simdjson-go only")
-	}
-	if len(out) == 0 {
-		t.Skip("neither JSON path is available on this machine")
-	}
-	return out
-}
-
-func pathNameB(fallback bool) string {
-	if fallback {
-		return "fallback"
-	}
-	return "simdjson"
-}
-
-// newFeedB builds venue's feed with its own registry.
-func newFeedB(t testing.TB, venue string, cfg FeedConfig) (Feed, *prometheus.Registry) {
-	t.Helper()
-	reg := prometheus.NewRegistry()
-	cfg.Metrics = NewMetrics(reg)
-	f, err := NewFeed(venue, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f, reg
-}
-
 // counterB sums the counter name over the series whose labels include want.
 func counterB(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
 	t.Helper()
@@ -280,7 +236,7 @@ func fuzzFeedsB(f *testing.F, venue string) (Feed, Feed) {
 		if a, err = NewFeed(venue, FeedConfig{}); err != nil {
 			f.Fatal(err)
 		}
-		if fallbackReadyB() {
+		if fallbackWorks() {
 			if b, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
 				f.Fatal(err)
 			}
@@ -316,7 +272,7 @@ func benchFeedB(b *testing.B, venue string, ws, rest []capLineB, symOf func(stri
 			if !fallback && !simdjson.SupportedCPU() {
 				b.Skip("CPU lacks AVX2/CLMUL")
 			}
-			if fallback && !fallbackReadyB() {
+			if fallback && !fallbackWorks() {
 				b.Skip("fallback JSON tape builder not built yet (json-tape branch)")
 			}
 			f, err := NewFeed(venue, FeedConfig{ForceFallback: fallback})
@@ -408,7 +364,7 @@ func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url strin
 // snapshots asked per symbol.
 func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLineB, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
 	t.Helper()
-	f, reg := newFeedB(t, venue, FeedConfig{ForceFallback: fb})
+	f, reg := newTestFeed(t, venue, FeedConfig{ForceFallback: fb})
 	out, asked := replayRESTB(t, f, ws, rest, symOf)
 	checkTicksB(t, out)
 	if got := kindCounts(out); !reflect.DeepEqual(got, want) {
@@ -435,7 +391,7 @@ func TestFeedsBResetForgets(t *testing.T) {
 		"bitmex": {prime: []string{bitmexPartialB}, after: []string{`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":3}]}`}},
 	}
 	for venue, c := range cases {
-		f, reg := newFeedB(t, venue, FeedConfig{})
+		f, reg := newTestFeed(t, venue, FeedConfig{})
 		for _, fr := range c.prime {
 			if _, err := f.Handle(1, []byte(fr), nil); err != nil {
 				t.Fatalf("%s: %v", venue, err)
@@ -473,9 +429,9 @@ func TestFeedsBDuplicateKey(t *testing.T) {
 		{"gateio", strings.Replace(gateTrade, `"event":"update"`, `"event":"update","event":"update"`, 1), "event", gateTrade},
 		{"deribit", strings.Replace(deribitTrade, `"amount":10.0`, `"amount":10.0,"amount":11.0`, 1), "amount", deribitTrade},
 	} {
-		for _, fb := range pathsB(t) {
-			t.Run(c.venue+"/"+c.field+"/"+pathNameB(fb), func(t *testing.T) {
-				f, reg := newFeedB(t, c.venue, FeedConfig{ForceFallback: fb})
+		for _, fb := range jsonPaths(t) {
+			t.Run(c.venue+"/"+c.field+"/"+pathName(fb), func(t *testing.T) {
+				f, reg := newTestFeed(t, c.venue, FeedConfig{ForceFallback: fb})
 				wantMalformedB(t, f, c.dup)
 				_, err := f.Handle(1, []byte(c.dup), nil)
 				var pe *ParseError
@@ -498,7 +454,7 @@ func TestFeedsBDuplicateKey(t *testing.T) {
 // plain gap for them); sharing feedCore must not give them its Resync.
 func TestFeedsBNotResyncers(t *testing.T) {
 	for _, v := range []string{"bitfinex", "gemini", "deribit", "kucoin", "gateio", "bitmex", "huobi"} {
-		f, _ := newFeedB(t, v, FeedConfig{})
+		f, _ := newTestFeed(t, v, FeedConfig{})
 		if _, ok := f.(Resyncer); ok {
 			t.Errorf("%s implements Resyncer", v)
 		}

@@ -43,9 +43,9 @@ func TestGateioFrames(t *testing.T) {
 
 func TestGateioKnownFrames(t *testing.T) {
 	const recv = int64(1619093543755753000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "gateio", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, []byte(frame), nil)
@@ -111,7 +111,7 @@ func gateUpd(U, u int, b string) []byte {
 }
 
 func TestGateioGapCrossedMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "gateio", FeedConfig{})
+	f, reg := newTestFeed(t, "gateio", FeedConfig{})
 	f.Handle(1, gateUpd(10, 10, `["99","1"]`), nil)
 	reqs := f.SnapshotRequests(nil)
 	if _, err := f.HandleSnapshot(2, reqs[0], []byte(`{"id":10,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil); err != nil {
@@ -239,7 +239,7 @@ func gateSym(u string) string {
 func TestGateioRecordedExcerpt(t *testing.T) {
 	ws, rest := testdataB(t, "gateio/GATEIO.ws.1.0_head120"), testdataB(t, "gateio/GATEIO.http.0.0_head4")
 	want := gateExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
+	for _, fb := range jsonPaths(t) {
 		replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
 	}
 }
@@ -248,9 +248,9 @@ func TestGateioRecordedFile(t *testing.T) {
 	ws := sharedCaptureB(t, "GATEIO.ws.1.0")
 	rest := sharedCaptureB(t, "GATEIO.http.0.0")
 	want := gateExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
+	for _, fb := range jsonPaths(t) {
 		out, asked := replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
-		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindCounts(out), len(asked))
+		t.Logf("%s: %d ticks %v, snapshots asked %d", pathName(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop one mid-file update of a live pair: one gap tick, one resync,
 		// the snapshot asked again, no book tick of the pair afterwards.
@@ -263,7 +263,7 @@ func TestGateioRecordedFile(t *testing.T) {
 				break
 			}
 		}
-		g, reg := newFeedB(t, "gateio", FeedConfig{ForceFallback: fb})
+		g, reg := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
 		kept := append(append([]capLineB{}, ws[:drop]...), ws[drop+1:]...)
 		all, asked2 := replayRESTB(t, g, kept, rest, gateSym)
 		gaps := 0

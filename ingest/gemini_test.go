@@ -38,9 +38,9 @@ func TestGeminiSubscribeFrames(t *testing.T) {
 
 func TestGeminiKnownFrames(t *testing.T) {
 	const recv = int64(1624493670760541000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, []byte(frame), nil)
@@ -92,7 +92,7 @@ func geminiBookSession(t *testing.T, f Feed, seq0 int) {
 }
 
 func TestGeminiSocketSequenceGap(t *testing.T) {
-	f, reg := newFeedB(t, "gemini", FeedConfig{})
+	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":1,"changes":[["buy","99","1"]]}`), nil)
 	if len(out) != 1 || out[0].Seq != 1 {
@@ -127,7 +127,7 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 }
 
 func TestGeminiCrossed(t *testing.T) {
-	f, reg := newFeedB(t, "gemini", FeedConfig{})
+	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","101.5","1"]]}`), nil)
 	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
@@ -136,7 +136,7 @@ func TestGeminiCrossed(t *testing.T) {
 }
 
 func TestGeminiMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "gemini", FeedConfig{})
+	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	bad := []string{``, `[]`, `{}`, `{"type":1}`, `{"type":"trade","symbol":"BTCUSD","timestamp":1,"price":"x","quantity":"1","side":"buy"}`,
 		`{"type":"trade","symbol":"BTCUSD","timestamp":1,"price":"1","quantity":"1","side":"up"}`,
@@ -200,8 +200,8 @@ func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 
 func TestGeminiRecordedExcerpt(t *testing.T) {
 	lines := testdataB(t, "gemini/GEMINI.ws.1.0_head60")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got, want := kindCounts(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
@@ -216,8 +216,8 @@ func TestGeminiRecordedExcerpt(t *testing.T) {
 func TestGeminiRecordedFile(t *testing.T) {
 	lines := sharedCaptureB(t, "GEMINI.ws.1.0")
 	want := geminiExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
@@ -226,7 +226,7 @@ func TestGeminiRecordedFile(t *testing.T) {
 		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 	}
 }
 

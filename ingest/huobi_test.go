@@ -83,9 +83,9 @@ func TestHuobiFramesAndNormalize(t *testing.T) {
 
 func TestHuobiKnownFrames(t *testing.T) {
 	const recv = int64(1618678070909736900)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, gzipB(frame), nil)
@@ -138,7 +138,7 @@ func TestHuobiKnownFrames(t *testing.T) {
 }
 
 func TestHuobiMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "huobi", FeedConfig{})
+	f, reg := newTestFeed(t, "huobi", FeedConfig{})
 	bad := [][]byte{[]byte{0x1f, 0x8b, 1, 2, 3}, gzipB(`{`), gzipB(`[]`), gzipB(`{"ch":"btcusdt","tick":{}}`), gzipB(`{"ch":"market.btcusdt.bbo"}`),
 		gzipB(`{"ch":"market.btcusdt.depth.step0","tick":{"bids":[[1]],"asks":[]}}`), gzipB(`{"ch":"market.btcusdt.depth.step0","tick":{"bids":[]}}`),
 		gzipB(`{"ch":"market.btcusdt.trade.detail","tick":{"data":[{"price":1,"amount":1,"direction":"up","ts":1}]}}`),
@@ -210,8 +210,8 @@ func huobiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 
 func TestHuobiRecordedExcerpt(t *testing.T) {
 	lines := huobiLines(t, testdataB(t, "huobi/HUOBI.ws.44.0_head50"))
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got, want := kindCounts(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
@@ -226,8 +226,8 @@ func TestHuobiRecordedExcerpt(t *testing.T) {
 func TestHuobiRecordedFile(t *testing.T) {
 	lines := huobiLines(t, sharedCaptureB(t, "HUOBI.ws.44.0"))
 	want := huobiExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
 		checkTicksB(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
@@ -240,7 +240,7 @@ func TestHuobiRecordedFile(t *testing.T) {
 		if pongs != 6 {
 			t.Fatalf("%d pongs, want one per ping (6)", pongs)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindCounts(out))
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 	}
 }
 

@@ -64,7 +64,7 @@ func TestKrakenChecksumV1Documented(t *testing.T) {
 	if crc32.ChecksumIEEE([]byte(docString)) != 974947235 {
 		t.Fatal("the guide's example string does not hash to its checksum")
 	}
-	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		snap, err := f.Handle(1, []byte(krakenDocBook()), nil)
 		if err != nil || len(snap) != 20 {
 			t.Fatalf("%s: snapshot: %d ticks, %v", path, len(snap), err)
@@ -206,7 +206,7 @@ func testKrakenReplay(t *testing.T, paths ...string) {
 		t.Fatal("no checksummed update in the file")
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines, false)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
@@ -285,7 +285,7 @@ func TestKrakenInjectedCorruption(t *testing.T) {
 		return []byte(s[:j] + nv + s[k:])
 	}
 	for _, mode := range []string{"corrupt", "drop"} {
-		for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+		for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 			gaps := 0
 			resynced := false
 			for i, l := range lines {
@@ -383,7 +383,7 @@ func v1ToV2(t testing.TB, body []byte) (frame []byte, pair string, prec [2]int, 
 // every update, and the books equal the v1 ones.
 func TestKrakenV2FromRecording(t *testing.T) {
 	lines := vaReadCapture(t, venueTestdata("kraken", krakenBookExcerpt))
-	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		v1 := NewKrakenFeed(FeedConfig{ForceFallback: name == "fallback"})
 		precs := map[string][2]int{}
 		var frames [][]byte
@@ -467,7 +467,7 @@ func pairsFirst(m map[string][2]int) string {
 // a small book whose checksum string is written out by hand.
 func TestKrakenGoldenV2(t *testing.T) {
 	const recv = int64(1695628177708706000)
-	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		out, err := f.Handle(recv, []byte(`{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell","price":0.5117,"qty":40.0,"ord_type":"market","trade_id":4665906,"timestamp":"2023-09-25T07:49:37.708706Z"}]}`), nil)
 		// date -u -d 2023-09-25T07:49:37Z +%s → 1695628177
 		want := []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: KindTrade, Side: SideSell,
@@ -515,7 +515,7 @@ func TestKrakenMalformed(t *testing.T) {
 		`{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":1}],"asks":[]}]}`:                ReasonMissingField,
 		`{"event":7}`: ReasonBadType,
 	}
-	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError

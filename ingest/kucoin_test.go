@@ -53,9 +53,9 @@ func TestKucoinURLAndFrames(t *testing.T) {
 
 func TestKucoinKnownFrames(t *testing.T) {
 	const recv = int64(1619378328157583000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "kucoin", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, []byte(frame), nil)
@@ -141,7 +141,7 @@ func kucoinLive(t *testing.T, f Feed) {
 }
 
 func TestKucoinGapAndStaleSnapshot(t *testing.T) {
-	f, reg := newFeedB(t, "kucoin", FeedConfig{})
+	f, reg := newTestFeed(t, "kucoin", FeedConfig{})
 	kucoinLive(t, f)
 	if out, _ := f.Handle(3, kucoinUpd(11, 11, `{"asks":[],"bids":[["98","1","11"]]}`), nil); len(out) != 1 {
 		t.Fatalf("%+v", out)
@@ -187,7 +187,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 }
 
 func TestKucoinCrossedAndMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "kucoin", FeedConfig{})
+	f, reg := newTestFeed(t, "kucoin", FeedConfig{})
 	kucoinLive(t, f)
 	bad := []string{``, `[]`, `{}`, `{"type":"message"}`, `{"type":"message","subject":"trade.l2update","data":[]}`,
 		string(kucoinUpd(11, 10, `{"asks":[],"bids":[]}`)), string(kucoinUpd(11, 11, `{"asks":[["1","x","11"]],"bids":[]}`)),
@@ -291,7 +291,7 @@ func kucoinSym(u string) string { return u[strings.Index(u, "symbol=")+7:] }
 func TestKucoinRecordedExcerpt(t *testing.T) {
 	ws, rest := testdataB(t, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(t, "kucoin/KUCOIN.http.0.0_head3")
 	want := kucoinExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
+	for _, fb := range jsonPaths(t) {
 		replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
 	}
 }
@@ -300,14 +300,14 @@ func TestKucoinRecordedFile(t *testing.T) {
 	ws := sharedCaptureB(t, "KUCOIN.ws.1.0")
 	rest := sharedCaptureB(t, "KUCOIN.http.0.0")
 	want := kucoinExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
+	for _, fb := range jsonPaths(t) {
 		out, asked := replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
 		for s, n := range asked {
 			if n != 1 {
 				t.Fatalf("%s asked %d times", s, n)
 			}
 		}
-		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindCounts(out), len(asked))
+		t.Logf("%s: %d ticks %v, snapshots asked %d", pathName(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop an l2update of BCHSV-USDT mid-file: one gap, one
 		// resync, a new request, no book tick of it afterwards.
@@ -321,7 +321,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 		if drop < 0 {
 			t.Fatal("no update to drop")
 		}
-		g, reg := newFeedB(t, "kucoin", FeedConfig{ForceFallback: fb})
+		g, reg := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
 		kept := append(append([]capLineB{}, ws[:drop]...), ws[drop+1:]...)
 		all, asked2 := replayRESTB(t, g, kept, rest, kucoinSym)
 		cut := kept[drop-1].recv

@@ -67,7 +67,7 @@ func TestOKXGolden(t *testing.T) {
 // "3366.1:7:3366.8:9:3366:6:3368:8".
 func TestOKXChecksumDocumented(t *testing.T) {
 	sum := int32(crc32.ChecksumIEEE([]byte("3366.1:7:3366.8:9:3366:6:3368:8")))
-	for path, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		snap := fmt.Sprintf(`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["3366.8","9","10","3"],["3368","8","3","4"]],"bids":[["3366.1","7","0","3"],["3366","6","3","4"]],"ts":"1597026383085","checksum":%d,"prevSeqId":-1,"seqId":123456}]}`, sum)
 		out, err := f.Handle(1, []byte(snap), nil)
 		if err != nil || len(out) != 4 || f.resyncTotal() != 0 {
@@ -138,7 +138,7 @@ func testOKXReplay(t *testing.T, path string) {
 		t.Fatal("no checksummed frame")
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines, false)
 		got[name] = ticks
 		if f.malformedTotal() != 0 || f.resyncTotal() != 0 {
@@ -213,7 +213,7 @@ func TestOKXInjected(t *testing.T) {
 		return []byte(s[:j] + "1" + s[j:])
 	}
 	for mode, reason := range map[string]string{"drop": "gap", "corrupt": "checksum"} {
-		for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+		for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 			gaps := 0
 			for i, l := range lines {
 				body := l.body
@@ -246,7 +246,7 @@ func TestOKXInjected(t *testing.T) {
 		}
 	}
 	// With sequence numbers and nothing dropped, no resync.
-	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		replayFeed(t, f, lines, false)
 		if f.resyncTotal() != 0 {
 			t.Fatalf("%s: %v resyncs with intact sequence", name, f.resyncTotal())
@@ -265,7 +265,7 @@ func TestOKXMalformedAndControl(t *testing.T) {
 		`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["1"]],"bids":[],"ts":"1"}]}`:                   ReasonBadType,
 		`{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"abc","ts":"1"}]}`:                                ReasonBadNumber,
 	}
-	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
