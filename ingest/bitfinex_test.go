@@ -178,7 +178,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	if out, err := f.Handle(2, []byte(`[10,"cs",52732754,2]`), nil); err != nil || len(out) != 0 {
 		t.Fatalf("good checksum: %v %+v", err, out)
 	}
-	if r := resyncsB(t, reg, ""); r != 0 {
+	if r := resyncCount(reg, ""); r != 0 {
 		t.Fatalf("resyncs %v after a good checksum", r)
 	}
 	// After removing the second bid: "7254.7:0.3:7255.2:-0.5" → -574516173.
@@ -196,7 +196,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" || out[0].Seq != 5 {
 		t.Fatalf("bad checksum gave %+v, want one gap tick", out)
 	}
-	if r := resyncsB(t, reg, "checksum"); r != 1 {
+	if r := resyncCount(reg, "checksum"); r != 1 {
 		t.Fatalf("checksum resyncs %v, want 1", r)
 	}
 	ob := f.Outbox(nil)
@@ -231,14 +231,14 @@ func TestBitfinexChecksum(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindBookDelta || out[0].Size != 0 {
 		t.Fatalf("delta after resnapshot: %+v", out)
 	}
-	if r := resyncsB(t, reg, ""); r != 1 {
+	if r := resyncCount(reg, ""); r != 1 {
 		t.Fatalf("resyncs %v, want 1", r)
 	}
 
 	// NoChecksum: the same wrong checksum is not checked.
 	nc, reg2 := newTestFeed(t, "bitfinex", FeedConfig{NoChecksum: true})
 	bfxBookSession(t, nc)
-	if out, _ := nc.Handle(2, []byte(`[10,"cs",12345,2]`), nil); len(out) != 0 || resyncsB(t, reg2, "") != 0 {
+	if out, _ := nc.Handle(2, []byte(`[10,"cs",12345,2]`), nil); len(out) != 0 || resyncCount(reg2, "") != 0 {
 		t.Fatalf("NoChecksum still checks: %+v", out)
 	}
 }
@@ -255,7 +255,7 @@ func TestBitfinexSequenceGap(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
 		t.Fatalf("gap gave %+v", out)
 	}
-	if r := resyncsB(t, reg, "gap"); r != 1 {
+	if r := resyncCount(reg, "gap"); r != 1 {
 		t.Fatalf("gap resyncs %v", r)
 	}
 	if ob := f.Outbox(nil); len(ob) != 2 {
@@ -263,7 +263,7 @@ func TestBitfinexSequenceGap(t *testing.T) {
 	}
 	// The sequence continues from 3: no further gap.
 	out, _ = f.Handle(3, []byte(`[11,"hb",4]`), nil)
-	if len(out) != 0 || resyncsB(t, reg, "") != 1 {
+	if len(out) != 0 || resyncCount(reg, "") != 1 {
 		t.Fatalf("after gap: %+v", out)
 	}
 }
@@ -279,7 +279,7 @@ func TestBitfinexCrossed(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap {
 		t.Fatalf("crossed gave %+v", out)
 	}
-	if r := resyncsB(t, reg, "crossed"); r != 1 {
+	if r := resyncCount(reg, "crossed"); r != 1 {
 		t.Fatalf("crossed resyncs %v", r)
 	}
 }
@@ -296,7 +296,7 @@ func TestBitfinexMalformed(t *testing.T) {
 	for _, fr := range bad {
 		wantMalformedB(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed counted %v, want %d", m, len(bad))
 	}
 	// The book is untouched: the next frame continues the sequence (1 → 2).
@@ -359,7 +359,7 @@ func TestBitfinexRecordedExcerpt(t *testing.T) {
 		if got, want := kindCounts(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 		}
-		if r := resyncsB(t, reg, ""); r != 0 {
+		if r := resyncCount(reg, ""); r != 0 {
 			t.Fatalf("resyncs %v", r)
 		}
 	}
@@ -377,7 +377,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
@@ -427,7 +427,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 				t.Fatalf("%s: %d gap ticks", i, n)
 			}
 		}
-		if r := resyncsB(t, reg, "gap"); r != float64(books) {
+		if r := resyncCount(reg, "gap"); r != float64(books) {
 			t.Fatalf("gap resyncs %v, want %d (one per live book)", r, books)
 		}
 		if ob := g.Outbox(nil); len(ob) != 2*books {

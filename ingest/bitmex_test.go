@@ -96,7 +96,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 	f.Handle(1, []byte(bitmexPartialB), nil)
 	// An update of an id the book never had: a lost insert.
 	out, _ := f.Handle(2, []byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncsB(t, reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	ob := f.Outbox(nil)
@@ -110,7 +110,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("partial: %+v", out)
 	}
 	out, _ = f.Handle(5, []byte(`{"table":"orderBookL2","action":"insert","data":[{"symbol":"XBTUSD","id":4,"side":"Buy","size":1,"price":101.5}]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 	bad := []string{``, `[]`, `pong2`, `{"table":"trade"}`, `{"table":"trade","action":"insert","data":{}}`,
@@ -126,7 +126,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 	for _, fr := range bad {
 		wantMalformedB(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 }
@@ -187,7 +187,7 @@ func TestBitmexRecordedExcerpt(t *testing.T) {
 		if got, want := kindCounts(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if resyncsB(t, reg, "") != 0 {
+		if resyncCount(reg, "") != 0 {
 			t.Fatal("resyncs")
 		}
 	}
@@ -203,7 +203,7 @@ func TestBitmexRecordedFile(t *testing.T) {
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
@@ -250,8 +250,8 @@ func TestBitmexRecordedFile(t *testing.T) {
 				}
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 {
-			t.Fatalf("%s id %d: %d gap ticks, %v resyncs", sym, id, gaps, resyncsB(t, reg, ""))
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 {
+			t.Fatalf("%s id %d: %d gap ticks, %v resyncs", sym, id, gaps, resyncCount(reg, ""))
 		}
 	}
 }

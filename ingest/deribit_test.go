@@ -132,7 +132,7 @@ func TestDeribitChangeIDGap(t *testing.T) {
 	}
 	// prev_change_id 106 != 105: a change was lost.
 	out, _ = f.Handle(3, []byte(deribitChangeB(106, 107, "bids", `["new",4998,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncsB(t, reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	ob := f.Outbox(nil)
@@ -150,7 +150,7 @@ func TestDeribitChangeIDGap(t *testing.T) {
 	if out, _ = f.Handle(6, []byte(deribitChangeB(100, 101, "asks", `["delete",5001,0]`)), nil); len(out) != 1 || out[0].Size != 0 {
 		t.Fatalf("after resnapshot: %+v", out)
 	}
-	if resyncsB(t, reg, "") != 1 {
+	if resyncCount(reg, "") != 1 {
 		t.Fatal("resyncs")
 	}
 	// Crossed.
@@ -160,7 +160,7 @@ func TestDeribitChangeIDGap(t *testing.T) {
 		t.Fatalf("one-sided book: %+v", out)
 	}
 	out, _ = f.Handle(8, []byte(deribitChangeB(102, 103, "asks", `["new",5001.5,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -184,10 +184,10 @@ func TestDeribitMalformed(t *testing.T) {
 	for _, fr := range bad {
 		wantMalformedB(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
-	if out, _ := f.Handle(2, []byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)), nil); len(out) != 1 || resyncsB(t, reg, "") != 0 {
+	if out, _ := f.Handle(2, []byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)), nil); len(out) != 1 || resyncCount(reg, "") != 0 {
 		t.Fatalf("state changed by malformed frames: %+v", out)
 	}
 }
@@ -260,7 +260,7 @@ func TestDeribitRecordedExcerpt(t *testing.T) {
 		if got, want := kindCounts(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if resyncsB(t, reg, "") != 0 {
+		if resyncCount(reg, "") != 0 {
 			t.Fatal("resyncs")
 		}
 	}
@@ -276,7 +276,7 @@ func TestDeribitRecordedFile(t *testing.T) {
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
@@ -312,8 +312,8 @@ func TestDeribitRecordedFile(t *testing.T) {
 				t.Fatalf("book tick of %s after the gap: %+v", sym, k)
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 || len(g.Outbox(nil)) != 2 {
-			t.Fatalf("%s: %d gap ticks, %v resyncs", sym, gaps, resyncsB(t, reg, ""))
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 || len(g.Outbox(nil)) != 2 {
+			t.Fatalf("%s: %d gap ticks, %v resyncs", sym, gaps, resyncCount(reg, ""))
 		}
 	}
 }

@@ -14,8 +14,6 @@ import (
 	"testing"
 
 	"github.com/minio/simdjson-go"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // vaLine is one line of a cryptofeed capture: a received frame, or a REST
@@ -88,46 +86,6 @@ func sharedCapture(t testing.TB, name string) string {
 
 func venueTestdata(venue, name string) string {
 	return filepath.Join("..", "testdata", venue, name)
-}
-
-func (f feedUnderTest) resyncs(reason string) float64 {
-	return testutil.ToFloat64(f.m.resyncs.WithLabelValues(f.venue, reason))
-}
-
-// malformedTotal sums signald_ingest_malformed_frames_total for the venue.
-func (f feedUnderTest) malformedTotal() float64 {
-	return sumVenue(f.reg, "signald_ingest_malformed_frames_total", f.venue)
-}
-
-// resyncTotal sums signald_ingest_book_resyncs_total for the venue.
-func (f feedUnderTest) resyncTotal() float64 {
-	return sumVenue(f.reg, "signald_ingest_book_resyncs_total", f.venue)
-}
-
-func (f feedUnderTest) ignored(typ string) float64 {
-	return testutil.ToFloat64(f.m.ignored.WithLabelValues(f.venue, typ))
-}
-
-// sumVenue sums the series of the counter name for venue.
-func sumVenue(reg *prometheus.Registry, name, venue string) float64 {
-	mfs, err := reg.Gather()
-	if err != nil {
-		panic(err)
-	}
-	var total float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "venue" && l.GetValue() == venue {
-					total += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return total
 }
 
 // replayFeed hands every frame to f and returns the ticks; malformed

@@ -12,7 +12,6 @@ import (
 	"testing"
 
 	"github.com/minio/simdjson-go"
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
@@ -98,45 +97,6 @@ func sharedCaptureB(t testing.TB, name string) []capLineB {
 		t.Skipf("full recording %s not present on this machine (%v); the excerpt tests still run", p, err)
 	}
 	return parseCryptofeedB(t, p)
-}
-
-// counterB sums the counter name over the series whose labels include want.
-func counterB(t testing.TB, reg *prometheus.Registry, name string, want map[string]string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	sum := 0.0
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			n := 0
-			for _, lp := range m.GetLabel() {
-				if v, ok := want[lp.GetName()]; ok && v == lp.GetValue() {
-					n++
-				}
-			}
-			if n == len(want) {
-				sum += m.GetCounter().GetValue()
-			}
-		}
-	}
-	return sum
-}
-
-func resyncsB(t testing.TB, reg *prometheus.Registry, reason string) float64 {
-	l := map[string]string{}
-	if reason != "" {
-		l["reason"] = reason
-	}
-	return counterB(t, reg, "signald_ingest_book_resyncs_total", l)
-}
-
-func malformedB(t testing.TB, reg *prometheus.Registry) float64 {
-	return counterB(t, reg, "signald_ingest_malformed_frames_total", nil)
 }
 
 // feedFramesB runs every received frame of lines through f; it fails the
@@ -370,7 +330,7 @@ func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLineB, symO
 	if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 		t.Fatalf("kinds %v, want %v", got, want)
 	}
-	if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+	if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
 		t.Fatalf("resyncs %v malformed %v", r, m)
 	}
 	return out, asked
@@ -407,7 +367,7 @@ func TestFeedsBResetForgets(t *testing.T) {
 				t.Fatalf("%s: after Reset: %v %+v", venue, err, out)
 			}
 		}
-		if r := resyncsB(t, reg, ""); r != 0 {
+		if r := resyncCount(reg, ""); r != 0 {
 			t.Fatalf("%s: %v resyncs after Reset", venue, r)
 		}
 	}
@@ -438,7 +398,7 @@ func TestFeedsBDuplicateKey(t *testing.T) {
 				if !errors.As(err, &pe) || pe.Reason != ReasonDuplicateField || pe.Field != c.field {
 					t.Fatalf("error %v, want a duplicate %q", err, c.field)
 				}
-				if got := counterB(t, reg, "signald_ingest_malformed_frames_total", map[string]string{"reason": ReasonDuplicateField.String()}); got != 2 {
+				if got := counter(reg, "signald_ingest_malformed_frames_total", map[string]string{"reason": ReasonDuplicateField.String()}); got != 2 {
 					t.Fatalf("%v duplicate-field frames counted, want 2", got)
 				}
 				out, err := f.Handle(1, []byte(c.good), nil)

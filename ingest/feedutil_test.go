@@ -5,6 +5,7 @@ import (
 
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
 // Test helpers shared by the feed tests of every venue.
@@ -73,6 +74,66 @@ type feedUnderTest struct {
 	m     *Metrics
 	reg   *prometheus.Registry
 	venue string
+}
+
+func (f feedUnderTest) resyncs(reason string) float64 {
+	return testutil.ToFloat64(f.m.resyncs.WithLabelValues(f.venue, reason))
+}
+
+// malformedTotal sums signald_ingest_malformed_frames_total for the venue.
+func (f feedUnderTest) malformedTotal() float64 {
+	return counter(f.reg, "signald_ingest_malformed_frames_total", map[string]string{"venue": f.venue})
+}
+
+// resyncTotal sums signald_ingest_book_resyncs_total for the venue.
+func (f feedUnderTest) resyncTotal() float64 {
+	return counter(f.reg, "signald_ingest_book_resyncs_total", map[string]string{"venue": f.venue})
+}
+
+func (f feedUnderTest) ignored(typ string) float64 {
+	return testutil.ToFloat64(f.m.ignored.WithLabelValues(f.venue, typ))
+}
+
+// counter sums the counter name over the series of reg whose labels
+// include want (all of them for nil).
+func counter(reg *prometheus.Registry, name string, want map[string]string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		panic(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			n := 0
+			for _, lp := range m.GetLabel() {
+				if v, ok := want[lp.GetName()]; ok && v == lp.GetValue() {
+					n++
+				}
+			}
+			if n == len(want) {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return sum
+}
+
+// resyncCount sums signald_ingest_book_resyncs_total in reg for reason
+// ("" for every reason).
+func resyncCount(reg *prometheus.Registry, reason string) float64 {
+	l := map[string]string{}
+	if reason != "" {
+		l["reason"] = reason
+	}
+	return counter(reg, "signald_ingest_book_resyncs_total", l)
+}
+
+// malformedCount sums signald_ingest_malformed_frames_total in reg.
+func malformedCount(reg *prometheus.Registry) float64 {
+	return counter(reg, "signald_ingest_malformed_frames_total", nil)
 }
 
 // newFeedUnderTest builds venue's feed with its own registry and Metrics.

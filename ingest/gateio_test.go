@@ -125,7 +125,7 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("stale: %+v", out)
 	}
 	out, _ := f.Handle(4, gateUpd(14, 14, `["97","1"]`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncsB(t, reg, "gap") != 1 || len(f.SnapshotRequests(nil)) != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 || len(f.SnapshotRequests(nil)) != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	if out, _ := f.Handle(5, gateUpd(15, 15, `["96","1"]`), nil); len(out) != 0 {
@@ -136,7 +136,7 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("resnapshot: %+v", out)
 	}
 	out, _ = f.Handle(7, gateUpd(16, 16, `["101.5","1"]`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed: %+v", out)
 	}
 	bad := []string{``, `[]`, `{}`, `{"channel":"spot.trades","event":"update"}`, `{"channel":"spot.trades","event":"update","result":[]}`,
@@ -148,7 +148,7 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 	for _, fr := range bad {
 		wantMalformedB(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 }
@@ -278,8 +278,8 @@ func TestGateioRecordedFile(t *testing.T) {
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 || asked2[sym] != 2 {
-			t.Fatalf("%s: %d gap ticks, %v resyncs, asked %d", sym, gaps, resyncsB(t, reg, ""), asked2[sym])
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 || asked2[sym] != 2 {
+			t.Fatalf("%s: %d gap ticks, %v resyncs, asked %d", sym, gaps, resyncCount(reg, ""), asked2[sym])
 		}
 	}
 }

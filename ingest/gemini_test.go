@@ -103,7 +103,7 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
 		t.Fatalf("gap gave %+v", out)
 	}
-	if resyncsB(t, reg, "gap") != 1 {
+	if resyncCount(reg, "gap") != 1 {
 		t.Fatal("no gap resync")
 	}
 	ob := f.Outbox(nil)
@@ -121,7 +121,7 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 	}
 	geminiBookSession(t, f, 6)
 	out, _ = f.Handle(6, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":7,"changes":[["buy","97","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindBookDelta || resyncsB(t, reg, "") != 1 {
+	if len(out) != 1 || out[0].Kind != KindBookDelta || resyncCount(reg, "") != 1 {
 		t.Fatalf("after resnapshot: %+v", out)
 	}
 }
@@ -130,7 +130,7 @@ func TestGeminiCrossed(t *testing.T) {
 	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","101.5","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -150,11 +150,11 @@ func TestGeminiMalformed(t *testing.T) {
 	for _, fr := range bad {
 		wantMalformedB(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":1,"changes":[["buy","99","1"]]}`), nil)
-	if len(out) != 1 || resyncsB(t, reg, "") != 0 {
+	if len(out) != 1 || resyncCount(reg, "") != 0 {
 		t.Fatalf("state changed by malformed frames: %+v", out)
 	}
 }
@@ -207,7 +207,7 @@ func TestGeminiRecordedExcerpt(t *testing.T) {
 		if got, want := kindCounts(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if resyncsB(t, reg, "") != 0 {
+		if resyncCount(reg, "") != 0 {
 			t.Fatal("resyncs")
 		}
 	}
@@ -223,7 +223,7 @@ func TestGeminiRecordedFile(t *testing.T) {
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))

@@ -127,7 +127,7 @@ func TestHuobiKnownFrames(t *testing.T) {
 			}
 			// Crossed push: a gap; the next push is a whole book again.
 			got = run(`{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[60002,1]],"asks":[[60001,0.5]],"version":124,"ts":2}}`)
-			if len(got) != 1 || got[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+			if len(got) != 1 || got[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 				t.Fatalf("crossed: %+v", got)
 			}
 			if got := run(`{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[60000,1]],"asks":[[60001,0.5]],"version":125,"ts":2}}`); len(got) != 2 {
@@ -152,7 +152,7 @@ func TestHuobiMalformed(t *testing.T) {
 	io.Copy(w, io.LimitReader(zeroSpaces{}, huobiMaxFrame+1024))
 	w.Close()
 	wantMalformedB(t, f, b.String())
-	if m := malformedB(t, reg); m != float64(len(bad)+1) {
+	if m := malformedCount(reg); m != float64(len(bad)+1) {
 		t.Fatalf("malformed %v, want %d", m, len(bad)+1)
 	}
 }
@@ -217,7 +217,7 @@ func TestHuobiRecordedExcerpt(t *testing.T) {
 		if got, want := kindCounts(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if resyncsB(t, reg, "") != 0 {
+		if resyncCount(reg, "") != 0 {
 			t.Fatal("resyncs")
 		}
 	}
@@ -233,7 +233,7 @@ func TestHuobiRecordedFile(t *testing.T) {
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
+		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
 			t.Fatalf("resyncs %v malformed %v", r, m)
 		}
 		pongs := len(f.Outbox(nil))

@@ -148,7 +148,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 	}
 	// 12 is lost.
 	out, _ := f.Handle(4, kucoinUpd(13, 13, `{"asks":[],"bids":[["97","1","13"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncsB(t, reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	reqs := f.SnapshotRequests(nil)
@@ -172,7 +172,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 || len(out) != 3 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
-	if resyncsB(t, reg, "") != 1 {
+	if resyncCount(reg, "") != 1 {
 		t.Fatal("resyncs")
 	}
 	// An unusable body asks again.
@@ -199,11 +199,11 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 	for _, fr := range bad {
 		wantMalformedB(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 	out, _ := f.Handle(3, kucoinUpd(11, 11, `{"asks":[],"bids":[["102","1","11"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 || len(f.SnapshotRequests(nil)) != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 || len(f.SnapshotRequests(nil)) != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -337,8 +337,8 @@ func TestKucoinRecordedFile(t *testing.T) {
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 {
-			t.Fatalf("%d gap ticks, %v resyncs", gaps, resyncsB(t, reg, ""))
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 {
+			t.Fatalf("%d gap ticks, %v resyncs", gaps, resyncCount(reg, ""))
 		}
 		if asked2["BCHSV-USDT"] != 2 {
 			t.Fatalf("BCHSV-USDT snapshot asked %d times, want 2 (start, gap)", asked2["BCHSV-USDT"])
