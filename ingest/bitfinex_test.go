@@ -309,15 +309,15 @@ func TestBitfinexMalformed(t *testing.T) {
 // bfxExpected counts, with encoding/json, what the recording should give:
 // a quote per ticker message, a snapshot tick per level of each book
 // snapshot (after the 100-level cut) and a delta per book update.
-func bfxExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func bfxExpected(t *testing.T, lines []capLine) map[Kind]int {
 	chans := map[float64]string{}
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var v any
-		if err := json.Unmarshal(l.frame, &v); err != nil {
+		if err := json.Unmarshal(l.body, &v); err != nil {
 			t.Fatal(err)
 		}
 		switch m := v.(type) {
@@ -351,7 +351,7 @@ func bfxExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestBitfinexRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "bitfinex/BITFINEX.ws.11.0_head120")
+	lines := readCaptureAll(t, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
@@ -368,7 +368,7 @@ func TestBitfinexRecordedExcerpt(t *testing.T) {
 // TestBitfinexRecordedFile replays the whole recording: its sequence is
 // gap-free and its books never cross, so no resync and no malformed frame.
 func TestBitfinexRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "BITFINEX.ws.11.0")
+	lines := readCaptureAll(t, sharedCapture(t, "BITFINEX.ws.11.0"))
 	want := bfxExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
@@ -387,7 +387,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		// no book tick of those books afterwards (no snapshot follows).
 		drop := -1
 		for i := len(lines) / 2; i < len(lines); i++ {
-			if l := lines[i]; l.frame != nil && strings.Count(string(l.frame), "[") == 2 && !strings.Contains(string(l.frame), `"`) {
+			if l := lines[i]; l.body != nil && strings.Count(string(l.body), "[") == 2 && !strings.Contains(string(l.body), `"`) {
 				drop = i
 				break
 			}
@@ -440,9 +440,9 @@ func TestBitfinexRecordedFile(t *testing.T) {
 //
 //	go test ./ingest -run '^$' -fuzz FuzzFeedBitfinex -fuzztime 30s
 func FuzzFeedBitfinex(f *testing.F) {
-	for i, l := range testdataB(f, "bitfinex/BITFINEX.ws.11.0_head120") {
-		if l.frame != nil && (i < 40 || i%5 == 0) {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120")) {
+		if l.body != nil && (i < 40 || i%5 == 0) {
+			f.Add(l.body)
 		}
 	}
 	for _, s := range []string{`[10,"cs",52732754,2]`, `[11,"te",[1,1574694475039,0.01,7255.2],7]`, `[10,[7256,1,0.2],2]`,
@@ -470,5 +470,5 @@ func FuzzFeedBitfinex(f *testing.F) {
 }
 
 func BenchmarkFeedBitfinex(b *testing.B) {
-	benchFeedB(b, "bitfinex", testdataB(b, "bitfinex/BITFINEX.ws.11.0_head120"), nil, nil)
+	benchFeedB(b, "bitfinex", readCaptureAll(b, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120")), nil, nil)
 }

@@ -134,11 +134,11 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 // bitmexExpected counts with encoding/json: a trade per inserted trade, a
 // quote per quote entry, the distinct levels of each partial and a delta per
 // insert/update/delete entry of a symbol whose partial came.
-func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func bitmexExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	live := map[string]bool{}
 	for _, l := range lines {
-		if l.frame == nil || string(l.frame) == "pong" {
+		if l.body == nil || string(l.body) == "pong" {
 			continue
 		}
 		var m struct {
@@ -148,7 +148,7 @@ func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
 				Price        float64
 			}
 		}
-		if err := json.Unmarshal(l.frame, &m); err != nil {
+		if err := json.Unmarshal(l.body, &m); err != nil {
 			t.Fatal(err)
 		}
 		switch m.Table {
@@ -179,7 +179,7 @@ func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestBitmexRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "bitmex/BITMEX.ws.1.0_lines1-150_no59")
+	lines := readCaptureAll(t, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
@@ -194,7 +194,7 @@ func TestBitmexRecordedExcerpt(t *testing.T) {
 }
 
 func TestBitmexRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "BITMEX.ws.1.0")
+	lines := readCaptureAll(t, sharedCapture(t, "BITMEX.ws.1.0"))
 	want := bitmexExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
@@ -212,7 +212,7 @@ func TestBitmexRecordedFile(t *testing.T) {
 		// is a gap: one gap tick, one resync, no book tick of the symbol after.
 		drop, sym, id := -1, "", uint64(0)
 		for i := len(lines) / 2; i < len(lines) && drop < 0; i++ {
-			if !strings.Contains(string(lines[i].frame), `"table":"orderBookL2","action":"insert"`) {
+			if !strings.Contains(string(lines[i].body), `"table":"orderBookL2","action":"insert"`) {
 				continue
 			}
 			var m struct {
@@ -221,9 +221,9 @@ func TestBitmexRecordedFile(t *testing.T) {
 					ID     uint64
 				}
 			}
-			json.Unmarshal(lines[i].frame, &m)
+			json.Unmarshal(lines[i].body, &m)
 			for j := i + 1; j < len(lines); j++ {
-				if strings.Contains(string(lines[j].frame), `"id":`+itoaB(int(m.Data[0].ID))+`,`) {
+				if strings.Contains(string(lines[j].body), `"id":`+itoaB(int(m.Data[0].ID))+`,`) {
 					drop, sym, id = i, m.Data[0].Symbol, m.Data[0].ID
 					break
 				}
@@ -258,9 +258,9 @@ func TestBitmexRecordedFile(t *testing.T) {
 
 // FuzzFeedBitmex: Handle never panics; both JSON paths agree.
 func FuzzFeedBitmex(f *testing.F) {
-	for i, l := range testdataB(f, "bitmex/BITMEX.ws.1.0_lines1-150_no59") {
-		if l.frame != nil && i > 60 && i%3 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59")) {
+		if l.body != nil && i > 60 && i%3 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add([]byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`))
@@ -274,5 +274,5 @@ func FuzzFeedBitmex(f *testing.F) {
 }
 
 func BenchmarkFeedBitmex(b *testing.B) {
-	benchFeedB(b, "bitmex", testdataB(b, "bitmex/BITMEX.ws.1.0_lines1-150_no59"), nil, nil)
+	benchFeedB(b, "bitmex", readCaptureAll(b, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59")), nil, nil)
 }

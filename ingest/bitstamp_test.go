@@ -89,7 +89,7 @@ type bsRef struct {
 	stale  int
 }
 
-func (r *bsRef) apply(l vaLine) {
+func (r *bsRef) apply(l capLine) {
 	if l.url != "" {
 		var m struct {
 			MT   string     `json:"microtimestamp"`
@@ -142,8 +142,8 @@ func (r *bsRef) set(pair string, bids, asks [][]string) {
 
 // bitstampMerged reads the websocket and REST captures and orders them by
 // receive time, as they happened.
-func bitstampMerged(t testing.TB, ws, http string) []vaLine {
-	lines := append(vaReadCapture(t, ws), vaReadCapture(t, http)...)
+func bitstampMerged(t testing.TB, ws, http string) []capLine {
+	lines := append(readCapture(t, ws), readCapture(t, http)...)
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].recv < lines[j].recv })
 	return lines
 }
@@ -199,8 +199,8 @@ func TestBitstampReplaySharedFiles(t *testing.T) {
 // (as live: subscribe, buffer, fetch): the feed asks for every pair's
 // snapshot once, and applying them then gives the reference books.
 func TestBitstampLiveOrder(t *testing.T) {
-	ws := vaReadCapture(t, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"))
-	snaps := vaReadCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
+	ws := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"))
+	snaps := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
 	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
 		out := replayFeed(t, f, ws, false)
 		if kc := kindCounts(out); kc[KindBookDelta] != 0 || kc[KindTrade] != 10 {
@@ -210,7 +210,7 @@ func TestBitstampLiveOrder(t *testing.T) {
 		if len(reqs) != len(snaps) {
 			t.Fatalf("%s: %d snapshot requests, want %d", name, len(reqs), len(snaps))
 		}
-		byPair := map[string]vaLine{}
+		byPair := map[string]capLine{}
 		for _, s := range snaps {
 			byPair[s.url[strings.LastIndexByte(s.url, '/')+1:]] = s
 		}
@@ -287,7 +287,7 @@ func TestBitstampSubscribe(t *testing.T) {
 
 // FuzzFeedBitstamp: go test ./ingest -run '^$' -fuzz FuzzFeedBitstamp -fuzztime 30s
 func FuzzFeedBitstamp(f *testing.F) {
-	seeds := seedBodies(vaReadCapture(f, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz")), 10)
+	seeds := seedBodies(readCapture(f, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz")), 10)
 	seeds = append(seeds, []byte(`{"timestamp": "1641343699", "microtimestamp": "1641343699500000", "bids": [["3805.00", "2.00000000"]], "asks": [["3806.00", "1.00000000"]]}`))
 	fuzzFeedSnapshots(f, VenueBitstamp, FeedConfig{}, seeds, &SnapshotRequest{Symbol: "ethusd", URL: "https://www.bitstamp.net/api/v2/order_book/ethusd"})
 }

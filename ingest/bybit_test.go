@@ -301,7 +301,7 @@ func TestBybitLongRun(t *testing.T) {
 // counted as legacy_v2 (or a response), none malformed, no tick made up.
 func TestBybitLegacyRecordings(t *testing.T) {
 	for _, file := range []string{"BYBIT.ws.25.0", "BYBIT.ws.26.0"} {
-		lines := vaReadCapture(t, venueTestdata("bybit", file+"_head60"))
+		lines := readCapture(t, venueTestdata("bybit", file+"_head60"))
 		for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
 			ticks := replayFeed(t, f, lines, false)
 			if len(ticks) != 0 || f.malformedTotal() != 0 {
@@ -407,9 +407,9 @@ func FuzzFeedBybit(f *testing.F) {
 // go test ./ingest -run '^$' -bench FeedBybit -benchtime 1s
 func BenchmarkFeedBybit(b *testing.B) {
 	sim := &bybitSim{rng: rand.New(rand.NewPCG(5, 6))}
-	lines := []vaLine{{body: sim.snapshot()}}
+	lines := []capLine{{body: sim.snapshot()}}
 	for i := 0; i < 5000; i++ {
-		lines = append(lines, vaLine{body: sim.delta()})
+		lines = append(lines, capLine{body: sim.delta()})
 	}
 	// Wrapping around to the snapshot keeps u consistent: it resets the book.
 	benchFeed(b, VenueBybitLinear, FeedConfig{}, lines)
@@ -506,7 +506,7 @@ func (c *v2ToV5) convert(t testing.TB, body []byte) (v5 []byte, ok bool) {
 // frames by price.
 func TestBybitRecordedAsV5(t *testing.T) {
 	path := sharedCapture(t, "BYBIT.ws.25.0")
-	lines := vaReadCapture(t, path)
+	lines := readCapture(t, path)
 	conv := &v2ToV5{u: map[string]uint64{}}
 	var frames [][]byte
 	ref := map[string]*[2]map[float64]float64{}

@@ -149,7 +149,7 @@ func checkRefBook(t testing.TB, ref map[string]map[float64]float64, bk *bookStat
 }
 
 func testCoinbaseReplay(t *testing.T, path string) {
-	lines := vaReadCapture(t, path)
+	lines := readCapture(t, path)
 	ref := cbRefBook{}
 	var trades, quotes, snaps, deltas int
 	seenTrade := map[string]bool{}
@@ -219,7 +219,7 @@ func TestCoinbaseReplayFullFile(t *testing.T) {
 // the book, withheld l2updates until the new snapshot, and books that match
 // the reference afterwards.
 func TestCoinbaseInjectedGap(t *testing.T) {
-	lines := vaReadCapture(t, venueTestdata("coinbase", coinbaseExcerpt))
+	lines := readCapture(t, venueTestdata("coinbase", coinbaseExcerpt))
 	// Drop the second trade of a product that trades again later, so that
 	// the next match skips a trade id.
 	dropAt := -1
@@ -428,10 +428,10 @@ func TestCoinbaseSubscribe(t *testing.T) {
 
 // FuzzFeedCoinbase: go test ./ingest -run '^$' -fuzz FuzzFeedCoinbase -fuzztime 30s
 func FuzzFeedCoinbase(f *testing.F) {
-	fuzzFeed(f, VenueCoinbase, FeedConfig{}, seedBodies(vaReadCapture(f, venueTestdata("coinbase", coinbaseExcerpt)), 5))
+	fuzzFeed(f, VenueCoinbase, FeedConfig{}, seedBodies(readCapture(f, venueTestdata("coinbase", coinbaseExcerpt)), 5))
 }
 
 // BenchmarkFeedCoinbase: go test ./ingest -run '^$' -bench FeedCoinbase -benchtime 1s
 func BenchmarkFeedCoinbase(b *testing.B) {
-	benchFeed(b, VenueCoinbase, FeedConfig{}, vaReadCapture(b, venueTestdata("coinbase", coinbaseExcerpt)))
+	benchFeed(b, VenueCoinbase, FeedConfig{}, readCapture(b, venueTestdata("coinbase", coinbaseExcerpt)))
 }

@@ -195,10 +195,10 @@ func TestDeribitMalformed(t *testing.T) {
 // deribitExpected counts with encoding/json: a quote per ticker (plus a
 // funding tick where current_funding is sent), the distinct non-zero levels
 // of each snapshot, a delta per change level.
-func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var m struct {
@@ -207,7 +207,7 @@ func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
 				Data    json.RawMessage
 			}
 		}
-		if err := json.Unmarshal(l.frame, &m); err != nil {
+		if err := json.Unmarshal(l.body, &m); err != nil {
 			t.Fatal(err)
 		}
 		switch {
@@ -252,7 +252,7 @@ func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestDeribitRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "deribit/DERIBIT.ws.1.0_head60")
+	lines := readCaptureAll(t, venueTestdata("deribit", "DERIBIT.ws.1.0_head60"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
@@ -267,7 +267,7 @@ func TestDeribitRecordedExcerpt(t *testing.T) {
 }
 
 func TestDeribitRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "DERIBIT.ws.1.0")
+	lines := readCaptureAll(t, sharedCapture(t, "DERIBIT.ws.1.0"))
 	want := deribitExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
@@ -285,14 +285,14 @@ func TestDeribitRecordedFile(t *testing.T) {
 		// a resync, and none of its book ticks afterwards.
 		drop, sym := -1, ""
 		for i, l := range lines {
-			if l.frame != nil && strings.Contains(string(l.frame), `"type":"change"`) {
+			if l.body != nil && strings.Contains(string(l.body), `"type":"change"`) {
 				drop = i
 				var m struct {
 					Params struct {
 						Data struct{ Instrument_name string }
 					}
 				}
-				json.Unmarshal(l.frame, &m)
+				json.Unmarshal(l.body, &m)
 				sym = m.Params.Data.Instrument_name
 				break
 			}
@@ -320,9 +320,9 @@ func TestDeribitRecordedFile(t *testing.T) {
 
 // FuzzFeedDeribit: Handle never panics; both JSON paths agree.
 func FuzzFeedDeribit(f *testing.F) {
-	for i, l := range testdataB(f, "deribit/DERIBIT.ws.1.0_head60") {
-		if l.frame != nil && i%3 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("deribit", "DERIBIT.ws.1.0_head60")) {
+		if l.body != nil && i%3 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add([]byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)))
@@ -337,5 +337,5 @@ func FuzzFeedDeribit(f *testing.F) {
 }
 
 func BenchmarkFeedDeribit(b *testing.B) {
-	benchFeedB(b, "deribit", testdataB(b, "deribit/DERIBIT.ws.1.0_head60"), nil, nil)
+	benchFeedB(b, "deribit", readCaptureAll(b, venueTestdata("deribit", "DERIBIT.ws.1.0_head60")), nil, nil)
 }

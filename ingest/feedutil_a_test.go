@@ -1,96 +1,16 @@
 package ingest
 
 import (
-	"bufio"
-	"bytes"
-	"compress/gzip"
 	"errors"
-	"io"
-	"os"
-	"path/filepath"
 	"reflect"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/minio/simdjson-go"
 )
 
-// vaLine is one line of a cryptofeed capture: a received frame, or a REST
-// snapshot (url set).
-type vaLine struct {
-	line int
-	recv int64 // ns
-	url  string
-	body []byte
-}
-
-const sharedCaptures = "/work/shared/captures/cryptofeed"
-
-// vaReadCapture reads a cryptofeed capture (plain or gzip), skipping
-// connection and client-send lines.
-func vaReadCapture(t testing.TB, path string) []vaLine {
-	t.Helper()
-	raw, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(bytes.NewReader(raw))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if raw, err = io.ReadAll(zr); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var out []vaLine
-	sc := bufio.NewScanner(bytes.NewReader(raw))
-	sc.Buffer(nil, 32<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Bytes()
-		if len(line) == 0 || bytes.Contains(line, []byte(" <-> ")) || bytes.Contains(line, []byte(" <- ")) {
-			continue
-		}
-		var url string
-		if i := bytes.Index(line, []byte(" -> ")); i > 0 && bytes.HasPrefix(line, []byte("http")) {
-			url = string(line[:i])
-			line = line[i+4:]
-		}
-		i := bytes.Index(line, []byte(": "))
-		if i <= 0 {
-			t.Fatalf("%s:%d: no timestamp", path, n)
-		}
-		sec, err := strconv.ParseFloat(string(line[:i]), 64)
-		if err != nil {
-			t.Fatalf("%s:%d: %v", path, n, err)
-		}
-		out = append(out, vaLine{line: n, recv: int64(sec * 1e9), url: url, body: bytes.Clone(line[i+2:])})
-	}
-	if len(out) == 0 {
-		t.Fatalf("%s: no frames", path)
-	}
-	return out
-}
-
-// sharedCapture returns the path of a file of the shared corpus, skipping
-// the test when the corpus is not on this machine.
-func sharedCapture(t testing.TB, name string) string {
-	t.Helper()
-	p := filepath.Join(sharedCaptures, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("shared capture %s not present (full-file replay needs /work/shared/captures): %v", p, err)
-	}
-	return p
-}
-
-func venueTestdata(venue, name string) string {
-	return filepath.Join("..", "testdata", venue, name)
-}
-
 // replayFeed hands every frame to f and returns the ticks; malformed
 // frames fail the test unless allowMalformed.
-func replayFeed(t testing.TB, f Feed, lines []vaLine, allowMalformed bool) []Tick {
+func replayFeed(t testing.TB, f Feed, lines []capLine, allowMalformed bool) []Tick {
 	t.Helper()
 	var out []Tick
 	for _, l := range lines {
@@ -205,7 +125,7 @@ func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byt
 
 // benchFeed is the body of the per-venue BenchmarkFeed targets: frames
 // handed one per op, on each JSON path, reporting messages/s.
-func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []vaLine) {
+func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []capLine) {
 	for _, path := range []string{"simd", "fallback"} {
 		b.Run(path, func(b *testing.B) {
 			if path == "simd" && !simdjson.SupportedCPU() {
@@ -243,7 +163,7 @@ func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []vaLine) {
 	}
 }
 
-func seedBodies(lines []vaLine, every int) [][]byte {
+func seedBodies(lines []capLine, every int) [][]byte {
 	var out [][]byte
 	for i, l := range lines {
 		if l.url == "" && (i%every == 0 || i < 30) && len(l.body) < 4096 {

@@ -1,13 +1,9 @@
 package ingest
 
 import (
-	"bufio"
 	"errors"
-	"os"
-	"path/filepath"
 	"reflect"
 	"sort"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -17,100 +13,18 @@ import (
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
 // feed tests (suffix B to stay clear of other venues' helpers).
 
-const sharedCapturesB = "/work/shared/captures/cryptofeed"
-
-// capLineB is one line of a cryptofeed capture.
-type capLineB struct {
-	recv  int64  // receipt time, ns
-	frame []byte // the frame received (nil for connection and sent lines)
-	sent  []byte // a frame the client sent
-	conn  bool   // a connection line
-	url   string // REST captures: the URL requested
-}
-
-// parseCryptofeedB reads a cryptofeed capture: "<ts>: <frame>",
-// "wss://... <-> <ts>", "wss://... <- <ts>: <sent>", and REST lines
-// "<url> -> <ts>: <body>".
-func parseCryptofeedB(t testing.TB, path string) []capLineB {
-	t.Helper()
-	fh, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fh.Close()
-	var out []capLineB
-	sc := bufio.NewScanner(fh)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.TrimSpace(line) == "" {
-			continue
-		}
-		var l capLineB
-		switch {
-		case strings.Contains(line, " <-> "):
-			l.conn = true
-			l.recv = tsB(t, line[strings.LastIndex(line, " ")+1:])
-		case strings.Contains(line, " <- "):
-			rest := line[strings.Index(line, " <- ")+4:]
-			i := strings.Index(rest, ": ")
-			l.recv, l.sent = tsB(t, rest[:i]), []byte(rest[i+2:])
-		case strings.Contains(line, " -> "):
-			i := strings.Index(line, " -> ")
-			l.url = line[:i]
-			rest := line[i+4:]
-			j := strings.Index(rest, ": ")
-			l.recv, l.frame = tsB(t, rest[:j]), []byte(rest[j+2:])
-		default:
-			i := strings.Index(line, ": ")
-			if i < 0 {
-				t.Fatalf("%s: unreadable line %.80q", path, line)
-			}
-			l.recv, l.frame = tsB(t, line[:i]), []byte(line[i+2:])
-		}
-		out = append(out, l)
-	}
-	if err := sc.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func tsB(t testing.TB, s string) int64 {
-	f, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		t.Fatalf("timestamp %q: %v", s, err)
-	}
-	return int64(f * 1e9)
-}
-
-// testdataB reads an excerpt under testdata/.
-func testdataB(t testing.TB, rel string) []capLineB {
-	return parseCryptofeedB(t, filepath.Join("..", "testdata", rel))
-}
-
-// sharedCaptureB reads a whole recorded file, skipping the test when the
-// shared captures are not on this machine.
-func sharedCaptureB(t testing.TB, name string) []capLineB {
-	p := filepath.Join(sharedCapturesB, name)
-	if _, err := os.Stat(p); err != nil {
-		t.Skipf("full recording %s not present on this machine (%v); the excerpt tests still run", p, err)
-	}
-	return parseCryptofeedB(t, p)
-}
-
 // feedFramesB runs every received frame of lines through f; it fails the
 // test on the first error.
-func feedFramesB(t testing.TB, f Feed, lines []capLineB) []Tick {
+func feedFramesB(t testing.TB, f Feed, lines []capLine) []Tick {
 	t.Helper()
 	var out []Tick
 	for i, l := range lines {
-		if l.frame == nil || l.url != "" {
+		if l.body == nil || l.url != "" {
 			continue
 		}
 		var err error
-		if out, err = f.Handle(l.recv, l.frame, out); err != nil {
-			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.frame)
+		if out, err = f.Handle(l.recv, l.body, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.body)
 		}
 	}
 	return out
@@ -212,15 +126,15 @@ func fuzzFeedsB(f *testing.F, venue string) (Feed, Feed) {
 // feed Reset at the start of each lap, so sequence checks pass and books are
 // really applied; REST snapshot lines (rest, merged by time, symOf reads the
 // symbol from the URL) are handed over when the feed has asked for them.
-func benchFeedB(b *testing.B, venue string, ws, rest []capLineB, symOf func(string) string) {
-	all := append(append([]capLineB{}, ws...), rest...)
+func benchFeedB(b *testing.B, venue string, ws, rest []capLine, symOf func(string) string) {
+	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
-	var lines []capLineB
+	var lines []capLine
 	size := 0
 	for _, l := range all {
-		if l.frame != nil {
+		if l.body != nil {
 			lines = append(lines, l)
-			size += len(l.frame)
+			size += len(l.body)
 		}
 	}
 	for _, fallback := range []bool{false, true} {
@@ -256,9 +170,9 @@ func benchFeedB(b *testing.B, venue string, ws, rest []capLineB, symOf func(stri
 				if l.url != "" {
 					if r, ok := pending[symOf(l.url)]; ok {
 						delete(pending, r.Symbol)
-						out, _ = f.HandleSnapshot(l.recv, r, l.frame, out[:0])
+						out, _ = f.HandleSnapshot(l.recv, r, l.body, out[:0])
 					}
-				} else if out, err = f.Handle(l.recv, l.frame, out[:0]); err != nil {
+				} else if out, err = f.Handle(l.recv, l.body, out[:0]); err != nil {
 					b.Fatal(err)
 				}
 				ticks += len(out)
@@ -278,15 +192,15 @@ func benchFeedB(b *testing.B, venue string, ws, rest []capLineB, symOf func(stri
 // receipt time. A snapshot line is handed to the feed only when the feed
 // has asked for that symbol (symOf reads the symbol from the URL); requests
 // are checked to name the symbol's endpoint.
-func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url string) string) (out []Tick, asked map[string]int) {
+func replayRESTB(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string) string) (out []Tick, asked map[string]int) {
 	t.Helper()
-	all := append(append([]capLineB{}, ws...), rest...)
+	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
 	pending := map[string]SnapshotRequest{}
 	asked = map[string]int{}
 	var reqs []SnapshotRequest
 	for i, l := range all {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var err error
@@ -297,11 +211,11 @@ func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url strin
 				continue
 			}
 			delete(pending, sym)
-			if out, err = f.HandleSnapshot(l.recv, req, l.frame, out); err != nil {
+			if out, err = f.HandleSnapshot(l.recv, req, l.body, out); err != nil {
 				t.Fatalf("snapshot %s: %v", sym, err)
 			}
-		} else if out, err = f.Handle(l.recv, l.frame, out); err != nil {
-			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.frame)
+		} else if out, err = f.Handle(l.recv, l.body, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.body)
 		}
 		reqs = f.SnapshotRequests(reqs[:0])
 		for _, r := range reqs {
@@ -322,7 +236,7 @@ func replayRESTB(t testing.TB, f Feed, ws, rest []capLineB, symOf func(url strin
 // feed of venue; the ticks must pass checkTicksB, have the kinds want, and
 // come without a resync or a malformed frame. It returns the ticks and the
 // snapshots asked per symbol.
-func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLineB, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
+func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
 	t.Helper()
 	f, reg := newTestFeed(t, venue, FeedConfig{ForceFallback: fb})
 	out, asked := replayRESTB(t, f, ws, rest, symOf)

@@ -1,6 +1,14 @@
 package ingest
 
 import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 
 	"github.com/minio/simdjson-go"
@@ -176,4 +184,118 @@ func feedsPerPath(t testing.TB, venue string, cfg FeedConfig) map[string]feedUnd
 		t.Fatal("no JSON path available")
 	}
 	return out
+}
+
+// capLine is one line of a cryptofeed capture: a received frame, a REST
+// snapshot (url set), a connection line (conn) or a frame the client sent
+// (sent); body is nil for the last two.
+type capLine struct {
+	line int    // line number in the file
+	recv int64  // receipt time, ns
+	url  string // REST captures: the URL requested
+	body []byte // the frame received, or the REST body
+	sent []byte // a frame the client sent
+	conn bool   // a connection line
+}
+
+const sharedCaptures = "/work/shared/captures/cryptofeed"
+
+// readCaptureAll reads a cryptofeed capture (plain or gzip): "<ts>: <frame>",
+// "wss://... <-> <ts>", "wss://... <- <ts>: <sent>", and REST lines
+// "<url> -> <ts>: <body>". Every line is kept, connection and client-send
+// lines included.
+func readCaptureAll(t testing.TB, path string) []capLine {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.HasSuffix(path, ".gz") {
+		zr, err := gzip.NewReader(bytes.NewReader(raw))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if raw, err = io.ReadAll(zr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := func(n int, s []byte) int64 {
+		sec, err := strconv.ParseFloat(string(s), 64)
+		if err != nil {
+			t.Fatalf("%s:%d: timestamp: %v", path, n, err)
+		}
+		return int64(sec * 1e9)
+	}
+	// split cuts "<ts>: <rest>".
+	split := func(n int, s []byte) (int64, []byte) {
+		i := bytes.Index(s, []byte(": "))
+		if i <= 0 {
+			t.Fatalf("%s:%d: no timestamp in %.80q", path, n, s)
+		}
+		return ts(n, s[:i]), bytes.Clone(s[i+2:])
+	}
+	var out []capLine
+	frames := 0
+	sc := bufio.NewScanner(bytes.NewReader(raw))
+	sc.Buffer(make([]byte, 1<<20), 64<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := sc.Bytes()
+		if len(bytes.TrimSpace(line)) == 0 {
+			continue
+		}
+		l := capLine{line: n}
+		switch {
+		case bytes.Contains(line, []byte(" <-> ")):
+			l.conn = true
+			l.recv = ts(n, line[bytes.LastIndexByte(line, ' ')+1:])
+		case bytes.Contains(line, []byte(" <- ")):
+			l.recv, l.sent = split(n, line[bytes.Index(line, []byte(" <- "))+4:])
+		case bytes.HasPrefix(line, []byte("http")) && bytes.Contains(line, []byte(" -> ")):
+			i := bytes.Index(line, []byte(" -> "))
+			l.url = string(line[:i])
+			l.recv, l.body = split(n, line[i+4:])
+		default:
+			l.recv, l.body = split(n, line)
+		}
+		if l.body != nil {
+			frames++
+		}
+		out = append(out, l)
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	if frames == 0 {
+		t.Fatalf("%s: no frames", path)
+	}
+	return out
+}
+
+// readCapture is readCaptureAll without the connection and client-send
+// lines: the received frames and REST snapshots.
+func readCapture(t testing.TB, path string) []capLine {
+	t.Helper()
+	var out []capLine
+	for _, l := range readCaptureAll(t, path) {
+		if l.body != nil {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// sharedCapture returns the path of a file of the shared corpus, skipping
+// the test when the corpus is not on this machine.
+func sharedCapture(t testing.TB, name string) string {
+	t.Helper()
+	p := filepath.Join(sharedCaptures, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Skipf("shared capture %s not present (full-file replay needs /work/shared/captures): %v", p, err)
+	}
+	return p
+}
+
+// venueTestdata is the path of an excerpt under testdata/.
+func venueTestdata(venue, name string) string {
+	return filepath.Join("..", "testdata", venue, name)
 }

@@ -156,16 +156,16 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 // gateExpected models the sync independently: per pair, updates until the
 // snapshot is delivered are buffered; the snapshot gives its distinct
 // non-zero levels; each level of each update with u > id is one delta.
-func gateExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
+func gateExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 	want := map[Kind]int{}
-	all := append(append([]capLineB{}, ws...), rest...)
+	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
 	seen := map[string]bool{}
 	snap := map[string]int64{}
 	type upd struct{ u, n int64 }
 	buf := map[string][]upd{}
 	for _, l := range all {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		if l.url != "" {
@@ -177,7 +177,7 @@ func gateExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 				ID         int64
 				Bids, Asks [][2]string
 			}
-			json.Unmarshal(l.frame, &b)
+			json.Unmarshal(l.body, &b)
 			snap[sym] = b.ID
 			for _, side := range [][][2]string{b.Bids, b.Asks} {
 				px := map[float64]bool{}
@@ -200,7 +200,7 @@ func gateExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 			Channel, Event string
 			Result         json.RawMessage
 		}
-		json.Unmarshal(l.frame, &m)
+		json.Unmarshal(l.body, &m)
 		if m.Event != "update" {
 			continue
 		}
@@ -237,7 +237,7 @@ func gateSym(u string) string {
 }
 
 func TestGateioRecordedExcerpt(t *testing.T) {
-	ws, rest := testdataB(t, "gateio/GATEIO.ws.1.0_head120"), testdataB(t, "gateio/GATEIO.http.0.0_head4")
+	ws, rest := readCaptureAll(t, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(t, venueTestdata("gateio", "GATEIO.http.0.0_head4"))
 	want := gateExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
 		replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
@@ -245,8 +245,8 @@ func TestGateioRecordedExcerpt(t *testing.T) {
 }
 
 func TestGateioRecordedFile(t *testing.T) {
-	ws := sharedCaptureB(t, "GATEIO.ws.1.0")
-	rest := sharedCaptureB(t, "GATEIO.http.0.0")
+	ws := readCaptureAll(t, sharedCapture(t, "GATEIO.ws.1.0"))
+	rest := readCaptureAll(t, sharedCapture(t, "GATEIO.http.0.0"))
 	want := gateExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
 		out, asked := replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
@@ -256,15 +256,15 @@ func TestGateioRecordedFile(t *testing.T) {
 		// the snapshot asked again, no book tick of the pair afterwards.
 		drop, sym := -1, ""
 		for i := len(ws) / 2; i < len(ws); i++ {
-			if s := string(ws[i].frame); strings.Contains(s, `"spot.order_book_update","event":"update"`) {
+			if s := string(ws[i].body); strings.Contains(s, `"spot.order_book_update","event":"update"`) {
 				var m struct{ Result struct{ S string } }
-				json.Unmarshal(ws[i].frame, &m)
+				json.Unmarshal(ws[i].body, &m)
 				drop, sym = i, m.Result.S
 				break
 			}
 		}
 		g, reg := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
-		kept := append(append([]capLineB{}, ws[:drop]...), ws[drop+1:]...)
+		kept := append(append([]capLine{}, ws[:drop]...), ws[drop+1:]...)
 		all, asked2 := replayRESTB(t, g, kept, rest, gateSym)
 		gaps := 0
 		for _, k := range all {
@@ -286,9 +286,9 @@ func TestGateioRecordedFile(t *testing.T) {
 
 // FuzzFeedGateio: Handle never panics; both JSON paths agree.
 func FuzzFeedGateio(f *testing.F) {
-	for i, l := range testdataB(f, "gateio/GATEIO.ws.1.0_head120") {
-		if l.frame != nil && i%4 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("gateio", "GATEIO.ws.1.0_head120")) {
+		if l.body != nil && i%4 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add(gateUpd(11, 12, `["98","1"]`))
@@ -315,5 +315,5 @@ func FuzzFeedGateio(f *testing.F) {
 }
 
 func BenchmarkFeedGateio(b *testing.B) {
-	benchFeedB(b, "gateio", testdataB(b, "gateio/GATEIO.ws.1.0_head120"), testdataB(b, "gateio/GATEIO.http.0.0_head4"), gateSym)
+	benchFeedB(b, "gateio", readCaptureAll(b, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(b, venueTestdata("gateio", "GATEIO.http.0.0_head4")), gateSym)
 }

@@ -161,10 +161,10 @@ func TestGeminiMalformed(t *testing.T) {
 
 // geminiExpected counts with encoding/json: a trade per trade message, the
 // distinct non-zero levels of each initial book, a delta per later change.
-func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func geminiExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var m struct {
@@ -172,7 +172,7 @@ func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 			Changes [][3]string
 			Trades  *json.RawMessage
 		}
-		if err := json.Unmarshal(l.frame, &m); err != nil {
+		if err := json.Unmarshal(l.body, &m); err != nil {
 			t.Fatal(err)
 		}
 		switch m.Type {
@@ -199,7 +199,7 @@ func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestGeminiRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "gemini/GEMINI.ws.1.0_head60")
+	lines := readCaptureAll(t, venueTestdata("gemini", "GEMINI.ws.1.0_head60"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
@@ -214,7 +214,7 @@ func TestGeminiRecordedExcerpt(t *testing.T) {
 }
 
 func TestGeminiRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "GEMINI.ws.1.0")
+	lines := readCaptureAll(t, sharedCapture(t, "GEMINI.ws.1.0"))
 	want := geminiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
@@ -232,9 +232,9 @@ func TestGeminiRecordedFile(t *testing.T) {
 
 // FuzzFeedGemini: Handle never panics; both JSON paths agree.
 func FuzzFeedGemini(f *testing.F) {
-	for i, l := range testdataB(f, "gemini/GEMINI.ws.1.0_head60") {
-		if l.frame != nil && i > 12 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("gemini", "GEMINI.ws.1.0_head60")) {
+		if l.body != nil && i > 12 {
+			f.Add(l.body)
 		}
 	}
 	f.Add([]byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":1,"changes":[["buy","101.5","1"]]}`))
@@ -244,5 +244,5 @@ func FuzzFeedGemini(f *testing.F) {
 }
 
 func BenchmarkFeedGemini(b *testing.B) {
-	benchFeedB(b, "gemini", testdataB(b, "gemini/GEMINI.ws.1.0_head60"), nil, nil)
+	benchFeedB(b, "gemini", readCaptureAll(b, venueTestdata("gemini", "GEMINI.ws.1.0_head60")), nil, nil)
 }

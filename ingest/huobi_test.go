@@ -50,10 +50,10 @@ func pyBytesB(t testing.TB, s string) []byte {
 	return out
 }
 
-func huobiLines(t testing.TB, lines []capLineB) []capLineB {
+func huobiLines(t testing.TB, lines []capLine) []capLine {
 	for i := range lines {
-		if lines[i].frame != nil {
-			lines[i].frame = pyBytesB(t, string(lines[i].frame))
+		if lines[i].body != nil {
+			lines[i].body = pyBytesB(t, string(lines[i].body))
 		}
 	}
 	return lines
@@ -169,13 +169,13 @@ func (zeroSpaces) Read(p []byte) (int, error) {
 // huobiExpected counts with encoding/json on the gunzipped frames: each
 // depth push gives its distinct non-zero levels, trade.detail one trade per
 // entry.
-func huobiExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func huobiExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(l.frame))
+		zr, err := gzip.NewReader(bytes.NewReader(l.body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +209,7 @@ func huobiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestHuobiRecordedExcerpt(t *testing.T) {
-	lines := huobiLines(t, testdataB(t, "huobi/HUOBI.ws.44.0_head50"))
+	lines := huobiLines(t, readCaptureAll(t, venueTestdata("huobi", "HUOBI.ws.44.0_head50")))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
 		out := feedFramesB(t, f, lines)
@@ -224,7 +224,7 @@ func TestHuobiRecordedExcerpt(t *testing.T) {
 }
 
 func TestHuobiRecordedFile(t *testing.T) {
-	lines := huobiLines(t, sharedCaptureB(t, "HUOBI.ws.44.0"))
+	lines := huobiLines(t, readCaptureAll(t, sharedCapture(t, "HUOBI.ws.44.0")))
 	want := huobiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
@@ -247,9 +247,9 @@ func TestHuobiRecordedFile(t *testing.T) {
 // FuzzFeedHuobi: Handle never panics; both JSON paths agree (inputs are
 // used as they are and gzipped).
 func FuzzFeedHuobi(f *testing.F) {
-	for i, l := range huobiLines(f, testdataB(f, "huobi/HUOBI.ws.44.0_head50")) {
-		if l.frame != nil && i%3 == 0 {
-			zr, _ := gzip.NewReader(bytes.NewReader(l.frame))
+	for i, l := range huobiLines(f, readCaptureAll(f, venueTestdata("huobi", "HUOBI.ws.44.0_head50"))) {
+		if l.body != nil && i%3 == 0 {
+			zr, _ := gzip.NewReader(bytes.NewReader(l.body))
 			js, _ := io.ReadAll(zr)
 			f.Add(js)
 		}
@@ -263,5 +263,5 @@ func FuzzFeedHuobi(f *testing.F) {
 }
 
 func BenchmarkFeedHuobi(b *testing.B) {
-	benchFeedB(b, "huobi", huobiLines(b, testdataB(b, "huobi/HUOBI.ws.44.0_head50")), nil, nil)
+	benchFeedB(b, "huobi", huobiLines(b, readCaptureAll(b, venueTestdata("huobi", "HUOBI.ws.44.0_head50"))), nil, nil)
 }

@@ -194,9 +194,9 @@ func sortedPrices(book map[float64][2]string, desc bool) []float64 {
 }
 
 func testKrakenReplay(t *testing.T, paths ...string) {
-	var lines []vaLine
+	var lines []capLine
 	for _, p := range paths {
-		lines = append(lines, vaReadCapture(t, p)...)
+		lines = append(lines, readCapture(t, p)...)
 	}
 	ref := &krRef{books: map[string]*[2]map[float64][2]string{}, depth: map[string]int{}}
 	for _, l := range lines {
@@ -253,7 +253,7 @@ func TestKrakenReplayFullFiles(t *testing.T) {
 // resync and one gap tick for that pair, and no book tick for the pair
 // afterwards (the recording sends no new snapshot).
 func TestKrakenInjectedCorruption(t *testing.T) {
-	lines := vaReadCapture(t, sharedOrExcerpt(t))
+	lines := readCapture(t, sharedOrExcerpt(t))
 	// The 40th checksummed update: a book well under way.
 	target, seen := -1, 0
 	for i, l := range lines {
@@ -382,7 +382,7 @@ func v1ToV2(t testing.TB, body []byte) (frame []byte, pair string, prec [2]int, 
 // the v2 checksum (rebuilt from numbers at the pair's precision) verifies on
 // every update, and the books equal the v1 ones.
 func TestKrakenV2FromRecording(t *testing.T) {
-	lines := vaReadCapture(t, venueTestdata("kraken", krakenBookExcerpt))
+	lines := readCapture(t, venueTestdata("kraken", krakenBookExcerpt))
 	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		v1 := NewKrakenFeed(FeedConfig{ForceFallback: name == "fallback"})
 		precs := map[string][2]int{}
@@ -578,7 +578,7 @@ func asParseError(err error, pe **ParseError) bool {
 func FuzzFeedKraken(f *testing.F) {
 	var seeds [][]byte
 	for _, n := range []string{"KRAKEN.ws.48.0", "KRAKEN.ws.49.0", krakenBookExcerpt} {
-		seeds = append(seeds, seedBodies(vaReadCapture(f, venueTestdata("kraken", n)), 5)...)
+		seeds = append(seeds, seedBodies(readCapture(f, venueTestdata("kraken", n)), 5)...)
 	}
 	seeds = append(seeds, []byte(krakenDocBook()),
 		[]byte(`{"channel":"book","type":"update","data":[{"symbol":"MATIC/USD","bids":[{"price":0.5666,"qty":0}],"asks":[],"checksum":12,"timestamp":"2023-10-06T17:35:55.440295Z"}]}`),
@@ -588,7 +588,7 @@ func FuzzFeedKraken(f *testing.F) {
 
 // BenchmarkFeedKraken: go test ./ingest -run '^$' -bench FeedKraken -benchtime 1s
 func BenchmarkFeedKraken(b *testing.B) {
-	lines := vaReadCapture(b, venueTestdata("kraken", krakenBookExcerpt))
+	lines := readCapture(b, venueTestdata("kraken", krakenBookExcerpt))
 	// Updates only (snapshots of 1000 levels would dominate), after the
 	// snapshots have been applied once in the warm-up of each path.
 	benchFeed(b, VenueKraken, FeedConfig{NoChecksum: false}, lines)

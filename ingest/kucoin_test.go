@@ -212,15 +212,15 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 // updates until its snapshot is delivered are buffered; the snapshot gives
 // its distinct non-zero levels; every later change with a non-zero price and
 // a sequence beyond the snapshot's is one delta.
-func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
+func kucoinExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	snapSeq := map[string]int64{}
-	all := append(append([]capLineB{}, ws...), rest...)
+	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
 	seen := map[string]bool{} // symbols with an update before (so a snapshot was asked)
 	buffered := map[string][]int64{}
 	for _, l := range all {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		if l.url != "" {
@@ -234,7 +234,7 @@ func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 					Bids, Asks [][2]string
 				}
 			}
-			json.Unmarshal(l.frame, &b)
+			json.Unmarshal(l.body, &b)
 			s, _ := strconv.ParseInt(b.Data.Sequence, 10, 64)
 			snapSeq[sym] = s
 			for _, side := range [][][2]string{b.Data.Bids, b.Data.Asks} {
@@ -261,7 +261,7 @@ func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 				Changes struct{ Asks, Bids [][3]string }
 			}
 		}
-		json.Unmarshal(l.frame, &m)
+		json.Unmarshal(l.body, &m)
 		switch m.Subject {
 		case "trade.ticker":
 			want[KindQuote]++
@@ -289,7 +289,7 @@ func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 func kucoinSym(u string) string { return u[strings.Index(u, "symbol=")+7:] }
 
 func TestKucoinRecordedExcerpt(t *testing.T) {
-	ws, rest := testdataB(t, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(t, "kucoin/KUCOIN.http.0.0_head3")
+	ws, rest := readCaptureAll(t, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(t, venueTestdata("kucoin", "KUCOIN.http.0.0_head3"))
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
 		replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
@@ -297,8 +297,8 @@ func TestKucoinRecordedExcerpt(t *testing.T) {
 }
 
 func TestKucoinRecordedFile(t *testing.T) {
-	ws := sharedCaptureB(t, "KUCOIN.ws.1.0")
-	rest := sharedCaptureB(t, "KUCOIN.http.0.0")
+	ws := readCaptureAll(t, sharedCapture(t, "KUCOIN.ws.1.0"))
+	rest := readCaptureAll(t, sharedCapture(t, "KUCOIN.http.0.0"))
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
 		out, asked := replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
@@ -313,7 +313,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 		// resync, a new request, no book tick of it afterwards.
 		drop := -1
 		for i := len(ws) / 2; i < len(ws); i++ {
-			if strings.Contains(string(ws[i].frame), `"symbol":"BCHSV-USDT","changes"`) {
+			if strings.Contains(string(ws[i].body), `"symbol":"BCHSV-USDT","changes"`) {
 				drop = i
 				break
 			}
@@ -322,7 +322,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 			t.Fatal("no update to drop")
 		}
 		g, reg := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
-		kept := append(append([]capLineB{}, ws[:drop]...), ws[drop+1:]...)
+		kept := append(append([]capLine{}, ws[:drop]...), ws[drop+1:]...)
 		all, asked2 := replayRESTB(t, g, kept, rest, kucoinSym)
 		cut := kept[drop-1].recv
 		gaps := 0
@@ -348,9 +348,9 @@ func TestKucoinRecordedFile(t *testing.T) {
 
 // FuzzFeedKucoin: Handle never panics; both JSON paths agree.
 func FuzzFeedKucoin(f *testing.F) {
-	for i, l := range testdataB(f, "kucoin/KUCOIN.ws.1.0_head400") {
-		if l.frame != nil && i%10 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")) {
+		if l.body != nil && i%10 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add(kucoinUpd(11, 11, `{"asks":[],"bids":[["102","1","11"]]}`))
@@ -379,5 +379,5 @@ func FuzzFeedKucoin(f *testing.F) {
 }
 
 func BenchmarkFeedKucoin(b *testing.B) {
-	benchFeedB(b, "kucoin", testdataB(b, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(b, "kucoin/KUCOIN.http.0.0_head3"), kucoinSym)
+	benchFeedB(b, "kucoin", readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.http.0.0_head3")), kucoinSym)
 }

@@ -129,7 +129,7 @@ func (r *okxRef) apply(body []byte) {
 }
 
 func testOKXReplay(t *testing.T, path string) {
-	lines := vaReadCapture(t, path)
+	lines := readCapture(t, path)
 	ref := &okxRef{books: map[string]*[2]map[float64]float64{}}
 	for _, l := range lines {
 		ref.apply(l.body)
@@ -167,8 +167,8 @@ func TestOKXReplayFullFile(t *testing.T) { testOKXReplay(t, sharedCapture(t, "OK
 // withSeq rewrites recorded books frames of one instrument with seqId and
 // prevSeqId as OKX sends them today: snapshot prevSeqId -1, then each
 // update's prevSeqId the previous seqId.
-func withSeq(lines []vaLine, inst string) []vaLine {
-	out := make([]vaLine, len(lines))
+func withSeq(lines []capLine, inst string) []capLine {
+	out := make([]capLine, len(lines))
 	seq := int64(1000)
 	for i, l := range lines {
 		out[i] = l
@@ -192,7 +192,7 @@ func withSeq(lines []vaLine, inst string) []vaLine {
 // a books resubscription, and no book tick for the instrument afterwards.
 func TestOKXInjected(t *testing.T) {
 	const inst = "BTC-USDT"
-	lines := withSeq(vaReadCapture(t, venueTestdata("okx", okxExcerpt)), inst)
+	lines := withSeq(readCapture(t, venueTestdata("okx", okxExcerpt)), inst)
 	target, n := -1, 0
 	for i, l := range lines {
 		if strings.Contains(string(l.body), `"channel":"books","instId":"`+inst+`"},"action":"update"`) {
@@ -309,7 +309,7 @@ func TestOKXSubscribe(t *testing.T) {
 
 // FuzzFeedOKX: go test ./ingest -run '^$' -fuzz FuzzFeedOKX -fuzztime 30s
 func FuzzFeedOKX(f *testing.F) {
-	seeds := seedBodies(vaReadCapture(f, venueTestdata("okx", okxExcerpt)), 3)
+	seeds := seedBodies(readCapture(f, venueTestdata("okx", okxExcerpt)), 3)
 	seeds = append(seeds, []byte(`{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instId":"IOST-USDT-SWAP"}]}`),
 		[]byte(`{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"fundingRate":"0.0001","fundingTime":"1700726400000","ts":"1700724675402"}]}`))
 	fuzzFeed(f, VenueOKX, FeedConfig{}, seeds)
@@ -317,5 +317,5 @@ func FuzzFeedOKX(f *testing.F) {
 
 // BenchmarkFeedOKX: go test ./ingest -run '^$' -bench FeedOKX -benchtime 1s
 func BenchmarkFeedOKX(b *testing.B) {
-	benchFeed(b, VenueOKX, FeedConfig{}, vaReadCapture(b, venueTestdata("okx", okxExcerpt)))
+	benchFeed(b, VenueOKX, FeedConfig{}, readCapture(b, venueTestdata("okx", okxExcerpt)))
 }
