@@ -354,8 +354,8 @@ func TestBitfinexRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got, want := kindCounts(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 		}
@@ -372,8 +372,8 @@ func TestBitfinexRecordedFile(t *testing.T) {
 	want := bfxExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 		}
@@ -396,8 +396,8 @@ func TestBitfinexRecordedFile(t *testing.T) {
 			t.Fatal("no book update to drop")
 		}
 		g, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		before := feedFramesB(t, g, lines[:drop])
-		after := feedFramesB(t, g, lines[drop+1:])
+		before := replayFeed(t, g, lines[:drop])
+		after := replayFeed(t, g, lines[drop+1:])
 		insts := map[string]bool{}
 		for _, k := range before {
 			insts[k.Instrument] = true

@@ -182,8 +182,8 @@ func TestBitmexRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got, want := kindCounts(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -198,8 +198,8 @@ func TestBitmexRecordedFile(t *testing.T) {
 	want := bitmexExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -233,8 +233,8 @@ func TestBitmexRecordedFile(t *testing.T) {
 			t.Fatal("no insert to drop")
 		}
 		g, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
-		feedFramesB(t, g, lines[:drop])
-		after := feedFramesB(t, g, lines[drop+1:])
+		replayFeed(t, g, lines[:drop])
+		after := replayFeed(t, g, lines[drop+1:])
 		gaps, seenGap := 0, false
 		for _, k := range after {
 			if k.Symbol != sym {

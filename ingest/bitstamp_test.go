@@ -202,7 +202,7 @@ func TestBitstampLiveOrder(t *testing.T) {
 	ws := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"))
 	snaps := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
 	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
-		out := replayFeed(t, f, ws, false)
+		out := replayFeed(t, f, ws)
 		if kc := kindCounts(out); kc[KindBookDelta] != 0 || kc[KindTrade] != 10 {
 			t.Fatalf("%s: %v before snapshots", name, kc)
 		}

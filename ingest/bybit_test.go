@@ -303,7 +303,7 @@ func TestBybitLegacyRecordings(t *testing.T) {
 	for _, file := range []string{"BYBIT.ws.25.0", "BYBIT.ws.26.0"} {
 		lines := readCapture(t, venueTestdata("bybit", file+"_head60"))
 		for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
-			ticks := replayFeed(t, f, lines, false)
+			ticks := replayFeed(t, f, lines)
 			if len(ticks) != 0 || f.malformedTotal() != 0 {
 				t.Fatalf("%s %s: %d ticks, %v malformed", file, name, len(ticks), f.malformedTotal())
 			}

@@ -172,7 +172,7 @@ func testCoinbaseReplay(t *testing.T, path string) {
 	}
 	got := map[string][]Tick{}
 	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
-		ticks := replayFeed(t, f, lines, false)
+		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
 			t.Errorf("%s: %v malformed frames", name, n)

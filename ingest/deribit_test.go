@@ -255,8 +255,8 @@ func TestDeribitRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("deribit", "DERIBIT.ws.1.0_head60"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got, want := kindCounts(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -271,8 +271,8 @@ func TestDeribitRecordedFile(t *testing.T) {
 	want := deribitExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -298,8 +298,8 @@ func TestDeribitRecordedFile(t *testing.T) {
 			}
 		}
 		g, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
-		feedFramesB(t, g, lines[:drop])
-		after := feedFramesB(t, g, lines[drop+1:])
+		replayFeed(t, g, lines[:drop])
+		after := replayFeed(t, g, lines[drop+1:])
 		gaps := 0
 		for _, k := range after {
 			if k.Symbol != sym {

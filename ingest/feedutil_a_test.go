@@ -8,40 +8,6 @@ import (
 	"github.com/minio/simdjson-go"
 )
 
-// replayFeed hands every frame to f and returns the ticks; malformed
-// frames fail the test unless allowMalformed.
-func replayFeed(t testing.TB, f Feed, lines []capLine, allowMalformed bool) []Tick {
-	t.Helper()
-	var out []Tick
-	for _, l := range lines {
-		var err error
-		if l.url != "" {
-			continue
-		}
-		out, err = f.Handle(l.recv, l.body, out)
-		if err != nil && !allowMalformed {
-			t.Fatalf("line %d: %v\n%.300s", l.line, err, l.body)
-		}
-	}
-	return out
-}
-
-// samePaths checks that every JSON path produced the same ticks.
-func samePaths(t *testing.T, got map[string][]Tick) {
-	t.Helper()
-	var ref []Tick
-	var refName string
-	for name, ticks := range got {
-		if ref == nil {
-			ref, refName = ticks, name
-			continue
-		}
-		if !reflect.DeepEqual(ref, ticks) {
-			t.Fatalf("%s and %s paths differ (%d vs %d ticks)", refName, name, len(ref), len(ticks))
-		}
-	}
-}
-
 // goldenCase is a frame and the ticks it gives.
 type goldenCase struct {
 	name, frame string

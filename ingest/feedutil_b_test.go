@@ -13,23 +13,6 @@ import (
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
 // feed tests (suffix B to stay clear of other venues' helpers).
 
-// feedFramesB runs every received frame of lines through f; it fails the
-// test on the first error.
-func feedFramesB(t testing.TB, f Feed, lines []capLine) []Tick {
-	t.Helper()
-	var out []Tick
-	for i, l := range lines {
-		if l.body == nil || l.url != "" {
-			continue
-		}
-		var err error
-		if out, err = f.Handle(l.recv, l.body, out); err != nil {
-			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.body)
-		}
-	}
-	return out
-}
-
 // wantMalformedB asserts that frame is rejected as malformed and appends
 // nothing.
 func wantMalformedB(t *testing.T, f Feed, frame string) {
@@ -45,31 +28,6 @@ func wantMalformedB(t *testing.T, f Feed, frame string) {
 	}
 	if len(out) != 1 || !reflect.DeepEqual(out[0], pre[0]) {
 		t.Fatalf("frame %.100q: malformed frame appended ticks: %+v", frame, out)
-	}
-}
-
-// checkTicksB asserts the invariants every tick of these feeds keeps.
-func checkTicksB(t *testing.T, ts []Tick) {
-	t.Helper()
-	for i, k := range ts {
-		c := k
-		c.ComputeID()
-		if c.ID != k.ID {
-			t.Fatalf("tick %d: ID is not ComputeID's: %+v", i, k)
-		}
-		if k.RecvTS == 0 || k.IngestTS != k.RecvTS || k.Venue == "" || k.Instrument == "" || k.Symbol == "" {
-			t.Fatalf("tick %d: incomplete: %+v", i, k)
-		}
-		switch k.Kind {
-		case KindBookDelta, KindSnapshot:
-			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size < 0 {
-				t.Fatalf("tick %d: bad level: %+v", i, k)
-			}
-		case KindTrade, KindLiquidation:
-			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size <= 0 {
-				t.Fatalf("tick %d: bad trade: %+v", i, k)
-			}
-		}
 	}
 }
 
@@ -188,68 +146,9 @@ func benchFeedB(b *testing.B, venue string, ws, rest []capLine, symOf func(strin
 	}
 }
 
-// replayRESTB replays ws frames and recorded REST snapshots merged by
-// receipt time. A snapshot line is handed to the feed only when the feed
-// has asked for that symbol (symOf reads the symbol from the URL); requests
-// are checked to name the symbol's endpoint.
-func replayRESTB(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string) string) (out []Tick, asked map[string]int) {
-	t.Helper()
-	all := append(append([]capLine{}, ws...), rest...)
-	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
-	pending := map[string]SnapshotRequest{}
-	asked = map[string]int{}
-	var reqs []SnapshotRequest
-	for i, l := range all {
-		if l.body == nil {
-			continue
-		}
-		var err error
-		if l.url != "" {
-			sym := symOf(l.url)
-			req, ok := pending[sym]
-			if !ok {
-				continue
-			}
-			delete(pending, sym)
-			if out, err = f.HandleSnapshot(l.recv, req, l.body, out); err != nil {
-				t.Fatalf("snapshot %s: %v", sym, err)
-			}
-		} else if out, err = f.Handle(l.recv, l.body, out); err != nil {
-			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.body)
-		}
-		reqs = f.SnapshotRequests(reqs[:0])
-		for _, r := range reqs {
-			if !strings.Contains(r.URL, r.Symbol) {
-				t.Fatalf("request %+v does not name its symbol", r)
-			}
-			pending[r.Symbol] = r
-			asked[r.Symbol]++
-		}
-	}
-	return out, asked
-}
-
 // TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
 // nothing pending: a delta that would continue the old book is not
 // published, and a new sequence start is no gap.
-// replayCleanB replays ws, answering snapshot requests from rest, on a new
-// feed of venue; the ticks must pass checkTicksB, have the kinds want, and
-// come without a resync or a malformed frame. It returns the ticks and the
-// snapshots asked per symbol.
-func replayCleanB(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
-	t.Helper()
-	f, reg := newTestFeed(t, venue, FeedConfig{ForceFallback: fb})
-	out, asked := replayRESTB(t, f, ws, rest, symOf)
-	checkTicksB(t, out)
-	if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-		t.Fatalf("kinds %v, want %v", got, want)
-	}
-	if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-		t.Fatalf("resyncs %v malformed %v", r, m)
-	}
-	return out, asked
-}
-
 func TestFeedsBResetForgets(t *testing.T) {
 	cases := map[string]struct{ prime, after []string }{
 		"bitfinex": {

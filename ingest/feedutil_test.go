@@ -7,6 +7,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sort"
 	"strconv"
 	"strings"
 	"testing"
@@ -298,4 +300,122 @@ func sharedCapture(t testing.TB, name string) string {
 // venueTestdata is the path of an excerpt under testdata/.
 func venueTestdata(venue, name string) string {
 	return filepath.Join("..", "testdata", venue, name)
+}
+
+// replayFeed hands every received frame of lines (not REST, connection or
+// client-send lines) to f and returns the ticks; the first error fails the
+// test.
+func replayFeed(t testing.TB, f Feed, lines []capLine) []Tick {
+	t.Helper()
+	var out []Tick
+	for _, l := range lines {
+		if l.body == nil || l.url != "" {
+			continue
+		}
+		var err error
+		if out, err = f.Handle(l.recv, l.body, out); err != nil {
+			t.Fatalf("line %d: %v\n%.300s", l.line, err, l.body)
+		}
+	}
+	return out
+}
+
+// samePaths checks that every JSON path produced the same ticks.
+func samePaths(t *testing.T, got map[string][]Tick) {
+	t.Helper()
+	var ref []Tick
+	var refName string
+	for name, ticks := range got {
+		if ref == nil {
+			ref, refName = ticks, name
+			continue
+		}
+		if !reflect.DeepEqual(ref, ticks) {
+			t.Fatalf("%s and %s paths differ (%d vs %d ticks)", refName, name, len(ref), len(ticks))
+		}
+	}
+}
+
+// checkTicks asserts the invariants every tick of these feeds keeps.
+func checkTicks(t *testing.T, ts []Tick) {
+	t.Helper()
+	for i, k := range ts {
+		c := k
+		c.ComputeID()
+		if c.ID != k.ID {
+			t.Fatalf("tick %d: ID is not ComputeID's: %+v", i, k)
+		}
+		if k.RecvTS == 0 || k.IngestTS != k.RecvTS || k.Venue == "" || k.Instrument == "" || k.Symbol == "" {
+			t.Fatalf("tick %d: incomplete: %+v", i, k)
+		}
+		switch k.Kind {
+		case KindBookDelta, KindSnapshot:
+			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size < 0 {
+				t.Fatalf("tick %d: bad level: %+v", i, k)
+			}
+		case KindTrade, KindLiquidation:
+			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size <= 0 {
+				t.Fatalf("tick %d: bad trade: %+v", i, k)
+			}
+		}
+	}
+}
+
+// replayREST replays ws frames and recorded REST snapshots merged by
+// receipt time. A snapshot line is handed to the feed only when the feed
+// has asked for that symbol (symOf reads the symbol from the URL); requests
+// are checked to name the symbol's endpoint.
+func replayREST(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string) string) (out []Tick, asked map[string]int) {
+	t.Helper()
+	all := append(append([]capLine{}, ws...), rest...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
+	pending := map[string]SnapshotRequest{}
+	asked = map[string]int{}
+	var reqs []SnapshotRequest
+	for i, l := range all {
+		if l.body == nil {
+			continue
+		}
+		var err error
+		if l.url != "" {
+			sym := symOf(l.url)
+			req, ok := pending[sym]
+			if !ok {
+				continue
+			}
+			delete(pending, sym)
+			if out, err = f.HandleSnapshot(l.recv, req, l.body, out); err != nil {
+				t.Fatalf("snapshot %s: %v", sym, err)
+			}
+		} else if out, err = f.Handle(l.recv, l.body, out); err != nil {
+			t.Fatalf("line %d: %v (frame %.120s)", i, err, l.body)
+		}
+		reqs = f.SnapshotRequests(reqs[:0])
+		for _, r := range reqs {
+			if !strings.Contains(r.URL, r.Symbol) {
+				t.Fatalf("request %+v does not name its symbol", r)
+			}
+			pending[r.Symbol] = r
+			asked[r.Symbol]++
+		}
+	}
+	return out, asked
+}
+
+// replayClean replays ws, answering snapshot requests from rest, on a new
+// feed of venue; the ticks must pass checkTicks, have the kinds want, and
+// come without a resync or a malformed frame. It returns the ticks and the
+// snapshots asked per symbol.
+func replayClean(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
+	t.Helper()
+	f, reg := newTestFeed(t, venue, FeedConfig{ForceFallback: fb})
+	out, asked := replayREST(t, f, ws, rest, symOf)
+	checkTicks(t, out)
+	if got := kindCounts(out); !reflect.DeepEqual(got, want) {
+		t.Fatalf("kinds %v, want %v", got, want)
+	}
+	if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
+		t.Fatalf("resyncs %v malformed %v", r, m)
+	}
+	return out, asked
 }

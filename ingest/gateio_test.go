@@ -240,7 +240,7 @@ func TestGateioRecordedExcerpt(t *testing.T) {
 	ws, rest := readCaptureAll(t, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(t, venueTestdata("gateio", "GATEIO.http.0.0_head4"))
 	want := gateExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
-		replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
+		replayClean(t, "gateio", fb, ws, rest, gateSym, want)
 	}
 }
 
@@ -249,7 +249,7 @@ func TestGateioRecordedFile(t *testing.T) {
 	rest := readCaptureAll(t, sharedCapture(t, "GATEIO.http.0.0"))
 	want := gateExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
-		out, asked := replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
+		out, asked := replayClean(t, "gateio", fb, ws, rest, gateSym, want)
 		t.Logf("%s: %d ticks %v, snapshots asked %d", pathName(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop one mid-file update of a live pair: one gap tick, one resync,
@@ -265,7 +265,7 @@ func TestGateioRecordedFile(t *testing.T) {
 		}
 		g, reg := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
 		kept := append(append([]capLine{}, ws[:drop]...), ws[drop+1:]...)
-		all, asked2 := replayRESTB(t, g, kept, rest, gateSym)
+		all, asked2 := replayREST(t, g, kept, rest, gateSym)
 		gaps := 0
 		for _, k := range all {
 			if k.Symbol != sym || k.RecvTS < ws[drop].recv {

@@ -202,8 +202,8 @@ func TestGeminiRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("gemini", "GEMINI.ws.1.0_head60"))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got, want := kindCounts(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -218,8 +218,8 @@ func TestGeminiRecordedFile(t *testing.T) {
 	want := geminiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}

@@ -212,8 +212,8 @@ func TestHuobiRecordedExcerpt(t *testing.T) {
 	lines := huobiLines(t, readCaptureAll(t, venueTestdata("huobi", "HUOBI.ws.44.0_head50")))
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got, want := kindCounts(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}
@@ -228,8 +228,8 @@ func TestHuobiRecordedFile(t *testing.T) {
 	want := huobiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
 		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
+		out := replayFeed(t, f, lines)
+		checkTicks(t, out)
 		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
 			t.Fatalf("kinds %v, want %v", got, want)
 		}

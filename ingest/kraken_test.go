@@ -207,7 +207,7 @@ func testKrakenReplay(t *testing.T, paths ...string) {
 	}
 	got := map[string][]Tick{}
 	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
-		ticks := replayFeed(t, f, lines, false)
+		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
 			t.Errorf("%s: %v malformed", name, n)

@@ -292,7 +292,7 @@ func TestKucoinRecordedExcerpt(t *testing.T) {
 	ws, rest := readCaptureAll(t, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(t, venueTestdata("kucoin", "KUCOIN.http.0.0_head3"))
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
-		replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
+		replayClean(t, "kucoin", fb, ws, rest, kucoinSym, want)
 	}
 }
 
@@ -301,7 +301,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 	rest := readCaptureAll(t, sharedCapture(t, "KUCOIN.http.0.0"))
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
-		out, asked := replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
+		out, asked := replayClean(t, "kucoin", fb, ws, rest, kucoinSym, want)
 		for s, n := range asked {
 			if n != 1 {
 				t.Fatalf("%s asked %d times", s, n)
@@ -323,7 +323,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 		}
 		g, reg := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
 		kept := append(append([]capLine{}, ws[:drop]...), ws[drop+1:]...)
-		all, asked2 := replayRESTB(t, g, kept, rest, kucoinSym)
+		all, asked2 := replayREST(t, g, kept, rest, kucoinSym)
 		cut := kept[drop-1].recv
 		gaps := 0
 		for _, k := range all {

@@ -139,7 +139,7 @@ func testOKXReplay(t *testing.T, path string) {
 	}
 	got := map[string][]Tick{}
 	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
-		ticks := replayFeed(t, f, lines, false)
+		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
 		if f.malformedTotal() != 0 || f.resyncTotal() != 0 {
 			t.Errorf("%s: %v malformed, %v resyncs (checksum %v)", name, f.malformedTotal(), f.resyncTotal(), f.resyncs("checksum"))
@@ -247,7 +247,7 @@ func TestOKXInjected(t *testing.T) {
 	}
 	// With sequence numbers and nothing dropped, no resync.
 	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
-		replayFeed(t, f, lines, false)
+		replayFeed(t, f, lines)
 		if f.resyncTotal() != 0 {
 			t.Fatalf("%s: %v resyncs with intact sequence", name, f.resyncTotal())
 		}
