@@ -294,7 +294,7 @@ func TestBitfinexMalformed(t *testing.T) {
 		`{"event":"subscribed","channel":"book","chanId":3,"symbol":""}`, "[10,[1,1,1],2]\x00", `[1,2,3,4,5,6,7]`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
 	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed counted %v, want %d", m, len(bad))

@@ -124,7 +124,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 		`{"table":"quote","action":"insert","data":[{"symbol":"","bidPrice":1}]}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
 	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))

@@ -182,7 +182,7 @@ func TestDeribitMalformed(t *testing.T) {
 		`{"method":"heartbeat","params":{"type":1}}`, `{"jsonrpc":"2.0"}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
 	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))

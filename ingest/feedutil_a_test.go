@@ -1,7 +1,6 @@
 package ingest
 
 import (
-	"errors"
 	"reflect"
 	"testing"
 
@@ -29,11 +28,6 @@ func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) 
 			}
 		}
 	}
-}
-
-func isMalformed(err error) bool {
-	var pe *ParseError
-	return errors.As(err, &pe) && errors.Is(err, ErrMalformed)
 }
 
 // fuzzFeed is the body of the per-venue FuzzFeed targets: Handle never

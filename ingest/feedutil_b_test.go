@@ -13,24 +13,6 @@ import (
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
 // feed tests (suffix B to stay clear of other venues' helpers).
 
-// wantMalformedB asserts that frame is rejected as malformed and appends
-// nothing.
-func wantMalformedB(t *testing.T, f Feed, frame string) {
-	t.Helper()
-	pre := []Tick{{Venue: "sentinel"}}
-	out, err := f.Handle(1, []byte(frame), pre)
-	var pe *ParseError
-	if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) {
-		t.Fatalf("frame %.100q: error %v, want a *ParseError wrapping ErrMalformed", frame, err)
-	}
-	if pe.Venue != f.Venue() {
-		t.Fatalf("ParseError.Venue = %q, want %q", pe.Venue, f.Venue())
-	}
-	if len(out) != 1 || !reflect.DeepEqual(out[0], pre[0]) {
-		t.Fatalf("frame %.100q: malformed frame appended ticks: %+v", frame, out)
-	}
-}
-
 // fuzzCompareB runs data through a simdjson feed and a fallback feed (nil
 // when that path is unavailable) and fails when they disagree.
 func fuzzCompareB(t *testing.T, a, b Feed, data []byte) {
@@ -205,7 +187,7 @@ func TestFeedsBDuplicateKey(t *testing.T) {
 		for _, fb := range jsonPaths(t) {
 			t.Run(c.venue+"/"+c.field+"/"+pathName(fb), func(t *testing.T) {
 				f, reg := newTestFeed(t, c.venue, FeedConfig{ForceFallback: fb})
-				wantMalformedB(t, f, c.dup)
+				wantMalformed(t, f, c.dup)
 				_, err := f.Handle(1, []byte(c.dup), nil)
 				var pe *ParseError
 				if !errors.As(err, &pe) || pe.Reason != ReasonDuplicateField || pe.Field != c.field {

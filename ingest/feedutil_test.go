@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"compress/gzip"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
@@ -418,4 +419,28 @@ func replayClean(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf 
 		t.Fatalf("resyncs %v malformed %v", r, m)
 	}
 	return out, asked
+}
+
+// isMalformed reports whether err is a *ParseError wrapping ErrMalformed.
+func isMalformed(err error) bool {
+	var pe *ParseError
+	return errors.As(err, &pe) && errors.Is(err, ErrMalformed)
+}
+
+// wantMalformed asserts that frame is rejected as malformed and appends
+// nothing.
+func wantMalformed(t *testing.T, f Feed, frame string) {
+	t.Helper()
+	pre := []Tick{{Venue: "sentinel"}}
+	out, err := f.Handle(1, []byte(frame), pre)
+	var pe *ParseError
+	if !isMalformed(err) || !errors.As(err, &pe) {
+		t.Fatalf("frame %.100q: error %v, want a *ParseError wrapping ErrMalformed", frame, err)
+	}
+	if pe.Venue != f.Venue() {
+		t.Fatalf("ParseError.Venue = %q, want %q", pe.Venue, f.Venue())
+	}
+	if len(out) != 1 || !reflect.DeepEqual(out[0], pre[0]) {
+		t.Fatalf("frame %.100q: malformed frame appended ticks: %+v", frame, out)
+	}
 }

@@ -146,7 +146,7 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		`{"channel":"spot.book_ticker","event":"update","result":{"s":"A_B","b":"1","B":"1","a":"1"}}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
 	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))

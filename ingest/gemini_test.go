@@ -148,7 +148,7 @@ func TestGeminiMalformed(t *testing.T) {
 		`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy",1,"1"]]}`, `{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":"x","changes":[]}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
 	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))

@@ -144,14 +144,14 @@ func TestHuobiMalformed(t *testing.T) {
 		gzipB(`{"ch":"market.btcusdt.trade.detail","tick":{"data":[{"price":1,"amount":1,"direction":"up","ts":1}]}}`),
 		gzipB(`{"ch":"market.btcusdt.bbo","tick":{"bid":1,"ask":1,"askSize":1}}`), gzipB(`{"ping":"x"}`)}
 	for _, fr := range bad {
-		wantMalformedB(t, f, string(fr))
+		wantMalformed(t, f, string(fr))
 	}
 	// A gzip bomb: 17 MB of spaces.
 	var b bytes.Buffer
 	w := gzip.NewWriter(&b)
 	io.Copy(w, io.LimitReader(zeroSpaces{}, huobiMaxFrame+1024))
 	w.Close()
-	wantMalformedB(t, f, b.String())
+	wantMalformed(t, f, b.String())
 	if m := malformedCount(reg); m != float64(len(bad)+1) {
 		t.Fatalf("malformed %v, want %d", m, len(bad)+1)
 	}

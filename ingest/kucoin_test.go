@@ -197,7 +197,7 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 		`{"data":{"sequence":"1","bestAsk":"1","bestBidSize":"1","bestAskSize":"1"},"subject":"trade.ticker","topic":"/market/ticker:A-B","type":"message"}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
 	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
