@@ -449,7 +449,6 @@ func FuzzFeedBitfinex(f *testing.F) {
 		`[335856,[1596124822000,null,0.896,0.771995,null,1,null,1,0.0001056,6,null,-0.01,null,null,0.7664],8]`, `[10,[[1,1,1e400]],2]`} {
 		f.Add([]byte(s))
 	}
-	a, b := fuzzFeedsB(f, "bitfinex")
 	prime := func(fd Feed) {
 		for _, fr := range []string{
 			`{"event":"subscribed","channel":"book","chanId":10,"symbol":"tBTCUSD","prec":"P0","freq":"F0","len":"100"}`,
@@ -460,12 +459,9 @@ func FuzzFeedBitfinex(f *testing.F) {
 			fd.Handle(1, []byte(fr), nil)
 		}
 	}
-	prime(a)
-	if b != nil {
-		prime(b)
-	}
+	paths := fuzzPaths(f, "bitfinex", FeedConfig{}, nil, prime)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
+		fuzzCompare(t, paths, data, nil)
 	})
 }
 

@@ -265,12 +265,8 @@ func FuzzFeedBitmex(f *testing.F) {
 	}
 	f.Add([]byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`))
 	f.Add([]byte(`{"table":"orderBookL2","action":"insert","data":[{"symbol":"XBTUSD","id":4,"side":"Buy","size":1,"price":101.5}]}`))
-	a, b := fuzzFeedsB(f, "bitmex")
-	a.Handle(1, []byte(bitmexPartialB), nil)
-	if b != nil {
-		b.Handle(1, []byte(bitmexPartialB), nil)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompareB(t, a, b, data) })
+	paths := fuzzPaths(f, "bitmex", FeedConfig{}, nil, func(fd Feed) { fd.Handle(1, []byte(bitmexPartialB), nil) })
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedBitmex(b *testing.B) {

@@ -328,12 +328,8 @@ func FuzzFeedDeribit(f *testing.F) {
 	f.Add([]byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)))
 	f.Add([]byte(`{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}`))
 	f.Add([]byte(`{"params":{"data":[{"trade_seq":1,"trade_id":"ETH-5","timestamp":1,"price":200.5,"instrument_name":"ETH-PERPETUAL","direction":"buy","amount":3,"liquidation":"T"}],"channel":"trades.ETH-PERPETUAL.100ms"},"method":"subscription"}`))
-	a, b := fuzzFeedsB(f, "deribit")
-	a.Handle(1, []byte(deribitSnapB), nil)
-	if b != nil {
-		b.Handle(1, []byte(deribitSnapB), nil)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompareB(t, a, b, data) })
+	paths := fuzzPaths(f, "deribit", FeedConfig{}, nil, func(fd Feed) { fd.Handle(1, []byte(deribitSnapB), nil) })
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedDeribit(b *testing.B) {

@@ -30,59 +30,6 @@ func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) 
 	}
 }
 
-// fuzzFeed is the body of the per-venue FuzzFeed targets: Handle never
-// panics, fails only with a *ParseError, and the JSON paths agree.
-func fuzzFeed(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte) {
-	fuzzFeedSnapshots(f, venue, cfg, seeds, nil)
-}
-
-// fuzzFeedSnapshots is fuzzFeed that also hands each input to
-// HandleSnapshot as the body of req (venues with REST snapshots).
-func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte, req *SnapshotRequest) {
-	for _, s := range seeds {
-		f.Add(s)
-	}
-	for _, s := range []string{``, `{}`, `[]`, `null`, `"x"`, `{"a":"\ud83d\u0041"}`, "{\"a\":1\x00}", `[1,{"b":[true,false,null]},"c"]`} {
-		f.Add([]byte(s))
-	}
-	paths := feedsPerPath(f, venue, cfg)
-	f.Fuzz(func(t *testing.T, data []byte) {
-		got := map[string][]Tick{}
-		errs := map[string]string{}
-		for name, fd := range paths {
-			out, err := fd.Handle(1, data, nil)
-			if err != nil && !isMalformed(err) {
-				t.Fatalf("%s: error %v is not a *ParseError", name, err)
-			}
-			if err != nil {
-				errs[name] = err.Error()
-			} else {
-				errs[name] = ""
-			}
-			if req != nil {
-				out, err = fd.HandleSnapshot(1, *req, data, out)
-				if err != nil && !isMalformed(err) {
-					t.Fatalf("%s: snapshot error %v is not a *ParseError", name, err)
-				}
-				if err != nil {
-					errs[name] += "; " + err.Error()
-				}
-			}
-			got[name] = out
-			fd.Outbox(nil)
-			fd.SnapshotRequests(nil)
-		}
-		if len(paths) == 2 {
-			if errs["simd"] != errs["fallback"] {
-				t.Fatalf("errors differ: simd %q, fallback %q\ninput %q", errs["simd"], errs["fallback"], data)
-			}
-			if !reflect.DeepEqual(got["simd"], got["fallback"]) {
-				t.Fatalf("ticks differ\ninput %q", data)
-			}
-		}
-	})
-}
-
 // benchFeed is the body of the per-venue BenchmarkFeed targets: frames
 // handed one per op, on each JSON path, reporting messages/s.
 func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []capLine) {
@@ -121,16 +68,6 @@ func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []capLine) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 		})
 	}
-}
-
-func seedBodies(lines []capLine, every int) [][]byte {
-	var out [][]byte
-	for i, l := range lines {
-		if l.url == "" && (i%every == 0 || i < 30) && len(l.body) < 4096 {
-			out = append(out, l.body)
-		}
-	}
-	return out
 }
 
 // TestVenuesAResync: the manager-driven Resync of every venues-a feed gives

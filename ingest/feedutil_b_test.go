@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"errors"
-	"reflect"
 	"sort"
 	"strings"
 	"testing"
@@ -12,54 +11,6 @@ import (
 
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
 // feed tests (suffix B to stay clear of other venues' helpers).
-
-// fuzzCompareB runs data through a simdjson feed and a fallback feed (nil
-// when that path is unavailable) and fails when they disagree.
-func fuzzCompareB(t *testing.T, a, b Feed, data []byte) {
-	ta, ea := a.Handle(1, data, nil)
-	if ea != nil && !errors.Is(ea, ErrMalformed) {
-		t.Fatalf("error not wrapping ErrMalformed: %v", ea)
-	}
-	if b == nil {
-		return
-	}
-	tb, eb := b.Handle(1, data, nil)
-	if (ea == nil) != (eb == nil) {
-		t.Fatalf("paths disagree on %q: %v vs %v", data, ea, eb)
-	}
-	if len(ta) != len(tb) {
-		t.Fatalf("paths disagree on %q: %d vs %d ticks", data, len(ta), len(tb))
-	}
-	for i := range ta {
-		if ta[i].ID != tb[i].ID {
-			t.Fatalf("paths disagree on %q: tick %d: %+v vs %+v", data, i, ta[i], tb[i])
-		}
-	}
-	oa, ob := a.Outbox(nil), b.Outbox(nil)
-	if !reflect.DeepEqual(oa, ob) {
-		t.Fatalf("paths disagree on %q: outbox %q vs %q", data, oa, ob)
-	}
-}
-
-// fuzzFeedsB returns a simdjson feed (or fallback when simdjson-go is
-// unsupported) and, when both paths exist, a fallback feed to compare.
-func fuzzFeedsB(f *testing.F, venue string) (Feed, Feed) {
-	var a, b Feed
-	var err error
-	if simdjson.SupportedCPU() {
-		if a, err = NewFeed(venue, FeedConfig{}); err != nil {
-			f.Fatal(err)
-		}
-		if fallbackWorks() {
-			if b, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
-				f.Fatal(err)
-			}
-		}
-	} else if a, err = NewFeed(venue, FeedConfig{ForceFallback: true}); err != nil {
-		f.Fatal(err)
-	}
-	return a, b
-}
 
 // benchFeedB measures a feed over recorded lines (messages/s, allocs/op)
 // on both JSON paths: one op is one line, handled in recorded order with the

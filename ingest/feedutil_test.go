@@ -444,3 +444,100 @@ func wantMalformed(t *testing.T, f Feed, frame string) {
 		t.Fatalf("frame %.100q: malformed frame appended ticks: %+v", frame, out)
 	}
 }
+
+// fuzzFeed is the body of the per-venue FuzzFeed targets: Handle never
+// panics, fails only with a *ParseError, and the JSON paths agree.
+func fuzzFeed(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte) {
+	fuzzFeedSnapshots(f, venue, cfg, seeds, nil)
+}
+
+// fuzzFeedSnapshots is fuzzFeed that also hands each input to
+// HandleSnapshot as the body of req (venues with REST snapshots).
+func fuzzFeedSnapshots(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte, req *SnapshotRequest) {
+	paths := fuzzPaths(f, venue, cfg, seeds, nil)
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, req) })
+}
+
+// fuzzPaths adds seeds (and a few generic inputs) to the corpus and returns
+// one feed of venue per JSON path, each handed to prime (when not nil)
+// before fuzzing.
+func fuzzPaths(f *testing.F, venue string, cfg FeedConfig, seeds [][]byte, prime func(Feed)) map[string]feedUnderTest {
+	for _, s := range seeds {
+		f.Add(s)
+	}
+	for _, s := range []string{``, `{}`, `[]`, `null`, `"x"`, `{"a":"\ud83d\u0041"}`, "{\"a\":1\x00}", `[1,{"b":[true,false,null]},"c"]`} {
+		f.Add([]byte(s))
+	}
+	paths := feedsPerPath(f, venue, cfg)
+	if prime != nil {
+		for _, fd := range paths {
+			prime(fd.Feed)
+		}
+	}
+	return paths
+}
+
+// fuzzCompare hands data to the feed of every JSON path (and, with req, to
+// HandleSnapshot as req's body) and fails unless each fails only with a
+// *ParseError and the paths agree on errors, ticks, outbox and snapshot
+// requests.
+func fuzzCompare(t *testing.T, paths map[string]feedUnderTest, data []byte, req *SnapshotRequest) {
+	t.Helper()
+	type result struct {
+		err   string
+		ticks []Tick
+		sends [][]byte
+		reqs  []SnapshotRequest
+	}
+	got := map[string]result{}
+	for name, fd := range paths {
+		var r result
+		out, err := fd.Handle(1, data, nil)
+		if err != nil && !isMalformed(err) {
+			t.Fatalf("%s: error %v is not a *ParseError", name, err)
+		}
+		if err != nil {
+			r.err = err.Error()
+		}
+		if req != nil {
+			out, err = fd.HandleSnapshot(1, *req, data, out)
+			if err != nil && !isMalformed(err) {
+				t.Fatalf("%s: snapshot error %v is not a *ParseError", name, err)
+			}
+			if err != nil {
+				r.err += "; " + err.Error()
+			}
+		}
+		r.ticks = out
+		r.sends = fd.Outbox(nil)
+		r.reqs = fd.SnapshotRequests(nil)
+		got[name] = r
+	}
+	if len(paths) == 2 {
+		s, fb := got["simd"], got["fallback"]
+		if s.err != fb.err {
+			t.Fatalf("errors differ: simd %q, fallback %q\ninput %q", s.err, fb.err, data)
+		}
+		if !reflect.DeepEqual(s.ticks, fb.ticks) {
+			t.Fatalf("ticks differ\ninput %q", data)
+		}
+		if !reflect.DeepEqual(s.sends, fb.sends) {
+			t.Fatalf("outbox differs: %q vs %q\ninput %q", s.sends, fb.sends, data)
+		}
+		if !reflect.DeepEqual(s.reqs, fb.reqs) {
+			t.Fatalf("snapshot requests differ: %+v vs %+v\ninput %q", s.reqs, fb.reqs, data)
+		}
+	}
+}
+
+// seedBodies picks fuzz seeds from a capture: the first 30 frames and every
+// every-th after, up to 4 KiB each.
+func seedBodies(lines []capLine, every int) [][]byte {
+	var out [][]byte
+	for i, l := range lines {
+		if l.url == "" && (i%every == 0 || i < 30) && len(l.body) < 4096 {
+			out = append(out, l.body)
+		}
+	}
+	return out
+}

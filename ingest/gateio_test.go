@@ -293,25 +293,15 @@ func FuzzFeedGateio(f *testing.F) {
 	}
 	f.Add(gateUpd(11, 12, `["98","1"]`))
 	f.Add(gateUpd(16, 16, `["101.5","1"]`))
-	a, b := fuzzFeedsB(f, "gateio")
 	prime := func(fd Feed) {
 		fd.Handle(1, gateUpd(10, 10, `["99","1"]`), nil)
 		for _, r := range fd.SnapshotRequests(nil) {
 			fd.HandleSnapshot(2, r, []byte(`{"id":10,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil)
 		}
 	}
-	prime(a)
-	if b != nil {
-		prime(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
-		if b != nil {
-			if ra, rb := a.SnapshotRequests(nil), b.SnapshotRequests(nil); !reflect.DeepEqual(ra, rb) {
-				t.Fatalf("requests differ: %+v vs %+v", ra, rb)
-			}
-		}
-	})
+	paths := fuzzPaths(f, "gateio", FeedConfig{}, nil, prime)
+	// fuzzCompare also checks that the paths ask for the same snapshots.
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedGateio(b *testing.B) {

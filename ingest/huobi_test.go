@@ -255,10 +255,10 @@ func FuzzFeedHuobi(f *testing.F) {
 		}
 	}
 	f.Add([]byte(`{"ping":1618678073643}`))
-	a, b := fuzzFeedsB(f, "huobi")
+	paths := fuzzPaths(f, "huobi", FeedConfig{}, nil, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
-		fuzzCompareB(t, a, b, gzipB(string(data)))
+		fuzzCompare(t, paths, data, nil)
+		fuzzCompare(t, paths, gzipB(string(data)), nil)
 	})
 }
 

@@ -355,27 +355,15 @@ func FuzzFeedKucoin(f *testing.F) {
 	}
 	f.Add(kucoinUpd(11, 11, `{"asks":[],"bids":[["102","1","11"]]}`))
 	f.Add(kucoinUpd(13, 13, `{"asks":[],"bids":[["97","1","13"]]}`))
-	a, b := fuzzFeedsB(f, "kucoin")
 	prime := func(fd Feed) {
 		fd.Handle(1, kucoinUpd(10, 10, `{"asks":[],"bids":[["99","1","10"]]}`), nil)
 		for _, r := range fd.SnapshotRequests(nil) {
 			fd.HandleSnapshot(2, r, []byte(`{"code":"200000","data":{"sequence":"10","bids":[["99","1"]],"asks":[["101","1"]]}}`), nil)
 		}
 	}
-	prime(a)
-	if b != nil {
-		prime(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
-		ra, rb := a.SnapshotRequests(nil), []SnapshotRequest(nil)
-		if b != nil {
-			rb = b.SnapshotRequests(nil)
-			if !reflect.DeepEqual(ra, rb) {
-				t.Fatalf("requests differ: %+v vs %+v", ra, rb)
-			}
-		}
-	})
+	paths := fuzzPaths(f, "kucoin", FeedConfig{}, nil, prime)
+	// fuzzCompare also checks that the paths ask for the same snapshots.
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedKucoin(b *testing.B) {
