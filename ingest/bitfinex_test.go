@@ -466,5 +466,5 @@ func FuzzFeedBitfinex(f *testing.F) {
 }
 
 func BenchmarkFeedBitfinex(b *testing.B) {
-	benchFeedB(b, "bitfinex", readCaptureAll(b, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120")), nil, nil)
+	benchReplay(b, "bitfinex", readCaptureAll(b, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120")), nil, nil)
 }

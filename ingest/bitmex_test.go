@@ -270,5 +270,5 @@ func FuzzFeedBitmex(f *testing.F) {
 }
 
 func BenchmarkFeedBitmex(b *testing.B) {
-	benchFeedB(b, "bitmex", readCaptureAll(b, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59")), nil, nil)
+	benchReplay(b, "bitmex", readCaptureAll(b, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59")), nil, nil)
 }

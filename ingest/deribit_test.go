@@ -333,5 +333,5 @@ func FuzzFeedDeribit(f *testing.F) {
 }
 
 func BenchmarkFeedDeribit(b *testing.B) {
-	benchFeedB(b, "deribit", readCaptureAll(b, venueTestdata("deribit", "DERIBIT.ws.1.0_head60")), nil, nil)
+	benchReplay(b, "deribit", readCaptureAll(b, venueTestdata("deribit", "DERIBIT.ws.1.0_head60")), nil, nil)
 }

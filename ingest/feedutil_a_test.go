@@ -3,8 +3,6 @@ package ingest
 import (
 	"reflect"
 	"testing"
-
-	"github.com/minio/simdjson-go"
 )
 
 // goldenCase is a frame and the ticks it gives.
@@ -27,46 +25,6 @@ func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) 
 				t.Errorf("%s %s:\n got %+v\nwant %+v", path, c.name, got, c.want)
 			}
 		}
-	}
-}
-
-// benchFeed is the body of the per-venue BenchmarkFeed targets: frames
-// handed one per op, on each JSON path, reporting messages/s.
-func benchFeed(b *testing.B, venue string, cfg FeedConfig, frames []capLine) {
-	for _, path := range []string{"simd", "fallback"} {
-		b.Run(path, func(b *testing.B) {
-			if path == "simd" && !simdjson.SupportedCPU() {
-				b.Skip("CPU lacks AVX2/CLMUL")
-			}
-			if path == "fallback" && !fallbackWorks() {
-				b.Skip("portable JSON path not built yet (json-tape branch)")
-			}
-			c := cfg
-			c.ForceFallback = path == "fallback"
-			f, err := NewFeed(venue, c)
-			if err != nil {
-				b.Fatal(err)
-			}
-			var bytesTotal int
-			for _, l := range frames {
-				bytesTotal += len(l.body)
-			}
-			out := make([]Tick, 0, 8192)
-			b.ReportAllocs()
-			b.SetBytes(int64(bytesTotal / len(frames)))
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				l := &frames[i%len(frames)]
-				if l.url != "" {
-					out, _ = f.HandleSnapshot(l.recv, SnapshotRequest{URL: l.url}, l.body, out[:0])
-				} else {
-					out, _ = f.Handle(l.recv, l.body, out[:0])
-				}
-				f.Outbox(nil)
-				f.SnapshotRequests(nil)
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-		})
 	}
 }
 

@@ -2,82 +2,12 @@ package ingest
 
 import (
 	"errors"
-	"sort"
 	"strings"
 	"testing"
-
-	"github.com/minio/simdjson-go"
 )
 
 // Test helpers shared by the Bitfinex, Gemini, Deribit, KuCoin and Gate.io
 // feed tests (suffix B to stay clear of other venues' helpers).
-
-// benchFeedB measures a feed over recorded lines (messages/s, allocs/op)
-// on both JSON paths: one op is one line, handled in recorded order with the
-// feed Reset at the start of each lap, so sequence checks pass and books are
-// really applied; REST snapshot lines (rest, merged by time, symOf reads the
-// symbol from the URL) are handed over when the feed has asked for them.
-func benchFeedB(b *testing.B, venue string, ws, rest []capLine, symOf func(string) string) {
-	all := append(append([]capLine{}, ws...), rest...)
-	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
-	var lines []capLine
-	size := 0
-	for _, l := range all {
-		if l.body != nil {
-			lines = append(lines, l)
-			size += len(l.body)
-		}
-	}
-	for _, fallback := range []bool{false, true} {
-		name := "simd"
-		if fallback {
-			name = "fallback"
-		}
-		b.Run(name, func(b *testing.B) {
-			if !fallback && !simdjson.SupportedCPU() {
-				b.Skip("CPU lacks AVX2/CLMUL")
-			}
-			if fallback && !fallbackWorks() {
-				b.Skip("fallback JSON tape builder not built yet (json-tape branch)")
-			}
-			f, err := NewFeed(venue, FeedConfig{ForceFallback: fallback})
-			if err != nil {
-				b.Fatal(err)
-			}
-			out := make([]Tick, 0, 4096)
-			var reqs []SnapshotRequest
-			pending := map[string]SnapshotRequest{}
-			ticks := 0
-			b.SetBytes(int64(size / len(lines)))
-			b.ReportAllocs()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				j := i % len(lines)
-				if j == 0 {
-					f.Reset()
-					clear(pending)
-				}
-				l := lines[j]
-				if l.url != "" {
-					if r, ok := pending[symOf(l.url)]; ok {
-						delete(pending, r.Symbol)
-						out, _ = f.HandleSnapshot(l.recv, r, l.body, out[:0])
-					}
-				} else if out, err = f.Handle(l.recv, l.body, out[:0]); err != nil {
-					b.Fatal(err)
-				}
-				ticks += len(out)
-				f.Outbox(nil)
-				reqs = f.SnapshotRequests(reqs[:0])
-				for _, r := range reqs {
-					pending[r.Symbol] = r
-				}
-			}
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
-			b.ReportMetric(float64(ticks)/b.Elapsed().Seconds(), "ticks/s")
-		})
-	}
-}
 
 // TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
 // nothing pending: a delta that would continue the old book is not

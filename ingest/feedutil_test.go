@@ -541,3 +541,90 @@ func seedBodies(lines []capLine, every int) [][]byte {
 	}
 	return out
 }
+
+// benchFeed is the body of the per-venue BenchmarkFeed targets: lines
+// handed one per op, in order and round and round without a Reset, on each
+// JSON path; every REST line is handed over as the snapshot of its URL.
+func benchFeed(b *testing.B, venue string, cfg FeedConfig, lines []capLine) {
+	benchFeedLines(b, venue, cfg, lines, false, nil)
+}
+
+// benchReplay measures venue's feed over recorded lines, ws and rest merged
+// by receipt time, with the feed Reset at the start of each lap, so sequence
+// checks pass and books are really applied; a REST snapshot line is handed
+// over only when the feed has asked for its symbol (symOf reads it from the
+// URL).
+func benchReplay(b *testing.B, venue string, ws, rest []capLine, symOf func(string) string) {
+	all := append(append([]capLine{}, ws...), rest...)
+	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
+	benchFeedLines(b, venue, FeedConfig{}, all, true, symOf)
+}
+
+// benchFeedLines runs the received frames and REST lines of lines, one per op,
+// on each JSON path, reporting messages/s, ticks/s and allocs/op; reset
+// Resets the feed at the start of each lap; with symOf a REST line is handed
+// over only when the feed has asked for its symbol, without it always.
+func benchFeedLines(b *testing.B, venue string, cfg FeedConfig, all []capLine, reset bool, symOf func(string) string) {
+	var lines []capLine
+	size := 0
+	for _, l := range all {
+		if l.body != nil {
+			lines = append(lines, l)
+			size += len(l.body)
+		}
+	}
+	for _, fallback := range []bool{false, true} {
+		name := "simd"
+		if fallback {
+			name = "fallback"
+		}
+		b.Run(name, func(b *testing.B) {
+			if !pathAvailable(fallback) {
+				b.Skipf("%s JSON path not available here", name)
+			}
+			c := cfg
+			c.ForceFallback = fallback
+			f, err := NewFeed(venue, c)
+			if err != nil {
+				b.Fatal(err)
+			}
+			out := make([]Tick, 0, 8192)
+			var reqs []SnapshotRequest
+			pending := map[string]SnapshotRequest{}
+			ticks := 0
+			b.SetBytes(int64(size / len(lines)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				j := i % len(lines)
+				if j == 0 && reset {
+					f.Reset()
+					clear(pending)
+				}
+				l := &lines[j]
+				switch {
+				case l.url != "" && symOf == nil:
+					out, _ = f.HandleSnapshot(l.recv, SnapshotRequest{URL: l.url}, l.body, out[:0])
+				case l.url != "":
+					out = out[:0]
+					if r, ok := pending[symOf(l.url)]; ok {
+						delete(pending, r.Symbol)
+						out, _ = f.HandleSnapshot(l.recv, r, l.body, out)
+					}
+				default:
+					if out, err = f.Handle(l.recv, l.body, out[:0]); err != nil {
+						b.Fatal(err)
+					}
+				}
+				ticks += len(out)
+				f.Outbox(nil)
+				reqs = f.SnapshotRequests(reqs[:0])
+				for _, r := range reqs {
+					pending[r.Symbol] = r
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+			b.ReportMetric(float64(ticks)/b.Elapsed().Seconds(), "ticks/s")
+		})
+	}
+}

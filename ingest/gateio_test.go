@@ -305,5 +305,5 @@ func FuzzFeedGateio(f *testing.F) {
 }
 
 func BenchmarkFeedGateio(b *testing.B) {
-	benchFeedB(b, "gateio", readCaptureAll(b, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(b, venueTestdata("gateio", "GATEIO.http.0.0_head4")), gateSym)
+	benchReplay(b, "gateio", readCaptureAll(b, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(b, venueTestdata("gateio", "GATEIO.http.0.0_head4")), gateSym)
 }

@@ -243,5 +243,5 @@ func FuzzFeedGemini(f *testing.F) {
 }
 
 func BenchmarkFeedGemini(b *testing.B) {
-	benchFeedB(b, "gemini", readCaptureAll(b, venueTestdata("gemini", "GEMINI.ws.1.0_head60")), nil, nil)
+	benchReplay(b, "gemini", readCaptureAll(b, venueTestdata("gemini", "GEMINI.ws.1.0_head60")), nil, nil)
 }

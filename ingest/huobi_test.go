@@ -263,5 +263,5 @@ func FuzzFeedHuobi(f *testing.F) {
 }
 
 func BenchmarkFeedHuobi(b *testing.B) {
-	benchFeedB(b, "huobi", huobiLines(b, readCaptureAll(b, venueTestdata("huobi", "HUOBI.ws.44.0_head50"))), nil, nil)
+	benchReplay(b, "huobi", huobiLines(b, readCaptureAll(b, venueTestdata("huobi", "HUOBI.ws.44.0_head50"))), nil, nil)
 }

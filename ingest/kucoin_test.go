@@ -367,5 +367,5 @@ func FuzzFeedKucoin(f *testing.F) {
 }
 
 func BenchmarkFeedKucoin(b *testing.B) {
-	benchFeedB(b, "kucoin", readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.http.0.0_head3")), kucoinSym)
+	benchReplay(b, "kucoin", readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.http.0.0_head3")), kucoinSym)
 }
