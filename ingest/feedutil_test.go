@@ -29,6 +29,29 @@ func goldenTick(t Tick) Tick {
 	return t
 }
 
+// goldenCase is a frame and the ticks it gives.
+type goldenCase struct {
+	name, frame string
+	want        []Tick
+}
+
+// runGoldenCases hands each case's frame, received at recv, to one feed of
+// venue per JSON path and compares the ticks.
+func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) {
+	t.Helper()
+	for path, f := range feedsPerPath(t, venue, FeedConfig{}) {
+		for _, c := range cases {
+			got, err := f.Handle(recv, []byte(c.frame), nil)
+			if err != nil {
+				t.Fatalf("%s %s: %v", path, c.name, err)
+			}
+			if !reflect.DeepEqual(got, c.want) {
+				t.Errorf("%s %s:\n got %+v\nwant %+v", path, c.name, got, c.want)
+			}
+		}
+	}
+}
+
 // kindCounts counts ticks by kind.
 func kindCounts(ticks []Tick) map[Kind]int {
 	m := map[Kind]int{}
@@ -626,5 +649,148 @@ func benchFeedLines(b *testing.B, venue string, cfg FeedConfig, all []capLine, r
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
 			b.ReportMetric(float64(ticks)/b.Elapsed().Seconds(), "ticks/s")
 		})
+	}
+}
+
+// TestVenuesAResync: the manager-driven Resync of every venues-a feed gives
+// one gap tick, counts the reason, withholds the book and asks for the
+// snapshot the venue's way.
+func TestVenuesAResync(t *testing.T) {
+	cases := []struct {
+		venue, symbol, snapshot, delta string
+		wantOutbox                     string // the resubscribe frame, or "" for a REST request
+	}{
+		{VenueCoinbase, "BTC-USD", `{"type":"snapshot","product_id":"BTC-USD","bids":[["1","1"]],"asks":[["2","1"]]}`,
+			`{"type":"l2update","product_id":"BTC-USD","changes":[["buy","1.5","1"]],"time":"2021-04-17T16:43:37Z"}`,
+			`{"type":"subscribe","product_ids":["BTC-USD"],"channels":["level2_batch"]}`},
+		{VenueKraken, "XBT/USD", krakenDocBook(), `[0,{"b":[["0.04990","0.00000700","1582905487.000003"]]},"book-10","XBT/USD"]`,
+			`{"event":"subscribe","pair":["XBT/USD"],"subscription":{"name":"book","depth":10}}`},
+		{VenueOKX, "BTC-USDT", `{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["2","1","0","1"]],"bids":[["1","1","0","1"]],"ts":"1"}]}`,
+			`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"update","data":[{"asks":[],"bids":[["1.5","1","0","1"]],"ts":"2"}]}`,
+			`{"op":"subscribe","args":[{"channel":"books","instId":"BTC-USDT"}]}`},
+		{VenueBybitLinear, "BTCUSDT", `{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1,"data":{"s":"BTCUSDT","b":[["1","1"]],"a":[["2","1"]],"u":1,"seq":1}}`,
+			`{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":2,"data":{"s":"BTCUSDT","b":[["1.5","1"]],"a":[],"u":2,"seq":2}}`,
+			`{"op":"subscribe","args":["orderbook.50.BTCUSDT"]}`},
+		{VenueBitstamp, "btcusd", "", `{"data":{"microtimestamp":"1641343700000002","bids":[["1.5","1"]],"asks":[]},"channel":"diff_order_book_btcusd","event":"data"}`, ""},
+	}
+	for _, c := range cases {
+		for name, f := range feedsPerPath(t, c.venue, FeedConfig{}) {
+			if c.snapshot != "" {
+				if _, err := f.Handle(1, []byte(c.snapshot), nil); err != nil {
+					t.Fatal(err)
+				}
+			} else if _, err := f.HandleSnapshot(1, SnapshotRequest{Symbol: c.symbol}, []byte(`{"microtimestamp":"1641343699000000","bids":[["1","1"]],"asks":[["2","1"]]}`), nil); err != nil {
+				t.Fatal(err)
+			}
+			r, ok := f.Feed.(interface {
+				Resync(int64, string, string, []Tick) []Tick
+			})
+			if !ok {
+				t.Fatalf("%s: no Resync", c.venue)
+			}
+			out := r.Resync(5, c.symbol, "overflow", nil)
+			if len(out) != 1 || out[0].Kind != KindGap || out[0].Symbol != c.symbol || f.resyncs("overflow") != 1 {
+				t.Fatalf("%s %s: %+v", c.venue, name, out)
+			}
+			if c.wantOutbox != "" {
+				ob := f.Outbox(nil)
+				if len(ob) != 2 || string(ob[1]) != c.wantOutbox {
+					t.Fatalf("%s %s: outbox %q", c.venue, name, ob)
+				}
+			} else if reqs := f.SnapshotRequests(nil); len(reqs) != 1 || reqs[0].Symbol != c.symbol {
+				t.Fatalf("%s %s: requests %+v", c.venue, name, reqs)
+			}
+			if out, err := f.Handle(6, []byte(c.delta), nil); err != nil || len(out) != 0 {
+				t.Fatalf("%s %s: delta after Resync: %+v %v", c.venue, name, out, err)
+			}
+		}
+	}
+}
+
+// TestFeedsBResetForgets: after Reset a feed has no book, no sequence and
+// nothing pending: a delta that would continue the old book is not
+// published, and a new sequence start is no gap.
+func TestFeedsBResetForgets(t *testing.T) {
+	cases := map[string]struct{ prime, after []string }{
+		"bitfinex": {
+			prime: []string{`{"event":"subscribed","channel":"book","chanId":10,"symbol":"tBTCUSD"}`, `[10,[[7254.7,1,0.3],[7255.2,1,-0.5]],1]`},
+			after: []string{`[10,[7254.5,1,1],500]`},
+		},
+		"deribit": {prime: []string{deribitSnapB}, after: []string{deribitChangeB(100, 101, "bids", `["new",4999,1]`)}},
+		"gemini": {
+			prime: []string{`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","1"]],"trades":[]}`},
+			after: []string{`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","99","1"]]}`},
+		},
+		"gateio": {prime: []string{string(gateUpd(10, 10, `["99","1"]`))}, after: []string{string(gateUpd(11, 11, `["98","1"]`))}},
+		"bitmex": {prime: []string{bitmexPartialB}, after: []string{`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":3}]}`}},
+	}
+	for venue, c := range cases {
+		f, reg := newTestFeed(t, venue, FeedConfig{})
+		for _, fr := range c.prime {
+			if _, err := f.Handle(1, []byte(fr), nil); err != nil {
+				t.Fatalf("%s: %v", venue, err)
+			}
+		}
+		f.Reset()
+		if len(f.Outbox(nil)) != 0 || len(f.SnapshotRequests(nil)) != 0 {
+			t.Fatalf("%s: pending sends after Reset", venue)
+		}
+		for _, fr := range c.after {
+			out, err := f.Handle(2, []byte(fr), nil)
+			if err != nil || len(out) != 0 {
+				t.Fatalf("%s: after Reset: %v %+v", venue, err, out)
+			}
+		}
+		if r := resyncCount(reg, ""); r != 0 {
+			t.Fatalf("%s: %v resyncs after Reset", venue, r)
+		}
+	}
+}
+
+// A member read twice is malformed (ReasonDuplicateField naming it), where
+// the hand-written member loops used to take the last one; the frames after
+// it still parse.
+func TestFeedsBDuplicateKey(t *testing.T) {
+	kucoinTrade := `{"data":{"symbol":"BTC-USDT","sequence":"7","side":"buy","size":"1","price":"2","time":"1619378327739050725"},"subject":"trade.l3match","topic":"/market/match:BTC-USDT","type":"message"}`
+	gateTrade := `{"time":1619093543,"channel":"spot.trades","event":"update","result":{"id":816995772,"create_time_ms":"1619093543708.2642","side":"sell","currency_pair":"DIS_USDT","amount":"0.201","price":"121.58"}}`
+	deribitTrade := `{"params":{"data":[{"trade_seq":30289432,"trade_id":"48079254","timestamp":1590484156350,"price":8950.0,"instrument_name":"BTC-PERPETUAL","direction":"sell","amount":10.0}],"channel":"trades.BTC-PERPETUAL.raw"},"method":"subscription","jsonrpc":"2.0"}`
+	for _, c := range []struct {
+		venue, dup, field, good string
+	}{
+		{"kucoin", strings.Replace(kucoinTrade, `"price":"2"`, `"price":"2","price":"3"`, 1), "price", kucoinTrade},
+		{"kucoin", strings.Replace(kucoinTrade, `"type":"message"`, `"type":"message","type":"ack"`, 1), "type", kucoinTrade},
+		{"gateio", strings.Replace(gateTrade, `"side":"sell"`, `"side":"sell","side":"buy"`, 1), "side", gateTrade},
+		{"gateio", strings.Replace(gateTrade, `"event":"update"`, `"event":"update","event":"update"`, 1), "event", gateTrade},
+		{"deribit", strings.Replace(deribitTrade, `"amount":10.0`, `"amount":10.0,"amount":11.0`, 1), "amount", deribitTrade},
+	} {
+		for _, fb := range jsonPaths(t) {
+			t.Run(c.venue+"/"+c.field+"/"+pathName(fb), func(t *testing.T) {
+				f, reg := newTestFeed(t, c.venue, FeedConfig{ForceFallback: fb})
+				wantMalformed(t, f, c.dup)
+				_, err := f.Handle(1, []byte(c.dup), nil)
+				var pe *ParseError
+				if !errors.As(err, &pe) || pe.Reason != ReasonDuplicateField || pe.Field != c.field {
+					t.Fatalf("error %v, want a duplicate %q", err, c.field)
+				}
+				if got := counter(reg, "signald_ingest_malformed_frames_total", map[string]string{"reason": ReasonDuplicateField.String()}); got != 2 {
+					t.Fatalf("%v duplicate-field frames counted, want 2", got)
+				}
+				out, err := f.Handle(1, []byte(c.good), nil)
+				if err != nil || len(out) != 1 {
+					t.Fatalf("frame after the duplicate: %v, %+v", err, out)
+				}
+			})
+		}
+	}
+}
+
+// These feeds do not implement Resyncer (the connection manager publishes a
+// plain gap for them); sharing feedCore must not give them its Resync.
+func TestFeedsBNotResyncers(t *testing.T) {
+	for _, v := range []string{"bitfinex", "gemini", "deribit", "kucoin", "gateio", "bitmex", "huobi"} {
+		f, _ := newTestFeed(t, v, FeedConfig{})
+		if _, ok := f.(Resyncer); ok {
+			t.Errorf("%s implements Resyncer", v)
+		}
 	}
 }
