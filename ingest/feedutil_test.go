@@ -344,6 +344,28 @@ func replayFeed(t testing.TB, f Feed, lines []capLine) []Tick {
 	return out
 }
 
+// replayEdited hands every line of lines to f, but for the one at index
+// target: dropped when edit is nil, else replaced by edit(body). It returns
+// the ticks; an error fails the test.
+func replayEdited(t testing.TB, f Feed, lines []capLine, target int, edit func([]byte) []byte) []Tick {
+	t.Helper()
+	var out []Tick
+	for i, l := range lines {
+		body := l.body
+		if i == target {
+			if edit == nil {
+				continue
+			}
+			body = edit(body)
+		}
+		var err error
+		if out, err = f.Handle(l.recv, body, out); err != nil {
+			t.Fatalf("line %d: %v", l.line, err)
+		}
+	}
+	return out
+}
+
 // samePaths checks that every JSON path produced the same ticks.
 func samePaths(t *testing.T, got map[string][]Tick) {
 	t.Helper()

@@ -288,28 +288,19 @@ func TestKrakenInjectedCorruption(t *testing.T) {
 		for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 			gaps := 0
 			resynced := false
-			for i, l := range lines {
-				body := l.body
-				if i == target {
-					if mode == "drop" {
-						continue
+			edit := corrupt
+			if mode == "drop" {
+				edit = nil
+			}
+			for _, tk := range replayEdited(t, f, lines, target, edit) {
+				if tk.Kind == KindGap {
+					gaps++
+					resynced = true
+					if tk.Instrument != inst {
+						t.Fatalf("%s %s: gap for %s, want %s", mode, name, tk.Instrument, inst)
 					}
-					body = corrupt(body)
-				}
-				out, err := f.Handle(l.recv, body, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, tk := range out {
-					if tk.Kind == KindGap {
-						gaps++
-						resynced = true
-						if tk.Instrument != inst {
-							t.Fatalf("%s %s: gap for %s, want %s", mode, name, tk.Instrument, inst)
-						}
-					} else if resynced && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
-						t.Fatalf("%s %s: book tick for %s after the resync without a snapshot", mode, name, inst)
-					}
+				} else if resynced && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
+					t.Fatalf("%s %s: book tick for %s after the resync without a snapshot", mode, name, inst)
 				}
 			}
 			if gaps != 1 || f.resyncs("checksum") != 1 || f.resyncTotal() != 1 {

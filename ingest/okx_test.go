@@ -215,24 +215,15 @@ func TestOKXInjected(t *testing.T) {
 	for mode, reason := range map[string]string{"drop": "gap", "corrupt": "checksum"} {
 		for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 			gaps := 0
-			for i, l := range lines {
-				body := l.body
-				if i == target {
-					if mode == "drop" {
-						continue
-					}
-					body = corrupt(body)
-				}
-				out, err := f.Handle(l.recv, body, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, tk := range out {
-					if tk.Kind == KindGap {
-						gaps++
-					} else if gaps > 0 && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
-						t.Fatalf("%s %s: book tick after the resync", mode, name)
-					}
+			edit := corrupt
+			if mode == "drop" {
+				edit = nil
+			}
+			for _, tk := range replayEdited(t, f, lines, target, edit) {
+				if tk.Kind == KindGap {
+					gaps++
+				} else if gaps > 0 && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
+					t.Fatalf("%s %s: book tick after the resync", mode, name)
 				}
 			}
 			if gaps != 1 || f.resyncs(reason) != 1 || f.resyncTotal() != 1 {
