@@ -352,16 +352,9 @@ func bfxExpected(t *testing.T, lines []capLine) map[Kind]int {
 
 func TestBitfinexRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120"))
+	want := bfxExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got, want := kindCounts(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
-		}
-		if r := resyncCount(reg, ""); r != 0 {
-			t.Fatalf("resyncs %v", r)
-		}
+		replayClean(t, "bitfinex", fb, lines, nil, nil, want)
 	}
 }
 
@@ -371,15 +364,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 	lines := readCaptureAll(t, sharedCapture(t, "BITFINEX.ws.11.0"))
 	want := bfxExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
-		}
-		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		_, out, _ := replayClean(t, "bitfinex", fb, lines, nil, nil, want)
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// The same file with one book update dropped mid-way: exactly one

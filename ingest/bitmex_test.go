@@ -180,16 +180,9 @@ func bitmexExpected(t *testing.T, lines []capLine) map[Kind]int {
 
 func TestBitmexRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59"))
+	want := bitmexExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got, want := kindCounts(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncCount(reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+		replayClean(t, "bitmex", fb, lines, nil, nil, want)
 	}
 }
 
@@ -197,15 +190,7 @@ func TestBitmexRecordedFile(t *testing.T) {
 	lines := readCaptureAll(t, sharedCapture(t, "BITMEX.ws.1.0"))
 	want := bitmexExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		_, out, _ := replayClean(t, "bitmex", fb, lines, nil, nil, want)
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// Drop an insert mid-file; the first later update or delete of its id

@@ -253,16 +253,9 @@ func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
 
 func TestDeribitRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("deribit", "DERIBIT.ws.1.0_head60"))
+	want := deribitExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got, want := kindCounts(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncCount(reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+		replayClean(t, "deribit", fb, lines, nil, nil, want)
 	}
 }
 
@@ -270,15 +263,7 @@ func TestDeribitRecordedFile(t *testing.T) {
 	lines := readCaptureAll(t, sharedCapture(t, "DERIBIT.ws.1.0"))
 	want := deribitExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		_, out, _ := replayClean(t, "deribit", fb, lines, nil, nil, want)
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// Drop the first change of one instrument: exactly one gap for it,

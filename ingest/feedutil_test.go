@@ -448,22 +448,28 @@ func replayREST(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string)
 	return out, asked
 }
 
-// replayClean replays ws, answering snapshot requests from rest, on a new
-// feed of venue; the ticks must pass checkTicks, have the kinds want, and
-// come without a resync or a malformed frame. It returns the ticks and the
-// snapshots asked per symbol.
-func replayClean(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[Kind]int) ([]Tick, map[string]int) {
+// replayClean replays ws on a new feed of venue, answering snapshot
+// requests from rest when symOf is set (replayREST); the ticks must pass
+// checkTicks, have the kinds want, and come without a resync or a malformed
+// frame. It returns the feed, the ticks and the snapshots asked per symbol.
+func replayClean(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[Kind]int) (Feed, []Tick, map[string]int) {
 	t.Helper()
 	f, reg := newTestFeed(t, venue, FeedConfig{ForceFallback: fb})
-	out, asked := replayREST(t, f, ws, rest, symOf)
+	var out []Tick
+	var asked map[string]int
+	if symOf != nil {
+		out, asked = replayREST(t, f, ws, rest, symOf)
+	} else {
+		out = replayFeed(t, f, ws)
+	}
 	checkTicks(t, out)
 	if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-		t.Fatalf("kinds %v, want %v", got, want)
+		t.Fatalf("%s: kinds %v, want %v", pathName(fb), got, want)
 	}
 	if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-		t.Fatalf("resyncs %v malformed %v", r, m)
+		t.Fatalf("%s: resyncs %v malformed %v", pathName(fb), r, m)
 	}
-	return out, asked
+	return f, out, asked
 }
 
 // isMalformed reports whether err is a *ParseError wrapping ErrMalformed.

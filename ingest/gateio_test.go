@@ -249,7 +249,7 @@ func TestGateioRecordedFile(t *testing.T) {
 	rest := readCaptureAll(t, sharedCapture(t, "GATEIO.http.0.0"))
 	want := gateExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
-		out, asked := replayClean(t, "gateio", fb, ws, rest, gateSym, want)
+		_, out, asked := replayClean(t, "gateio", fb, ws, rest, gateSym, want)
 		t.Logf("%s: %d ticks %v, snapshots asked %d", pathName(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop one mid-file update of a live pair: one gap tick, one resync,

@@ -200,16 +200,9 @@ func geminiExpected(t *testing.T, lines []capLine) map[Kind]int {
 
 func TestGeminiRecordedExcerpt(t *testing.T) {
 	lines := readCaptureAll(t, venueTestdata("gemini", "GEMINI.ws.1.0_head60"))
+	want := geminiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got, want := kindCounts(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncCount(reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+		replayClean(t, "gemini", fb, lines, nil, nil, want)
 	}
 }
 
@@ -217,15 +210,7 @@ func TestGeminiRecordedFile(t *testing.T) {
 	lines := readCaptureAll(t, sharedCapture(t, "GEMINI.ws.1.0"))
 	want := geminiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		_, out, _ := replayClean(t, "gemini", fb, lines, nil, nil, want)
 		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 	}
 }

@@ -210,16 +210,9 @@ func huobiExpected(t *testing.T, lines []capLine) map[Kind]int {
 
 func TestHuobiRecordedExcerpt(t *testing.T) {
 	lines := huobiLines(t, readCaptureAll(t, venueTestdata("huobi", "HUOBI.ws.44.0_head50")))
+	want := huobiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got, want := kindCounts(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncCount(reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+		replayClean(t, "huobi", fb, lines, nil, nil, want)
 	}
 }
 
@@ -227,15 +220,7 @@ func TestHuobiRecordedFile(t *testing.T) {
 	lines := huobiLines(t, readCaptureAll(t, sharedCapture(t, "HUOBI.ws.44.0")))
 	want := huobiExpected(t, lines)
 	for _, fb := range jsonPaths(t) {
-		f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
-		out := replayFeed(t, f, lines)
-		checkTicks(t, out)
-		if got := kindCounts(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncCount(reg, ""), malformedCount(reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+		f, out, _ := replayClean(t, "huobi", fb, lines, nil, nil, want)
 		pongs := len(f.Outbox(nil))
 		if pongs != 6 {
 			t.Fatalf("%d pongs, want one per ping (6)", pongs)

@@ -301,7 +301,7 @@ func TestKucoinRecordedFile(t *testing.T) {
 	rest := readCaptureAll(t, sharedCapture(t, "KUCOIN.http.0.0"))
 	want := kucoinExpected(t, ws, rest)
 	for _, fb := range jsonPaths(t) {
-		out, asked := replayClean(t, "kucoin", fb, ws, rest, kucoinSym, want)
+		_, out, asked := replayClean(t, "kucoin", fb, ws, rest, kucoinSym, want)
 		for s, n := range asked {
 			if n != 1 {
 				t.Fatalf("%s asked %d times", s, n)
