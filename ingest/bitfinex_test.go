@@ -76,14 +76,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, _ := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+			run := frameRunner(t, f, recv)
 			for _, ev := range []string{
 				`{"event":"info","version":2,"serverId":"083bd8d4-aca7-4690-a573-eabfc8103de8","platform":{"status":1}}`,
 				`{"event":"conf","status":"OK","flags":65536}`,

@@ -37,14 +37,7 @@ func TestBitmexKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, _ := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+			run := frameRunner(t, f, recv)
 			if got := run(`{"success":true,"subscribe":"orderBookL2:XRPU21","request":{"op":"subscribe","args":["orderBookL2:XRPU21"]}}`); len(got) != 0 {
 				t.Fatal(got)
 			}

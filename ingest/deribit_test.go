@@ -46,14 +46,7 @@ func TestDeribitKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, _ := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+			run := frameRunner(t, f, recv)
 			// Recorded snapshot (DERIBIT.ws.1.0), cut to two levels a side.
 			got := run(`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.ETH-30JUL21-2800-C.raw","data":{"type":"snapshot","timestamp":1626993723632,"instrument_name":"ETH-30JUL21-2800-C","change_id":13169025645,"bids":[["new",0.0015,4714.0],["new",0.001,861.0]],"asks":[["new",0.0025,873.0],["new",0.003,167.0]]}}}`)
 			base := Tick{Venue: "deribit", Instrument: "ETH-USD-20210730-2800-C", Symbol: "ETH-30JUL21-2800-C", Kind: KindSnapshot,

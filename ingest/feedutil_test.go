@@ -29,6 +29,19 @@ func goldenTick(t Tick) Tick {
 	return t
 }
 
+// frameRunner returns a function that hands a frame, received at recv, to
+// f and returns its ticks; an error fails the test.
+func frameRunner(t *testing.T, f Feed, recv int64) func(frame string) []Tick {
+	return func(frame string) []Tick {
+		t.Helper()
+		out, err := f.Handle(recv, []byte(frame), nil)
+		if err != nil {
+			t.Fatalf("%s: %v", frame, err)
+		}
+		return out
+	}
+}
+
 // goldenCase is a frame and the ticks it gives.
 type goldenCase struct {
 	name, frame string

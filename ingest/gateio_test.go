@@ -46,14 +46,7 @@ func TestGateioKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, _ := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+			run := frameRunner(t, f, recv)
 			if got := run(`{"time":1619093532,"channel":"spot.trades","event":"subscribe","result":{"status":"success"}}`); len(got) != 0 {
 				t.Fatal(got)
 			}

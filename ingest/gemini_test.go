@@ -41,14 +41,7 @@ func TestGeminiKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, _ := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+			run := frameRunner(t, f, recv)
 			// Recorded (GEMINI.ws.1.0): side is the taker's.
 			got := run(`{"type":"trade","symbol":"ANKRUSD","event_id":45465818387,"timestamp":1624493670759,"price":"0.07946","quantity":"1020.482111","side":"buy"}`)
 			want := []Tick{goldenTick(Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: KindTrade, Side: SideBuy,

@@ -56,14 +56,7 @@ func TestKucoinKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, _ := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+			run := frameRunner(t, f, recv)
 			for _, fr := range []string{`{"id":"NSkIrWGB1s","type":"welcome"}`, `{"id":"1","type":"ack"}`, `{"id":"ping","type":"pong"}`} {
 				if got := run(fr); len(got) != 0 {
 					t.Fatal(got)
