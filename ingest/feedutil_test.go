@@ -19,7 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
-// Test helpers shared by the feed tests of every venue.
+// Test helpers shared by the feed tests of the venues built on feedCore
+// (Binance's tests keep their own capture readers, independent of these).
 
 // goldenTick completes a hand-written expected tick: IngestTS is the
 // receive time, ID the content hash.
@@ -116,6 +117,8 @@ func pathName(fallback bool) string {
 	return "simdjson"
 }
 
+// feedUnderTest is a feed with its own Metrics and registry, for reading
+// its counters.
 type feedUnderTest struct {
 	Feed
 	m     *Metrics
@@ -692,6 +695,8 @@ func benchFeedLines(b *testing.B, venue string, cfg FeedConfig, all []capLine, r
 		})
 	}
 }
+
+// ---- tests over several venues ----
 
 // TestVenuesAResync: the manager-driven Resync of every venues-a feed gives
 // one gap tick, counts the reason, withholds the book and asks for the
