@@ -73,17 +73,10 @@ func TestBitfinexSubscribeFrames(t *testing.T) {
 // from the documentation's examples.
 func TestBitfinexKnownFrames(t *testing.T) {
 	const recv = int64(1618677543951228900)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
+			run := frameRunner(t, f, recv)
 			for _, ev := range []string{
 				`{"event":"info","version":2,"serverId":"083bd8d4-aca7-4690-a573-eabfc8103de8","platform":{"status":1}}`,
 				`{"event":"conf","status":"OK","flags":65536}`,
@@ -98,7 +91,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			}
 			// Recorded ticker (BITFINEX.ws.11.0 line 27).
 			got := run(`[232949,[0.068965,60157.36709703,0.0774,48578.50804052,0.001969,0.0262,0.076989,101459.39453471,0.0828,0.068961],1]`)
-			want := []Tick{idB(Tick{Venue: "bitfinex", Instrument: "BFT-USD", Symbol: "tBFTUSD", Kind: KindQuote, RecvTS: recv,
+			want := []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BFT-USD", Symbol: "tBFTUSD", Kind: KindQuote, RecvTS: recv,
 				BidPx: 0.068965, BidSz: 60157.36709703, AskPx: 0.0774, AskSz: 48578.50804052, Seq: 1})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
@@ -107,7 +100,10 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// remove the bid at 215350).
 			got = run(`[225206,[[277520,1,0.00383141],[215350,2,0.5],[279380,1,-0.0089],[282780,3,-1.25]],2]`)
 			base := Tick{Venue: "bitfinex", Instrument: "DOG-USD", Symbol: "tDOGUSD", RecvTS: recv, Seq: 2, Kind: KindSnapshot}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want = []Tick{lv(base, SideBuy, 277520, 0.00383141), lv(base, SideBuy, 215350, 0.5),
 				lv(base, SideSell, 279380, 0.0089), lv(base, SideSell, 282780, 1.25)}
 			if !reflect.DeepEqual(got, want) {
@@ -130,7 +126,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Trades (docs: [CHANNEL_ID, "te", [ID, MTS, AMOUNT, PRICE]]):
 			// negative amount: the taker sold.
 			got = run(`[17470,"te",[401597395,1574694475039,-0.005,7244.9],6]`)
-			want = []Tick{idB(Tick{Venue: "bitfinex", Instrument: "BTC-USD", Symbol: "tBTCUSD", Kind: KindTrade, Side: SideSell,
+			want = []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BTC-USD", Symbol: "tBTCUSD", Kind: KindTrade, Side: SideSell,
 				ExchTS: 1574694475039_000000, RecvTS: recv, Price: 7244.9, Size: 0.005, TradeID: 401597395, Seq: 6})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("te:\n got %+v\nwant %+v", got, want)
@@ -141,7 +137,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Status (docs example): funding rate -0.01381344, mark 0.7664,
 			// spot 0.771995.
 			got = run(`[335856,[1596124822000,null,0.896,0.771995,null,1396531.67460709,null,1596153600000,0.0001056,6,null,-0.01381344,null,null,0.7664,null,null,100,null,null,null,-0.3,0.3],8]`)
-			want = []Tick{idB(Tick{Venue: "bitfinex", Instrument: "BTC-USDT-PERP", Symbol: "tBTCF0:USTF0", Kind: KindFunding,
+			want = []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BTC-USDT-PERP", Symbol: "tBTCF0:USTF0", Kind: KindFunding,
 				ExchTS: 1596124822000_000000, RecvTS: recv, Price: -0.01381344, BidPx: 0.7664, AskPx: 0.771995, Seq: 8})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("status:\n got %+v\nwant %+v", got, want)
@@ -170,12 +166,12 @@ func TestBitfinexChecksum(t *testing.T) {
 	// By hand: "7254.7:0.3:7255.2:-0.5:7254.6:0.1" (bid, ask, bid: the
 	// second ask is missing); CRC32 (IEEE) as a signed int: 52732754
 	// (python3: zlib.crc32 → 52732754).
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{})
 	bfxBookSession(t, f)
 	if out, err := f.Handle(2, []byte(`[10,"cs",52732754,2]`), nil); err != nil || len(out) != 0 {
 		t.Fatalf("good checksum: %v %+v", err, out)
 	}
-	if r := resyncsB(t, reg, ""); r != 0 {
+	if r := resyncCount(reg, ""); r != 0 {
 		t.Fatalf("resyncs %v after a good checksum", r)
 	}
 	// After removing the second bid: "7254.7:0.3:7255.2:-0.5" → -574516173.
@@ -193,7 +189,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" || out[0].Seq != 5 {
 		t.Fatalf("bad checksum gave %+v, want one gap tick", out)
 	}
-	if r := resyncsB(t, reg, "checksum"); r != 1 {
+	if r := resyncCount(reg, "checksum"); r != 1 {
 		t.Fatalf("checksum resyncs %v, want 1", r)
 	}
 	ob := f.Outbox(nil)
@@ -221,27 +217,27 @@ func TestBitfinexChecksum(t *testing.T) {
 	f.Handle(9, []byte(`{"event":"unsubscribed","status":"OK","chanId":10}`), nil)
 	f.Handle(9, []byte(`{"event":"subscribed","channel":"book","chanId":12,"symbol":"tBTCUSD","prec":"P0","freq":"F0","len":"100","pair":"BTCUSD"}`), nil)
 	out, _ = f.Handle(10, []byte(`[12,[[7254.7,1,0.3],[7255.2,1,-0.5]],9]`), nil)
-	if k := kindsB(out); k[KindSnapshot] != 2 || len(out) != 2 {
+	if k := kindCounts(out); k[KindSnapshot] != 2 || len(out) != 2 {
 		t.Fatalf("resnapshot gave %+v", out)
 	}
 	out, _ = f.Handle(11, []byte(`[12,[7254.7,0,1],10]`), nil)
 	if len(out) != 1 || out[0].Kind != KindBookDelta || out[0].Size != 0 {
 		t.Fatalf("delta after resnapshot: %+v", out)
 	}
-	if r := resyncsB(t, reg, ""); r != 1 {
+	if r := resyncCount(reg, ""); r != 1 {
 		t.Fatalf("resyncs %v, want 1", r)
 	}
 
 	// NoChecksum: the same wrong checksum is not checked.
-	nc, reg2 := newFeedB(t, "bitfinex", FeedConfig{NoChecksum: true})
+	nc, reg2 := newTestFeed(t, "bitfinex", FeedConfig{NoChecksum: true})
 	bfxBookSession(t, nc)
-	if out, _ := nc.Handle(2, []byte(`[10,"cs",12345,2]`), nil); len(out) != 0 || resyncsB(t, reg2, "") != 0 {
+	if out, _ := nc.Handle(2, []byte(`[10,"cs",12345,2]`), nil); len(out) != 0 || resyncCount(reg2, "") != 0 {
 		t.Fatalf("NoChecksum still checks: %+v", out)
 	}
 }
 
 func TestBitfinexSequenceGap(t *testing.T) {
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{})
 	bfxBookSession(t, f)
 	// seq 2 is lost: 3 follows 1.
 	out, err := f.Handle(2, []byte(`[10,[7254.5,1,1],3]`), nil)
@@ -252,7 +248,7 @@ func TestBitfinexSequenceGap(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
 		t.Fatalf("gap gave %+v", out)
 	}
-	if r := resyncsB(t, reg, "gap"); r != 1 {
+	if r := resyncCount(reg, "gap"); r != 1 {
 		t.Fatalf("gap resyncs %v", r)
 	}
 	if ob := f.Outbox(nil); len(ob) != 2 {
@@ -260,13 +256,13 @@ func TestBitfinexSequenceGap(t *testing.T) {
 	}
 	// The sequence continues from 3: no further gap.
 	out, _ = f.Handle(3, []byte(`[11,"hb",4]`), nil)
-	if len(out) != 0 || resyncsB(t, reg, "") != 1 {
+	if len(out) != 0 || resyncCount(reg, "") != 1 {
 		t.Fatalf("after gap: %+v", out)
 	}
 }
 
 func TestBitfinexCrossed(t *testing.T) {
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{NoChecksum: true})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{NoChecksum: true})
 	bfxBookSession(t, f)
 	// A bid above the best ask crosses the book.
 	out, err := f.Handle(2, []byte(`[10,[7256,1,0.2],2]`), nil)
@@ -276,13 +272,13 @@ func TestBitfinexCrossed(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap {
 		t.Fatalf("crossed gave %+v", out)
 	}
-	if r := resyncsB(t, reg, "crossed"); r != 1 {
+	if r := resyncCount(reg, "crossed"); r != 1 {
 		t.Fatalf("crossed resyncs %v", r)
 	}
 }
 
 func TestBitfinexMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "bitfinex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitfinex", FeedConfig{})
 	bfxBookSession(t, f)
 	bad := []string{``, `nul`, `"x"`, `5`, `{}`, `[]`, `[10]`, `["a",[1,1,1],2]`, `[10,{"a":1},2]`, `[10,[1,1],2]`,
 		`[10,[1,1,"x"],2]`, `[10,[-1,1,1],2]`, `[10,[1,1,0],2]`, `[10,"cs","x",2]`, `[10,"cs",99999999999,2]`, `[10,"zz",1,2]`,
@@ -291,9 +287,9 @@ func TestBitfinexMalformed(t *testing.T) {
 		`{"event":"subscribed","channel":"book","chanId":3,"symbol":""}`, "[10,[1,1,1],2]\x00", `[1,2,3,4,5,6,7]`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed counted %v, want %d", m, len(bad))
 	}
 	// The book is untouched: the next frame continues the sequence (1 → 2).
@@ -306,15 +302,15 @@ func TestBitfinexMalformed(t *testing.T) {
 // bfxExpected counts, with encoding/json, what the recording should give:
 // a quote per ticker message, a snapshot tick per level of each book
 // snapshot (after the 100-level cut) and a delta per book update.
-func bfxExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func bfxExpected(t *testing.T, lines []capLine) map[Kind]int {
 	chans := map[float64]string{}
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var v any
-		if err := json.Unmarshal(l.frame, &v); err != nil {
+		if err := json.Unmarshal(l.body, &v); err != nil {
 			t.Fatal(err)
 		}
 		switch m := v.(type) {
@@ -348,43 +344,28 @@ func bfxExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestBitfinexRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "bitfinex/BITFINEX.ws.11.0_head120")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got, want := kindsB(out), bfxExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: kinds %v, want %v", pathNameB(fb), got, want)
-		}
-		if r := resyncsB(t, reg, ""); r != 0 {
-			t.Fatalf("resyncs %v", r)
-		}
+	lines := readCaptureAll(t, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120"))
+	want := bfxExpected(t, lines)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "bitfinex", fb, lines, nil, nil, want)
 	}
 }
 
 // TestBitfinexRecordedFile replays the whole recording: its sequence is
 // gap-free and its books never cross, so no resync and no malformed frame.
 func TestBitfinexRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "BITFINEX.ws.11.0")
+	lines := readCaptureAll(t, sharedCapture(t, "BITFINEX.ws.11.0"))
 	want := bfxExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("%s: kinds %v, want %v", pathNameB(fb), got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+	for _, fb := range jsonPaths(t) {
+		_, out, _ := replayClean(t, "bitfinex", fb, lines, nil, nil, want)
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// The same file with one book update dropped mid-way: exactly one
 		// gap per instrument on the connection, a resync per live book, and
 		// no book tick of those books afterwards (no snapshot follows).
 		drop := -1
 		for i := len(lines) / 2; i < len(lines); i++ {
-			if l := lines[i]; l.frame != nil && strings.Count(string(l.frame), "[") == 2 && !strings.Contains(string(l.frame), `"`) {
+			if l := lines[i]; l.body != nil && strings.Count(string(l.body), "[") == 2 && !strings.Contains(string(l.body), `"`) {
 				drop = i
 				break
 			}
@@ -392,9 +373,9 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		if drop < 0 {
 			t.Fatal("no book update to drop")
 		}
-		g, reg := newFeedB(t, "bitfinex", FeedConfig{ForceFallback: fb})
-		before := feedFramesB(t, g, lines[:drop])
-		after := feedFramesB(t, g, lines[drop+1:])
+		g, reg := newTestFeed(t, "bitfinex", FeedConfig{ForceFallback: fb})
+		before := replayFeed(t, g, lines[:drop])
+		after := replayFeed(t, g, lines[drop+1:])
 		insts := map[string]bool{}
 		for _, k := range before {
 			insts[k.Instrument] = true
@@ -424,7 +405,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 				t.Fatalf("%s: %d gap ticks", i, n)
 			}
 		}
-		if r := resyncsB(t, reg, "gap"); r != float64(books) {
+		if r := resyncCount(reg, "gap"); r != float64(books) {
 			t.Fatalf("gap resyncs %v, want %d (one per live book)", r, books)
 		}
 		if ob := g.Outbox(nil); len(ob) != 2*books {
@@ -437,16 +418,15 @@ func TestBitfinexRecordedFile(t *testing.T) {
 //
 //	go test ./ingest -run '^$' -fuzz FuzzFeedBitfinex -fuzztime 30s
 func FuzzFeedBitfinex(f *testing.F) {
-	for i, l := range testdataB(f, "bitfinex/BITFINEX.ws.11.0_head120") {
-		if l.frame != nil && (i < 40 || i%5 == 0) {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120")) {
+		if l.body != nil && (i < 40 || i%5 == 0) {
+			f.Add(l.body)
 		}
 	}
 	for _, s := range []string{`[10,"cs",52732754,2]`, `[11,"te",[1,1574694475039,0.01,7255.2],7]`, `[10,[7256,1,0.2],2]`,
 		`[335856,[1596124822000,null,0.896,0.771995,null,1,null,1,0.0001056,6,null,-0.01,null,null,0.7664],8]`, `[10,[[1,1,1e400]],2]`} {
 		f.Add([]byte(s))
 	}
-	a, b := fuzzFeedsB(f, "bitfinex")
 	prime := func(fd Feed) {
 		for _, fr := range []string{
 			`{"event":"subscribed","channel":"book","chanId":10,"symbol":"tBTCUSD","prec":"P0","freq":"F0","len":"100"}`,
@@ -457,15 +437,12 @@ func FuzzFeedBitfinex(f *testing.F) {
 			fd.Handle(1, []byte(fr), nil)
 		}
 	}
-	prime(a)
-	if b != nil {
-		prime(b)
-	}
+	paths := fuzzPaths(f, "bitfinex", FeedConfig{}, nil, prime)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
+		fuzzCompare(t, paths, data, nil)
 	})
 }
 
 func BenchmarkFeedBitfinex(b *testing.B) {
-	benchFeedB(b, "bitfinex", testdataB(b, "bitfinex/BITFINEX.ws.11.0_head120"), nil, nil)
+	benchReplay(b, "bitfinex", readCaptureAll(b, venueTestdata("bitfinex", "BITFINEX.ws.11.0_head120")), nil, nil)
 }

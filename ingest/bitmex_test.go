@@ -34,29 +34,22 @@ func TestNormalizeBitmex(t *testing.T) {
 
 func TestBitmexKnownFrames(t *testing.T) {
 	const recv = int64(1626993370146107000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
+			run := frameRunner(t, f, recv)
 			if got := run(`{"success":true,"subscribe":"orderBookL2:XRPU21","request":{"op":"subscribe","args":["orderBookL2:XRPU21"]}}`); len(got) != 0 {
 				t.Fatal(got)
 			}
 			// Recorded trade: side is the taker's; trdMatchID's first 8 bytes.
 			got := run(`{"table":"trade","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"UNIUSDT","side":"Buy","size":52,"price":17.297,"tickDirection":"PlusTick","trdMatchID":"39744121-c20e-44ba-8cc8-a6b8cdf72885","grossValue":899444,"homeNotional":16.73101673101673,"foreignNotional":289.39639639639637}]}`)
-			want := []Tick{idB(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1626993370014_000000, RecvTS: recv, Price: 17.297, Size: 52, TradeID: 0x39744121c20e44ba})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"table":"quote","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"UNIUSDT","bidSize":750,"bidPrice":17.277,"askPrice":17.297,"askSize":123}]}`)
-			want = []Tick{idB(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindQuote,
+			want = []Tick{goldenTick(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindQuote,
 				ExchTS: 1626993370014_000000, RecvTS: recv, BidPx: 17.277, BidSz: 750, AskPx: 17.297, AskSz: 123})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("quote:\n got %+v\nwant %+v", got, want)
@@ -64,7 +57,10 @@ func TestBitmexKnownFrames(t *testing.T) {
 			// Book by ids; the update and delete carry no price.
 			got = run(`{"table":"orderBookL2","action":"partial","filter":{"symbol":"BCHUSD"},"data":[{"symbol":"BCHUSD","id":40199991243,"side":"Buy","size":2000,"price":437.85},{"symbol":"BCHUSD","id":40199991245,"side":"Buy","size":10,"price":437.55},{"symbol":"BCHUSD","id":40199991100,"side":"Sell","size":7,"price":440}]}`)
 			base := Tick{Venue: "bitmex", Instrument: "BCH-USD-PERP", Symbol: "BCHUSD", Kind: KindSnapshot, RecvTS: recv}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want = []Tick{lv(base, SideBuy, 437.85, 2000), lv(base, SideBuy, 437.55, 10), lv(base, SideSell, 440, 7)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("partial:\n got %+v\nwant %+v", got, want)
@@ -89,11 +85,11 @@ func TestBitmexKnownFrames(t *testing.T) {
 const bitmexPartialB = `{"table":"orderBookL2","action":"partial","filter":{"symbol":"XBTUSD"},"data":[{"symbol":"XBTUSD","id":1,"side":"Buy","size":10,"price":100},{"symbol":"XBTUSD","id":2,"side":"Sell","size":10,"price":101}]}`
 
 func TestBitmexGapCrossedMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "bitmex", FeedConfig{})
+	f, reg := newTestFeed(t, "bitmex", FeedConfig{})
 	f.Handle(1, []byte(bitmexPartialB), nil)
 	// An update of an id the book never had: a lost insert.
 	out, _ := f.Handle(2, []byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncsB(t, reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	ob := f.Outbox(nil)
@@ -107,7 +103,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("partial: %+v", out)
 	}
 	out, _ = f.Handle(5, []byte(`{"table":"orderBookL2","action":"insert","data":[{"symbol":"XBTUSD","id":4,"side":"Buy","size":1,"price":101.5}]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 	bad := []string{``, `[]`, `pong2`, `{"table":"trade"}`, `{"table":"trade","action":"insert","data":{}}`,
@@ -121,9 +117,9 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 		`{"table":"quote","action":"insert","data":[{"symbol":"","bidPrice":1}]}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 }
@@ -131,11 +127,11 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 // bitmexExpected counts with encoding/json: a trade per inserted trade, a
 // quote per quote entry, the distinct levels of each partial and a delta per
 // insert/update/delete entry of a symbol whose partial came.
-func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func bitmexExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	live := map[string]bool{}
 	for _, l := range lines {
-		if l.frame == nil || string(l.frame) == "pong" {
+		if l.body == nil || string(l.body) == "pong" {
 			continue
 		}
 		var m struct {
@@ -145,7 +141,7 @@ func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
 				Price        float64
 			}
 		}
-		if err := json.Unmarshal(l.frame, &m); err != nil {
+		if err := json.Unmarshal(l.body, &m); err != nil {
 			t.Fatal(err)
 		}
 		switch m.Table {
@@ -176,40 +172,25 @@ func bitmexExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestBitmexRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "bitmex/BITMEX.ws.1.0_lines1-150_no59")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got, want := kindsB(out), bitmexExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncsB(t, reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+	lines := readCaptureAll(t, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59"))
+	want := bitmexExpected(t, lines)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "bitmex", fb, lines, nil, nil, want)
 	}
 }
 
 func TestBitmexRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "BITMEX.ws.1.0")
+	lines := readCaptureAll(t, sharedCapture(t, "BITMEX.ws.1.0"))
 	want := bitmexExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+	for _, fb := range jsonPaths(t) {
+		_, out, _ := replayClean(t, "bitmex", fb, lines, nil, nil, want)
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// Drop an insert mid-file; the first later update or delete of its id
 		// is a gap: one gap tick, one resync, no book tick of the symbol after.
 		drop, sym, id := -1, "", uint64(0)
 		for i := len(lines) / 2; i < len(lines) && drop < 0; i++ {
-			if !strings.Contains(string(lines[i].frame), `"table":"orderBookL2","action":"insert"`) {
+			if !strings.Contains(string(lines[i].body), `"table":"orderBookL2","action":"insert"`) {
 				continue
 			}
 			var m struct {
@@ -218,9 +199,9 @@ func TestBitmexRecordedFile(t *testing.T) {
 					ID     uint64
 				}
 			}
-			json.Unmarshal(lines[i].frame, &m)
+			json.Unmarshal(lines[i].body, &m)
 			for j := i + 1; j < len(lines); j++ {
-				if strings.Contains(string(lines[j].frame), `"id":`+itoaB(int(m.Data[0].ID))+`,`) {
+				if strings.Contains(string(lines[j].body), `"id":`+itoaB(int(m.Data[0].ID))+`,`) {
 					drop, sym, id = i, m.Data[0].Symbol, m.Data[0].ID
 					break
 				}
@@ -229,9 +210,9 @@ func TestBitmexRecordedFile(t *testing.T) {
 		if drop < 0 {
 			t.Fatal("no insert to drop")
 		}
-		g, reg := newFeedB(t, "bitmex", FeedConfig{ForceFallback: fb})
-		feedFramesB(t, g, lines[:drop])
-		after := feedFramesB(t, g, lines[drop+1:])
+		g, reg := newTestFeed(t, "bitmex", FeedConfig{ForceFallback: fb})
+		replayFeed(t, g, lines[:drop])
+		after := replayFeed(t, g, lines[drop+1:])
 		gaps, seenGap := 0, false
 		for _, k := range after {
 			if k.Symbol != sym {
@@ -247,29 +228,25 @@ func TestBitmexRecordedFile(t *testing.T) {
 				}
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 {
-			t.Fatalf("%s id %d: %d gap ticks, %v resyncs", sym, id, gaps, resyncsB(t, reg, ""))
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 {
+			t.Fatalf("%s id %d: %d gap ticks, %v resyncs", sym, id, gaps, resyncCount(reg, ""))
 		}
 	}
 }
 
 // FuzzFeedBitmex: Handle never panics; both JSON paths agree.
 func FuzzFeedBitmex(f *testing.F) {
-	for i, l := range testdataB(f, "bitmex/BITMEX.ws.1.0_lines1-150_no59") {
-		if l.frame != nil && i > 60 && i%3 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59")) {
+		if l.body != nil && i > 60 && i%3 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add([]byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`))
 	f.Add([]byte(`{"table":"orderBookL2","action":"insert","data":[{"symbol":"XBTUSD","id":4,"side":"Buy","size":1,"price":101.5}]}`))
-	a, b := fuzzFeedsB(f, "bitmex")
-	a.Handle(1, []byte(bitmexPartialB), nil)
-	if b != nil {
-		b.Handle(1, []byte(bitmexPartialB), nil)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompareB(t, a, b, data) })
+	paths := fuzzPaths(f, "bitmex", FeedConfig{}, nil, func(fd Feed) { fd.Handle(1, []byte(bitmexPartialB), nil) })
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedBitmex(b *testing.B) {
-	benchFeedB(b, "bitmex", testdataB(b, "bitmex/BITMEX.ws.1.0_lines1-150_no59"), nil, nil)
+	benchReplay(b, "bitmex", readCaptureAll(b, venueTestdata("bitmex", "BITMEX.ws.1.0_lines1-150_no59")), nil, nil)
 }

@@ -13,7 +13,7 @@ import (
 
 func TestBitstampGolden(t *testing.T) {
 	const recv = int64(1641343699529292000)
-	for path, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		// Recorded: type 0 is a buy (the taker bought).
 		out, err := f.Handle(recv, []byte(`{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000","price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000","buy_order_id":1443875737346049,"sell_order_id":1443875731320832},"channel":"live_trades_ethusd","event":"trade"}`), nil)
 		want := []Tick{goldenTick(Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", Kind: KindTrade, Side: SideBuy,
@@ -89,7 +89,7 @@ type bsRef struct {
 	stale  int
 }
 
-func (r *bsRef) apply(l vaLine) {
+func (r *bsRef) apply(l capLine) {
 	if l.url != "" {
 		var m struct {
 			MT   string     `json:"microtimestamp"`
@@ -142,8 +142,8 @@ func (r *bsRef) set(pair string, bids, asks [][]string) {
 
 // bitstampMerged reads the websocket and REST captures and orders them by
 // receive time, as they happened.
-func bitstampMerged(t testing.TB, ws, http string) []vaLine {
-	lines := append(vaReadCapture(t, ws), vaReadCapture(t, http)...)
+func bitstampMerged(t testing.TB, ws, http string) []capLine {
+	lines := append(readCapture(t, ws), readCapture(t, http)...)
 	sort.SliceStable(lines, func(i, j int) bool { return lines[i].recv < lines[j].recv })
 	return lines
 }
@@ -155,7 +155,7 @@ func testBitstampReplay(t *testing.T, ws, http string) {
 		ref.apply(l)
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		var ticks []Tick
 		for _, l := range lines {
 			var err error
@@ -199,10 +199,10 @@ func TestBitstampReplaySharedFiles(t *testing.T) {
 // (as live: subscribe, buffer, fetch): the feed asks for every pair's
 // snapshot once, and applying them then gives the reference books.
 func TestBitstampLiveOrder(t *testing.T) {
-	ws := vaReadCapture(t, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"))
-	snaps := vaReadCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
-		out := replayFeed(t, f, ws, false)
+	ws := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz"))
+	snaps := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
+		out := replayFeed(t, f, ws)
 		if kc := kindCounts(out); kc[KindBookDelta] != 0 || kc[KindTrade] != 10 {
 			t.Fatalf("%s: %v before snapshots", name, kc)
 		}
@@ -210,7 +210,7 @@ func TestBitstampLiveOrder(t *testing.T) {
 		if len(reqs) != len(snaps) {
 			t.Fatalf("%s: %d snapshot requests, want %d", name, len(reqs), len(snaps))
 		}
-		byPair := map[string]vaLine{}
+		byPair := map[string]capLine{}
 		for _, s := range snaps {
 			byPair[s.url[strings.LastIndexByte(s.url, '/')+1:]] = s
 		}
@@ -246,7 +246,7 @@ func TestBitstampMalformed(t *testing.T) {
 		`{"data":{"microtimestamp":"1","bids":[],"asks":[]},"channel":"diff_order_book_","event":"data"}`:                                 ReasonBadSymbol,
 		`{"event":1}`: ReasonBadType,
 	}
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -287,7 +287,7 @@ func TestBitstampSubscribe(t *testing.T) {
 
 // FuzzFeedBitstamp: go test ./ingest -run '^$' -fuzz FuzzFeedBitstamp -fuzztime 30s
 func FuzzFeedBitstamp(f *testing.F) {
-	seeds := seedBodies(vaReadCapture(f, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz")), 10)
+	seeds := seedBodies(readCapture(f, venueTestdata("bitstamp", "BITSTAMP.ws.1.0.gz")), 10)
 	seeds = append(seeds, []byte(`{"timestamp": "1641343699", "microtimestamp": "1641343699500000", "bids": [["3805.00", "2.00000000"]], "asks": [["3806.00", "1.00000000"]]}`))
 	fuzzFeedSnapshots(f, VenueBitstamp, FeedConfig{}, seeds, &SnapshotRequest{Symbol: "ethusd", URL: "https://www.bitstamp.net/api/v2/order_book/ethusd"})
 }
@@ -300,7 +300,7 @@ func BenchmarkFeedBitstamp(b *testing.B) {
 // TestUnnormalizedSymbol: a pair whose quote asset is unknown is published
 // under the venue symbol and counted per frame.
 func TestUnnormalizedSymbol(t *testing.T) {
-	for name, f := range vaFeedPaths(t, VenueBitstamp, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		fr := `{"data":{"id":1,"amount_str":"1","price_str":"2","type":1,"microtimestamp":"1641343699596000"},"channel":"live_trades_fooqux","event":"trade"}`
 		for i := 0; i < 2; i++ {
 			out, err := f.Handle(1, []byte(fr), nil)

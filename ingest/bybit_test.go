@@ -15,8 +15,8 @@ import (
 
 func TestBybitGolden(t *testing.T) {
 	const recv = int64(1672304486900000000)
-	lin := vaFeedPaths(t, VenueBybitLinear, FeedConfig{})
-	spot := vaFeedPaths(t, VenueBybit, FeedConfig{})
+	lin := feedsPerPath(t, VenueBybitLinear, FeedConfig{})
+	spot := feedsPerPath(t, VenueBybit, FeedConfig{})
 	cases := []struct {
 		name   string
 		linear bool
@@ -94,7 +94,7 @@ func TestBybitGolden(t *testing.T) {
 // levels elided in the documentation cut to the two shown per side) and a
 // delta.
 func TestBybitBookDocumented(t *testing.T) {
-	for path, f := range vaFeedPaths(t, VenueBybitLinear, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
 		snap := `{"topic":"orderbook.50.BTCUSDT","type":"snapshot","ts":1671179923028,"data":{"s":"BTCUSDT","b":[["17440.00","40.833"],["17439.50","0.513"]],"a":[["17440.50","78.815"],["17441.00","8.858"]],"u":13079592,"seq":22520573250},"cts":1671179923025}`
 		out, err := f.Handle(1, []byte(snap), nil)
 		if err != nil || len(out) != 4 {
@@ -240,7 +240,7 @@ func (s *bybitSim) delta() []byte {
 // generator's after every frame; then one skipped delta gives exactly one
 // gap and no book tick until the next snapshot.
 func TestBybitLongRun(t *testing.T) {
-	for name, f := range vaFeedPaths(t, VenueBybitLinear, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
 		sim := &bybitSim{rng: rand.New(rand.NewPCG(1, 2)), ts: 1671179923028}
 		if _, err := f.Handle(1, sim.snapshot(), nil); err != nil {
 			t.Fatal(err)
@@ -301,9 +301,9 @@ func TestBybitLongRun(t *testing.T) {
 // counted as legacy_v2 (or a response), none malformed, no tick made up.
 func TestBybitLegacyRecordings(t *testing.T) {
 	for _, file := range []string{"BYBIT.ws.25.0", "BYBIT.ws.26.0"} {
-		lines := vaReadCapture(t, venueTestdata("bybit", file+"_head60"))
-		for name, f := range vaFeedPaths(t, VenueBybitLinear, FeedConfig{}) {
-			ticks := replayFeed(t, f, lines, false)
+		lines := readCapture(t, venueTestdata("bybit", file+"_head60"))
+		for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
+			ticks := replayFeed(t, f, lines)
 			if len(ticks) != 0 || f.malformedTotal() != 0 {
 				t.Fatalf("%s %s: %d ticks, %v malformed", file, name, len(ticks), f.malformedTotal())
 			}
@@ -329,7 +329,7 @@ func TestBybitMalformed(t *testing.T) {
 		`{"topic":"publicTrade.BTCUSDT","data":[{"T":1,"s":"BTC USDT","S":"Buy","v":"1","p":"1","i":"1"}]}`:           ReasonBadSymbol,
 		`{"topic":"orderbook.1.BTCUSDT","type":"snapshot","data":{"s":"BTCUSDT","b":[["1","2"]],"a":[],"u":1,"u":2}}`: ReasonDuplicateField,
 	}
-	for name, f := range vaFeedPaths(t, VenueBybitLinear, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -407,9 +407,9 @@ func FuzzFeedBybit(f *testing.F) {
 // go test ./ingest -run '^$' -bench FeedBybit -benchtime 1s
 func BenchmarkFeedBybit(b *testing.B) {
 	sim := &bybitSim{rng: rand.New(rand.NewPCG(5, 6))}
-	lines := []vaLine{{body: sim.snapshot()}}
+	lines := []capLine{{body: sim.snapshot()}}
 	for i := 0; i < 5000; i++ {
-		lines = append(lines, vaLine{body: sim.delta()})
+		lines = append(lines, capLine{body: sim.delta()})
 	}
 	// Wrapping around to the snapshot keeps u consistent: it resets the book.
 	benchFeed(b, VenueBybitLinear, FeedConfig{}, lines)
@@ -506,7 +506,7 @@ func (c *v2ToV5) convert(t testing.TB, body []byte) (v5 []byte, ok bool) {
 // frames by price.
 func TestBybitRecordedAsV5(t *testing.T) {
 	path := sharedCapture(t, "BYBIT.ws.25.0")
-	lines := vaReadCapture(t, path)
+	lines := readCapture(t, path)
 	conv := &v2ToV5{u: map[string]uint64{}}
 	var frames [][]byte
 	ref := map[string]*[2]map[float64]float64{}
@@ -549,7 +549,7 @@ func TestBybitRecordedAsV5(t *testing.T) {
 		t.Fatalf("nothing converted: %d books, %d trades, %d frames", len(ref), trades, len(frames))
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueBybitLinear, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
 		var ticks []Tick
 		for _, fr := range frames {
 			var err error

@@ -48,7 +48,7 @@ func TestCoinbaseGolden(t *testing.T) {
 			},
 		},
 	}
-	for path, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		for _, c := range cases {
 			got, err := f.Handle(recv, []byte(c.frame), nil)
 			if err != nil {
@@ -149,7 +149,7 @@ func checkRefBook(t testing.TB, ref map[string]map[float64]float64, bk *bookStat
 }
 
 func testCoinbaseReplay(t *testing.T, path string) {
-	lines := vaReadCapture(t, path)
+	lines := readCapture(t, path)
 	ref := cbRefBook{}
 	var trades, quotes, snaps, deltas int
 	seenTrade := map[string]bool{}
@@ -171,8 +171,8 @@ func testCoinbaseReplay(t *testing.T, path string) {
 		trades, quotes, snaps, deltas = trades+tr, quotes+q, snaps+s, deltas+d
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
-		ticks := replayFeed(t, f, lines, false)
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
+		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
 			t.Errorf("%s: %v malformed frames", name, n)
@@ -219,7 +219,7 @@ func TestCoinbaseReplayFullFile(t *testing.T) {
 // the book, withheld l2updates until the new snapshot, and books that match
 // the reference afterwards.
 func TestCoinbaseInjectedGap(t *testing.T) {
-	lines := vaReadCapture(t, venueTestdata("coinbase", coinbaseExcerpt))
+	lines := readCapture(t, venueTestdata("coinbase", coinbaseExcerpt))
 	// Drop the second trade of a product that trades again later, so that
 	// the next match skips a trade id.
 	dropAt := -1
@@ -250,7 +250,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 	if dropAt < 0 {
 		t.Fatal("no match to drop in the excerpt")
 	}
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		var out []Tick
 		var gapAt = -1
 		for i, l := range lines {
@@ -309,7 +309,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 }
 
 func TestCoinbaseCrossedAndHeartbeat(t *testing.T) {
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		frames := []string{
 			`{"type":"snapshot","product_id":"ETH-EUR","bids":[["100","1"]],"asks":[["101","1"]]}`,
 			`{"type":"l2update","product_id":"ETH-EUR","changes":[["buy","100.5","2"]],"time":"2021-04-17T16:43:37Z"}`,
@@ -375,7 +375,7 @@ func TestCoinbaseMalformed(t *testing.T) {
 		`{"type":"l2update","product_id":"BTC-USD","changes":{}}`:                                   ReasonBadType,
 		`{"type":"match","type":"ticker"}`:                                                          ReasonDuplicateField,
 	}
-	for name, f := range vaFeedPaths(t, VenueCoinbase, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), []Tick{{Venue: "keep"}})
 			var pe *ParseError
@@ -428,10 +428,10 @@ func TestCoinbaseSubscribe(t *testing.T) {
 
 // FuzzFeedCoinbase: go test ./ingest -run '^$' -fuzz FuzzFeedCoinbase -fuzztime 30s
 func FuzzFeedCoinbase(f *testing.F) {
-	fuzzFeed(f, VenueCoinbase, FeedConfig{}, seedBodies(vaReadCapture(f, venueTestdata("coinbase", coinbaseExcerpt)), 5))
+	fuzzFeed(f, VenueCoinbase, FeedConfig{}, seedBodies(readCapture(f, venueTestdata("coinbase", coinbaseExcerpt)), 5))
 }
 
 // BenchmarkFeedCoinbase: go test ./ingest -run '^$' -bench FeedCoinbase -benchtime 1s
 func BenchmarkFeedCoinbase(b *testing.B) {
-	benchFeed(b, VenueCoinbase, FeedConfig{}, vaReadCapture(b, venueTestdata("coinbase", coinbaseExcerpt)))
+	benchFeed(b, VenueCoinbase, FeedConfig{}, readCapture(b, venueTestdata("coinbase", coinbaseExcerpt)))
 }

@@ -43,22 +43,18 @@ func TestDeribitSubscribeFrames(t *testing.T) {
 
 func TestDeribitKnownFrames(t *testing.T) {
 	const recv = int64(1626993723844026000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
+			run := frameRunner(t, f, recv)
 			// Recorded snapshot (DERIBIT.ws.1.0), cut to two levels a side.
 			got := run(`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.ETH-30JUL21-2800-C.raw","data":{"type":"snapshot","timestamp":1626993723632,"instrument_name":"ETH-30JUL21-2800-C","change_id":13169025645,"bids":[["new",0.0015,4714.0],["new",0.001,861.0]],"asks":[["new",0.0025,873.0],["new",0.003,167.0]]}}}`)
 			base := Tick{Venue: "deribit", Instrument: "ETH-USD-20210730-2800-C", Symbol: "ETH-30JUL21-2800-C", Kind: KindSnapshot,
 				ExchTS: 1626993723632_000000, RecvTS: recv, Seq: 13169025645}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want := []Tick{lv(base, SideBuy, 0.0015, 4714), lv(base, SideBuy, 0.001, 861), lv(base, SideSell, 0.0025, 873), lv(base, SideSell, 0.003, 167)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("snapshot:\n got %+v\nwant %+v", got, want)
@@ -70,7 +66,7 @@ func TestDeribitKnownFrames(t *testing.T) {
 			}
 			// Docs example trade: direction is the taker's.
 			got = run(`{"params":{"data":[{"trade_seq":30289432,"trade_id":"48079254","timestamp":1590484156350,"tick_direction":0,"price":8950.0,"mark_price":8948.9,"instrument_name":"BTC-PERPETUAL","index_price":8955.88,"direction":"sell","amount":10.0}],"channel":"trades.BTC-PERPETUAL.raw"},"method":"subscription","jsonrpc":"2.0"}`)
-			tr := idB(Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", Kind: KindTrade, Side: SideSell,
+			tr := goldenTick(Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", Kind: KindTrade, Side: SideSell,
 				ExchTS: 1590484156350_000000, RecvTS: recv, Price: 8950, Size: 10, TradeID: 48079254, Seq: 30289432})
 			if !reflect.DeepEqual(got, []Tick{tr}) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, tr)
@@ -86,7 +82,7 @@ func TestDeribitKnownFrames(t *testing.T) {
 			qt, ft := q, q
 			qt.Kind, qt.BidPx, qt.BidSz, qt.AskPx, qt.AskSz = KindQuote, 35777, 24200, 35777.5, 1710
 			ft.Kind, ft.Price, ft.BidPx, ft.AskPx = KindFunding, 0.0001, 35766.21, 35797.48
-			if want := []Tick{idB(qt), idB(ft)}; !reflect.DeepEqual(got, want) {
+			if want := []Tick{goldenTick(qt), goldenTick(ft)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
 			}
 			// Subscribe response and a heartbeat test_request.
@@ -119,7 +115,7 @@ func deribitChangeB(prev, id int, side, level string) string {
 func itoaB(i int) string { b, _ := json.Marshal(i); return string(b) }
 
 func TestDeribitChangeIDGap(t *testing.T) {
-	f, reg := newFeedB(t, "deribit", FeedConfig{})
+	f, reg := newTestFeed(t, "deribit", FeedConfig{})
 	if out, err := f.Handle(1, []byte(deribitSnapB), nil); err != nil || len(out) != 2 {
 		t.Fatalf("%v %+v", err, out)
 	}
@@ -129,7 +125,7 @@ func TestDeribitChangeIDGap(t *testing.T) {
 	}
 	// prev_change_id 106 != 105: a change was lost.
 	out, _ = f.Handle(3, []byte(deribitChangeB(106, 107, "bids", `["new",4998,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncsB(t, reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	ob := f.Outbox(nil)
@@ -147,7 +143,7 @@ func TestDeribitChangeIDGap(t *testing.T) {
 	if out, _ = f.Handle(6, []byte(deribitChangeB(100, 101, "asks", `["delete",5001,0]`)), nil); len(out) != 1 || out[0].Size != 0 {
 		t.Fatalf("after resnapshot: %+v", out)
 	}
-	if resyncsB(t, reg, "") != 1 {
+	if resyncCount(reg, "") != 1 {
 		t.Fatal("resyncs")
 	}
 	// Crossed.
@@ -157,13 +153,13 @@ func TestDeribitChangeIDGap(t *testing.T) {
 		t.Fatalf("one-sided book: %+v", out)
 	}
 	out, _ = f.Handle(8, []byte(deribitChangeB(102, 103, "asks", `["new",5001.5,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
 
 func TestDeribitMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "deribit", FeedConfig{})
+	f, reg := newTestFeed(t, "deribit", FeedConfig{})
 	f.Handle(1, []byte(deribitSnapB), nil)
 	bad := []string{``, `[]`, `{}`, `{"method":"subscription"}`, `{"method":"subscription","params":{"channel":"book.X.100ms"}}`,
 		`{"method":"subscription","params":{"data":{}}}`, `{"method":"subscription","params":[]}`,
@@ -179,12 +175,12 @@ func TestDeribitMalformed(t *testing.T) {
 		`{"method":"heartbeat","params":{"type":1}}`, `{"jsonrpc":"2.0"}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
-	if out, _ := f.Handle(2, []byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)), nil); len(out) != 1 || resyncsB(t, reg, "") != 0 {
+	if out, _ := f.Handle(2, []byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)), nil); len(out) != 1 || resyncCount(reg, "") != 0 {
 		t.Fatalf("state changed by malformed frames: %+v", out)
 	}
 }
@@ -192,10 +188,10 @@ func TestDeribitMalformed(t *testing.T) {
 // deribitExpected counts with encoding/json: a quote per ticker (plus a
 // funding tick where current_funding is sent), the distinct non-zero levels
 // of each snapshot, a delta per change level.
-func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var m struct {
@@ -204,7 +200,7 @@ func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
 				Data    json.RawMessage
 			}
 		}
-		if err := json.Unmarshal(l.frame, &m); err != nil {
+		if err := json.Unmarshal(l.body, &m); err != nil {
 			t.Fatal(err)
 		}
 		switch {
@@ -249,54 +245,39 @@ func deribitExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestDeribitRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "deribit/DERIBIT.ws.1.0_head60")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got, want := kindsB(out), deribitExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncsB(t, reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+	lines := readCaptureAll(t, venueTestdata("deribit", "DERIBIT.ws.1.0_head60"))
+	want := deribitExpected(t, lines)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "deribit", fb, lines, nil, nil, want)
 	}
 }
 
 func TestDeribitRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "DERIBIT.ws.1.0")
+	lines := readCaptureAll(t, sharedCapture(t, "DERIBIT.ws.1.0"))
 	want := deribitExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+	for _, fb := range jsonPaths(t) {
+		_, out, _ := replayClean(t, "deribit", fb, lines, nil, nil, want)
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 
 		// Drop the first change of one instrument: exactly one gap for it,
 		// a resync, and none of its book ticks afterwards.
 		drop, sym := -1, ""
 		for i, l := range lines {
-			if l.frame != nil && strings.Contains(string(l.frame), `"type":"change"`) {
+			if l.body != nil && strings.Contains(string(l.body), `"type":"change"`) {
 				drop = i
 				var m struct {
 					Params struct {
 						Data struct{ Instrument_name string }
 					}
 				}
-				json.Unmarshal(l.frame, &m)
+				json.Unmarshal(l.body, &m)
 				sym = m.Params.Data.Instrument_name
 				break
 			}
 		}
-		g, reg := newFeedB(t, "deribit", FeedConfig{ForceFallback: fb})
-		feedFramesB(t, g, lines[:drop])
-		after := feedFramesB(t, g, lines[drop+1:])
+		g, reg := newTestFeed(t, "deribit", FeedConfig{ForceFallback: fb})
+		replayFeed(t, g, lines[:drop])
+		after := replayFeed(t, g, lines[drop+1:])
 		gaps := 0
 		for _, k := range after {
 			if k.Symbol != sym {
@@ -309,30 +290,26 @@ func TestDeribitRecordedFile(t *testing.T) {
 				t.Fatalf("book tick of %s after the gap: %+v", sym, k)
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 || len(g.Outbox(nil)) != 2 {
-			t.Fatalf("%s: %d gap ticks, %v resyncs", sym, gaps, resyncsB(t, reg, ""))
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 || len(g.Outbox(nil)) != 2 {
+			t.Fatalf("%s: %d gap ticks, %v resyncs", sym, gaps, resyncCount(reg, ""))
 		}
 	}
 }
 
 // FuzzFeedDeribit: Handle never panics; both JSON paths agree.
 func FuzzFeedDeribit(f *testing.F) {
-	for i, l := range testdataB(f, "deribit/DERIBIT.ws.1.0_head60") {
-		if l.frame != nil && i%3 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("deribit", "DERIBIT.ws.1.0_head60")) {
+		if l.body != nil && i%3 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add([]byte(deribitChangeB(100, 101, "bids", `["new",4999,1]`)))
 	f.Add([]byte(`{"jsonrpc":"2.0","method":"heartbeat","params":{"type":"test_request"}}`))
 	f.Add([]byte(`{"params":{"data":[{"trade_seq":1,"trade_id":"ETH-5","timestamp":1,"price":200.5,"instrument_name":"ETH-PERPETUAL","direction":"buy","amount":3,"liquidation":"T"}],"channel":"trades.ETH-PERPETUAL.100ms"},"method":"subscription"}`))
-	a, b := fuzzFeedsB(f, "deribit")
-	a.Handle(1, []byte(deribitSnapB), nil)
-	if b != nil {
-		b.Handle(1, []byte(deribitSnapB), nil)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompareB(t, a, b, data) })
+	paths := fuzzPaths(f, "deribit", FeedConfig{}, nil, func(fd Feed) { fd.Handle(1, []byte(deribitSnapB), nil) })
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedDeribit(b *testing.B) {
-	benchFeedB(b, "deribit", testdataB(b, "deribit/DERIBIT.ws.1.0_head60"), nil, nil)
+	benchReplay(b, "deribit", readCaptureAll(b, venueTestdata("deribit", "DERIBIT.ws.1.0_head60")), nil, nil)
 }

@@ -43,30 +43,23 @@ func TestGateioFrames(t *testing.T) {
 
 func TestGateioKnownFrames(t *testing.T) {
 	const recv = int64(1619093543755753000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "gateio", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
+			run := frameRunner(t, f, recv)
 			if got := run(`{"time":1619093532,"channel":"spot.trades","event":"subscribe","result":{"status":"success"}}`); len(got) != 0 {
 				t.Fatal(got)
 			}
 			// Recorded trade: create_time_ms 1619093543708.2642 → ns exactly.
 			got := run(`{"time":1619093543,"channel":"spot.trades","event":"update","result":{"id":816995772,"create_time":1619093543,"create_time_ms":"1619093543708.2642","side":"sell","currency_pair":"DIS_USDT","amount":"0.2010000000","price":"121.5800000000"}}`)
-			want := []Tick{idB(Tick{Venue: "gateio", Instrument: "DIS-USDT", Symbol: "DIS_USDT", Kind: KindTrade, Side: SideSell,
+			want := []Tick{goldenTick(Tick{Venue: "gateio", Instrument: "DIS-USDT", Symbol: "DIS_USDT", Kind: KindTrade, Side: SideSell,
 				ExchTS: 1619093543708264200, RecvTS: recv, Price: 121.58, Size: 0.201, TradeID: 816995772})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example of spot.book_ticker.
 			got = run(`{"time":1606293275,"time_ms":1606293275723,"channel":"spot.book_ticker","event":"update","result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"19177.79","B":"0.0003341504","a":"19179.38","A":"0.09"}}`)
-			want = []Tick{idB(Tick{Venue: "gateio", Instrument: "BTC-USDT", Symbol: "BTC_USDT", Kind: KindQuote, ExchTS: 1606293275123_000000, RecvTS: recv,
+			want = []Tick{goldenTick(Tick{Venue: "gateio", Instrument: "BTC-USDT", Symbol: "BTC_USDT", Kind: KindQuote, ExchTS: 1606293275123_000000, RecvTS: recv,
 				BidPx: 19177.79, BidSz: 0.0003341504, AskPx: 19179.38, AskSz: 0.09, Seq: 48733182})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("book_ticker:\n got %+v\nwant %+v", got, want)
@@ -91,7 +84,10 @@ func TestGateioKnownFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			sb := Tick{Venue: "gateio", Instrument: "HAI-ETH", Symbol: "HAI_ETH", Kind: KindSnapshot, ExchTS: 1619093533750_000000, RecvTS: recv, Seq: 2691446}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			db := sb
 			db.Kind, db.Seq, db.ExchTS = KindBookDelta, 2691448, 1619093538770_000000
 			want = []Tick{lv(sb, SideBuy, 0.00010322, 5360.209), lv(sb, SideBuy, 0.00010276, 20.80412499), lv(sb, SideSell, 0.00010396, 5876.967),
@@ -108,7 +104,7 @@ func gateUpd(U, u int, b string) []byte {
 }
 
 func TestGateioGapCrossedMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "gateio", FeedConfig{})
+	f, reg := newTestFeed(t, "gateio", FeedConfig{})
 	f.Handle(1, gateUpd(10, 10, `["99","1"]`), nil)
 	reqs := f.SnapshotRequests(nil)
 	if _, err := f.HandleSnapshot(2, reqs[0], []byte(`{"id":10,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil); err != nil {
@@ -122,18 +118,18 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("stale: %+v", out)
 	}
 	out, _ := f.Handle(4, gateUpd(14, 14, `["97","1"]`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncsB(t, reg, "gap") != 1 || len(f.SnapshotRequests(nil)) != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 || len(f.SnapshotRequests(nil)) != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	if out, _ := f.Handle(5, gateUpd(15, 15, `["96","1"]`), nil); len(out) != 0 {
 		t.Fatalf("withheld: %+v", out)
 	}
 	out, _ = f.HandleSnapshot(6, reqs[0], []byte(`{"id":14,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil)
-	if k := kindsB(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 {
+	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
 	out, _ = f.Handle(7, gateUpd(16, 16, `["101.5","1"]`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed: %+v", out)
 	}
 	bad := []string{``, `[]`, `{}`, `{"channel":"spot.trades","event":"update"}`, `{"channel":"spot.trades","event":"update","result":[]}`,
@@ -143,9 +139,9 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		`{"channel":"spot.book_ticker","event":"update","result":{"s":"A_B","b":"1","B":"1","a":"1"}}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 }
@@ -153,16 +149,16 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 // gateExpected models the sync independently: per pair, updates until the
 // snapshot is delivered are buffered; the snapshot gives its distinct
 // non-zero levels; each level of each update with u > id is one delta.
-func gateExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
+func gateExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 	want := map[Kind]int{}
-	all := append(append([]capLineB{}, ws...), rest...)
+	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
 	seen := map[string]bool{}
 	snap := map[string]int64{}
 	type upd struct{ u, n int64 }
 	buf := map[string][]upd{}
 	for _, l := range all {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		if l.url != "" {
@@ -174,7 +170,7 @@ func gateExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 				ID         int64
 				Bids, Asks [][2]string
 			}
-			json.Unmarshal(l.frame, &b)
+			json.Unmarshal(l.body, &b)
 			snap[sym] = b.ID
 			for _, side := range [][][2]string{b.Bids, b.Asks} {
 				px := map[float64]bool{}
@@ -197,7 +193,7 @@ func gateExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 			Channel, Event string
 			Result         json.RawMessage
 		}
-		json.Unmarshal(l.frame, &m)
+		json.Unmarshal(l.body, &m)
 		if m.Event != "update" {
 			continue
 		}
@@ -234,35 +230,35 @@ func gateSym(u string) string {
 }
 
 func TestGateioRecordedExcerpt(t *testing.T) {
-	ws, rest := testdataB(t, "gateio/GATEIO.ws.1.0_head120"), testdataB(t, "gateio/GATEIO.http.0.0_head4")
+	ws, rest := readCaptureAll(t, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(t, venueTestdata("gateio", "GATEIO.http.0.0_head4"))
 	want := gateExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
-		replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "gateio", fb, ws, rest, gateSym, want)
 	}
 }
 
 func TestGateioRecordedFile(t *testing.T) {
-	ws := sharedCaptureB(t, "GATEIO.ws.1.0")
-	rest := sharedCaptureB(t, "GATEIO.http.0.0")
+	ws := readCaptureAll(t, sharedCapture(t, "GATEIO.ws.1.0"))
+	rest := readCaptureAll(t, sharedCapture(t, "GATEIO.http.0.0"))
 	want := gateExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
-		out, asked := replayCleanB(t, "gateio", fb, ws, rest, gateSym, want)
-		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindsB(out), len(asked))
+	for _, fb := range jsonPaths(t) {
+		_, out, asked := replayClean(t, "gateio", fb, ws, rest, gateSym, want)
+		t.Logf("%s: %d ticks %v, snapshots asked %d", pathName(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop one mid-file update of a live pair: one gap tick, one resync,
 		// the snapshot asked again, no book tick of the pair afterwards.
 		drop, sym := -1, ""
 		for i := len(ws) / 2; i < len(ws); i++ {
-			if s := string(ws[i].frame); strings.Contains(s, `"spot.order_book_update","event":"update"`) {
+			if s := string(ws[i].body); strings.Contains(s, `"spot.order_book_update","event":"update"`) {
 				var m struct{ Result struct{ S string } }
-				json.Unmarshal(ws[i].frame, &m)
+				json.Unmarshal(ws[i].body, &m)
 				drop, sym = i, m.Result.S
 				break
 			}
 		}
-		g, reg := newFeedB(t, "gateio", FeedConfig{ForceFallback: fb})
-		kept := append(append([]capLineB{}, ws[:drop]...), ws[drop+1:]...)
-		all, asked2 := replayRESTB(t, g, kept, rest, gateSym)
+		g, reg := newTestFeed(t, "gateio", FeedConfig{ForceFallback: fb})
+		kept := append(append([]capLine{}, ws[:drop]...), ws[drop+1:]...)
+		all, asked2 := replayREST(t, g, kept, rest, gateSym)
 		gaps := 0
 		for _, k := range all {
 			if k.Symbol != sym || k.RecvTS < ws[drop].recv {
@@ -275,42 +271,32 @@ func TestGateioRecordedFile(t *testing.T) {
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 || asked2[sym] != 2 {
-			t.Fatalf("%s: %d gap ticks, %v resyncs, asked %d", sym, gaps, resyncsB(t, reg, ""), asked2[sym])
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 || asked2[sym] != 2 {
+			t.Fatalf("%s: %d gap ticks, %v resyncs, asked %d", sym, gaps, resyncCount(reg, ""), asked2[sym])
 		}
 	}
 }
 
 // FuzzFeedGateio: Handle never panics; both JSON paths agree.
 func FuzzFeedGateio(f *testing.F) {
-	for i, l := range testdataB(f, "gateio/GATEIO.ws.1.0_head120") {
-		if l.frame != nil && i%4 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("gateio", "GATEIO.ws.1.0_head120")) {
+		if l.body != nil && i%4 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add(gateUpd(11, 12, `["98","1"]`))
 	f.Add(gateUpd(16, 16, `["101.5","1"]`))
-	a, b := fuzzFeedsB(f, "gateio")
 	prime := func(fd Feed) {
 		fd.Handle(1, gateUpd(10, 10, `["99","1"]`), nil)
 		for _, r := range fd.SnapshotRequests(nil) {
 			fd.HandleSnapshot(2, r, []byte(`{"id":10,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil)
 		}
 	}
-	prime(a)
-	if b != nil {
-		prime(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
-		if b != nil {
-			if ra, rb := a.SnapshotRequests(nil), b.SnapshotRequests(nil); !reflect.DeepEqual(ra, rb) {
-				t.Fatalf("requests differ: %+v vs %+v", ra, rb)
-			}
-		}
-	})
+	paths := fuzzPaths(f, "gateio", FeedConfig{}, nil, prime)
+	// fuzzCompare also checks that the paths ask for the same snapshots.
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedGateio(b *testing.B) {
-	benchFeedB(b, "gateio", testdataB(b, "gateio/GATEIO.ws.1.0_head120"), testdataB(b, "gateio/GATEIO.http.0.0_head4"), gateSym)
+	benchReplay(b, "gateio", readCaptureAll(b, venueTestdata("gateio", "GATEIO.ws.1.0_head120")), readCaptureAll(b, venueTestdata("gateio", "GATEIO.http.0.0_head4")), gateSym)
 }

@@ -38,20 +38,13 @@ func TestGeminiSubscribeFrames(t *testing.T) {
 
 func TestGeminiKnownFrames(t *testing.T) {
 	const recv = int64(1624493670760541000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "gemini", FeedConfig{ForceFallback: fb})
+			run := frameRunner(t, f, recv)
 			// Recorded (GEMINI.ws.1.0): side is the taker's.
 			got := run(`{"type":"trade","symbol":"ANKRUSD","event_id":45465818387,"timestamp":1624493670759,"price":"0.07946","quantity":"1020.482111","side":"buy"}`)
-			want := []Tick{idB(Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1624493670759_000000, RecvTS: recv, Price: 0.07946, Size: 1020.482111, TradeID: 45465818387})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
@@ -62,7 +55,10 @@ func TestGeminiKnownFrames(t *testing.T) {
 			// Docs example shape: the first l2_updates (with trades) is the book.
 			got = run(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["sell","9122.07","0.98942292"],["buy","9122.04","0.00121425"],["buy","9121.1","0"],["buy","9120.5","2"]],"trades":[{"type":"trade","symbol":"BTCUSD","event_id":169841458,"timestamp":1560976400428,"price":"9122.04","quantity":"0.0073173","side":"sell"}]}`)
 			base := Tick{Venue: "gemini", Instrument: "BTC-USD", Symbol: "BTCUSD", Kind: KindSnapshot, RecvTS: recv}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			want = []Tick{lv(base, SideBuy, 9122.04, 0.00121425), lv(base, SideBuy, 9120.5, 2), lv(base, SideSell, 9122.07, 0.98942292)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("book:\n got %+v\nwant %+v", got, want)
@@ -89,7 +85,7 @@ func geminiBookSession(t *testing.T, f Feed, seq0 int) {
 }
 
 func TestGeminiSocketSequenceGap(t *testing.T) {
-	f, reg := newFeedB(t, "gemini", FeedConfig{})
+	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":1,"changes":[["buy","99","1"]]}`), nil)
 	if len(out) != 1 || out[0].Seq != 1 {
@@ -100,7 +96,7 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
 		t.Fatalf("gap gave %+v", out)
 	}
-	if resyncsB(t, reg, "gap") != 1 {
+	if resyncCount(reg, "gap") != 1 {
 		t.Fatal("no gap resync")
 	}
 	ob := f.Outbox(nil)
@@ -118,22 +114,22 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 	}
 	geminiBookSession(t, f, 6)
 	out, _ = f.Handle(6, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":7,"changes":[["buy","97","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindBookDelta || resyncsB(t, reg, "") != 1 {
+	if len(out) != 1 || out[0].Kind != KindBookDelta || resyncCount(reg, "") != 1 {
 		t.Fatalf("after resnapshot: %+v", out)
 	}
 }
 
 func TestGeminiCrossed(t *testing.T) {
-	f, reg := newFeedB(t, "gemini", FeedConfig{})
+	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","101.5","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
 
 func TestGeminiMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "gemini", FeedConfig{})
+	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	bad := []string{``, `[]`, `{}`, `{"type":1}`, `{"type":"trade","symbol":"BTCUSD","timestamp":1,"price":"x","quantity":"1","side":"buy"}`,
 		`{"type":"trade","symbol":"BTCUSD","timestamp":1,"price":"1","quantity":"1","side":"up"}`,
@@ -145,23 +141,23 @@ func TestGeminiMalformed(t *testing.T) {
 		`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy",1,"1"]]}`, `{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":"x","changes":[]}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":1,"changes":[["buy","99","1"]]}`), nil)
-	if len(out) != 1 || resyncsB(t, reg, "") != 0 {
+	if len(out) != 1 || resyncCount(reg, "") != 0 {
 		t.Fatalf("state changed by malformed frames: %+v", out)
 	}
 }
 
 // geminiExpected counts with encoding/json: a trade per trade message, the
 // distinct non-zero levels of each initial book, a delta per later change.
-func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func geminiExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		var m struct {
@@ -169,7 +165,7 @@ func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 			Changes [][3]string
 			Trades  *json.RawMessage
 		}
-		if err := json.Unmarshal(l.frame, &m); err != nil {
+		if err := json.Unmarshal(l.body, &m); err != nil {
 			t.Fatal(err)
 		}
 		switch m.Type {
@@ -196,50 +192,34 @@ func geminiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestGeminiRecordedExcerpt(t *testing.T) {
-	lines := testdataB(t, "gemini/GEMINI.ws.1.0_head60")
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got, want := kindsB(out), geminiExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncsB(t, reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+	lines := readCaptureAll(t, venueTestdata("gemini", "GEMINI.ws.1.0_head60"))
+	want := geminiExpected(t, lines)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "gemini", fb, lines, nil, nil, want)
 	}
 }
 
 func TestGeminiRecordedFile(t *testing.T) {
-	lines := sharedCaptureB(t, "GEMINI.ws.1.0")
+	lines := readCaptureAll(t, sharedCapture(t, "GEMINI.ws.1.0"))
 	want := geminiExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "gemini", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+	for _, fb := range jsonPaths(t) {
+		_, out, _ := replayClean(t, "gemini", fb, lines, nil, nil, want)
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 	}
 }
 
 // FuzzFeedGemini: Handle never panics; both JSON paths agree.
 func FuzzFeedGemini(f *testing.F) {
-	for i, l := range testdataB(f, "gemini/GEMINI.ws.1.0_head60") {
-		if l.frame != nil && i > 12 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("gemini", "GEMINI.ws.1.0_head60")) {
+		if l.body != nil && i > 12 {
+			f.Add(l.body)
 		}
 	}
 	f.Add([]byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":1,"changes":[["buy","101.5","1"]]}`))
 	f.Add([]byte(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","100","1"],["sell","101","1"]],"trades":[]}`))
-	a, b := fuzzFeedsB(f, "gemini")
-	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompareB(t, a, b, data) })
+	fuzzFeed(f, "gemini", FeedConfig{}, nil)
 }
 
 func BenchmarkFeedGemini(b *testing.B) {
-	benchFeedB(b, "gemini", testdataB(b, "gemini/GEMINI.ws.1.0_head60"), nil, nil)
+	benchReplay(b, "gemini", readCaptureAll(b, venueTestdata("gemini", "GEMINI.ws.1.0_head60")), nil, nil)
 }

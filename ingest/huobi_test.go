@@ -50,10 +50,10 @@ func pyBytesB(t testing.TB, s string) []byte {
 	return out
 }
 
-func huobiLines(t testing.TB, lines []capLineB) []capLineB {
+func huobiLines(t testing.TB, lines []capLine) []capLine {
 	for i := range lines {
-		if lines[i].frame != nil {
-			lines[i].frame = pyBytesB(t, string(lines[i].frame))
+		if lines[i].body != nil {
+			lines[i].body = pyBytesB(t, string(lines[i].body))
 		}
 	}
 	return lines
@@ -83,9 +83,9 @@ func TestHuobiFramesAndNormalize(t *testing.T) {
 
 func TestHuobiKnownFrames(t *testing.T) {
 	const recv = int64(1618678070909736900)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
 			run := func(frame string) []Tick {
 				t.Helper()
 				out, err := f.Handle(recv, gzipB(frame), nil)
@@ -97,20 +97,23 @@ func TestHuobiKnownFrames(t *testing.T) {
 			// Recorded (HUOBI.ws.44.0, gunzipped): the tradeId, not the
 			// 27-digit id, is the trade id.
 			got := run(`{"ch":"market.trioeth.trade.detail","ts":1618678027942,"tick":{"id":100182534526,"ts":1618678027940,"data":[{"id":100182534526255757567432481,"ts":1618678027940,"tradeId":100045088885,"amount":20995.88,"price":9.2e-07,"direction":"buy"}]}}`)
-			want := []Tick{idB(Tick{Venue: "huobi", Instrument: "TRIO-ETH", Symbol: "trioeth", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "huobi", Instrument: "TRIO-ETH", Symbol: "trioeth", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1618678027940_000000, RecvTS: recv, Price: 9.2e-07, Size: 20995.88, TradeID: 100045088885})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"ch":"market.btcusdt.depth.step0","ts":1618678069870,"tick":{"bids":[[60000.1,1.5],[59999,2]],"asks":[[60001,0.5]],"version":123,"ts":1618678069860}}`)
 			base := Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindSnapshot, ExchTS: 1618678069860_000000, RecvTS: recv, Seq: 123}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			if want := []Tick{lv(base, SideBuy, 60000.1, 1.5), lv(base, SideBuy, 59999, 2), lv(base, SideSell, 60001, 0.5)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("depth:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example of bbo.
 			got = run(`{"ch":"market.btcusdt.bbo","ts":1630982225968,"tick":{"seqId":136372393553,"ask":52101.74,"askSize":0.024339,"bid":52101.73,"bidSize":0.69,"quoteTime":1630982225968,"symbol":"btcusdt"}}`)
-			want = []Tick{idB(Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindQuote, ExchTS: 1630982225968_000000, RecvTS: recv,
+			want = []Tick{goldenTick(Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindQuote, ExchTS: 1630982225968_000000, RecvTS: recv,
 				BidPx: 52101.73, BidSz: 0.69, AskPx: 52101.74, AskSz: 0.024339, Seq: 136372393553})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("bbo:\n got %+v\nwant %+v", got, want)
@@ -124,7 +127,7 @@ func TestHuobiKnownFrames(t *testing.T) {
 			}
 			// Crossed push: a gap; the next push is a whole book again.
 			got = run(`{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[60002,1]],"asks":[[60001,0.5]],"version":124,"ts":2}}`)
-			if len(got) != 1 || got[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 {
+			if len(got) != 1 || got[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
 				t.Fatalf("crossed: %+v", got)
 			}
 			if got := run(`{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[60000,1]],"asks":[[60001,0.5]],"version":125,"ts":2}}`); len(got) != 2 {
@@ -135,21 +138,21 @@ func TestHuobiKnownFrames(t *testing.T) {
 }
 
 func TestHuobiMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "huobi", FeedConfig{})
+	f, reg := newTestFeed(t, "huobi", FeedConfig{})
 	bad := [][]byte{[]byte{0x1f, 0x8b, 1, 2, 3}, gzipB(`{`), gzipB(`[]`), gzipB(`{"ch":"btcusdt","tick":{}}`), gzipB(`{"ch":"market.btcusdt.bbo"}`),
 		gzipB(`{"ch":"market.btcusdt.depth.step0","tick":{"bids":[[1]],"asks":[]}}`), gzipB(`{"ch":"market.btcusdt.depth.step0","tick":{"bids":[]}}`),
 		gzipB(`{"ch":"market.btcusdt.trade.detail","tick":{"data":[{"price":1,"amount":1,"direction":"up","ts":1}]}}`),
 		gzipB(`{"ch":"market.btcusdt.bbo","tick":{"bid":1,"ask":1,"askSize":1}}`), gzipB(`{"ping":"x"}`)}
 	for _, fr := range bad {
-		wantMalformedB(t, f, string(fr))
+		wantMalformed(t, f, string(fr))
 	}
 	// A gzip bomb: 17 MB of spaces.
 	var b bytes.Buffer
 	w := gzip.NewWriter(&b)
 	io.Copy(w, io.LimitReader(zeroSpaces{}, huobiMaxFrame+1024))
 	w.Close()
-	wantMalformedB(t, f, b.String())
-	if m := malformedB(t, reg); m != float64(len(bad)+1) {
+	wantMalformed(t, f, b.String())
+	if m := malformedCount(reg); m != float64(len(bad)+1) {
 		t.Fatalf("malformed %v, want %d", m, len(bad)+1)
 	}
 }
@@ -166,13 +169,13 @@ func (zeroSpaces) Read(p []byte) (int, error) {
 // huobiExpected counts with encoding/json on the gunzipped frames: each
 // depth push gives its distinct non-zero levels, trade.detail one trade per
 // entry.
-func huobiExpected(t *testing.T, lines []capLineB) map[Kind]int {
+func huobiExpected(t *testing.T, lines []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	for _, l := range lines {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
-		zr, err := gzip.NewReader(bytes.NewReader(l.frame))
+		zr, err := gzip.NewReader(bytes.NewReader(l.body))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -206,59 +209,44 @@ func huobiExpected(t *testing.T, lines []capLineB) map[Kind]int {
 }
 
 func TestHuobiRecordedExcerpt(t *testing.T) {
-	lines := huobiLines(t, testdataB(t, "huobi/HUOBI.ws.44.0_head50"))
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got, want := kindsB(out), huobiExpected(t, lines); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if resyncsB(t, reg, "") != 0 {
-			t.Fatal("resyncs")
-		}
+	lines := huobiLines(t, readCaptureAll(t, venueTestdata("huobi", "HUOBI.ws.44.0_head50")))
+	want := huobiExpected(t, lines)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "huobi", fb, lines, nil, nil, want)
 	}
 }
 
 func TestHuobiRecordedFile(t *testing.T) {
-	lines := huobiLines(t, sharedCaptureB(t, "HUOBI.ws.44.0"))
+	lines := huobiLines(t, readCaptureAll(t, sharedCapture(t, "HUOBI.ws.44.0")))
 	want := huobiExpected(t, lines)
-	for _, fb := range pathsB(t) {
-		f, reg := newFeedB(t, "huobi", FeedConfig{ForceFallback: fb})
-		out := feedFramesB(t, f, lines)
-		checkTicksB(t, out)
-		if got := kindsB(out); !reflect.DeepEqual(got, want) {
-			t.Fatalf("kinds %v, want %v", got, want)
-		}
-		if r, m := resyncsB(t, reg, ""), malformedB(t, reg); r != 0 || m != 0 {
-			t.Fatalf("resyncs %v malformed %v", r, m)
-		}
+	for _, fb := range jsonPaths(t) {
+		f, out, _ := replayClean(t, "huobi", fb, lines, nil, nil, want)
 		pongs := len(f.Outbox(nil))
 		if pongs != 6 {
 			t.Fatalf("%d pongs, want one per ping (6)", pongs)
 		}
-		t.Logf("%s: %d ticks %v", pathNameB(fb), len(out), kindsB(out))
+		t.Logf("%s: %d ticks %v", pathName(fb), len(out), kindCounts(out))
 	}
 }
 
 // FuzzFeedHuobi: Handle never panics; both JSON paths agree (inputs are
 // used as they are and gzipped).
 func FuzzFeedHuobi(f *testing.F) {
-	for i, l := range huobiLines(f, testdataB(f, "huobi/HUOBI.ws.44.0_head50")) {
-		if l.frame != nil && i%3 == 0 {
-			zr, _ := gzip.NewReader(bytes.NewReader(l.frame))
+	for i, l := range huobiLines(f, readCaptureAll(f, venueTestdata("huobi", "HUOBI.ws.44.0_head50"))) {
+		if l.body != nil && i%3 == 0 {
+			zr, _ := gzip.NewReader(bytes.NewReader(l.body))
 			js, _ := io.ReadAll(zr)
 			f.Add(js)
 		}
 	}
 	f.Add([]byte(`{"ping":1618678073643}`))
-	a, b := fuzzFeedsB(f, "huobi")
+	paths := fuzzPaths(f, "huobi", FeedConfig{}, nil, nil)
 	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
-		fuzzCompareB(t, a, b, gzipB(string(data)))
+		fuzzCompare(t, paths, data, nil)
+		fuzzCompare(t, paths, gzipB(string(data)), nil)
 	})
 }
 
 func BenchmarkFeedHuobi(b *testing.B) {
-	benchFeedB(b, "huobi", huobiLines(b, testdataB(b, "huobi/HUOBI.ws.44.0_head50")), nil, nil)
+	benchReplay(b, "huobi", huobiLines(b, readCaptureAll(b, venueTestdata("huobi", "HUOBI.ws.44.0_head50"))), nil, nil)
 }

@@ -64,7 +64,7 @@ func TestKrakenChecksumV1Documented(t *testing.T) {
 	if crc32.ChecksumIEEE([]byte(docString)) != 974947235 {
 		t.Fatal("the guide's example string does not hash to its checksum")
 	}
-	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		snap, err := f.Handle(1, []byte(krakenDocBook()), nil)
 		if err != nil || len(snap) != 20 {
 			t.Fatalf("%s: snapshot: %d ticks, %v", path, len(snap), err)
@@ -194,9 +194,9 @@ func sortedPrices(book map[float64][2]string, desc bool) []float64 {
 }
 
 func testKrakenReplay(t *testing.T, paths ...string) {
-	var lines []vaLine
+	var lines []capLine
 	for _, p := range paths {
-		lines = append(lines, vaReadCapture(t, p)...)
+		lines = append(lines, readCapture(t, p)...)
 	}
 	ref := &krRef{books: map[string]*[2]map[float64][2]string{}, depth: map[string]int{}}
 	for _, l := range lines {
@@ -206,8 +206,8 @@ func testKrakenReplay(t *testing.T, paths ...string) {
 		t.Fatal("no checksummed update in the file")
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
-		ticks := replayFeed(t, f, lines, false)
+	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
+		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
 		if n := f.malformedTotal(); n != 0 {
 			t.Errorf("%s: %v malformed", name, n)
@@ -253,7 +253,7 @@ func TestKrakenReplayFullFiles(t *testing.T) {
 // resync and one gap tick for that pair, and no book tick for the pair
 // afterwards (the recording sends no new snapshot).
 func TestKrakenInjectedCorruption(t *testing.T) {
-	lines := vaReadCapture(t, sharedOrExcerpt(t))
+	lines := readCapture(t, sharedOrExcerpt(t))
 	// The 40th checksummed update: a book well under way.
 	target, seen := -1, 0
 	for i, l := range lines {
@@ -285,31 +285,22 @@ func TestKrakenInjectedCorruption(t *testing.T) {
 		return []byte(s[:j] + nv + s[k:])
 	}
 	for _, mode := range []string{"corrupt", "drop"} {
-		for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+		for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 			gaps := 0
 			resynced := false
-			for i, l := range lines {
-				body := l.body
-				if i == target {
-					if mode == "drop" {
-						continue
+			edit := corrupt
+			if mode == "drop" {
+				edit = nil
+			}
+			for _, tk := range replayEdited(t, f, lines, target, edit) {
+				if tk.Kind == KindGap {
+					gaps++
+					resynced = true
+					if tk.Instrument != inst {
+						t.Fatalf("%s %s: gap for %s, want %s", mode, name, tk.Instrument, inst)
 					}
-					body = corrupt(body)
-				}
-				out, err := f.Handle(l.recv, body, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, tk := range out {
-					if tk.Kind == KindGap {
-						gaps++
-						resynced = true
-						if tk.Instrument != inst {
-							t.Fatalf("%s %s: gap for %s, want %s", mode, name, tk.Instrument, inst)
-						}
-					} else if resynced && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
-						t.Fatalf("%s %s: book tick for %s after the resync without a snapshot", mode, name, inst)
-					}
+				} else if resynced && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
+					t.Fatalf("%s %s: book tick for %s after the resync without a snapshot", mode, name, inst)
 				}
 			}
 			if gaps != 1 || f.resyncs("checksum") != 1 || f.resyncTotal() != 1 {
@@ -382,8 +373,8 @@ func v1ToV2(t testing.TB, body []byte) (frame []byte, pair string, prec [2]int, 
 // the v2 checksum (rebuilt from numbers at the pair's precision) verifies on
 // every update, and the books equal the v1 ones.
 func TestKrakenV2FromRecording(t *testing.T) {
-	lines := vaReadCapture(t, venueTestdata("kraken", krakenBookExcerpt))
-	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	lines := readCapture(t, venueTestdata("kraken", krakenBookExcerpt))
+	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		v1 := NewKrakenFeed(FeedConfig{ForceFallback: name == "fallback"})
 		precs := map[string][2]int{}
 		var frames [][]byte
@@ -467,7 +458,7 @@ func pairsFirst(m map[string][2]int) string {
 // a small book whose checksum string is written out by hand.
 func TestKrakenGoldenV2(t *testing.T) {
 	const recv = int64(1695628177708706000)
-	for path, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		out, err := f.Handle(recv, []byte(`{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell","price":0.5117,"qty":40.0,"ord_type":"market","trade_id":4665906,"timestamp":"2023-09-25T07:49:37.708706Z"}]}`), nil)
 		// date -u -d 2023-09-25T07:49:37Z +%s → 1695628177
 		want := []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: KindTrade, Side: SideSell,
@@ -515,7 +506,7 @@ func TestKrakenMalformed(t *testing.T) {
 		`{"channel":"book","type":"update","data":[{"symbol":"A/B","bids":[{"price":1}],"asks":[]}]}`:                ReasonMissingField,
 		`{"event":7}`: ReasonBadType,
 	}
-	for name, f := range vaFeedPaths(t, VenueKraken, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -578,7 +569,7 @@ func asParseError(err error, pe **ParseError) bool {
 func FuzzFeedKraken(f *testing.F) {
 	var seeds [][]byte
 	for _, n := range []string{"KRAKEN.ws.48.0", "KRAKEN.ws.49.0", krakenBookExcerpt} {
-		seeds = append(seeds, seedBodies(vaReadCapture(f, venueTestdata("kraken", n)), 5)...)
+		seeds = append(seeds, seedBodies(readCapture(f, venueTestdata("kraken", n)), 5)...)
 	}
 	seeds = append(seeds, []byte(krakenDocBook()),
 		[]byte(`{"channel":"book","type":"update","data":[{"symbol":"MATIC/USD","bids":[{"price":0.5666,"qty":0}],"asks":[],"checksum":12,"timestamp":"2023-10-06T17:35:55.440295Z"}]}`),
@@ -588,7 +579,7 @@ func FuzzFeedKraken(f *testing.F) {
 
 // BenchmarkFeedKraken: go test ./ingest -run '^$' -bench FeedKraken -benchtime 1s
 func BenchmarkFeedKraken(b *testing.B) {
-	lines := vaReadCapture(b, venueTestdata("kraken", krakenBookExcerpt))
+	lines := readCapture(b, venueTestdata("kraken", krakenBookExcerpt))
 	// Updates only (snapshots of 1000 levels would dominate), after the
 	// snapshots have been applied once in the warm-up of each path.
 	benchFeed(b, VenueKraken, FeedConfig{NoChecksum: false}, lines)

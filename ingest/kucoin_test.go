@@ -53,17 +53,10 @@ func TestKucoinURLAndFrames(t *testing.T) {
 
 func TestKucoinKnownFrames(t *testing.T) {
 	const recv = int64(1619378328157583000)
-	for _, fb := range pathsB(t) {
-		t.Run(pathNameB(fb), func(t *testing.T) {
-			f, _ := newFeedB(t, "kucoin", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
-				t.Helper()
-				out, err := f.Handle(recv, []byte(frame), nil)
-				if err != nil {
-					t.Fatalf("%s: %v", frame, err)
-				}
-				return out
-			}
+	for _, fb := range jsonPaths(t) {
+		t.Run(pathName(fb), func(t *testing.T) {
+			f, _ := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
+			run := frameRunner(t, f, recv)
 			for _, fr := range []string{`{"id":"NSkIrWGB1s","type":"welcome"}`, `{"id":"1","type":"ack"}`, `{"id":"ping","type":"pong"}`} {
 				if got := run(fr); len(got) != 0 {
 					t.Fatal(got)
@@ -71,14 +64,14 @@ func TestKucoinKnownFrames(t *testing.T) {
 			}
 			// Recorded match: side is the taker's; time in ns.
 			got := run(`{"data":{"symbol":"DAPPT-BTC","sequence":"1612701563869","side":"buy","size":"81.8814","price":"0.0000001117","takerOrderId":"6085c097587c2000060cde57","time":"1619378327739050725","type":"match","makerOrderId":"6085c06144b3790006512a4d","tradeId":"6085c09769bc506996295e36"},"subject":"trade.l3match","topic":"/market/match:DAPPT-BTC","type":"message"}`)
-			want := []Tick{idB(Tick{Venue: "kucoin", Instrument: "DAPPT-BTC", Symbol: "DAPPT-BTC", Kind: KindTrade, Side: SideBuy,
+			want := []Tick{goldenTick(Tick{Venue: "kucoin", Instrument: "DAPPT-BTC", Symbol: "DAPPT-BTC", Kind: KindTrade, Side: SideBuy,
 				ExchTS: 1619378327739050725, RecvTS: recv, Price: 0.0000001117, Size: 81.8814, TradeID: 1612701563869, Seq: 1612701563869})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("match:\n got %+v\nwant %+v", got, want)
 			}
 			// Recorded ticker.
 			got = run(`{"data":{"sequence":"1612844051653","bestAsk":"0.00028717","size":"0.01745248","bestBidSize":"3.70422021","price":"0.00028676","time":1619378326323,"bestAskSize":"14.04274325","bestBid":"0.00028678"},"subject":"trade.ticker","topic":"/market/ticker:SNX-BTC","type":"message"}`)
-			want = []Tick{idB(Tick{Venue: "kucoin", Instrument: "SNX-BTC", Symbol: "SNX-BTC", Kind: KindQuote, ExchTS: 1619378326323_000000, RecvTS: recv,
+			want = []Tick{goldenTick(Tick{Venue: "kucoin", Instrument: "SNX-BTC", Symbol: "SNX-BTC", Kind: KindQuote, ExchTS: 1619378326323_000000, RecvTS: recv,
 				BidPx: 0.00028678, BidSz: 3.70422021, AskPx: 0.00028717, AskSz: 14.04274325, Seq: 1612844051653})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
@@ -105,7 +98,10 @@ func TestKucoinKnownFrames(t *testing.T) {
 				t.Fatal(err)
 			}
 			sb := Tick{Venue: "kucoin", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: KindSnapshot, ExchTS: 1700000000001_000000, RecvTS: recv, Seq: 11}
-			lv := func(b Tick, side Side, px, sz float64) Tick { b.Side, b.Price, b.Size = side, px, sz; return idB(b) }
+			lv := func(b Tick, side Side, px, sz float64) Tick {
+				b.Side, b.Price, b.Size = side, px, sz
+				return goldenTick(b)
+			}
 			db := sb
 			db.Kind, db.Seq, db.ExchTS = KindBookDelta, 13, 1700000000000_000000
 			want = []Tick{lv(sb, SideBuy, 99, 2), lv(sb, SideBuy, 97, 1), lv(sb, SideSell, 101, 1), lv(db, SideBuy, 98, 5)}
@@ -138,14 +134,14 @@ func kucoinLive(t *testing.T, f Feed) {
 }
 
 func TestKucoinGapAndStaleSnapshot(t *testing.T) {
-	f, reg := newFeedB(t, "kucoin", FeedConfig{})
+	f, reg := newTestFeed(t, "kucoin", FeedConfig{})
 	kucoinLive(t, f)
 	if out, _ := f.Handle(3, kucoinUpd(11, 11, `{"asks":[],"bids":[["98","1","11"]]}`), nil); len(out) != 1 {
 		t.Fatalf("%+v", out)
 	}
 	// 12 is lost.
 	out, _ := f.Handle(4, kucoinUpd(13, 13, `{"asks":[],"bids":[["97","1","13"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncsB(t, reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	reqs := f.SnapshotRequests(nil)
@@ -166,10 +162,10 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 	}
 	// A good one (14): snapshot then the buffered 15.
 	out, _ = f.HandleSnapshot(7, reqs[0], []byte(`{"code":"200000","data":{"sequence":"14","bids":[["99","1"]],"asks":[["101","1"]]}}`), nil)
-	if k := kindsB(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 || len(out) != 3 {
+	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 || len(out) != 3 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
-	if resyncsB(t, reg, "") != 1 {
+	if resyncCount(reg, "") != 1 {
 		t.Fatal("resyncs")
 	}
 	// An unusable body asks again.
@@ -184,7 +180,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 }
 
 func TestKucoinCrossedAndMalformed(t *testing.T) {
-	f, reg := newFeedB(t, "kucoin", FeedConfig{})
+	f, reg := newTestFeed(t, "kucoin", FeedConfig{})
 	kucoinLive(t, f)
 	bad := []string{``, `[]`, `{}`, `{"type":"message"}`, `{"type":"message","subject":"trade.l2update","data":[]}`,
 		string(kucoinUpd(11, 10, `{"asks":[],"bids":[]}`)), string(kucoinUpd(11, 11, `{"asks":[["1","x","11"]],"bids":[]}`)),
@@ -194,13 +190,13 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 		`{"data":{"sequence":"1","bestAsk":"1","bestBidSize":"1","bestAskSize":"1"},"subject":"trade.ticker","topic":"/market/ticker:A-B","type":"message"}`,
 	}
 	for _, fr := range bad {
-		wantMalformedB(t, f, fr)
+		wantMalformed(t, f, fr)
 	}
-	if m := malformedB(t, reg); m != float64(len(bad)) {
+	if m := malformedCount(reg); m != float64(len(bad)) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 	out, _ := f.Handle(3, kucoinUpd(11, 11, `{"asks":[],"bids":[["102","1","11"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncsB(t, reg, "crossed") != 1 || len(f.SnapshotRequests(nil)) != 1 {
+	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 || len(f.SnapshotRequests(nil)) != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -209,15 +205,15 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 // updates until its snapshot is delivered are buffered; the snapshot gives
 // its distinct non-zero levels; every later change with a non-zero price and
 // a sequence beyond the snapshot's is one delta.
-func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
+func kucoinExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 	want := map[Kind]int{}
 	snapSeq := map[string]int64{}
-	all := append(append([]capLineB{}, ws...), rest...)
+	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
 	seen := map[string]bool{} // symbols with an update before (so a snapshot was asked)
 	buffered := map[string][]int64{}
 	for _, l := range all {
-		if l.frame == nil {
+		if l.body == nil {
 			continue
 		}
 		if l.url != "" {
@@ -231,7 +227,7 @@ func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 					Bids, Asks [][2]string
 				}
 			}
-			json.Unmarshal(l.frame, &b)
+			json.Unmarshal(l.body, &b)
 			s, _ := strconv.ParseInt(b.Data.Sequence, 10, 64)
 			snapSeq[sym] = s
 			for _, side := range [][][2]string{b.Data.Bids, b.Data.Asks} {
@@ -258,7 +254,7 @@ func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 				Changes struct{ Asks, Bids [][3]string }
 			}
 		}
-		json.Unmarshal(l.frame, &m)
+		json.Unmarshal(l.body, &m)
 		switch m.Subject {
 		case "trade.ticker":
 			want[KindQuote]++
@@ -286,31 +282,31 @@ func kucoinExpected(t *testing.T, ws, rest []capLineB) map[Kind]int {
 func kucoinSym(u string) string { return u[strings.Index(u, "symbol=")+7:] }
 
 func TestKucoinRecordedExcerpt(t *testing.T) {
-	ws, rest := testdataB(t, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(t, "kucoin/KUCOIN.http.0.0_head3")
+	ws, rest := readCaptureAll(t, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(t, venueTestdata("kucoin", "KUCOIN.http.0.0_head3"))
 	want := kucoinExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
-		replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
+	for _, fb := range jsonPaths(t) {
+		replayClean(t, "kucoin", fb, ws, rest, kucoinSym, want)
 	}
 }
 
 func TestKucoinRecordedFile(t *testing.T) {
-	ws := sharedCaptureB(t, "KUCOIN.ws.1.0")
-	rest := sharedCaptureB(t, "KUCOIN.http.0.0")
+	ws := readCaptureAll(t, sharedCapture(t, "KUCOIN.ws.1.0"))
+	rest := readCaptureAll(t, sharedCapture(t, "KUCOIN.http.0.0"))
 	want := kucoinExpected(t, ws, rest)
-	for _, fb := range pathsB(t) {
-		out, asked := replayCleanB(t, "kucoin", fb, ws, rest, kucoinSym, want)
+	for _, fb := range jsonPaths(t) {
+		_, out, asked := replayClean(t, "kucoin", fb, ws, rest, kucoinSym, want)
 		for s, n := range asked {
 			if n != 1 {
 				t.Fatalf("%s asked %d times", s, n)
 			}
 		}
-		t.Logf("%s: %d ticks %v, snapshots asked %d", pathNameB(fb), len(out), kindsB(out), len(asked))
+		t.Logf("%s: %d ticks %v, snapshots asked %d", pathName(fb), len(out), kindCounts(out), len(asked))
 
 		// Drop an l2update of BCHSV-USDT mid-file: one gap, one
 		// resync, a new request, no book tick of it afterwards.
 		drop := -1
 		for i := len(ws) / 2; i < len(ws); i++ {
-			if strings.Contains(string(ws[i].frame), `"symbol":"BCHSV-USDT","changes"`) {
+			if strings.Contains(string(ws[i].body), `"symbol":"BCHSV-USDT","changes"`) {
 				drop = i
 				break
 			}
@@ -318,9 +314,9 @@ func TestKucoinRecordedFile(t *testing.T) {
 		if drop < 0 {
 			t.Fatal("no update to drop")
 		}
-		g, reg := newFeedB(t, "kucoin", FeedConfig{ForceFallback: fb})
-		kept := append(append([]capLineB{}, ws[:drop]...), ws[drop+1:]...)
-		all, asked2 := replayRESTB(t, g, kept, rest, kucoinSym)
+		g, reg := newTestFeed(t, "kucoin", FeedConfig{ForceFallback: fb})
+		kept := append(append([]capLine{}, ws[:drop]...), ws[drop+1:]...)
+		all, asked2 := replayREST(t, g, kept, rest, kucoinSym)
 		cut := kept[drop-1].recv
 		gaps := 0
 		for _, k := range all {
@@ -334,8 +330,8 @@ func TestKucoinRecordedFile(t *testing.T) {
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}
-		if gaps != 1 || resyncsB(t, reg, "gap") != 1 || resyncsB(t, reg, "") != 1 {
-			t.Fatalf("%d gap ticks, %v resyncs", gaps, resyncsB(t, reg, ""))
+		if gaps != 1 || resyncCount(reg, "gap") != 1 || resyncCount(reg, "") != 1 {
+			t.Fatalf("%d gap ticks, %v resyncs", gaps, resyncCount(reg, ""))
 		}
 		if asked2["BCHSV-USDT"] != 2 {
 			t.Fatalf("BCHSV-USDT snapshot asked %d times, want 2 (start, gap)", asked2["BCHSV-USDT"])
@@ -345,36 +341,24 @@ func TestKucoinRecordedFile(t *testing.T) {
 
 // FuzzFeedKucoin: Handle never panics; both JSON paths agree.
 func FuzzFeedKucoin(f *testing.F) {
-	for i, l := range testdataB(f, "kucoin/KUCOIN.ws.1.0_head400") {
-		if l.frame != nil && i%10 == 0 {
-			f.Add(l.frame)
+	for i, l := range readCaptureAll(f, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")) {
+		if l.body != nil && i%10 == 0 {
+			f.Add(l.body)
 		}
 	}
 	f.Add(kucoinUpd(11, 11, `{"asks":[],"bids":[["102","1","11"]]}`))
 	f.Add(kucoinUpd(13, 13, `{"asks":[],"bids":[["97","1","13"]]}`))
-	a, b := fuzzFeedsB(f, "kucoin")
 	prime := func(fd Feed) {
 		fd.Handle(1, kucoinUpd(10, 10, `{"asks":[],"bids":[["99","1","10"]]}`), nil)
 		for _, r := range fd.SnapshotRequests(nil) {
 			fd.HandleSnapshot(2, r, []byte(`{"code":"200000","data":{"sequence":"10","bids":[["99","1"]],"asks":[["101","1"]]}}`), nil)
 		}
 	}
-	prime(a)
-	if b != nil {
-		prime(b)
-	}
-	f.Fuzz(func(t *testing.T, data []byte) {
-		fuzzCompareB(t, a, b, data)
-		ra, rb := a.SnapshotRequests(nil), []SnapshotRequest(nil)
-		if b != nil {
-			rb = b.SnapshotRequests(nil)
-			if !reflect.DeepEqual(ra, rb) {
-				t.Fatalf("requests differ: %+v vs %+v", ra, rb)
-			}
-		}
-	})
+	paths := fuzzPaths(f, "kucoin", FeedConfig{}, nil, prime)
+	// fuzzCompare also checks that the paths ask for the same snapshots.
+	f.Fuzz(func(t *testing.T, data []byte) { fuzzCompare(t, paths, data, nil) })
 }
 
 func BenchmarkFeedKucoin(b *testing.B) {
-	benchFeedB(b, "kucoin", testdataB(b, "kucoin/KUCOIN.ws.1.0_head400"), testdataB(b, "kucoin/KUCOIN.http.0.0_head3"), kucoinSym)
+	benchReplay(b, "kucoin", readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.ws.1.0_head400")), readCaptureAll(b, venueTestdata("kucoin", "KUCOIN.http.0.0_head3")), kucoinSym)
 }

@@ -67,7 +67,7 @@ func TestOKXGolden(t *testing.T) {
 // "3366.1:7:3366.8:9:3366:6:3368:8".
 func TestOKXChecksumDocumented(t *testing.T) {
 	sum := int32(crc32.ChecksumIEEE([]byte("3366.1:7:3366.8:9:3366:6:3368:8")))
-	for path, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+	for path, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		snap := fmt.Sprintf(`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["3366.8","9","10","3"],["3368","8","3","4"]],"bids":[["3366.1","7","0","3"],["3366","6","3","4"]],"ts":"1597026383085","checksum":%d,"prevSeqId":-1,"seqId":123456}]}`, sum)
 		out, err := f.Handle(1, []byte(snap), nil)
 		if err != nil || len(out) != 4 || f.resyncTotal() != 0 {
@@ -129,7 +129,7 @@ func (r *okxRef) apply(body []byte) {
 }
 
 func testOKXReplay(t *testing.T, path string) {
-	lines := vaReadCapture(t, path)
+	lines := readCapture(t, path)
 	ref := &okxRef{books: map[string]*[2]map[float64]float64{}}
 	for _, l := range lines {
 		ref.apply(l.body)
@@ -138,8 +138,8 @@ func testOKXReplay(t *testing.T, path string) {
 		t.Fatal("no checksummed frame")
 	}
 	got := map[string][]Tick{}
-	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
-		ticks := replayFeed(t, f, lines, false)
+	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
+		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
 		if f.malformedTotal() != 0 || f.resyncTotal() != 0 {
 			t.Errorf("%s: %v malformed, %v resyncs (checksum %v)", name, f.malformedTotal(), f.resyncTotal(), f.resyncs("checksum"))
@@ -167,8 +167,8 @@ func TestOKXReplayFullFile(t *testing.T) { testOKXReplay(t, sharedCapture(t, "OK
 // withSeq rewrites recorded books frames of one instrument with seqId and
 // prevSeqId as OKX sends them today: snapshot prevSeqId -1, then each
 // update's prevSeqId the previous seqId.
-func withSeq(lines []vaLine, inst string) []vaLine {
-	out := make([]vaLine, len(lines))
+func withSeq(lines []capLine, inst string) []capLine {
+	out := make([]capLine, len(lines))
 	seq := int64(1000)
 	for i, l := range lines {
 		out[i] = l
@@ -192,7 +192,7 @@ func withSeq(lines []vaLine, inst string) []vaLine {
 // a books resubscription, and no book tick for the instrument afterwards.
 func TestOKXInjected(t *testing.T) {
 	const inst = "BTC-USDT"
-	lines := withSeq(vaReadCapture(t, venueTestdata("okx", okxExcerpt)), inst)
+	lines := withSeq(readCapture(t, venueTestdata("okx", okxExcerpt)), inst)
 	target, n := -1, 0
 	for i, l := range lines {
 		if strings.Contains(string(l.body), `"channel":"books","instId":"`+inst+`"},"action":"update"`) {
@@ -213,26 +213,17 @@ func TestOKXInjected(t *testing.T) {
 		return []byte(s[:j] + "1" + s[j:])
 	}
 	for mode, reason := range map[string]string{"drop": "gap", "corrupt": "checksum"} {
-		for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+		for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 			gaps := 0
-			for i, l := range lines {
-				body := l.body
-				if i == target {
-					if mode == "drop" {
-						continue
-					}
-					body = corrupt(body)
-				}
-				out, err := f.Handle(l.recv, body, nil)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for _, tk := range out {
-					if tk.Kind == KindGap {
-						gaps++
-					} else if gaps > 0 && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
-						t.Fatalf("%s %s: book tick after the resync", mode, name)
-					}
+			edit := corrupt
+			if mode == "drop" {
+				edit = nil
+			}
+			for _, tk := range replayEdited(t, f, lines, target, edit) {
+				if tk.Kind == KindGap {
+					gaps++
+				} else if gaps > 0 && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
+					t.Fatalf("%s %s: book tick after the resync", mode, name)
 				}
 			}
 			if gaps != 1 || f.resyncs(reason) != 1 || f.resyncTotal() != 1 {
@@ -246,8 +237,8 @@ func TestOKXInjected(t *testing.T) {
 		}
 	}
 	// With sequence numbers and nothing dropped, no resync.
-	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
-		replayFeed(t, f, lines, false)
+	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
+		replayFeed(t, f, lines)
 		if f.resyncTotal() != 0 {
 			t.Fatalf("%s: %v resyncs with intact sequence", name, f.resyncTotal())
 		}
@@ -265,7 +256,7 @@ func TestOKXMalformedAndControl(t *testing.T) {
 		`{"arg":{"channel":"books","instId":"BTC-USDT"},"action":"snapshot","data":[{"asks":[["1"]],"bids":[],"ts":"1"}]}`:                   ReasonBadType,
 		`{"arg":{"channel":"funding-rate","instId":"BTC-USDT-SWAP"},"data":[{"fundingRate":"abc","ts":"1"}]}`:                                ReasonBadNumber,
 	}
-	for name, f := range vaFeedPaths(t, VenueOKX, FeedConfig{}) {
+	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		for frame, reason := range bad {
 			out, err := f.Handle(1, []byte(frame), nil)
 			var pe *ParseError
@@ -309,7 +300,7 @@ func TestOKXSubscribe(t *testing.T) {
 
 // FuzzFeedOKX: go test ./ingest -run '^$' -fuzz FuzzFeedOKX -fuzztime 30s
 func FuzzFeedOKX(f *testing.F) {
-	seeds := seedBodies(vaReadCapture(f, venueTestdata("okx", okxExcerpt)), 3)
+	seeds := seedBodies(readCapture(f, venueTestdata("okx", okxExcerpt)), 3)
 	seeds = append(seeds, []byte(`{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instId":"IOST-USDT-SWAP"}]}`),
 		[]byte(`{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"fundingRate":"0.0001","fundingTime":"1700726400000","ts":"1700724675402"}]}`))
 	fuzzFeed(f, VenueOKX, FeedConfig{}, seeds)
@@ -317,5 +308,5 @@ func FuzzFeedOKX(f *testing.F) {
 
 // BenchmarkFeedOKX: go test ./ingest -run '^$' -bench FeedOKX -benchtime 1s
 func BenchmarkFeedOKX(b *testing.B) {
-	benchFeed(b, VenueOKX, FeedConfig{}, vaReadCapture(b, venueTestdata("okx", okxExcerpt)))
+	benchFeed(b, VenueOKX, FeedConfig{}, readCapture(b, venueTestdata("okx", okxExcerpt)))
 }
