@@ -61,7 +61,7 @@ type BitfinexFeed struct {
 
 // NewBitfinexFeed returns a Bitfinex Feed.
 func NewBitfinexFeed(cfg FeedConfig) *BitfinexFeed {
-	return &BitfinexFeed{feedCore: newLooseFeedCore("bitfinex", cfg, NormalizeBitfinexSymbol), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
+	return &BitfinexFeed{feedCore: newFeedCore("bitfinex", cfg, NormalizeBitfinexSymbol), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
 }
 
 // Limits: 25 channels per connection and 20 connections a minute on

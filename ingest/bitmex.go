@@ -52,7 +52,7 @@ type bitmexEntry struct {
 
 // NewBitmexFeed returns a BitMEX Feed.
 func NewBitmexFeed(cfg FeedConfig) *BitmexFeed {
-	return &BitmexFeed{feedCore: newLooseFeedCore("bitmex", cfg, NormalizeBitmexSymbol), ids: map[string]map[uint64]bitmexLevel{}}
+	return &BitmexFeed{feedCore: newFeedCore("bitmex", cfg, NormalizeBitmexSymbol), ids: map[string]map[uint64]bitmexLevel{}}
 }
 
 // Limits: BitMEX allows 20 subscribe args a second or so (its connection

@@ -44,7 +44,7 @@ type DeribitFeed struct {
 
 // NewDeribitFeed returns a Deribit Feed.
 func NewDeribitFeed(cfg FeedConfig) *DeribitFeed {
-	return &DeribitFeed{feedCore: newLooseFeedCore("deribit", cfg, NormalizeDeribitSymbol), nextID: 100, bookChan: map[string]string{}}
+	return &DeribitFeed{feedCore: newFeedCore("deribit", cfg, NormalizeDeribitSymbol), nextID: 100, bookChan: map[string]string{}}
 }
 
 // Limits: Deribit rate-limits by credits (non-matching-engine requests:

@@ -40,11 +40,6 @@ type feedCore struct {
 
 	// resnapshot asks for a fresh snapshot of b (the venue's way).
 	resnapshot func(b *bookState)
-
-	// looseSyms keeps the symbol rules the Bitfinex, Gemini, Deribit,
-	// KuCoin, Gate.io, BitMEX and HTX feeds always had: '"' and '\\' are
-	// allowed and unnormalized symbols are not counted.
-	looseSyms bool
 }
 
 // symEntry is a venue symbol and its normalized instrument.
@@ -103,7 +98,7 @@ func newFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, b
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return feedCore{
+	c := feedCore{
 		venue:     venue,
 		cfg:       cfg,
 		log:       log.With("venue", venue),
@@ -113,13 +108,6 @@ func newFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, b
 		syms:      make(map[string]*symEntry),
 		books:     make(map[string]*bookState),
 	}
-}
-
-// newLooseFeedCore is newFeedCore with looseSyms, for the venues that
-// always had those rules; it reports the JSON path in use as they did.
-func newLooseFeedCore(venue string, cfg FeedConfig, normalize func(string) (string, bool)) feedCore {
-	c := newFeedCore(venue, cfg, normalize)
-	c.looseSyms = true
 	if cfg.Metrics != nil {
 		path := "fallback"
 		if c.jp.SIMD() {
@@ -228,7 +216,7 @@ func (c *feedCore) sym(b []byte, field string) (*symEntry, *ParseError) {
 		return nil, &ParseError{Reason: ReasonBadSymbol, Field: field}
 	}
 	for _, ch := range b {
-		if ch <= ' ' || ch == 0x7f || (ch == '"' || ch == '\\') && !c.looseSyms {
+		if ch <= ' ' || ch == 0x7f || ch == '"' || ch == '\\' {
 			return nil, &ParseError{Reason: ReasonBadSymbol, Field: field}
 		}
 	}
@@ -250,7 +238,7 @@ func (c *feedCore) sym(b []byte, field string) (*symEntry, *ParseError) {
 // countUnnormalized counts a frame of a symbol left unnormalized
 // (signald_ingest_unnormalized_symbol_frames_total).
 func (c *feedCore) countUnnormalized(e *symEntry) {
-	if !e.normalized && c.m.v != nil && !c.looseSyms {
+	if !e.normalized && c.m.v != nil {
 		c.m.v.unnormalized.Inc()
 	}
 }

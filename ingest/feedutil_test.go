@@ -144,7 +144,7 @@ func (f feedUnderTest) ignored(typ string) float64 {
 	return testutil.ToFloat64(f.m.ignored.WithLabelValues(f.venue, typ))
 }
 
-// counter sums the counter name over the series of reg whose labels
+// counter sums the counter (or gauge) name over the series of reg whose labels
 // include want (all of them for nil).
 func counter(reg *prometheus.Registry, name string, want map[string]string) float64 {
 	mfs, err := reg.Gather()
@@ -164,7 +164,7 @@ func counter(reg *prometheus.Registry, name string, want map[string]string) floa
 				}
 			}
 			if n == len(want) {
-				sum += m.GetCounter().GetValue()
+				sum += m.GetCounter().GetValue() + m.GetGauge().GetValue()
 			}
 		}
 	}
@@ -837,6 +837,30 @@ func TestFeedsBNotResyncers(t *testing.T) {
 		f, _ := newTestFeed(t, v, FeedConfig{})
 		if _, ok := f.(Resyncer); ok {
 			t.Errorf("%s implements Resyncer", v)
+		}
+	}
+}
+
+// TestFeedsReportParserPath: every registered venue's feed reports the JSON
+// path it uses, one series set to 1, as the operator's dashboard expects.
+func TestFeedsReportParserPath(t *testing.T) {
+	for _, venue := range FeedVenues() {
+		if venue == "replaytest" {
+			continue // the replay tests' stand-in, registered by a test
+		}
+		for _, fallback := range []bool{false, true} {
+			reg := prometheus.NewRegistry()
+			m := NewMetrics(reg)
+			if _, err := NewFeed(venue, FeedConfig{Metrics: m, ForceFallback: fallback}); err != nil {
+				t.Fatalf("%s: %v", venue, err)
+			}
+			want := "fallback"
+			if !fallback && simdjson.SupportedCPU() {
+				want = "simdjson"
+			}
+			if got := counter(reg, "signald_ingest_parser_info", map[string]string{"venue": venue, "path": want}); got != 1 {
+				t.Errorf("%s (fallback forced: %v): signald_ingest_parser_info{path=%q} = %v, want 1", venue, fallback, want, got)
+			}
 		}
 	}
 }

@@ -34,7 +34,7 @@ type GateioFeed struct {
 
 // NewGateioFeed returns a Gate.io Feed.
 func NewGateioFeed(cfg FeedConfig) *GateioFeed {
-	return &GateioFeed{feedCore: newLooseFeedCore("gateio", cfg, NormalizeGateioSymbol), now: time.Now}
+	return &GateioFeed{feedCore: newFeedCore("gateio", cfg, NormalizeGateioSymbol), now: time.Now}
 }
 
 // Limits: Gate.io documents no per-connection channel cap for public

@@ -31,7 +31,7 @@ type GeminiFeed struct {
 
 // NewGeminiFeed returns a Gemini Feed.
 func NewGeminiFeed(cfg FeedConfig) *GeminiFeed {
-	return &GeminiFeed{feedCore: newLooseFeedCore("gemini", cfg, NormalizeGeminiSymbol)}
+	return &GeminiFeed{feedCore: newFeedCore("gemini", cfg, NormalizeGeminiSymbol)}
 }
 
 // Limits: Gemini documents no per-connection symbol cap for v2 market data;

@@ -41,7 +41,7 @@ type HuobiFeed struct {
 
 // NewHuobiFeed returns a Huobi Feed.
 func NewHuobiFeed(cfg FeedConfig) *HuobiFeed {
-	return &HuobiFeed{feedCore: newLooseFeedCore("huobi", cfg, NormalizeHuobiSymbol)}
+	return &HuobiFeed{feedCore: newFeedCore("huobi", cfg, NormalizeHuobiSymbol)}
 }
 
 // Limits: the server pings every 5 s; subscriptions are paced at 10 a

@@ -40,7 +40,7 @@ type KucoinFeed struct {
 
 // NewKucoinFeed returns a KuCoin Feed.
 func NewKucoinFeed(cfg FeedConfig) *KucoinFeed {
-	return &KucoinFeed{feedCore: newLooseFeedCore("kucoin", cfg, NormalizeKucoinSymbol)}
+	return &KucoinFeed{feedCore: newFeedCore("kucoin", cfg, NormalizeKucoinSymbol)}
 }
 
 // Limits: at most 300 topics a connection and 100 client messages per 10 s
