@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/minio/simdjson-go"
 )
 
 // runConfig is everything `signald run` takes from flags and environment.
@@ -45,7 +47,12 @@ type runConfig struct {
 	MacroReturns   []string
 	MacroRV        string
 	ConnectWait    time.Duration // how long start-up retries Redis and ClickHouse
+	JSONPath       string        // auto, simdjson or portable
 }
+
+// forceFallback reports whether venue frames go through the portable JSON
+// path even where simdjson-go runs.
+func (c *runConfig) forceFallback() bool { return c.JSONPath == "portable" }
 
 // envOr lets every flag default come from SIGNALD_<NAME>.
 func envOr(name, def string) string {
@@ -65,6 +72,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.ClickHouse, "clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse native `host:port` for storage (env SIGNALD_CLICKHOUSE_ADDR); empty stores Parquet files under --data")
 	fs.StringVar(&c.ClickHouseDB, "clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
 	fs.DurationVar(&c.ConnectWait, "connect-wait", 0, "at start-up, keep retrying Redis and ClickHouse for this long (for servers started alongside signald); 0 fails at the first refusal")
+	fs.StringVar(&c.JSONPath, "json-path", envOr("JSON_PATH", "auto"), "how venue frames are parsed: auto (simdjson-go where the CPU has AVX2 and CLMUL, else portable), simdjson, or portable (a pure-Go scanner, faster on small frames; identical ticks)")
 	fs.StringVar(&c.DataDir, "data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
 	fs.StringVar(&c.HTTPAddr, "http", envOr("HTTP_ADDR", "127.0.0.1:8080"), "HTTP API listen `address`")
 	replay := fs.String("replay", envOr("REPLAY", ""), "comma-separated capture `files` to replay (cryptofeed or hftbacktest format, plain or gzip)")
@@ -97,6 +105,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 		return nil, fmt.Errorf("unexpected argument %q (flags go before nothing else; see signald run -h)", fs.Arg(0))
 	}
 	c.MacroReturns = splitList(*macroReturns)
+	c.Live.ForceFallback = c.forceFallback()
 	if *replay != "" {
 		for _, p := range strings.Split(*replay, ",") {
 			if p = strings.TrimSpace(p); p != "" {
@@ -136,6 +145,15 @@ func (c *runConfig) validate() error {
 	}
 	if c.StoreConc < 1 || c.StoreConc > 64 {
 		errs = append(errs, fmt.Errorf("--store-concurrency %d: must be 1-64", c.StoreConc))
+	}
+	switch c.JSONPath {
+	case "auto", "portable":
+	case "simdjson":
+		if !simdjson.SupportedCPU() {
+			errs = append(errs, errors.New("--json-path simdjson: this CPU lacks AVX2 or CLMUL, which simdjson-go needs; use auto or portable"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--json-path %q: want auto, simdjson or portable", c.JSONPath))
 	}
 	if c.ConnectWait < 0 || c.ConnectWait > time.Hour {
 		errs = append(errs, fmt.Errorf("--connect-wait %v: must be between 0 and 1h", c.ConnectWait))

@@ -262,6 +262,55 @@ func TestEmbeddedRunAndBacktest(t *testing.T) {
 	assertSameSignals(t, runSigs, runBacktest(t, "--data", dir))
 }
 
+// TestJSONPathPortable: --json-path portable parses with the pure-Go scanner
+// (the start-up line says so) and stores exactly the ticks the default path
+// gives.
+func TestJSONPathPortable(t *testing.T) {
+	const limit = 3000
+	want := expectedTicks(t, spotCapture, limit)
+	dir := t.TempDir()
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "0", "--exit-when-done",
+		"--data", dir, "--http", freePort(t), "--json-path", "portable")
+	if err := d.wait(t, 2*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	if !strings.Contains(d.stderr.String(), "json_path=portable") {
+		t.Fatalf("start-up line does not report the portable path:\n%s", tail(d.stderr.String(), 2000))
+	}
+	st, err := store.OpenParquet(store.ParquetOptions{Dir: dir}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertExactly(t, want, storedIDs(t, st))
+
+	// The replay's parser itself took the portable path.
+	addr := freePort(t)
+	d = startDaemon(t, "--replay", spotCapture, "--loop", "--speed", "20", "--data", t.TempDir(), "--http", addr,
+		"--json-path", "portable")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/metrics")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if strings.Contains(string(b), `signald_ingest_parser_info{path="fallback",venue="binance"} 1`) {
+				if strings.Contains(string(b), `path="simdjson"`) {
+					t.Fatalf("a parser on the simdjson path despite --json-path portable")
+				}
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no portable parser in /metrics\n%s", tail(d.stderr.String(), 2000))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("daemon: %v", err)
+	}
+}
+
 // TestHTTPAPI: /v1/macro serves data from the running pipeline, with an
 // ETag; /metrics, /healthz and /readyz answer; SIGTERM stops it cleanly.
 func TestHTTPAPI(t *testing.T) {
@@ -439,6 +488,7 @@ func TestBadConfig(t *testing.T) {
 		{[]string{"--redis", dead}, "is Redis running?"},
 		{[]string{"--clickhouse", dead}, "is ClickHouse running?"},
 		{[]string{"--connect-wait", "-1s"}, "--connect-wait -1s"},
+		{[]string{"--json-path", "fast"}, `--json-path "fast": want auto, simdjson or portable`},
 		// A bounded wait still ends in the same message.
 		{[]string{"--clickhouse", dead, "--connect-wait", "300ms"}, "is ClickHouse running?"},
 	}

@@ -21,6 +21,7 @@ type liveConfig struct {
 	Endpoints, REST map[string]string
 	Overflow        string
 	Queue           int
+	ForceFallback   bool   // --json-path portable
 	channels        string // --live-channels, split into Channels by validate
 }
 
@@ -91,7 +92,7 @@ func (c *liveConfig) ingestors(p *pipeline) ([]*ingest.Ingestor, error) {
 		}
 		cfg := ingest.IngestorConfig{
 			Venue: s.Venue, Subscriptions: subs, QueueSize: c.Queue, Overflow: pol,
-			Feed: ingest.FeedConfig{Endpoint: c.Endpoints[s.Venue], RESTEndpoint: c.REST[s.Venue]},
+			Feed: ingest.FeedConfig{Endpoint: c.Endpoints[s.Venue], RESTEndpoint: c.REST[s.Venue], ForceFallback: c.ForceFallback},
 		}
 		var in *ingest.Ingestor
 		if p != nil {

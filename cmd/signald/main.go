@@ -101,6 +101,15 @@ func parseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
+// jsonPathInUse is the JSON path venue frames go through: --json-path, with
+// auto resolved.
+func jsonPathInUse(cfg *runConfig) string {
+	if cfg.forceFallback() || !simdjson.SupportedCPU() {
+		return "portable"
+	}
+	return "simdjson"
+}
+
 // redisLog adapts go-redis's Printf logging to slog, at warn: go-redis logs
 // only trouble (failed dials, bad connections, cluster reloads).
 type redisLog struct{ log *slog.Logger }
@@ -121,7 +130,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	redis.SetLogger(redisLog{log})
 	cpu := asm.Detect()
 	log.Info("signald starting", "version", version(), "cpu", cpu.Brand, "avx2", cpu.AVX2, "fma", cpu.FMA,
-		"simdjson", simdjson.SupportedCPU())
+		"simdjson", simdjson.SupportedCPU(), "json_path", jsonPathInUse(cfg))
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

@@ -236,7 +236,7 @@ func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 	default:
 		r, err = ingest.NewReplayer(ingest.ReplayConfig{
 			Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Venue: p.cfg.ReplayVenue, BookSync: p.cfg.ReplaySync,
-			Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit,
+			Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit, ForceFallback: p.cfg.forceFallback(),
 		}, p.log, p.im)
 	}
 	if err != nil {
