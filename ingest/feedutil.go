@@ -768,6 +768,12 @@ func next(it *simdjson.Iter) (jfield, bool) {
 // levelArray parses [[price, size, ...], ...] (strings) into c.lv with
 // side; extra elements are ignored.
 func (c *feedCore) levelArray(f *jfield, side Side, field string) *ParseError {
+	return c.levelRows(f, side, field, false)
+}
+
+// levelRows is levelArray; withTime also requires each level's third
+// element, a decimal seconds string (Kraken v1), kept as the level's time.
+func (c *feedCore) levelRows(f *jfield, side Side, field string, withTime bool) *ParseError {
 	if f.typ == simdjson.TypeNone {
 		return nil
 	}
@@ -786,7 +792,12 @@ func (c *feedCore) levelArray(f *jfield, side Side, field string) *ParseError {
 		}
 		pf, ok1 := next(&li)
 		sf, ok2 := next(&li)
-		if !ok1 || !ok2 {
+		var tf jfield
+		ok3 := true
+		if withTime {
+			tf, ok3 = next(&li)
+		}
+		if !ok1 || !ok2 || !ok3 {
 			return &ParseError{Reason: ReasonBadType, Field: field}
 		}
 		px, pt, perr := pf.dec(field)
@@ -797,7 +808,17 @@ func (c *feedCore) levelArray(f *jfield, side Side, field string) *ParseError {
 		if perr != nil {
 			return perr
 		}
-		c.lv = append(c.lv, parsedLevel{side: side, px: px, sz: sz, pxText: pt, szText: st})
+		var ts int64
+		if withTime {
+			tb, perr := tf.str(field)
+			if perr != nil {
+				return perr
+			}
+			if ts, ok = parseSecondsDecimal(tb); !ok {
+				return &ParseError{Reason: ReasonBadNumber, Field: field}
+			}
+		}
+		c.lv = append(c.lv, parsedLevel{side: side, px: px, sz: sz, pxText: pt, szText: st, ts: ts})
 	}
 }
 

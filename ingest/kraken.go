@@ -456,10 +456,11 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 			}
 			snapshot = true
 		}
-		// Order matters within an update (a level may change twice); asks
-		// and bids are separate sides, so a-then-b is the venue's order.
+		// Levels are [[price, volume, timestamp(, "r")], ...]. Order matters
+		// within an update (a level may change twice); asks and bids are
+		// separate sides, so a-then-b is the venue's order.
 		for j, side := range [4]Side{SideSell, SideBuy, SideSell, SideBuy} {
-			if perr := f.v1levels(&g[j], side, krakenV1BookKeys[j]); perr != nil {
+			if perr := f.levelRows(&g[j], side, krakenV1BookKeys[j], true); perr != nil {
 				return out, perr
 			}
 		}
@@ -513,50 +514,6 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 		f.resubscribeV1(s.symbol, depth)
 	}
 	return out, nil
-}
-
-// v1levels parses [[price, volume, timestamp(, "r")], ...].
-func (f *KrakenFeed) v1levels(fl *jfield, side Side, field string) *ParseError {
-	if fl.typ == simdjson.TypeNone {
-		return nil
-	}
-	it, perr := fl.arrayIter(field)
-	if perr != nil {
-		return perr
-	}
-	for {
-		e, ok := next(&it)
-		if !ok {
-			return nil
-		}
-		li, perr := e.arrayIter(field)
-		if perr != nil {
-			return perr
-		}
-		pf, ok1 := next(&li)
-		sf, ok2 := next(&li)
-		tf, ok3 := next(&li)
-		if !ok1 || !ok2 || !ok3 {
-			return &ParseError{Reason: ReasonBadType, Field: field}
-		}
-		px, pt, perr := pf.dec(field)
-		if perr != nil {
-			return perr
-		}
-		sz, st, perr := sf.dec(field)
-		if perr != nil {
-			return perr
-		}
-		tb, perr := tf.str(field)
-		if perr != nil {
-			return perr
-		}
-		ts, ok := parseSecondsDecimal(tb)
-		if !ok {
-			return &ParseError{Reason: ReasonBadNumber, Field: field}
-		}
-		f.lv = append(f.lv, parsedLevel{side: side, px: px, sz: sz, pxText: pt, szText: st, ts: ts})
-	}
 }
 
 // checksumV1 is the documented v1 checksum: for the top ten asks (best
