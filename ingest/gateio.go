@@ -283,15 +283,7 @@ func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []Tick) ([]Tick, *P
 	if !present(d[:3]) {
 		return out, perrf(ReasonMissingField, "order_book_update")
 	}
-	sym, perr := d[0].str("s")
-	if perr != nil {
-		return out, perr
-	}
-	first, perr := d[1].seqNum("U")
-	if perr != nil {
-		return out, perr
-	}
-	last, perr := d[2].seqNum("u")
+	sym, first, last, perr := seqSpan(d, gateioUpdateKeys)
 	if perr != nil {
 		return out, perr
 	}

@@ -390,15 +390,7 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *Pa
 	if !present(d[:4]) {
 		return out, perrf(ReasonMissingField, "l2update")
 	}
-	sym, perr := d[0].str("symbol")
-	if perr != nil {
-		return out, perr
-	}
-	start, perr := d[1].seqNum("sequenceStart")
-	if perr != nil {
-		return out, perr
-	}
-	end, perr := d[2].seqNum("sequenceEnd")
+	sym, start, end, perr := seqSpan(d, kucoinL2Keys)
 	if perr != nil {
 		return out, perr
 	}
@@ -425,6 +417,22 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *Pa
 		return out, perr
 	}
 	return f.seqUpdate(f.book(s), recv, ts, start, end, f.sl, out, f.requestSnapshot), nil
+}
+
+// seqSpan reads a sequenced delta frame's symbol and its first and last
+// venue sequences from d[0:3], named keys[0:3] (KuCoin symbol,
+// sequenceStart, sequenceEnd; Gate.io s, U, u).
+func seqSpan(d []jfield, keys []string) (sym []byte, first, last uint64, perr *ParseError) {
+	if sym, perr = d[0].str(keys[0]); perr != nil {
+		return nil, 0, 0, perr
+	}
+	if first, perr = d[1].seqNum(keys[1]); perr != nil {
+		return nil, 0, 0, perr
+	}
+	if last, perr = d[2].seqNum(keys[2]); perr != nil {
+		return nil, 0, 0, perr
+	}
+	return sym, first, last, nil
 }
 
 // seqUpdate applies or buffers a delta frame covering venue sequences
