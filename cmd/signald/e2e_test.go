@@ -83,6 +83,26 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
+// waitMetrics polls the daemon's /metrics at addr until ready accepts the
+// text, and returns it.
+func (d *daemon) waitMetrics(t *testing.T, addr, what string, timeout time.Duration, ready func(string) bool) string {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if ready(string(b)) {
+				return string(b)
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not in /metrics within %v\n%s", what, timeout, tail(d.stderr.String(), 3000))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
 // waitLog waits until the daemon's stderr contains want.
 func (d *daemon) waitLog(t *testing.T, want string, timeout time.Duration) {
 	t.Helper()
@@ -287,23 +307,11 @@ func TestJSONPathPortable(t *testing.T) {
 	addr := freePort(t)
 	d = startDaemon(t, "--replay", spotCapture, "--loop", "--speed", "20", "--data", t.TempDir(), "--http", addr,
 		"--json-path", "portable")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), `signald_ingest_parser_info{path="fallback",venue="binance"} 1`) {
-				if strings.Contains(string(b), `path="simdjson"`) {
-					t.Fatalf("a parser on the simdjson path despite --json-path portable")
-				}
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no portable parser in /metrics\n%s", tail(d.stderr.String(), 2000))
-		}
-		time.Sleep(100 * time.Millisecond)
+	m := d.waitMetrics(t, addr, "the portable parser", 30*time.Second, func(m string) bool {
+		return strings.Contains(m, `signald_ingest_parser_info{path="fallback",venue="binance"} 1`)
+	})
+	if strings.Contains(m, `path="simdjson"`) {
+		t.Fatalf("a parser on the simdjson path despite --json-path portable")
 	}
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	if err := d.wait(t, 30*time.Second); err != nil {

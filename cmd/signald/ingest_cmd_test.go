@@ -209,22 +209,10 @@ func TestRunLive(t *testing.T) {
 	d := startDaemon(t, "--live", "binance:BTCUSDT", "--live-channels", "trades,book",
 		"--live-endpoint", "binance="+wsURL(srv), "--live-rest-endpoint", "binance="+srv.URL,
 		"--data", dir, "--http", addr)
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get("http://" + addr + "/metrics")
-		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if strings.Contains(string(b), `signald_ingest_connections_open{venue="binance"} 1`) &&
-				strings.Contains(string(b), fmt.Sprintf("signald_pipeline_ticks_published_total %d", n+6)) {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("live ticks not published in time\n%s", tail(d.stderr.String(), 3000))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	d.waitMetrics(t, addr, "the live ticks", 15*time.Second, func(m string) bool {
+		return strings.Contains(m, `signald_ingest_connections_open{venue="binance"} 1`) &&
+			strings.Contains(m, fmt.Sprintf("signald_pipeline_ticks_published_total %d", n+6))
+	})
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	if err := d.wait(t, 20*time.Second); err != nil {
 		t.Fatalf("daemon: %v", err)
