@@ -91,12 +91,15 @@
 // bit-identical pure-Go fallback). Instruments enter the store, in row
 // order, when their first step closes; the store is reallocated then (rare:
 // O(state) once per step in which instruments appear). Minimum, maximum and
-// their ages come from two monotonic deques per series and instrument, shared
-// by all its windows (O(1) amortized per step, O(log n) per window to find a
-// window's extreme). Memory: 8 bytes per series, step of the largest window
-// and instrument for the rings, plus the sums and the deques;
-// Engine.StateBytesPerInstrument and
-// signald_features_state_bytes_per_instrument report it (about 135 kB with
+// their ages come from a block decomposition of each window (blocks of about
+// sqrt(w) steps: the suffix of the oldest block, the whole blocks, the prefix
+// of the current one), kept as the same kind of per-instrument arrays and
+// updated by vector kernels: O(1) amortized per step whatever the data, and
+// no per-instrument branches (a monotonic deque per instrument, the usual
+// structure, is scalar and branchy). Memory: 8 bytes per series, step of the
+// largest window and instrument for the rings, plus the sums and the blocks'
+// extremes; Engine.StateBytesPerInstrument and
+// signald_features_state_bytes_per_instrument report it (about 190 kB with
 // the defaults).
 //
 // # Numerics

@@ -117,7 +117,7 @@ func (e *Engine) Config() Config {
 }
 
 // StateBytesPerInstrument is the rolling state's memory per instrument in
-// the structure-of-arrays store (ring buffers, window sums, deques), as now
+// the structure-of-arrays store (ring buffers, window sums, block extremes), as now
 // allocated; 0 before the first step.
 func (e *Engine) StateBytesPerInstrument() int { return e.roll.bytesPerInstrument() }
 

@@ -73,7 +73,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	})
 	stateBytes := prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "signald_features_state_bytes_per_instrument",
-		Help: "Rolling-window state per instrument (ring buffers, sums, deques) at the last change of the instrument set.",
+		Help: "Rolling-window state per instrument (ring buffers, sums, block extremes) at the last change of the instrument set.",
 	})
 	ignored := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_features_ignored_ticks_total",

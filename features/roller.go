@@ -22,7 +22,6 @@ import (
 // values.
 type roller struct {
 	windows []int
-	byDesc  []int // window indexes by decreasing window
 	maxW    int
 	rows    int64  // ring rows: maxW+1, so the value leaving the largest window is still there
 	t       uint32 // steps taken; step t is ring row t mod rows
@@ -42,13 +41,56 @@ type roller struct {
 }
 
 type rseries struct {
-	rv    bool
-	ring  [][]float64 // rows x n
-	cnt   []int32     // values since the series started, saturating at maxW+1; 0 = not started
-	run   []int32     // consecutive values equal to the latest, saturating at maxW+1
-	maxDq []mmDeque
-	minDq []mmDeque
-	win   []rwin
+	rv   bool
+	ring [][]float64 // rows x n
+	cnt  []int32     // values since the series started, saturating at maxW+1; 0 = not started
+	run  []int32     // consecutive values equal to the latest, saturating at maxW+1
+	ext  []extWin    // per window: min/max state
+	win  []rwin
+}
+
+// extWin is the min/max state of one series over one window of w steps, a
+// block decomposition (van Herk / Gil-Werman) whose every update is a
+// vector kernel over instruments: steps are cut into blocks of b (1 <= b <
+// w), so a window is the suffix of its oldest block, the whole blocks after
+// it and the prefix of the current block. The prefix grows by one step per
+// step; each completed block's extremes are kept in a ring; when the
+// window's oldest step enters a new block, that block's suffix extremes are
+// computed from the series' ring and the whole blocks' extremes are merged
+// anew. With b near sqrt(w) that is O(1) vector work per step amortized,
+// whatever the data (a monotone series included), and no per-instrument
+// branches.
+//
+// Extremes of steps before an instrument's series (re)started are stale but
+// never reach an output: a window is reported only once it lies after the
+// start, and then its oldest block's suffix is computed from the ring (which
+// the start filled with the first value) and its whole blocks were all
+// completed after the start (see roller.extremes).
+type extWin struct {
+	b      int64
+	prefix asm.Extrema   // the current block's steps so far
+	whole  asm.Extrema   // the whole blocks between the oldest and the current block
+	blocks []asm.Extrema // completed block k at k mod len(blocks)
+	suffix []asm.Extrema // suffix[j]: steps j.. of the window's oldest block
+}
+
+// extBlock is the block size of a window of w steps: about sqrt(w), so the
+// suffix (b steps) and whole-block (w/b blocks) recomputations, each done
+// once per b steps, cost about one vector merge per step each.
+func extBlock(w int) int64 {
+	b := int64(math.Round(math.Sqrt(float64(w))))
+	return max(1, min(b, int64(w)-1))
+}
+
+func (x *extWin) extrema(fn func(*asm.Extrema)) {
+	fn(&x.prefix)
+	fn(&x.whole)
+	for k := range x.blocks {
+		fn(&x.blocks[k])
+	}
+	for k := range x.suffix {
+		fn(&x.suffix[k])
+	}
 }
 
 // rwin is the state of one series over one window.
@@ -74,20 +116,24 @@ type rwin struct {
 func newRoller(windows []int, rv []bool) *roller {
 	r := &roller{windows: windows, maxW: slices.Max(windows)}
 	r.rows = int64(r.maxW) + 1
-	r.byDesc = make([]int, len(windows))
-	for i := range r.byDesc {
-		r.byDesc[i] = i
-	}
-	slices.SortFunc(r.byDesc, func(a, b int) int { return windows[b] - windows[a] })
 	r.series = make([]rseries, len(rv))
 	for b := range r.series {
 		s := &r.series[b]
 		s.rv = rv[b]
 		s.ring = make([][]float64, r.rows)
 		s.win = make([]rwin, len(windows))
+		s.ext = make([]extWin, len(windows))
 		for wi, w := range windows {
 			s.win[wi].w = w
 			s.win[wi].alpha = 2 / float64(w+1)
+			x := &s.ext[wi]
+			x.b = extBlock(w)
+			// The whole blocks are read when the oldest step enters block
+			// ob, at step ob*b+w-1 in block c = ob+(w-1)/b: blocks ob+1 to
+			// c-1, so a ring of (w-1)/b - 1 blocks still holds them all
+			// (TestRollerExtremes fails with one fewer).
+			x.blocks = make([]asm.Extrema, max(1, (int64(w)-1)/x.b-1))
+			x.suffix = make([]asm.Extrema, x.b)
 		}
 	}
 	return r
@@ -112,6 +158,13 @@ func (r *roller) f64s(fn func(*[]float64)) {
 				fn(&w.sqC)
 			}
 		}
+		for wi := range s.ext {
+			s.ext[wi].extrema(func(e *asm.Extrema) {
+				for _, p := range []*[]float64{&e.Max, &e.MaxT, &e.Min, &e.MinT} {
+					fn(p)
+				}
+			})
+		}
 	}
 	for _, p := range []*[]float64{&r.ones, &r.dNew, &r.dPrev, &r.dOld, &r.dOldNext, &r.tOld} {
 		fn(p)
@@ -128,10 +181,6 @@ func (r *roller) resize(from []int32) {
 		s := &r.series[b]
 		s.cnt = remap(s.cnt, from)
 		s.run = remap(s.run, from)
-		s.maxDq = remap(s.maxDq, from)
-		s.minDq = remap(s.minDq, from)
-		rehome(s.maxDq)
-		rehome(s.minDq)
 		for wi := range s.win {
 			w := &s.win[wi]
 			w.pos = remap(w.pos, from)
@@ -167,7 +216,7 @@ func (r *roller) row(s *rseries, t int64) []float64 {
 	return s.ring[floorMod(t, r.rows)]
 }
 
-// bytesPerInstrument is the state size per instrument, deques included.
+// bytesPerInstrument is the state size per instrument.
 func (r *roller) bytesPerInstrument() int {
 	if r.n == 0 {
 		return 0
@@ -178,9 +227,6 @@ func (r *roller) bytesPerInstrument() int {
 		s := &r.series[b]
 		total += 8 * len(s.cnt) // cnt, run
 		total += 12 * len(s.win) * len(s.cnt)
-		for i := range s.maxDq {
-			total += 2*24 + s.maxDq[i].bytes() + s.minDq[i].bytes()
-		}
 	}
 	return total / r.n
 }
@@ -230,10 +276,8 @@ func (r *roller) stepSeries(b int, x []float64, cols [][]float64, wc [][numStats
 	for _, i := range start {
 		r.begin(s, int(i), x[i])
 	}
-	// Min/max first: pushing and querying an instrument's deques in one go
-	// finds them in cache; the window loops below stream through megabytes.
-	r.minMax(s, cols, wc)
 	for wi := range s.win {
+		r.extremes(s, wi, cols, &wc[wi])
 		r.stepWindow(s, wi, cols, &wc[wi])
 	}
 }
@@ -244,8 +288,6 @@ func (r *roller) begin(s *rseries, i int, v float64) {
 	for k := range s.ring {
 		s.ring[k][i] = v
 	}
-	s.maxDq[i].reset()
-	s.minDq[i].reset()
 	var pos int32
 	if v > 0 {
 		pos = 1
@@ -495,57 +537,81 @@ func (r *roller) reanchor(s *rseries, w *rwin, i int, shift float64) {
 	}
 }
 
-// minMax pushes the step's values onto the series' two deques and writes
-// min, max, their ages and range_pos of every window from them.
-func (r *roller) minMax(s *rseries, cols [][]float64, wc [][numStats]int) {
-	t := r.t
-	nan := math.NaN()
-	cur := r.row(s, r.tt)
-	// The output columns by window, in decreasing window order.
-	type outs struct {
-		w                            uint32
-		max, min, amax, amin, rngPos []float64
-	}
-	var buf [8]outs
-	out := buf[:0]
-	for _, wi := range r.byDesc {
-		c := &wc[wi]
-		out = append(out, outs{uint32(r.windows[wi]), cols[c[sMax]], cols[c[sMin]], cols[c[sArgmaxAge]], cols[c[sArgminAge]], cols[c[sRangePos]]})
-	}
-	span := uint32(r.maxW)
-	for i := range r.n {
-		var jMax, jMin uint32
-		dmax, dmin := &s.maxDq[i], &s.minDq[i]
-		cnt := uint32(max(s.cnt[i], 0))
-		if cnt > 0 {
-			dmax.push(cur[i], t, span, true)
-			dmin.push(cur[i], t, span, false)
+// extremes steps series s's min/max state of window wi (see extWin) and
+// writes min, max, their ages and range_pos.
+func (r *roller) extremes(s *rseries, wi int, cols [][]float64, wc *[numStats]int) {
+	x := &s.ext[wi]
+	w := int64(s.win[wi].w)
+	n := r.n
+	tt := r.tt
+	cur := r.row(s, tt)[:n]
+	b := x.b
+	nb := int64(len(x.blocks))
+	c := floorDiv(tt, b) // the current block
+	first := tt - w + 1  // the window's oldest step
+	ob := floorDiv(first, b)
+	if tt == c*b {
+		// Block c-1 completed with the previous step: keep it (the prefix's
+		// arrays become the block's, the ring slot's the new prefix), and
+		// it is whole in the window unless it is the oldest block.
+		slot := &x.blocks[floorMod(c-1, nb)]
+		*slot, x.prefix = x.prefix, *slot
+		if c-1 > ob {
+			asm.ExtremaMerge(&x.whole, slot)
 		}
-		for k := range out {
-			o := &out[k]
-			if cnt < o.w {
-				o.max[i], o.min[i], o.amax[i], o.amin[i], o.rngPos[i] = nan, nan, nan, nan, nan
-				continue
-			}
-			// The larger window's answer often holds for this one too (and
-			// always for the largest, as old entries leave at push).
-			emax, emin := dmax.at(jMax), dmin.at(jMin)
-			if t-emax.t >= o.w {
-				jMax = dmax.first(t, o.w, jMax+1)
-				emax = dmax.at(jMax)
-			}
-			if t-emin.t >= o.w {
-				jMin = dmin.first(t, o.w, jMin+1)
-				emin = dmin.at(jMin)
-			}
-			o.max[i], o.min[i] = emax.v, emin.v
-			o.amax[i], o.amin[i] = float64(t-emax.t), float64(t-emin.t)
-			if emax.v > emin.v {
-				o.rngPos[i] = (cur[i] - emin.v) / (emax.v - emin.v)
-			} else {
-				o.rngPos[i] = nan
-			}
+		fillExtrema(&x.prefix, cur, float64(tt))
+	} else {
+		asm.ExtremaPush(&x.prefix, cur, float64(tt))
+	}
+	if first == ob*b {
+		// The oldest step entered block ob (complete: b < w): its suffixes
+		// from the ring, latest first, and the whole blocks after it anew.
+		last := ob*b + b - 1
+		fillExtrema(&x.suffix[b-1], r.row(s, last)[:n], float64(last))
+		for j := b - 2; j >= 0; j-- {
+			asm.ExtremaPrepend(&x.suffix[j], &x.suffix[j+1], r.row(s, ob*b+j)[:n], float64(ob*b+j))
 		}
+		if ob+1 < c {
+			setExtrema(&x.whole, &x.blocks[floorMod(ob+1, nb)], n)
+			for k := ob + 2; k < c; k++ {
+				asm.ExtremaMerge(&x.whole, &x.blocks[floorMod(k, nb)])
+			}
+		} else {
+			emptyExtrema(&x.whole, n)
+		}
+	}
+	col := func(st int) []float64 { return cols[wc[st]][:n] }
+	asm.ExtremaWindow(col(sMax), col(sMin), col(sArgmaxAge), col(sArgminAge), col(sRangePos),
+		&x.suffix[first-ob*b], &x.whole, &x.prefix, cur, s.cnt[:n], int(w), float64(tt))
+}
+
+// fillExtrema sets e to the single step t with values v.
+func fillExtrema(e *asm.Extrema, v []float64, t float64) {
+	n := len(v)
+	copy(e.Max[:n], v)
+	copy(e.Min[:n], v)
+	fillF64(e.MaxT[:n], t)
+	fillF64(e.MinT[:n], t)
+}
+
+func setExtrema(dst, src *asm.Extrema, n int) {
+	copy(dst.Max[:n], src.Max)
+	copy(dst.MaxT[:n], src.MaxT)
+	copy(dst.Min[:n], src.Min)
+	copy(dst.MinT[:n], src.MinT)
+}
+
+// emptyExtrema sets e to the empty set: every step merged into it wins.
+func emptyExtrema(e *asm.Extrema, n int) {
+	fillF64(e.Max[:n], math.Inf(-1))
+	fillF64(e.Min[:n], math.Inf(1))
+	fillF64(e.MaxT[:n], 0)
+	fillF64(e.MinT[:n], 0)
+}
+
+func fillF64(s []float64, v float64) {
+	for i := range s {
+		s[i] = v
 	}
 }
 

@@ -146,60 +146,6 @@ func TestSkipConstant(t *testing.T) {
 	}
 }
 
-// TestDequeMonotone drives the min/max deques with monotone runs (the
-// deque's worst case: it holds the whole window) and ties, across the
-// uint32 step counter's wrap-around, against a scan.
-func TestDequeMonotone(t *testing.T) {
-	const span = 50
-	var dmax, dmin mmDeque
-	var hist []float64
-	rng := rand.New(rand.NewPCG(8, 1))
-	t0 := uint32(math.MaxUint32 - 300)
-	for k := range 2000 {
-		var v float64
-		switch {
-		case k < 400:
-			v = float64(k) // increasing
-		case k < 800:
-			v = float64(800 - k) // decreasing
-		default:
-			v = float64(rng.IntN(5)) // many ties
-		}
-		ts := t0 + uint32(k)
-		hist = append(hist, v)
-		dmax.push(v, ts, span, true)
-		dmin.push(v, ts, span, false)
-		var jMax, jMin uint32
-		for _, w := range []int{50, 20, 7, 2} {
-			if len(hist) < w {
-				continue
-			}
-			jMax = dmax.first(ts, uint32(w), jMax)
-			jMin = dmin.first(ts, uint32(w), jMin)
-			xs := hist[len(hist)-w:]
-			for _, st := range []string{"max", "min", "argmax_age", "argmin_age"} {
-				var got float64
-				switch st {
-				case "max":
-					got = dmax.at(jMax).v
-				case "min":
-					got = dmin.at(jMin).v
-				case "argmax_age":
-					got = float64(ts - dmax.at(jMax).t)
-				case "argmin_age":
-					got = float64(ts - dmin.at(jMin).t)
-				}
-				if want := refStat(st, xs, nil); got != want {
-					t.Fatalf("step %d w %d %s = %v, want %v", k, w, st, got, want)
-				}
-			}
-		}
-	}
-	if len(dmax.buf) > 64 {
-		t.Errorf("deque grew to %d entries for a span of %d", len(dmax.buf), span)
-	}
-}
-
 // TestXRankNaive compares xrank with an O(n^2) count on data mixing
 // distinct values, runs of ties, signed zeros and NaN.
 func TestXRankNaive(t *testing.T) {
@@ -348,4 +294,81 @@ func BenchmarkXRank(b *testing.B) {
 			}
 		}
 	})
+}
+
+// TestRollerExtremes checks min, max, their ages and range_pos of windows
+// of 2 to 61 steps (block sizes 1 to 8) at every step against a scan, on
+// the data that stress the block decomposition: monotone runs (the window's
+// extreme always at its oldest or newest step), many ties (ages are those
+// of the latest occurrence), a constant stretch, and restarts (undefined
+// values) at random steps, for five instruments that restart at different
+// steps.
+func TestRollerExtremes(t *testing.T) {
+	windows := []int{2, 3, 4, 7, 16, 61}
+	const ni = 5
+	r := newRoller(windows, []bool{false})
+	r.resize([]int32{-1, -1, -1, -1, -1})
+	wc := [][][numStats]int{make([][numStats]int, len(windows))}
+	cols := make([][]float64, len(windows)*numStats)
+	for wi := range windows {
+		for s := range numStats {
+			wc[0][wi][s] = wi*numStats + s
+			cols[wi*numStats+s] = make([]float64, ni)
+		}
+	}
+	rng := rand.New(rand.NewPCG(8, 1))
+	hist := make([][]float64, ni)
+	x := [][]float64{make([]float64, ni)}
+	checked := 0
+	for k := range 6000 {
+		for i := range ni {
+			var v float64
+			switch ph := (k + 97*i) % 1500; {
+			case ph < 300:
+				v = float64(ph) // increasing
+			case ph < 600:
+				v = float64(600 - ph) // decreasing
+			case ph < 700:
+				v = 3.5 // constant
+			default:
+				v = float64(rng.IntN(5)) - 2 // many ties, -0 never
+			}
+			if rng.IntN(400) == 0 {
+				v = math.NaN() // the series restarts
+			}
+			x[0][i] = v
+			if math.IsNaN(v) {
+				hist[i] = hist[i][:0]
+			} else {
+				hist[i] = append(hist[i], v)
+			}
+		}
+		r.step(x, cols, wc)
+		for i := range ni {
+			h := hist[i]
+			for wi, w := range windows {
+				for _, st := range []int{sMax, sMin, sArgmaxAge, sArgminAge, sRangePos} {
+					got := cols[wc[0][wi][st]][i]
+					name := stats[st].name
+					if len(h) < w {
+						if !math.IsNaN(got) {
+							t.Fatalf("step %d inst %d %s_%d = %v during warm-up", k, i, name, w, got)
+						}
+						continue
+					}
+					want := refStat(name, h[len(h)-w:], nil)
+					if got != want && !(math.IsNaN(got) && math.IsNaN(want)) {
+						t.Fatalf("step %d inst %d %s_%d = %v, want %v", k, i, name, w, got, want)
+					}
+					checked++
+				}
+			}
+			if len(h) > 200 {
+				hist[i] = append(h[:0], h[len(h)-100:]...)
+			}
+		}
+	}
+	if checked < 100_000 {
+		t.Errorf("only %d values checked", checked)
+	}
 }

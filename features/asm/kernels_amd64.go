@@ -35,3 +35,23 @@ func rollProductsAVX2(s []float64, c []float64, aNew []float64, bNew []float64, 
 //
 //go:noescape
 func sumNaNAVX2(x []float64, s *[4]float64, c *[4]float64, n *[4]int)
+
+// extremaPushAVX2 is extremaPushGeneric on AVX2; len(x) must be a multiple of 4.
+//
+//go:noescape
+func extremaPushAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, x []float64, t float64)
+
+// extremaMergeAVX2 is extremaMergeGeneric on AVX2; len(mx) must be a multiple of 4.
+//
+//go:noescape
+func extremaMergeAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, lx []float64, lxt []float64, ln []float64, lnt []float64)
+
+// extremaPrependAVX2 is extremaPrependGeneric on AVX2; len(x) must be a multiple of 4.
+//
+//go:noescape
+func extremaPrependAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, lx []float64, lxt []float64, ln []float64, lnt []float64, x []float64, t float64)
+
+// extremaWindowAVX2 is extremaWindowGeneric on AVX2; len(last) must be a multiple of 4.
+//
+//go:noescape
+func extremaWindowAVX2(max []float64, min []float64, maxAge []float64, minAge []float64, rangePos []float64, ox []float64, oxt []float64, on []float64, ont []float64, mx []float64, mxt []float64, mn []float64, mnt []float64, cx []float64, cxt []float64, cn []float64, cnt2 []float64, last []float64, cnt []int32, fw float64, t float64)

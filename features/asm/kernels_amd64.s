@@ -725,3 +725,350 @@ sumnan_done:
 	VMOVDQU Y2, (DX)
 	VZEROUPPER
 	RET
+
+// func extremaPushAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, x []float64, t float64)
+// Requires: AVX, AVX2, SSE2
+TEXT ·extremaPushAVX2(SB), NOSPLIT, $0-128
+	MOVQ         x_len+104(FP), AX
+	MOVQ         mx_base+0(FP), CX
+	LEAQ         (CX)(AX*8), CX
+	MOVQ         mxt_base+24(FP), DX
+	LEAQ         (DX)(AX*8), DX
+	MOVQ         mn_base+48(FP), BX
+	LEAQ         (BX)(AX*8), BX
+	MOVQ         mnt_base+72(FP), SI
+	LEAQ         (SI)(AX*8), SI
+	MOVQ         x_base+96(FP), DI
+	LEAQ         (DI)(AX*8), DI
+	NEGQ         AX
+	MOVSD        t+120(FP), X0
+	VBROADCASTSD X0, Y0
+	CMPQ         AX, $-8
+	JG           extremapush_single
+
+extremapush_unrolled:
+	VMOVUPD   (CX)(AX*8), Y1
+	VMOVUPD   (DX)(AX*8), Y2
+	VMOVUPD   (DI)(AX*8), Y3
+	VCMPPD    $0x0d, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, Y0, Y2, Y2
+	VMOVUPD   Y1, (CX)(AX*8)
+	VMOVUPD   Y2, (DX)(AX*8)
+	VMOVUPD   (BX)(AX*8), Y1
+	VMOVUPD   (SI)(AX*8), Y2
+	VMOVUPD   (DI)(AX*8), Y3
+	VCMPPD    $0x02, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, Y0, Y2, Y2
+	VMOVUPD   Y1, (BX)(AX*8)
+	VMOVUPD   Y2, (SI)(AX*8)
+	VMOVUPD   32(CX)(AX*8), Y1
+	VMOVUPD   32(DX)(AX*8), Y2
+	VMOVUPD   32(DI)(AX*8), Y3
+	VCMPPD    $0x0d, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, Y0, Y2, Y2
+	VMOVUPD   Y1, 32(CX)(AX*8)
+	VMOVUPD   Y2, 32(DX)(AX*8)
+	VMOVUPD   32(BX)(AX*8), Y1
+	VMOVUPD   32(SI)(AX*8), Y2
+	VMOVUPD   32(DI)(AX*8), Y3
+	VCMPPD    $0x02, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, Y0, Y2, Y2
+	VMOVUPD   Y1, 32(BX)(AX*8)
+	VMOVUPD   Y2, 32(SI)(AX*8)
+	ADDQ      $0x08, AX
+	CMPQ      AX, $-8
+	JLE       extremapush_unrolled
+
+extremapush_single:
+	TESTQ AX, AX
+	JZ    extremapush_done
+
+extremapush_loop:
+	VMOVUPD   (CX)(AX*8), Y1
+	VMOVUPD   (DX)(AX*8), Y2
+	VMOVUPD   (DI)(AX*8), Y3
+	VCMPPD    $0x0d, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, Y0, Y2, Y2
+	VMOVUPD   Y1, (CX)(AX*8)
+	VMOVUPD   Y2, (DX)(AX*8)
+	VMOVUPD   (BX)(AX*8), Y1
+	VMOVUPD   (SI)(AX*8), Y2
+	VMOVUPD   (DI)(AX*8), Y3
+	VCMPPD    $0x02, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, Y0, Y2, Y2
+	VMOVUPD   Y1, (BX)(AX*8)
+	VMOVUPD   Y2, (SI)(AX*8)
+	ADDQ      $0x04, AX
+	JNZ       extremapush_loop
+
+extremapush_done:
+	VZEROUPPER
+	RET
+
+// func extremaMergeAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, lx []float64, lxt []float64, ln []float64, lnt []float64)
+// Requires: AVX
+TEXT ·extremaMergeAVX2(SB), NOSPLIT, $0-192
+	MOVQ mx_len+8(FP), AX
+	MOVQ mx_base+0(FP), CX
+	LEAQ (CX)(AX*8), CX
+	MOVQ mxt_base+24(FP), DX
+	LEAQ (DX)(AX*8), DX
+	MOVQ mn_base+48(FP), BX
+	LEAQ (BX)(AX*8), BX
+	MOVQ mnt_base+72(FP), SI
+	LEAQ (SI)(AX*8), SI
+	MOVQ lx_base+96(FP), DI
+	LEAQ (DI)(AX*8), DI
+	MOVQ lxt_base+120(FP), R8
+	LEAQ (R8)(AX*8), R8
+	MOVQ ln_base+144(FP), R9
+	LEAQ (R9)(AX*8), R9
+	MOVQ lnt_base+168(FP), R10
+	LEAQ (R10)(AX*8), R10
+	NEGQ AX
+	CMPQ AX, $-8
+	JG   extremamerge_single
+
+extremamerge_unrolled:
+	VMOVUPD   (CX)(AX*8), Y0
+	VMOVUPD   (DX)(AX*8), Y1
+	VMOVUPD   (DI)(AX*8), Y2
+	VCMPPD    $0x0d, Y0, Y2, Y3
+	VBLENDVPD Y3, Y2, Y0, Y0
+	VBLENDVPD Y3, (R8)(AX*8), Y1, Y1
+	VMOVUPD   Y0, (CX)(AX*8)
+	VMOVUPD   Y1, (DX)(AX*8)
+	VMOVUPD   (BX)(AX*8), Y0
+	VMOVUPD   (SI)(AX*8), Y1
+	VMOVUPD   (R9)(AX*8), Y2
+	VCMPPD    $0x02, Y0, Y2, Y3
+	VBLENDVPD Y3, Y2, Y0, Y0
+	VBLENDVPD Y3, (R10)(AX*8), Y1, Y1
+	VMOVUPD   Y0, (BX)(AX*8)
+	VMOVUPD   Y1, (SI)(AX*8)
+	VMOVUPD   32(CX)(AX*8), Y0
+	VMOVUPD   32(DX)(AX*8), Y1
+	VMOVUPD   32(DI)(AX*8), Y2
+	VCMPPD    $0x0d, Y0, Y2, Y3
+	VBLENDVPD Y3, Y2, Y0, Y0
+	VBLENDVPD Y3, 32(R8)(AX*8), Y1, Y1
+	VMOVUPD   Y0, 32(CX)(AX*8)
+	VMOVUPD   Y1, 32(DX)(AX*8)
+	VMOVUPD   32(BX)(AX*8), Y0
+	VMOVUPD   32(SI)(AX*8), Y1
+	VMOVUPD   32(R9)(AX*8), Y2
+	VCMPPD    $0x02, Y0, Y2, Y3
+	VBLENDVPD Y3, Y2, Y0, Y0
+	VBLENDVPD Y3, 32(R10)(AX*8), Y1, Y1
+	VMOVUPD   Y0, 32(BX)(AX*8)
+	VMOVUPD   Y1, 32(SI)(AX*8)
+	ADDQ      $0x08, AX
+	CMPQ      AX, $-8
+	JLE       extremamerge_unrolled
+
+extremamerge_single:
+	TESTQ AX, AX
+	JZ    extremamerge_done
+
+extremamerge_loop:
+	VMOVUPD   (CX)(AX*8), Y0
+	VMOVUPD   (DX)(AX*8), Y1
+	VMOVUPD   (DI)(AX*8), Y2
+	VCMPPD    $0x0d, Y0, Y2, Y3
+	VBLENDVPD Y3, Y2, Y0, Y0
+	VBLENDVPD Y3, (R8)(AX*8), Y1, Y1
+	VMOVUPD   Y0, (CX)(AX*8)
+	VMOVUPD   Y1, (DX)(AX*8)
+	VMOVUPD   (BX)(AX*8), Y0
+	VMOVUPD   (SI)(AX*8), Y1
+	VMOVUPD   (R9)(AX*8), Y2
+	VCMPPD    $0x02, Y0, Y2, Y3
+	VBLENDVPD Y3, Y2, Y0, Y0
+	VBLENDVPD Y3, (R10)(AX*8), Y1, Y1
+	VMOVUPD   Y0, (BX)(AX*8)
+	VMOVUPD   Y1, (SI)(AX*8)
+	ADDQ      $0x04, AX
+	JNZ       extremamerge_loop
+
+extremamerge_done:
+	VZEROUPPER
+	RET
+
+// func extremaPrependAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, lx []float64, lxt []float64, ln []float64, lnt []float64, x []float64, t float64)
+// Requires: AVX, AVX2, SSE2
+TEXT ·extremaPrependAVX2(SB), NOSPLIT, $0-224
+	MOVQ         x_len+200(FP), AX
+	MOVQ         mx_base+0(FP), CX
+	LEAQ         (CX)(AX*8), CX
+	MOVQ         mxt_base+24(FP), DX
+	LEAQ         (DX)(AX*8), DX
+	MOVQ         mn_base+48(FP), BX
+	LEAQ         (BX)(AX*8), BX
+	MOVQ         mnt_base+72(FP), SI
+	LEAQ         (SI)(AX*8), SI
+	MOVQ         lx_base+96(FP), DI
+	LEAQ         (DI)(AX*8), DI
+	MOVQ         lxt_base+120(FP), R8
+	LEAQ         (R8)(AX*8), R8
+	MOVQ         ln_base+144(FP), R9
+	LEAQ         (R9)(AX*8), R9
+	MOVQ         lnt_base+168(FP), R10
+	LEAQ         (R10)(AX*8), R10
+	MOVQ         x_base+192(FP), R11
+	LEAQ         (R11)(AX*8), R11
+	NEGQ         AX
+	MOVSD        t+216(FP), X0
+	VBROADCASTSD X0, Y0
+	CMPQ         AX, $-8
+	JG           extremaprepend_single
+
+extremaprepend_unrolled:
+	VMOVUPD   (R11)(AX*8), Y1
+	VMOVAPD   Y0, Y2
+	VMOVUPD   (DI)(AX*8), Y3
+	VCMPPD    $0x0d, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, (R8)(AX*8), Y2, Y2
+	VMOVUPD   Y1, (CX)(AX*8)
+	VMOVUPD   Y2, (DX)(AX*8)
+	VMOVUPD   (R11)(AX*8), Y1
+	VMOVAPD   Y0, Y2
+	VMOVUPD   (R9)(AX*8), Y3
+	VCMPPD    $0x02, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, (R10)(AX*8), Y2, Y2
+	VMOVUPD   Y1, (BX)(AX*8)
+	VMOVUPD   Y2, (SI)(AX*8)
+	VMOVUPD   32(R11)(AX*8), Y1
+	VMOVAPD   Y0, Y2
+	VMOVUPD   32(DI)(AX*8), Y3
+	VCMPPD    $0x0d, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, 32(R8)(AX*8), Y2, Y2
+	VMOVUPD   Y1, 32(CX)(AX*8)
+	VMOVUPD   Y2, 32(DX)(AX*8)
+	VMOVUPD   32(R11)(AX*8), Y1
+	VMOVAPD   Y0, Y2
+	VMOVUPD   32(R9)(AX*8), Y3
+	VCMPPD    $0x02, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, 32(R10)(AX*8), Y2, Y2
+	VMOVUPD   Y1, 32(BX)(AX*8)
+	VMOVUPD   Y2, 32(SI)(AX*8)
+	ADDQ      $0x08, AX
+	CMPQ      AX, $-8
+	JLE       extremaprepend_unrolled
+
+extremaprepend_single:
+	TESTQ AX, AX
+	JZ    extremaprepend_done
+
+extremaprepend_loop:
+	VMOVUPD   (R11)(AX*8), Y1
+	VMOVAPD   Y0, Y2
+	VMOVUPD   (DI)(AX*8), Y3
+	VCMPPD    $0x0d, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, (R8)(AX*8), Y2, Y2
+	VMOVUPD   Y1, (CX)(AX*8)
+	VMOVUPD   Y2, (DX)(AX*8)
+	VMOVUPD   (R11)(AX*8), Y1
+	VMOVAPD   Y0, Y2
+	VMOVUPD   (R9)(AX*8), Y3
+	VCMPPD    $0x02, Y1, Y3, Y4
+	VBLENDVPD Y4, Y3, Y1, Y1
+	VBLENDVPD Y4, (R10)(AX*8), Y2, Y2
+	VMOVUPD   Y1, (BX)(AX*8)
+	VMOVUPD   Y2, (SI)(AX*8)
+	ADDQ      $0x04, AX
+	JNZ       extremaprepend_loop
+
+extremaprepend_done:
+	VZEROUPPER
+	RET
+
+// func extremaWindowAVX2(max []float64, min []float64, maxAge []float64, minAge []float64, rangePos []float64, ox []float64, oxt []float64, on []float64, ont []float64, mx []float64, mxt []float64, mn []float64, mnt []float64, cx []float64, cxt []float64, cn []float64, cnt2 []float64, last []float64, cnt []int32, fw float64, t float64)
+// Requires: AVX, AVX2, SSE2
+TEXT ·extremaWindowAVX2(SB), NOSPLIT, $0-472
+	MOVQ         last_len+416(FP), AX
+	XORQ         CX, CX
+	MOVSD        fw+456(FP), X0
+	VBROADCASTSD X0, Y0
+	MOVSD        t+464(FP), X1
+	VBROADCASTSD X1, Y1
+	VMOVUPD      nan<>+0(SB), Y2
+
+extremawindow_loop:
+	CMPQ      CX, AX
+	JGE       extremawindow_done
+	MOVQ      ox_base+120(FP), DX
+	VMOVUPD   (DX)(CX*8), Y3
+	MOVQ      oxt_base+144(FP), DX
+	VMOVUPD   (DX)(CX*8), Y4
+	MOVQ      on_base+168(FP), DX
+	VMOVUPD   (DX)(CX*8), Y5
+	MOVQ      ont_base+192(FP), DX
+	VMOVUPD   (DX)(CX*8), Y6
+	MOVQ      mx_base+216(FP), DX
+	MOVQ      mxt_base+240(FP), BX
+	VMOVUPD   (DX)(CX*8), Y7
+	VCMPPD    $0x0d, Y3, Y7, Y8
+	VBLENDVPD Y8, Y7, Y3, Y3
+	VBLENDVPD Y8, (BX)(CX*8), Y4, Y4
+	MOVQ      mn_base+264(FP), DX
+	MOVQ      mnt_base+288(FP), BX
+	VMOVUPD   (DX)(CX*8), Y7
+	VCMPPD    $0x02, Y5, Y7, Y8
+	VBLENDVPD Y8, Y7, Y5, Y5
+	VBLENDVPD Y8, (BX)(CX*8), Y6, Y6
+	MOVQ      cx_base+312(FP), DX
+	MOVQ      cxt_base+336(FP), BX
+	VMOVUPD   (DX)(CX*8), Y7
+	VCMPPD    $0x0d, Y3, Y7, Y8
+	VBLENDVPD Y8, Y7, Y3, Y3
+	VBLENDVPD Y8, (BX)(CX*8), Y4, Y4
+	MOVQ      cn_base+360(FP), DX
+	MOVQ      cnt2_base+384(FP), BX
+	VMOVUPD   (DX)(CX*8), Y7
+	VCMPPD    $0x02, Y5, Y7, Y8
+	VBLENDVPD Y8, Y7, Y5, Y5
+	VBLENDVPD Y8, (BX)(CX*8), Y6, Y6
+	VCMPPD    $0x0e, Y5, Y3, Y7
+	MOVQ      last_base+408(FP), DX
+	VMOVUPD   (DX)(CX*8), Y8
+	VSUBPD    Y5, Y8, Y8
+	VSUBPD    Y5, Y3, Y9
+	VDIVPD    Y9, Y8, Y8
+	VBLENDVPD Y7, Y8, Y2, Y8
+	MOVQ      cnt_base+432(FP), DX
+	VCVTDQ2PD (DX)(CX*4), Y7
+	VCMPPD    $0x01, Y0, Y7, Y7
+	VBLENDVPD Y7, Y2, Y3, Y3
+	VBLENDVPD Y7, Y2, Y5, Y5
+	VBLENDVPD Y7, Y2, Y4, Y4
+	VBLENDVPD Y7, Y2, Y6, Y6
+	VBLENDVPD Y7, Y2, Y8, Y8
+	VSUBPD    Y4, Y1, Y4
+	VSUBPD    Y6, Y1, Y6
+	MOVQ      max_base+0(FP), DX
+	VMOVUPD   Y3, (DX)(CX*8)
+	MOVQ      min_base+24(FP), DX
+	VMOVUPD   Y5, (DX)(CX*8)
+	MOVQ      maxAge_base+48(FP), DX
+	VMOVUPD   Y4, (DX)(CX*8)
+	MOVQ      minAge_base+72(FP), DX
+	VMOVUPD   Y6, (DX)(CX*8)
+	MOVQ      rangePos_base+96(FP), DX
+	VMOVUPD   Y8, (DX)(CX*8)
+	ADDQ      $0x04, CX
+	JMP       extremawindow_loop
+
+extremawindow_done:
+	VZEROUPPER
+	RET

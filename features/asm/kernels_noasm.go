@@ -23,3 +23,16 @@ func ewMeanVarAVX2(mean, vari, x []float64, alpha, oneMinus float64) { panic("as
 func rollProductsAVX2(s, c, aNew, bNew, aOld, bOld []float64) { panic("asm: no AVX2 build") }
 
 func sumNaNAVX2(x []float64, s, c *[4]float64, n *[4]int) { panic("asm: no AVX2 build") }
+
+func extremaPushAVX2(mx, mxt, mn, mnt, x []float64, t float64) { panic("asm: no AVX2 build") }
+
+func extremaMergeAVX2(mx, mxt, mn, mnt, lx, lxt, ln, lnt []float64) { panic("asm: no AVX2 build") }
+
+func extremaPrependAVX2(mx, mxt, mn, mnt, lx, lxt, ln, lnt, x []float64, t float64) {
+	panic("asm: no AVX2 build")
+}
+
+func extremaWindowAVX2(max, min, maxAge, minAge, rangePos, ox, oxt, on, ont, mx, mxt, mn, mnt,
+	cx, cxt, cn, cnt2, last []float64, cnt []int32, fw, t float64) {
+	panic("asm: no AVX2 build")
+}

@@ -56,6 +56,10 @@ func main() {
 	ewMeanVar()
 	rollProducts()
 	sumNaN()
+	extremaPush()
+	extremaMerge()
+	extremaPrepend()
+	extremaWindow()
 	Generate()
 }
 
