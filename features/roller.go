@@ -68,9 +68,9 @@ type rwin struct {
 	tC     []float64
 	ewm    []float64
 	ewv    []float64
-	pos    []float64 // values > 0; float64 like ud and anchor to fit the kernels' lanes: exact integers
-	ud     []float64 // rises minus falls
-	anchor []float64 // step (tt) of the last (re-)anchor of the shift
+	pos    []int32  // values > 0
+	ud     []int32  // rises minus falls
+	anchor []uint32 // step of the last (re-)anchor of the shift
 }
 
 func newRoller(windows []int, rv []bool) *roller {
@@ -106,7 +106,7 @@ func (r *roller) f64s(fn func(*[]float64)) {
 			w := &s.win[wi]
 			m := &w.m
 			for _, p := range []*[]float64{&m.Shift, &m.S1, &m.S2, &m.S3, &m.S4, &m.C1, &m.C2, &m.C3, &m.C4,
-				&w.sumS, &w.sumC, &w.pS, &w.pC, &w.tS, &w.tC, &w.ewm, &w.ewv, &w.pos, &w.ud, &w.anchor} {
+				&w.sumS, &w.sumC, &w.pS, &w.pC, &w.tS, &w.tC, &w.ewm, &w.ewv} {
 				fn(p)
 			}
 			if s.rv {
@@ -134,6 +134,12 @@ func (r *roller) resize(from []int32) {
 		s.minDq = remap(s.minDq, from)
 		rehome(s.maxDq)
 		rehome(s.minDq)
+		for wi := range s.win {
+			w := &s.win[wi]
+			w.pos = remap(w.pos, from)
+			w.ud = remap(w.ud, from)
+			w.anchor = remap(w.anchor, from)
+		}
 	}
 	for i := range r.ones {
 		r.ones[i] = 1
@@ -175,6 +181,7 @@ func (r *roller) bytesPerInstrument() int {
 	for b := range r.series {
 		s := &r.series[b]
 		total += 8 * len(s.cnt) // cnt, run
+		total += 12 * len(s.win) * len(s.cnt)
 		for i := range s.maxDq {
 			total += 2*24 + s.maxDq[i].bytes() + s.minDq[i].bytes()
 		}
@@ -243,7 +250,7 @@ func (r *roller) begin(s *rseries, i int, v float64) {
 	}
 	s.maxDq[i].reset()
 	s.minDq[i].reset()
-	var pos float64
+	var pos int32
 	if v > 0 {
 		pos = 1
 	}
@@ -264,9 +271,9 @@ func (r *roller) begin(s *rseries, i int, v float64) {
 		}
 		w.pS[i], w.pC[i], w.tS[i], w.tC[i] = 0, 0, 0, 0
 		w.ewm[i], w.ewv[i] = v, 0
-		w.pos[i] = pos * float64(w.w)
+		w.pos[i] = pos * int32(w.w)
 		w.ud[i] = 0
-		w.anchor[i] = float64(r.tt)
+		w.anchor[i] = r.t
 	}
 }
 
@@ -334,8 +341,7 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 	asm.MomentStats(out.Mean, out.Std, out.Skew, out.Kurt, out.Z, m, xNew, w.w)
 	st := asm.Window{SumS: w.sumS, SumC: w.sumC, SqS: w.sqS, SqC: w.sqC, PS: w.pS, PC: w.pC, TS: w.tS, TC: w.tC,
 		EWM: w.ewm, EWV: w.ewv, Pos: w.pos, UD: w.ud, Anchor: w.anchor}
-	tNow := float64(tt)
-	r.flagged = asm.WindowStats(&out, m, &st, s.cnt[:n], s.run[:n], xNew, xOldNext, w.w, tNow,
+	r.flagged = asm.WindowStats(&out, m, &st, s.cnt[:n], s.run[:n], xNew, xOldNext, w.w, r.t,
 		reanchorRatio, staleFloor, r.flagged)
 	// Rare: a re-anchored instrument's outputs again, from its new sums
 	// (maybeReanchor has redone its moment statistics). Each instrument's
@@ -346,7 +352,7 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 			continue
 		}
 		o1, m1, st1 := out.Slice(i, i+1), m.Slice(i, i+1), st.Slice(i, i+1)
-		asm.WindowStats(&o1, &m1, &st1, s.cnt[i:i+1], s.run[i:i+1], xNew[i:i+1], xOldNext[i:i+1], w.w, tNow,
+		asm.WindowStats(&o1, &m1, &st1, s.cnt[i:i+1], s.run[i:i+1], xNew[i:i+1], xOldNext[i:i+1], w.w, r.t,
 			reanchorRatio, staleFloor, r.flag1)
 	}
 }
@@ -388,7 +394,7 @@ func ulp(x float64) float64 {
 // remove exactly what was added.
 func (r *roller) reanchor(s *rseries, w *rwin, i int, shift float64) {
 	r.reanchors++
-	w.anchor[i] = float64(r.tt)
+	w.anchor[i] = r.t
 	m := &w.m
 	one := func(v []float64) []float64 { return v[i : i+1] }
 	m.Shift[i] = shift

@@ -204,14 +204,14 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 //	pos += b(xNew > 0) - b(xOld > 0)
 //	ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
 //
-// where b is 1 or 0 and sgn is 1, 0 or -1; pos and ud hold small integers,
-// so their updates are exact in any order. shift, s1 and c1 are m.Shift,
+// where b is 1 or 0 and sgn is 1, 0 or -1 (int32 arithmetic). shift, s1 and c1 are m.Shift,
 // m.S1 and m.C1. Bit-identical between paths.
 // Panics unless every slice has len(xNew) elements.
-func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext []float64, m *Moments) {
+func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext []float64,
+	m *Moments) {
 	n := m.len(len(xNew), "WindowPrep")
-	for _, s := range [...][]float64{dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xPrev, xOld, xOldNext} {
-		if len(s) != n {
+	for _, s := range [...][]float64{dNew, dPrev, dOld, dOldNext, tOld, xPrev, xOld, xOldNext} {
+		if len(s) != n || len(pos) != n || len(ud) != n {
 			panic("asm: WindowPrep: lengths differ")
 		}
 	}
@@ -234,7 +234,9 @@ func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, x
 // WindowPrep, and the step of each instrument's last re-anchoring.
 type Window struct {
 	SumS, SumC, SqS, SqC, PS, PC, TS, TC []float64
-	EWM, EWV, Pos, UD, Anchor            []float64
+	EWM, EWV                             []float64
+	Pos, UD                              []int32
+	Anchor                               []uint32
 }
 
 // WindowOut are WindowStats' outputs. Mean, Std, Skew, Kurt and Z hold
@@ -276,7 +278,7 @@ func cut(s []float64, lo, hi int) []float64 {
 
 // WindowStats writes a window's statistics other than MomentStats' (which it
 // overwrites where they do not apply) for windows of w values (w >= 2), at
-// step tNow, and returns flagged[:0] with the indices of the instruments
+// step tNow (a step count that may wrap), and returns flagged[:0] with the indices of the instruments
 // whose shift may have gone stale appended in increasing order (the caller
 // re-anchors those it must and recomputes their outputs on one-element
 // slices). cnt is the count of values since the series started and run the
@@ -295,16 +297,16 @@ func cut(s []float64, lo, hi int) []float64 {
 //     ac1 = (((PS + PC) - md*(a + b)) + ((W-1)*md)*md)*inv;
 //     cov = (TS + TC) - tbar*s1; slope = cov*invStt;
 //     r2 = min(((cov*cov)*invStt)*inv, 1).
-//     The instrument is flagged when tNow - Anchor >= W and
+//     The instrument is flagged when tNow - Anchor >= w (uint32) and
 //     (ratio+1)*(s1*s1) > (ratio*W)*s2 and |s1| > (floor*W)*|sh|.
 //   - unless warming up: ewm = EWM, ewstd = sqrt(max(EWV, 0)), posShare =
-//     Pos/W, updown = UD.
+//     float64(Pos)/W, updown = float64(UD).
 //
 // Bit-identical between paths, flags included.
 // Panics if w < 2, if cap(flagged) < len(xNew) or if a slice's length
 // differs from len(xNew) (SqS and SqC only matter when o.RV is not nil).
 func WindowStats(o *WindowOut, m *Moments, st *Window, cnt, run []int32, xNew, xOldNext []float64,
-	w int, tNow, ratio, floor float64, flagged []int32) []int32 {
+	w int, tNow uint32, ratio, floor float64, flagged []int32) []int32 {
 	n := m.len(len(xNew), "WindowStats")
 	if w < 2 {
 		panic("asm: WindowStats: window below 2 values")
@@ -313,15 +315,14 @@ func WindowStats(o *WindowOut, m *Moments, st *Window, cnt, run []int32, xNew, x
 		panic("asm: WindowStats: flagged has room for fewer than len(xNew) indices")
 	}
 	ins := [...][]float64{o.Mean, o.Std, o.Skew, o.Kurt, o.Z, o.Sum, o.AC1, o.Slope, o.R2, o.EWM, o.EWStd,
-		o.PosShare, o.UpDown, st.SumS, st.SumC, st.PS, st.PC, st.TS, st.TC, st.EWM, st.EWV, st.Pos, st.UD,
-		st.Anchor, xOldNext}
+		o.PosShare, o.UpDown, st.SumS, st.SumC, st.PS, st.PC, st.TS, st.TC, st.EWM, st.EWV, xOldNext}
 	for _, s := range ins {
 		if len(s) != n {
 			panic("asm: WindowStats: lengths differ")
 		}
 	}
-	if len(cnt) != n || len(run) != n {
-		panic("asm: WindowStats: cnt or run length differs")
+	if len(cnt) != n || len(run) != n || len(st.Pos) != n || len(st.UD) != n || len(st.Anchor) != n {
+		panic("asm: WindowStats: cnt, run, Pos, UD or Anchor length differs")
 	}
 	if o.RV != nil && (len(o.RV) != n || len(st.SqS) != n || len(st.SqC) != n) {
 		panic("asm: WindowStats: rv, SqS or SqC length differs")
@@ -339,9 +340,9 @@ func WindowStats(o *WindowOut, m *Moments, st *Window, cnt, run []int32, xNew, x
 			o.AC1[:k], o.Slope[:k], o.R2[:k], o.EWM[:k], o.EWStd[:k], o.PosShare[:k], o.UpDown[:k],
 			m.Shift[:k], m.S1[:k], m.C1[:k], m.S2[:k], m.C2[:k],
 			st.SumS[:k], st.SumC[:k], sqS, sqC, st.PS[:k], st.PC[:k], st.TS[:k], st.TC[:k],
-			st.EWM[:k], st.EWV[:k], st.Pos[:k], st.UD[:k], st.Anchor[:k],
-			xNew[:k], xOldNext[:k], cnt[:k], run[:k], flagged[:k],
-			int64(w-1), c.fw, c.invW, c.fm1, c.tbar, c.invStt, c.tNow, c.ratio1, c.ratioW, c.floorW)
+			st.EWM[:k], st.EWV[:k], xNew[:k], xOldNext[:k],
+			st.Pos[:k], st.UD[:k], cnt[:k], run[:k], flagged[:k], st.Anchor[:k],
+			int64(w-1), uint32(w), tNow, c.fw, c.invW, c.fm1, c.tbar, c.invStt, c.ratio1, c.ratioW, c.floorW)
 		flagged = flagged[:nf]
 	}
 	if k < n {

@@ -726,8 +726,8 @@ sumnan_done:
 	VZEROUPPER
 	RET
 
-// func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []float64, ud []float64, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
-// Requires: AVX
+// func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []int32, ud []int32, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
+// Requires: AVX, AVX2
 TEXT ·windowPrepAVX2(SB), NOSPLIT, $0-336
 	MOVQ   xNew_len+176(FP), AX
 	MOVQ   xNew_base+168(FP), CX
@@ -744,75 +744,71 @@ TEXT ·windowPrepAVX2(SB), NOSPLIT, $0-336
 	LEAQ   (R8)(AX*8), R8
 	MOVQ   c1_base+312(FP), R9
 	LEAQ   (R9)(AX*8), R9
-	MOVQ   pos_base+120(FP), R10
-	LEAQ   (R10)(AX*8), R10
-	MOVQ   ud_base+144(FP), R11
-	LEAQ   (R11)(AX*8), R11
-	MOVQ   AX, R12
-	NEGQ   R12
+	MOVQ   AX, R10
+	NEGQ   R10
 	VXORPD Y0, Y0, Y0
-	TESTQ  R12, R12
+	TESTQ  R10, R10
 	JZ     windowprep_done
 
 windowprep_loop:
-	MOVQ    R12, R13
-	ADDQ    AX, R13
-	VMOVUPD (DI)(R12*8), Y1
-	VMOVUPD (CX)(R12*8), Y2
-	VSUBPD  Y1, Y2, Y6
-	MOVQ    dNew_base+0(FP), R14
-	VMOVUPD Y6, (R14)(R13*8)
-	VMOVUPD (DX)(R12*8), Y3
-	VSUBPD  Y1, Y3, Y6
-	MOVQ    dPrev_base+24(FP), R14
-	VMOVUPD Y6, (R14)(R13*8)
-	VMOVUPD (SI)(R12*8), Y5
-	VSUBPD  Y1, Y5, Y6
-	MOVQ    dOldNext_base+72(FP), R14
-	VMOVUPD Y6, (R14)(R13*8)
-	VMOVUPD (BX)(R12*8), Y4
-	VSUBPD  Y1, Y4, Y6
-	MOVQ    dOld_base+48(FP), R14
-	VMOVUPD Y6, (R14)(R13*8)
-	VMOVUPD (R8)(R12*8), Y1
-	VADDPD  (R9)(R12*8), Y1, Y1
-	VSUBPD  Y6, Y1, Y1
-	MOVQ    tOld_base+96(FP), R14
-	VMOVUPD Y1, (R14)(R13*8)
-	VCMPPD  $0x0e, Y0, Y2, Y1
-	VCMPPD  $0x0e, Y0, Y4, Y6
-	VANDPD  one<>+0(SB), Y1, Y1
-	VANDPD  one<>+0(SB), Y6, Y6
-	VSUBPD  Y6, Y1, Y1
-	VADDPD  (R10)(R12*8), Y1, Y1
-	VMOVUPD Y1, (R10)(R12*8)
-	VSUBPD  Y3, Y2, Y1
-	VCMPPD  $0x0e, Y0, Y1, Y2
-	VCMPPD  $0x01, Y0, Y1, Y1
-	VANDPD  one<>+0(SB), Y2, Y2
-	VANDPD  one<>+0(SB), Y1, Y1
-	VSUBPD  Y1, Y2, Y2
-	VSUBPD  Y4, Y5, Y1
-	VCMPPD  $0x0e, Y0, Y1, Y3
-	VCMPPD  $0x01, Y0, Y1, Y1
-	VANDPD  one<>+0(SB), Y3, Y3
-	VANDPD  one<>+0(SB), Y1, Y1
-	VSUBPD  Y1, Y3, Y3
-	VSUBPD  Y3, Y2, Y2
-	VADDPD  (R11)(R12*8), Y2, Y2
-	VMOVUPD Y2, (R11)(R12*8)
-	ADDQ    $0x04, R12
-	JNZ     windowprep_loop
+	MOVQ         R10, R11
+	ADDQ         AX, R11
+	VMOVUPD      (DI)(R10*8), Y1
+	VMOVUPD      (CX)(R10*8), Y2
+	VSUBPD       Y1, Y2, Y6
+	MOVQ         dNew_base+0(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (DX)(R10*8), Y3
+	VSUBPD       Y1, Y3, Y6
+	MOVQ         dPrev_base+24(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (SI)(R10*8), Y5
+	VSUBPD       Y1, Y5, Y6
+	MOVQ         dOldNext_base+72(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (BX)(R10*8), Y4
+	VSUBPD       Y1, Y4, Y6
+	MOVQ         dOld_base+48(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (R8)(R10*8), Y1
+	VADDPD       (R9)(R10*8), Y1, Y1
+	VSUBPD       Y6, Y1, Y1
+	MOVQ         tOld_base+96(FP), R12
+	VMOVUPD      Y1, (R12)(R11*8)
+	VCMPPD       $0x0e, Y0, Y2, Y1
+	VCMPPD       $0x0e, Y0, Y4, Y6
+	VPSUBQ       Y1, Y6, Y6
+	MOVQ         pos_base+120(FP), R12
+	VEXTRACTI128 $0x01, Y6, X1
+	VSHUFPS      $0x88, X1, X6, X1
+	VPADDD       (R12)(R11*4), X1, X1
+	VMOVDQU      X1, (R12)(R11*4)
+	VSUBPD       Y3, Y2, Y1
+	VCMPPD       $0x0e, Y0, Y1, Y2
+	VCMPPD       $0x01, Y0, Y1, Y1
+	VPSUBQ       Y2, Y1, Y1
+	VSUBPD       Y4, Y5, Y2
+	VCMPPD       $0x0e, Y0, Y2, Y3
+	VCMPPD       $0x01, Y0, Y2, Y2
+	VPSUBQ       Y3, Y2, Y2
+	VPSUBQ       Y2, Y1, Y1
+	MOVQ         ud_base+144(FP), R12
+	VEXTRACTI128 $0x01, Y1, X2
+	VSHUFPS      $0x88, X2, X1, X1
+	VPADDD       (R12)(R11*4), X1, X1
+	VMOVDQU      X1, (R12)(R11*4)
+	ADDQ         $0x04, R10
+	JNZ          windowprep_loop
 
 windowprep_done:
 	VZEROUPPER
 	RET
 
-// func windowStatsAVX2(mean []float64, std []float64, skew []float64, kurt []float64, z []float64, sum []float64, rv []float64, ac1 []float64, slope []float64, r2 []float64, ewm []float64, ewstd []float64, posShare []float64, updown []float64, shift []float64, s1 []float64, c1 []float64, s2 []float64, c2 []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, tS []float64, tC []float64, ewmS []float64, ewvS []float64, pos []float64, ud []float64, anchor []float64, xNew []float64, xOldNext []float64, cnt []int32, run []int32, flagged []int32, wm1 int64, fw float64, invW float64, fm1 float64, tbar float64, invStt float64, tNow float64, ratio1 float64, ratioW float64, floorW float64) int
+// func windowStatsAVX2(mean []float64, std []float64, skew []float64, kurt []float64, z []float64, sum []float64, rv []float64, ac1 []float64, slope []float64, r2 []float64, ewm []float64, ewstd []float64, posShare []float64, updown []float64, shift []float64, s1 []float64, c1 []float64, s2 []float64, c2 []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, tS []float64, tC []float64, ewmS []float64, ewvS []float64, xNew []float64, xOldNext []float64, pos []int32, ud []int32, cnt []int32, run []int32, flagged []int32, anchor []uint32, wm1 int64, wu uint32, tNow uint32, fw float64, invW float64, fm1 float64, tbar float64, invStt float64, ratio1 float64, ratioW float64, floorW float64) int
 // Requires: AVX, AVX2
 TEXT ·windowStatsAVX2(SB), NOSPLIT, $0-976
-	MOVQ  xNew_len+776(FP), AX
-	MOVQ  xNew_base+768(FP), CX
+	MOVQ  xNew_len+704(FP), AX
+	MOVQ  xNew_base+696(FP), CX
 	LEAQ  (CX)(AX*8), CX
 	MOVQ  shift_base+336(FP), DX
 	LEAQ  (DX)(AX*8), DX
@@ -834,17 +830,17 @@ windowstats_loop:
 	MOVQ         R9, R10
 	ADDQ         AX, R10
 	VPBROADCASTQ wm1+888(FP), Y2
-	MOVQ         cnt_base+816(FP), R12
+	MOVQ         cnt_base+792(FP), R12
 	VPMOVSXDQ    (R12)(R10*4), Y0
 	VPCMPGTQ     Y2, Y0, Y0
-	MOVQ         run_base+840(FP), R12
+	MOVQ         run_base+816(FP), R12
 	VPMOVSXDQ    (R12)(R10*4), Y1
 	VPCMPGTQ     Y2, Y1, Y1
 	VANDNPD      Y0, Y1, Y1
 	VMOVUPD      nan<>+0(SB), Y2
 	VXORPD       Y3, Y3, Y3
 	VMOVUPD      (CX)(R9*8), Y4
-	VBROADCASTSD fw+896(FP), Y5
+	VBROADCASTSD fw+904(FP), Y5
 	VMOVMSKPD    Y1, R12
 	CMPQ         R12, $0x0f
 	JE           windowstats_allok_0
@@ -875,10 +871,17 @@ windowstats_allok_0:
 	VMOVUPD      (DI)(R9*8), Y7
 	VADDPD       (R8)(R9*8), Y7, Y7
 	VMOVUPD      (DX)(R9*8), Y8
-	VBROADCASTSD tNow+936(FP), Y9
-	MOVQ         anchor_base+744(FP), R12
-	VSUBPD       (R12)(R10*8), Y9, Y9
-	VCMPPD       $0x0d, Y5, Y9, Y9
+	MOVL         tNow+900(FP), R12
+	VMOVD        R12, X9
+	VPBROADCASTD X9, X9
+	MOVQ         anchor_base+864(FP), R12
+	VPSUBD       (R12)(R10*4), X9, X9
+	MOVL         wu+896(FP), R12
+	VMOVD        R12, X10
+	VPBROADCASTD X10, X10
+	VPMAXUD      X10, X9, X10
+	VPCMPEQD     X9, X10, X10
+	VPMOVSXDQ    X10, Y9
 	VANDPD       Y1, Y9, Y9
 	VMULPD       Y6, Y6, Y10
 	VBROADCASTSD ratio1+944(FP), Y11
@@ -900,7 +903,7 @@ windowstats_allok_0:
 windowstats_flag_0:
 	BSFQ R12, R13
 	LEAQ (R10)(R13*1), R14
-	MOVQ flagged_base+864(FP), R15
+	MOVQ flagged_base+840(FP), R15
 	MOVL R14, (R15)(R11*4)
 	INCQ R11
 	LEAQ -1(R12), R14
@@ -934,7 +937,7 @@ windowstats_noflag_0:
 	VMOVUPD   Y9, (R12)(R10*8)
 
 windowstats_norv_0:
-	VBROADCASTSD invW+904(FP), Y9
+	VBROADCASTSD invW+912(FP), Y9
 	VMULPD       Y6, Y9, Y9
 	VMULPD       Y9, Y6, Y10
 	VSUBPD       Y10, Y7, Y7
@@ -942,7 +945,7 @@ windowstats_norv_0:
 	VANDPD       Y1, Y10, Y10
 	VMOVUPD      one<>+0(SB), Y1
 	VDIVPD       Y7, Y1, Y7
-	MOVQ         xOldNext_base+792(FP), R12
+	MOVQ         xOldNext_base+720(FP), R12
 	VMOVUPD      (R12)(R10*8), Y11
 	VSUBPD       Y8, Y11, Y11
 	VSUBPD       Y11, Y6, Y11
@@ -955,7 +958,7 @@ windowstats_norv_0:
 	MOVQ         pC_base+576(FP), R12
 	VADDPD       (R12)(R10*8), Y8, Y8
 	VSUBPD       Y11, Y8, Y8
-	VBROADCASTSD fm1+912(FP), Y4
+	VBROADCASTSD fm1+920(FP), Y4
 	VMULPD       Y9, Y4, Y4
 	VMULPD       Y9, Y4, Y4
 	VADDPD       Y4, Y8, Y8
@@ -967,10 +970,10 @@ windowstats_norv_0:
 	VMOVUPD      (R12)(R10*8), Y8
 	MOVQ         tC_base+624(FP), R12
 	VADDPD       (R12)(R10*8), Y8, Y8
-	VBROADCASTSD tbar+920(FP), Y11
+	VBROADCASTSD tbar+928(FP), Y11
 	VMULPD       Y6, Y11, Y11
 	VSUBPD       Y11, Y8, Y8
-	VBROADCASTSD invStt+928(FP), Y11
+	VBROADCASTSD invStt+936(FP), Y11
 	VMULPD       Y11, Y8, Y4
 	VBLENDVPD    Y10, Y4, Y3, Y4
 	VBLENDVPD    Y0, Y4, Y2, Y4
@@ -995,14 +998,15 @@ windowstats_norv_0:
 	VBLENDVPD    Y0, Y1, Y2, Y1
 	MOVQ         ewstd_base+264(FP), R12
 	VMOVUPD      Y1, (R12)(R10*8)
-	MOVQ         pos_base+696(FP), R12
-	VMOVUPD      (R12)(R10*8), Y1
+	MOVQ         pos_base+744(FP), R12
+	VCVTDQ2PD    (R12)(R10*4), Y1
 	VDIVPD       Y5, Y1, Y1
 	VBLENDVPD    Y0, Y1, Y2, Y1
 	MOVQ         posShare_base+288(FP), R12
 	VMOVUPD      Y1, (R12)(R10*8)
-	MOVQ         ud_base+720(FP), R12
-	VBLENDVPD    Y0, (R12)(R10*8), Y2, Y1
+	MOVQ         ud_base+768(FP), R12
+	VCVTDQ2PD    (R12)(R10*4), Y1
+	VBLENDVPD    Y0, Y1, Y2, Y1
 	MOVQ         updown_base+312(FP), R12
 	VMOVUPD      Y1, (R12)(R10*8)
 	ADDQ         $0x04, R9

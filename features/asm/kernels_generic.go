@@ -209,17 +209,18 @@ func sumNaNGeneric(x []float64) (float64, int) {
 
 // b2i and sgn are written to compile without branches: the signs of price
 // changes are close to random, so branches mispredict.
-func b2i(b bool) int64 {
-	var v int64
+func b2i(b bool) int32 {
+	var v int32
 	if b {
 		v = 1
 	}
 	return v
 }
 
-func sgn(d float64) int64 { return b2i(d > 0) - b2i(d < 0) }
+func sgn(d float64) int32 { return b2i(d > 0) - b2i(d < 0) }
 
-func windowPrepGeneric(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
+func windowPrepGeneric(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
+	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
 	n := len(xNew)
 	// Every slice cut to n up front, so the loop runs without bounds checks.
 	dNew, dPrev, dOld, dOldNext, tOld = dNew[:n], dPrev[:n], dOld[:n], dOldNext[:n], tOld[:n]
@@ -234,19 +235,20 @@ func windowPrepGeneric(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, 
 		dOld[i] = do
 		dOldNext[i] = xon - sh
 		tOld[i] = (s1[i] + c1[i]) - do
-		pos[i] += float64(b2i(xn > 0) - b2i(xo > 0))
-		ud[i] += float64(sgn(xn-xp) - sgn(xon-xo))
+		pos[i] += b2i(xn > 0) - b2i(xo > 0)
+		ud[i] += sgn(xn-xp) - sgn(xon-xo)
 	}
 }
 
 // windowConsts are WindowStats' per-call constants (see its documentation).
 type windowConsts struct {
-	w                            int32
-	fw, invW, fm1, tbar, invStt  float64
-	tNow, ratio1, ratioW, floorW float64
+	w                           int32
+	fw, invW, fm1, tbar, invStt float64
+	ratio1, ratioW, floorW      float64
+	tNow                        uint32
 }
 
-func newWindowConsts(w int, tNow, ratio, floor float64) windowConsts {
+func newWindowConsts(w int, tNow uint32, ratio, floor float64) windowConsts {
 	fw := float64(w)
 	stt := fw * float64(fw*fw-1) / 12 // sum of (j - mean j)^2
 	return windowConsts{w: int32(w), fw: fw, invW: 1 / fw, fm1: fw - 1, tbar: (fw - 1) / 2, invStt: 1 / stt,
@@ -297,7 +299,7 @@ func windowStatsGeneric(o *WindowOut, m *Moments, st *Window, cnt, run []int32, 
 		} else {
 			s1, s2 := s1s[i]+c1s[i], s2s[i]+c2s[i]
 			sh := shift[i]
-			if tNow-anchor[i] >= fw && ratio1*(s1*s1) > ratioW*s2 && math.Abs(s1) > floorW*math.Abs(sh) {
+			if tNow-anchor[i] >= uint32(ww) && ratio1*(s1*s1) > ratioW*s2 && math.Abs(s1) > floorW*math.Abs(sh) {
 				flagged = append(flagged, int32(base+i))
 			}
 			md := s1 * invW
@@ -324,8 +326,8 @@ func windowStatsGeneric(o *WindowOut, m *Moments, st *Window, cnt, run []int32, 
 		}
 		ewm[i] = ewmS[i]
 		ewstd[i] = math.Sqrt(max(ewvS[i], 0))
-		posShare[i] = pos[i] / fw // exact: no reciprocal
-		updown[i] = ud[i]
+		posShare[i] = float64(pos[i]) / fw // exact: no reciprocal
+		updown[i] = float64(ud[i])
 	}
 	return flagged
 }

@@ -24,13 +24,14 @@ func rollProductsAVX2(s, c, aNew, bNew, aOld, bOld []float64) { panic("asm: no A
 
 func sumNaNAVX2(x []float64, s, c *[4]float64, n *[4]int) { panic("asm: no AVX2 build") }
 
-func windowPrepAVX2(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
+func windowPrepAVX2(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
+	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
 	panic("asm: no AVX2 build")
 }
 
 func windowStatsAVX2(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown,
-	shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, pos, ud, anchor,
-	xNew, xOldNext []float64, cnt, run, flagged []int32,
-	wm1 int64, fw, invW, fm1, tbar, invStt, tNow, ratio1, ratioW, floorW float64) int {
+	shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, xNew, xOldNext []float64,
+	pos, ud, cnt, run, flagged []int32, anchor []uint32,
+	wm1 int64, wu, tNow uint32, fw, invW, fm1, tbar, invStt, ratio1, ratioW, floorW float64) int {
 	panic("asm: no AVX2 build")
 }

@@ -18,44 +18,60 @@ func clones(s [][]float64) [][]float64 {
 	return c
 }
 
-// prepCase is WindowPrep's arguments: 11 slices, then Shift, S1, C1.
-type prepCase [14][]float64
+// prepCase is WindowPrep's arguments: f holds dNew, dPrev, dOld, dOldNext,
+// tOld (written), xNew, xPrev, xOld, xOldNext, Shift, S1 and C1.
+type prepCase struct {
+	f       [12][]float64
+	pos, ud []int32
+}
+
+func (p *prepCase) clone() *prepCase {
+	c := &prepCase{pos: slices.Clone(p.pos), ud: slices.Clone(p.ud)}
+	copy(c.f[:], clones(p.f[:]))
+	return c
+}
 
 func (p *prepCase) run() {
-	m := &Moments{Shift: p[11], S1: p[12], C1: p[13]}
-	n := len(p[7])
+	f := &p.f
+	n := len(f[5])
+	m := &Moments{Shift: f[9], S1: f[10], C1: f[11]}
 	for _, s := range []*[]float64{&m.S2, &m.S3, &m.S4, &m.C2, &m.C3, &m.C4} {
 		*s = make([]float64, n)
 	}
-	WindowPrep(p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8], p[9], p[10], m)
+	WindowPrep(f[0], f[1], f[2], f[3], f[4], p.pos, p.ud, f[5], f[6], f[7], f[8], m)
 }
 
 func randomPrep(g gen, n int) *prepCase {
-	var p prepCase
-	for k := range p {
-		p[k] = g.slice(n)
+	p := &prepCase{pos: make([]int32, n), ud: make([]int32, n)}
+	for k := range p.f {
+		p.f[k] = g.slice(n)
 	}
 	for i := range n { // counts: small integers of both signs
-		p[5][i] = float64(g.r.IntN(901))
-		p[6][i] = float64(g.r.IntN(1801) - 900)
+		p.pos[i] = int32(g.r.IntN(901))
+		p.ud[i] = int32(g.r.IntN(1801) - 900)
 		if g.r.IntN(4) == 0 { // equal neighbours: sgn 0
-			p[8][i] = p[7][i]
+			p.f[6][i] = p.f[5][i]
 		}
 	}
-	return &p
+	return p
 }
+
+var prepNames = []string{"dNew", "dPrev", "dOld", "dOldNext", "tOld"}
 
 // comparePrep runs p on both paths and compares every slice it writes.
 func comparePrep(t testing.TB, what string, p *prepCase) {
 	t.Helper()
-	var res [2][][]float64
+	var res [2]*prepCase
 	onBoth(func(generic bool) {
-		c := prepCase(clones(p[:]))
+		c := p.clone()
 		c.run()
-		res[boolIndex(generic)] = c[:7]
+		res[boolIndex(generic)] = c
 	})
-	for k, name := range []string{"dNew", "dPrev", "dOld", "dOldNext", "tOld", "pos", "ud"} {
-		checkSame(t, what+" "+name, res[0][k], res[1][k])
+	for k, name := range prepNames {
+		checkSame(t, what+" "+name, res[0].f[k], res[1].f[k])
+	}
+	if !slices.Equal(res[0].pos, res[1].pos) || !slices.Equal(res[0].ud, res[1].ud) {
+		t.Fatalf("%s: pos avx2 %v, generic %v; ud avx2 %v, generic %v", what, res[0].pos, res[1].pos, res[0].ud, res[1].ud)
 	}
 }
 
@@ -69,28 +85,36 @@ func TestCompareWindowPrep(t *testing.T) {
 	}
 }
 
-// WindowPrep equals its formulas, the counts as exact integers.
+// WindowPrep equals its formulas.
 func TestWindowPrep(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		r := rand.New(rand.NewPCG(33, 34))
 		for _, n := range []int{1, 4, 7, 64} {
-			p := randomPrep(gen{r, kindOffset}, n)
-			want := prepCase(clones(p[:]))
-			p.run()
-			b := func(c bool) int {
-				if c {
-					return 1
+			for kind := range numKinds {
+				p := randomPrep(gen{r, kind}, n)
+				in := p.clone()
+				p.run()
+				b := func(c bool) int32 {
+					if c {
+						return 1
+					}
+					return 0
 				}
-				return 0
-			}
-			sgn := func(d float64) int { return b(d > 0) - b(d < 0) }
-			for i := range n {
-				sh, xn, xp, xo, xon := want[11][i], want[7][i], want[8][i], want[9][i], want[10][i]
-				exp := []float64{xn - sh, xp - sh, xo - sh, xon - sh, (want[12][i] + want[13][i]) - (xo - sh),
-					float64(int(want[5][i]) + b(xn > 0) - b(xo > 0)), float64(int(want[6][i]) + sgn(xn-xp) - sgn(xon-xo))}
-				for k, e := range exp {
-					if !sameBits(p[k][i], e) {
-						t.Fatalf("n %d instrument %d output %d: %v, want %v", n, i, k, p[k][i], e)
+				sgn := func(d float64) int32 { return b(d > 0) - b(d < 0) }
+				f := &in.f
+				for i := range n {
+					sh, xn, xp, xo, xon := f[9][i], f[5][i], f[6][i], f[7][i], f[8][i]
+					exp := []float64{xn - sh, xp - sh, xo - sh, xon - sh, (f[10][i] + f[11][i]) - (xo - sh)}
+					for k, e := range exp {
+						if !sameBits(p.f[k][i], e) {
+							t.Fatalf("n %d instrument %d %s: %v, want %v", n, i, prepNames[k], p.f[k][i], e)
+						}
+					}
+					if want := in.pos[i] + b(xn > 0) - b(xo > 0); p.pos[i] != want {
+						t.Fatalf("n %d instrument %d pos %d, want %d", n, i, p.pos[i], want)
+					}
+					if want := in.ud[i] + sgn(xn-xp) - sgn(xon-xo); p.ud[i] != want {
+						t.Fatalf("n %d instrument %d ud %d, want %d", n, i, p.ud[i], want)
 					}
 				}
 			}
@@ -107,7 +131,7 @@ type statsCase struct {
 	xNew     []float64
 	xOldNext []float64
 	w        int
-	tNow     float64
+	tNow     uint32
 }
 
 const (
@@ -147,7 +171,7 @@ func (c *statsCase) stats() []int32 {
 // (NaN and infinities with kindSpecial).
 func randomStats(g gen, n, w int, rv bool) *statsCase {
 	r := g.r
-	c := &statsCase{w: w, tNow: float64(1000 + r.IntN(1<<20))}
+	c := &statsCase{w: w, tNow: uint32(r.IntN(1 << 20))} // near 0: anchors before it wrap
 	o := &c.out
 	for _, s := range []*[]float64{&o.Mean, &o.Std, &o.Skew, &o.Kurt, &o.Z, &o.Sum, &o.AC1, &o.Slope, &o.R2,
 		&o.EWM, &o.EWStd, &o.PosShare, &o.UpDown} {
@@ -162,13 +186,13 @@ func randomStats(g gen, n, w int, rv bool) *statsCase {
 	if rv {
 		o.RV, st.SqS, st.SqC = g.slice(n), g.slice(n), g.slice(n)
 	}
-	st.Pos, st.UD, st.Anchor = make([]float64, n), make([]float64, n), make([]float64, n)
+	st.Pos, st.UD, st.Anchor = make([]int32, n), make([]int32, n), make([]uint32, n)
 	c.cnt, c.run = make([]int32, n), make([]int32, n)
 	c.xNew, c.xOldNext = g.slice(n), g.slice(n)
 	for i := range n {
-		st.Pos[i] = float64(r.IntN(w + 1))
-		st.UD[i] = float64(r.IntN(2*w+1) - w)
-		st.Anchor[i] = c.tNow - float64([]int{0, 1, w - 1, w, w + 1, 5 * w}[r.IntN(6)])
+		st.Pos[i] = int32(r.IntN(w + 1))
+		st.UD[i] = int32(r.IntN(2*w+1) - w)
+		st.Anchor[i] = c.tNow - uint32([]int{0, 1, w - 1, w, w + 1, 5 * w, 1 << 31, 1<<32 - 1}[r.IntN(8)])
 		c.cnt[i] = int32([]int{0, 1, w - 1, w, w + 1, w + 100}[r.IntN(6)])
 		c.run[i] = int32([]int{1, w - 1, w, w + 1}[r.IntN(4)])
 		switch r.IntN(4) {
@@ -277,7 +301,7 @@ func TestWindowStatsBranches(t *testing.T) {
 						} else {
 							seen[2]++
 						}
-						if c.tNow-c.st.Anchor[i] >= fw && (testRatio+1)*(s1*s1) > testRatio*fw*s2 &&
+						if c.tNow-c.st.Anchor[i] >= uint32(w) && (testRatio+1)*(s1*s1) > testRatio*fw*s2 &&
 							math.Abs(s1) > testFloor*fw*math.Abs(c.m.Shift[i]) {
 							wantFlags = append(wantFlags, int32(i))
 						}
@@ -287,7 +311,7 @@ func TestWindowStatsBranches(t *testing.T) {
 					}
 					if c.cnt[i] >= int32(w) {
 						want[10], want[11] = c.st.EWM[i], math.Sqrt(max(c.st.EWV[i], 0))
-						want[12], want[13] = c.st.Pos[i]/fw, c.st.UD[i]
+						want[12], want[13] = float64(c.st.Pos[i])/fw, float64(c.st.UD[i])
 					}
 					for k, e := range want {
 						if g := got(k); !sameBits(g, e) {
@@ -314,13 +338,12 @@ func FuzzWindowPrep(f *testing.F) {
 	f.Fuzz(func(t *testing.T, raw []byte, n8 uint8) {
 		needAVX2(t)
 		n := int(n8) % 64
-		v := floats(raw, 14, n)
-		var p prepCase
-		copy(p[:], v)
-		for i := range n { // counts are integers
-			p[5][i], p[6][i] = math.Trunc(math.Mod(p[5][i], 1e6)), float64(int(n8)-i)
+		p := &prepCase{pos: make([]int32, n), ud: make([]int32, n)}
+		copy(p.f[:], floats(raw, 12, n))
+		for i := range n {
+			p.pos[i], p.ud[i] = int32(i*int(n8)), int32(int(n8)-3*i)
 		}
-		comparePrep(t, "fuzz", &p)
+		comparePrep(t, "fuzz", p)
 	})
 }
 
@@ -330,7 +353,7 @@ func FuzzWindowStats(f *testing.F) {
 		needAVX2(t)
 		n := int(n8) % 64
 		w := 2 + int(n8)%60
-		v := floats(raw, 31, n)
+		v := floats(raw, 30, n)
 		c := &statsCase{w: w, tNow: 1e6}
 		o := &c.out
 		o.Mean, o.Std, o.Skew, o.Kurt, o.Z, o.Sum, o.AC1 = v[0], v[1], v[2], v[3], v[4], v[5], v[6]
@@ -338,15 +361,17 @@ func FuzzWindowStats(f *testing.F) {
 		c.m = Moments{Shift: v[13], S1: v[14], C1: v[15], S2: v[16], C2: v[17], S3: v[13], S4: v[13], C3: v[13], C4: v[13]}
 		st := &c.st
 		st.SumS, st.SumC, st.PS, st.PC, st.TS, st.TC, st.EWM, st.EWV = v[18], v[19], v[20], v[21], v[22], v[23], v[24], v[25]
-		st.Pos, st.UD, st.Anchor, c.xNew, c.xOldNext = v[26], v[27], v[28], v[29], v[30]
+		c.xNew, c.xOldNext = v[26], v[27]
 		if n8%2 == 1 {
-			o.RV, st.SqS, st.SqC = slices.Clone(v[25]), v[26], v[27]
+			o.RV, st.SqS, st.SqC = slices.Clone(v[25]), v[28], v[29]
 		}
 		c.cnt, c.run = make([]int32, n), make([]int32, n)
+		st.Pos, st.UD, st.Anchor = make([]int32, n), make([]int32, n), make([]uint32, n)
 		for i := range n {
 			c.cnt[i] = int32(w - 2 + (i+int(n8))%4)
 			c.run[i] = int32(w - 2 + (i*3+int(n8)/4)%4)
-			st.Anchor[i] = c.tNow - float64((i+int(n8))%(2*w))
+			st.Pos[i], st.UD[i] = int32(i), int32(int(n8)-2*i)
+			st.Anchor[i] = c.tNow - uint32((i+int(n8))%(2*w))
 		}
 		compareStats(t, "fuzz", c)
 	})

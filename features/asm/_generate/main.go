@@ -454,6 +454,14 @@ func paramAt(name string) Mem {
 	return b.Addr
 }
 
+// broadcast32 sets every dword of x to uint32 parameter name, through a
+// general register (go vet takes VPBROADCASTD's memory operand for more
+// than 4 bytes).
+func broadcast32(name string, x VecVirtual) {
+	VMOVD(Load(Param(name), GP32()), x)
+	VPBROADCASTD(x, x)
+}
+
 // frameAt is slice name's element i+off (elements of size bytes) for a
 // slice whose pointer stays in the argument frame, like storeIfSet's: the
 // kernels below read more slices than there are registers. l.end must hold
@@ -472,33 +480,45 @@ func (l *loop) get(name string, off int) Mem {
 	return l.frameAt(name, off, elemSize)
 }
 
-// b01 sets d to 1 where mask is set, else to +0.
-func b01(mask, d VecVirtual) {
-	VANDPD(one, mask, d)
-}
+// The counts are int32, as in Go. A comparison's mask is -1 (all ones) in
+// a true lane, so Go's b(c) (1 or 0) is -mask and sgn(d) = b(d > 0) -
+// b(d < 0) is mask(d < 0) - mask(d > 0), in int64 lanes; narrow then keeps
+// the low dword of each lane (exact: the values are small).
 
-// sgnOf returns sgn(a - b) as 1, +0 or -1 (Go's int sgn as a float64:
-// exact, so the order of the exact integer sums below does not matter).
+// sgnOf returns sgn(a - b) in int64 lanes.
 func sgnOf(a, b, zero VecVirtual) VecVirtual {
 	d, gt, lt := YMM(), YMM(), YMM()
 	VSUBPD(b, a, d)
 	VCMPPD(U8(cmpGTOS), zero, d, gt)
 	VCMPPD(U8(cmpLTOS), zero, d, lt)
-	b01(gt, gt)
-	b01(lt, lt)
-	VSUBPD(lt, gt, gt)
-	return gt
+	VPSUBQ(gt, lt, lt) // mask(d < 0) - mask(d > 0)
+	return lt
+}
+
+// narrow returns v's four int64 lanes as four int32 in an XMM register.
+func narrow(v VecVirtual) VecVirtual {
+	hi, x := XMM(), XMM()
+	VEXTRACTI128(U8(1), v, hi)
+	VSHUFPS(U8(0x88), hi, v.AsX(), x) // dwords 0 and 2 of each half
+	return x
+}
+
+// addInt32 adds v's int64 lanes to the four int32 at m.
+func addInt32(m Mem, v VecVirtual) {
+	x := narrow(v)
+	VPADDD(m, x, x)
+	VMOVDQU(x, m)
 }
 
 func windowPrep() {
 	TEXT("windowPrepAVX2", NOSPLIT,
-		"func(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64)")
+		"func(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64)")
 	Pragma("noescape")
 	Doc("windowPrepAVX2 is windowPrepGeneric on AVX2; len(xNew) must be a multiple of 4,",
 		"and every slice as long.")
-	// The inputs and the counts through moved pointers, the five outputs
-	// (written once) through the frame.
-	l := newLoop("xNew", "xNew", "xPrev", "xOld", "xOldNext", "shift", "s1", "c1", "pos", "ud")
+	// The inputs through moved pointers, the outputs and the int32 counts
+	// through the frame.
+	l := newLoop("xNew", "xNew", "xPrev", "xOld", "xOldNext", "shift", "s1", "c1")
 	l.end = GP64()
 	zero := YMM()
 	VXORPD(zero, zero, zero)
@@ -524,20 +544,16 @@ func windowPrep() {
 		VADDPD(l.at("c1", off), t, t) // s1 + c1
 		VSUBPD(d, t, t)               // (s1 + c1) - do
 		VMOVUPD(t, l.get("tOld", off))
-		// pos += b(xn > 0) - b(xo > 0)
+		// pos += b(xn > 0) - b(xo > 0), that is mask(xo > 0) - mask(xn > 0)
 		gn, gp := YMM(), YMM()
 		VCMPPD(U8(cmpGTOS), zero, xn, gn)
 		VCMPPD(U8(cmpGTOS), zero, xo, gp)
-		b01(gn, gn)
-		b01(gp, gp)
-		VSUBPD(gp, gn, gn)
-		VADDPD(l.at("pos", off), gn, gn)
-		VMOVUPD(gn, l.at("pos", off))
+		VPSUBQ(gn, gp, gp)
+		addInt32(l.frameAt("pos", off, 4), gp)
 		// ud += sgn(xn - xp) - sgn(xon - xo)
 		up := sgnOf(xn, xp, zero)
-		VSUBPD(sgnOf(xon, xo, zero), up, up)
-		VADDPD(l.at("ud", off), up, up)
-		VMOVUPD(up, l.at("ud", off))
+		VPSUBQ(sgnOf(xon, xo, zero), up, up)
+		addInt32(l.frameAt("ud", off, 4), up)
 	})
 }
 
@@ -546,16 +562,16 @@ func windowPrep() {
 // else branch), good = ok and m2 > 0; a constant lane takes its flat value
 // where ok is clear, then a warming-up lane takes NaN where nw (cnt >= w)
 // is clear. The comparisons of cnt and run with w run on int64 lanes
-// (VPMOVSXDQ), exact. Go's max(v, 0) is ((0 > v) ? 0 : v) + 0: VMAXPD keeps
+// (VPMOVSXDQ), exact; so do the counts' conversions (VCVTDQ2PD). Go's max(v, 0) is ((0 > v) ? 0 : v) + 0: VMAXPD keeps
 // its second operand for a NaN, and adding +0 turns -0 into Go's +0.
 // Stale lanes go to flagged through VMOVMSKPD and a bit loop, only when
 // there are any.
 func windowStats() {
 	TEXT("windowStatsAVX2", NOSPLIT,
 		"func(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown,"+
-			" shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, pos, ud, anchor,"+
-			" xNew, xOldNext []float64, cnt, run, flagged []int32,"+
-			" wm1 int64, fw, invW, fm1, tbar, invStt, tNow, ratio1, ratioW, floorW float64) int")
+			" shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, xNew, xOldNext []float64,"+
+			" pos, ud, cnt, run, flagged []int32, anchor []uint32,"+
+			" wm1 int64, wu, tNow uint32, fw, invW, fm1, tbar, invStt, ratio1, ratioW, floorW float64) int")
 	Pragma("noescape")
 	Doc("windowStatsAVX2 is windowStatsGeneric on AVX2 (base 0) and returns the number of",
 		"indices written to flagged; len(xNew) must be a multiple of 4, every slice but",
@@ -606,12 +622,16 @@ func windowStats() {
 		VADDPD(l.at("c2", off), s2, s2) // s2 = S2 + C2
 		VMOVUPD(l.at("shift", off), sh)
 
-		// Stale: tNow - anchor >= W && ratio1*(s1*s1) > ratioW*s2 &&
-		// |s1| > floorW*|sh|, in ok lanes.
+		// Stale: tNow - anchor >= w (uint32, wrapping: max(age, w) == age)
+		// && ratio1*(s1*s1) > ratioW*s2 && |s1| > floorW*|sh|, in ok lanes.
+		age, wu := XMM(), XMM()
+		broadcast32("tNow", age)
+		VPSUBD(l.frameAt("anchor", off, 4), age, age)
+		broadcast32("wu", wu)
+		VPMAXUD(wu, age, wu)
+		VPCMPEQD(age, wu, wu)
 		st, u, v := YMM(), YMM(), YMM()
-		VBROADCASTSD(paramAt("tNow"), st)
-		VSUBPD(l.get("anchor", off), st, st)
-		VCMPPD(U8(cmpGEOS), fw, st, st)
+		VPMOVSXDQ(wu, st)
 		VANDPD(ok, st, st)
 		VMULPD(s1, s1, u)
 		VBROADCASTSD(paramAt("ratio1"), v)
@@ -723,7 +743,8 @@ func windowStats() {
 		VBLENDVPD(good, cov, nan, cov)
 		VMOVUPD(cov, l.get("r2", off))
 
-		// ewm, ewstd = sqrt(max(ewv, 0)), posShare = pos/W, updown
+		// ewm, ewstd = sqrt(max(ewv, 0)), posShare = float64(pos)/W, updown =
+		// float64(ud)
 		e := YMM()
 		VBLENDVPD(nw, l.get("ewmS", off), nan, e)
 		VMOVUPD(e, l.get("ewm", off))
@@ -733,11 +754,12 @@ func windowStats() {
 		VSQRTPD(e, e)
 		VBLENDVPD(nw, e, nan, e)
 		VMOVUPD(e, l.get("ewstd", off))
-		VMOVUPD(l.get("pos", off), e)
+		VCVTDQ2PD(l.frameAt("pos", off, 4), e)
 		VDIVPD(fw, e, e)
 		VBLENDVPD(nw, e, nan, e)
 		VMOVUPD(e, l.get("posShare", off))
-		VBLENDVPD(nw, l.get("ud", off), nan, e)
+		VCVTDQ2PD(l.frameAt("ud", off, 4), e)
+		VBLENDVPD(nw, e, nan, e)
 		VMOVUPD(e, l.get("updown", off))
 	})
 }
