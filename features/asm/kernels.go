@@ -204,16 +204,19 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 //	pos += b(xNew > 0) - b(xOld > 0)
 //	ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
 //
-// where b is 1 or 0 and sgn is 1, 0 or -1 (int32 arithmetic). shift, s1 and c1 are m.Shift,
-// m.S1 and m.C1. Bit-identical between paths.
+// where b is 1 or 0 and sgn is 1, 0 or -1 (int32 arithmetic). shift, s1
+// and c1 are m.Shift, m.S1 and m.C1. Bit-identical between paths.
 // Panics unless every slice has len(xNew) elements.
 func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext []float64,
 	m *Moments) {
 	n := m.len(len(xNew), "WindowPrep")
 	for _, s := range [...][]float64{dNew, dPrev, dOld, dOldNext, tOld, xPrev, xOld, xOldNext} {
-		if len(s) != n || len(pos) != n || len(ud) != n {
+		if len(s) != n {
 			panic("asm: WindowPrep: lengths differ")
 		}
+	}
+	if len(pos) != n || len(ud) != n {
+		panic("asm: WindowPrep: pos or ud length differs")
 	}
 	k := 0
 	if useAVX2 {
@@ -278,11 +281,12 @@ func cut(s []float64, lo, hi int) []float64 {
 
 // WindowStats writes a window's statistics other than MomentStats' (which it
 // overwrites where they do not apply) for windows of w values (w >= 2), at
-// step tNow (a step count that may wrap), and returns flagged[:0] with the indices of the instruments
-// whose shift may have gone stale appended in increasing order (the caller
-// re-anchors those it must and recomputes their outputs on one-element
-// slices). cnt is the count of values since the series started and run the
-// count of values equal to the latest, per instrument.
+// step tNow (a step count that may wrap), and returns flagged[:0] with the
+// indices of the instruments whose shift may have gone stale appended in
+// increasing order (the caller re-anchors those it must and recomputes
+// their outputs on one-element slices). cnt is the count of values since the
+// series started and run the count of values equal to the latest, per
+// instrument.
 //
 // Per-call constants: W = w, invW = 1/W, stt = W*(W*W-1)/12, invStt = 1/stt,
 // tbar = (W-1)/2. Per instrument, with x = xNew:

@@ -160,9 +160,13 @@ func (c *statsCase) outputs() [][]float64 {
 var statsNames = []string{"mean", "std", "skew", "kurt", "z", "sum", "rv", "ac1", "slope", "r2", "ewm", "ewstd",
 	"posShare", "updown"}
 
-func (c *statsCase) stats() []int32 {
+// stats runs WindowStats on c; flagged may be nil (allocated here).
+func (c *statsCase) stats(flagged []int32) []int32 {
+	if cap(flagged) < len(c.xNew) {
+		flagged = make([]int32, 0, len(c.xNew))
+	}
 	return WindowStats(&c.out, &c.m, &c.st, c.cnt, c.run, c.xNew, c.xOldNext, c.w, c.tNow, testRatio, testFloor,
-		make([]int32, 0, len(c.xNew)))
+		flagged)
 }
 
 // randomStats is a state that takes every branch: warming up, constant,
@@ -212,7 +216,7 @@ func compareStats(t testing.TB, what string, c *statsCase) []int32 {
 	var flags [2][]int32
 	onBoth(func(generic bool) {
 		d := c.clone()
-		flags[boolIndex(generic)] = d.stats()
+		flags[boolIndex(generic)] = d.stats(nil)
 		outs[boolIndex(generic)] = d.outputs()
 	})
 	for k, name := range statsNames {
@@ -255,7 +259,7 @@ func TestWindowStatsBranches(t *testing.T) {
 				w := 20
 				c := randomStats(gen{r, kindNormal}, n, w, rv)
 				in := c.clone()
-				flags := c.stats()
+				flags := c.stats(nil)
 				fw := float64(w)
 				var wantFlags []int32
 				for i := range n {
