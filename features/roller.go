@@ -34,6 +34,8 @@ type roller struct {
 	tOld                        []float64   // scratch: S1 before the slide minus dOld (OLS)
 	wm1                         [][]float64 // per window: w-1 in every element (OLS)
 	start                       []int32
+	flagged                     []int32 // instruments whose shift may be stale (asm.WindowStats)
+	flag1                       []int32 // the same for one instrument, cap 1
 	one1, one2, zero1           [1]float64
 
 	reanchors int // re-anchors done, for metrics
@@ -199,6 +201,8 @@ func (r *roller) resize(from []int32) {
 		}
 	}
 	r.start = slices.Grow(r.start[:0], n)
+	r.flagged = slices.Grow(r.flagged[:0], n)
+	r.flag1 = make([]int32, 0, 1)
 	r.n = n
 }
 
@@ -325,18 +329,6 @@ func neumaier(s, c *float64, v float64) {
 	*s = t
 }
 
-// sgn and b2i are written to compile without branches: the signs of
-// price changes are close to random, so branches mispredict.
-func sgn(d float64) int32 { return b2i(d > 0) - b2i(d < 0) }
-
-func b2i(b bool) int32 {
-	var v int32
-	if b {
-		v = 1
-	}
-	return v
-}
-
 // reanchorRatio: the shifted sums' relative error is about
 // eps*(1 + (mean-shift)^2/var). When (mean-shift)^2 exceeds reanchorRatio*var
 // (and the shift has been in place for a window), the shift moves to the
@@ -344,35 +336,28 @@ func b2i(b bool) int32 {
 // at most once per w steps, so O(1) amortized. The check runs every step.
 const reanchorRatio = 1024
 
+// staleFloor: asm.WindowStats flags an instrument's shift as possibly stale
+// when, besides the age of its anchor, (ratio+1)*s1^2 > ratio*w*s2 and
+// |s1| > staleFloor*w*|shift|: maybeReanchor's test without the ulp and
+// without a division, cheap enough for every instrument and step (with mean
+// deviation md = s1/w and m2 = s2 - s1^2/w, md^2 > ratio*m2/w is
+// (ratio+1)*s1^2 > ratio*w*s2).
+const staleFloor = 3.5e-15
+
 func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]int) {
 	w := &s.win[wi]
 	n := r.n
 	tt := r.tt
-	xNew := r.row(s, tt)
-	xPrev := r.row(s, tt-1)
-	xOld := r.row(s, tt-int64(w.w))
-	xOldNext := r.row(s, tt-int64(w.w)+1)
+	xNew := r.row(s, tt)[:n]
+	xPrev := r.row(s, tt-1)[:n]
+	xOld := r.row(s, tt-int64(w.w))[:n]
+	xOldNext := r.row(s, tt-int64(w.w)+1)[:n]
 	m := &w.m
-	fw := float64(w.w)
 	dNew, dPrev, dOld, dOldNext, tOld := r.dNew[:n], r.dPrev[:n], r.dOld[:n], r.dOldNext[:n], r.tOld[:n]
-	// Every slice cut to n up front, so the loop runs without bounds checks.
-	xNew, xPrev, xOld, xOldNext = xNew[:n], xPrev[:n], xOld[:n], xOldNext[:n]
-	shift, s1s, c1s, pos, ud := m.Shift[:n], m.S1[:n], m.C1[:n], w.pos[:n], w.ud[:n]
-	var s2s, c2s []float64
-	for i := range n {
-		sh := shift[i]
-		xn, xp, xo, xon := xNew[i], xPrev[i], xOld[i], xOldNext[i]
-		dNew[i] = xn - sh
-		dPrev[i] = xp - sh
-		dOld[i] = xo - sh
-		dOldNext[i] = xon - sh
-		// OLS: every remaining value's index drops by one, the new one
-		// enters at w-1. Uses S1 of the window before the slide.
-		tOld[i] = (s1s[i] + c1s[i]) - dOld[i]
-		// Counts: exact.
-		pos[i] += b2i(xn > 0) - b2i(xo > 0)
-		ud[i] += sgn(xn-xp) - sgn(xon-xo)
-	}
+	// The differences from the shift, S1 before the slide minus dOld (OLS:
+	// every remaining value's index drops by one, the new one enters at
+	// w-1), and the exact counts.
+	asm.WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, w.pos, w.ud, xNew, xPrev, xOld, xOldNext, m)
 	asm.RollProducts(w.tS, w.tC, dNew, r.wm1[wi], tOld, r.ones)
 	asm.RollMoments(m, xNew, xOld)
 	asm.RollProducts(w.sumS, w.sumC, xNew, r.ones, xOld, r.ones)
@@ -388,91 +373,36 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 		}
 		return nil
 	}
-	mean, std, skew, kurt, z := col(sMean), col(sStd), col(sSkew), col(sKurt), col(sZ)
-	asm.MomentStats(mean, std, skew, kurt, z, m, xNew, w.w)
-	sum, rv, ac1, slope, r2 := col(sSum), col(sRV), col(sAC1), col(sSlope), col(sR2)
-	if !s.rv {
-		rv = nil
+	// Every column but rv exists for every series (hasStat).
+	out := asm.WindowOut{Mean: col(sMean), Std: col(sStd), Skew: col(sSkew), Kurt: col(sKurt), Z: col(sZ),
+		Sum: col(sSum), AC1: col(sAC1), Slope: col(sSlope), R2: col(sR2),
+		EWM: col(sEWM), EWStd: col(sEWStd), PosShare: col(sPosShare), UpDown: col(sUpDown)}
+	if s.rv {
+		out.RV = col(sRV)
 	}
-	ewm, ewstd, posShare, updown := col(sEWM), col(sEWStd), col(sPosShare), col(sUpDown)
-
-	ww := int32(w.w)
-	stt := fw * (fw*fw - 1) / 12 // sum of (j - mean j)^2
-	invStt, invW := 1/stt, 1/fw
-	tbar := (fw - 1) / 2
-	nan := math.NaN()
-	// Every column but rv exists for every series (hasStat); all cut to n
-	// so the loop runs without bounds checks.
-	mean, std, skew, kurt, z = mean[:n], std[:n], skew[:n], kurt[:n], z[:n]
-	sum, ac1, slope, r2 = sum[:n], ac1[:n], slope[:n], r2[:n]
-	ewm, ewstd, posShare, updown = ewm[:n], ewstd[:n], posShare[:n], updown[:n]
-	hasRV := rv != nil
-	if hasRV {
-		rv = rv[:n]
-	}
-	s1s, c1s, s2s, c2s = m.S1[:n], m.C1[:n], m.S2[:n], m.C2[:n]
-	sumS, sumC, pS, pC, tS, tC := w.sumS[:n], w.sumC[:n], w.pS[:n], w.pC[:n], w.tS[:n], w.tC[:n]
-	ewmS, ewvS, cnt, run, anchor := w.ewm[:n], w.ewv[:n], s.cnt[:n], s.run[:n], w.anchor[:n]
-	for i := range n {
-		if cnt[i] < ww {
-			// Warming up (or not started): every statistic is NaN.
-			mean[i], std[i], skew[i], kurt[i], z[i] = nan, nan, nan, nan, nan
-			sum[i], ac1[i], slope[i], r2[i] = nan, nan, nan, nan
-			ewm[i], ewstd[i], posShare[i], updown[i] = nan, nan, nan, nan
-			if hasRV {
-				rv[i] = nan
-			}
+	asm.MomentStats(out.Mean, out.Std, out.Skew, out.Kurt, out.Z, m, xNew, w.w)
+	st := asm.Window{SumS: w.sumS, SumC: w.sumC, SqS: w.sqS, SqC: w.sqC, PS: w.pS, PC: w.pC, TS: w.tS, TC: w.tC,
+		EWM: w.ewm, EWV: w.ewv, Pos: w.pos, UD: w.ud, Anchor: w.anchor}
+	r.flagged = asm.WindowStats(&out, m, &st, s.cnt[:n], s.run[:n], xNew, xOldNext, w.w, r.t,
+		reanchorRatio, staleFloor, r.flagged)
+	// Rare: a re-anchored instrument's outputs again, from its new sums
+	// (maybeReanchor has redone its moment statistics). Each instrument's
+	// state is its own, so this equals re-anchoring before its statistics.
+	for _, fi := range r.flagged {
+		i := int(fi)
+		if !r.maybeReanchor(s, w, i, out.Mean, out.Std, out.Skew, out.Kurt, out.Z, xNew) {
 			continue
 		}
-		xn := xNew[i]
-		if run[i] >= ww {
-			// Every value in the window equals the latest: exact results,
-			// whatever the sums' rounding.
-			mean[i], std[i], skew[i], kurt[i], z[i] = xn, 0, nan, nan, nan
-			sum[i] = fw * xn
-			if hasRV {
-				rv[i] = math.Sqrt(fw * float64(xn*xn))
-			}
-			ac1[i], slope[i], r2[i] = nan, 0, nan
-		} else {
-			s1, s2 := s1s[i]+c1s[i], s2s[i]+c2s[i]
-			if r.t-anchor[i] >= uint32(w.w) && staleShift(s1, s2, shift[i], fw) {
-				r.maybeReanchor(s, w, i, mean, std, skew, kurt, z, xNew)
-				s1, s2 = s1s[i]+c1s[i], s2s[i]+c2s[i]
-			}
-			md := s1 * invW
-			m2 := s2 - s1*md
-			sum[i] = sumS[i] + sumC[i]
-			if hasRV {
-				rv[i] = math.Sqrt(max(w.sqS[i]+w.sqC[i], 0))
-			}
-			if m2 > 0 {
-				// Lag-1 autocovariance about the window mean from the
-				// shifted pair sum: the pairs' "later" values miss the
-				// oldest, their "earlier" values miss the newest.
-				sh := shift[i] // possibly just re-anchored: not dNew's
-				a := s1 - (xOldNext[i] - sh)
-				bb := s1 - (xn - sh)
-				inv := 1 / m2 // one division for ac1 and r2
-				num := (pS[i] + pC[i]) - md*(a+bb) + (fw-1)*md*md
-				ac1[i] = num * inv
-				cov := (tS[i] + tC[i]) - tbar*s1
-				slope[i] = cov * invStt
-				r2[i] = min(cov*cov*invStt*inv, 1)
-			} else {
-				ac1[i], slope[i], r2[i] = nan, 0, nan
-			}
-		}
-		ewm[i] = ewmS[i]
-		ewstd[i] = math.Sqrt(max(ewvS[i], 0))
-		posShare[i] = float64(pos[i]) / fw // exact: no reciprocal
-		updown[i] = float64(ud[i])
+		o1, m1, st1 := out.Slice(i, i+1), m.Slice(i, i+1), st.Slice(i, i+1)
+		asm.WindowStats(&o1, &m1, &st1, s.cnt[i:i+1], s.run[i:i+1], xNew[i:i+1], xOldNext[i:i+1], w.w, r.t,
+			reanchorRatio, staleFloor, r.flag1)
 	}
 }
 
 // maybeReanchor re-anchors instrument i's shift of window w if it has gone
-// stale and then recomputes i's moment statistics.
-func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64) {
+// stale and then recomputes i's moment statistics; it reports whether it
+// did.
+func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64) bool {
 	m := &w.m
 	fw := float64(w.w)
 	s1 := m.S1[i] + m.C1[i]
@@ -480,17 +410,10 @@ func (r *roller) maybeReanchor(s *rseries, w *rwin, i int, mean, std, skew, kurt
 	popVar := max((m.S2[i]+m.C2[i])-s1*md, 0) / fw
 	sh := m.Shift[i]
 	if math.Abs(md) <= 16*ulp(sh) || md*md <= reanchorRatio*popVar {
-		return
+		return false
 	}
 	r.reanchorNow(s, w, i, mean, std, skew, kurt, z, xNew, sh+md)
-}
-
-// staleShift is maybeReanchor's test without the ulp and without a
-// division, cheap enough for every instrument and step: with mean
-// deviation md = s1/w and m2 = s2 - s1^2/w, md^2 > ratio*m2/w is
-// (ratio+1)*s1^2 > ratio*w*s2.
-func staleShift(s1, s2, shift, fw float64) bool {
-	return (reanchorRatio+1)*(s1*s1) > reanchorRatio*fw*s2 && math.Abs(s1) > 3.5e-15*fw*math.Abs(shift)
+	return true
 }
 
 func (r *roller) reanchorNow(s *rseries, w *rwin, i int, mean, std, skew, kurt, z, xNew []float64, shift float64) {

@@ -196,6 +196,170 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 	}
 }
 
+// WindowPrep is the first pass of a window's step (features' roller): with
+// sh = shift[i], for every i
+//
+//	dNew = xNew - sh;  dPrev = xPrev - sh;  dOld = xOld - sh;  dOldNext = xOldNext - sh
+//	tOld = (s1 + c1) - dOld
+//	pos += b(xNew > 0) - b(xOld > 0)
+//	ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
+//
+// where b is 1 or 0 and sgn is 1, 0 or -1 (int32 arithmetic). shift, s1
+// and c1 are m.Shift, m.S1 and m.C1. Bit-identical between paths.
+// Panics unless every slice has len(xNew) elements.
+func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext []float64,
+	m *Moments) {
+	n := m.len(len(xNew), "WindowPrep")
+	for _, s := range [...][]float64{dNew, dPrev, dOld, dOldNext, tOld, xPrev, xOld, xOldNext} {
+		if len(s) != n {
+			panic("asm: WindowPrep: lengths differ")
+		}
+	}
+	if len(pos) != n || len(ud) != n {
+		panic("asm: WindowPrep: pos or ud length differs")
+	}
+	k := 0
+	if useAVX2 {
+		k = n &^ 3
+		windowPrepAVX2(dNew[:k], dPrev[:k], dOld[:k], dOldNext[:k], tOld[:k], pos[:k], ud[:k],
+			xNew[:k], xPrev[:k], xOld[:k], xOldNext[:k], m.Shift[:k], m.S1[:k], m.C1[:k])
+	}
+	if k < n {
+		windowPrepGeneric(dNew[k:], dPrev[k:], dOld[k:], dOldNext[k:], tOld[k:], pos[k:], ud[k:],
+			xNew[k:], xPrev[k:], xOld[k:], xOldNext[k:], m.Shift[k:], m.S1[k:], m.C1[k:])
+	}
+}
+
+// Window is the state of one series over one window that WindowStats reads
+// besides its Moments: compensated sums (true sum S + C) of x, of x^2 (SqS,
+// SqC: nil when RV is not computed), of lag-1 products and of the OLS cross
+// term, the exponentially weighted mean and variance, the counts of
+// WindowPrep, and the step of each instrument's last re-anchoring.
+type Window struct {
+	SumS, SumC, SqS, SqC, PS, PC, TS, TC []float64
+	EWM, EWV                             []float64
+	Pos, UD                              []int32
+	Anchor                               []uint32
+}
+
+// WindowOut are WindowStats' outputs. Mean, Std, Skew, Kurt and Z hold
+// MomentStats' results already; WindowStats overwrites them where the window
+// is warming up or constant. RV may be nil (not computed); the others may
+// not.
+type WindowOut struct {
+	Mean, Std, Skew, Kurt, Z                              []float64
+	Sum, RV, AC1, Slope, R2, EWM, EWStd, PosShare, UpDown []float64
+}
+
+// Slice returns o's slices from lo to hi; RV stays nil if it is.
+func (o *WindowOut) Slice(lo, hi int) WindowOut {
+	return WindowOut{Mean: o.Mean[lo:hi], Std: o.Std[lo:hi], Skew: o.Skew[lo:hi], Kurt: o.Kurt[lo:hi],
+		Z: o.Z[lo:hi], Sum: o.Sum[lo:hi], RV: cut(o.RV, lo, hi), AC1: o.AC1[lo:hi], Slope: o.Slope[lo:hi],
+		R2: o.R2[lo:hi], EWM: o.EWM[lo:hi], EWStd: o.EWStd[lo:hi], PosShare: o.PosShare[lo:hi],
+		UpDown: o.UpDown[lo:hi]}
+}
+
+// Slice returns st's slices from lo to hi; SqS and SqC stay nil if they are.
+func (st *Window) Slice(lo, hi int) Window {
+	return Window{SumS: st.SumS[lo:hi], SumC: st.SumC[lo:hi], SqS: cut(st.SqS, lo, hi), SqC: cut(st.SqC, lo, hi),
+		PS: st.PS[lo:hi], PC: st.PC[lo:hi], TS: st.TS[lo:hi], TC: st.TC[lo:hi], EWM: st.EWM[lo:hi],
+		EWV: st.EWV[lo:hi], Pos: st.Pos[lo:hi], UD: st.UD[lo:hi], Anchor: st.Anchor[lo:hi]}
+}
+
+// Slice returns m's slices from lo to hi.
+func (m *Moments) Slice(lo, hi int) Moments {
+	return Moments{Shift: m.Shift[lo:hi], S1: m.S1[lo:hi], S2: m.S2[lo:hi], S3: m.S3[lo:hi], S4: m.S4[lo:hi],
+		C1: m.C1[lo:hi], C2: m.C2[lo:hi], C3: m.C3[lo:hi], C4: m.C4[lo:hi]}
+}
+
+func cut(s []float64, lo, hi int) []float64 {
+	if s == nil {
+		return nil
+	}
+	return s[lo:hi]
+}
+
+// WindowStats writes a window's statistics other than MomentStats' (which it
+// overwrites where they do not apply) for windows of w values (w >= 2), at
+// step tNow (a step count that may wrap), and returns flagged[:0] with the
+// indices of the instruments whose shift may have gone stale appended in
+// increasing order (the caller re-anchors those it must and recomputes
+// their outputs on one-element slices). cnt is the count of values since the
+// series started and run the count of values equal to the latest, per
+// instrument.
+//
+// Per-call constants: W = w, invW = 1/W, stt = W*(W*W-1)/12, invStt = 1/stt,
+// tbar = (W-1)/2. Per instrument, with x = xNew:
+//
+//   - cnt < w (warming up): every output NaN.
+//   - run >= w (constant window): mean = x, std = 0, skew = kurt = z = NaN,
+//     sum = W*x, rv = sqrt(W*(x*x)), ac1 = NaN, slope = 0, r2 = NaN.
+//   - otherwise, with s1 = S1 + C1, s2 = S2 + C2, sh = Shift:
+//     md = s1*invW; m2 = s2 - s1*md; sum = SumS + SumC;
+//     rv = sqrt(max(SqS + SqC, 0)); and if m2 > 0 (else ac1 = NaN, slope = 0,
+//     r2 = NaN): a = s1 - (xOldNext - sh); b = s1 - (x - sh); inv = 1/m2;
+//     ac1 = (((PS + PC) - md*(a + b)) + ((W-1)*md)*md)*inv;
+//     cov = (TS + TC) - tbar*s1; slope = cov*invStt;
+//     r2 = min(((cov*cov)*invStt)*inv, 1).
+//     The instrument is flagged when tNow - Anchor >= w (uint32) and
+//     (ratio+1)*(s1*s1) > (ratio*W)*s2 and |s1| > (floor*W)*|sh|.
+//   - unless warming up: ewm = EWM, ewstd = sqrt(max(EWV, 0)), posShare =
+//     float64(Pos)/W, updown = float64(UD).
+//
+// Bit-identical between paths, flags included.
+// Panics if w < 2, if cap(flagged) < len(xNew) or if a slice's length
+// differs from len(xNew) (SqS and SqC only matter when o.RV is not nil).
+func WindowStats(o *WindowOut, m *Moments, st *Window, cnt, run []int32, xNew, xOldNext []float64,
+	w int, tNow uint32, ratio, floor float64, flagged []int32) []int32 {
+	n := m.len(len(xNew), "WindowStats")
+	if w < 2 {
+		panic("asm: WindowStats: window below 2 values")
+	}
+	if cap(flagged) < n {
+		panic("asm: WindowStats: flagged has room for fewer than len(xNew) indices")
+	}
+	ins := [...][]float64{o.Mean, o.Std, o.Skew, o.Kurt, o.Z, o.Sum, o.AC1, o.Slope, o.R2, o.EWM, o.EWStd,
+		o.PosShare, o.UpDown, st.SumS, st.SumC, st.PS, st.PC, st.TS, st.TC, st.EWM, st.EWV, xOldNext}
+	for _, s := range ins {
+		if len(s) != n {
+			panic("asm: WindowStats: lengths differ")
+		}
+	}
+	if len(cnt) != n || len(run) != n || len(st.Pos) != n || len(st.UD) != n || len(st.Anchor) != n {
+		panic("asm: WindowStats: cnt, run, Pos, UD or Anchor length differs")
+	}
+	if o.RV != nil && (len(o.RV) != n || len(st.SqS) != n || len(st.SqC) != n) {
+		panic("asm: WindowStats: rv, SqS or SqC length differs")
+	}
+	c := newWindowConsts(w, tNow, ratio, floor)
+	flagged = flagged[:0]
+	k := 0
+	if useAVX2 && n >= 4 {
+		k = n &^ 3
+		var sqS, sqC []float64
+		if o.RV != nil {
+			sqS, sqC = st.SqS[:k], st.SqC[:k]
+		}
+		nf := windowStatsAVX2(o.Mean[:k], o.Std[:k], o.Skew[:k], o.Kurt[:k], o.Z[:k], o.Sum[:k], head(o.RV, k),
+			o.AC1[:k], o.Slope[:k], o.R2[:k], o.EWM[:k], o.EWStd[:k], o.PosShare[:k], o.UpDown[:k],
+			m.Shift[:k], m.S1[:k], m.C1[:k], m.S2[:k], m.C2[:k],
+			st.SumS[:k], st.SumC[:k], sqS, sqC, st.PS[:k], st.PC[:k], st.TS[:k], st.TC[:k],
+			st.EWM[:k], st.EWV[:k], xNew[:k], xOldNext[:k],
+			st.Pos[:k], st.UD[:k], cnt[:k], run[:k], flagged[:k], st.Anchor[:k],
+			int64(w-1), uint32(w), tNow, c.fw, c.invW, c.fm1, c.tbar, c.invStt, c.ratio1, c.ratioW, c.floorW)
+		flagged = flagged[:nf]
+	}
+	if k < n {
+		sub := *st
+		if o.RV == nil { // SqS and SqC unused, whatever their length
+			sub.SqS, sub.SqC = nil, nil
+		}
+		to, tm, ts := o.Slice(k, n), m.Slice(k, n), sub.Slice(k, n)
+		flagged = windowStatsGeneric(&to, &tm, &ts, cnt[k:], run[k:], xNew[k:], xOldNext[k:], &c, k, flagged)
+	}
+	return flagged
+}
+
 // SumNaN returns the sum and count of the non-NaN values of x
 // (cross-sectional aggregates).
 //

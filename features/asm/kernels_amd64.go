@@ -55,3 +55,16 @@ func extremaPrependAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64
 //
 //go:noescape
 func extremaWindowAVX2(max []float64, min []float64, maxAge []float64, minAge []float64, rangePos []float64, ox []float64, oxt []float64, on []float64, ont []float64, mx []float64, mxt []float64, mn []float64, mnt []float64, cx []float64, cxt []float64, cn []float64, cnt2 []float64, last []float64, cnt []int32, fw float64, t float64)
+
+// windowPrepAVX2 is windowPrepGeneric on AVX2; len(xNew) must be a multiple of 4,
+// and every slice as long.
+//
+//go:noescape
+func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []int32, ud []int32, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
+
+// windowStatsAVX2 is windowStatsGeneric on AVX2 (base 0) and returns the number of
+// indices written to flagged; len(xNew) must be a multiple of 4, every slice but
+// flagged as long (sqS and sqC too unless rv is nil), and flagged at least as long.
+//
+//go:noescape
+func windowStatsAVX2(mean []float64, std []float64, skew []float64, kurt []float64, z []float64, sum []float64, rv []float64, ac1 []float64, slope []float64, r2 []float64, ewm []float64, ewstd []float64, posShare []float64, updown []float64, shift []float64, s1 []float64, c1 []float64, s2 []float64, c2 []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, tS []float64, tC []float64, ewmS []float64, ewvS []float64, xNew []float64, xOldNext []float64, pos []int32, ud []int32, cnt []int32, run []int32, flagged []int32, anchor []uint32, wm1 int64, wu uint32, tNow uint32, fw float64, invW float64, fm1 float64, tbar float64, invStt float64, ratio1 float64, ratioW float64, floorW float64) int

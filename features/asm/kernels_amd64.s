@@ -1072,3 +1072,294 @@ extremawindow_loop:
 extremawindow_done:
 	VZEROUPPER
 	RET
+
+// func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []int32, ud []int32, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
+// Requires: AVX, AVX2
+TEXT ·windowPrepAVX2(SB), NOSPLIT, $0-336
+	MOVQ   xNew_len+176(FP), AX
+	MOVQ   xNew_base+168(FP), CX
+	LEAQ   (CX)(AX*8), CX
+	MOVQ   xPrev_base+192(FP), DX
+	LEAQ   (DX)(AX*8), DX
+	MOVQ   xOld_base+216(FP), BX
+	LEAQ   (BX)(AX*8), BX
+	MOVQ   xOldNext_base+240(FP), SI
+	LEAQ   (SI)(AX*8), SI
+	MOVQ   shift_base+264(FP), DI
+	LEAQ   (DI)(AX*8), DI
+	MOVQ   s1_base+288(FP), R8
+	LEAQ   (R8)(AX*8), R8
+	MOVQ   c1_base+312(FP), R9
+	LEAQ   (R9)(AX*8), R9
+	MOVQ   AX, R10
+	NEGQ   R10
+	VXORPD Y0, Y0, Y0
+	TESTQ  R10, R10
+	JZ     windowprep_done
+
+windowprep_loop:
+	MOVQ         R10, R11
+	ADDQ         AX, R11
+	VMOVUPD      (DI)(R10*8), Y1
+	VMOVUPD      (CX)(R10*8), Y2
+	VSUBPD       Y1, Y2, Y6
+	MOVQ         dNew_base+0(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (DX)(R10*8), Y3
+	VSUBPD       Y1, Y3, Y6
+	MOVQ         dPrev_base+24(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (SI)(R10*8), Y5
+	VSUBPD       Y1, Y5, Y6
+	MOVQ         dOldNext_base+72(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (BX)(R10*8), Y4
+	VSUBPD       Y1, Y4, Y6
+	MOVQ         dOld_base+48(FP), R12
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      (R8)(R10*8), Y1
+	VADDPD       (R9)(R10*8), Y1, Y1
+	VSUBPD       Y6, Y1, Y1
+	MOVQ         tOld_base+96(FP), R12
+	VMOVUPD      Y1, (R12)(R11*8)
+	VCMPPD       $0x0e, Y0, Y2, Y1
+	VCMPPD       $0x0e, Y0, Y4, Y6
+	VPSUBQ       Y1, Y6, Y6
+	MOVQ         pos_base+120(FP), R12
+	VEXTRACTI128 $0x01, Y6, X1
+	VSHUFPS      $0x88, X1, X6, X1
+	VPADDD       (R12)(R11*4), X1, X1
+	VMOVDQU      X1, (R12)(R11*4)
+	VSUBPD       Y3, Y2, Y1
+	VCMPPD       $0x0e, Y0, Y1, Y2
+	VCMPPD       $0x01, Y0, Y1, Y1
+	VPSUBQ       Y2, Y1, Y1
+	VSUBPD       Y4, Y5, Y2
+	VCMPPD       $0x0e, Y0, Y2, Y3
+	VCMPPD       $0x01, Y0, Y2, Y2
+	VPSUBQ       Y3, Y2, Y2
+	VPSUBQ       Y2, Y1, Y1
+	MOVQ         ud_base+144(FP), R12
+	VEXTRACTI128 $0x01, Y1, X2
+	VSHUFPS      $0x88, X2, X1, X1
+	VPADDD       (R12)(R11*4), X1, X1
+	VMOVDQU      X1, (R12)(R11*4)
+	ADDQ         $0x04, R10
+	JNZ          windowprep_loop
+
+windowprep_done:
+	VZEROUPPER
+	RET
+
+// func windowStatsAVX2(mean []float64, std []float64, skew []float64, kurt []float64, z []float64, sum []float64, rv []float64, ac1 []float64, slope []float64, r2 []float64, ewm []float64, ewstd []float64, posShare []float64, updown []float64, shift []float64, s1 []float64, c1 []float64, s2 []float64, c2 []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, tS []float64, tC []float64, ewmS []float64, ewvS []float64, xNew []float64, xOldNext []float64, pos []int32, ud []int32, cnt []int32, run []int32, flagged []int32, anchor []uint32, wm1 int64, wu uint32, tNow uint32, fw float64, invW float64, fm1 float64, tbar float64, invStt float64, ratio1 float64, ratioW float64, floorW float64) int
+// Requires: AVX, AVX2
+TEXT ·windowStatsAVX2(SB), NOSPLIT, $0-976
+	MOVQ  xNew_len+704(FP), AX
+	MOVQ  xNew_base+696(FP), CX
+	LEAQ  (CX)(AX*8), CX
+	MOVQ  shift_base+336(FP), DX
+	LEAQ  (DX)(AX*8), DX
+	MOVQ  s1_base+360(FP), BX
+	LEAQ  (BX)(AX*8), BX
+	MOVQ  c1_base+384(FP), SI
+	LEAQ  (SI)(AX*8), SI
+	MOVQ  s2_base+408(FP), DI
+	LEAQ  (DI)(AX*8), DI
+	MOVQ  c2_base+432(FP), R8
+	LEAQ  (R8)(AX*8), R8
+	MOVQ  AX, R9
+	NEGQ  R9
+	XORQ  R11, R11
+	TESTQ R9, R9
+	JZ    windowstats_done
+
+windowstats_loop:
+	MOVQ         R9, R10
+	ADDQ         AX, R10
+	VPBROADCASTQ wm1+888(FP), Y2
+	MOVQ         cnt_base+792(FP), R12
+	VPMOVSXDQ    (R12)(R10*4), Y0
+	VPCMPGTQ     Y2, Y0, Y0
+	MOVQ         run_base+816(FP), R12
+	VPMOVSXDQ    (R12)(R10*4), Y1
+	VPCMPGTQ     Y2, Y1, Y1
+	VANDNPD      Y0, Y1, Y1
+	VMOVUPD      nan<>+0(SB), Y2
+	VXORPD       Y3, Y3, Y3
+	VMOVUPD      (CX)(R9*8), Y4
+	VBROADCASTSD fw+904(FP), Y5
+	VMOVMSKPD    Y1, R12
+	CMPQ         R12, $0x0f
+	JE           windowstats_allok_0
+	MOVQ         mean_base+0(FP), R12
+	VBLENDVPD    Y1, (R12)(R10*8), Y4, Y6
+	VBLENDVPD    Y0, Y6, Y2, Y6
+	VMOVUPD      Y6, (R12)(R10*8)
+	MOVQ         std_base+24(FP), R12
+	VBLENDVPD    Y1, (R12)(R10*8), Y3, Y6
+	VBLENDVPD    Y0, Y6, Y2, Y6
+	VMOVUPD      Y6, (R12)(R10*8)
+	MOVQ         skew_base+48(FP), R12
+	VBLENDVPD    Y1, (R12)(R10*8), Y2, Y6
+	VBLENDVPD    Y0, Y6, Y2, Y6
+	VMOVUPD      Y6, (R12)(R10*8)
+	MOVQ         kurt_base+72(FP), R12
+	VBLENDVPD    Y1, (R12)(R10*8), Y2, Y6
+	VBLENDVPD    Y0, Y6, Y2, Y6
+	VMOVUPD      Y6, (R12)(R10*8)
+	MOVQ         z_base+96(FP), R12
+	VBLENDVPD    Y1, (R12)(R10*8), Y2, Y6
+	VBLENDVPD    Y0, Y6, Y2, Y6
+	VMOVUPD      Y6, (R12)(R10*8)
+
+windowstats_allok_0:
+	VMOVUPD      (BX)(R9*8), Y6
+	VADDPD       (SI)(R9*8), Y6, Y6
+	VMOVUPD      (DI)(R9*8), Y7
+	VADDPD       (R8)(R9*8), Y7, Y7
+	VMOVUPD      (DX)(R9*8), Y8
+	MOVL         tNow+900(FP), R12
+	VMOVD        R12, X9
+	VPBROADCASTD X9, X9
+	MOVQ         anchor_base+864(FP), R12
+	VPSUBD       (R12)(R10*4), X9, X9
+	MOVL         wu+896(FP), R12
+	VMOVD        R12, X10
+	VPBROADCASTD X10, X10
+	VPMAXUD      X10, X9, X10
+	VPCMPEQD     X9, X10, X10
+	VPMOVSXDQ    X10, Y9
+	VANDPD       Y1, Y9, Y9
+	VMULPD       Y6, Y6, Y10
+	VBROADCASTSD ratio1+944(FP), Y11
+	VMULPD       Y11, Y10, Y10
+	VBROADCASTSD ratioW+952(FP), Y11
+	VMULPD       Y7, Y11, Y11
+	VCMPPD       $0x0e, Y11, Y10, Y10
+	VANDPD       Y10, Y9, Y9
+	VANDPD       absmask<>+0(SB), Y6, Y10
+	VANDPD       absmask<>+0(SB), Y8, Y11
+	VBROADCASTSD floorW+960(FP), Y12
+	VMULPD       Y12, Y11, Y11
+	VCMPPD       $0x0e, Y11, Y10, Y10
+	VANDPD       Y10, Y9, Y9
+	VMOVMSKPD    Y9, R12
+	TESTQ        R12, R12
+	JZ           windowstats_noflag_0
+
+windowstats_flag_0:
+	BSFQ R12, R13
+	LEAQ (R10)(R13*1), R14
+	MOVQ flagged_base+840(FP), R15
+	MOVL R14, (R15)(R11*4)
+	INCQ R11
+	LEAQ -1(R12), R14
+	ANDQ R14, R12
+	JNZ  windowstats_flag_0
+
+windowstats_noflag_0:
+	MOVQ      sumS_base+456(FP), R12
+	VMOVUPD   (R12)(R10*8), Y9
+	MOVQ      sumC_base+480(FP), R12
+	VADDPD    (R12)(R10*8), Y9, Y9
+	VMULPD    Y4, Y5, Y10
+	VBLENDVPD Y1, Y9, Y10, Y9
+	VBLENDVPD Y0, Y9, Y2, Y9
+	MOVQ      sum_base+120(FP), R12
+	VMOVUPD   Y9, (R12)(R10*8)
+	MOVQ      rv_base+144(FP), R12
+	TESTQ     R12, R12
+	JZ        windowstats_norv_0
+	MOVQ      sqS_base+504(FP), R14
+	VMOVUPD   (R14)(R10*8), Y9
+	MOVQ      sqC_base+528(FP), R14
+	VADDPD    (R14)(R10*8), Y9, Y9
+	VMAXPD    Y9, Y3, Y9
+	VADDPD    Y3, Y9, Y9
+	VMULPD    Y4, Y4, Y10
+	VMULPD    Y5, Y10, Y10
+	VBLENDVPD Y1, Y9, Y10, Y9
+	VSQRTPD   Y9, Y9
+	VBLENDVPD Y0, Y9, Y2, Y9
+	VMOVUPD   Y9, (R12)(R10*8)
+
+windowstats_norv_0:
+	VBROADCASTSD invW+912(FP), Y9
+	VMULPD       Y6, Y9, Y9
+	VMULPD       Y9, Y6, Y10
+	VSUBPD       Y10, Y7, Y7
+	VCMPPD       $0x0e, Y3, Y7, Y10
+	VANDPD       Y1, Y10, Y10
+	VMOVUPD      one<>+0(SB), Y1
+	VDIVPD       Y7, Y1, Y7
+	MOVQ         xOldNext_base+720(FP), R12
+	VMOVUPD      (R12)(R10*8), Y11
+	VSUBPD       Y8, Y11, Y11
+	VSUBPD       Y11, Y6, Y11
+	VSUBPD       Y8, Y4, Y4
+	VSUBPD       Y4, Y6, Y4
+	VADDPD       Y4, Y11, Y11
+	VMULPD       Y9, Y11, Y11
+	MOVQ         pS_base+552(FP), R12
+	VMOVUPD      (R12)(R10*8), Y8
+	MOVQ         pC_base+576(FP), R12
+	VADDPD       (R12)(R10*8), Y8, Y8
+	VSUBPD       Y11, Y8, Y8
+	VBROADCASTSD fm1+920(FP), Y4
+	VMULPD       Y9, Y4, Y4
+	VMULPD       Y9, Y4, Y4
+	VADDPD       Y4, Y8, Y8
+	VMULPD       Y7, Y8, Y8
+	VBLENDVPD    Y10, Y8, Y2, Y8
+	MOVQ         ac1_base+168(FP), R12
+	VMOVUPD      Y8, (R12)(R10*8)
+	MOVQ         tS_base+600(FP), R12
+	VMOVUPD      (R12)(R10*8), Y8
+	MOVQ         tC_base+624(FP), R12
+	VADDPD       (R12)(R10*8), Y8, Y8
+	VBROADCASTSD tbar+928(FP), Y11
+	VMULPD       Y6, Y11, Y11
+	VSUBPD       Y11, Y8, Y8
+	VBROADCASTSD invStt+936(FP), Y11
+	VMULPD       Y11, Y8, Y4
+	VBLENDVPD    Y10, Y4, Y3, Y4
+	VBLENDVPD    Y0, Y4, Y2, Y4
+	MOVQ         slope_base+192(FP), R12
+	VMOVUPD      Y4, (R12)(R10*8)
+	VMULPD       Y8, Y8, Y8
+	VMULPD       Y11, Y8, Y8
+	VMULPD       Y7, Y8, Y8
+	VMINPD       Y8, Y1, Y8
+	VBLENDVPD    Y10, Y8, Y2, Y8
+	MOVQ         r2_base+216(FP), R12
+	VMOVUPD      Y8, (R12)(R10*8)
+	MOVQ         ewmS_base+648(FP), R12
+	VBLENDVPD    Y0, (R12)(R10*8), Y2, Y1
+	MOVQ         ewm_base+240(FP), R12
+	VMOVUPD      Y1, (R12)(R10*8)
+	MOVQ         ewvS_base+672(FP), R12
+	VMOVUPD      (R12)(R10*8), Y1
+	VMAXPD       Y1, Y3, Y1
+	VADDPD       Y3, Y1, Y1
+	VSQRTPD      Y1, Y1
+	VBLENDVPD    Y0, Y1, Y2, Y1
+	MOVQ         ewstd_base+264(FP), R12
+	VMOVUPD      Y1, (R12)(R10*8)
+	MOVQ         pos_base+744(FP), R12
+	VCVTDQ2PD    (R12)(R10*4), Y1
+	VDIVPD       Y5, Y1, Y1
+	VBLENDVPD    Y0, Y1, Y2, Y1
+	MOVQ         posShare_base+288(FP), R12
+	VMOVUPD      Y1, (R12)(R10*8)
+	MOVQ         ud_base+768(FP), R12
+	VCVTDQ2PD    (R12)(R10*4), Y1
+	VBLENDVPD    Y0, Y1, Y2, Y1
+	MOVQ         updown_base+312(FP), R12
+	VMOVUPD      Y1, (R12)(R10*8)
+	ADDQ         $0x04, R9
+	JNZ          windowstats_loop
+
+windowstats_done:
+	MOVQ R11, ret+968(FP)
+	VZEROUPPER
+	RET

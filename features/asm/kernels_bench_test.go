@@ -56,6 +56,20 @@ func BenchmarkKernels(b *testing.B) {
 			sumX[i] = nan()
 		}
 	}
+	// A window step of prices: differences and counts, then the statistics
+	// of warm, varying windows (no instrument constant or flagged).
+	dNew, dPrev, dOld, dOldNext, tOld := make([]float64, n), make([]float64, n), make([]float64, n),
+		make([]float64, n), make([]float64, n)
+	pos, ud := make([]int32, n), make([]int32, n)
+	xPrev, xOldNext := price(), price()
+	ws := randomStats(gen{r, kindOffset}, n, 50, true)
+	ws.m = *mStats
+	for i := range n {
+		ws.cnt[i], ws.run[i] = 100, 1
+		ws.xNew[i], ws.xOldNext[i] = price()[i], price()[i]
+		ws.st.Anchor[i] = ws.tNow
+	}
+	flagged := make([]int32, 0, n)
 	var sink float64
 	kernels := []struct {
 		name string
@@ -67,6 +81,8 @@ func BenchmarkKernels(b *testing.B) {
 		{"EWMeanVar", func() { EWMeanVar(ewMean, ewVar, rets, 0.05) }},
 		{"RollProducts", func() { RollProducts(ps, pc, aNew, bNew, aOld, bOld) }},
 		{"SumNaN", func() { s, _ := SumNaN(sumX); sink += s }},
+		{"WindowPrep", func() { WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, m) }},
+		{"WindowStats", func() { flagged = ws.stats(flagged) }},
 	}
 	for _, k := range kernels {
 		b.Run("kernel="+k.name, func(b *testing.B) {

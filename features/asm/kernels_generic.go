@@ -206,3 +206,128 @@ func sumNaNGeneric(x []float64) (float64, int) {
 	sumNaNLanesGeneric(x, &l)
 	return l.combine()
 }
+
+// b2i and sgn are written to compile without branches: the signs of price
+// changes are close to random, so branches mispredict.
+func b2i(b bool) int32 {
+	var v int32
+	if b {
+		v = 1
+	}
+	return v
+}
+
+func sgn(d float64) int32 { return b2i(d > 0) - b2i(d < 0) }
+
+func windowPrepGeneric(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
+	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
+	n := len(xNew)
+	// Every slice cut to n up front, so the loop runs without bounds checks.
+	dNew, dPrev, dOld, dOldNext, tOld = dNew[:n], dPrev[:n], dOld[:n], dOldNext[:n], tOld[:n]
+	pos, ud, xPrev, xOld, xOldNext = pos[:n], ud[:n], xPrev[:n], xOld[:n], xOldNext[:n]
+	shift, s1, c1 = shift[:n], s1[:n], c1[:n]
+	for i, xn := range xNew {
+		sh := shift[i]
+		xp, xo, xon := xPrev[i], xOld[i], xOldNext[i]
+		dNew[i] = xn - sh
+		dPrev[i] = xp - sh
+		do := xo - sh
+		dOld[i] = do
+		dOldNext[i] = xon - sh
+		tOld[i] = (s1[i] + c1[i]) - do
+		pos[i] += b2i(xn > 0) - b2i(xo > 0)
+		ud[i] += sgn(xn-xp) - sgn(xon-xo)
+	}
+}
+
+// windowConsts are WindowStats' per-call constants (see its documentation).
+type windowConsts struct {
+	w                           int32
+	fw, invW, fm1, tbar, invStt float64
+	ratio1, ratioW, floorW      float64
+	tNow                        uint32
+}
+
+func newWindowConsts(w int, tNow uint32, ratio, floor float64) windowConsts {
+	fw := float64(w)
+	stt := fw * float64(fw*fw-1) / 12 // sum of (j - mean j)^2
+	return windowConsts{w: int32(w), fw: fw, invW: 1 / fw, fm1: fw - 1, tbar: (fw - 1) / 2, invStt: 1 / stt,
+		tNow: tNow, ratio1: ratio + 1, ratioW: ratio * fw, floorW: floor * fw}
+}
+
+// windowStatsGeneric appends the flagged instruments' indices plus base to
+// flagged.
+func windowStatsGeneric(o *WindowOut, m *Moments, st *Window, cnt, run []int32, xNew, xOldNext []float64,
+	k *windowConsts, base int, flagged []int32) []int32 {
+	n := len(xNew)
+	nan := math.NaN()
+	ww, fw, invW, fm1, tbar, invStt := k.w, k.fw, k.invW, k.fm1, k.tbar, k.invStt
+	tNow, ratio1, ratioW, floorW := k.tNow, k.ratio1, k.ratioW, k.floorW
+	// Every slice cut to n, so the loop runs without bounds checks.
+	mean, std, skew, kurt, z := o.Mean[:n], o.Std[:n], o.Skew[:n], o.Kurt[:n], o.Z[:n]
+	sum, ac1, slope, r2 := o.Sum[:n], o.AC1[:n], o.Slope[:n], o.R2[:n]
+	ewm, ewstd, posShare, updown := o.EWM[:n], o.EWStd[:n], o.PosShare[:n], o.UpDown[:n]
+	rv, sqS, sqC := o.RV, st.SqS, st.SqC
+	hasRV := rv != nil
+	if hasRV {
+		rv, sqS, sqC = rv[:n], sqS[:n], sqC[:n]
+	}
+	shift, s1s, c1s, s2s, c2s := m.Shift[:n], m.S1[:n], m.C1[:n], m.S2[:n], m.C2[:n]
+	sumS, sumC, pS, pC, tS, tC := st.SumS[:n], st.SumC[:n], st.PS[:n], st.PC[:n], st.TS[:n], st.TC[:n]
+	ewmS, ewvS, pos, ud, anchor := st.EWM[:n], st.EWV[:n], st.Pos[:n], st.UD[:n], st.Anchor[:n]
+	cnt, run, xOldNext = cnt[:n], run[:n], xOldNext[:n]
+	for i, xn := range xNew {
+		if cnt[i] < ww {
+			// Warming up (or not started): every statistic is NaN.
+			mean[i], std[i], skew[i], kurt[i], z[i] = nan, nan, nan, nan, nan
+			sum[i], ac1[i], slope[i], r2[i] = nan, nan, nan, nan
+			ewm[i], ewstd[i], posShare[i], updown[i] = nan, nan, nan, nan
+			if hasRV {
+				rv[i] = nan
+			}
+			continue
+		}
+		if run[i] >= ww {
+			// Every value in the window equals the latest: exact results,
+			// whatever the sums' rounding.
+			mean[i], std[i], skew[i], kurt[i], z[i] = xn, 0, nan, nan, nan
+			sum[i] = fw * xn
+			if hasRV {
+				rv[i] = math.Sqrt(fw * float64(xn*xn))
+			}
+			ac1[i], slope[i], r2[i] = nan, 0, nan
+		} else {
+			s1, s2 := s1s[i]+c1s[i], s2s[i]+c2s[i]
+			sh := shift[i]
+			if tNow-anchor[i] >= uint32(ww) && ratio1*(s1*s1) > ratioW*s2 && math.Abs(s1) > floorW*math.Abs(sh) {
+				flagged = append(flagged, int32(base+i))
+			}
+			md := s1 * invW
+			m2 := s2 - float64(s1*md)
+			sum[i] = sumS[i] + sumC[i]
+			if hasRV {
+				rv[i] = math.Sqrt(max(sqS[i]+sqC[i], 0))
+			}
+			if m2 > 0 {
+				// Lag-1 autocovariance about the window mean from the
+				// shifted pair sum: the pairs' "later" values miss the
+				// oldest, their "earlier" values miss the newest.
+				a := s1 - (xOldNext[i] - sh)
+				bb := s1 - (xn - sh)
+				inv := 1 / m2 // one division for ac1 and r2
+				num := ((pS[i] + pC[i]) - float64(md*(a+bb))) + float64(float64(fm1*md)*md)
+				ac1[i] = num * inv
+				cov := (tS[i] + tC[i]) - float64(tbar*s1)
+				slope[i] = cov * invStt
+				r2[i] = min(cov*cov*invStt*inv, 1)
+			} else {
+				ac1[i], slope[i], r2[i] = nan, 0, nan
+			}
+		}
+		ewm[i] = ewmS[i]
+		ewstd[i] = math.Sqrt(max(ewvS[i], 0))
+		posShare[i] = float64(pos[i]) / fw // exact: no reciprocal
+		updown[i] = float64(ud[i])
+	}
+	return flagged
+}

@@ -36,3 +36,15 @@ func extremaWindowAVX2(max, min, maxAge, minAge, rangePos, ox, oxt, on, ont, mx,
 	cx, cxt, cn, cnt2, last []float64, cnt []int32, fw, t float64) {
 	panic("asm: no AVX2 build")
 }
+
+func windowPrepAVX2(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
+	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
+	panic("asm: no AVX2 build")
+}
+
+func windowStatsAVX2(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown,
+	shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, xNew, xOldNext []float64,
+	pos, ud, cnt, run, flagged []int32, anchor []uint32,
+	wm1 int64, wu, tNow uint32, fw, invW, fm1, tbar, invStt, ratio1, ratioW, floorW float64) int {
+	panic("asm: no AVX2 build")
+}

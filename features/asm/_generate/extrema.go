@@ -6,11 +6,6 @@ import (
 	. "github.com/mmcloughlin/avo/reg"
 )
 
-const (
-	cmpLTOS = 0x01 // a < b, false if either is NaN
-	cmpGTOS = 0x0e // a > b, false if either is NaN
-)
-
 // keepLater merges a later candidate (v, t) into the running extremes
 // (x, xt): for a max x, xt = v, t where v >= x (ties to the later step), for
 // a min where v <= x; Go's `if v >= x { x, xt = v, t }`. VCMPPD(imm, x, v)

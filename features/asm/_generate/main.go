@@ -26,9 +26,11 @@ import (
 
 // VCMPPD predicates.
 const (
+	cmpLTOS  = 0x01 // a < b, false if either is NaN
 	cmpLEOS  = 0x02 // a <= b, false if either is NaN
 	cmpORDQ  = 0x07 // neither is NaN
 	cmpGEOS  = 0x0d // a >= b, false if either is NaN
+	cmpGTOS  = 0x0e // a > b, false if either is NaN
 	lanes    = 4    // float64 per YMM register
 	elemSize = 8
 )
@@ -60,6 +62,8 @@ func main() {
 	extremaMerge()
 	extremaPrepend()
 	extremaWindow()
+	windowPrep()
+	windowStats()
 	Generate()
 }
 
@@ -441,5 +445,325 @@ func sumNaN() {
 		VANDPD(ord, v, v)
 		VPSUBQ(ord, cnt, cnt)
 		neumaier(s, c, v, abs)
+	})
+}
+
+// paramAt is scalar parameter name's address in the argument frame, for
+// instructions that read it from memory (VBROADCASTSD, VPBROADCASTQ).
+func paramAt(name string) Mem {
+	b, err := Param(name).Resolve()
+	if err != nil {
+		panic(err)
+	}
+	return b.Addr
+}
+
+// broadcast32 sets every dword of x to uint32 parameter name, through a
+// general register (go vet takes VPBROADCASTD's memory operand for more
+// than 4 bytes).
+func broadcast32(name string, x VecVirtual) {
+	VMOVD(Load(Param(name), GP32()), x)
+	VPBROADCASTD(x, x)
+}
+
+// frameAt is slice name's element i+off (elements of size bytes) for a
+// slice whose pointer stays in the argument frame, like storeIfSet's: the
+// kernels below read more slices than there are registers. l.end must hold
+// i + n.
+func (l *loop) frameAt(name string, off int, size uint8) Mem {
+	p := Load(Param(name).Base(), GP64())
+	return Mem{Base: p, Index: l.end, Scale: size, Disp: off * int(size)}
+}
+
+// get is slice name's element i+off, through its moved pointer if it has
+// one, else through the argument frame.
+func (l *loop) get(name string, off int) Mem {
+	if _, ok := l.ptrs[name]; ok {
+		return l.at(name, off)
+	}
+	return l.frameAt(name, off, elemSize)
+}
+
+// The counts are int32, as in Go. A comparison's mask is -1 (all ones) in
+// a true lane, so Go's b(c) (1 or 0) is -mask and sgn(d) = b(d > 0) -
+// b(d < 0) is mask(d < 0) - mask(d > 0), in int64 lanes; narrow then keeps
+// the low dword of each lane (exact: the values are small).
+
+// sgnOf returns sgn(a - b) in int64 lanes.
+func sgnOf(a, b, zero VecVirtual) VecVirtual {
+	d, gt, lt := YMM(), YMM(), YMM()
+	VSUBPD(b, a, d)
+	VCMPPD(U8(cmpGTOS), zero, d, gt)
+	VCMPPD(U8(cmpLTOS), zero, d, lt)
+	VPSUBQ(gt, lt, lt) // mask(d < 0) - mask(d > 0)
+	return lt
+}
+
+// narrow returns v's four int64 lanes as four int32 in an XMM register.
+func narrow(v VecVirtual) VecVirtual {
+	hi, x := XMM(), XMM()
+	VEXTRACTI128(U8(1), v, hi)
+	VSHUFPS(U8(0x88), hi, v.AsX(), x) // dwords 0 and 2 of each half
+	return x
+}
+
+// addInt32 adds v's int64 lanes to the four int32 at m.
+func addInt32(m Mem, v VecVirtual) {
+	x := narrow(v)
+	VPADDD(m, x, x)
+	VMOVDQU(x, m)
+}
+
+func windowPrep() {
+	TEXT("windowPrepAVX2", NOSPLIT,
+		"func(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64)")
+	Pragma("noescape")
+	Doc("windowPrepAVX2 is windowPrepGeneric on AVX2; len(xNew) must be a multiple of 4,",
+		"and every slice as long.")
+	// The inputs through moved pointers, the outputs and the int32 counts
+	// through the frame.
+	l := newLoop("xNew", "xNew", "xPrev", "xOld", "xOldNext", "shift", "s1", "c1")
+	l.end = GP64()
+	zero := YMM()
+	VXORPD(zero, zero, zero)
+	l.run("windowprep", 1, func(off int) {
+		MOVQ(l.i, l.end)
+		ADDQ(l.n, l.end)
+		sh, xn, xp, xo, xon, d := YMM(), YMM(), YMM(), YMM(), YMM(), YMM()
+		VMOVUPD(l.at("shift", off), sh)
+		VMOVUPD(l.at("xNew", off), xn)
+		VSUBPD(sh, xn, d) // dNew = xn - sh
+		VMOVUPD(d, l.get("dNew", off))
+		VMOVUPD(l.at("xPrev", off), xp)
+		VSUBPD(sh, xp, d) // dPrev = xp - sh
+		VMOVUPD(d, l.get("dPrev", off))
+		VMOVUPD(l.at("xOldNext", off), xon)
+		VSUBPD(sh, xon, d) // dOldNext = xon - sh
+		VMOVUPD(d, l.get("dOldNext", off))
+		VMOVUPD(l.at("xOld", off), xo)
+		VSUBPD(sh, xo, d) // do = xo - sh
+		VMOVUPD(d, l.get("dOld", off))
+		t := YMM()
+		VMOVUPD(l.at("s1", off), t)
+		VADDPD(l.at("c1", off), t, t) // s1 + c1
+		VSUBPD(d, t, t)               // (s1 + c1) - do
+		VMOVUPD(t, l.get("tOld", off))
+		// pos += b(xn > 0) - b(xo > 0), that is mask(xo > 0) - mask(xn > 0)
+		gn, gp := YMM(), YMM()
+		VCMPPD(U8(cmpGTOS), zero, xn, gn)
+		VCMPPD(U8(cmpGTOS), zero, xo, gp)
+		VPSUBQ(gn, gp, gp)
+		addInt32(l.frameAt("pos", off, 4), gp)
+		// ud += sgn(xn - xp) - sgn(xon - xo)
+		up := sgnOf(xn, xp, zero)
+		VPSUBQ(sgnOf(xon, xo, zero), up, up)
+		addInt32(l.frameAt("ud", off, 4), up)
+	})
+}
+
+// windowStats computes every branch of windowStatsGeneric for all four
+// lanes and blends: ok = not warming up and not constant (the Go version's
+// else branch), good = ok and m2 > 0; a constant lane takes its flat value
+// where ok is clear, then a warming-up lane takes NaN where nw (cnt >= w)
+// is clear. The comparisons of cnt and run with w run on int64 lanes
+// (VPMOVSXDQ), exact; so do the counts' conversions (VCVTDQ2PD). Go's max(v, 0) is ((0 > v) ? 0 : v) + 0: VMAXPD keeps
+// its second operand for a NaN, and adding +0 turns -0 into Go's +0.
+// Stale lanes go to flagged through VMOVMSKPD and a bit loop, only when
+// there are any.
+func windowStats() {
+	TEXT("windowStatsAVX2", NOSPLIT,
+		"func(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown,"+
+			" shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, xNew, xOldNext []float64,"+
+			" pos, ud, cnt, run, flagged []int32, anchor []uint32,"+
+			" wm1 int64, wu, tNow uint32, fw, invW, fm1, tbar, invStt, ratio1, ratioW, floorW float64) int")
+	Pragma("noescape")
+	Doc("windowStatsAVX2 is windowStatsGeneric on AVX2 (base 0) and returns the number of",
+		"indices written to flagged; len(xNew) must be a multiple of 4, every slice but",
+		"flagged as long (sqS and sqC too unless rv is nil), and flagged at least as long.")
+	l := newLoop("xNew", "xNew", "shift", "s1", "c1", "s2", "c2")
+	l.end = GP64()
+	count := GP64()
+	XORQ(count, count)
+	l.epilogue = func() { Store(count, ReturnIndex(0)) }
+	l.run("windowstats", 1, func(off int) {
+		MOVQ(l.i, l.end)
+		ADDQ(l.n, l.end)
+		label := func(s string) string { return fmt.Sprintf("windowstats_%s_%d", s, off) }
+		nw, fl, ok := YMM(), YMM(), YMM()
+		wm1 := YMM()
+		VPBROADCASTQ(paramAt("wm1"), wm1)
+		VPMOVSXDQ(l.frameAt("cnt", off, 4), nw)
+		VPCMPGTQ(wm1, nw, nw) // cnt > w-1: not warming up
+		VPMOVSXDQ(l.frameAt("run", off, 4), fl)
+		VPCMPGTQ(wm1, fl, fl) // run >= w: constant
+		VANDNPD(nw, fl, ok)   // ok = nw &^ fl
+		nan, zero, xn, fw := YMM(), YMM(), YMM(), YMM()
+		VMOVUPD(nanBits, nan)
+		VXORPD(zero, zero, zero)
+		VMOVUPD(l.at("xNew", off), xn)
+		VBROADCASTSD(paramAt("fw"), fw)
+
+		// MomentStats' outputs change only in lanes that are not ok.
+		mask := GP64()
+		VMOVMSKPD(ok, mask.As32())
+		CMPQ(mask, U8(0xf))
+		JE(LabelRef(label("allok")))
+		for _, o := range []struct {
+			name string
+			flat VecVirtual
+		}{{"mean", xn}, {"std", zero}, {"skew", nan}, {"kurt", nan}, {"z", nan}} {
+			v, at := YMM(), l.get(o.name, off)
+			VBLENDVPD(ok, at, o.flat, v)
+			VBLENDVPD(nw, v, nan, v)
+			VMOVUPD(v, at)
+		}
+		Label(label("allok"))
+
+		s1, s2, sh := YMM(), YMM(), YMM()
+		VMOVUPD(l.at("s1", off), s1)
+		VADDPD(l.at("c1", off), s1, s1) // s1 = S1 + C1
+		VMOVUPD(l.at("s2", off), s2)
+		VADDPD(l.at("c2", off), s2, s2) // s2 = S2 + C2
+		VMOVUPD(l.at("shift", off), sh)
+
+		// Stale: tNow - anchor >= w (uint32, wrapping: max(age, w) == age)
+		// && ratio1*(s1*s1) > ratioW*s2 && |s1| > floorW*|sh|, in ok lanes.
+		age, wu := XMM(), XMM()
+		broadcast32("tNow", age)
+		VPSUBD(l.frameAt("anchor", off, 4), age, age)
+		broadcast32("wu", wu)
+		VPMAXUD(wu, age, wu)
+		VPCMPEQD(age, wu, wu)
+		st, u, v := YMM(), YMM(), YMM()
+		VPMOVSXDQ(wu, st)
+		VANDPD(ok, st, st)
+		VMULPD(s1, s1, u)
+		VBROADCASTSD(paramAt("ratio1"), v)
+		VMULPD(v, u, u)
+		VBROADCASTSD(paramAt("ratioW"), v)
+		VMULPD(s2, v, v)
+		VCMPPD(U8(cmpGTOS), v, u, u)
+		VANDPD(u, st, st)
+		VANDPD(absMask, s1, u)
+		VANDPD(absMask, sh, v)
+		w := YMM()
+		VBROADCASTSD(paramAt("floorW"), w)
+		VMULPD(w, v, v)
+		VCMPPD(U8(cmpGTOS), v, u, u)
+		VANDPD(u, st, st)
+		VMOVMSKPD(st, mask.As32())
+		TESTQ(mask, mask)
+		JZ(LabelRef(label("noflag")))
+		Label(label("flag"))
+		bit, idx, fp := GP64(), GP64(), GP64()
+		BSFQ(mask, bit)
+		LEAQ(Mem{Base: l.end, Index: bit, Scale: 1, Disp: off}, idx)
+		Load(Param("flagged").Base(), fp)
+		MOVL(idx.As32(), Mem{Base: fp, Index: count, Scale: 4})
+		INCQ(count)
+		LEAQ(Mem{Base: mask, Disp: -1}, idx)
+		ANDQ(idx, mask) // clear the lowest set bit
+		JNZ(LabelRef(label("flag")))
+		Label(label("noflag"))
+
+		// sum = ok ? SumS + SumC : W*x
+		sm, t := YMM(), YMM()
+		VMOVUPD(l.get("sumS", off), sm)
+		VADDPD(l.get("sumC", off), sm, sm)
+		VMULPD(xn, fw, t)
+		VBLENDVPD(ok, sm, t, sm)
+		VBLENDVPD(nw, sm, nan, sm)
+		VMOVUPD(sm, l.get("sum", off))
+
+		// rv = sqrt(ok ? max(SqS + SqC, 0) : W*(x*x)), if rv is wanted
+		rvp := Load(Param("rv").Base(), GP64())
+		TESTQ(rvp, rvp)
+		JZ(LabelRef(label("norv")))
+		q := YMM()
+		VMOVUPD(l.get("sqS", off), q)
+		VADDPD(l.get("sqC", off), q, q)
+		VMAXPD(q, zero, q)
+		VADDPD(zero, q, q)
+		VMULPD(xn, xn, t)
+		VMULPD(fw, t, t)
+		VBLENDVPD(ok, q, t, q)
+		VSQRTPD(q, q)
+		VBLENDVPD(nw, q, nan, q)
+		VMOVUPD(q, Mem{Base: rvp, Index: l.end, Scale: elemSize, Disp: off * elemSize})
+		Label(label("norv"))
+
+		// md = s1*invW; m2 = s2 - s1*md, into s2
+		md := YMM()
+		VBROADCASTSD(paramAt("invW"), md)
+		VMULPD(s1, md, md)
+		VMULPD(md, s1, t)
+		VSUBPD(t, s2, s2)
+		m2 := s2
+		good := YMM()
+		VCMPPD(U8(cmpGTOS), zero, m2, good)
+		VANDPD(ok, good, good)
+		inv, one1 := YMM(), YMM()
+		VMOVUPD(one, one1)
+		VDIVPD(m2, one1, inv) // inv = 1/m2
+		// ac1 = (((pS + pC) - md*(a + b)) + (fm1*md)*md)*inv with
+		// a = s1 - (xOldNext - sh), b = s1 - (x - sh)
+		a, b := YMM(), YMM()
+		VMOVUPD(l.get("xOldNext", off), a)
+		VSUBPD(sh, a, a)
+		VSUBPD(a, s1, a)
+		VSUBPD(sh, xn, b)
+		VSUBPD(b, s1, b)
+		VADDPD(b, a, a)
+		VMULPD(md, a, a)
+		num := YMM()
+		VMOVUPD(l.get("pS", off), num)
+		VADDPD(l.get("pC", off), num, num)
+		VSUBPD(a, num, num)
+		VBROADCASTSD(paramAt("fm1"), b)
+		VMULPD(md, b, b)
+		VMULPD(md, b, b)
+		VADDPD(b, num, num)
+		VMULPD(inv, num, num)
+		VBLENDVPD(good, num, nan, num)
+		VMOVUPD(num, l.get("ac1", off))
+		// cov = (tS + tC) - tbar*s1; slope = cov*invStt
+		cov := YMM()
+		VMOVUPD(l.get("tS", off), cov)
+		VADDPD(l.get("tC", off), cov, cov)
+		VBROADCASTSD(paramAt("tbar"), a)
+		VMULPD(s1, a, a)
+		VSUBPD(a, cov, cov)
+		VBROADCASTSD(paramAt("invStt"), a)
+		VMULPD(a, cov, b)
+		VBLENDVPD(good, b, zero, b)
+		VBLENDVPD(nw, b, nan, b)
+		VMOVUPD(b, l.get("slope", off))
+		// r2 = min(((cov*cov)*invStt)*inv, 1): VMINPD keeps its second
+		// operand, a NaN r2, as Go's min does.
+		VMULPD(cov, cov, cov)
+		VMULPD(a, cov, cov)
+		VMULPD(inv, cov, cov)
+		VMINPD(cov, one1, cov)
+		VBLENDVPD(good, cov, nan, cov)
+		VMOVUPD(cov, l.get("r2", off))
+
+		// ewm, ewstd = sqrt(max(ewv, 0)), posShare = float64(pos)/W, updown =
+		// float64(ud)
+		e := YMM()
+		VBLENDVPD(nw, l.get("ewmS", off), nan, e)
+		VMOVUPD(e, l.get("ewm", off))
+		VMOVUPD(l.get("ewvS", off), e)
+		VMAXPD(e, zero, e)
+		VADDPD(zero, e, e)
+		VSQRTPD(e, e)
+		VBLENDVPD(nw, e, nan, e)
+		VMOVUPD(e, l.get("ewstd", off))
+		VCVTDQ2PD(l.frameAt("pos", off, 4), e)
+		VDIVPD(fw, e, e)
+		VBLENDVPD(nw, e, nan, e)
+		VMOVUPD(e, l.get("posShare", off))
+		VCVTDQ2PD(l.frameAt("ud", off, 4), e)
+		VBLENDVPD(nw, e, nan, e)
+		VMOVUPD(e, l.get("updown", off))
 	})
 }
