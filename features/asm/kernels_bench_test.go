@@ -70,6 +70,16 @@ func BenchmarkKernels(b *testing.B) {
 		ws.st.Anchor[i] = ws.tNow
 	}
 	flagged := make([]int32, 0, n)
+	// Extremes of prices: a block prefix, the whole blocks and the oldest
+	// block's suffix of a warm window.
+	exOld, exMid, exCur := priceExtrema(price, n, 10), priceExtrema(price, n, 20), priceExtrema(price, n, 30)
+	exMax, exMin, exMaxAge, exMinAge, exPos := make([]float64, n), make([]float64, n), make([]float64, n),
+		make([]float64, n), make([]float64, n)
+	exCnt := make([]int32, n)
+	for i := range exCnt {
+		exCnt[i] = 100
+	}
+	exDst := priceExtrema(price, n, 0)
 	var sink float64
 	kernels := []struct {
 		name string
@@ -83,6 +93,12 @@ func BenchmarkKernels(b *testing.B) {
 		{"SumNaN", func() { s, _ := SumNaN(sumX); sink += s }},
 		{"WindowPrep", func() { WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, m) }},
 		{"WindowStats", func() { flagged = ws.stats(flagged) }},
+		{"ExtremaPush", func() { ExtremaPush(exCur, xNew, 31) }},
+		{"ExtremaMerge", func() { ExtremaMerge(exMid, exCur) }},
+		{"ExtremaPrepend", func() { ExtremaPrepend(exDst, exCur, xOld, 5) }},
+		{"ExtremaWindow", func() {
+			ExtremaWindow(exMax, exMin, exMaxAge, exMinAge, exPos, exOld, exMid, exCur, last, exCnt, 50, 40)
+		}},
 	}
 	for _, k := range kernels {
 		b.Run("kernel="+k.name, func(b *testing.B) {
@@ -126,6 +142,17 @@ func BenchmarkKernels(b *testing.B) {
 		})
 	}
 	_ = sink
+}
+
+// priceExtrema is a block's extremes: two prices, at steps near t.
+func priceExtrema(price func() []float64, n int, t float64) *Extrema {
+	a, b := price(), price()
+	e := &Extrema{Max: make([]float64, n), MaxT: make([]float64, n), Min: make([]float64, n), MinT: make([]float64, n)}
+	for i := range n {
+		e.Max[i], e.MaxT[i] = max(a[i], b[i]), t+float64(i%3)
+		e.Min[i], e.MinT[i] = min(a[i], b[i]), t+float64(i%5)
+	}
+	return e
 }
 
 func nan() float64 { var z float64; return z / z }
