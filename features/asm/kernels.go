@@ -230,6 +230,77 @@ func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xN
 	}
 }
 
+// WindowRoll slides a window of w values (features' roller) by one step in
+// one pass: xNew enters, xOld leaves, xPrev is the value before xNew and
+// xOldNext the one after xOld (the oldest that stays). It updates m and st's
+// sums, exponentially weighted state (weight alpha) and counts; st.SqS and
+// st.SqC are updated only if they are not nil (decided once per call), and
+// st.Anchor is not read. It is, bit for bit, the sequence
+//
+//	dNew = xNew - sh; dPrev = xPrev - sh; dOld = xOld - sh; dOldNext = xOldNext - sh
+//	tOld = (S1 + C1) - dOld
+//	pos += b(xNew > 0) - b(xOld > 0);  ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
+//	RollProducts(TS, TC, dNew, w-1, tOld, 1)
+//	RollMoments(m, xNew, xOld)
+//	RollProducts(SumS, SumC, xNew, 1, xOld, 1)
+//	RollProducts(SqS, SqC, xNew, xNew, xOld, xOld)      (if SqS is not nil)
+//	RollProducts(PS, PC, dNew, dPrev, dOldNext, dOld)
+//	EWMeanVar(EWM, EWV, xNew, alpha)
+//
+// with sh = m.Shift, b and sgn as in WindowStats' counts (int32), tOld read
+// before RollMoments changes S1 and C1, and w-1 (float64(w-1)), 1 and alpha
+// scalars: per instrument, with Neumaier adds (s, c) += v,
+//
+//	(TS, TC) += dNew*(w-1), then += -tOld
+//	(SumS, SumC) += xNew, then += -xOld
+//	(SqS, SqC) += xNew*xNew, then += -(xOld*xOld)
+//	(PS, PC) += dNew*dPrev, then += -(dOldNext*dOld)
+//	d = xNew - EWM; ad = alpha*d; EWM = EWM + ad; EWV = (1-alpha)*(EWV + ad*d)
+//	(S_k, C_k) += dNew^k, then += -(dOld^k), k = 1..4, with d2 = d*d,
+//	d3 = d2*d, d4 = d2*d2
+//
+// (a product with 1 is exact, so it is left out). Each value is loaded once
+// and no intermediate array is written. Bit-identical between paths.
+// Panics if w < 2 or unless every slice it reads has len(xNew) elements.
+func WindowRoll(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []float64, w int, alpha float64) {
+	n := m.len(len(xNew), "WindowRoll")
+	if w < 2 {
+		panic("asm: WindowRoll: window below 2 values")
+	}
+	for _, s := range [...][]float64{xPrev, xOld, xOldNext, st.SumS, st.SumC, st.PS, st.PC, st.TS, st.TC,
+		st.EWM, st.EWV} {
+		if len(s) != n {
+			panic("asm: WindowRoll: lengths differ")
+		}
+	}
+	if len(st.Pos) != n || len(st.UD) != n {
+		panic("asm: WindowRoll: Pos or UD length differs")
+	}
+	rv := st.SqS != nil
+	if rv && (len(st.SqS) != n || len(st.SqC) != n) {
+		panic("asm: WindowRoll: SqS or SqC length differs")
+	}
+	fm1, oneMinus := float64(w-1), 1-alpha
+	k := 0
+	if useAVX2 {
+		k = n &^ 3
+		var sqS, sqC []float64
+		if rv {
+			sqS, sqC = st.SqS[:k], st.SqC[:k]
+		}
+		windowRollAVX2(m.Shift[:k], m.S1[:k], m.S2[:k], m.S3[:k], m.S4[:k], m.C1[:k], m.C2[:k], m.C3[:k], m.C4[:k],
+			st.TS[:k], st.TC[:k], st.SumS[:k], st.SumC[:k], sqS, sqC, st.PS[:k], st.PC[:k], st.EWM[:k], st.EWV[:k],
+			xNew[:k], xPrev[:k], xOld[:k], xOldNext[:k], st.Pos[:k], st.UD[:k], fm1, alpha, oneMinus)
+	}
+	if k < n {
+		tm := m.Slice(k, n)
+		ts := Window{SumS: st.SumS[k:], SumC: st.SumC[k:], SqS: cut(st.SqS, k, n), SqC: cut(st.SqC, k, n),
+			PS: st.PS[k:], PC: st.PC[k:], TS: st.TS[k:], TC: st.TC[k:], EWM: st.EWM[k:], EWV: st.EWV[k:],
+			Pos: st.Pos[k:], UD: st.UD[k:]} // Anchor unread
+		windowRollGeneric(&tm, &ts, xNew[k:], xPrev[k:], xOld[k:], xOldNext[k:], fm1, alpha, oneMinus)
+	}
+}
+
 // Window is the state of one series over one window that WindowStats reads
 // besides its Moments: compensated sums (true sum S + C) of x, of x^2 (SqS,
 // SqC: nil when RV is not computed), of lag-1 products and of the OLS cross

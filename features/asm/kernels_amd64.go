@@ -62,6 +62,12 @@ func extremaWindowAVX2(max []float64, min []float64, maxAge []float64, minAge []
 //go:noescape
 func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []int32, ud []int32, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
 
+// windowRollAVX2 is windowRollGeneric on AVX2; len(xNew) must be a multiple of 4,
+// and every slice as long (sqS and sqC nil or as long).
+//
+//go:noescape
+func windowRollAVX2(shift []float64, s1 []float64, s2 []float64, s3 []float64, s4 []float64, c1 []float64, c2 []float64, c3 []float64, c4 []float64, tS []float64, tC []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, ewm []float64, ewv []float64, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, pos []int32, ud []int32, fm1 float64, alpha float64, oneMinus float64)
+
 // windowStatsAVX2 is windowStatsGeneric on AVX2 (base 0) and returns the number of
 // indices written to flagged; len(xNew) must be a multiple of 4, every slice but
 // flagged as long (sqS and sqC too unless rv is nil), and flagged at least as long.

@@ -70,6 +70,10 @@ func BenchmarkKernels(b *testing.B) {
 		ws.st.Anchor[i] = ws.tNow
 	}
 	flagged := make([]int32, 0, n)
+	// The same step fused (RV series: with the squares), on a price state.
+	wr := randomRoll(gen{r, kindOffset}, n, 50, true)
+	wr.m = *window()
+	wr.xNew, wr.xPrev, wr.xOld, wr.xOldNext = xNew, xPrev, xOld, xOldNext
 	var sink float64
 	kernels := []struct {
 		name string
@@ -82,6 +86,7 @@ func BenchmarkKernels(b *testing.B) {
 		{"RollProducts", func() { RollProducts(ps, pc, aNew, bNew, aOld, bOld) }},
 		{"SumNaN", func() { s, _ := SumNaN(sumX); sink += s }},
 		{"WindowPrep", func() { WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, m) }},
+		{"WindowRoll", func() { wr.roll() }},
 		{"WindowStats", func() { flagged = ws.stats(flagged) }},
 	}
 	for _, k := range kernels {

@@ -48,3 +48,8 @@ func windowStatsAVX2(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ews
 	wm1 int64, wu, tNow uint32, fw, invW, fm1, tbar, invStt, ratio1, ratioW, floorW float64) int {
 	panic("asm: no AVX2 build")
 }
+
+func windowRollAVX2(shift, s1, s2, s3, s4, c1, c2, c3, c4, tS, tC, sumS, sumC, sqS, sqC, pS, pC, ewm, ewv,
+	xNew, xPrev, xOld, xOldNext []float64, pos, ud []int32, fm1, alpha, oneMinus float64) {
+	panic("asm: no AVX2 build")
+}
