@@ -196,40 +196,6 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 	}
 }
 
-// WindowPrep is the first pass of a window's step (features' roller): with
-// sh = shift[i], for every i
-//
-//	dNew = xNew - sh;  dPrev = xPrev - sh;  dOld = xOld - sh;  dOldNext = xOldNext - sh
-//	tOld = (s1 + c1) - dOld
-//	pos += b(xNew > 0) - b(xOld > 0)
-//	ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
-//
-// where b is 1 or 0 and sgn is 1, 0 or -1 (int32 arithmetic). shift, s1
-// and c1 are m.Shift, m.S1 and m.C1. Bit-identical between paths.
-// Panics unless every slice has len(xNew) elements.
-func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext []float64,
-	m *Moments) {
-	n := m.len(len(xNew), "WindowPrep")
-	for _, s := range [...][]float64{dNew, dPrev, dOld, dOldNext, tOld, xPrev, xOld, xOldNext} {
-		if len(s) != n {
-			panic("asm: WindowPrep: lengths differ")
-		}
-	}
-	if len(pos) != n || len(ud) != n {
-		panic("asm: WindowPrep: pos or ud length differs")
-	}
-	k := 0
-	if useAVX2 {
-		k = n &^ 3
-		windowPrepAVX2(dNew[:k], dPrev[:k], dOld[:k], dOldNext[:k], tOld[:k], pos[:k], ud[:k],
-			xNew[:k], xPrev[:k], xOld[:k], xOldNext[:k], m.Shift[:k], m.S1[:k], m.C1[:k])
-	}
-	if k < n {
-		windowPrepGeneric(dNew[k:], dPrev[k:], dOld[k:], dOldNext[k:], tOld[k:], pos[k:], ud[k:],
-			xNew[k:], xPrev[k:], xOld[k:], xOldNext[k:], m.Shift[k:], m.S1[k:], m.C1[k:])
-	}
-}
-
 // WindowRoll slides a window of w values (features' roller) by one step in
 // one pass: xNew enters, xOld leaves, xPrev is the value before xNew and
 // xOldNext the one after xOld (the oldest that stays). It updates m and st's
@@ -305,7 +271,7 @@ func WindowRoll(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []float64, w
 // besides its Moments: compensated sums (true sum S + C) of x, of x^2 (SqS,
 // SqC: nil when RV is not computed), of lag-1 products and of the OLS cross
 // term, the exponentially weighted mean and variance, the counts of
-// WindowPrep, and the step of each instrument's last re-anchoring.
+// WindowRoll, and the step of each instrument's last re-anchoring.
 type Window struct {
 	SumS, SumC, SqS, SqC, PS, PC, TS, TC []float64
 	EWM, EWV                             []float64

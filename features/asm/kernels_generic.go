@@ -219,27 +219,6 @@ func b2i(b bool) int32 {
 
 func sgn(d float64) int32 { return b2i(d > 0) - b2i(d < 0) }
 
-func windowPrepGeneric(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
-	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
-	n := len(xNew)
-	// Every slice cut to n up front, so the loop runs without bounds checks.
-	dNew, dPrev, dOld, dOldNext, tOld = dNew[:n], dPrev[:n], dOld[:n], dOldNext[:n], tOld[:n]
-	pos, ud, xPrev, xOld, xOldNext = pos[:n], ud[:n], xPrev[:n], xOld[:n], xOldNext[:n]
-	shift, s1, c1 = shift[:n], s1[:n], c1[:n]
-	for i, xn := range xNew {
-		sh := shift[i]
-		xp, xo, xon := xPrev[i], xOld[i], xOldNext[i]
-		dNew[i] = xn - sh
-		dPrev[i] = xp - sh
-		do := xo - sh
-		dOld[i] = do
-		dOldNext[i] = xon - sh
-		tOld[i] = (s1[i] + c1[i]) - do
-		pos[i] += b2i(xn > 0) - b2i(xo > 0)
-		ud[i] += sgn(xn-xp) - sgn(xon-xo)
-	}
-}
-
 func windowRollGeneric(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []float64, fm1, alpha, oneMinus float64) {
 	n := len(xNew)
 	// Every slice cut to n up front, so the loop runs without bounds checks

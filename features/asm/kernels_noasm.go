@@ -37,11 +37,6 @@ func extremaWindowAVX2(max, min, maxAge, minAge, rangePos, ox, oxt, on, ont, mx,
 	panic("asm: no AVX2 build")
 }
 
-func windowPrepAVX2(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
-	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
-	panic("asm: no AVX2 build")
-}
-
 func windowStatsAVX2(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown,
 	shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, xNew, xOldNext []float64,
 	pos, ud, cnt, run, flagged []int32, anchor []uint32,

@@ -46,9 +46,10 @@ func (c *rollCase) roll() {
 	WindowRoll(&c.m, &c.st, c.xNew, c.xPrev, c.xOld, c.xOldNext, c.w, c.alpha)
 }
 
-// sequence is the roller's step before WindowRoll: WindowPrep's differences
-// and counts (exact subtractions, written out here), then the kernels in
-// their order, with the constants 1 and w-1 as arrays.
+// sequence is the roller's step before WindowRoll: the differences and
+// counts of the former WindowPrep kernel (exact subtractions, written out
+// here), then the kernels in their order, with the constants 1 and w-1 as
+// arrays.
 func (c *rollCase) sequence() {
 	n := len(c.xNew)
 	m, st := &c.m, &c.st

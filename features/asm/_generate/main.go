@@ -62,7 +62,6 @@ func main() {
 	extremaMerge()
 	extremaPrepend()
 	extremaWindow()
-	windowPrep()
 	windowRoll()
 	windowStats()
 	Generate()
@@ -513,53 +512,6 @@ func addInt32(m Mem, v VecVirtual) {
 	x := narrow(v)
 	VPADDD(m, x, x)
 	VMOVDQU(x, m)
-}
-
-func windowPrep() {
-	TEXT("windowPrepAVX2", NOSPLIT,
-		"func(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64)")
-	Pragma("noescape")
-	Doc("windowPrepAVX2 is windowPrepGeneric on AVX2; len(xNew) must be a multiple of 4,",
-		"and every slice as long.")
-	// The inputs through moved pointers, the outputs and the int32 counts
-	// through the frame.
-	l := newLoop("xNew", "xNew", "xPrev", "xOld", "xOldNext", "shift", "s1", "c1")
-	l.end = GP64()
-	zero := YMM()
-	VXORPD(zero, zero, zero)
-	l.run("windowprep", 1, func(off int) {
-		MOVQ(l.i, l.end)
-		ADDQ(l.n, l.end)
-		sh, xn, xp, xo, xon, d := YMM(), YMM(), YMM(), YMM(), YMM(), YMM()
-		VMOVUPD(l.at("shift", off), sh)
-		VMOVUPD(l.at("xNew", off), xn)
-		VSUBPD(sh, xn, d) // dNew = xn - sh
-		VMOVUPD(d, l.get("dNew", off))
-		VMOVUPD(l.at("xPrev", off), xp)
-		VSUBPD(sh, xp, d) // dPrev = xp - sh
-		VMOVUPD(d, l.get("dPrev", off))
-		VMOVUPD(l.at("xOldNext", off), xon)
-		VSUBPD(sh, xon, d) // dOldNext = xon - sh
-		VMOVUPD(d, l.get("dOldNext", off))
-		VMOVUPD(l.at("xOld", off), xo)
-		VSUBPD(sh, xo, d) // do = xo - sh
-		VMOVUPD(d, l.get("dOld", off))
-		t := YMM()
-		VMOVUPD(l.at("s1", off), t)
-		VADDPD(l.at("c1", off), t, t) // s1 + c1
-		VSUBPD(d, t, t)               // (s1 + c1) - do
-		VMOVUPD(t, l.get("tOld", off))
-		// pos += b(xn > 0) - b(xo > 0), that is mask(xo > 0) - mask(xn > 0)
-		gn, gp := YMM(), YMM()
-		VCMPPD(U8(cmpGTOS), zero, xn, gn)
-		VCMPPD(U8(cmpGTOS), zero, xo, gp)
-		VPSUBQ(gn, gp, gp)
-		addInt32(l.frameAt("pos", off, 4), gp)
-		// ud += sgn(xn - xp) - sgn(xon - xo)
-		up := sgnOf(xn, xp, zero)
-		VPSUBQ(sgnOf(xon, xo, zero), up, up)
-		addInt32(l.frameAt("ud", off, 4), up)
-	})
 }
 
 // windowRoll fuses the window step's updates into one pass: the values
