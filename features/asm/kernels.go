@@ -213,7 +213,7 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 //	RollProducts(PS, PC, dNew, dPrev, dOldNext, dOld)
 //	EWMeanVar(EWM, EWV, xNew, alpha)
 //
-// with sh = m.Shift, b and sgn as in WindowStats' counts (int32), tOld read
+// with sh = m.Shift, b 1 or 0 and sgn 1, 0 or -1 (int32), tOld read
 // before RollMoments changes S1 and C1, and w-1 (float64(w-1)), 1 and alpha
 // scalars: per instrument, with Neumaier adds (s, c) += v,
 //
@@ -222,11 +222,14 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 //	(SqS, SqC) += xNew*xNew, then += -(xOld*xOld)
 //	(PS, PC) += dNew*dPrev, then += -(dOldNext*dOld)
 //	d = xNew - EWM; ad = alpha*d; EWM = EWM + ad; EWV = (1-alpha)*(EWV + ad*d)
-//	(S_k, C_k) += dNew^k, then += -(dOld^k), k = 1..4, with d2 = d*d,
-//	d3 = d2*d, d4 = d2*d2
+//	(S_k, C_k) += dNew^k, then += -(dOld^k), k = 1..4, with
+//	dNew^2 = dNew*dNew, dNew^3 = dNew^2*dNew, dNew^4 = dNew^2*dNew^2 (dOld alike)
 //
-// (a product with 1 is exact, so it is left out). Each value is loaded once
-// and no intermediate array is written. Bit-identical between paths.
+// (a product with 1 is exact, so it is left out). The lines touch disjoint
+// state but for tOld, which reads S1 and C1 first, so their order within an
+// instrument is free: the AVX2 version runs them as counts, PS, SumS, SqS,
+// EWM, TS, S_k. Each value is loaded once and no intermediate array is
+// written. Bit-identical between paths.
 // Panics if w < 2 or unless every slice it reads has len(xNew) elements.
 func WindowRoll(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []float64, w int, alpha float64) {
 	n := m.len(len(xNew), "WindowRoll")
