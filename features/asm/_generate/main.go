@@ -521,10 +521,11 @@ func addInt32(m Mem, v VecVirtual) {
 // register: counts and lag-1 products (which need xPrev and xOldNext), the
 // sums of x and x^2 and the exponentially weighted state (x only), the OLS
 // cross term (S1 before the slide), then the moments. rv is decided once
-// per call: two loops, with and without the squares. The pointers of the
-// slices read or written once per vector (and those of pS..ewv, read and
-// written back through one pointer load) stay in the frame: there are not
-// registers enough for all twenty-five.
+// per call: two loops, with and without the squares. Seven slices (xNew,
+// xOld, shift, s1, c1, s2, c2) have their pointers in registers; the other
+// eighteen's stay in the frame, each loaded once per vector for both a
+// sum's load and its store (L1 hits): there are not registers enough for
+// all twenty-five.
 func windowRoll() {
 	TEXT("windowRollAVX2", NOSPLIT,
 		"func(shift, s1, s2, s3, s4, c1, c2, c3, c4, tS, tC, sumS, sumC, sqS, sqC, pS, pC, ewm, ewv,"+
