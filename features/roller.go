@@ -28,15 +28,11 @@ type roller struct {
 	tt      int64  // the same, not wrapped
 	n       int
 	series  []rseries
-	ones    []float64
 	// scratch
-	dNew, dPrev, dOld, dOldNext []float64
-	tOld                        []float64   // scratch: S1 before the slide minus dOld (OLS)
-	wm1                         [][]float64 // per window: w-1 in every element (OLS)
-	start                       []int32
-	flagged                     []int32 // instruments whose shift may be stale (asm.WindowStats)
-	flag1                       []int32 // the same for one instrument, cap 1
-	one1, one2, zero1           [1]float64
+	start             []int32
+	flagged           []int32 // instruments whose shift may be stale (asm.WindowStats)
+	flag1             []int32 // the same for one instrument, cap 1
+	one1, one2, zero1 [1]float64
 
 	reanchors int // re-anchors done, for metrics
 	restarts  int // series that stopped being defined, for metrics
@@ -168,9 +164,6 @@ func (r *roller) f64s(fn func(*[]float64)) {
 			})
 		}
 	}
-	for _, p := range []*[]float64{&r.ones, &r.dNew, &r.dPrev, &r.dOld, &r.dOldNext, &r.tOld} {
-		fn(p)
-	}
 }
 
 // resize makes room for new instruments: from[j] is the old index of
@@ -178,7 +171,32 @@ func (r *roller) f64s(fn func(*[]float64)) {
 // started). O(state); done when instruments appear, not per step.
 func (r *roller) resize(from []int32) {
 	n := len(from)
-	r.f64s(func(p *[]float64) { *p = remap(*p, from) })
+	// Every float64 slice is cut from one slab, an odd number of cache lines
+	// apart: a kernel reads and writes up to 25 of them at the same index,
+	// and slices allocated one by one (multiples of 4 KiB apart for n = 512,
+	// 1000, ...) map to the same L1 sets, more slices than the sets have
+	// ways (asm.WindowRoll ran 4x slower on such slices, the step 1.5x on
+	// the AVX2 path and 1.9x on the Go path). An odd stride in lines
+	// spreads up to 64 slices over distinct sets.
+	lines := (8*n + 63) / 64
+	if lines%2 == 0 {
+		lines++
+	}
+	stride := 8 * lines
+	count := 0
+	r.f64s(func(*[]float64) { count++ })
+	slab := make([]float64, count*stride)
+	k := 0
+	r.f64s(func(p *[]float64) {
+		nw := slab[k*stride : k*stride+n : k*stride+n]
+		for j, f := range from {
+			if f >= 0 {
+				nw[j] = (*p)[f]
+			}
+		}
+		*p = nw
+		k++
+	})
 	for b := range r.series {
 		s := &r.series[b]
 		s.cnt = remap(s.cnt, from)
@@ -188,16 +206,6 @@ func (r *roller) resize(from []int32) {
 			w.pos = remap(w.pos, from)
 			w.ud = remap(w.ud, from)
 			w.anchor = remap(w.anchor, from)
-		}
-	}
-	for i := range r.ones {
-		r.ones[i] = 1
-	}
-	r.wm1 = make([][]float64, len(r.windows))
-	for wi, w := range r.windows {
-		r.wm1[wi] = make([]float64, n)
-		for i := range n {
-			r.wm1[wi][i] = float64(w - 1)
 		}
 	}
 	r.start = slices.Grow(r.start[:0], n)
@@ -353,19 +361,11 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 	xOld := r.row(s, tt-int64(w.w))[:n]
 	xOldNext := r.row(s, tt-int64(w.w)+1)[:n]
 	m := &w.m
-	dNew, dPrev, dOld, dOldNext, tOld := r.dNew[:n], r.dPrev[:n], r.dOld[:n], r.dOldNext[:n], r.tOld[:n]
-	// The differences from the shift, S1 before the slide minus dOld (OLS:
-	// every remaining value's index drops by one, the new one enters at
-	// w-1), and the exact counts.
-	asm.WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, w.pos, w.ud, xNew, xPrev, xOld, xOldNext, m)
-	asm.RollProducts(w.tS, w.tC, dNew, r.wm1[wi], tOld, r.ones)
-	asm.RollMoments(m, xNew, xOld)
-	asm.RollProducts(w.sumS, w.sumC, xNew, r.ones, xOld, r.ones)
-	if s.rv {
-		asm.RollProducts(w.sqS, w.sqC, xNew, xNew, xOld, xOld)
-	}
-	asm.RollProducts(w.pS, w.pC, dNew, dPrev, dOldNext, dOld)
-	asm.EWMeanVar(w.ewm, w.ewv, xNew, w.alpha)
+	st := asm.Window{SumS: w.sumS, SumC: w.sumC, SqS: w.sqS, SqC: w.sqC, PS: w.pS, PC: w.pC, TS: w.tS, TC: w.tC,
+		EWM: w.ewm, EWV: w.ewv, Pos: w.pos, UD: w.ud, Anchor: w.anchor}
+	// The sums, counts and exponentially weighted state in one pass (sqS
+	// and sqC are nil unless the series has rv).
+	asm.WindowRoll(m, &st, xNew, xPrev, xOld, xOldNext, w.w, w.alpha)
 
 	col := func(st int) []float64 {
 		if c := wc[st]; c >= 0 {
@@ -381,8 +381,6 @@ func (r *roller) stepWindow(s *rseries, wi int, cols [][]float64, wc *[numStats]
 		out.RV = col(sRV)
 	}
 	asm.MomentStats(out.Mean, out.Std, out.Skew, out.Kurt, out.Z, m, xNew, w.w)
-	st := asm.Window{SumS: w.sumS, SumC: w.sumC, SqS: w.sqS, SqC: w.sqC, PS: w.pS, PC: w.pC, TS: w.tS, TC: w.tC,
-		EWM: w.ewm, EWV: w.ewv, Pos: w.pos, UD: w.ud, Anchor: w.anchor}
 	r.flagged = asm.WindowStats(&out, m, &st, s.cnt[:n], s.run[:n], xNew, xOldNext, w.w, r.t,
 		reanchorRatio, staleFloor, r.flagged)
 	// Rare: a re-anchored instrument's outputs again, from its new sums

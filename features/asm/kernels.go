@@ -196,37 +196,77 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 	}
 }
 
-// WindowPrep is the first pass of a window's step (features' roller): with
-// sh = shift[i], for every i
+// WindowRoll slides a window of w values (features' roller) by one step in
+// one pass: xNew enters, xOld leaves, xPrev is the value before xNew and
+// xOldNext the one after xOld (the oldest that stays). It updates m and st's
+// sums, exponentially weighted state (weight alpha) and counts; st.SqS and
+// st.SqC are updated only if they are not nil (decided once per call), and
+// st.Anchor is not read. It is, bit for bit, the sequence
 //
-//	dNew = xNew - sh;  dPrev = xPrev - sh;  dOld = xOld - sh;  dOldNext = xOldNext - sh
-//	tOld = (s1 + c1) - dOld
-//	pos += b(xNew > 0) - b(xOld > 0)
-//	ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
+//	dNew = xNew - sh; dPrev = xPrev - sh; dOld = xOld - sh; dOldNext = xOldNext - sh
+//	tOld = (S1 + C1) - dOld
+//	pos += b(xNew > 0) - b(xOld > 0);  ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
+//	RollProducts(TS, TC, dNew, w-1, tOld, 1)
+//	RollMoments(m, xNew, xOld)
+//	RollProducts(SumS, SumC, xNew, 1, xOld, 1)
+//	RollProducts(SqS, SqC, xNew, xNew, xOld, xOld)      (if SqS is not nil)
+//	RollProducts(PS, PC, dNew, dPrev, dOldNext, dOld)
+//	EWMeanVar(EWM, EWV, xNew, alpha)
 //
-// where b is 1 or 0 and sgn is 1, 0 or -1 (int32 arithmetic). shift, s1
-// and c1 are m.Shift, m.S1 and m.C1. Bit-identical between paths.
-// Panics unless every slice has len(xNew) elements.
-func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext []float64,
-	m *Moments) {
-	n := m.len(len(xNew), "WindowPrep")
-	for _, s := range [...][]float64{dNew, dPrev, dOld, dOldNext, tOld, xPrev, xOld, xOldNext} {
+// with sh = m.Shift, b 1 or 0 and sgn 1, 0 or -1 (int32), tOld read
+// before RollMoments changes S1 and C1, and w-1 (float64(w-1)), 1 and alpha
+// scalars: per instrument, with Neumaier adds (s, c) += v,
+//
+//	(TS, TC) += dNew*(w-1), then += -tOld
+//	(SumS, SumC) += xNew, then += -xOld
+//	(SqS, SqC) += xNew*xNew, then += -(xOld*xOld)
+//	(PS, PC) += dNew*dPrev, then += -(dOldNext*dOld)
+//	d = xNew - EWM; ad = alpha*d; EWM = EWM + ad; EWV = (1-alpha)*(EWV + ad*d)
+//	(S_k, C_k) += dNew^k, then += -(dOld^k), k = 1..4, with
+//	dNew^2 = dNew*dNew, dNew^3 = dNew^2*dNew, dNew^4 = dNew^2*dNew^2 (dOld alike)
+//
+// (a product with 1 is exact, so it is left out). The lines touch disjoint
+// state but for tOld, which reads S1 and C1 first, so their order within an
+// instrument is free: the AVX2 version runs them as counts, PS, SumS, SqS,
+// EWM, TS, S_k. Each value is loaded once and no intermediate array is
+// written. Bit-identical between paths.
+// Panics if w < 2 or unless every slice it reads has len(xNew) elements.
+func WindowRoll(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []float64, w int, alpha float64) {
+	n := m.len(len(xNew), "WindowRoll")
+	if w < 2 {
+		panic("asm: WindowRoll: window below 2 values")
+	}
+	for _, s := range [...][]float64{xPrev, xOld, xOldNext, st.SumS, st.SumC, st.PS, st.PC, st.TS, st.TC,
+		st.EWM, st.EWV} {
 		if len(s) != n {
-			panic("asm: WindowPrep: lengths differ")
+			panic("asm: WindowRoll: lengths differ")
 		}
 	}
-	if len(pos) != n || len(ud) != n {
-		panic("asm: WindowPrep: pos or ud length differs")
+	if len(st.Pos) != n || len(st.UD) != n {
+		panic("asm: WindowRoll: Pos or UD length differs")
 	}
+	rv := st.SqS != nil
+	if rv && (len(st.SqS) != n || len(st.SqC) != n) {
+		panic("asm: WindowRoll: SqS or SqC length differs")
+	}
+	fm1, oneMinus := float64(w-1), 1-alpha
 	k := 0
 	if useAVX2 {
 		k = n &^ 3
-		windowPrepAVX2(dNew[:k], dPrev[:k], dOld[:k], dOldNext[:k], tOld[:k], pos[:k], ud[:k],
-			xNew[:k], xPrev[:k], xOld[:k], xOldNext[:k], m.Shift[:k], m.S1[:k], m.C1[:k])
+		var sqS, sqC []float64
+		if rv {
+			sqS, sqC = st.SqS[:k], st.SqC[:k]
+		}
+		windowRollAVX2(m.Shift[:k], m.S1[:k], m.S2[:k], m.S3[:k], m.S4[:k], m.C1[:k], m.C2[:k], m.C3[:k], m.C4[:k],
+			st.TS[:k], st.TC[:k], st.SumS[:k], st.SumC[:k], sqS, sqC, st.PS[:k], st.PC[:k], st.EWM[:k], st.EWV[:k],
+			xNew[:k], xPrev[:k], xOld[:k], xOldNext[:k], st.Pos[:k], st.UD[:k], fm1, alpha, oneMinus)
 	}
 	if k < n {
-		windowPrepGeneric(dNew[k:], dPrev[k:], dOld[k:], dOldNext[k:], tOld[k:], pos[k:], ud[k:],
-			xNew[k:], xPrev[k:], xOld[k:], xOldNext[k:], m.Shift[k:], m.S1[k:], m.C1[k:])
+		tm := m.Slice(k, n)
+		ts := Window{SumS: st.SumS[k:], SumC: st.SumC[k:], SqS: cut(st.SqS, k, n), SqC: cut(st.SqC, k, n),
+			PS: st.PS[k:], PC: st.PC[k:], TS: st.TS[k:], TC: st.TC[k:], EWM: st.EWM[k:], EWV: st.EWV[k:],
+			Pos: st.Pos[k:], UD: st.UD[k:]} // Anchor unread
+		windowRollGeneric(&tm, &ts, xNew[k:], xPrev[k:], xOld[k:], xOldNext[k:], fm1, alpha, oneMinus)
 	}
 }
 
@@ -234,7 +274,7 @@ func WindowPrep(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xN
 // besides its Moments: compensated sums (true sum S + C) of x, of x^2 (SqS,
 // SqC: nil when RV is not computed), of lag-1 products and of the OLS cross
 // term, the exponentially weighted mean and variance, the counts of
-// WindowPrep, and the step of each instrument's last re-anchoring.
+// WindowRoll, and the step of each instrument's last re-anchoring.
 type Window struct {
 	SumS, SumC, SqS, SqC, PS, PC, TS, TC []float64
 	EWM, EWV                             []float64

@@ -56,11 +56,11 @@ func extremaPrependAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64
 //go:noescape
 func extremaWindowAVX2(max []float64, min []float64, maxAge []float64, minAge []float64, rangePos []float64, ox []float64, oxt []float64, on []float64, ont []float64, mx []float64, mxt []float64, mn []float64, mnt []float64, cx []float64, cxt []float64, cn []float64, cnt2 []float64, last []float64, cnt []int32, fw float64, t float64)
 
-// windowPrepAVX2 is windowPrepGeneric on AVX2; len(xNew) must be a multiple of 4,
-// and every slice as long.
+// windowRollAVX2 is windowRollGeneric on AVX2; len(xNew) must be a multiple of 4,
+// and every slice as long (sqS and sqC nil or as long).
 //
 //go:noescape
-func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []int32, ud []int32, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
+func windowRollAVX2(shift []float64, s1 []float64, s2 []float64, s3 []float64, s4 []float64, c1 []float64, c2 []float64, c3 []float64, c4 []float64, tS []float64, tC []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, ewm []float64, ewv []float64, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, pos []int32, ud []int32, fm1 float64, alpha float64, oneMinus float64)
 
 // windowStatsAVX2 is windowStatsGeneric on AVX2 (base 0) and returns the number of
 // indices written to flagged; len(xNew) must be a multiple of 4, every slice but

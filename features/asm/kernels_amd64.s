@@ -1073,81 +1073,578 @@ extremawindow_done:
 	VZEROUPPER
 	RET
 
-// func windowPrepAVX2(dNew []float64, dPrev []float64, dOld []float64, dOldNext []float64, tOld []float64, pos []int32, ud []int32, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, shift []float64, s1 []float64, c1 []float64)
+// func windowRollAVX2(shift []float64, s1 []float64, s2 []float64, s3 []float64, s4 []float64, c1 []float64, c2 []float64, c3 []float64, c4 []float64, tS []float64, tC []float64, sumS []float64, sumC []float64, sqS []float64, sqC []float64, pS []float64, pC []float64, ewm []float64, ewv []float64, xNew []float64, xPrev []float64, xOld []float64, xOldNext []float64, pos []int32, ud []int32, fm1 float64, alpha float64, oneMinus float64)
 // Requires: AVX, AVX2
-TEXT ·windowPrepAVX2(SB), NOSPLIT, $0-336
-	MOVQ   xNew_len+176(FP), AX
-	MOVQ   xNew_base+168(FP), CX
-	LEAQ   (CX)(AX*8), CX
-	MOVQ   xPrev_base+192(FP), DX
-	LEAQ   (DX)(AX*8), DX
-	MOVQ   xOld_base+216(FP), BX
-	LEAQ   (BX)(AX*8), BX
-	MOVQ   xOldNext_base+240(FP), SI
-	LEAQ   (SI)(AX*8), SI
-	MOVQ   shift_base+264(FP), DI
-	LEAQ   (DI)(AX*8), DI
-	MOVQ   s1_base+288(FP), R8
-	LEAQ   (R8)(AX*8), R8
-	MOVQ   c1_base+312(FP), R9
-	LEAQ   (R9)(AX*8), R9
-	MOVQ   AX, R10
-	NEGQ   R10
-	VXORPD Y0, Y0, Y0
-	TESTQ  R10, R10
-	JZ     windowprep_done
+TEXT ·windowRollAVX2(SB), NOSPLIT, $0-624
+	MOVQ    xNew_len+464(FP), AX
+	MOVQ    xNew_base+456(FP), CX
+	LEAQ    (CX)(AX*8), CX
+	MOVQ    xOld_base+504(FP), DX
+	LEAQ    (DX)(AX*8), DX
+	MOVQ    shift_base+0(FP), BX
+	LEAQ    (BX)(AX*8), BX
+	MOVQ    s1_base+24(FP), SI
+	LEAQ    (SI)(AX*8), SI
+	MOVQ    c1_base+120(FP), DI
+	LEAQ    (DI)(AX*8), DI
+	MOVQ    s2_base+48(FP), R8
+	LEAQ    (R8)(AX*8), R8
+	MOVQ    c2_base+144(FP), R9
+	LEAQ    (R9)(AX*8), R9
+	MOVQ    AX, R10
+	NEGQ    R10
+	VMOVUPD absmask<>+0(SB), Y0
+	VMOVUPD signmask<>+0(SB), Y1
+	MOVQ    sqS_base+312(FP), R11
+	TESTQ   R11, R11
+	JZ      windowroll_norv
+	TESTQ   R10, R10
+	JZ      windowroll_rv_done
 
-windowprep_loop:
+windowroll_rv_loop:
 	MOVQ         R10, R11
 	ADDQ         AX, R11
-	VMOVUPD      (DI)(R10*8), Y1
-	VMOVUPD      (CX)(R10*8), Y2
-	VSUBPD       Y1, Y2, Y6
-	MOVQ         dNew_base+0(FP), R12
+	VMOVUPD      (BX)(R10*8), Y2
+	VMOVUPD      (CX)(R10*8), Y3
+	VMOVUPD      (DX)(R10*8), Y4
+	VSUBPD       Y2, Y3, Y5
+	VSUBPD       Y2, Y4, Y6
+	VXORPD       Y7, Y7, Y7
+	VCMPPD       $0x0e, Y7, Y3, Y8
+	VCMPPD       $0x0e, Y7, Y4, Y9
+	VPSUBQ       Y8, Y9, Y9
+	MOVQ         pos_base+552(FP), R12
+	VEXTRACTI128 $0x01, Y9, X8
+	VSHUFPS      $0x88, X8, X9, X8
+	VPADDD       (R12)(R11*4), X8, X8
+	VMOVDQU      X8, (R12)(R11*4)
+	MOVQ         xPrev_base+480(FP), R12
+	VMOVUPD      (R12)(R11*8), Y8
+	MOVQ         xOldNext_base+528(FP), R12
+	VMOVUPD      (R12)(R11*8), Y9
+	VSUBPD       Y8, Y3, Y10
+	VCMPPD       $0x0e, Y7, Y10, Y11
+	VCMPPD       $0x01, Y7, Y10, Y10
+	VPSUBQ       Y11, Y10, Y10
+	VSUBPD       Y4, Y9, Y11
+	VCMPPD       $0x0e, Y7, Y11, Y12
+	VCMPPD       $0x01, Y7, Y11, Y7
+	VPSUBQ       Y12, Y7, Y7
+	VPSUBQ       Y7, Y10, Y10
+	MOVQ         ud_base+576(FP), R12
+	VEXTRACTI128 $0x01, Y10, X7
+	VSHUFPS      $0x88, X7, X10, X7
+	VPADDD       (R12)(R11*4), X7, X7
+	VMOVDQU      X7, (R12)(R11*4)
+	VSUBPD       Y2, Y8, Y8
+	VMULPD       Y5, Y8, Y8
+	VSUBPD       Y2, Y9, Y9
+	VMULPD       Y6, Y9, Y9
+	MOVQ         pS_base+360(FP), R12
+	MOVQ         pC_base+384(FP), R13
+	VMOVUPD      (R12)(R11*8), Y2
+	VMOVUPD      (R13)(R11*8), Y7
+	VADDPD       Y8, Y2, Y10
+	VANDPD       Y0, Y2, Y11
+	VANDPD       Y0, Y8, Y12
+	VCMPPD       $0x0d, Y12, Y11, Y11
+	VBLENDVPD    Y11, Y2, Y8, Y12
+	VBLENDVPD    Y11, Y8, Y2, Y2
+	VSUBPD       Y10, Y12, Y12
+	VADDPD       Y2, Y12, Y12
+	VADDPD       Y12, Y7, Y7
+	VMOVAPD      Y10, Y2
+	VXORPD       Y1, Y9, Y9
+	VADDPD       Y9, Y2, Y8
+	VANDPD       Y0, Y2, Y10
+	VANDPD       Y0, Y9, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y2, Y9, Y11
+	VBLENDVPD    Y10, Y9, Y2, Y2
+	VSUBPD       Y8, Y11, Y11
+	VADDPD       Y2, Y11, Y11
+	VADDPD       Y11, Y7, Y7
+	VMOVAPD      Y8, Y2
+	VMOVUPD      Y2, (R12)(R11*8)
+	VMOVUPD      Y7, (R13)(R11*8)
+	VMOVAPD      Y4, Y2
+	MOVQ         sumS_base+264(FP), R12
+	MOVQ         sumC_base+288(FP), R13
+	VMOVUPD      (R12)(R11*8), Y7
+	VMOVUPD      (R13)(R11*8), Y8
+	VADDPD       Y3, Y7, Y9
+	VANDPD       Y0, Y7, Y10
+	VANDPD       Y0, Y3, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y7, Y3, Y11
+	VBLENDVPD    Y10, Y3, Y7, Y7
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y7, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y7
+	VXORPD       Y1, Y2, Y2
+	VADDPD       Y2, Y7, Y9
+	VANDPD       Y0, Y7, Y10
+	VANDPD       Y0, Y2, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y7, Y2, Y11
+	VBLENDVPD    Y10, Y2, Y7, Y2
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y2, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y7
+	VMOVUPD      Y7, (R12)(R11*8)
+	VMOVUPD      Y8, (R13)(R11*8)
+	VMULPD       Y3, Y3, Y7
+	VMULPD       Y4, Y4, Y2
+	MOVQ         sqS_base+312(FP), R12
+	MOVQ         sqC_base+336(FP), R13
+	VMOVUPD      (R12)(R11*8), Y4
+	VMOVUPD      (R13)(R11*8), Y8
+	VADDPD       Y7, Y4, Y9
+	VANDPD       Y0, Y4, Y10
+	VANDPD       Y0, Y7, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y4, Y7, Y11
+	VBLENDVPD    Y10, Y7, Y4, Y4
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y4, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y4
+	VXORPD       Y1, Y2, Y2
+	VADDPD       Y2, Y4, Y7
+	VANDPD       Y0, Y4, Y9
+	VANDPD       Y0, Y2, Y10
+	VCMPPD       $0x0d, Y10, Y9, Y9
+	VBLENDVPD    Y9, Y4, Y2, Y10
+	VBLENDVPD    Y9, Y2, Y4, Y2
+	VSUBPD       Y7, Y10, Y10
+	VADDPD       Y2, Y10, Y10
+	VADDPD       Y10, Y8, Y8
+	VMOVAPD      Y7, Y4
+	VMOVUPD      Y4, (R12)(R11*8)
+	VMOVUPD      Y8, (R13)(R11*8)
+	MOVQ         ewm_base+408(FP), R12
+	MOVQ         ewv_base+432(FP), R13
+	VMOVUPD      (R12)(R11*8), Y2
+	VSUBPD       Y2, Y3, Y3
+	VBROADCASTSD alpha+608(FP), Y4
+	VMULPD       Y3, Y4, Y4
+	VADDPD       Y4, Y2, Y2
+	VMOVUPD      Y2, (R12)(R11*8)
+	VMULPD       Y3, Y4, Y4
+	VMOVUPD      (R13)(R11*8), Y2
+	VADDPD       Y4, Y2, Y2
+	VBROADCASTSD oneMinus+616(FP), Y4
+	VMULPD       Y2, Y4, Y2
+	VMOVUPD      Y2, (R13)(R11*8)
+	VMOVUPD      (SI)(R10*8), Y2
+	VMOVUPD      (DI)(R10*8), Y3
+	VADDPD       Y3, Y2, Y4
+	VSUBPD       Y6, Y4, Y4
+	VBROADCASTSD fm1+600(FP), Y7
+	VMULPD       Y5, Y7, Y7
+	MOVQ         tS_base+216(FP), R12
+	MOVQ         tC_base+240(FP), R13
+	VMOVUPD      (R12)(R11*8), Y8
+	VMOVUPD      (R13)(R11*8), Y9
+	VADDPD       Y7, Y8, Y10
+	VANDPD       Y0, Y8, Y11
+	VANDPD       Y0, Y7, Y12
+	VCMPPD       $0x0d, Y12, Y11, Y11
+	VBLENDVPD    Y11, Y8, Y7, Y12
+	VBLENDVPD    Y11, Y7, Y8, Y7
+	VSUBPD       Y10, Y12, Y12
+	VADDPD       Y7, Y12, Y12
+	VADDPD       Y12, Y9, Y9
+	VMOVAPD      Y10, Y8
+	VXORPD       Y1, Y4, Y4
+	VADDPD       Y4, Y8, Y7
+	VANDPD       Y0, Y8, Y10
+	VANDPD       Y0, Y4, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y8, Y4, Y11
+	VBLENDVPD    Y10, Y4, Y8, Y4
+	VSUBPD       Y7, Y11, Y11
+	VADDPD       Y4, Y11, Y11
+	VADDPD       Y11, Y9, Y9
+	VMOVAPD      Y7, Y8
+	VMOVUPD      Y8, (R12)(R11*8)
+	VMOVUPD      Y9, (R13)(R11*8)
+	VADDPD       Y5, Y2, Y4
+	VANDPD       Y0, Y2, Y7
+	VANDPD       Y0, Y5, Y8
+	VCMPPD       $0x0d, Y8, Y7, Y7
+	VBLENDVPD    Y7, Y2, Y5, Y8
+	VBLENDVPD    Y7, Y5, Y2, Y2
+	VSUBPD       Y4, Y8, Y8
+	VADDPD       Y2, Y8, Y8
+	VADDPD       Y8, Y3, Y3
+	VMOVAPD      Y4, Y2
+	VXORPD       Y1, Y6, Y4
+	VADDPD       Y4, Y2, Y7
+	VANDPD       Y0, Y2, Y8
+	VANDPD       Y0, Y4, Y9
+	VCMPPD       $0x0d, Y9, Y8, Y8
+	VBLENDVPD    Y8, Y2, Y4, Y9
+	VBLENDVPD    Y8, Y4, Y2, Y2
+	VSUBPD       Y7, Y9, Y9
+	VADDPD       Y2, Y9, Y9
+	VADDPD       Y9, Y3, Y3
+	VMOVAPD      Y7, Y2
+	VMOVUPD      Y2, (SI)(R10*8)
+	VMOVUPD      Y3, (DI)(R10*8)
+	VMULPD       Y5, Y5, Y2
+	VMULPD       Y6, Y6, Y3
+	VMOVAPD      Y3, Y4
+	VMOVUPD      (R8)(R10*8), Y7
+	VMOVUPD      (R9)(R10*8), Y8
+	VADDPD       Y2, Y7, Y9
+	VANDPD       Y0, Y7, Y10
+	VANDPD       Y0, Y2, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y7, Y2, Y11
+	VBLENDVPD    Y10, Y2, Y7, Y7
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y7, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y7
+	VXORPD       Y1, Y4, Y4
+	VADDPD       Y4, Y7, Y9
+	VANDPD       Y0, Y7, Y10
+	VANDPD       Y0, Y4, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y7, Y4, Y11
+	VBLENDVPD    Y10, Y4, Y7, Y4
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y4, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y7
+	VMOVUPD      Y7, (R8)(R10*8)
+	VMOVUPD      Y8, (R9)(R10*8)
+	VMULPD       Y5, Y2, Y4
+	VMULPD       Y6, Y3, Y5
+	MOVQ         s3_base+72(FP), R12
+	MOVQ         c3_base+168(FP), R13
+	VMOVUPD      (R12)(R11*8), Y6
+	VMOVUPD      (R13)(R11*8), Y7
+	VADDPD       Y4, Y6, Y8
+	VANDPD       Y0, Y6, Y9
+	VANDPD       Y0, Y4, Y10
+	VCMPPD       $0x0d, Y10, Y9, Y9
+	VBLENDVPD    Y9, Y6, Y4, Y10
+	VBLENDVPD    Y9, Y4, Y6, Y4
+	VSUBPD       Y8, Y10, Y10
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y10, Y7, Y7
+	VMOVAPD      Y8, Y6
+	VXORPD       Y1, Y5, Y5
+	VADDPD       Y5, Y6, Y4
+	VANDPD       Y0, Y6, Y8
+	VANDPD       Y0, Y5, Y9
+	VCMPPD       $0x0d, Y9, Y8, Y8
+	VBLENDVPD    Y8, Y6, Y5, Y9
+	VBLENDVPD    Y8, Y5, Y6, Y5
+	VSUBPD       Y4, Y9, Y9
+	VADDPD       Y5, Y9, Y9
+	VADDPD       Y9, Y7, Y7
+	VMOVAPD      Y4, Y6
 	VMOVUPD      Y6, (R12)(R11*8)
-	VMOVUPD      (DX)(R10*8), Y3
-	VSUBPD       Y1, Y3, Y6
-	MOVQ         dPrev_base+24(FP), R12
-	VMOVUPD      Y6, (R12)(R11*8)
-	VMOVUPD      (SI)(R10*8), Y5
-	VSUBPD       Y1, Y5, Y6
-	MOVQ         dOldNext_base+72(FP), R12
-	VMOVUPD      Y6, (R12)(R11*8)
-	VMOVUPD      (BX)(R10*8), Y4
-	VSUBPD       Y1, Y4, Y6
-	MOVQ         dOld_base+48(FP), R12
-	VMOVUPD      Y6, (R12)(R11*8)
-	VMOVUPD      (R8)(R10*8), Y1
-	VADDPD       (R9)(R10*8), Y1, Y1
-	VSUBPD       Y6, Y1, Y1
-	MOVQ         tOld_base+96(FP), R12
-	VMOVUPD      Y1, (R12)(R11*8)
-	VCMPPD       $0x0e, Y0, Y2, Y1
-	VCMPPD       $0x0e, Y0, Y4, Y6
-	VPSUBQ       Y1, Y6, Y6
-	MOVQ         pos_base+120(FP), R12
-	VEXTRACTI128 $0x01, Y6, X1
-	VSHUFPS      $0x88, X1, X6, X1
-	VPADDD       (R12)(R11*4), X1, X1
-	VMOVDQU      X1, (R12)(R11*4)
-	VSUBPD       Y3, Y2, Y1
-	VCMPPD       $0x0e, Y0, Y1, Y2
-	VCMPPD       $0x01, Y0, Y1, Y1
-	VPSUBQ       Y2, Y1, Y1
-	VSUBPD       Y4, Y5, Y2
-	VCMPPD       $0x0e, Y0, Y2, Y3
-	VCMPPD       $0x01, Y0, Y2, Y2
-	VPSUBQ       Y3, Y2, Y2
-	VPSUBQ       Y2, Y1, Y1
-	MOVQ         ud_base+144(FP), R12
-	VEXTRACTI128 $0x01, Y1, X2
-	VSHUFPS      $0x88, X2, X1, X1
-	VPADDD       (R12)(R11*4), X1, X1
-	VMOVDQU      X1, (R12)(R11*4)
+	VMOVUPD      Y7, (R13)(R11*8)
+	VMULPD       Y2, Y2, Y2
+	VMULPD       Y3, Y3, Y3
+	MOVQ         s4_base+96(FP), R12
+	MOVQ         c4_base+192(FP), R13
+	VMOVUPD      (R12)(R11*8), Y4
+	VMOVUPD      (R13)(R11*8), Y5
+	VADDPD       Y2, Y4, Y6
+	VANDPD       Y0, Y4, Y7
+	VANDPD       Y0, Y2, Y8
+	VCMPPD       $0x0d, Y8, Y7, Y7
+	VBLENDVPD    Y7, Y4, Y2, Y8
+	VBLENDVPD    Y7, Y2, Y4, Y2
+	VSUBPD       Y6, Y8, Y8
+	VADDPD       Y2, Y8, Y8
+	VADDPD       Y8, Y5, Y5
+	VMOVAPD      Y6, Y4
+	VXORPD       Y1, Y3, Y3
+	VADDPD       Y3, Y4, Y2
+	VANDPD       Y0, Y4, Y6
+	VANDPD       Y0, Y3, Y7
+	VCMPPD       $0x0d, Y7, Y6, Y6
+	VBLENDVPD    Y6, Y4, Y3, Y7
+	VBLENDVPD    Y6, Y3, Y4, Y3
+	VSUBPD       Y2, Y7, Y7
+	VADDPD       Y3, Y7, Y7
+	VADDPD       Y7, Y5, Y5
+	VMOVAPD      Y2, Y4
+	VMOVUPD      Y4, (R12)(R11*8)
+	VMOVUPD      Y5, (R13)(R11*8)
 	ADDQ         $0x04, R10
-	JNZ          windowprep_loop
+	JNZ          windowroll_rv_loop
 
-windowprep_done:
+windowroll_rv_done:
+	VZEROUPPER
+	RET
+
+windowroll_norv:
+	TESTQ R10, R10
+	JZ    windowroll_done
+
+windowroll_loop:
+	MOVQ         R10, R11
+	ADDQ         AX, R11
+	VMOVUPD      (BX)(R10*8), Y2
+	VMOVUPD      (CX)(R10*8), Y3
+	VMOVUPD      (DX)(R10*8), Y4
+	VSUBPD       Y2, Y3, Y5
+	VSUBPD       Y2, Y4, Y6
+	VXORPD       Y7, Y7, Y7
+	VCMPPD       $0x0e, Y7, Y3, Y8
+	VCMPPD       $0x0e, Y7, Y4, Y9
+	VPSUBQ       Y8, Y9, Y9
+	MOVQ         pos_base+552(FP), R12
+	VEXTRACTI128 $0x01, Y9, X8
+	VSHUFPS      $0x88, X8, X9, X8
+	VPADDD       (R12)(R11*4), X8, X8
+	VMOVDQU      X8, (R12)(R11*4)
+	MOVQ         xPrev_base+480(FP), R12
+	VMOVUPD      (R12)(R11*8), Y8
+	MOVQ         xOldNext_base+528(FP), R12
+	VMOVUPD      (R12)(R11*8), Y9
+	VSUBPD       Y8, Y3, Y10
+	VCMPPD       $0x0e, Y7, Y10, Y11
+	VCMPPD       $0x01, Y7, Y10, Y10
+	VPSUBQ       Y11, Y10, Y10
+	VSUBPD       Y4, Y9, Y11
+	VCMPPD       $0x0e, Y7, Y11, Y12
+	VCMPPD       $0x01, Y7, Y11, Y7
+	VPSUBQ       Y12, Y7, Y7
+	VPSUBQ       Y7, Y10, Y10
+	MOVQ         ud_base+576(FP), R12
+	VEXTRACTI128 $0x01, Y10, X7
+	VSHUFPS      $0x88, X7, X10, X7
+	VPADDD       (R12)(R11*4), X7, X7
+	VMOVDQU      X7, (R12)(R11*4)
+	VSUBPD       Y2, Y8, Y8
+	VMULPD       Y5, Y8, Y8
+	VSUBPD       Y2, Y9, Y9
+	VMULPD       Y6, Y9, Y9
+	MOVQ         pS_base+360(FP), R12
+	MOVQ         pC_base+384(FP), R13
+	VMOVUPD      (R12)(R11*8), Y2
+	VMOVUPD      (R13)(R11*8), Y7
+	VADDPD       Y8, Y2, Y10
+	VANDPD       Y0, Y2, Y11
+	VANDPD       Y0, Y8, Y12
+	VCMPPD       $0x0d, Y12, Y11, Y11
+	VBLENDVPD    Y11, Y2, Y8, Y12
+	VBLENDVPD    Y11, Y8, Y2, Y2
+	VSUBPD       Y10, Y12, Y12
+	VADDPD       Y2, Y12, Y12
+	VADDPD       Y12, Y7, Y7
+	VMOVAPD      Y10, Y2
+	VXORPD       Y1, Y9, Y9
+	VADDPD       Y9, Y2, Y8
+	VANDPD       Y0, Y2, Y10
+	VANDPD       Y0, Y9, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y2, Y9, Y11
+	VBLENDVPD    Y10, Y9, Y2, Y2
+	VSUBPD       Y8, Y11, Y11
+	VADDPD       Y2, Y11, Y11
+	VADDPD       Y11, Y7, Y7
+	VMOVAPD      Y8, Y2
+	VMOVUPD      Y2, (R12)(R11*8)
+	VMOVUPD      Y7, (R13)(R11*8)
+	VMOVAPD      Y4, Y2
+	MOVQ         sumS_base+264(FP), R12
+	MOVQ         sumC_base+288(FP), R13
+	VMOVUPD      (R12)(R11*8), Y4
+	VMOVUPD      (R13)(R11*8), Y7
+	VADDPD       Y3, Y4, Y8
+	VANDPD       Y0, Y4, Y9
+	VANDPD       Y0, Y3, Y10
+	VCMPPD       $0x0d, Y10, Y9, Y9
+	VBLENDVPD    Y9, Y4, Y3, Y10
+	VBLENDVPD    Y9, Y3, Y4, Y4
+	VSUBPD       Y8, Y10, Y10
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y10, Y7, Y7
+	VMOVAPD      Y8, Y4
+	VXORPD       Y1, Y2, Y2
+	VADDPD       Y2, Y4, Y8
+	VANDPD       Y0, Y4, Y9
+	VANDPD       Y0, Y2, Y10
+	VCMPPD       $0x0d, Y10, Y9, Y9
+	VBLENDVPD    Y9, Y4, Y2, Y10
+	VBLENDVPD    Y9, Y2, Y4, Y2
+	VSUBPD       Y8, Y10, Y10
+	VADDPD       Y2, Y10, Y10
+	VADDPD       Y10, Y7, Y7
+	VMOVAPD      Y8, Y4
+	VMOVUPD      Y4, (R12)(R11*8)
+	VMOVUPD      Y7, (R13)(R11*8)
+	MOVQ         ewm_base+408(FP), R12
+	MOVQ         ewv_base+432(FP), R13
+	VMOVUPD      (R12)(R11*8), Y2
+	VSUBPD       Y2, Y3, Y3
+	VBROADCASTSD alpha+608(FP), Y4
+	VMULPD       Y3, Y4, Y4
+	VADDPD       Y4, Y2, Y2
+	VMOVUPD      Y2, (R12)(R11*8)
+	VMULPD       Y3, Y4, Y4
+	VMOVUPD      (R13)(R11*8), Y2
+	VADDPD       Y4, Y2, Y2
+	VBROADCASTSD oneMinus+616(FP), Y4
+	VMULPD       Y2, Y4, Y2
+	VMOVUPD      Y2, (R13)(R11*8)
+	VMOVUPD      (SI)(R10*8), Y2
+	VMOVUPD      (DI)(R10*8), Y3
+	VADDPD       Y3, Y2, Y4
+	VSUBPD       Y6, Y4, Y4
+	VBROADCASTSD fm1+600(FP), Y7
+	VMULPD       Y5, Y7, Y7
+	MOVQ         tS_base+216(FP), R12
+	MOVQ         tC_base+240(FP), R13
+	VMOVUPD      (R12)(R11*8), Y8
+	VMOVUPD      (R13)(R11*8), Y9
+	VADDPD       Y7, Y8, Y10
+	VANDPD       Y0, Y8, Y11
+	VANDPD       Y0, Y7, Y12
+	VCMPPD       $0x0d, Y12, Y11, Y11
+	VBLENDVPD    Y11, Y8, Y7, Y12
+	VBLENDVPD    Y11, Y7, Y8, Y7
+	VSUBPD       Y10, Y12, Y12
+	VADDPD       Y7, Y12, Y12
+	VADDPD       Y12, Y9, Y9
+	VMOVAPD      Y10, Y8
+	VXORPD       Y1, Y4, Y4
+	VADDPD       Y4, Y8, Y7
+	VANDPD       Y0, Y8, Y10
+	VANDPD       Y0, Y4, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y8, Y4, Y11
+	VBLENDVPD    Y10, Y4, Y8, Y4
+	VSUBPD       Y7, Y11, Y11
+	VADDPD       Y4, Y11, Y11
+	VADDPD       Y11, Y9, Y9
+	VMOVAPD      Y7, Y8
+	VMOVUPD      Y8, (R12)(R11*8)
+	VMOVUPD      Y9, (R13)(R11*8)
+	VADDPD       Y5, Y2, Y4
+	VANDPD       Y0, Y2, Y7
+	VANDPD       Y0, Y5, Y8
+	VCMPPD       $0x0d, Y8, Y7, Y7
+	VBLENDVPD    Y7, Y2, Y5, Y8
+	VBLENDVPD    Y7, Y5, Y2, Y2
+	VSUBPD       Y4, Y8, Y8
+	VADDPD       Y2, Y8, Y8
+	VADDPD       Y8, Y3, Y3
+	VMOVAPD      Y4, Y2
+	VXORPD       Y1, Y6, Y4
+	VADDPD       Y4, Y2, Y7
+	VANDPD       Y0, Y2, Y8
+	VANDPD       Y0, Y4, Y9
+	VCMPPD       $0x0d, Y9, Y8, Y8
+	VBLENDVPD    Y8, Y2, Y4, Y9
+	VBLENDVPD    Y8, Y4, Y2, Y2
+	VSUBPD       Y7, Y9, Y9
+	VADDPD       Y2, Y9, Y9
+	VADDPD       Y9, Y3, Y3
+	VMOVAPD      Y7, Y2
+	VMOVUPD      Y2, (SI)(R10*8)
+	VMOVUPD      Y3, (DI)(R10*8)
+	VMULPD       Y5, Y5, Y2
+	VMULPD       Y6, Y6, Y3
+	VMOVAPD      Y3, Y4
+	VMOVUPD      (R8)(R10*8), Y7
+	VMOVUPD      (R9)(R10*8), Y8
+	VADDPD       Y2, Y7, Y9
+	VANDPD       Y0, Y7, Y10
+	VANDPD       Y0, Y2, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y7, Y2, Y11
+	VBLENDVPD    Y10, Y2, Y7, Y7
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y7, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y7
+	VXORPD       Y1, Y4, Y4
+	VADDPD       Y4, Y7, Y9
+	VANDPD       Y0, Y7, Y10
+	VANDPD       Y0, Y4, Y11
+	VCMPPD       $0x0d, Y11, Y10, Y10
+	VBLENDVPD    Y10, Y7, Y4, Y11
+	VBLENDVPD    Y10, Y4, Y7, Y4
+	VSUBPD       Y9, Y11, Y11
+	VADDPD       Y4, Y11, Y11
+	VADDPD       Y11, Y8, Y8
+	VMOVAPD      Y9, Y7
+	VMOVUPD      Y7, (R8)(R10*8)
+	VMOVUPD      Y8, (R9)(R10*8)
+	VMULPD       Y5, Y2, Y4
+	VMULPD       Y6, Y3, Y5
+	MOVQ         s3_base+72(FP), R12
+	MOVQ         c3_base+168(FP), R13
+	VMOVUPD      (R12)(R11*8), Y6
+	VMOVUPD      (R13)(R11*8), Y7
+	VADDPD       Y4, Y6, Y8
+	VANDPD       Y0, Y6, Y9
+	VANDPD       Y0, Y4, Y10
+	VCMPPD       $0x0d, Y10, Y9, Y9
+	VBLENDVPD    Y9, Y6, Y4, Y10
+	VBLENDVPD    Y9, Y4, Y6, Y4
+	VSUBPD       Y8, Y10, Y10
+	VADDPD       Y4, Y10, Y10
+	VADDPD       Y10, Y7, Y7
+	VMOVAPD      Y8, Y6
+	VXORPD       Y1, Y5, Y5
+	VADDPD       Y5, Y6, Y4
+	VANDPD       Y0, Y6, Y8
+	VANDPD       Y0, Y5, Y9
+	VCMPPD       $0x0d, Y9, Y8, Y8
+	VBLENDVPD    Y8, Y6, Y5, Y9
+	VBLENDVPD    Y8, Y5, Y6, Y5
+	VSUBPD       Y4, Y9, Y9
+	VADDPD       Y5, Y9, Y9
+	VADDPD       Y9, Y7, Y7
+	VMOVAPD      Y4, Y6
+	VMOVUPD      Y6, (R12)(R11*8)
+	VMOVUPD      Y7, (R13)(R11*8)
+	VMULPD       Y2, Y2, Y2
+	VMULPD       Y3, Y3, Y3
+	MOVQ         s4_base+96(FP), R12
+	MOVQ         c4_base+192(FP), R13
+	VMOVUPD      (R12)(R11*8), Y4
+	VMOVUPD      (R13)(R11*8), Y5
+	VADDPD       Y2, Y4, Y6
+	VANDPD       Y0, Y4, Y7
+	VANDPD       Y0, Y2, Y8
+	VCMPPD       $0x0d, Y8, Y7, Y7
+	VBLENDVPD    Y7, Y4, Y2, Y8
+	VBLENDVPD    Y7, Y2, Y4, Y2
+	VSUBPD       Y6, Y8, Y8
+	VADDPD       Y2, Y8, Y8
+	VADDPD       Y8, Y5, Y5
+	VMOVAPD      Y6, Y4
+	VXORPD       Y1, Y3, Y3
+	VADDPD       Y3, Y4, Y2
+	VANDPD       Y0, Y4, Y6
+	VANDPD       Y0, Y3, Y7
+	VCMPPD       $0x0d, Y7, Y6, Y6
+	VBLENDVPD    Y6, Y4, Y3, Y7
+	VBLENDVPD    Y6, Y3, Y4, Y3
+	VSUBPD       Y2, Y7, Y7
+	VADDPD       Y3, Y7, Y7
+	VADDPD       Y7, Y5, Y5
+	VMOVAPD      Y2, Y4
+	VMOVUPD      Y4, (R12)(R11*8)
+	VMOVUPD      Y5, (R13)(R11*8)
+	ADDQ         $0x04, R10
+	JNZ          windowroll_loop
+
+windowroll_done:
 	VZEROUPPER
 	RET
 

@@ -56,11 +56,8 @@ func BenchmarkKernels(b *testing.B) {
 			sumX[i] = nan()
 		}
 	}
-	// A window step of prices: differences and counts, then the statistics
-	// of warm, varying windows (no instrument constant or flagged).
-	dNew, dPrev, dOld, dOldNext, tOld := make([]float64, n), make([]float64, n), make([]float64, n),
-		make([]float64, n), make([]float64, n)
-	pos, ud := make([]int32, n), make([]int32, n)
+	// A window step of prices: the sums' update, then the statistics of
+	// warm, varying windows (no instrument constant or flagged).
 	xPrev, xOldNext := price(), price()
 	ws := randomStats(gen{r, kindOffset}, n, 50, true)
 	ws.m = *mStats
@@ -80,6 +77,10 @@ func BenchmarkKernels(b *testing.B) {
 		exCnt[i] = 100
 	}
 	exDst := priceExtrema(price, n, 0)
+	// The same step fused (RV series: with the squares), on a price state.
+	wr := randomRoll(gen{r, kindOffset}, n, 50, true)
+	wr.m = *window()
+	wr.xNew, wr.xPrev, wr.xOld, wr.xOldNext = xNew, xPrev, xOld, xOldNext
 	var sink float64
 	kernels := []struct {
 		name string
@@ -91,7 +92,7 @@ func BenchmarkKernels(b *testing.B) {
 		{"EWMeanVar", func() { EWMeanVar(ewMean, ewVar, rets, 0.05) }},
 		{"RollProducts", func() { RollProducts(ps, pc, aNew, bNew, aOld, bOld) }},
 		{"SumNaN", func() { s, _ := SumNaN(sumX); sink += s }},
-		{"WindowPrep", func() { WindowPrep(dNew, dPrev, dOld, dOldNext, tOld, pos, ud, xNew, xPrev, xOld, xOldNext, m) }},
+		{"WindowRoll", func() { wr.roll() }},
 		{"WindowStats", func() { flagged = ws.stats(flagged) }},
 		{"ExtremaPush", func() { ExtremaPush(exCur, xNew, 31) }},
 		{"ExtremaMerge", func() { ExtremaMerge(exMid, exCur) }},

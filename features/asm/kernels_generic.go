@@ -219,24 +219,51 @@ func b2i(b bool) int32 {
 
 func sgn(d float64) int32 { return b2i(d > 0) - b2i(d < 0) }
 
-func windowPrepGeneric(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
-	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
+func windowRollGeneric(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []float64, fm1, alpha, oneMinus float64) {
 	n := len(xNew)
-	// Every slice cut to n up front, so the loop runs without bounds checks.
-	dNew, dPrev, dOld, dOldNext, tOld = dNew[:n], dPrev[:n], dOld[:n], dOldNext[:n], tOld[:n]
-	pos, ud, xPrev, xOld, xOldNext = pos[:n], ud[:n], xPrev[:n], xOld[:n], xOldNext[:n]
-	shift, s1, c1 = shift[:n], s1[:n], c1[:n]
+	// Every slice cut to n up front, so the loop runs without bounds checks
+	// (but for the squares, which are optional).
+	xPrev, xOld, xOldNext = xPrev[:n], xOld[:n], xOldNext[:n]
+	shift, s1, s2, s3, s4 := m.Shift[:n], m.S1[:n], m.S2[:n], m.S3[:n], m.S4[:n]
+	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
+	tS, tC, sumS, sumC, pS, pC := st.TS[:n], st.TC[:n], st.SumS[:n], st.SumC[:n], st.PS[:n], st.PC[:n]
+	ewm, ewv, pos, ud := st.EWM[:n], st.EWV[:n], st.Pos[:n], st.UD[:n]
+	sqS, sqC := st.SqS, st.SqC
+	rv := sqS != nil
+	// Each sum's two Neumaier adds are written out: a helper doing both is
+	// over the inlining budget, and a call per sum would slow the Go path.
 	for i, xn := range xNew {
 		sh := shift[i]
 		xp, xo, xon := xPrev[i], xOld[i], xOldNext[i]
-		dNew[i] = xn - sh
-		dPrev[i] = xp - sh
-		do := xo - sh
-		dOld[i] = do
-		dOldNext[i] = xon - sh
-		tOld[i] = (s1[i] + c1[i]) - do
+		dn, do := xn-sh, xo-sh
 		pos[i] += b2i(xn > 0) - b2i(xo > 0)
 		ud[i] += sgn(xn-xp) - sgn(xon-xo)
+		s, c := neumaier(pS[i], pC[i], float64(dn*(xp-sh)))
+		pS[i], pC[i] = neumaier(s, c, -float64((xon-sh)*do))
+		s, c = neumaier(sumS[i], sumC[i], xn)
+		sumS[i], sumC[i] = neumaier(s, c, -xo)
+		if rv {
+			s, c = neumaier(sqS[i], sqC[i], float64(xn*xn))
+			sqS[i], sqC[i] = neumaier(s, c, -float64(xo*xo))
+		}
+		d := xn - ewm[i]
+		ad := float64(alpha * d)
+		ewm[i] += ad
+		ewv[i] = oneMinus * (ewv[i] + float64(ad*d))
+		// S1 before the slide minus dOld (OLS: every remaining value's
+		// index drops by one, the new one enters at w-1).
+		tOld := (s1[i] + c1[i]) - do
+		s, c = neumaier(tS[i], tC[i], float64(dn*fm1))
+		tS[i], tC[i] = neumaier(s, c, -tOld)
+		d2, o2 := float64(dn*dn), float64(do*do)
+		s, c = neumaier(s1[i], c1[i], dn)
+		s1[i], c1[i] = neumaier(s, c, -do)
+		s, c = neumaier(s2[i], c2[i], d2)
+		s2[i], c2[i] = neumaier(s, c, -o2)
+		s, c = neumaier(s3[i], c3[i], float64(d2*dn))
+		s3[i], c3[i] = neumaier(s, c, -float64(o2*do))
+		s, c = neumaier(s4[i], c4[i], float64(d2*d2))
+		s4[i], c4[i] = neumaier(s, c, -float64(o2*o2))
 	}
 }
 

@@ -37,14 +37,14 @@ func extremaWindowAVX2(max, min, maxAge, minAge, rangePos, ox, oxt, on, ont, mx,
 	panic("asm: no AVX2 build")
 }
 
-func windowPrepAVX2(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32,
-	xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64) {
-	panic("asm: no AVX2 build")
-}
-
 func windowStatsAVX2(mean, std, skew, kurt, z, sum, rv, ac1, slope, r2, ewm, ewstd, posShare, updown,
 	shift, s1, c1, s2, c2, sumS, sumC, sqS, sqC, pS, pC, tS, tC, ewmS, ewvS, xNew, xOldNext []float64,
 	pos, ud, cnt, run, flagged []int32, anchor []uint32,
 	wm1 int64, wu, tNow uint32, fw, invW, fm1, tbar, invStt, ratio1, ratioW, floorW float64) int {
+	panic("asm: no AVX2 build")
+}
+
+func windowRollAVX2(shift, s1, s2, s3, s4, c1, c2, c3, c4, tS, tC, sumS, sumC, sqS, sqC, pS, pC, ewm, ewv,
+	xNew, xPrev, xOld, xOldNext []float64, pos, ud []int32, fm1, alpha, oneMinus float64) {
 	panic("asm: no AVX2 build")
 }

@@ -7,120 +7,8 @@ import (
 	"testing"
 )
 
-// WindowPrep and WindowStats: the AVX2 path against the generic path, and
-// their branches against direct evaluations of their documentation.
-
-func clones(s [][]float64) [][]float64 {
-	c := make([][]float64, len(s))
-	for i := range s {
-		c[i] = slices.Clone(s[i])
-	}
-	return c
-}
-
-// prepCase is WindowPrep's arguments: f holds dNew, dPrev, dOld, dOldNext,
-// tOld (written), xNew, xPrev, xOld, xOldNext, Shift, S1 and C1.
-type prepCase struct {
-	f       [12][]float64
-	pos, ud []int32
-}
-
-func (p *prepCase) clone() *prepCase {
-	c := &prepCase{pos: slices.Clone(p.pos), ud: slices.Clone(p.ud)}
-	copy(c.f[:], clones(p.f[:]))
-	return c
-}
-
-func (p *prepCase) run() {
-	f := &p.f
-	n := len(f[5])
-	m := &Moments{Shift: f[9], S1: f[10], C1: f[11]}
-	for _, s := range []*[]float64{&m.S2, &m.S3, &m.S4, &m.C2, &m.C3, &m.C4} {
-		*s = make([]float64, n)
-	}
-	WindowPrep(f[0], f[1], f[2], f[3], f[4], p.pos, p.ud, f[5], f[6], f[7], f[8], m)
-}
-
-func randomPrep(g gen, n int) *prepCase {
-	p := &prepCase{pos: make([]int32, n), ud: make([]int32, n)}
-	for k := range p.f {
-		p.f[k] = g.slice(n)
-	}
-	for i := range n { // counts: small integers of both signs
-		p.pos[i] = int32(g.r.IntN(901))
-		p.ud[i] = int32(g.r.IntN(1801) - 900)
-		if g.r.IntN(4) == 0 { // equal neighbours: sgn 0
-			p.f[6][i] = p.f[5][i]
-		}
-	}
-	return p
-}
-
-var prepNames = []string{"dNew", "dPrev", "dOld", "dOldNext", "tOld"}
-
-// comparePrep runs p on both paths and compares every slice it writes.
-func comparePrep(t testing.TB, what string, p *prepCase) {
-	t.Helper()
-	var res [2]*prepCase
-	onBoth(func(generic bool) {
-		c := p.clone()
-		c.run()
-		res[boolIndex(generic)] = c
-	})
-	for k, name := range prepNames {
-		checkSame(t, what+" "+name, res[0].f[k], res[1].f[k])
-	}
-	if !slices.Equal(res[0].pos, res[1].pos) || !slices.Equal(res[0].ud, res[1].ud) {
-		t.Fatalf("%s: pos avx2 %v, generic %v; ud avx2 %v, generic %v", what, res[0].pos, res[1].pos, res[0].ud, res[1].ud)
-	}
-}
-
-func TestCompareWindowPrep(t *testing.T) {
-	needAVX2(t)
-	r := rand.New(rand.NewPCG(31, 32))
-	for _, n := range cmpLengths() {
-		for kind := range numKinds {
-			comparePrep(t, "n "+itoa(n)+" kind "+itoa(kind), randomPrep(gen{r, kind}, n))
-		}
-	}
-}
-
-// WindowPrep equals its formulas.
-func TestWindowPrep(t *testing.T) {
-	forEachPath(t, func(t *testing.T) {
-		r := rand.New(rand.NewPCG(33, 34))
-		for _, n := range []int{1, 4, 7, 64} {
-			for kind := range numKinds {
-				p := randomPrep(gen{r, kind}, n)
-				in := p.clone()
-				p.run()
-				b := func(c bool) int32 {
-					if c {
-						return 1
-					}
-					return 0
-				}
-				sgn := func(d float64) int32 { return b(d > 0) - b(d < 0) }
-				f := &in.f
-				for i := range n {
-					sh, xn, xp, xo, xon := f[9][i], f[5][i], f[6][i], f[7][i], f[8][i]
-					exp := []float64{xn - sh, xp - sh, xo - sh, xon - sh, (f[10][i] + f[11][i]) - (xo - sh)}
-					for k, e := range exp {
-						if !sameBits(p.f[k][i], e) {
-							t.Fatalf("n %d instrument %d %s: %v, want %v", n, i, prepNames[k], p.f[k][i], e)
-						}
-					}
-					if want := in.pos[i] + b(xn > 0) - b(xo > 0); p.pos[i] != want {
-						t.Fatalf("n %d instrument %d pos %d, want %d", n, i, p.pos[i], want)
-					}
-					if want := in.ud[i] + sgn(xn-xp) - sgn(xon-xo); p.ud[i] != want {
-						t.Fatalf("n %d instrument %d ud %d, want %d", n, i, p.ud[i], want)
-					}
-				}
-			}
-		}
-	})
-}
+// WindowStats: the AVX2 path against the generic path, and its branches
+// against direct evaluations of its documentation.
 
 // statsCase is WindowStats' arguments.
 type statsCase struct {
@@ -334,20 +222,6 @@ func TestWindowStatsBranches(t *testing.T) {
 				t.Fatalf("branch %d never taken: %v", k, seen)
 			}
 		}
-	})
-}
-
-func FuzzWindowPrep(f *testing.F) {
-	fuzzSeeds(f)
-	f.Fuzz(func(t *testing.T, raw []byte, n8 uint8) {
-		needAVX2(t)
-		n := int(n8) % 64
-		p := &prepCase{pos: make([]int32, n), ud: make([]int32, n)}
-		copy(p.f[:], floats(raw, 12, n))
-		for i := range n {
-			p.pos[i], p.ud[i] = int32(i*int(n8)), int32(int(n8)-3*i)
-		}
-		comparePrep(t, "fuzz", p)
 	})
 }
 

@@ -62,7 +62,7 @@ func main() {
 	extremaMerge()
 	extremaPrepend()
 	extremaWindow()
-	windowPrep()
+	windowRoll()
 	windowStats()
 	Generate()
 }
@@ -514,51 +514,150 @@ func addInt32(m Mem, v VecVirtual) {
 	VMOVDQU(x, m)
 }
 
-func windowPrep() {
-	TEXT("windowPrepAVX2", NOSPLIT,
-		"func(dNew, dPrev, dOld, dOldNext, tOld []float64, pos, ud []int32, xNew, xPrev, xOld, xOldNext, shift, s1, c1 []float64)")
+// windowRoll fuses the window step's updates into one pass: the values
+// are loaded once, the differences stay in registers, and the constants
+// (w-1, alpha, 1-alpha) are broadcast from the argument frame. The sums are
+// updated in dependency order, so that each value is used while it is in a
+// register: counts and lag-1 products (which need xPrev and xOldNext), the
+// sums of x and x^2 and the exponentially weighted state (x only), the OLS
+// cross term (S1 before the slide), then the moments. rv is decided once
+// per call: two loops, with and without the squares. Seven slices (xNew,
+// xOld, shift, s1, c1, s2, c2) have their pointers in registers; the other
+// eighteen's stay in the frame, each loaded once per vector for both a
+// sum's load and its store (L1 hits): there are not registers enough for
+// all twenty-five.
+func windowRoll() {
+	TEXT("windowRollAVX2", NOSPLIT,
+		"func(shift, s1, s2, s3, s4, c1, c2, c3, c4, tS, tC, sumS, sumC, sqS, sqC, pS, pC, ewm, ewv,"+
+			" xNew, xPrev, xOld, xOldNext []float64, pos, ud []int32, fm1, alpha, oneMinus float64)")
 	Pragma("noescape")
-	Doc("windowPrepAVX2 is windowPrepGeneric on AVX2; len(xNew) must be a multiple of 4,",
-		"and every slice as long.")
-	// The inputs through moved pointers, the outputs and the int32 counts
-	// through the frame.
-	l := newLoop("xNew", "xNew", "xPrev", "xOld", "xOldNext", "shift", "s1", "c1")
+	Doc("windowRollAVX2 is windowRollGeneric on AVX2; len(xNew) must be a multiple of 4,",
+		"and every slice as long (sqS and sqC nil or as long).")
+	l := newLoop("xNew", "xNew", "xOld", "shift", "s1", "c1", "s2", "c2")
 	l.end = GP64()
-	zero := YMM()
+	abs, sign := YMM(), YMM()
+	VMOVUPD(absMask, abs)
+	VMOVUPD(signMask, sign)
+	sq := Load(Param("sqS").Base(), GP64())
+	TESTQ(sq, sq)
+	JZ(LabelRef("windowroll_norv"))
+	l.run("windowroll_rv", 1, func(off int) { windowRollBody(l, off, true, abs, sign) })
+	Label("windowroll_norv")
+	l.run("windowroll", 1, func(off int) { windowRollBody(l, off, false, abs, sign) })
+}
+
+// rollSum does (s, c) += p, then (s, c) += -q, on slices sName and cName
+// (windowRoll's RollProducts step); q is negated in place.
+func rollSum(l *loop, sName, cName string, off int, p, q, abs, sign VecVirtual) {
+	sAt, cAt := l.get(sName, off), l.get(cName, off)
+	s, c := YMM(), YMM()
+	VMOVUPD(sAt, s)
+	VMOVUPD(cAt, c)
+	neumaier(s, c, p, abs)
+	VXORPD(sign, q, q) // -q
+	neumaier(s, c, q, abs)
+	VMOVUPD(s, sAt)
+	VMOVUPD(c, cAt)
+}
+
+func windowRollBody(l *loop, off int, rv bool, abs, sign VecVirtual) {
+	MOVQ(l.i, l.end)
+	ADDQ(l.n, l.end)
+	sh, xn, xo, dn, do := YMM(), YMM(), YMM(), YMM(), YMM()
+	VMOVUPD(l.at("shift", off), sh)
+	VMOVUPD(l.at("xNew", off), xn)
+	VMOVUPD(l.at("xOld", off), xo)
+	VSUBPD(sh, xn, dn) // dNew = xn - sh
+	VSUBPD(sh, xo, do) // dOld = xo - sh
+
+	// pos += b(xn > 0) - b(xo > 0), that is mask(xo > 0) - mask(xn > 0)
+	zero, gn, gp := YMM(), YMM(), YMM()
 	VXORPD(zero, zero, zero)
-	l.run("windowprep", 1, func(off int) {
-		MOVQ(l.i, l.end)
-		ADDQ(l.n, l.end)
-		sh, xn, xp, xo, xon, d := YMM(), YMM(), YMM(), YMM(), YMM(), YMM()
-		VMOVUPD(l.at("shift", off), sh)
-		VMOVUPD(l.at("xNew", off), xn)
-		VSUBPD(sh, xn, d) // dNew = xn - sh
-		VMOVUPD(d, l.get("dNew", off))
-		VMOVUPD(l.at("xPrev", off), xp)
-		VSUBPD(sh, xp, d) // dPrev = xp - sh
-		VMOVUPD(d, l.get("dPrev", off))
-		VMOVUPD(l.at("xOldNext", off), xon)
-		VSUBPD(sh, xon, d) // dOldNext = xon - sh
-		VMOVUPD(d, l.get("dOldNext", off))
-		VMOVUPD(l.at("xOld", off), xo)
-		VSUBPD(sh, xo, d) // do = xo - sh
-		VMOVUPD(d, l.get("dOld", off))
-		t := YMM()
-		VMOVUPD(l.at("s1", off), t)
-		VADDPD(l.at("c1", off), t, t) // s1 + c1
-		VSUBPD(d, t, t)               // (s1 + c1) - do
-		VMOVUPD(t, l.get("tOld", off))
-		// pos += b(xn > 0) - b(xo > 0), that is mask(xo > 0) - mask(xn > 0)
-		gn, gp := YMM(), YMM()
-		VCMPPD(U8(cmpGTOS), zero, xn, gn)
-		VCMPPD(U8(cmpGTOS), zero, xo, gp)
-		VPSUBQ(gn, gp, gp)
-		addInt32(l.frameAt("pos", off, 4), gp)
-		// ud += sgn(xn - xp) - sgn(xon - xo)
-		up := sgnOf(xn, xp, zero)
-		VPSUBQ(sgnOf(xon, xo, zero), up, up)
-		addInt32(l.frameAt("ud", off, 4), up)
-	})
+	VCMPPD(U8(cmpGTOS), zero, xn, gn)
+	VCMPPD(U8(cmpGTOS), zero, xo, gp)
+	VPSUBQ(gn, gp, gp)
+	addInt32(l.frameAt("pos", off, 4), gp)
+	// ud += sgn(xn - xp) - sgn(xon - xo)
+	xp, xon := YMM(), YMM()
+	VMOVUPD(l.get("xPrev", off), xp)
+	VMOVUPD(l.get("xOldNext", off), xon)
+	up := sgnOf(xn, xp, zero)
+	VPSUBQ(sgnOf(xon, xo, zero), up, up)
+	addInt32(l.frameAt("ud", off, 4), up)
+
+	// pS, pC: p = dNew*dPrev, q = dOldNext*dOld
+	VSUBPD(sh, xp, xp) // dPrev
+	VMULPD(dn, xp, xp)
+	VSUBPD(sh, xon, xon) // dOldNext
+	VMULPD(do, xon, xon)
+	rollSum(l, "pS", "pC", off, xp, xon, abs, sign)
+
+	// sumS, sumC: p = xn, q = xo (the products with 1 are exact)
+	q := YMM()
+	VMOVAPD(xo, q)
+	rollSum(l, "sumS", "sumC", off, xn, q, abs, sign)
+	if rv { // sqS, sqC: p = xn*xn, q = xo*xo
+		p := YMM()
+		VMULPD(xn, xn, p)
+		VMULPD(xo, xo, q)
+		rollSum(l, "sqS", "sqC", off, p, q, abs, sign)
+	}
+
+	// ewm, ewv: d = xn - ewm; ad = alpha*d; ewm = ewm + ad;
+	// ewv = (1-alpha)*(ewv + ad*d)
+	emAt, evAt := l.get("ewm", off), l.get("ewv", off)
+	m, d, ad, k := YMM(), YMM(), YMM(), YMM()
+	VMOVUPD(emAt, m)
+	VSUBPD(m, xn, d)
+	VBROADCASTSD(paramAt("alpha"), k)
+	VMULPD(d, k, ad)
+	VADDPD(ad, m, m)
+	VMOVUPD(m, emAt)
+	VMULPD(d, ad, ad)
+	v := YMM()
+	VMOVUPD(evAt, v)
+	VADDPD(ad, v, v)
+	VBROADCASTSD(paramAt("oneMinus"), k)
+	VMULPD(v, k, v)
+	VMOVUPD(v, evAt)
+
+	// tS, tC: p = dNew*(w-1), q = tOld = (S1 + C1) - dOld, S1 and C1 before
+	// the moments' update (the products with 1 are exact)
+	s1, c1 := YMM(), YMM()
+	VMOVUPD(l.at("s1", off), s1)
+	VMOVUPD(l.at("c1", off), c1)
+	t := YMM()
+	VADDPD(c1, s1, t)
+	VSUBPD(do, t, t)
+	p := YMM()
+	VBROADCASTSD(paramAt("fm1"), p)
+	VMULPD(dn, p, p)
+	rollSum(l, "tS", "tC", off, p, t, abs, sign)
+
+	// The moments: (S_k, C_k) += dNew^k, then += -(dOld^k), with
+	// d2 = d*d, d3 = d2*d, d4 = d2*d2.
+	neumaier(s1, c1, dn, abs)
+	q = YMM()
+	VXORPD(sign, do, q)
+	neumaier(s1, c1, q, abs)
+	VMOVUPD(s1, l.at("s1", off))
+	VMOVUPD(c1, l.at("c1", off))
+	d2, o2 := YMM(), YMM()
+	VMULPD(dn, dn, d2)
+	VMULPD(do, do, o2)
+	moment := func(k int, pn, po VecVirtual) { // negates po
+		rollSum(l, fmt.Sprintf("s%d", k), fmt.Sprintf("c%d", k), off, pn, po, abs, sign)
+	}
+	q = YMM()
+	VMOVAPD(o2, q) // o2 is needed for o3 and o4
+	moment(2, d2, q)
+	d3, o3 := YMM(), YMM()
+	VMULPD(dn, d2, d3)
+	VMULPD(do, o2, o3)
+	moment(3, d3, o3)
+	VMULPD(d2, d2, d2) // d4
+	VMULPD(o2, o2, o2) // o4
+	moment(4, d2, o2)
 }
 
 // windowStats computes every branch of windowStatsGeneric for all four
