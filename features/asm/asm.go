@@ -1,13 +1,15 @@
 // Package asm holds the feature engine's hot kernels: element-wise updates of
 // per-instrument state in structure-of-arrays form (compensated rolling
 // moments and products, exponentially weighted mean and variance, a window
-// step's fused update of sums and counts and its derived statistics, a
+// step's fused update of sums and counts and its derived statistics, running
+// extremes with the step of their latest occurrence (extrema.go), a
 // NaN-skipping compensated sum). Each kernel has a pure-Go version, always
 // compiled, and an AVX2 version in Go assembly generated with avo
 // (_generate/, `make generate`); the path is picked once at start-up from
 // what this CPU supports, read once through klauspost/cpuid, and `-tags
 // noasm` builds without the assembly. The layout is klauspost/compress's:
-// kernels.go (API and dispatch), kernels_generic.go, kernels_amd64.go
+// kernels.go and extrema.go (API and dispatch), kernels_generic.go and
+// extrema_generic.go, kernels_amd64.go
 // (stubs) and kernels_amd64.s (both generated), kernels_asm_amd64.go and
 // kernels_noasm.go (whether the assembly is built). Both paths perform
 // the same IEEE operations in the same order, so their results agree bit
