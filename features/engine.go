@@ -273,8 +273,11 @@ func (e *Engine) closeStep(k int64, emit func(arrow.Record) error) error {
 	}
 	nf := len(e.lay.docs)
 
-	// All feature columns share one allocation, each column 64-byte aligned;
-	// the statistics are written straight into it.
+	// All feature columns share one allocation, each column 64-byte aligned
+	// and an odd number of cache lines from the next: the kernels write up
+	// to 15 columns at the same index, which would map to the same L1 sets
+	// if the columns were 4 KiB multiples apart (n = 512, 1024, ...; see
+	// roller.resize). The statistics are written straight into it.
 	var (
 		fbuf   *memory.Buffer
 		stride int // in float64s
@@ -282,6 +285,9 @@ func (e *Engine) closeStep(k int64, emit func(arrow.Record) error) error {
 	cols := e.cols[:0]
 	if emit != nil {
 		stride = (n + 7) &^ 7
+		if stride/8%2 == 0 {
+			stride += 8
+		}
 		fbuf = newBuffer(e.mem, stride*nf*arrow.Float64SizeBytes)
 		all := arrow.Float64Traits.CastFromBytes(fbuf.Bytes())
 		for j := range nf {
