@@ -9,14 +9,18 @@ import (
 // keepLater merges a later candidate (v, t) into the running extremes
 // (x, xt): for a max x, xt = v, t where v >= x (ties to the later step), for
 // a min where v <= x; Go's `if v >= x { x, xt = v, t }`. VCMPPD(imm, x, v)
-// is v <imm> x, and VBLENDVPD(mask, a, b, d) is d = mask ? a : b.
+// is v <imm> x, and VBLENDVPD(mask, a, b, d) is d = mask ? a : b. v is
+// loaded unless it is a register already.
 func keepLater(x, xt VecVirtual, v, t Op, isMax bool) {
+	vv, ok := v.(VecVirtual)
+	if !ok {
+		vv = YMM()
+		VMOVUPD(v, vv)
+	}
 	pred := cmpLEOS
 	if isMax {
 		pred = cmpGEOS
 	}
-	vv := YMM()
-	VMOVUPD(v, vv)
 	m := YMM()
 	VCMPPD(U8(pred), x, vv, m)
 	VBLENDVPD(m, vv, x, x)
@@ -33,6 +37,8 @@ func extremaPush() {
 	t := YMM()
 	VBROADCASTSD(Load(Param("t"), XMM()), t)
 	l.run("extremapush", 2, func(off int) {
+		xv := YMM()
+		VMOVUPD(l.at("x", off), xv) // once for both extremes
 		for _, isMax := range []bool{true, false} {
 			v, vt := "mn", "mnt"
 			if isMax {
@@ -41,7 +47,7 @@ func extremaPush() {
 			x, xt := YMM(), YMM()
 			VMOVUPD(l.at(v, off), x)
 			VMOVUPD(l.at(vt, off), xt)
-			keepLater(x, xt, l.at("x", off), t, isMax)
+			keepLater(x, xt, xv, t, isMax)
 			VMOVUPD(x, l.at(v, off))
 			VMOVUPD(xt, l.at(vt, off))
 		}
