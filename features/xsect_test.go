@@ -1,10 +1,15 @@
 package features
 
 import (
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
+	"unsafe"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/apache/arrow/go/v17/arrow/array"
 )
 
 func TestXRank(t *testing.T) {
@@ -370,5 +375,66 @@ func TestRollerExtremes(t *testing.T) {
 	}
 	if checked < 100_000 {
 		t.Errorf("only %d values checked", checked)
+	}
+}
+
+// TestStaggeredLayout checks what keeps the kernels' slices out of each
+// other's L1 sets: the roller's per-instrument slices and the record's
+// feature columns start an odd number of 64-byte lines apart, also for
+// instrument counts whose natural stride is a 4 KiB multiple.
+func TestStaggeredLayout(t *testing.T) {
+	oddLines := func(a, b unsafe.Pointer) bool {
+		d := int64(uintptr(b)) - int64(uintptr(a))
+		return d%64 == 0 && (d/64)%2 != 0
+	}
+	for _, n := range []int{1, 512, 1000, 1024} {
+		r := newRoller([]int{5, 60}, []bool{true, false})
+		from := make([]int32, n)
+		for i := range from {
+			from[i] = -1 // every instrument new
+		}
+		r.resize(from)
+		var prev unsafe.Pointer
+		k := 0
+		r.f64s(func(p *[]float64) {
+			cur := unsafe.Pointer(unsafe.SliceData(*p))
+			if prev != nil && !oddLines(prev, cur) {
+				t.Fatalf("n %d: roller slice %d starts %d bytes after the previous one", n, k, uintptr(cur)-uintptr(prev))
+			}
+			prev = cur
+			k++
+		})
+
+		e, err := NewEngine(Config{}, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var rec arrow.Record
+		emit := func(r arrow.Record) error {
+			if rec == nil {
+				r.Retain()
+				rec = r
+			}
+			return nil
+		}
+		for i := range n {
+			if err := e.Apply(quote("binance", fmt.Sprintf("I%05d-USDT", i), base*sec, 100, 101), emit); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := e.Apply(quote("binance", "I00000-USDT", (base+60)*sec, 100, 101), emit); err != nil {
+			t.Fatal(err)
+		}
+		if rec == nil || rec.NumRows() != int64(n) {
+			t.Fatalf("n %d: no record of %d rows", n, n)
+		}
+		for j := 4; j < int(rec.NumCols()); j++ {
+			a := unsafe.Pointer(unsafe.SliceData(rec.Column(j - 1).(*array.Float64).Float64Values()))
+			b := unsafe.Pointer(unsafe.SliceData(rec.Column(j).(*array.Float64).Float64Values()))
+			if !oddLines(a, b) {
+				t.Fatalf("n %d: feature column %d starts %d bytes after the previous one", n, j, uintptr(b)-uintptr(a))
+			}
+		}
+		rec.Release()
 	}
 }
