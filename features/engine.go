@@ -530,19 +530,16 @@ func (e *Engine) buildRecord(k int64, fbuf *memory.Buffer, stride int) arrow.Rec
 	cols = append(cols, makeArray(e.schema.Field(0).Type, n, tbuf, nil))
 	cols = append(cols, stringArray(mem, rows, func(s *instState) string { return s.key.venue }))
 	cols = append(cols, stringArray(mem, rows, func(s *instState) string { return s.key.instrument }))
-	// One backing array for every feature column's buffer list instead of
-	// one per column (the arrays keep their sub-slices; a new one per step).
-	bufs := make([]*memory.Buffer, 2*len(e.lay.docs))
+	// Every feature column is fbuf at its own offset: one buffer list for
+	// all (Data never changes it) and no buffer header per column. Readers
+	// (Float64Values, Value, the IPC and Parquet writers) honour the offset.
+	bufs := []*memory.Buffer{nil, fbuf}
 	for j := range e.lay.docs {
-		col := memory.SliceBuffer(fbuf, j*stride*arrow.Float64SizeBytes, n*arrow.Float64SizeBytes)
-		b := bufs[2*j : 2*j+2 : 2*j+2]
-		b[1] = col
-		data := array.NewData(arrow.PrimitiveTypes.Float64, n, b, nil, 0, 0)
+		data := array.NewData(arrow.PrimitiveTypes.Float64, n, bufs, nil, 0, j*stride)
 		cols = append(cols, array.NewFloat64Data(data))
 		data.Release()
-		col.Release()
 	}
-	fbuf.Release() // the column slices hold it
+	fbuf.Release() // the columns hold it
 
 	rec := array.NewRecord(e.schema, cols, int64(n))
 	for i, c := range cols {

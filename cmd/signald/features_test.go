@@ -109,6 +109,18 @@ func TestFeaturesCompute(t *testing.T) {
 		}
 		switch ext {
 		case "arrow":
+			// The engine's feature columns are one buffer at per-column
+			// offsets: the writer must write each column's own values, not
+			// the whole buffer per column (8 rows: ~1.7 MB, nearly all the
+			// 1,480 fields' metadata; the whole buffer per column would be
+			// over 100 MB).
+			st, err := os.Stat(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.Size() > 8<<20 {
+				t.Fatalf("arrow file of %d bytes for %d rows", st.Size(), len(want))
+			}
 			f, err := os.Open(out)
 			if err != nil {
 				t.Fatal(err)
