@@ -480,9 +480,7 @@ func (r *roller) extremes(s *rseries, wi int, cols [][]float64, wc *[numStats]in
 		if c-1 > ob {
 			asm.ExtremaMerge(&x.whole, slot)
 		}
-		fillExtrema(&x.prefix, cur, float64(tt))
-	} else {
-		asm.ExtremaPush(&x.prefix, cur, float64(tt))
+		emptyExtrema(&x.prefix, n) // ExtremaWindow adds this step
 	}
 	if first == ob*b {
 		// The oldest step entered block ob (complete: b < w): its suffixes

@@ -31,24 +31,6 @@ func (e *Extrema) from(k int) Extrema {
 	return Extrema{Max: e.Max[k:], MaxT: e.MaxT[k:], Min: e.Min[k:], MinT: e.MinT[k:]}
 }
 
-// ExtremaPush adds x[i], seen at step t (later than every step in e), to
-// every instrument's extremes: Max, MaxT = x, t where x >= Max (ties go to
-// the later step), Min, MinT = x, t where x <= Min. Bit-identical between
-// paths (comparisons and moves only).
-// Panics unless every slice of e has len(x) elements.
-func ExtremaPush(e *Extrema, x []float64, t float64) {
-	n := e.len(len(x), "ExtremaPush")
-	k := 0
-	if useAVX2 {
-		k = n &^ 3
-		extremaPushAVX2(e.Max[:k], e.MaxT[:k], e.Min[:k], e.MinT[:k], x[:k], t)
-	}
-	if k < n {
-		t2 := e.from(k)
-		extremaPushGeneric(&t2, x[k:], t)
-	}
-}
-
 // ExtremaMerge merges later into e, where every step of later is after
 // every step of e: Max, MaxT = later's where later.Max >= Max, and Min,
 // MinT = later's where later.Min <= Min. Bit-identical between paths.
@@ -89,12 +71,15 @@ func ExtremaPrepend(dst, later *Extrema, x []float64, t float64) {
 	}
 }
 
-// ExtremaWindow merges the three consecutive parts of a window, oldest
-// first (each may be empty), and writes per instrument the window's max, min,
-// the ages of their latest occurrences at step t (t - MaxT, t - MinT) and
-// rangePos = (last-min)/(max-min), NaN when max <= min. Where cnt[i] < w
-// (the instrument's series has fewer than w values: warming up) all five
-// are NaN. The merge is ExtremaMerge's (ties to the later part).
+// ExtremaWindow first adds last[i], the value at step t (later than every
+// step in the three parts), to cur, the current block's prefix: Max, MaxT =
+// last, t where last >= Max (ties go to the later step), Min, MinT = last, t
+// where last <= Min. Then it merges the three consecutive parts of the
+// window, oldest first (each may be empty), and writes per instrument the
+// window's max, min, the ages of their latest occurrences at step t (t -
+// MaxT, t - MinT) and rangePos = (last-min)/(max-min), NaN when max <= min.
+// Where cnt[i] < w (the instrument's series has fewer than w values: warming
+// up) all five are NaN. The merge is ExtremaMerge's (ties to the later part).
 // Bit-identical between paths.
 // Panics unless every slice has the length of last.
 func ExtremaWindow(max, min, maxAge, minAge, rangePos []float64, old, mid, cur *Extrema,

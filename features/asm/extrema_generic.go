@@ -6,19 +6,6 @@ import "math"
 // plain ifs: the AVX2 versions blend with the same comparisons, so NaN (which
 // the engine never passes) would also take the same side in both.
 
-func extremaPushGeneric(e *Extrema, x []float64, t float64) {
-	n := len(x)
-	mx, mxt, mn, mnt := e.Max[:n], e.MaxT[:n], e.Min[:n], e.MinT[:n]
-	for i, v := range x {
-		if v >= mx[i] {
-			mx[i], mxt[i] = v, t
-		}
-		if v <= mn[i] {
-			mn[i], mnt[i] = v, t
-		}
-	}
-}
-
 func extremaMergeGeneric(e, later *Extrema) {
 	n := len(e.Max)
 	mx, mxt, mn, mnt := e.Max[:n], e.MaxT[:n], e.Min[:n], e.MinT[:n]
@@ -59,6 +46,13 @@ func extremaWindowGeneric(max, min, maxAge, minAge, rangePos []float64, old, mid
 	cx, cxt, cn, cnt2 := cur.Max[:n], cur.MaxT[:n], cur.Min[:n], cur.MinT[:n]
 	nan := math.NaN()
 	for i := range n {
+		v := last[i]
+		if v >= cx[i] {
+			cx[i], cxt[i] = v, t
+		}
+		if v <= cn[i] {
+			cn[i], cnt2[i] = v, t
+		}
 		hi, hit, lo, lot := ox[i], oxt[i], on[i], ont[i]
 		if mx[i] >= hi {
 			hi, hit = mx[i], mxt[i]
@@ -74,7 +68,7 @@ func extremaWindowGeneric(max, min, maxAge, minAge, rangePos []float64, old, mid
 		}
 		pos := nan
 		if hi > lo {
-			pos = (last[i] - lo) / (hi - lo)
+			pos = (v - lo) / (hi - lo)
 		}
 		if float64(cnt[i]) < fw {
 			hi, lo, hit, lot, pos = nan, nan, nan, nan, nan

@@ -36,23 +36,23 @@ func randomExtrema(g gen, n int, t0 float64) *Extrema {
 	return e
 }
 
-// extremaRun pushes, merges and reads a window on the current path.
+// extremaRun merges, prepends and reads windows on the current path.
 func extremaRun(old, mid, cur *Extrema, xs [][]float64, cnt []int32, w int) (*Extrema, *Extrema, [5][]float64) {
-	// The window reads the prepended mid: every kernel's result reaches the
-	// outputs.
+	// The last window reads the prepended mid and the prefix the earlier
+	// windows grew: every kernel's result reaches the outputs.
 	o, m, c := old.clone(), mid.clone(), cur.clone()
-	for k, x := range xs {
-		ExtremaPush(c, x, 100+float64(k))
-	}
-	ExtremaMerge(o, m)
-	p := m.clone()
-	ExtremaPrepend(m, p, xs[0], 40) // in place over later's copy: as the roller's rows
-	ExtremaPrepend(m, m, xs[1], 39) // and dst == later
 	n := len(cnt)
 	var out [5][]float64
 	for k := range out {
 		out[k] = make([]float64, n)
 	}
+	for k, x := range xs[:len(xs)-1] {
+		ExtremaWindow(out[0], out[1], out[2], out[3], out[4], o, m, c, x, cnt, w, 100+float64(k))
+	}
+	ExtremaMerge(o, m)
+	p := m.clone()
+	ExtremaPrepend(m, p, xs[0], 40) // in place over later's copy: as the roller's rows
+	ExtremaPrepend(m, m, xs[1], 39) // and dst == later
 	ExtremaWindow(out[0], out[1], out[2], out[3], out[4], o, m, c, xs[len(xs)-1], cnt, w, 110)
 	return o, c, out
 }
@@ -103,7 +103,17 @@ func TestExtremaSemantics(t *testing.T) {
 			e.Max[i], e.MaxT[i], e.Min[i], e.MinT[i] = 2, 1, 1, 1
 		}
 		x := []float64{2, 3, 1, 0, 1.5, 2, 1, 3, 0}
-		ExtremaPush(e, x, 5)
+		empty := &Extrema{Max: make([]float64, n), MaxT: make([]float64, n), Min: make([]float64, n), MinT: make([]float64, n)}
+		for i := range n {
+			empty.Max[i], empty.Min[i] = math.Inf(-1), math.Inf(1)
+		}
+		var win [5][]float64
+		for k := range win {
+			win[k] = make([]float64, n)
+		}
+		warm := []int32{3, 3, 3, 3, 3, 3, 3, 3, 3}
+		// The window first adds x at step 5 to the prefix e (steps 1).
+		ExtremaWindow(win[0], win[1], win[2], win[3], win[4], empty, empty, e, x, warm, 3, 5)
 		for i, v := range x {
 			wantMax, wantMaxT := 2.0, 1.0
 			if v >= 2 {
@@ -115,6 +125,10 @@ func TestExtremaSemantics(t *testing.T) {
 			}
 			if e.Max[i] != wantMax || e.MaxT[i] != wantMaxT || e.Min[i] != wantMin || e.MinT[i] != wantMinT {
 				t.Fatalf("generic %v: push %v into (2@1, 1@1) = (%v@%v, %v@%v)", generic, v, e.Max[i], e.MaxT[i], e.Min[i], e.MinT[i])
+			}
+			if win[0][i] != wantMax || win[1][i] != wantMin || win[2][i] != 5-wantMaxT || win[3][i] != 5-wantMinT {
+				t.Fatalf("generic %v: window of the prefix alone after %v: %v %v %v %v", generic, v,
+					win[0][i], win[1][i], win[2][i], win[3][i])
 			}
 		}
 		// Prepend x at step 0 to e (steps 1 and 5): e wins ties.
@@ -144,6 +158,7 @@ func TestExtremaSemantics(t *testing.T) {
 			cur.MaxT[i], cur.MinT[i] = 30, 30
 		}
 		last := []float64{1, 4, 5, 0, -1, 2, 3, 1, 1}
+		curMax0 := append([]float64(nil), cur.Max...)
 		cnt := []int32{7, 7, 7, 7, 7, 7, 6, 7, 7} // w = 7: instrument 6 warming up
 		var out [5][]float64
 		for k := range out {
@@ -151,6 +166,10 @@ func TestExtremaSemantics(t *testing.T) {
 		}
 		ExtremaWindow(out[0], out[1], out[2], out[3], out[4], old, mid, cur, last, cnt, 7, 30)
 		for i := range n {
+			// cur holds last now (all at step 30).
+			if got, want := cur.Max[i], max(curMax0[i], last[i]); got != want || cur.MaxT[i] != 30 {
+				t.Fatalf("generic %v: prefix max %v@%v after adding %v, want %v@30", generic, got, cur.MaxT[i], last[i], want)
+			}
 			hi, hiAge := 4.0, 10.0
 			if cur.Max[i] >= 4 {
 				hi, hiAge = cur.Max[i], 0
@@ -170,11 +189,16 @@ func TestExtremaSemantics(t *testing.T) {
 				}
 			}
 		}
-		// A flat window: range_pos NaN, the rest defined.
-		flat := fill(3, 1, 3, 1)
-		ExtremaWindow(out[0], out[1], out[2], out[3], out[4], flat, flat, flat, last, []int32{7, 7, 7, 7, 7, 7, 7, 7, 7}, 7, 30)
+		// A flat window: range_pos NaN, the rest defined; the latest
+		// occurrence is the value added now.
+		flat, threes := fill(3, 1, 3, 1), make([]float64, n)
+		for i := range threes {
+			threes[i] = 3
+		}
+		ExtremaWindow(out[0], out[1], out[2], out[3], out[4], flat, flat, fill(3, 2, 3, 2), threes,
+			[]int32{7, 7, 7, 7, 7, 7, 7, 7, 7}, 7, 30)
 		for i := range n {
-			if out[0][i] != 3 || out[1][i] != 3 || out[2][i] != 29 || out[3][i] != 29 || !math.IsNaN(out[4][i]) {
+			if out[0][i] != 3 || out[1][i] != 3 || out[2][i] != 0 || out[3][i] != 0 || !math.IsNaN(out[4][i]) {
 				t.Fatalf("generic %v: flat window instrument %d: %v %v %v %v %v", generic, i,
 					out[0][i], out[1][i], out[2][i], out[3][i], out[4][i])
 			}

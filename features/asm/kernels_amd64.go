@@ -36,11 +36,6 @@ func rollProductsAVX2(s []float64, c []float64, aNew []float64, bNew []float64, 
 //go:noescape
 func sumNaNAVX2(x []float64, s *[4]float64, c *[4]float64, n *[4]int)
 
-// extremaPushAVX2 is extremaPushGeneric on AVX2; len(x) must be a multiple of 4.
-//
-//go:noescape
-func extremaPushAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, x []float64, t float64)
-
 // extremaMergeAVX2 is extremaMergeGeneric on AVX2; len(mx) must be a multiple of 4.
 //
 //go:noescape

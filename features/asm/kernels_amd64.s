@@ -726,88 +726,6 @@ sumnan_done:
 	VZEROUPPER
 	RET
 
-// func extremaPushAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, x []float64, t float64)
-// Requires: AVX, AVX2, SSE2
-TEXT ·extremaPushAVX2(SB), NOSPLIT, $0-128
-	MOVQ         x_len+104(FP), AX
-	MOVQ         mx_base+0(FP), CX
-	LEAQ         (CX)(AX*8), CX
-	MOVQ         mxt_base+24(FP), DX
-	LEAQ         (DX)(AX*8), DX
-	MOVQ         mn_base+48(FP), BX
-	LEAQ         (BX)(AX*8), BX
-	MOVQ         mnt_base+72(FP), SI
-	LEAQ         (SI)(AX*8), SI
-	MOVQ         x_base+96(FP), DI
-	LEAQ         (DI)(AX*8), DI
-	NEGQ         AX
-	MOVSD        t+120(FP), X0
-	VBROADCASTSD X0, Y0
-	CMPQ         AX, $-8
-	JG           extremapush_single
-
-extremapush_unrolled:
-	VMOVUPD   (DI)(AX*8), Y1
-	VMOVUPD   (CX)(AX*8), Y2
-	VMOVUPD   (DX)(AX*8), Y3
-	VCMPPD    $0x0d, Y2, Y1, Y4
-	VBLENDVPD Y4, Y1, Y2, Y2
-	VBLENDVPD Y4, Y0, Y3, Y3
-	VMOVUPD   Y2, (CX)(AX*8)
-	VMOVUPD   Y3, (DX)(AX*8)
-	VMOVUPD   (BX)(AX*8), Y2
-	VMOVUPD   (SI)(AX*8), Y3
-	VCMPPD    $0x02, Y2, Y1, Y4
-	VBLENDVPD Y4, Y1, Y2, Y2
-	VBLENDVPD Y4, Y0, Y3, Y3
-	VMOVUPD   Y2, (BX)(AX*8)
-	VMOVUPD   Y3, (SI)(AX*8)
-	VMOVUPD   32(DI)(AX*8), Y1
-	VMOVUPD   32(CX)(AX*8), Y2
-	VMOVUPD   32(DX)(AX*8), Y3
-	VCMPPD    $0x0d, Y2, Y1, Y4
-	VBLENDVPD Y4, Y1, Y2, Y2
-	VBLENDVPD Y4, Y0, Y3, Y3
-	VMOVUPD   Y2, 32(CX)(AX*8)
-	VMOVUPD   Y3, 32(DX)(AX*8)
-	VMOVUPD   32(BX)(AX*8), Y2
-	VMOVUPD   32(SI)(AX*8), Y3
-	VCMPPD    $0x02, Y2, Y1, Y4
-	VBLENDVPD Y4, Y1, Y2, Y2
-	VBLENDVPD Y4, Y0, Y3, Y3
-	VMOVUPD   Y2, 32(BX)(AX*8)
-	VMOVUPD   Y3, 32(SI)(AX*8)
-	ADDQ      $0x08, AX
-	CMPQ      AX, $-8
-	JLE       extremapush_unrolled
-
-extremapush_single:
-	TESTQ AX, AX
-	JZ    extremapush_done
-
-extremapush_loop:
-	VMOVUPD   (DI)(AX*8), Y1
-	VMOVUPD   (CX)(AX*8), Y2
-	VMOVUPD   (DX)(AX*8), Y3
-	VCMPPD    $0x0d, Y2, Y1, Y4
-	VBLENDVPD Y4, Y1, Y2, Y2
-	VBLENDVPD Y4, Y0, Y3, Y3
-	VMOVUPD   Y2, (CX)(AX*8)
-	VMOVUPD   Y3, (DX)(AX*8)
-	VMOVUPD   (BX)(AX*8), Y2
-	VMOVUPD   (SI)(AX*8), Y3
-	VCMPPD    $0x02, Y2, Y1, Y4
-	VBLENDVPD Y4, Y1, Y2, Y2
-	VBLENDVPD Y4, Y0, Y3, Y3
-	VMOVUPD   Y2, (BX)(AX*8)
-	VMOVUPD   Y3, (SI)(AX*8)
-	ADDQ      $0x04, AX
-	JNZ       extremapush_loop
-
-extremapush_done:
-	VZEROUPPER
-	RET
-
 // func extremaMergeAVX2(mx []float64, mxt []float64, mn []float64, mnt []float64, lx []float64, lxt []float64, ln []float64, lnt []float64)
 // Requires: AVX
 TEXT ·extremaMergeAVX2(SB), NOSPLIT, $0-192
@@ -1004,65 +922,82 @@ TEXT ·extremaWindowAVX2(SB), NOSPLIT, $0-472
 extremawindow_loop:
 	CMPQ      CX, AX
 	JGE       extremawindow_done
-	MOVQ      ox_base+120(FP), DX
+	MOVQ      last_base+408(FP), DX
 	VMOVUPD   (DX)(CX*8), Y3
-	MOVQ      oxt_base+144(FP), DX
+	MOVQ      cx_base+312(FP), DX
 	VMOVUPD   (DX)(CX*8), Y4
-	MOVQ      on_base+168(FP), DX
+	MOVQ      cxt_base+336(FP), DX
 	VMOVUPD   (DX)(CX*8), Y5
-	MOVQ      ont_base+192(FP), DX
+	MOVQ      cn_base+360(FP), DX
 	VMOVUPD   (DX)(CX*8), Y6
+	MOVQ      cnt2_base+384(FP), DX
+	VMOVUPD   (DX)(CX*8), Y7
+	VCMPPD    $0x0d, Y4, Y3, Y8
+	VBLENDVPD Y8, Y3, Y4, Y4
+	VBLENDVPD Y8, Y1, Y5, Y5
+	VCMPPD    $0x02, Y6, Y3, Y8
+	VBLENDVPD Y8, Y3, Y6, Y6
+	VBLENDVPD Y8, Y1, Y7, Y7
+	MOVQ      cx_base+312(FP), DX
+	VMOVUPD   Y4, (DX)(CX*8)
+	MOVQ      cxt_base+336(FP), DX
+	VMOVUPD   Y5, (DX)(CX*8)
+	MOVQ      cn_base+360(FP), DX
+	VMOVUPD   Y6, (DX)(CX*8)
+	MOVQ      cnt2_base+384(FP), DX
+	VMOVUPD   Y7, (DX)(CX*8)
+	MOVQ      ox_base+120(FP), DX
+	VMOVUPD   (DX)(CX*8), Y8
+	MOVQ      oxt_base+144(FP), DX
+	VMOVUPD   (DX)(CX*8), Y9
+	MOVQ      on_base+168(FP), DX
+	VMOVUPD   (DX)(CX*8), Y10
+	MOVQ      ont_base+192(FP), DX
+	VMOVUPD   (DX)(CX*8), Y11
 	MOVQ      mx_base+216(FP), DX
 	MOVQ      mxt_base+240(FP), BX
-	VMOVUPD   (DX)(CX*8), Y7
-	VCMPPD    $0x0d, Y3, Y7, Y8
-	VBLENDVPD Y8, Y7, Y3, Y3
-	VBLENDVPD Y8, (BX)(CX*8), Y4, Y4
+	VMOVUPD   (DX)(CX*8), Y12
+	VCMPPD    $0x0d, Y8, Y12, Y13
+	VBLENDVPD Y13, Y12, Y8, Y8
+	VBLENDVPD Y13, (BX)(CX*8), Y9, Y9
 	MOVQ      mn_base+264(FP), DX
 	MOVQ      mnt_base+288(FP), BX
-	VMOVUPD   (DX)(CX*8), Y7
-	VCMPPD    $0x02, Y5, Y7, Y8
-	VBLENDVPD Y8, Y7, Y5, Y5
-	VBLENDVPD Y8, (BX)(CX*8), Y6, Y6
-	MOVQ      cx_base+312(FP), DX
-	MOVQ      cxt_base+336(FP), BX
-	VMOVUPD   (DX)(CX*8), Y7
-	VCMPPD    $0x0d, Y3, Y7, Y8
-	VBLENDVPD Y8, Y7, Y3, Y3
-	VBLENDVPD Y8, (BX)(CX*8), Y4, Y4
-	MOVQ      cn_base+360(FP), DX
-	MOVQ      cnt2_base+384(FP), BX
-	VMOVUPD   (DX)(CX*8), Y7
-	VCMPPD    $0x02, Y5, Y7, Y8
-	VBLENDVPD Y8, Y7, Y5, Y5
-	VBLENDVPD Y8, (BX)(CX*8), Y6, Y6
-	VCMPPD    $0x0e, Y5, Y3, Y7
-	MOVQ      last_base+408(FP), DX
-	VMOVUPD   (DX)(CX*8), Y8
-	VSUBPD    Y5, Y8, Y8
-	VSUBPD    Y5, Y3, Y9
-	VDIVPD    Y9, Y8, Y8
-	VBLENDVPD Y7, Y8, Y2, Y8
+	VMOVUPD   (DX)(CX*8), Y12
+	VCMPPD    $0x02, Y10, Y12, Y13
+	VBLENDVPD Y13, Y12, Y10, Y10
+	VBLENDVPD Y13, (BX)(CX*8), Y11, Y11
+	VCMPPD    $0x0d, Y8, Y4, Y12
+	VBLENDVPD Y12, Y4, Y8, Y8
+	VBLENDVPD Y12, Y5, Y9, Y9
+	VCMPPD    $0x02, Y10, Y6, Y4
+	VBLENDVPD Y4, Y6, Y10, Y10
+	VBLENDVPD Y4, Y7, Y11, Y11
+	VCMPPD    $0x0e, Y10, Y8, Y4
+	VMOVAPD   Y3, Y3
+	VSUBPD    Y10, Y3, Y3
+	VSUBPD    Y10, Y8, Y5
+	VDIVPD    Y5, Y3, Y3
+	VBLENDVPD Y4, Y3, Y2, Y3
 	MOVQ      cnt_base+432(FP), DX
-	VCVTDQ2PD (DX)(CX*4), Y7
-	VCMPPD    $0x01, Y0, Y7, Y7
-	VBLENDVPD Y7, Y2, Y3, Y3
-	VBLENDVPD Y7, Y2, Y5, Y5
-	VBLENDVPD Y7, Y2, Y4, Y4
-	VBLENDVPD Y7, Y2, Y6, Y6
-	VBLENDVPD Y7, Y2, Y8, Y8
-	VSUBPD    Y4, Y1, Y4
-	VSUBPD    Y6, Y1, Y6
+	VCVTDQ2PD (DX)(CX*4), Y4
+	VCMPPD    $0x01, Y0, Y4, Y4
+	VBLENDVPD Y4, Y2, Y8, Y8
+	VBLENDVPD Y4, Y2, Y10, Y10
+	VBLENDVPD Y4, Y2, Y9, Y9
+	VBLENDVPD Y4, Y2, Y11, Y11
+	VBLENDVPD Y4, Y2, Y3, Y3
+	VSUBPD    Y9, Y1, Y9
+	VSUBPD    Y11, Y1, Y11
 	MOVQ      max_base+0(FP), DX
-	VMOVUPD   Y3, (DX)(CX*8)
-	MOVQ      min_base+24(FP), DX
-	VMOVUPD   Y5, (DX)(CX*8)
-	MOVQ      maxAge_base+48(FP), DX
-	VMOVUPD   Y4, (DX)(CX*8)
-	MOVQ      minAge_base+72(FP), DX
-	VMOVUPD   Y6, (DX)(CX*8)
-	MOVQ      rangePos_base+96(FP), DX
 	VMOVUPD   Y8, (DX)(CX*8)
+	MOVQ      min_base+24(FP), DX
+	VMOVUPD   Y10, (DX)(CX*8)
+	MOVQ      maxAge_base+48(FP), DX
+	VMOVUPD   Y9, (DX)(CX*8)
+	MOVQ      minAge_base+72(FP), DX
+	VMOVUPD   Y11, (DX)(CX*8)
+	MOVQ      rangePos_base+96(FP), DX
+	VMOVUPD   Y3, (DX)(CX*8)
 	ADDQ      $0x04, CX
 	JMP       extremawindow_loop
 

@@ -94,7 +94,6 @@ func BenchmarkKernels(b *testing.B) {
 		{"SumNaN", func() { s, _ := SumNaN(sumX); sink += s }},
 		{"WindowRoll", func() { wr.roll() }},
 		{"WindowStats", func() { flagged = ws.stats(flagged) }},
-		{"ExtremaPush", func() { ExtremaPush(exCur, xNew, 31) }},
 		{"ExtremaMerge", func() { ExtremaMerge(exMid, exCur) }},
 		{"ExtremaPrepend", func() { ExtremaPrepend(exDst, exCur, xOld, 5) }},
 		{"ExtremaWindow", func() {

@@ -24,8 +24,6 @@ func rollProductsAVX2(s, c, aNew, bNew, aOld, bOld []float64) { panic("asm: no A
 
 func sumNaNAVX2(x []float64, s, c *[4]float64, n *[4]int) { panic("asm: no AVX2 build") }
 
-func extremaPushAVX2(mx, mxt, mn, mnt, x []float64, t float64) { panic("asm: no AVX2 build") }
-
 func extremaMergeAVX2(mx, mxt, mn, mnt, lx, lxt, ln, lnt []float64) { panic("asm: no AVX2 build") }
 
 func extremaPrependAVX2(mx, mxt, mn, mnt, lx, lxt, ln, lnt, x []float64, t float64) {

@@ -29,31 +29,6 @@ func keepLater(x, xt VecVirtual, v, t Op, isMax bool) {
 
 var extremaSlices = []string{"mx", "mxt", "mn", "mnt"}
 
-func extremaPush() {
-	TEXT("extremaPushAVX2", NOSPLIT, "func(mx, mxt, mn, mnt, x []float64, t float64)")
-	Pragma("noescape")
-	Doc("extremaPushAVX2 is extremaPushGeneric on AVX2; len(x) must be a multiple of 4.")
-	l := newLoop("x", append(extremaSlices, "x")...)
-	t := YMM()
-	VBROADCASTSD(Load(Param("t"), XMM()), t)
-	l.run("extremapush", 2, func(off int) {
-		xv := YMM()
-		VMOVUPD(l.at("x", off), xv) // once for both extremes
-		for _, isMax := range []bool{true, false} {
-			v, vt := "mn", "mnt"
-			if isMax {
-				v, vt = "mx", "mxt"
-			}
-			x, xt := YMM(), YMM()
-			VMOVUPD(l.at(v, off), x)
-			VMOVUPD(l.at(vt, off), xt)
-			keepLater(x, xt, xv, t, isMax)
-			VMOVUPD(x, l.at(v, off))
-			VMOVUPD(xt, l.at(vt, off))
-		}
-	})
-}
-
 func extremaMerge() {
 	TEXT("extremaMergeAVX2", NOSPLIT, "func(mx, mxt, mn, mnt, lx, lxt, ln, lnt []float64)")
 	Pragma("noescape")
@@ -120,6 +95,20 @@ func extremaWindow() {
 	Label("extremawindow_loop")
 	CMPQ(i, n)
 	JGE(LabelRef("extremawindow_done"))
+	// last joins the current block's prefix, stored back.
+	last := YMM()
+	VMOVUPD(at("last"), last)
+	cx, cxt, cn, cnt2 := YMM(), YMM(), YMM(), YMM()
+	VMOVUPD(at("cx"), cx)
+	VMOVUPD(at("cxt"), cxt)
+	VMOVUPD(at("cn"), cn)
+	VMOVUPD(at("cnt2"), cnt2)
+	keepLater(cx, cxt, last, t, true)
+	keepLater(cn, cnt2, last, t, false)
+	VMOVUPD(cx, at("cx"))
+	VMOVUPD(cxt, at("cxt"))
+	VMOVUPD(cn, at("cn"))
+	VMOVUPD(cnt2, at("cnt2"))
 	// The oldest part, then the later two merged in.
 	hi, hit, lo, lot := YMM(), YMM(), YMM(), YMM()
 	VMOVUPD(at("ox"), hi)
@@ -128,12 +117,12 @@ func extremaWindow() {
 	VMOVUPD(at("ont"), lot)
 	keepLater(hi, hit, at("mx"), at("mxt"), true)
 	keepLater(lo, lot, at("mn"), at("mnt"), false)
-	keepLater(hi, hit, at("cx"), at("cxt"), true)
-	keepLater(lo, lot, at("cn"), at("cnt2"), false)
+	keepLater(hi, hit, cx, cxt, true)
+	keepLater(lo, lot, cn, cnt2, false)
 	// pos = hi > lo ? (last-lo)/(hi-lo) : NaN
 	gt, pos, d := YMM(), YMM(), YMM()
 	VCMPPD(U8(cmpGTOS), lo, hi, gt)
-	VMOVUPD(at("last"), pos)
+	VMOVAPD(last, pos)
 	VSUBPD(lo, pos, pos)
 	VSUBPD(lo, hi, d)
 	VDIVPD(d, pos, pos)

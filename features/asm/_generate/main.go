@@ -58,7 +58,6 @@ func main() {
 	ewMeanVar()
 	rollProducts()
 	sumNaN()
-	extremaPush()
 	extremaMerge()
 	extremaPrepend()
 	extremaWindow()
