@@ -66,6 +66,7 @@ type rseries struct {
 // completed after the start (see roller.extremes).
 type extWin struct {
 	b      int64
+	phase  int64         // blocks start at steps k*b - phase
 	prefix asm.Extrema   // the current block's steps so far
 	whole  asm.Extrema   // the whole blocks between the oldest and the current block
 	blocks []asm.Extrema // completed block k at k mod len(blocks)
@@ -126,6 +127,11 @@ func newRoller(windows []int, rv []bool) *roller {
 			s.win[wi].alpha = 2 / float64(w+1)
 			x := &s.ext[wi]
 			x.b = extBlock(w)
+			// The recomputations happen when a block starts; staggering the
+			// blocks of the series and windows spreads them over the steps
+			// instead of stacking them all on one (a step's time would jump
+			// every b steps).
+			x.phase = (int64(b)*x.b/int64(len(rv)) + int64(wi)) % x.b
 			// The whole blocks are read when the oldest step enters block
 			// ob, at step ob*b+w-1 in block c = ob+(w-1)/b: blocks ob+1 to
 			// c-1, so a ring of (w-1)/b - 1 blocks still holds them all
@@ -468,10 +474,13 @@ func (r *roller) extremes(s *rseries, wi int, cols [][]float64, wc *[numStats]in
 	cur := r.row(s, tt)[:n]
 	b := x.b
 	nb := int64(len(x.blocks))
-	c := floorDiv(tt, b) // the current block
-	first := tt - w + 1  // the window's oldest step
-	ob := floorDiv(first, b)
-	if tt == c*b {
+	// Block arithmetic in steps shifted by the phase (u = step + phase);
+	// rows and the extremes' steps are real steps.
+	u := tt + x.phase
+	c := floorDiv(u, b) // the current block
+	firstU := u - w + 1 // the window's oldest step, shifted
+	ob := floorDiv(firstU, b)
+	if u == c*b {
 		// Block c-1 completed with the previous step: keep it (the prefix's
 		// arrays become the block's, the ring slot's the new prefix), and
 		// it is whole in the window unless it is the oldest block.
@@ -482,13 +491,14 @@ func (r *roller) extremes(s *rseries, wi int, cols [][]float64, wc *[numStats]in
 		}
 		emptyExtrema(&x.prefix, n) // ExtremaWindow adds this step
 	}
-	if first == ob*b {
+	if firstU == ob*b {
 		// The oldest step entered block ob (complete: b < w): its suffixes
 		// from the ring, latest first, and the whole blocks after it anew.
-		last := ob*b + b - 1
+		start := ob*b - x.phase
+		last := start + b - 1
 		fillExtrema(&x.suffix[b-1], r.row(s, last)[:n], float64(last))
 		for j := b - 2; j >= 0; j-- {
-			asm.ExtremaPrepend(&x.suffix[j], &x.suffix[j+1], r.row(s, ob*b+j)[:n], float64(ob*b+j))
+			asm.ExtremaPrepend(&x.suffix[j], &x.suffix[j+1], r.row(s, start+j)[:n], float64(start+j))
 		}
 		if ob+1 < c {
 			setExtrema(&x.whole, &x.blocks[floorMod(ob+1, nb)], n)
@@ -501,7 +511,7 @@ func (r *roller) extremes(s *rseries, wi int, cols [][]float64, wc *[numStats]in
 	}
 	col := func(st int) []float64 { return cols[wc[st]][:n] }
 	asm.ExtremaWindow(col(sMax), col(sMin), col(sArgmaxAge), col(sArgminAge), col(sRangePos),
-		&x.suffix[first-ob*b], &x.whole, &x.prefix, cur, s.cnt[:n], int(w), float64(tt))
+		&x.suffix[firstU-ob*b], &x.whole, &x.prefix, cur, s.cnt[:n], int(w), float64(tt))
 }
 
 // fillExtrema sets e to the single step t with values v.

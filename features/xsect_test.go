@@ -311,19 +311,34 @@ func BenchmarkXRank(b *testing.B) {
 func TestRollerExtremes(t *testing.T) {
 	windows := []int{2, 3, 4, 7, 16, 61}
 	const ni = 5
-	r := newRoller(windows, []bool{false})
+	// Three series of the same values: their blocks start at different
+	// steps (staggered phases), and all must give the same, exact answers.
+	const ns = 3
+	r := newRoller(windows, []bool{false, false, false})
 	r.resize([]int32{-1, -1, -1, -1, -1})
-	wc := [][][numStats]int{make([][numStats]int, len(windows))}
-	cols := make([][]float64, len(windows)*numStats)
-	for wi := range windows {
-		for s := range numStats {
-			wc[0][wi][s] = wi*numStats + s
-			cols[wi*numStats+s] = make([]float64, ni)
+	wc := make([][][numStats]int, ns)
+	cols := make([][]float64, ns*len(windows)*numStats)
+	for b := range ns {
+		wc[b] = make([][numStats]int, len(windows))
+		for wi := range windows {
+			for s := range numStats {
+				c := (b*len(windows)+wi)*numStats + s
+				wc[b][wi][s] = c
+				cols[c] = make([]float64, ni)
+			}
 		}
+	}
+	phases := map[int64]bool{}
+	for b := range ns {
+		phases[r.series[b].ext[len(windows)-1].phase] = true
+	}
+	if len(phases) != ns {
+		t.Fatalf("the series' blocks of window %d share phases: %v", windows[len(windows)-1], phases)
 	}
 	rng := rand.New(rand.NewPCG(8, 1))
 	hist := make([][]float64, ni)
-	x := [][]float64{make([]float64, ni)}
+	v0 := make([]float64, ni)
+	x := [][]float64{v0, v0, v0}
 	checked := 0
 	for k := range 6000 {
 		for i := range ni {
@@ -351,21 +366,23 @@ func TestRollerExtremes(t *testing.T) {
 		r.step(x, cols, wc)
 		for i := range ni {
 			h := hist[i]
-			for wi, w := range windows {
-				for _, st := range []int{sMax, sMin, sArgmaxAge, sArgminAge, sRangePos} {
-					got := cols[wc[0][wi][st]][i]
-					name := stats[st].name
-					if len(h) < w {
-						if !math.IsNaN(got) {
-							t.Fatalf("step %d inst %d %s_%d = %v during warm-up", k, i, name, w, got)
+			for b := range ns {
+				for wi, w := range windows {
+					for _, st := range []int{sMax, sMin, sArgmaxAge, sArgminAge, sRangePos} {
+						got := cols[wc[b][wi][st]][i]
+						name := stats[st].name
+						if len(h) < w {
+							if !math.IsNaN(got) {
+								t.Fatalf("step %d series %d inst %d %s_%d = %v during warm-up", k, b, i, name, w, got)
+							}
+							continue
 						}
-						continue
+						want := refStat(name, h[len(h)-w:], nil)
+						if got != want && !(math.IsNaN(got) && math.IsNaN(want)) {
+							t.Fatalf("step %d series %d inst %d %s_%d = %v, want %v", k, b, i, name, w, got, want)
+						}
+						checked++
 					}
-					want := refStat(name, h[len(h)-w:], nil)
-					if got != want && !(math.IsNaN(got) && math.IsNaN(want)) {
-						t.Fatalf("step %d inst %d %s_%d = %v, want %v", k, i, name, w, got, want)
-					}
-					checked++
 				}
 			}
 			if len(h) > 200 {
@@ -373,7 +390,7 @@ func TestRollerExtremes(t *testing.T) {
 			}
 		}
 	}
-	if checked < 100_000 {
+	if checked < 300_000 {
 		t.Errorf("only %d values checked", checked)
 	}
 }
