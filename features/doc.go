@@ -94,9 +94,11 @@
 // their ages come from a block decomposition of each window (blocks of about
 // sqrt(w) steps: the suffix of the oldest block, the whole blocks, the prefix
 // of the current one), kept as the same kind of per-instrument arrays and
-// updated by vector kernels: O(1) amortized per step whatever the data, and
-// no per-instrument branches (a monotonic deque per instrument, the usual
-// structure, is scalar and branchy). Memory: 8 bytes per series, step of the
+// updated by vector kernels (the blocks of different series and windows start
+// at staggered steps, spreading their recomputations over the steps): O(1)
+// amortized per step whatever the data, and no per-instrument branches (a
+// monotonic deque per instrument, the usual structure, is scalar and
+// branchy). Memory: 8 bytes per series, step of the
 // largest window and instrument for the rings, plus the sums and the blocks'
 // extremes; Engine.StateBytesPerInstrument and
 // signald_features_state_bytes_per_instrument report it (about 190 kB with
