@@ -59,11 +59,13 @@ type rseries struct {
 // whatever the data (a monotone series included), and no per-instrument
 // branches.
 //
-// Extremes of steps before an instrument's series (re)started are stale but
-// never reach an output: a window is reported only once it lies after the
-// start, and then its oldest block's suffix is computed from the ring (which
-// the start filled with the first value) and its whole blocks were all
-// completed after the start (see roller.extremes).
+// Extremes of steps before an instrument's series (re)started at step t0 are
+// stale but never reach an output. A window [first, t] is reported only once
+// first >= t0. Its oldest block holds first, so that block's suffix was
+// computed at a step >= first >= t0, from the ring, which the start filled
+// with the first value. Its whole blocks lie after first; they were merged
+// anew when first entered the oldest block, or completed later. The current
+// block started after first (b < w), with an empty prefix.
 type extWin struct {
 	b      int64
 	phase  int64         // blocks start at steps k*b - phase
