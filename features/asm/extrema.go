@@ -23,10 +23,6 @@ func (e *Extrema) len(n int, kernel string) int {
 	return n
 }
 
-func (e *Extrema) head(k int) Extrema {
-	return Extrema{Max: e.Max[:k], MaxT: e.MaxT[:k], Min: e.Min[:k], MinT: e.MinT[:k]}
-}
-
 func (e *Extrema) from(k int) Extrema {
 	return Extrema{Max: e.Max[k:], MaxT: e.MaxT[k:], Min: e.Min[k:], MinT: e.MinT[k:]}
 }

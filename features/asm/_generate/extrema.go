@@ -34,19 +34,9 @@ func extremaMerge() {
 	Pragma("noescape")
 	Doc("extremaMergeAVX2 is extremaMergeGeneric on AVX2; len(mx) must be a multiple of 4.")
 	l := newLoop("mx", append(extremaSlices, "lx", "lxt", "ln", "lnt")...)
-	l.run("extremamerge", 2, func(off int) {
-		for _, isMax := range []bool{true, false} {
-			v, vt, lv, lt := "mn", "mnt", "ln", "lnt"
-			if isMax {
-				v, vt, lv, lt = "mx", "mxt", "lx", "lxt"
-			}
-			x, xt := YMM(), YMM()
-			VMOVUPD(l.at(v, off), x)
-			VMOVUPD(l.at(vt, off), xt)
-			keepLater(x, xt, l.at(lv, off), l.at(lt, off), isMax)
-			VMOVUPD(x, l.at(v, off))
-			VMOVUPD(xt, l.at(vt, off))
-		}
+	keepLaterLoop(l, "extremamerge", func(off int, v, vt string, x, xt VecVirtual) {
+		VMOVUPD(l.at(v, off), x)
+		VMOVUPD(l.at(vt, off), xt)
 	})
 }
 
@@ -57,15 +47,24 @@ func extremaPrepend() {
 	l := newLoop("x", append(extremaSlices, "lx", "lxt", "ln", "lnt", "x")...)
 	t := YMM()
 	VBROADCASTSD(Load(Param("t"), XMM()), t)
-	l.run("extremaprepend", 2, func(off int) {
+	keepLaterLoop(l, "extremaprepend", func(off int, _, _ string, x, xt VecVirtual) {
+		VMOVUPD(l.at("x", off), x)
+		VMOVAPD(t, xt)
+	})
+}
+
+// keepLaterLoop is the loop of merge and prepend: per vector and extreme,
+// start from init's (x, xt), keep the later part lx/ln where it wins, and
+// store the result to mx/mn. init gets the destination's names.
+func keepLaterLoop(l *loop, name string, init func(off int, v, vt string, x, xt VecVirtual)) {
+	l.run(name, 2, func(off int) {
 		for _, isMax := range []bool{true, false} {
 			v, vt, lv, lt := "mn", "mnt", "ln", "lnt"
 			if isMax {
 				v, vt, lv, lt = "mx", "mxt", "lx", "lxt"
 			}
 			x, xt := YMM(), YMM()
-			VMOVUPD(l.at("x", off), x)
-			VMOVAPD(t, xt)
+			init(off, v, vt, x, xt)
 			keepLater(x, xt, l.at(lv, off), l.at(lt, off), isMax)
 			VMOVUPD(x, l.at(v, off))
 			VMOVUPD(xt, l.at(vt, off))
