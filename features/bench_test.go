@@ -10,7 +10,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 
 	"github.com/signald-dev/signald/features/asm"
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 // stepFeeder drives an engine with n instruments (three venues, so the
@@ -18,8 +18,8 @@ import (
 type stepFeeder struct {
 	e      *Engine
 	n      int
-	quotes []ingest.Tick
-	trades []ingest.Tick
+	quotes []market.Tick
+	trades []market.Tick
 	k      int64
 	rows   int
 }
@@ -29,13 +29,13 @@ func newStepFeeder(b *testing.B, n int) *stepFeeder {
 	if err != nil {
 		b.Fatal(err)
 	}
-	f := &stepFeeder{e: e, n: n, quotes: make([]ingest.Tick, n), trades: make([]ingest.Tick, n)}
+	f := &stepFeeder{e: e, n: n, quotes: make([]market.Tick, n), trades: make([]market.Tick, n)}
 	venues := []string{"binance", "okx", "bybit"}
 	for i := range n {
 		inst := fmt.Sprintf("I%04d-USDT", i/len(venues))
 		v := venues[i%len(venues)]
 		f.quotes[i] = *quote(v, inst, 0, 100, 100.01)
-		f.trades[i] = *trade(v, inst, 0, ingest.Side(1-2*(i%2)), 100, 1)
+		f.trades[i] = *trade(v, inst, 0, market.Side(1-2*(i%2)), 100, 1)
 	}
 	return f
 }

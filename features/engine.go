@@ -13,7 +13,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 // Engine computes per-instrument features over fixed steps of receive time.
@@ -133,7 +133,7 @@ func (e *Engine) StateBytesPerInstrument() int { return e.roll.bytesPerInstrumen
 //
 // The engine's state never depends on emit's result: a step whose emit fails
 // is still closed, and the errors of all emits are joined and returned.
-func (e *Engine) Apply(t *ingest.Tick, emit func(arrow.Record) error) error {
+func (e *Engine) Apply(t *market.Tick, emit func(arrow.Record) error) error {
 	if t == nil {
 		return errors.New("features: nil tick")
 	}
@@ -158,7 +158,7 @@ func (e *Engine) Apply(t *ingest.Tick, emit func(arrow.Record) error) error {
 	}
 
 	switch t.Kind {
-	case ingest.KindQuote:
+	case market.KindQuote:
 		switch {
 		case !positiveFinite(t.BidPx) || !positiveFinite(t.AskPx):
 			e.m.invalid[invPrice].Inc()
@@ -173,7 +173,7 @@ func (e *Engine) Apply(t *ingest.Tick, emit func(arrow.Record) error) error {
 		if acc := e.acc(t, s); acc != nil {
 			acc.applyQuote(t)
 		}
-	case ingest.KindTrade:
+	case market.KindTrade:
 		switch {
 		case !positiveFinite(t.Price):
 			e.m.invalid[invPrice].Inc()
@@ -212,7 +212,7 @@ func sizeOK(s float64) bool { return s >= 0 && !math.IsInf(s, 1) }
 
 // acc returns the accumulator of step s for the tick's instrument, creating
 // the instrument on its first accepted tick, or nil (counted) if s has closed.
-func (e *Engine) acc(t *ingest.Tick, s int64) *stepAcc {
+func (e *Engine) acc(t *market.Tick, s int64) *stepAcc {
 	if s < e.next {
 		e.m.lateTicks.Inc()
 		return nil

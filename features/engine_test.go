@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signald-dev/signald/features/asm"
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 func newTestEngine(t testing.TB, cfg Config) (*Engine, *prometheus.Registry, *collector) {
@@ -32,7 +32,7 @@ func newTestEngine(t testing.TB, cfg Config) (*Engine, *prometheus.Registry, *co
 	return e, reg, &collector{t: t, schema: e.Schema()}
 }
 
-func apply(t testing.TB, e *Engine, c *collector, ticks ...*ingest.Tick) {
+func apply(t testing.TB, e *Engine, c *collector, ticks ...*market.Tick) {
 	t.Helper()
 	for _, tk := range ticks {
 		if err := e.Apply(tk, c.emit); err != nil {
@@ -53,19 +53,19 @@ type refInst struct {
 
 type refTick struct {
 	off int64
-	t   *ingest.Tick
+	t   *market.Tick
 }
 
 // genStream generates ticks for three instruments (two of them the same
 // instrument on two venues) over n steps and the reference step values.
 // Ticks are returned in RecvTS order.
-func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
+func genStream(rng *rand.Rand, n int) ([]*market.Tick, []*refInst) {
 	insts := []*refInst{
 		{venue: "binance", inst: "BTC-USDT", first: 0, firstQuote: 0},
 		{venue: "okx", inst: "BTC-USDT", first: 3, firstQuote: 4},
 		{venue: "okx", inst: "ETH-USDT", first: 7, firstQuote: 9},
 	}
-	var ticks []*ingest.Tick
+	var ticks []*market.Tick
 	btc := 30000.0
 	btcPath := make([]float64, n)
 	for k := range n {
@@ -112,9 +112,9 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 				nt = 1 + rng.IntN(3)
 			}
 			for range nt {
-				side := []ingest.Side{ingest.SideBuy, ingest.SideSell, ingest.SideUnknown}[rng.IntN(3)]
+				side := []market.Side{market.SideBuy, market.SideSell, market.SideUnknown}[rng.IntN(3)]
 				if k == ri.first {
-					side = ingest.SideBuy
+					side = market.SideBuy
 				}
 				px := mid * math.Exp(0.0003*rng.NormFloat64())
 				evs = append(evs, refTick{rng.Int64N(sec), trade(ri.venue, ri.inst, 0, side, px, 0.001+rng.Float64())})
@@ -128,7 +128,7 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 				e.t.RecvTS = (base+int64(k))*sec + e.off
 				ticks = append(ticks, e.t)
 				switch e.t.Kind {
-				case ingest.KindQuote:
+				case market.KindQuote:
 					quotes++
 					m := (e.t.BidPx + e.t.AskPx) / 2
 					lastMid = m
@@ -141,7 +141,7 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 					} else {
 						lastMicro, lastImb = 0, 0
 					}
-				case ingest.KindTrade:
+				case market.KindTrade:
 					if tc == 0 {
 						stepFirstTS = e.t.RecvTS
 					}
@@ -150,9 +150,9 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 					notional += e.t.Price * e.t.Size
 					stepLastPx, stepLastTS = e.t.Price, e.t.RecvTS
 					switch e.t.Side {
-					case ingest.SideBuy:
+					case market.SideBuy:
 						buy += e.t.Size
-					case ingest.SideSell:
+					case market.SideSell:
 						sell += e.t.Size
 					}
 				}
@@ -217,7 +217,7 @@ func genStream(rng *rand.Rand, n int) ([]*ingest.Tick, []*refInst) {
 			ri.base["basis_bps"] = append(ri.base["basis_bps"], v)
 		}
 	}
-	slices.SortStableFunc(ticks, func(a, b *ingest.Tick) int { return int(a.RecvTS - b.RecvTS) })
+	slices.SortStableFunc(ticks, func(a, b *market.Tick) int { return int(a.RecvTS - b.RecvTS) })
 	return ticks, insts
 }
 
@@ -353,12 +353,12 @@ func TestWarmUp(t *testing.T) {
 			half := 0.01 * (1 + 0.5*math.Sin(float64(3*k+int64(v))))
 			q := quote(venue, "X", ts+off+1, m-half, m+half)
 			q.BidSz, q.AskSz = 1+math.Sin(float64(k)), 1+math.Cos(float64(2*k))
-			ticks := []*ingest.Tick{q,
-				trade(venue, "X", ts+off+2+k%5, ingest.SideBuy, m*(1+1e-4*math.Sin(float64(k))), 1+0.1*float64(k%4)),
-				trade(venue, "X", ts+off+3+2*(k%3), ingest.SideSell, m, 0.5)}
+			ticks := []*market.Tick{q,
+				trade(venue, "X", ts+off+2+k%5, market.SideBuy, m*(1+1e-4*math.Sin(float64(k))), 1+0.1*float64(k%4)),
+				trade(venue, "X", ts+off+3+2*(k%3), market.SideSell, m, 0.5)}
 			if k%3 == 0 {
 				ticks = append(ticks, quote(venue, "X", ts+off+4, m-2*half, m+half),
-					trade(venue, "X", ts+off+50, ingest.SideUnknown, m, 0.25))
+					trade(venue, "X", ts+off+50, market.SideUnknown, m, 0.25))
 			}
 			apply(t, e, c, ticks...)
 		}
@@ -413,7 +413,7 @@ func TestLateTicks(t *testing.T) {
 	}
 	apply(t, e, c,
 		quote("v", "X", s0+900, 1, 3),                   // step 0 is closed: late
-		trade("v", "X", s0+999, ingest.SideBuy, 100, 5), // late too
+		trade("v", "X", s0+999, market.SideBuy, 100, 5), // late too
 		quote("v", "X", s0+2*sec+900, 139, 141),         // step 2 still open: applied, latest of step 2
 	)
 	if got := metric(t, reg, "signald_features_late_ticks_total"); got != 2 {
@@ -447,7 +447,7 @@ func TestGap(t *testing.T) {
 	for k := range int64(10) {
 		apply(t, e, c,
 			quote("v", "X", s0+k*sec+1, 100+float64(k)-0.5, 100+float64(k)+0.5),
-			trade("v", "X", s0+k*sec+2, ingest.SideSell, 100, 1))
+			trade("v", "X", s0+k*sec+2, market.SideSell, 100, 1))
 	}
 	// The clock jumps 10,000 steps.
 	apply(t, e, c, quote("v", "X", s0+10000*sec+1, 199.5, 200.5))
@@ -557,7 +557,7 @@ func TestMultipleInstrumentsSorted(t *testing.T) {
 		quote("okx", "ETH-USDT", s0+sec+1, 1, 2),       // first seen in step 1
 		quote("binance", "BTC-USDT", s0+3*sec+1, 1, 2), // step 3; closes step 0
 		quote("binance", "AAA-USDT", s0+2*sec+1, 1, 2), // step 2, arriving after a step-3 tick
-		trade("bybit", "BTC-USDT", s0+3*sec+5, ingest.SideBuy, 1, 1),
+		trade("bybit", "BTC-USDT", s0+3*sec+5, market.SideBuy, 1, 1),
 	)
 	if err := e.Flush(c.emit); err != nil {
 		t.Fatal(err)
@@ -606,17 +606,17 @@ func TestInvalidAndIgnoredTicks(t *testing.T) {
 		quote("v", "X", s0+3, 100, math.Inf(1)),
 		quote("v", "X", s0+4, 0, 101),
 		quote("v", "X", s0+5, 102, 101), // crossed
-		trade("v", "X", s0+6, ingest.SideBuy, -1, 1),
-		trade("v", "X", s0+7, ingest.SideBuy, 100, math.NaN()),
-		trade("v", "X", s0+8, ingest.SideBuy, 100, 0),
-		&ingest.Tick{Venue: "v", Instrument: "X", Kind: ingest.KindQuote, RecvTS: 0, BidPx: 1, AskPx: 2},
-		&ingest.Tick{Venue: "v", Instrument: "X", Kind: ingest.KindBookDelta, RecvTS: s0 + 9, Price: 1, Size: 1},
-		&ingest.Tick{Venue: "v", Instrument: "X", Kind: ingest.KindSnapshot, RecvTS: s0 + 10, Price: 1, Size: 1},
-		&ingest.Tick{Venue: "v", Instrument: "X", Kind: ingest.KindSnapshot, RecvTS: s0 + 11, Price: 1, Size: 1},
-		&ingest.Tick{Venue: "v", Instrument: "Y", Kind: ingest.KindFunding, RecvTS: s0 + 12, Price: 1e-4},
-		&ingest.Tick{Venue: "v", Instrument: "Y", Kind: ingest.Kind(42), RecvTS: s0 + 13},
+		trade("v", "X", s0+6, market.SideBuy, -1, 1),
+		trade("v", "X", s0+7, market.SideBuy, 100, math.NaN()),
+		trade("v", "X", s0+8, market.SideBuy, 100, 0),
+		&market.Tick{Venue: "v", Instrument: "X", Kind: market.KindQuote, RecvTS: 0, BidPx: 1, AskPx: 2},
+		&market.Tick{Venue: "v", Instrument: "X", Kind: market.KindBookDelta, RecvTS: s0 + 9, Price: 1, Size: 1},
+		&market.Tick{Venue: "v", Instrument: "X", Kind: market.KindSnapshot, RecvTS: s0 + 10, Price: 1, Size: 1},
+		&market.Tick{Venue: "v", Instrument: "X", Kind: market.KindSnapshot, RecvTS: s0 + 11, Price: 1, Size: 1},
+		&market.Tick{Venue: "v", Instrument: "Y", Kind: market.KindFunding, RecvTS: s0 + 12, Price: 1e-4},
+		&market.Tick{Venue: "v", Instrument: "Y", Kind: market.Kind(42), RecvTS: s0 + 13},
 		// An ignored kind still advances the clock: step 0 closes.
-		&ingest.Tick{Venue: "v", Instrument: "Y", Kind: ingest.KindBookDelta, RecvTS: s0 + 3*sec, Price: 1, Size: 1},
+		&market.Tick{Venue: "v", Instrument: "Y", Kind: market.KindBookDelta, RecvTS: s0 + 3*sec, Price: 1, Size: 1},
 	)
 	if err := e.Apply(nil, c.emit); err == nil {
 		t.Error("nil tick: no error")
@@ -651,12 +651,12 @@ func TestInvalidAndIgnoredTicks(t *testing.T) {
 
 // randomStream is a messy multi-instrument feed: out-of-order arrivals within
 // and beyond the lateness, invalid and ignored ticks, silent periods.
-func randomStream(seed uint64, n int) []*ingest.Tick {
+func randomStream(seed uint64, n int) []*market.Tick {
 	rng := rand.New(rand.NewPCG(seed, 7))
 	venues := []string{"binance", "okx", "bybit"}
 	insts := []string{"BTC-USDT", "ETH-USDT", "SOL-USDT-PERP"}
 	mids := map[string]float64{}
-	var ticks []*ingest.Tick
+	var ticks []*market.Tick
 	clock := base * sec
 	for range n {
 		clock += rng.Int64N(sec / 5)
@@ -671,16 +671,16 @@ func randomStream(seed uint64, n int) []*ingest.Tick {
 		mids[key] *= math.Exp(0.002 * rng.NormFloat64())
 		m := mids[key]
 		recv := clock - rng.Int64N(4*sec) // up to 4s behind: some late
-		var tk *ingest.Tick
+		var tk *market.Tick
 		switch r := rng.IntN(20); {
 		case r < 9:
 			tk = quote(v, in, recv, m*(1-1e-4), m*(1+1e-4))
 		case r < 17:
-			tk = trade(v, in, recv, ingest.Side(rng.IntN(3)-1), m, rng.ExpFloat64())
+			tk = trade(v, in, recv, market.Side(rng.IntN(3)-1), m, rng.ExpFloat64())
 		case r < 18:
 			tk = quote(v, in, recv, math.NaN(), m)
 		default:
-			tk = &ingest.Tick{Venue: v, Instrument: in, Kind: ingest.KindBookDelta, RecvTS: recv, Price: m, Size: 1}
+			tk = &market.Tick{Venue: v, Instrument: in, Kind: market.KindBookDelta, RecvTS: recv, Price: m, Size: 1}
 		}
 		ticks = append(ticks, tk)
 	}

@@ -8,7 +8,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 const sec = int64(1e9)
@@ -16,12 +16,12 @@ const sec = int64(1e9)
 // base is an arbitrary realistic epoch second for the tests' step 0.
 const base = int64(1_700_000_000)
 
-func quote(venue, inst string, recv int64, bid, ask float64) *ingest.Tick {
-	return &ingest.Tick{Venue: venue, Instrument: inst, Kind: ingest.KindQuote, RecvTS: recv, BidPx: bid, AskPx: ask, BidSz: 1, AskSz: 1}
+func quote(venue, inst string, recv int64, bid, ask float64) *market.Tick {
+	return &market.Tick{Venue: venue, Instrument: inst, Kind: market.KindQuote, RecvTS: recv, BidPx: bid, AskPx: ask, BidSz: 1, AskSz: 1}
 }
 
-func trade(venue, inst string, recv int64, side ingest.Side, px, sz float64) *ingest.Tick {
-	return &ingest.Tick{Venue: venue, Instrument: inst, Kind: ingest.KindTrade, RecvTS: recv, Side: side, Price: px, Size: sz}
+func trade(venue, inst string, recv int64, side market.Side, px, sz float64) *market.Tick {
+	return &market.Tick{Venue: venue, Instrument: inst, Kind: market.KindTrade, RecvTS: recv, Side: side, Price: px, Size: sz}
 }
 
 // row is one row of an emitted record, copied out of Arrow memory.

@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 // Reasons for signald_features_invalid_ticks_total, indexes into reasons.
@@ -20,7 +20,7 @@ const (
 
 var reasons = [numReasons]string{"recv_ts", "price", "size", "crossed"}
 
-const numKinds = int(ingest.KindGap) + 1
+const numKinds = int(market.KindGap) + 1
 
 type metrics struct {
 	steps        prometheus.Counter
@@ -120,7 +120,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		return nil, err
 	}
 	for k := range numKinds {
-		m.ignored[k] = ignored.WithLabelValues(ingest.Kind(k).String())
+		m.ignored[k] = ignored.WithLabelValues(market.Kind(k).String())
 	}
 	m.ignored[numKinds] = ignored.WithLabelValues("other")
 	for i, r := range reasons {
@@ -129,7 +129,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	return m, nil
 }
 
-func (m *metrics) ignoredTick(k ingest.Kind) {
+func (m *metrics) ignoredTick(k market.Kind) {
 	if int(k) < numKinds {
 		m.ignored[k].Inc()
 		return

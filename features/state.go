@@ -3,7 +3,7 @@ package features
 import (
 	"math"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 // instKey identifies an instrument; a struct of two strings needs no
@@ -72,7 +72,7 @@ func newInstState(key instKey, firstStep int64, slots int) *instState {
 }
 
 // applyQuote records a valid quote in the step accumulator.
-func (a *stepAcc) applyQuote(t *ingest.Tick) {
+func (a *stepAcc) applyQuote(t *market.Tick) {
 	mid := (t.BidPx + t.AskPx) / 2
 	if a.quotes == 0 {
 		a.midMin, a.midMax = mid, mid
@@ -97,7 +97,7 @@ func (a *stepAcc) applyQuote(t *ingest.Tick) {
 
 // applyTrade records a valid trade in the step accumulator. Trades without a
 // taker side count in volume and trade_count but not in signed_vol.
-func (a *stepAcc) applyTrade(t *ingest.Tick) {
+func (a *stepAcc) applyTrade(t *market.Tick) {
 	if a.trades == 0 || t.RecvTS < a.firstTradeTS {
 		a.firstTradeTS = t.RecvTS
 	}
@@ -108,9 +108,9 @@ func (a *stepAcc) applyTrade(t *ingest.Tick) {
 	a.volume += t.Size
 	a.notional += t.Price * t.Size
 	switch t.Side {
-	case ingest.SideBuy:
+	case market.SideBuy:
 		a.buyVol += t.Size
-	case ingest.SideSell:
+	case market.SideSell:
 		a.sellVol += t.Size
 	}
 }

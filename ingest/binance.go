@@ -11,6 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Binance markets a BinanceParser can be built for.
@@ -127,30 +129,30 @@ func (p *BinanceParser) SIMD() bool { return p.useSIMD }
 // return out unchanged and a nil error. A malformed frame returns out
 // unchanged and a *ParseError (wrapping ErrMalformed).
 //
-// trade and aggTrade give one KindTrade tick (Side is the taker's: m=true,
-// buyer is maker, is SideSell); a USD-M trade with X=INSURANCE_FUND is a
-// KindLiquidation, other non-MARKET fills (ADL, NA) are ignored. bookTicker
-// gives one KindQuote (Seq u). depthUpdate gives one KindBookDelta per level,
+// trade and aggTrade give one market.KindTrade tick (market.Side is the taker's: m=true,
+// buyer is maker, is market.SideSell); a USD-M trade with X=INSURANCE_FUND is a
+// market.KindLiquidation, other non-MARKET fills (ADL, NA) are ignored. bookTicker
+// gives one market.KindQuote (Seq u). depthUpdate gives one market.KindBookDelta per level,
 // bids first, Seq u (an empty update gives none). ExchTS is T, else E, else
 // 0.
 //
 // A partial book depth frame (stream <symbol>@depth<N>..., spot payload
-// {"lastUpdateId",...} or futures depthUpdate) yields KindSnapshot ticks, the
+// {"lastUpdateId",...} or futures depthUpdate) yields market.KindSnapshot ticks, the
 // symbol taken from the stream name. A bare REST snapshot body carries no
 // symbol: pass it to ParseSnapshot.
-func (p *BinanceParser) Parse(recvNS int64, frame []byte, out []Tick) ([]Tick, error) {
+func (p *BinanceParser) Parse(recvNS int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	return p.parse(recvNS, frame, out, "", false)
 }
 
-// ParseSnapshot appends one KindSnapshot tick per level of a REST depth
+// ParseSnapshot appends one market.KindSnapshot tick per level of a REST depth
 // snapshot body {"lastUpdateId":N,"bids":[...],"asks":[...]} (futures bodies
 // also carry E and T) for symbol, the venue symbol the snapshot was requested
 // for (e.g. "BTCUSDT"). The ticks of one snapshot share Seq = lastUpdateId.
-func (p *BinanceParser) ParseSnapshot(recvNS int64, symbol string, body []byte, out []Tick) ([]Tick, error) {
+func (p *BinanceParser) ParseSnapshot(recvNS int64, symbol string, body []byte, out []market.Tick) ([]market.Tick, error) {
 	return p.parse(recvNS, body, out, symbol, true)
 }
 
-func (p *BinanceParser) parse(recvNS int64, frame []byte, out []Tick, symbol string, snapshot bool) ([]Tick, error) {
+func (p *BinanceParser) parse(recvNS int64, frame []byte, out []market.Tick, symbol string, snapshot bool) ([]market.Tick, error) {
 	p.m.frames.Inc()
 	p.diff.ok = false
 	n := len(out)
@@ -404,7 +406,7 @@ func ignoredIndex(e []byte) int {
 	return ignOther
 }
 
-func (p *BinanceParser) build(recv int64, out []Tick, symbol string, snapshot bool) ([]Tick, *ParseError) {
+func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snapshot bool) ([]market.Tick, *ParseError) {
 	if p.rootType != jObject {
 		return out, &ParseError{Reason: ReasonBadType, Field: "root"}
 	}
@@ -604,15 +606,15 @@ func (p *BinanceParser) symbol(ev *fields) (*symInfo, *ParseError) {
 	return p.lookup(b)
 }
 
-func (p *BinanceParser) newTick(si *symInfo, kind Kind, recv, exch int64) Tick {
+func (p *BinanceParser) newTick(si *symInfo, kind market.Kind, recv, exch int64) market.Tick {
 	if !si.normalized {
 		p.m.unnormalized.Inc()
 	}
-	return Tick{Venue: p.venue, Instrument: si.instrument, Symbol: si.symbol, Kind: kind, ExchTS: exch, RecvTS: recv, IngestTS: recv}
+	return market.Tick{Venue: p.venue, Instrument: si.instrument, Symbol: si.symbol, Kind: kind, ExchTS: exch, RecvTS: recv, IngestTS: recv}
 }
 
 // trade handles trade (id in t) and aggTrade (id in a).
-func (p *BinanceParser) trade(recv int64, ev *fields, out []Tick, idKey int) ([]Tick, *ParseError) {
+func (p *BinanceParser) trade(recv int64, ev *fields, out []market.Tick, idKey int) ([]market.Tick, *ParseError) {
 	si, err := p.symbol(ev)
 	if err != nil {
 		return out, err
@@ -641,7 +643,7 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []Tick, idKey int) ([]
 	if err != nil {
 		return out, err
 	}
-	kind := KindTrade
+	kind := market.KindTrade
 	switch x := &ev.s[kExecType]; x.t {
 	case jNone:
 	case jString:
@@ -651,7 +653,7 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []Tick, idKey int) ([]
 		switch string(x.str) {
 		case "MARKET":
 		case "INSURANCE_FUND":
-			kind = KindLiquidation
+			kind = market.KindLiquidation
 		default:
 			p.m.ignored[ignTradeNonMarket].Inc()
 			return out, nil
@@ -660,9 +662,9 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []Tick, idKey int) ([]
 		return out, fieldErr(ReasonBadType, kExecType)
 	}
 	t := p.newTick(si, kind, recv, ts)
-	t.Side = SideBuy
+	t.Side = market.SideBuy
 	if m.b { // buyer is the maker: the taker sold
-		t.Side = SideSell
+		t.Side = market.SideSell
 	}
 	t.Price, t.Size, t.TradeID = px, sz, id
 	t.ComputeID()
@@ -670,7 +672,7 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []Tick, idKey int) ([]
 	return append(out, t), nil
 }
 
-func (p *BinanceParser) bookTicker(recv int64, ev *fields, out []Tick) ([]Tick, *ParseError) {
+func (p *BinanceParser) bookTicker(recv int64, ev *fields, out []market.Tick) ([]market.Tick, *ParseError) {
 	si, err := p.symbol(ev)
 	if err != nil {
 		return out, err
@@ -689,17 +691,17 @@ func (p *BinanceParser) bookTicker(recv int64, ev *fields, out []Tick) ([]Tick, 
 	if err != nil {
 		return out, err
 	}
-	t := p.newTick(si, KindQuote, recv, ts)
+	t := p.newTick(si, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz = v[0], v[1], v[2], v[3]
 	t.Seq = u
 	t.ComputeID()
-	p.m.ticks[KindQuote].Inc()
+	p.m.ticks[market.KindQuote].Inc()
 	return append(out, t), nil
 }
 
-// depth handles depthUpdate: one KindBookDelta tick per level (bids first),
-// or KindSnapshot ticks for a futures partial depth stream.
-func (p *BinanceParser) depth(recv int64, ev *fields, out []Tick, partial bool) ([]Tick, *ParseError) {
+// depth handles depthUpdate: one market.KindBookDelta tick per level (bids first),
+// or market.KindSnapshot ticks for a futures partial depth stream.
+func (p *BinanceParser) depth(recv int64, ev *fields, out []market.Tick, partial bool) ([]market.Tick, *ParseError) {
 	si, err := p.symbol(ev)
 	if err != nil {
 		return out, err
@@ -727,9 +729,9 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []Tick, partial bool) 
 	if err != nil {
 		return out, err
 	}
-	kind := KindBookDelta
+	kind := market.KindBookDelta
 	if partial {
-		kind = KindSnapshot
+		kind = market.KindSnapshot
 	}
 	out, perr := p.levels(recv, ts, si, kind, u, bids, asks, kB, kA, out)
 	if perr == nil && !partial {
@@ -738,7 +740,7 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []Tick, partial bool) 
 	return out, perr
 }
 
-func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []Tick) ([]Tick, *ParseError) {
+func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []market.Tick) ([]market.Tick, *ParseError) {
 	id, err := reqUint(ev, kLastUpdateID)
 	if err != nil {
 		return out, err
@@ -757,19 +759,19 @@ func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []
 	if err != nil {
 		return out, err
 	}
-	return p.levels(recv, ts, si, KindSnapshot, id, bids, asks, bk, ak, out)
+	return p.levels(recv, ts, si, market.KindSnapshot, id, bids, asks, bk, ak, out)
 }
 
-func (p *BinanceParser) levels(recv, ts int64, si *symInfo, kind Kind, seq uint64, bids, asks []rawLevel, bk, ak int, out []Tick) ([]Tick, *ParseError) {
+func (p *BinanceParser) levels(recv, ts int64, si *symInfo, kind market.Kind, seq uint64, bids, asks []rawLevel, bk, ak int, out []market.Tick) ([]market.Tick, *ParseError) {
 	n := len(out)
 	base := p.newTick(si, kind, recv, ts)
 	base.Seq = seq
 	for side, lvs := range [2][]rawLevel{bids, asks} {
 		k := bk
-		base.Side = SideBuy
+		base.Side = market.SideBuy
 		if side == 1 {
 			k = ak
-			base.Side = SideSell
+			base.Side = market.SideSell
 		}
 		for _, l := range lvs {
 			px, err := decimalField(l.px, k)

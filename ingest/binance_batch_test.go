@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // TestBinanceParseBatch: ParseBatch gives, frame by frame, exactly the
@@ -14,7 +16,7 @@ func TestBinanceParseBatch(t *testing.T) {
 	if !simdjson.SupportedCPU() {
 		t.Skip("CPU lacks AVX2/CLMUL: ParseBatch is Parse frame by frame")
 	}
-	for name, market := range testdataCaptures {
+	for name, mkt := range testdataCaptures {
 		frames := readCaptureFrames(t, name)
 		var bodies [][]byte
 		var recvs []int64
@@ -27,15 +29,15 @@ func TestBinanceParseBatch(t *testing.T) {
 				recvs = append(recvs, f.recv, f.recv)
 			}
 		}
-		one, _ := NewBinanceParser(BinanceConfig{Market: market}, nil)
-		batch, _ := NewBinanceParser(BinanceConfig{Market: market}, nil)
-		var want []Tick
+		one, _ := NewBinanceParser(BinanceConfig{Market: mkt}, nil)
+		batch, _ := NewBinanceParser(BinanceConfig{Market: mkt}, nil)
+		var want []market.Tick
 		var wantEnds []int
 		for i := range bodies {
 			want, _ = one.Parse(recvs[i], bodies[i], want)
 			wantEnds = append(wantEnds, len(want))
 		}
-		var got []Tick
+		var got []market.Tick
 		var ends []int
 		for start := 0; start < len(bodies); start += 64 {
 			end := min(start+64, len(bodies))
@@ -72,7 +74,7 @@ func BenchmarkBinanceParseBatch(b *testing.B) {
 	}{{"simdjson-frame", 1, false}, {"simdjson-batch16", 16, false}, {"simdjson-batch32", 32, false}, {"simdjson-batch64", 64, false}, {"simdjson-batch256", 256, false}, {"fallback-frame", 1, true}} {
 		b.Run(c.name, func(b *testing.B) {
 			p, _ := NewBinanceParser(BinanceConfig{Market: MarketSpot, ForceFallback: c.fallback}, nil)
-			out := make([]Tick, 0, 4096)
+			out := make([]market.Tick, 0, 4096)
 			ends := make([]int, 0, 4096)
 			b.ReportAllocs()
 			j := 0

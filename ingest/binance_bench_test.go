@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // benchFrames returns the frames of the excerpts whose stream matches.
@@ -52,7 +54,7 @@ func benchParse(b *testing.B, frames [][]byte) {
 				}
 				bytesTotal += len(f)
 			}
-			out := make([]Tick, 0, 4096)
+			out := make([]market.Tick, 0, 4096)
 			b.ReportAllocs()
 			b.SetBytes(int64(bytesTotal / len(frames)))
 			b.ResetTimer()
@@ -126,7 +128,7 @@ func BenchmarkBinanceParseSnapshot(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			out := make([]Tick, 0, 4096)
+			out := make([]market.Tick, 0, 4096)
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))
 			for i := 0; i < b.N; i++ {

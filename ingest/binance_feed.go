@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/url"
 	"strings"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func init() {
@@ -38,7 +40,7 @@ const (
 // futures: U <= lastUpdateId <= u) and every later one continue the previous
 // (spot: U == previous u + 1; futures: pu == previous u). A snapshot older
 // than the buffered events is fetched again. A broken sequence or a crossed
-// book yields one KindGap tick, withholds the instrument's book ticks and
+// book yields one market.KindGap tick, withholds the instrument's book ticks and
 // asks for a new snapshot.
 type BinanceFeed struct {
 	market, venue string
@@ -58,13 +60,13 @@ type binanceBook struct {
 	lastU              uint64 // synced: lastUpdateId of the snapshot (first) or u of the last event applied
 	buf                []binanceEvent
 	pending            bool // a snapshot was asked for and has not arrived
-	gapSent            bool // a KindGap tick was published since the book was last in sync
+	gapSent            bool // a market.KindGap tick was published since the book was last in sync
 }
 
 type binanceEvent struct {
 	U, u, pu uint64
 	hasPU    bool
-	ticks    []Tick
+	ticks    []market.Tick
 }
 
 // NewBinanceFeed returns the Feed of market (MarketSpot or MarketUSDM).
@@ -230,7 +232,7 @@ func (f *BinanceFeed) requestSnapshot(bk *binanceBook) {
 
 // Handle decodes one frame. Depth diffs go through the book: buffered until
 // the book is in sync, checked against the sequence, applied.
-func (f *BinanceFeed) Handle(recvNS int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *BinanceFeed) Handle(recvNS int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	n := len(out)
 	out, err := f.p.Parse(recvNS, frame, out)
 	if err != nil || !f.p.diff.ok {
@@ -240,7 +242,7 @@ func (f *BinanceFeed) Handle(recvNS int64, frame []byte, out []Tick) ([]Tick, er
 	bk := f.bookOf(d.si.symbol, d.si.instrument)
 	ev := binanceEvent{U: d.U, u: d.u, pu: d.pu, hasPU: d.hasPU}
 	if !bk.synced {
-		ev.ticks = append([]Tick(nil), out[n:]...)
+		ev.ticks = append([]market.Tick(nil), out[n:]...)
 		if len(bk.buf) >= binanceMaxBuffer {
 			// The oldest events go; if the snapshot needed them, the
 			// straddle check fails and a newer snapshot is fetched.
@@ -261,7 +263,7 @@ func (f *BinanceFeed) Handle(recvNS int64, frame []byte, out []Tick) ([]Tick, er
 // out when the event continues the book, nothing when the snapshot already
 // contains it, and a gap tick (resyncing) when it breaks the sequence or
 // crosses the book. ok is false after a resync.
-func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []Tick, live bool) ([]Tick, bool) {
+func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []market.Tick, live bool) ([]market.Tick, bool) {
 	usdm := f.market == MarketUSDM
 	if bk.first {
 		L := bk.lastU
@@ -305,10 +307,10 @@ func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []
 // fail resyncs bk after ev broke it. A live event starts the new buffer:
 // the next snapshot may be the one that ends with it (a futures snapshot
 // whose lastUpdateId is ev's u needs ev as its straddling event).
-func (f *BinanceFeed) fail(bk *binanceBook, recv int64, reason string, ev binanceEvent, out []Tick, live bool) []Tick {
+func (f *BinanceFeed) fail(bk *binanceBook, recv int64, reason string, ev binanceEvent, out []market.Tick, live bool) []market.Tick {
 	if live {
 		// ev.ticks alias out's spare capacity, which the gap tick reuses.
-		ev.ticks = append([]Tick(nil), ev.ticks...)
+		ev.ticks = append([]market.Tick(nil), ev.ticks...)
 	}
 	out = f.resync(bk, recv, reason, out)
 	if live {
@@ -319,7 +321,7 @@ func (f *BinanceFeed) fail(bk *binanceBook, recv int64, reason string, ev binanc
 
 // resync marks bk out of sync: one gap tick (per loss of sync), the book
 // cleared, a new snapshot asked for.
-func (f *BinanceFeed) resync(bk *binanceBook, recv int64, reason string, out []Tick) []Tick {
+func (f *BinanceFeed) resync(bk *binanceBook, recv int64, reason string, out []market.Tick) []market.Tick {
 	f.fm.Resync(reason)
 	f.log.Warn("book out of sync: resnapshotting", "venue", f.venue, "symbol", bk.symbol, "reason", reason, "last_u", bk.lastU)
 	bk.synced, bk.first = false, false
@@ -331,14 +333,14 @@ func (f *BinanceFeed) resync(bk *binanceBook, recv int64, reason string, out []T
 	if !bk.gapSent {
 		bk.gapSent = true
 		out = append(out, GapTick(f.venue, bk.instrument, bk.symbol, recv))
-		f.fm.Ticks(KindGap, 1)
+		f.fm.Ticks(market.KindGap, 1)
 	}
 	f.requestSnapshot(bk)
 	return out
 }
 
 // Resync implements Resyncer.
-func (f *BinanceFeed) Resync(recvNS int64, symbol, reason string, out []Tick) []Tick {
+func (f *BinanceFeed) Resync(recvNS int64, symbol, reason string, out []market.Tick) []market.Tick {
 	symbol = strings.ToUpper(symbol)
 	inst, _ := f.Normalize(symbol)
 	bk := f.bookOf(symbol, inst)
@@ -349,7 +351,7 @@ func (f *BinanceFeed) Resync(recvNS int64, symbol, reason string, out []Tick) []
 // HandleSnapshot applies a REST depth snapshot, then the buffered events
 // that follow it. A snapshot older than the buffered events is not used: a
 // newer one is asked for.
-func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	n := len(out)
 	sym := strings.ToUpper(req.Symbol)
 	if sym == "" {
@@ -408,7 +410,7 @@ func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []b
 			// buffer; the whole rebuild is withheld, only the gap tick
 			// stays.
 			bk.buf = append(bk.buf[:0], buf[j:]...)
-			if len(out) > n && out[len(out)-1].Kind == KindGap {
+			if len(out) > n && out[len(out)-1].Kind == market.KindGap {
 				return append(out[:n], out[len(out)-1]), nil
 			}
 			return out[:n], nil

@@ -13,6 +13,8 @@ import (
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // cfLine is one line of a cryptofeed capture, read with strconv and
@@ -98,7 +100,7 @@ func binanceRef(t *testing.T, lines []cfLine, usdm bool) map[string]*refBook {
 	books := map[string]*refBook{}
 	snapID := map[string]uint64{}
 	type lv = [][]string
-	apply := func(b *refBook, side Side, levels lv) {
+	apply := func(b *refBook, side market.Side, levels lv) {
 		for _, l := range levels {
 			px, _ := strconv.ParseFloat(l[0], 64)
 			sz, _ := strconv.ParseFloat(l[1], 64)
@@ -117,8 +119,8 @@ func binanceRef(t *testing.T, lines []cfLine, usdm bool) map[string]*refBook {
 			sym := l.url[strings.Index(l.url, "symbol=")+7:]
 			sym = sym[:strings.IndexByte(sym, '&')]
 			b := newRefBook()
-			apply(b, SideBuy, s.Bids)
-			apply(b, SideSell, s.Asks)
+			apply(b, market.SideBuy, s.Bids)
+			apply(b, market.SideSell, s.Asks)
 			books[sym], snapID[sym] = b, s.LastUpdateID
 			continue
 		}
@@ -130,15 +132,15 @@ func binanceRef(t *testing.T, lines []cfLine, usdm bool) map[string]*refBook {
 		if d.LowU < L || !usdm && d.LowU == L {
 			continue
 		}
-		apply(books[d.S], SideBuy, d.B)
-		apply(books[d.S], SideSell, d.A)
+		apply(books[d.S], market.SideBuy, d.B)
+		apply(books[d.S], market.SideSell, d.A)
 	}
 	return books
 }
 
-func newTestBinanceFeed(t *testing.T, market string, fallback bool, m *Metrics) *BinanceFeed {
+func newTestBinanceFeed(t *testing.T, mkt string, fallback bool, m *Metrics) *BinanceFeed {
 	t.Helper()
-	f, err := NewBinanceFeed(market, FeedConfig{Metrics: m, ForceFallback: fallback})
+	f, err := NewBinanceFeed(mkt, FeedConfig{Metrics: m, ForceFallback: fallback})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,7 +166,7 @@ func drive(t *testing.T, f Feed, lines []cfLine, rb *bookRebuilder) (*bookRebuil
 		rb = newBookRebuilder()
 	}
 	var reqs []SnapshotRequest
-	var out []Tick
+	var out []market.Tick
 	var err error
 	for _, l := range lines {
 		if l.url != "" {
@@ -181,7 +183,7 @@ func drive(t *testing.T, f Feed, lines []cfLine, rb *bookRebuilder) (*bookRebuil
 	return rb, reqs
 }
 
-func checkBooks(t *testing.T, rb *bookRebuilder, ref map[string]*refBook, market string) {
+func checkBooks(t *testing.T, rb *bookRebuilder, ref map[string]*refBook, mkt string) {
 	t.Helper()
 	if len(rb.errs) > 0 {
 		t.Fatalf("published book errors: %v", rb.errs[:min(5, len(rb.errs))])
@@ -190,7 +192,7 @@ func checkBooks(t *testing.T, rb *bookRebuilder, ref map[string]*refBook, market
 		t.Fatal("no reference books")
 	}
 	for sym, want := range ref {
-		inst, _ := NormalizeBinanceSymbol(market, sym)
+		inst, _ := NormalizeBinanceSymbol(mkt, sym)
 		if !rb.synced[inst] {
 			t.Errorf("%s not in sync at the end (gaps %d)", inst, rb.gaps[inst])
 			continue
@@ -207,22 +209,22 @@ func checkBooks(t *testing.T, rb *bookRebuilder, ref map[string]*refBook, market
 // reference (snapshot + every later event).
 func TestBinanceFeedSyncsRealCaptures(t *testing.T) {
 	cases := []struct {
-		market string
-		files  []string
+		mkt   string
+		files []string
 	}{
 		{MarketSpot, []string{"cryptofeed_BINANCE.ws.1.0", "cryptofeed_BINANCE.http.0.0"}},
 		{MarketUSDM, []string{"cryptofeed_BINANCE_FUTURES.ws.1.0_head400", "cryptofeed_BINANCE_FUTURES.http.0.0"}},
 	}
 	for _, c := range cases {
-		t.Run(c.market, func(t *testing.T) {
+		t.Run(c.mkt, func(t *testing.T) {
 			lines := readCryptofeed(t, testdataPath(c.files[0]), testdataPath(c.files[1]))
-			ref := binanceRef(t, lines, c.market == MarketUSDM)
+			ref := binanceRef(t, lines, c.mkt == MarketUSDM)
 			feedPaths(t, func(t *testing.T, fallback bool) {
 				reg := prometheus.NewRegistry()
 				m := NewMetrics(reg)
-				f := newTestBinanceFeed(t, c.market, fallback, m)
+				f := newTestBinanceFeed(t, c.mkt, fallback, m)
 				rb, reqs := drive(t, f, lines, nil)
-				checkBooks(t, rb, ref, c.market)
+				checkBooks(t, rb, ref, c.mkt)
 				if n := testutil.CollectAndCount(m.resyncs); n != 0 {
 					t.Errorf("%d resync series on gap-free captures", n)
 				}
@@ -232,7 +234,7 @@ func TestBinanceFeedSyncsRealCaptures(t *testing.T) {
 				}
 				for _, r := range reqs {
 					want := "https://api.binance.com/api/v3/depth?symbol=" + r.Symbol + "&limit=1000"
-					if c.market == MarketUSDM {
+					if c.mkt == MarketUSDM {
 						want = "https://fapi.binance.com/fapi/v1/depth?symbol=" + r.Symbol + "&limit=1000"
 					}
 					if r.URL != want || ref[r.Symbol] == nil {
@@ -271,23 +273,23 @@ func dropDepthFrame(t *testing.T, lines []cfLine, sym string, k int) ([]cfLine, 
 // reference at a later event) brings it back in sync, equal to the reference.
 func TestBinanceFeedInjectedGap(t *testing.T) {
 	for _, c := range []struct {
-		market, ws, http, sym string
+		mkt, ws, http, sym string
 	}{
 		{MarketSpot, "cryptofeed_BINANCE.ws.1.0", "cryptofeed_BINANCE.http.0.0", "NKNUSDT"},
 		{MarketUSDM, "cryptofeed_BINANCE_FUTURES.ws.1.0_head400", "cryptofeed_BINANCE_FUTURES.http.0.0", "SUSHIUSDT"},
 	} {
-		t.Run(c.market, func(t *testing.T) {
+		t.Run(c.mkt, func(t *testing.T) {
 			all := readCryptofeed(t, testdataPath(c.ws), testdataPath(c.http))
 			lines, _ := dropDepthFrame(t, all, c.sym, 10)
-			usdm := c.market == MarketUSDM
-			inst, _ := NormalizeBinanceSymbol(c.market, c.sym)
+			usdm := c.mkt == MarketUSDM
+			inst, _ := NormalizeBinanceSymbol(c.mkt, c.sym)
 			feedPaths(t, func(t *testing.T, fallback bool) {
 				m := NewMetrics(prometheus.NewRegistry())
-				f := newTestBinanceFeed(t, c.market, fallback, m)
+				f := newTestBinanceFeed(t, c.mkt, fallback, m)
 				// Up to 20 depth frames after the drop: the gap must be
 				// detected, and nothing of the instrument's book published.
 				rb := newBookRebuilder()
-				var out []Tick
+				var out []market.Tick
 				var err error
 				cut := 0
 				depthAfter := 0
@@ -359,7 +361,7 @@ func TestBinanceFeedInjectedGap(t *testing.T) {
 				}
 				drive(t, f, rest, rb)
 				ref := binanceRef(t, all, usdm)
-				checkBooks(t, rb, map[string]*refBook{c.sym: ref[c.sym]}, c.market)
+				checkBooks(t, rb, map[string]*refBook{c.sym: ref[c.sym]}, c.mkt)
 				if rb.gaps[inst] != 1 {
 					t.Errorf("%d gaps in all, want 1", rb.gaps[inst])
 				}
@@ -414,42 +416,42 @@ func TestBinanceFeedSequenceRules(t *testing.T) {
 	}
 	cases := []struct {
 		name       string
-		market     string
+		mkt        string
 		frames     []string // before the snapshot
 		after      []string // after it
 		wantDeltas []uint64 // Seq (u) of the published delta ticks, one per event (one level each)
 		wantGap    string   // resync reason, "" for none
 		wantSnap   bool     // the snapshot is published
 	}{
-		{name: "spot straddle", market: MarketSpot,
+		{name: "spot straddle", mkt: MarketSpot,
 			frames:     []string{depthFrame("BTCUSDT", 90, 95, 0, `["9","1"]`, ""), depthFrame("BTCUSDT", 96, 101, 0, `["9","2"]`, "")},
 			after:      []string{depthFrame("BTCUSDT", 102, 103, 0, `["9","3"]`, "")},
 			wantDeltas: []uint64{101, 103}, wantSnap: true},
-		{name: "spot event already in snapshot after it", market: MarketSpot,
+		{name: "spot event already in snapshot after it", mkt: MarketSpot,
 			after:      []string{depthFrame("BTCUSDT", 99, 100, 0, `["9","1"]`, ""), depthFrame("BTCUSDT", 101, 102, 0, `["9","2"]`, "")},
 			wantDeltas: []uint64{102}, wantSnap: true},
-		{name: "spot gap after sync", market: MarketSpot,
+		{name: "spot gap after sync", mkt: MarketSpot,
 			after:      []string{depthFrame("BTCUSDT", 101, 102, 0, `["9","2"]`, ""), depthFrame("BTCUSDT", 104, 105, 0, `["9","3"]`, ""), depthFrame("BTCUSDT", 106, 107, 0, `["9","4"]`, "")},
 			wantDeltas: []uint64{102}, wantGap: "gap", wantSnap: true},
-		{name: "spot bad straddle", market: MarketSpot,
+		{name: "spot bad straddle", mkt: MarketSpot,
 			after:    []string{depthFrame("BTCUSDT", 102, 103, 0, `["9","2"]`, "")},
 			wantGap:  "gap",
 			wantSnap: true},
-		{name: "spot stale snapshot", market: MarketSpot,
+		{name: "spot stale snapshot", mkt: MarketSpot,
 			frames:  []string{depthFrame("BTCUSDT", 150, 151, 0, `["9","2"]`, "")},
 			wantGap: "stale_snapshot"},
-		{name: "spot gap inside the buffer", market: MarketSpot,
+		{name: "spot gap inside the buffer", mkt: MarketSpot,
 			frames:  []string{depthFrame("BTCUSDT", 99, 101, 0, `["9","2"]`, ""), depthFrame("BTCUSDT", 103, 104, 0, `["9","3"]`, "")},
 			wantGap: "gap"},
-		{name: "crossed", market: MarketSpot,
+		{name: "crossed", mkt: MarketSpot,
 			after:    []string{depthFrame("BTCUSDT", 101, 101, 0, `["12","1"]`, "")},
 			wantGap:  "crossed",
 			wantSnap: true},
-		{name: "usdm straddle on lastUpdateId", market: MarketUSDM,
+		{name: "usdm straddle on lastUpdateId", mkt: MarketUSDM,
 			frames:     []string{depthFrame("BTCUSDT", 90, 99, 80, `["9","1"]`, ""), depthFrame("BTCUSDT", 100, 110, 99, `["9","2"]`, "")},
 			after:      []string{depthFrame("BTCUSDT", 115, 120, 110, `["9","3"]`, "")},
 			wantDeltas: []uint64{110, 120}, wantSnap: true},
-		{name: "usdm pu break", market: MarketUSDM,
+		{name: "usdm pu break", mkt: MarketUSDM,
 			frames:     []string{depthFrame("BTCUSDT", 95, 105, 90, `["9","2"]`, "")},
 			after:      []string{depthFrame("BTCUSDT", 112, 120, 111, `["9","3"]`, "")},
 			wantDeltas: []uint64{105}, wantGap: "gap", wantSnap: true},
@@ -457,9 +459,9 @@ func TestBinanceFeedSequenceRules(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			m := NewMetrics(prometheus.NewRegistry())
-			f := newTestBinanceFeed(t, c.market, true, m)
-			var all []Tick
-			var out []Tick
+			f := newTestBinanceFeed(t, c.mkt, true, m)
+			var all []market.Tick
+			var out []market.Tick
 			for _, fr := range c.frames {
 				out, _ = f.Handle(1, []byte(fr), out[:0])
 				if len(out) != 0 {
@@ -485,14 +487,14 @@ func TestBinanceFeedSequenceRules(t *testing.T) {
 			gaps, snaps := 0, 0
 			for _, tk := range all {
 				switch tk.Kind {
-				case KindBookDelta:
+				case market.KindBookDelta:
 					deltas = append(deltas, tk.Seq)
-				case KindGap:
+				case market.KindGap:
 					gaps++
 					if tk.Instrument != "BTC-USDT" && tk.Instrument != "BTC-USDT-PERP" {
 						t.Errorf("gap for %q", tk.Instrument)
 					}
-				case KindSnapshot:
+				case market.KindSnapshot:
 					snaps++
 				}
 			}
@@ -593,7 +595,7 @@ func TestBinanceFeedEmptySnapshotAfterGap(t *testing.T) {
 	req := SnapshotRequest{Symbol: "BTCUSDT"}
 	out, _ := f.HandleSnapshot(1, req, []byte(`{"lastUpdateId":10,"bids":[["1","1"]],"asks":[]}`), nil)
 	out, _ = f.Handle(2, []byte(depthFrame("BTCUSDT", 20, 21, 0, `["1","2"]`, "")), out[:0]) // gap
-	if len(out) != 1 || out[0].Kind != KindGap {
+	if len(out) != 1 || out[0].Kind != market.KindGap {
 		t.Fatalf("%+v", out)
 	}
 	f.Handle(3, []byte(depthFrame("BTCUSDT", 22, 23, 0, `["1","3"]`, "")), nil)
@@ -607,7 +609,7 @@ func TestBinanceFeedEmptySnapshotAfterGap(t *testing.T) {
 	}
 	// The events from the failing one on wait for the next snapshot.
 	out, _ = f.HandleSnapshot(6, req, []byte(`{"lastUpdateId":30,"bids":[["1","9"]],"asks":[]}`), nil)
-	if len(out) != 2 || out[0].Kind != KindSnapshot || out[1].Seq != 31 {
+	if len(out) != 2 || out[0].Kind != market.KindSnapshot || out[1].Seq != 31 {
 		t.Fatalf("%+v", out)
 	}
 }
@@ -618,18 +620,18 @@ func TestBinanceFeedEmptySnapshotAfterGap(t *testing.T) {
 // for a book out of sync, and once the last snapshot is in, the rebuilt
 // book equals the venue's.
 func TestBinanceFeedRandomized(t *testing.T) {
-	for _, market := range []string{MarketSpot, MarketUSDM} {
+	for _, mkt := range []string{MarketSpot, MarketUSDM} {
 		for seed := uint64(1); seed <= 40; seed++ {
-			sim := newBinanceSim(market == MarketUSDM, seed, "BTCUSDT")
+			sim := newBinanceSim(mkt == MarketUSDM, seed, "BTCUSDT")
 			rng := sim.rng
-			f := newTestBinanceFeed(t, market, seed%2 == 0, nil)
+			f := newTestBinanceFeed(t, mkt, seed%2 == 0, nil)
 			rb := newBookRebuilder()
 			type pend struct {
 				body  string
 				after int
 			}
 			var pending []pend
-			var out []Tick
+			var out []market.Tick
 			deliver := func(p pend) {
 				out, _ = f.HandleSnapshot(1, SnapshotRequest{Symbol: "BTCUSDT"}, []byte(p.body), out[:0])
 				rb.apply(out)
@@ -665,12 +667,12 @@ func TestBinanceFeedRandomized(t *testing.T) {
 					deliver(pend{body: body})
 				}
 			}
-			inst, _ := NormalizeBinanceSymbol(market, "BTCUSDT")
+			inst, _ := NormalizeBinanceSymbol(mkt, "BTCUSDT")
 			if len(rb.errs) > 0 {
-				t.Fatalf("%s seed %d: %v", market, seed, rb.errs[:min(3, len(rb.errs))])
+				t.Fatalf("%s seed %d: %v", mkt, seed, rb.errs[:min(3, len(rb.errs))])
 			}
 			if !rb.synced[inst] || bookString(rb.books[inst]) != sim.truth("BTCUSDT") {
-				t.Fatalf("%s seed %d: synced %v, book differs from the venue's (gaps %d)", market, seed, rb.synced[inst], rb.gaps[inst])
+				t.Fatalf("%s seed %d: synced %v, book differs from the venue's (gaps %d)", mkt, seed, rb.synced[inst], rb.gaps[inst])
 			}
 		}
 	}

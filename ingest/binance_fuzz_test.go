@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // FuzzBinanceParse feeds arbitrary bytes to both JSON paths of both markets,
@@ -37,14 +39,14 @@ func FuzzBinanceParse(f *testing.F) {
 	}
 	type pair struct{ simd, fb *BinanceParser }
 	var ps []pair
-	for _, market := range []string{MarketSpot, MarketUSDM} {
-		fb, err := NewBinanceParser(BinanceConfig{Market: market, ForceFallback: true}, nil)
+	for _, mkt := range []string{MarketSpot, MarketUSDM} {
+		fb, err := NewBinanceParser(BinanceConfig{Market: mkt, ForceFallback: true}, nil)
 		if err != nil {
 			f.Fatal(err)
 		}
 		var sp *BinanceParser
 		if simdjson.SupportedCPU() {
-			if sp, err = NewBinanceParser(BinanceConfig{Market: market}, nil); err != nil {
+			if sp, err = NewBinanceParser(BinanceConfig{Market: mkt}, nil); err != nil {
 				f.Fatal(err)
 			}
 		}
@@ -53,7 +55,7 @@ func FuzzBinanceParse(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, p := range ps {
 			for _, snapshot := range []bool{false, true} {
-				run := func(bp *BinanceParser) ([]Tick, error) {
+				run := func(bp *BinanceParser) ([]market.Tick, error) {
 					if snapshot {
 						return bp.ParseSnapshot(1, "BTCUSDT", data, nil)
 					}
@@ -89,7 +91,7 @@ func FuzzBinanceParse(f *testing.F) {
 
 // encodeTicks is the wire encoding of ts with IngestTS cleared (it is the
 // replay wall-clock time, not content).
-func encodeTicks(ts []Tick) []byte {
+func encodeTicks(ts []market.Tick) []byte {
 	var b []byte
 	for _, t := range ts {
 		t.IngestTS = 0
@@ -154,7 +156,7 @@ func TestBinancePathsAgreeOnMutations(t *testing.T) {
 			}
 		}
 		for _, snapshot := range []bool{false, true} {
-			var st, ft []Tick
+			var st, ft []market.Tick
 			var se, fe error
 			if snapshot {
 				st, se = simd.ParseSnapshot(1, "BTCUSDT", b, nil)

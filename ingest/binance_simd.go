@@ -4,6 +4,8 @@ import (
 	"bytes"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // extractSIMD parses frame with simdjson-go, reusing the parser's tape, and
@@ -182,8 +184,8 @@ func simdLevels(el *simdjson.Iter, s *slot) *ParseError {
 // counted as Parse counts it: a batch simdjson-go rejects as a whole, a
 // frame with a NUL, and the fallback path go frame by frame, so the ticks
 // are always those Parse gives frame by frame.
-func (p *BinanceParser) ParseBatch(recvs []int64, frames [][]byte, out []Tick, ends []int) ([]Tick, []int) {
-	one := func() ([]Tick, []int) {
+func (p *BinanceParser) ParseBatch(recvs []int64, frames [][]byte, out []market.Tick, ends []int) ([]market.Tick, []int) {
+	one := func() ([]market.Tick, []int) {
 		for i := range frames {
 			out, _ = p.Parse(recvs[i], frames[i], out)
 			ends = append(ends, len(out))

@@ -19,14 +19,16 @@ import (
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // parsers returns the parsers to compare: the simdjson one (when the CPU
 // supports it) and the fallback one, sharing m.
-func parsers(t testing.TB, market string, m *Metrics) map[string]*BinanceParser {
+func parsers(t testing.TB, mkt string, m *Metrics) map[string]*BinanceParser {
 	t.Helper()
 	out := map[string]*BinanceParser{}
-	fb, err := NewBinanceParser(BinanceConfig{Market: market, ForceFallback: true}, m)
+	fb, err := NewBinanceParser(BinanceConfig{Market: mkt, ForceFallback: true}, m)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func parsers(t testing.TB, market string, m *Metrics) map[string]*BinanceParser 
 	}
 	out["fallback"] = fb
 	if simdjson.SupportedCPU() {
-		sp, err := NewBinanceParser(BinanceConfig{Market: market}, m)
+		sp, err := NewBinanceParser(BinanceConfig{Market: mkt}, m)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -47,7 +49,7 @@ func parsers(t testing.TB, market string, m *Metrics) map[string]*BinanceParser 
 	return out
 }
 
-func withID(t Tick) Tick {
+func withID(t market.Tick) market.Tick {
 	t.IngestTS = t.RecvTS
 	t.ComputeID()
 	return t
@@ -56,130 +58,130 @@ func withID(t Tick) Tick {
 func TestBinanceKnownFrames(t *testing.T) {
 	const recv = int64(1723161254087896568)
 	type tc struct {
-		name, market, frame string
-		want                []Tick
+		name, mkt, frame string
+		want             []market.Tick
 	}
 	cases := []tc{
 		{
 			// hftbacktest spot: m=true → the buyer is the maker → taker SELL; T wins over E.
-			name: "spot trade", market: MarketSpot,
+			name: "spot trade", mkt: MarketSpot,
 			frame: `{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}}`,
-			want: []Tick{withID(Tick{Venue: "binance", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: KindTrade, Side: SideSell,
+			want: []market.Tick{withID(market.Tick{Venue: "binance", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1723161255342_000000, RecvTS: recv, Price: 61837.63, Size: 0.02, TradeID: 3735683259})},
 		},
 		{
 			// hftbacktest USD-M: m=false → taker BUY; X=MARKET.
-			name: "usdm trade", market: MarketUSDM,
+			name: "usdm trade", mkt: MarketUSDM,
 			frame: `{"stream":"btcusdt@trade","data":{"e":"trade","E":1723161256322,"T":1723161256321,"s":"BTCUSDT","t":5266583935,"p":"61800.30","q":"0.006","X":"MARKET","m":false}}`,
-			want: []Tick{withID(Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{withID(market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1723161256321_000000, RecvTS: recv, Price: 61800.3, Size: 0.006, TradeID: 5266583935})},
 		},
 		{
-			name: "usdm insurance fund trade", market: MarketUSDM,
+			name: "usdm insurance fund trade", mkt: MarketUSDM,
 			frame: `{"e":"trade","E":1723161256322,"T":1723161256321,"s":"BTCUSDT","t":7,"p":"61800.30","q":"0.006","X":"INSURANCE_FUND","m":true}`,
-			want: []Tick{withID(Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindLiquidation, Side: SideSell,
+			want: []market.Tick{withID(market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindLiquidation, Side: market.SideSell,
 				ExchTS: 1723161256321_000000, RecvTS: recv, Price: 61800.3, Size: 0.006, TradeID: 7})},
 		},
-		{name: "usdm ADL trade ignored", market: MarketUSDM,
+		{name: "usdm ADL trade ignored", mkt: MarketUSDM,
 			frame: `{"e":"trade","E":1,"T":1,"s":"BTCUSDT","t":7,"p":"1","q":"1","X":"ADL","m":true}`},
 		{
 			// cryptofeed spot aggTrade: TradeID is a, not f/l.
-			name: "spot aggTrade", market: MarketSpot,
+			name: "spot aggTrade", mkt: MarketSpot,
 			frame: `{"stream":"nknusdt@aggTrade","data":{"e":"aggTrade","E":1633998523963,"s":"NKNUSDT","a":15683430,"p":"0.35280000","q":"58.00000000","f":19862790,"l":19862790,"T":1633998523963,"m":false,"M":true}}`,
-			want: []Tick{withID(Tick{Venue: "binance", Instrument: "NKN-USDT", Symbol: "NKNUSDT", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{withID(market.Tick{Venue: "binance", Instrument: "NKN-USDT", Symbol: "NKNUSDT", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1633998523963_000000, RecvTS: recv, Price: 0.3528, Size: 58, TradeID: 15683430})},
 		},
 		{
-			name: "usdm aggTrade", market: MarketUSDM,
+			name: "usdm aggTrade", mkt: MarketUSDM,
 			frame: `{"stream":"ctkusdt@aggTrade","data":{"e":"aggTrade","E":1626992741575,"a":16599292,"s":"CTKUSDT","p":"1.01100","q":"10","f":23961322,"l":23961322,"T":1626992741421,"m":true}}`,
-			want: []Tick{withID(Tick{Venue: "binance-usdm", Instrument: "CTK-USDT-PERP", Symbol: "CTKUSDT", Kind: KindTrade, Side: SideSell,
+			want: []market.Tick{withID(market.Tick{Venue: "binance-usdm", Instrument: "CTK-USDT-PERP", Symbol: "CTKUSDT", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1626992741421_000000, RecvTS: recv, Price: 1.011, Size: 10, TradeID: 16599292})},
 		},
 		{
 			// spot bookTicker has no e, E or T: ExchTS 0.
-			name: "spot bookTicker", market: MarketSpot,
+			name: "spot bookTicker", mkt: MarketSpot,
 			frame: `{"stream":"btcusdt@bookTicker","data":{"u":50093239212,"s":"BTCUSDT","b":"61837.63000000","B":"3.78826000","a":"61837.64000000","A":"1.54698000"}}`,
-			want: []Tick{withID(Tick{Venue: "binance", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: KindQuote, RecvTS: recv,
+			want: []market.Tick{withID(market.Tick{Venue: "binance", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: market.KindQuote, RecvTS: recv,
 				BidPx: 61837.63, BidSz: 3.78826, AskPx: 61837.64, AskSz: 1.54698, Seq: 50093239212})},
 		},
 		{
-			name: "spot bookTicker bare", market: MarketSpot,
+			name: "spot bookTicker bare", mkt: MarketSpot,
 			frame: `{"u":499869768,"s":"BLZETH","b":"0.35210000","B":"672.00000000","a":"0.35260000","A":"3199.00000000"}`,
-			want: []Tick{withID(Tick{Venue: "binance", Instrument: "BLZ-ETH", Symbol: "BLZETH", Kind: KindQuote, RecvTS: recv,
+			want: []market.Tick{withID(market.Tick{Venue: "binance", Instrument: "BLZ-ETH", Symbol: "BLZETH", Kind: market.KindQuote, RecvTS: recv,
 				BidPx: 0.3521, BidSz: 672, AskPx: 0.3526, AskSz: 3199, Seq: 499869768})},
 		},
 		{
-			name: "usdm bookTicker", market: MarketUSDM,
+			name: "usdm bookTicker", mkt: MarketUSDM,
 			frame: `{"stream":"btcusdt@bookTicker","data":{"e":"bookTicker","u":5123107839020,"s":"BTCUSDT","b":"61800.20","B":"2.507","a":"61800.30","A":"2.510","T":1723161256313,"E":1723161256314}}`,
-			want: []Tick{withID(Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindQuote, RecvTS: recv,
+			want: []market.Tick{withID(market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindQuote, RecvTS: recv,
 				ExchTS: 1723161256313_000000, BidPx: 61800.2, BidSz: 2.507, AskPx: 61800.3, AskSz: 2.51, Seq: 5123107839020})},
 		},
 		{
 			// spot depthUpdate: E only; bids then asks, size 0 kept (removes the level).
-			name: "spot depthUpdate", market: MarketSpot,
+			name: "spot depthUpdate", mkt: MarketSpot,
 			frame: `{"stream":"runeeur@depth@100ms","data":{"e":"depthUpdate","E":1633998513369,"s":"RUNEEUR","U":499869765,"u":499869767,"b":[["0.35120000","6567.00000000"],["0.35080000","8246.00000000"]],"a":[["0.35340000","0.00000000"]]}}`,
-			want: func() []Tick {
-				b := Tick{Venue: "binance", Instrument: "RUNE-EUR", Symbol: "RUNEEUR", Kind: KindBookDelta, ExchTS: 1633998513369_000000, RecvTS: recv, Seq: 499869767}
+			want: func() []market.Tick {
+				b := market.Tick{Venue: "binance", Instrument: "RUNE-EUR", Symbol: "RUNEEUR", Kind: market.KindBookDelta, ExchTS: 1633998513369_000000, RecvTS: recv, Seq: 499869767}
 				t1, t2, t3 := b, b, b
-				t1.Side, t1.Price, t1.Size = SideBuy, 0.3512, 6567
-				t2.Side, t2.Price, t2.Size = SideBuy, 0.3508, 8246
-				t3.Side, t3.Price, t3.Size = SideSell, 0.3534, 0
-				return []Tick{withID(t1), withID(t2), withID(t3)}
+				t1.Side, t1.Price, t1.Size = market.SideBuy, 0.3512, 6567
+				t2.Side, t2.Price, t2.Size = market.SideBuy, 0.3508, 8246
+				t3.Side, t3.Price, t3.Size = market.SideSell, 0.3534, 0
+				return []market.Tick{withID(t1), withID(t2), withID(t3)}
 			}(),
 		},
 		{
 			// USD-M depthUpdate with pu; T wins over E.
-			name: "usdm depthUpdate", market: MarketUSDM,
+			name: "usdm depthUpdate", mkt: MarketUSDM,
 			frame: `{"stream":"btcusdt@depth@0ms","data":{"e":"depthUpdate","E":1723161256299,"T":1723161256298,"s":"BTCUSDT","U":5123107832006,"u":5123107837557,"pu":5123107831937,"b":[["58710.20","0.014"]],"a":[["61800.30","0.000"],["61801.00","1.5"]]}}`,
-			want: func() []Tick {
-				b := Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindBookDelta, ExchTS: 1723161256298_000000, RecvTS: recv, Seq: 5123107837557}
+			want: func() []market.Tick {
+				b := market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindBookDelta, ExchTS: 1723161256298_000000, RecvTS: recv, Seq: 5123107837557}
 				t1, t2, t3 := b, b, b
-				t1.Side, t1.Price, t1.Size = SideBuy, 58710.2, 0.014
-				t2.Side, t2.Price, t2.Size = SideSell, 61800.3, 0
-				t3.Side, t3.Price, t3.Size = SideSell, 61801, 1.5
-				return []Tick{withID(t1), withID(t2), withID(t3)}
+				t1.Side, t1.Price, t1.Size = market.SideBuy, 58710.2, 0.014
+				t2.Side, t2.Price, t2.Size = market.SideSell, 61800.3, 0
+				t3.Side, t3.Price, t3.Size = market.SideSell, 61801, 1.5
+				return []market.Tick{withID(t1), withID(t2), withID(t3)}
 			}(),
 		},
 		{
-			name: "quarterly future", market: MarketUSDM,
+			name: "quarterly future", mkt: MarketUSDM,
 			frame: `{"e":"aggTrade","E":1,"a":2,"s":"BTCUSDT_240927","p":"1.5","q":"2","f":1,"l":1,"T":3,"m":false}`,
-			want: []Tick{withID(Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-240927", Symbol: "BTCUSDT_240927", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{withID(market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-240927", Symbol: "BTCUSDT_240927", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 3_000000, RecvTS: recv, Price: 1.5, Size: 2, TradeID: 2})},
 		},
 		{
 			// spot partial depth: no symbol in the payload, taken from the stream name.
-			name: "spot partial depth", market: MarketSpot,
+			name: "spot partial depth", mkt: MarketSpot,
 			frame: `{"stream":"ethbtc@depth5@100ms","data":{"lastUpdateId":160,"bids":[["0.0024","10"]],"asks":[["0.0026","100"]]}}`,
-			want: func() []Tick {
-				b := Tick{Venue: "binance", Instrument: "ETH-BTC", Symbol: "ETHBTC", Kind: KindSnapshot, RecvTS: recv, Seq: 160}
+			want: func() []market.Tick {
+				b := market.Tick{Venue: "binance", Instrument: "ETH-BTC", Symbol: "ETHBTC", Kind: market.KindSnapshot, RecvTS: recv, Seq: 160}
 				t1, t2 := b, b
-				t1.Side, t1.Price, t1.Size = SideBuy, 0.0024, 10
-				t2.Side, t2.Price, t2.Size = SideSell, 0.0026, 100
-				return []Tick{withID(t1), withID(t2)}
+				t1.Side, t1.Price, t1.Size = market.SideBuy, 0.0024, 10
+				t2.Side, t2.Price, t2.Size = market.SideSell, 0.0026, 100
+				return []market.Tick{withID(t1), withID(t2)}
 			}(),
 		},
 		{
-			name: "usdm partial depth", market: MarketUSDM,
+			name: "usdm partial depth", mkt: MarketUSDM,
 			frame: `{"stream":"btcusdt@depth5","data":{"e":"depthUpdate","E":5,"T":4,"s":"BTCUSDT","U":1,"u":2,"pu":0,"b":[["1.0","2.0"]],"a":[]}}`,
-			want: []Tick{withID(Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindSnapshot, Side: SideBuy,
+			want: []market.Tick{withID(market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindSnapshot, Side: market.SideBuy,
 				ExchTS: 4_000000, RecvTS: recv, Price: 1, Size: 2, Seq: 2})},
 		},
-		{name: "kline ignored", market: MarketSpot,
+		{name: "kline ignored", mkt: MarketSpot,
 			frame: `{"stream":"nknusdt@kline_1m","data":{"e":"kline","E":1633998514000,"s":"NKNUSDT","k":{"t":1633998480000,"T":1633998539999,"s":"NKNUSDT","i":"1m","o":"0.35060000","x":false}}}`},
-		{name: "subscribe response ignored", market: MarketSpot, frame: `{"result":null,"id":1}`},
-		{name: "empty depthUpdate", market: MarketSpot,
+		{name: "subscribe response ignored", mkt: MarketSpot, frame: `{"result":null,"id":1}`},
+		{name: "empty depthUpdate", mkt: MarketSpot,
 			frame: `{"e":"depthUpdate","E":1,"s":"BTCUSDT","U":1,"u":1,"b":[],"a":[]}`},
 		{
-			name: "escapes and unknown quote", market: MarketSpot,
+			name: "escapes and unknown quote", mkt: MarketSpot,
 			frame: " \n{\"e\":\"tr\\u0061de\",\"E\":1,\"s\":\"FOO\\u00e9\",\"t\":1,\"p\":\"1e2\",\"q\":\"0.5\",\"T\":2,\"m\":false,\"x\":[{\"y\":null},true,-1.5e3]}\r\n",
-			want: []Tick{withID(Tick{Venue: "binance", Instrument: "FOOé", Symbol: "FOOé", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{withID(market.Tick{Venue: "binance", Instrument: "FOOé", Symbol: "FOOé", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 2_000000, RecvTS: recv, Price: 100, Size: 0.5, TradeID: 1})},
 		},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			for path, p := range parsers(t, c.market, nil) {
-				prefix := []Tick{{ID: 42}}
+			for path, p := range parsers(t, c.mkt, nil) {
+				prefix := []market.Tick{{ID: 42}}
 				got, err := p.Parse(recv, []byte(c.frame), prefix)
 				if err != nil {
 					t.Fatalf("%s: %v", path, err)
@@ -209,12 +211,12 @@ func TestBinanceParseSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		b := Tick{Venue: "binance", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: KindSnapshot, RecvTS: 7, Seq: 50093239218}
+		b := market.Tick{Venue: "binance", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: market.KindSnapshot, RecvTS: 7, Seq: 50093239218}
 		w1, w2, w3 := b, b, b
-		w1.Side, w1.Price, w1.Size = SideBuy, 61837.63, 3.78826
-		w2.Side, w2.Price, w2.Size = SideBuy, 61837.62, 0.617
-		w3.Side, w3.Price, w3.Size = SideSell, 61837.64, 1.54698
-		if want := []Tick{withID(w1), withID(w2), withID(w3)}; !reflect.DeepEqual(got, want) {
+		w1.Side, w1.Price, w1.Size = market.SideBuy, 61837.63, 3.78826
+		w2.Side, w2.Price, w2.Size = market.SideBuy, 61837.62, 0.617
+		w3.Side, w3.Price, w3.Size = market.SideSell, 61837.64, 1.54698
+		if want := []market.Tick{withID(w1), withID(w2), withID(w3)}; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", path, got, want)
 		}
 		// Parse cannot know the symbol of a bare body.
@@ -233,12 +235,12 @@ func TestBinanceParseSnapshot(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		b := Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindSnapshot, RecvTS: 7,
+		b := market.Tick{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindSnapshot, RecvTS: 7,
 			ExchTS: 1723161256493_000000, Seq: 5123107852948}
 		w1, w2 := b, b
-		w1.Side, w1.Price, w1.Size = SideBuy, 61800.2, 2.909
-		w2.Side, w2.Price, w2.Size = SideSell, 61800.3, 0.5
-		if want := []Tick{withID(w1), withID(w2)}; !reflect.DeepEqual(got, want) {
+		w1.Side, w1.Price, w1.Size = market.SideBuy, 61800.2, 2.909
+		w2.Side, w2.Price, w2.Size = market.SideSell, 61800.3, 0.5
+		if want := []market.Tick{withID(w1), withID(w2)}; !reflect.DeepEqual(got, want) {
 			t.Errorf("%s:\n got %+v\nwant %+v", path, got, want)
 		}
 	}
@@ -308,7 +310,7 @@ func TestBinanceMalformed(t *testing.T) {
 		t.Run(c.name, func(t *testing.T) {
 			for path, p := range ps {
 				before := testutil.ToFloat64(m.malformed.WithLabelValues("binance", c.reason.String()))
-				prefix := []Tick{{ID: 1}, {ID: 2}}
+				prefix := []market.Tick{{ID: 1}, {ID: 2}}
 				got, err := p.Parse(1, []byte(c.frame), prefix)
 				var pe *ParseError
 				if !errors.As(err, &pe) {
@@ -377,8 +379,8 @@ func TestNewBinanceParserValidates(t *testing.T) {
 
 func TestNormalizeBinanceSymbol(t *testing.T) {
 	cases := []struct {
-		market, sym, want string
-		ok                bool
+		mkt, sym, want string
+		ok             bool
 	}{
 		{MarketSpot, "BTCUSDT", "BTC-USDT", true},
 		{MarketSpot, "ETHBTC", "ETH-BTC", true},
@@ -400,9 +402,9 @@ func TestNormalizeBinanceSymbol(t *testing.T) {
 		{MarketUSDM, "FOOBAR", "FOOBAR", false},
 	}
 	for _, c := range cases {
-		got, ok := NormalizeBinanceSymbol(c.market, c.sym)
+		got, ok := NormalizeBinanceSymbol(c.mkt, c.sym)
 		if got != c.want || ok != c.ok {
-			t.Errorf("NormalizeBinanceSymbol(%s, %s) = %q, %v; want %q, %v", c.market, c.sym, got, ok, c.want, c.ok)
+			t.Errorf("NormalizeBinanceSymbol(%s, %s) = %q, %v; want %q, %v", c.mkt, c.sym, got, ok, c.want, c.ok)
 		}
 	}
 }
@@ -412,9 +414,9 @@ func TestNormalizeBinanceSymbol(t *testing.T) {
 // captureFrame is one frame of a capture file, read independently of the
 // replayer.
 type captureFrame struct {
-	file, market, body string
-	recv               int64
-	line               int
+	file, mkt, body string
+	recv            int64
+	line            int
 }
 
 // testdataCaptures lists the excerpts with their market.
@@ -462,7 +464,7 @@ func readCaptureFrames(t testing.TB, name string) []captureFrame {
 		if !ok {
 			t.Fatalf("%s:%d: no timestamp", name, n)
 		}
-		out = append(out, captureFrame{file: name, market: testdataCaptures[name], body: body, line: n, recv: int64(n) * 1000})
+		out = append(out, captureFrame{file: name, mkt: testdataCaptures[name], body: body, line: n, recv: int64(n) * 1000})
 		_ = ts
 	}
 	if len(out) == 0 {
@@ -473,7 +475,7 @@ func readCaptureFrames(t testing.TB, name string) []captureFrame {
 
 // expectedCounts decodes a frame with encoding/json and counts the ticks the
 // parser should produce, by kind.
-func expectedCounts(t testing.TB, f captureFrame) (counts map[Kind]int, snapshot bool) {
+func expectedCounts(t testing.TB, f captureFrame) (counts map[market.Kind]int, snapshot bool) {
 	t.Helper()
 	var top map[string]json.RawMessage
 	if err := json.Unmarshal([]byte(f.body), &top); err != nil {
@@ -499,16 +501,16 @@ func expectedCounts(t testing.TB, f captureFrame) (counts map[Kind]int, snapshot
 	}
 	var e string
 	_ = json.Unmarshal(ev["e"], &e)
-	counts = map[Kind]int{}
+	counts = map[market.Kind]int{}
 	switch {
 	case e == "trade" || e == "aggTrade":
-		counts[KindTrade] = 1
+		counts[market.KindTrade] = 1
 	case e == "bookTicker" || (e == "" && ev["u"] != nil):
-		counts[KindQuote] = 1
+		counts[market.KindQuote] = 1
 	case e == "depthUpdate":
-		counts[KindBookDelta] = levels("b", "a")
+		counts[market.KindBookDelta] = levels("b", "a")
 	case e == "" && ev["lastUpdateId"] != nil:
-		counts[KindSnapshot] = levels("bids", "asks")
+		counts[market.KindSnapshot] = levels("bids", "asks")
 		snapshot = true
 	}
 	return counts, snapshot
@@ -525,18 +527,18 @@ func TestBinanceTestdataBothPaths(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			frames := readCaptureFrames(t, name)
 			ps := parsers(t, testdataCaptures[name], nil)
-			got := map[Kind]int{}
-			want := map[Kind]int{}
+			got := map[market.Kind]int{}
+			want := map[market.Kind]int{}
 			var lastSymbol string
-			bufs := map[string][]Tick{}
+			bufs := map[string][]market.Tick{}
 			for _, f := range frames {
 				counts, snap := expectedCounts(t, f)
 				for k, n := range counts {
 					want[k] += n
 				}
-				var ref []Tick
+				var ref []market.Tick
 				for path, p := range ps {
-					var ticks []Tick
+					var ticks []market.Tick
 					var err error
 					if snap {
 						ticks, err = p.ParseSnapshot(f.recv, lastSymbol, []byte(f.body), bufs[path][:0])
@@ -548,7 +550,7 @@ func TestBinanceTestdataBothPaths(t *testing.T) {
 						t.Fatalf("%s:%d %s: %v", name, f.line, path, err)
 					}
 					if ref == nil {
-						ref = append([]Tick{}, ticks...)
+						ref = append([]market.Tick{}, ticks...)
 						for _, tk := range ticks {
 							got[tk.Kind]++
 						}

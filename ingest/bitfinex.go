@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Bitfinex websocket v2 (public channels): trades, ticker (BBO), book P0
@@ -170,14 +172,14 @@ func (f *BitfinexFeed) Reset() {
 	f.seq, f.haveSeq = 0, false
 }
 
-func (f *BitfinexFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *BitfinexFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("bitfinex: no REST snapshots (books come over the websocket)")
 }
 
 // Handle decodes one frame. Events ({"event":...}) maintain the channel
 // map; channel messages are [chanId, payload..., seq].
-func (f *BitfinexFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *BitfinexFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
+	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		switch root.typ {
 		case simdjson.TypeObject:
 			return out, f.event(root)
@@ -275,7 +277,7 @@ func (f *BitfinexFeed) subscribed(id int64, channel string, symbol, key []byte) 
 
 // message handles [chanId, ...]. With SEQ_ALL the last element is the
 // connection's sequence number.
-func (f *BitfinexFeed) message(recv int64, root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *BitfinexFeed) message(recv int64, root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	ai, perr := root.arrayIter("root")
 	if perr != nil {
 		return out, perr
@@ -528,9 +530,9 @@ func (f *BitfinexFeed) bookLevel(fl *jfield) *ParseError {
 	if px <= 0 || count < 0 || amt == 0 {
 		return perrf(ReasonBadNumber, "level")
 	}
-	side := SideBuy
+	side := market.SideBuy
 	if amt < 0 {
-		side = SideSell
+		side = market.SideSell
 	}
 	sz := math.Abs(amt)
 	if count == 0 {
@@ -543,7 +545,7 @@ func (f *BitfinexFeed) bookLevel(fl *jfield) *ParseError {
 // seqGap handles a break in the connection's sequence: any channel may have
 // lost a message, so every instrument gets one gap tick and every book is
 // resubscribed.
-func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []Tick) []Tick {
+func (f *BitfinexFeed) seqGap(recv int64, seq uint64, out []market.Tick) []market.Tick {
 	clear(f.gapSeen)
 	// Channel ids in order, so the gap ticks come out the same way each time.
 	f.ids = f.ids[:0]
@@ -583,7 +585,7 @@ func (f *BitfinexFeed) resubscribe(c *bfxChan, id int64) {
 	f.outbox = append(f.outbox, fmt.Appendf(nil, `{"event":"unsubscribe","chanId":%d}`, id), c.sub)
 }
 
-func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *bfxPayload, out []Tick) ([]Tick, *ParseError) {
+func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *bfxPayload, out []market.Tick) ([]market.Tick, *ParseError) {
 	switch pl.what {
 	case bfxHB:
 		return out, nil
@@ -592,22 +594,22 @@ func (f *BitfinexFeed) apply(recv int64, c *bfxChan, id int64, seq uint64, pl *b
 		return out, nil
 	case bfxTrade:
 		ms, amt, px := pl.trade[1], pl.trade[2], pl.trade[3]
-		t := f.newTick(c.s, KindTrade, recv, int64(ms)*1e6)
-		t.Side = SideBuy // amount > 0: the taker bought
+		t := f.newTick(c.s, market.KindTrade, recv, int64(ms)*1e6)
+		t.Side = market.SideBuy // amount > 0: the taker bought
 		if amt < 0 {
-			t.Side = SideSell
+			t.Side = market.SideSell
 		}
 		t.Price, t.Size, t.TradeID, t.Seq = px, math.Abs(amt), uint64(pl.trade[0]), seq
 		t.ComputeID()
 		return append(out, t), nil
 	case bfxQuote:
-		t := f.newTick(c.s, KindQuote, recv, 0)
+		t := f.newTick(c.s, market.KindQuote, recv, 0)
 		t.BidPx, t.BidSz, t.AskPx, t.AskSz = pl.quote[0], pl.quote[1], pl.quote[2], pl.quote[3]
 		t.Seq = seq
 		t.ComputeID()
 		return append(out, t), nil
 	case bfxFunding:
-		t := f.newTick(c.s, KindFunding, recv, int64(pl.funding[0])*1e6)
+		t := f.newTick(c.s, market.KindFunding, recv, int64(pl.funding[0])*1e6)
 		// Price: the current funding rate; BidPx: the mark price; AskPx:
 		// the spot (index) price.
 		t.Price, t.BidPx, t.AskPx, t.Seq = pl.funding[1], pl.funding[2], pl.funding[3], seq
@@ -658,7 +660,7 @@ func (f *BitfinexFeed) checksum(bk *bookState) int32 {
 }
 
 func bitfinexChecksumOf(b *Book, buf *[]byte) int32 {
-	bids, asks := b.Side(SideBuy), b.Side(SideSell)
+	bids, asks := b.Side(market.SideBuy), b.Side(market.SideSell)
 	s := (*buf)[:0]
 	for i := 0; i < bitfinexCSLevels; i++ {
 		if i < len(bids) {

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestNormalizeBitfinex(t *testing.T) {
@@ -91,7 +93,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			}
 			// Recorded ticker (BITFINEX.ws.11.0 line 27).
 			got := run(`[232949,[0.068965,60157.36709703,0.0774,48578.50804052,0.001969,0.0262,0.076989,101459.39453471,0.0828,0.068961],1]`)
-			want := []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BFT-USD", Symbol: "tBFTUSD", Kind: KindQuote, RecvTS: recv,
+			want := []market.Tick{goldenTick(market.Tick{Venue: "bitfinex", Instrument: "BFT-USD", Symbol: "tBFTUSD", Kind: market.KindQuote, RecvTS: recv,
 				BidPx: 0.068965, BidSz: 60157.36709703, AskPx: 0.0774, AskSz: 48578.50804052, Seq: 1})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
@@ -99,24 +101,24 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Book snapshot then recorded deltas (line 60: count 0, amount 1:
 			// remove the bid at 215350).
 			got = run(`[225206,[[277520,1,0.00383141],[215350,2,0.5],[279380,1,-0.0089],[282780,3,-1.25]],2]`)
-			base := Tick{Venue: "bitfinex", Instrument: "DOG-USD", Symbol: "tDOGUSD", RecvTS: recv, Seq: 2, Kind: KindSnapshot}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			base := market.Tick{Venue: "bitfinex", Instrument: "DOG-USD", Symbol: "tDOGUSD", RecvTS: recv, Seq: 2, Kind: market.KindSnapshot}
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
-			want = []Tick{lv(base, SideBuy, 277520, 0.00383141), lv(base, SideBuy, 215350, 0.5),
-				lv(base, SideSell, 279380, 0.0089), lv(base, SideSell, 282780, 1.25)}
+			want = []market.Tick{lv(base, market.SideBuy, 277520, 0.00383141), lv(base, market.SideBuy, 215350, 0.5),
+				lv(base, market.SideSell, 279380, 0.0089), lv(base, market.SideSell, 282780, 1.25)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("snapshot:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`[225206,[215350,0,1],3]`)
-			base.Kind, base.Seq = KindBookDelta, 3
-			if want := []Tick{lv(base, SideBuy, 215350, 0)}; !reflect.DeepEqual(got, want) {
+			base.Kind, base.Seq = market.KindBookDelta, 3
+			if want := []market.Tick{lv(base, market.SideBuy, 215350, 0)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("delete:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`[225206,[279380,2,-0.0189],4]`)
 			base.Seq = 4
-			if want := []Tick{lv(base, SideSell, 279380, 0.0189)}; !reflect.DeepEqual(got, want) {
+			if want := []market.Tick{lv(base, market.SideSell, 279380, 0.0189)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("ask update:\n got %+v\nwant %+v", got, want)
 			}
 			// Heartbeat and tu: nothing.
@@ -126,7 +128,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Trades (docs: [CHANNEL_ID, "te", [ID, MTS, AMOUNT, PRICE]]):
 			// negative amount: the taker sold.
 			got = run(`[17470,"te",[401597395,1574694475039,-0.005,7244.9],6]`)
-			want = []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BTC-USD", Symbol: "tBTCUSD", Kind: KindTrade, Side: SideSell,
+			want = []market.Tick{goldenTick(market.Tick{Venue: "bitfinex", Instrument: "BTC-USD", Symbol: "tBTCUSD", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1574694475039_000000, RecvTS: recv, Price: 7244.9, Size: 0.005, TradeID: 401597395, Seq: 6})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("te:\n got %+v\nwant %+v", got, want)
@@ -137,7 +139,7 @@ func TestBitfinexKnownFrames(t *testing.T) {
 			// Status (docs example): funding rate -0.01381344, mark 0.7664,
 			// spot 0.771995.
 			got = run(`[335856,[1596124822000,null,0.896,0.771995,null,1396531.67460709,null,1596153600000,0.0001056,6,null,-0.01381344,null,null,0.7664,null,null,100,null,null,null,-0.3,0.3],8]`)
-			want = []Tick{goldenTick(Tick{Venue: "bitfinex", Instrument: "BTC-USDT-PERP", Symbol: "tBTCF0:USTF0", Kind: KindFunding,
+			want = []market.Tick{goldenTick(market.Tick{Venue: "bitfinex", Instrument: "BTC-USDT-PERP", Symbol: "tBTCF0:USTF0", Kind: market.KindFunding,
 				ExchTS: 1596124822000_000000, RecvTS: recv, Price: -0.01381344, BidPx: 0.7664, AskPx: 0.771995, Seq: 8})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("status:\n got %+v\nwant %+v", got, want)
@@ -186,7 +188,7 @@ func TestBitfinexChecksum(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" || out[0].Seq != 5 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USD" || out[0].Seq != 5 {
 		t.Fatalf("bad checksum gave %+v, want one gap tick", out)
 	}
 	if r := resyncCount(reg, "checksum"); r != 1 {
@@ -206,7 +208,7 @@ func TestBitfinexChecksum(t *testing.T) {
 		t.Fatalf("withheld book gave %+v", out)
 	}
 	out, _ = f.Handle(7, []byte(`[11,"te",[1,1574694475039,0.01,7255.2],7]`), nil)
-	if len(out) != 1 || out[0].Kind != KindTrade || out[0].Side != SideBuy {
+	if len(out) != 1 || out[0].Kind != market.KindTrade || out[0].Side != market.SideBuy {
 		t.Fatalf("trade during resync: %+v", out)
 	}
 	// A second bad checksum on the old channel: no second gap.
@@ -217,11 +219,11 @@ func TestBitfinexChecksum(t *testing.T) {
 	f.Handle(9, []byte(`{"event":"unsubscribed","status":"OK","chanId":10}`), nil)
 	f.Handle(9, []byte(`{"event":"subscribed","channel":"book","chanId":12,"symbol":"tBTCUSD","prec":"P0","freq":"F0","len":"100","pair":"BTCUSD"}`), nil)
 	out, _ = f.Handle(10, []byte(`[12,[[7254.7,1,0.3],[7255.2,1,-0.5]],9]`), nil)
-	if k := kindCounts(out); k[KindSnapshot] != 2 || len(out) != 2 {
+	if k := kindCounts(out); k[market.KindSnapshot] != 2 || len(out) != 2 {
 		t.Fatalf("resnapshot gave %+v", out)
 	}
 	out, _ = f.Handle(11, []byte(`[12,[7254.7,0,1],10]`), nil)
-	if len(out) != 1 || out[0].Kind != KindBookDelta || out[0].Size != 0 {
+	if len(out) != 1 || out[0].Kind != market.KindBookDelta || out[0].Size != 0 {
 		t.Fatalf("delta after resnapshot: %+v", out)
 	}
 	if r := resyncCount(reg, ""); r != 1 {
@@ -245,7 +247,7 @@ func TestBitfinexSequenceGap(t *testing.T) {
 		t.Fatal(err)
 	}
 	// One gap tick for the instrument (book and trades share it), no delta.
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USD" {
 		t.Fatalf("gap gave %+v", out)
 	}
 	if r := resyncCount(reg, "gap"); r != 1 {
@@ -269,7 +271,7 @@ func TestBitfinexCrossed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(out) != 1 || out[0].Kind != KindGap {
+	if len(out) != 1 || out[0].Kind != market.KindGap {
 		t.Fatalf("crossed gave %+v", out)
 	}
 	if r := resyncCount(reg, "crossed"); r != 1 {
@@ -294,7 +296,7 @@ func TestBitfinexMalformed(t *testing.T) {
 	}
 	// The book is untouched: the next frame continues the sequence (1 → 2).
 	out, err := f.Handle(2, []byte(`[10,[7254.5,1,1],2]`), nil)
-	if err != nil || len(out) != 1 || out[0].Kind != KindBookDelta {
+	if err != nil || len(out) != 1 || out[0].Kind != market.KindBookDelta {
 		t.Fatalf("after malformed frames: %v %+v", err, out)
 	}
 }
@@ -302,9 +304,9 @@ func TestBitfinexMalformed(t *testing.T) {
 // bfxExpected counts, with encoding/json, what the recording should give:
 // a quote per ticker message, a snapshot tick per level of each book
 // snapshot (after the 100-level cut) and a delta per book update.
-func bfxExpected(t *testing.T, lines []capLine) map[Kind]int {
+func bfxExpected(t *testing.T, lines []capLine) map[market.Kind]int {
 	chans := map[float64]string{}
-	want := map[Kind]int{}
+	want := map[market.Kind]int{}
 	for _, l := range lines {
 		if l.body == nil {
 			continue
@@ -325,18 +327,18 @@ func bfxExpected(t *testing.T, lines []capLine) map[Kind]int {
 			}
 			switch chans[m[0].(float64)] {
 			case "ticker":
-				want[KindQuote]++
+				want[market.KindQuote]++
 			case "book":
 				if len(data) > 0 {
 					if _, snap := data[0].([]any); snap {
-						want[KindSnapshot] += len(data)
+						want[market.KindSnapshot] += len(data)
 						continue
 					}
 				}
 				if len(data) == 0 {
 					continue
 				}
-				want[KindBookDelta]++
+				want[market.KindBookDelta]++
 			}
 		}
 	}
@@ -383,7 +385,7 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		books := 0
 		seen := map[string]bool{}
 		for _, k := range before {
-			if k.Kind == KindSnapshot && !seen[k.Instrument] {
+			if k.Kind == market.KindSnapshot && !seen[k.Instrument] {
 				seen[k.Instrument] = true
 				books++
 			}
@@ -391,9 +393,9 @@ func TestBitfinexRecordedFile(t *testing.T) {
 		gaps := map[string]int{}
 		for _, k := range after {
 			switch k.Kind {
-			case KindGap:
+			case market.KindGap:
 				gaps[k.Instrument]++
-			case KindBookDelta, KindSnapshot:
+			case market.KindBookDelta, market.KindSnapshot:
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}

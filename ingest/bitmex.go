@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // BitMEX realtime API (wss://ws.bitmex.com/realtime): orderBookL2 (levels
@@ -24,7 +26,7 @@ func init() {
 }
 
 type bitmexLevel struct {
-	side Side
+	side market.Side
 	px   float64
 }
 
@@ -41,7 +43,7 @@ type BitmexFeed struct {
 type bitmexEntry struct {
 	s        *symEntry
 	id       uint64
-	side     Side
+	side     market.Side
 	px, sz   float64
 	hasPx    bool
 	hasSz    bool
@@ -138,17 +140,17 @@ func (f *BitmexFeed) Reset() {
 	clear(f.ids)
 }
 
-func (f *BitmexFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *BitmexFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("bitmex: no REST snapshots (orderBookL2 sends a partial)")
 }
 
-func (f *BitmexFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *BitmexFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	if bytes.Equal(frame, []byte("pong")) {
 		f.m.Frame()
 		f.m.Ignored("pong")
 		return out, nil
 	}
-	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
 		if perr := objectFields(root, bitmexKeys, r, "root"); perr != nil {
 			return out, perr
@@ -241,9 +243,9 @@ func (f *BitmexFeed) entries(data *jfield) *ParseError {
 			}
 			switch string(b) {
 			case "Buy":
-				e.side = SideBuy
+				e.side = market.SideBuy
 			case "Sell":
-				e.side = SideSell
+				e.side = market.SideSell
 			default:
 				return perrf(ReasonBadType, "side")
 			}
@@ -304,7 +306,7 @@ func bitmexTradeID(b []byte) uint64 {
 	return binary.BigEndian.Uint64(h[:8])
 }
 
-func (f *BitmexFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *BitmexFeed) trades(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if perr := f.entries(data); perr != nil {
 		return out, perr
 	}
@@ -314,7 +316,7 @@ func (f *BitmexFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *Pars
 		}
 	}
 	for _, e := range f.ent {
-		t := f.newTick(e.s, KindTrade, recv, e.ts)
+		t := f.newTick(e.s, market.KindTrade, recv, e.ts)
 		t.Side, t.Price, t.Size, t.TradeID = e.side, e.px, e.sz, e.tradeID
 		t.ComputeID()
 		out = append(out, t)
@@ -322,12 +324,12 @@ func (f *BitmexFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *Pars
 	return out, nil
 }
 
-func (f *BitmexFeed) quotes(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *BitmexFeed) quotes(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if perr := f.entries(data); perr != nil {
 		return out, perr
 	}
 	for _, e := range f.ent {
-		t := f.newTick(e.s, KindQuote, recv, e.ts)
+		t := f.newTick(e.s, market.KindQuote, recv, e.ts)
 		t.BidPx, t.BidSz, t.AskPx, t.AskSz = e.bid[0], e.bid[1], e.ask[0], e.ask[1]
 		t.ComputeID()
 		out = append(out, t)
@@ -339,7 +341,7 @@ func (f *BitmexFeed) resubscribe(sym string) {
 	f.outbox = append(f.outbox, bitmexOp("unsubscribe", "orderBookL2:"+sym), bitmexOp("subscribe", "orderBookL2:"+sym))
 }
 
-func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if perr := f.entries(data); perr != nil {
 		return out, perr
 	}
@@ -399,7 +401,7 @@ func (f *BitmexFeed) book(recv int64, action, filterSym []byte, data *jfield, ou
 	return out, nil
 }
 
-func (f *BitmexFeed) bookChanges(recv int64, act string, s *symEntry, ents []bitmexEntry, out []Tick) []Tick {
+func (f *BitmexFeed) bookChanges(recv int64, act string, s *symEntry, ents []bitmexEntry, out []market.Tick) []market.Tick {
 	bk := f.feedCore.book(s)
 	if !bk.synced {
 		return out

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestNormalizeBitmex(t *testing.T) {
@@ -43,39 +45,39 @@ func TestBitmexKnownFrames(t *testing.T) {
 			}
 			// Recorded trade: side is the taker's; trdMatchID's first 8 bytes.
 			got := run(`{"table":"trade","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"UNIUSDT","side":"Buy","size":52,"price":17.297,"tickDirection":"PlusTick","trdMatchID":"39744121-c20e-44ba-8cc8-a6b8cdf72885","grossValue":899444,"homeNotional":16.73101673101673,"foreignNotional":289.39639639639637}]}`)
-			want := []Tick{goldenTick(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindTrade, Side: SideBuy,
+			want := []market.Tick{goldenTick(market.Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1626993370014_000000, RecvTS: recv, Price: 17.297, Size: 52, TradeID: 0x39744121c20e44ba})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"table":"quote","action":"insert","data":[{"timestamp":"2021-07-22T22:36:10.014Z","symbol":"UNIUSDT","bidSize":750,"bidPrice":17.277,"askPrice":17.297,"askSize":123}]}`)
-			want = []Tick{goldenTick(Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: KindQuote,
+			want = []market.Tick{goldenTick(market.Tick{Venue: "bitmex", Instrument: "UNI-USDT-PERP", Symbol: "UNIUSDT", Kind: market.KindQuote,
 				ExchTS: 1626993370014_000000, RecvTS: recv, BidPx: 17.277, BidSz: 750, AskPx: 17.297, AskSz: 123})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("quote:\n got %+v\nwant %+v", got, want)
 			}
 			// Book by ids; the update and delete carry no price.
 			got = run(`{"table":"orderBookL2","action":"partial","filter":{"symbol":"BCHUSD"},"data":[{"symbol":"BCHUSD","id":40199991243,"side":"Buy","size":2000,"price":437.85},{"symbol":"BCHUSD","id":40199991245,"side":"Buy","size":10,"price":437.55},{"symbol":"BCHUSD","id":40199991100,"side":"Sell","size":7,"price":440}]}`)
-			base := Tick{Venue: "bitmex", Instrument: "BCH-USD-PERP", Symbol: "BCHUSD", Kind: KindSnapshot, RecvTS: recv}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			base := market.Tick{Venue: "bitmex", Instrument: "BCH-USD-PERP", Symbol: "BCHUSD", Kind: market.KindSnapshot, RecvTS: recv}
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
-			want = []Tick{lv(base, SideBuy, 437.85, 2000), lv(base, SideBuy, 437.55, 10), lv(base, SideSell, 440, 7)}
+			want = []market.Tick{lv(base, market.SideBuy, 437.85, 2000), lv(base, market.SideBuy, 437.55, 10), lv(base, market.SideSell, 440, 7)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("partial:\n got %+v\nwant %+v", got, want)
 			}
-			base.Kind = KindBookDelta
+			base.Kind = market.KindBookDelta
 			got = run(`{"table":"orderBookL2","action":"update","data":[{"symbol":"BCHUSD","id":40199991243,"side":"Buy","size":2104}]}`)
-			if want := []Tick{lv(base, SideBuy, 437.85, 2104)}; !reflect.DeepEqual(got, want) {
+			if want := []market.Tick{lv(base, market.SideBuy, 437.85, 2104)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("update:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"table":"orderBookL2","action":"delete","data":[{"symbol":"BCHUSD","id":40199991245,"side":"Buy"}]}`)
-			if want := []Tick{lv(base, SideBuy, 437.55, 0)}; !reflect.DeepEqual(got, want) {
+			if want := []market.Tick{lv(base, market.SideBuy, 437.55, 0)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("delete:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"table":"orderBookL2","action":"insert","data":[{"symbol":"BCHUSD","id":40199991000,"side":"Sell","size":3,"price":439.5}]}`)
-			if want := []Tick{lv(base, SideSell, 439.5, 3)}; !reflect.DeepEqual(got, want) {
+			if want := []market.Tick{lv(base, market.SideSell, 439.5, 3)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("insert:\n got %+v\nwant %+v", got, want)
 			}
 		})
@@ -89,7 +91,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 	f.Handle(1, []byte(bitmexPartialB), nil)
 	// An update of an id the book never had: a lost insert.
 	out, _ := f.Handle(2, []byte(`{"table":"orderBookL2","action":"update","data":[{"symbol":"XBTUSD","id":9,"side":"Buy","size":1}]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	ob := f.Outbox(nil)
@@ -103,7 +105,7 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("partial: %+v", out)
 	}
 	out, _ = f.Handle(5, []byte(`{"table":"orderBookL2","action":"insert","data":[{"symbol":"XBTUSD","id":4,"side":"Buy","size":1,"price":101.5}]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 	bad := []string{``, `[]`, `pong2`, `{"table":"trade"}`, `{"table":"trade","action":"insert","data":{}}`,
@@ -127,8 +129,8 @@ func TestBitmexGapCrossedMalformed(t *testing.T) {
 // bitmexExpected counts with encoding/json: a trade per inserted trade, a
 // quote per quote entry, the distinct levels of each partial and a delta per
 // insert/update/delete entry of a symbol whose partial came.
-func bitmexExpected(t *testing.T, lines []capLine) map[Kind]int {
-	want := map[Kind]int{}
+func bitmexExpected(t *testing.T, lines []capLine) map[market.Kind]int {
+	want := map[market.Kind]int{}
 	live := map[string]bool{}
 	for _, l := range lines {
 		if l.body == nil || string(l.body) == "pong" {
@@ -147,10 +149,10 @@ func bitmexExpected(t *testing.T, lines []capLine) map[Kind]int {
 		switch m.Table {
 		case "trade":
 			if m.Action == "insert" {
-				want[KindTrade] += len(m.Data)
+				want[market.KindTrade] += len(m.Data)
 			}
 		case "quote":
-			want[KindQuote] += len(m.Data)
+			want[market.KindQuote] += len(m.Data)
 		case "orderBookL2":
 			if m.Action == "partial" {
 				px := map[[2]any]bool{}
@@ -158,12 +160,12 @@ func bitmexExpected(t *testing.T, lines []capLine) map[Kind]int {
 					live[d.Symbol] = true
 					px[[2]any{d.Side, d.Price}] = true
 				}
-				want[KindSnapshot] += len(px)
+				want[market.KindSnapshot] += len(px)
 				continue
 			}
 			for _, d := range m.Data {
 				if live[d.Symbol] {
-					want[KindBookDelta]++
+					want[market.KindBookDelta]++
 				}
 			}
 		}
@@ -219,10 +221,10 @@ func TestBitmexRecordedFile(t *testing.T) {
 				continue
 			}
 			switch k.Kind {
-			case KindGap:
+			case market.KindGap:
 				gaps++
 				seenGap = true
-			case KindBookDelta, KindSnapshot:
+			case market.KindBookDelta, market.KindSnapshot:
 				if seenGap {
 					t.Fatalf("book tick after the gap: %+v", k)
 				}

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // VenueBitstamp is Bitstamp (websocket v2).
@@ -150,7 +152,7 @@ func (f *BitstampFeed) requestSnapshot(pair string) {
 }
 
 // Handle implements Feed.
-func (f *BitstampFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *BitstampFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	f.m.Frame()
 	n := len(out)
 	out, perr := f.handle(recv, frame, out)
@@ -159,7 +161,7 @@ func (f *BitstampFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, err
 
 var bitstampKeys = []string{"event", "channel", "data"}
 
-func (f *BitstampFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *ParseError) {
+func (f *BitstampFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, typ, perr := f.parseRoot(frame)
 	if perr != nil {
 		return out, perr
@@ -229,7 +231,7 @@ func microTime(fl *jfield, field string) (int64, *ParseError) {
 	return int64(v) * 1000, nil
 }
 
-func (f *BitstampFeed) trade(recv int64, pair string, out []Tick) ([]Tick, *ParseError) {
+func (f *BitstampFeed) trade(recv int64, pair string, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.sym([]byte(pair), "channel")
 	if perr != nil {
 		return out, perr
@@ -238,7 +240,7 @@ func (f *BitstampFeed) trade(recv int64, pair string, out []Tick) ([]Tick, *Pars
 	if perr := objectFields(&f.f[2], bitstampTradeKeys, d, "data"); perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindTrade, recv, 0)
+	t := f.newTick(s, market.KindTrade, recv, 0)
 	if t.TradeID, perr = d[0].uint("id"); perr != nil {
 		return out, perr
 	}
@@ -254,9 +256,9 @@ func (f *BitstampFeed) trade(recv int64, pair string, out []Tick) ([]Tick, *Pars
 	}
 	switch typ { // the taker's side
 	case 0:
-		t.Side = SideBuy
+		t.Side = market.SideBuy
 	case 1:
-		t.Side = SideSell
+		t.Side = market.SideSell
 	default:
 		return out, &ParseError{Reason: ReasonBadNumber, Field: "type"}
 	}
@@ -276,7 +278,7 @@ func (f *BitstampFeed) levels(obj *jfield) (int64, *ParseError) {
 		return 0, perr
 	}
 	f.lv = f.lv[:0]
-	for i, side := range [2]Side{SideBuy, SideSell} {
+	for i, side := range [2]market.Side{market.SideBuy, market.SideSell} {
 		if d[i].typ == simdjson.TypeNone {
 			return 0, &ParseError{Reason: ReasonMissingField, Field: bitstampBookKeys[i]}
 		}
@@ -287,7 +289,7 @@ func (f *BitstampFeed) levels(obj *jfield) (int64, *ParseError) {
 	return microTime(&d[2], "microtimestamp")
 }
 
-func (f *BitstampFeed) diff(recv int64, pair string, out []Tick) ([]Tick, *ParseError) {
+func (f *BitstampFeed) diff(recv int64, pair string, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.sym([]byte(pair), "channel")
 	if perr != nil {
 		return out, perr
@@ -323,7 +325,7 @@ func cloneLevels(lv []parsedLevel) []parsedLevel {
 }
 
 // apply applies f.lv (a diff with microtimestamp mt) to a synced book.
-func (f *BitstampFeed) apply(recv, mt int64, b *bookState, p *bitstampPending, out []Tick) []Tick {
+func (f *BitstampFeed) apply(recv, mt int64, b *bookState, p *bitstampPending, out []market.Tick) []market.Tick {
 	n := len(out)
 	if mt <= p.snapMT {
 		// Already in the snapshot (a diff delivered after it was fetched).
@@ -335,7 +337,7 @@ func (f *BitstampFeed) apply(recv, mt int64, b *bookState, p *bitstampPending, o
 		f.requestSnapshot(b.sym.symbol)
 		return out
 	}
-	out = f.applyLevels(out, b, KindBookDelta, uint64(mt/1000), recv, mt, false)
+	out = f.applyLevels(out, b, market.KindBookDelta, uint64(mt/1000), recv, mt, false)
 	p.lastMT = mt
 	if b.Crossed() {
 		out = f.outOfSync(out, n, b, "crossed", recv, mt, uint64(mt/1000))
@@ -347,14 +349,14 @@ func (f *BitstampFeed) apply(recv, mt int64, b *bookState, p *bitstampPending, o
 // HandleSnapshot implements Feed: the body of /api/v2/order_book/<pair>.
 // req.Symbol is the pair; when empty (a recorded snapshot replayed) it is
 // taken from the URL's last path element.
-func (f *BitstampFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *BitstampFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	f.m.Frame()
 	n := len(out)
 	out, perr := f.snapshot(recv, req, body, out)
 	return f.finish(out, n, perr)
 }
 
-func (f *BitstampFeed) snapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, *ParseError) {
+func (f *BitstampFeed) snapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, *ParseError) {
 	pair := req.Symbol
 	if pair == "" {
 		pair = req.URL[strings.LastIndexByte(req.URL, '/')+1:]
@@ -376,7 +378,7 @@ func (f *BitstampFeed) snapshot(recv int64, req SnapshotRequest, body []byte, ou
 	p := f.pending(s.symbol)
 	b.Clear()
 	n := len(out)
-	out = f.applyLevels(out, b, KindSnapshot, uint64(mt/1000), recv, mt, false)
+	out = f.applyLevels(out, b, market.KindSnapshot, uint64(mt/1000), recv, mt, false)
 	b.synced = true
 	p.requested = false
 	p.lastMT, p.snapMT = mt, mt

@@ -9,6 +9,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestBitstampGolden(t *testing.T) {
@@ -16,7 +18,7 @@ func TestBitstampGolden(t *testing.T) {
 	for path, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
 		// Recorded: type 0 is a buy (the taker bought).
 		out, err := f.Handle(recv, []byte(`{"data":{"id":216000477,"timestamp":"1641343699","amount":0.0792,"amount_str":"0.07920000","price":3805.44,"price_str":"3805.44","type":0,"microtimestamp":"1641343699596000","buy_order_id":1443875737346049,"sell_order_id":1443875731320832},"channel":"live_trades_ethusd","event":"trade"}`), nil)
-		want := []Tick{goldenTick(Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", Kind: KindTrade, Side: SideBuy,
+		want := []market.Tick{goldenTick(market.Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", Kind: market.KindTrade, Side: market.SideBuy,
 			ExchTS: 1641343699_596000000, RecvTS: recv, Price: 3805.44, Size: 0.0792, TradeID: 216000477})}
 		if err != nil || !reflect.DeepEqual(out, want) {
 			t.Fatalf("%s trade: %+v %v", path, out, err)
@@ -40,15 +42,15 @@ func TestBitstampGolden(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		sn := Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", ExchTS: 1641343699_500000000, RecvTS: recv + 1, Seq: 1641343699500000}
-		dl := Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", Kind: KindBookDelta, ExchTS: 1641343700_000002000, RecvTS: recv, Seq: 1641343700000002}
-		mk := func(base Tick, kind Kind, side Side, px, sz float64) Tick {
+		sn := market.Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", ExchTS: 1641343699_500000000, RecvTS: recv + 1, Seq: 1641343699500000}
+		dl := market.Tick{Venue: "bitstamp", Instrument: "ETH-USD", Symbol: "ethusd", Kind: market.KindBookDelta, ExchTS: 1641343700_000002000, RecvTS: recv, Seq: 1641343700000002}
+		mk := func(base market.Tick, kind market.Kind, side market.Side, px, sz float64) market.Tick {
 			base.Kind, base.Side, base.Price, base.Size = kind, side, px, sz
 			return goldenTick(base)
 		}
-		want = []Tick{
-			mk(sn, KindSnapshot, SideBuy, 3805, 2), mk(sn, KindSnapshot, SideSell, 3806, 1), mk(sn, KindSnapshot, SideSell, 3807.5, 3),
-			mk(dl, KindBookDelta, SideBuy, 3800, 1.5), mk(dl, KindBookDelta, SideSell, 3806, 0),
+		want = []market.Tick{
+			mk(sn, market.KindSnapshot, market.SideBuy, 3805, 2), mk(sn, market.KindSnapshot, market.SideSell, 3806, 1), mk(sn, market.KindSnapshot, market.SideSell, 3807.5, 3),
+			mk(dl, market.KindBookDelta, market.SideBuy, 3800, 1.5), mk(dl, market.KindBookDelta, market.SideSell, 3806, 0),
 		}
 		if !reflect.DeepEqual(out, want) {
 			t.Fatalf("%s snapshot:\n got %+v\nwant %+v", path, out, want)
@@ -57,13 +59,13 @@ func TestBitstampGolden(t *testing.T) {
 			t.Fatalf("%s: stale diff not counted", path)
 		}
 		bk := f.Feed.(*BitstampFeed).books["ethusd"]
-		if bid, ask, _ := bk.Best(); bid.Px != 3805 || ask.Px != 3807.5 || bk.Len(SideBuy) != 2 {
+		if bid, ask, _ := bk.Best(); bid.Px != 3805 || ask.Px != 3807.5 || bk.Len(market.SideBuy) != 2 {
 			t.Fatalf("%s: book %v/%v", path, bid, ask)
 		}
 		// A diff older than the last applied one: gap, resnapshot.
 		old := `{"data":{"timestamp":"1641343700","microtimestamp":"1641343700000001","bids":[],"asks":[["3808.00","1.00000000"]]},"channel":"diff_order_book_ethusd","event":"data"}`
 		out, err = f.Handle(recv+2, []byte(old), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindGap || f.resyncs("gap") != 1 {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindGap || f.resyncs("gap") != 1 {
 			t.Fatalf("%s: out-of-order diff: %+v %v", path, out, err)
 		}
 		if reqs := f.SnapshotRequests(nil); len(reqs) != 1 {
@@ -73,7 +75,7 @@ func TestBitstampGolden(t *testing.T) {
 		f.HandleSnapshot(recv+3, SnapshotRequest{URL: "https://www.bitstamp.net/api/v2/order_book/ethusd"}, []byte(body), nil)
 		cross := `{"data":{"timestamp":"1641343701","microtimestamp":"1641343701000000","bids":[["3806.50","1.00000000"]],"asks":[]},"channel":"diff_order_book_ethusd","event":"data"}`
 		out, err = f.Handle(recv+4, []byte(cross), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindGap || f.resyncs("crossed") != 1 {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindGap || f.resyncs("crossed") != 1 {
 			t.Fatalf("%s: crossing diff: %+v %v", path, out, err)
 		}
 	}
@@ -154,9 +156,9 @@ func testBitstampReplay(t *testing.T, ws, http string) {
 	for _, l := range lines {
 		ref.apply(l)
 	}
-	got := map[string][]Tick{}
+	got := map[string][]market.Tick{}
 	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{}) {
-		var ticks []Tick
+		var ticks []market.Tick
 		for _, l := range lines {
 			var err error
 			if l.url != "" {
@@ -173,8 +175,8 @@ func testBitstampReplay(t *testing.T, ws, http string) {
 			t.Errorf("%s: %v malformed, %v resyncs", name, f.malformedTotal(), f.resyncTotal())
 		}
 		kc := kindCounts(ticks)
-		if kc[KindSnapshot] != ref.snaps || kc[KindBookDelta] != ref.deltas || kc[KindTrade] != 10 || kc[KindGap] != 0 {
-			t.Errorf("%s: snapshot/delta/trade/gap %d/%d/%d/%d, reference %d/%d/10/0", name, kc[KindSnapshot], kc[KindBookDelta], kc[KindTrade], kc[KindGap], ref.snaps, ref.deltas)
+		if kc[market.KindSnapshot] != ref.snaps || kc[market.KindBookDelta] != ref.deltas || kc[market.KindTrade] != 10 || kc[market.KindGap] != 0 {
+			t.Errorf("%s: snapshot/delta/trade/gap %d/%d/%d/%d, reference %d/%d/10/0", name, kc[market.KindSnapshot], kc[market.KindBookDelta], kc[market.KindTrade], kc[market.KindGap], ref.snaps, ref.deltas)
 		}
 		if int(f.ignored("stale_diff")) != ref.stale || ref.stale == 0 {
 			t.Errorf("%s: %v stale diffs, reference %d", name, f.ignored("stale_diff"), ref.stale)
@@ -203,7 +205,7 @@ func TestBitstampLiveOrder(t *testing.T) {
 	snaps := readCapture(t, venueTestdata("bitstamp", "BITSTAMP.http.0.0.gz"))
 	for name, f := range feedsPerPath(t, VenueBitstamp, FeedConfig{RESTEndpoint: "http://127.0.0.1:1/"}) {
 		out := replayFeed(t, f, ws)
-		if kc := kindCounts(out); kc[KindBookDelta] != 0 || kc[KindTrade] != 10 {
+		if kc := kindCounts(out); kc[market.KindBookDelta] != 0 || kc[market.KindTrade] != 10 {
 			t.Fatalf("%s: %v before snapshots", name, kc)
 		}
 		reqs := f.SnapshotRequests(nil)
@@ -223,7 +225,7 @@ func TestBitstampLiveOrder(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			deltas += kindCounts(out)[KindBookDelta]
+			deltas += kindCounts(out)[market.KindBookDelta]
 		}
 		if f.resyncTotal() != 0 || deltas == 0 {
 			t.Fatalf("%s: %v resyncs, %d deltas from buffered diffs", name, f.resyncTotal(), deltas)

@@ -1,6 +1,10 @@
 package ingest
 
-import "sort"
+import (
+	"sort"
+
+	"github.com/signald-dev/signald/market"
+)
 
 // Level is one price level of a Book. PxText and SzText keep the venue's
 // own text of the numbers for venues whose checksum is computed over it
@@ -19,12 +23,12 @@ type Book struct {
 	asks []Level // best (lowest) first
 }
 
-// Set sets the level at px on side (SideBuy: bids, SideSell: asks) to sz;
+// Set sets the level at px on side (market.SideBuy: bids, market.SideSell: asks) to sz;
 // sz == 0 removes the level. pxText and szText may be empty.
-func (b *Book) Set(side Side, px, sz float64, pxText, szText string) {
+func (b *Book) Set(side market.Side, px, sz float64, pxText, szText string) {
 	lv := &b.asks
 	better := func(a, p float64) bool { return a < p }
-	if side == SideBuy {
+	if side == market.SideBuy {
 		lv = &b.bids
 		better = func(a, p float64) bool { return a > p }
 	}
@@ -49,8 +53,8 @@ func (b *Book) Set(side Side, px, sz float64, pxText, szText string) {
 func (b *Book) Clear() { b.bids, b.asks = b.bids[:0], b.asks[:0] }
 
 // Len is the number of levels on side.
-func (b *Book) Len(side Side) int {
-	if side == SideBuy {
+func (b *Book) Len(side market.Side) int {
+	if side == market.SideBuy {
 		return len(b.bids)
 	}
 	return len(b.asks)
@@ -58,8 +62,8 @@ func (b *Book) Len(side Side) int {
 
 // Side returns the levels of side, best first. The slice is the book's
 // own: do not modify it, and do not keep it across Set.
-func (b *Book) Side(side Side) []Level {
-	if side == SideBuy {
+func (b *Book) Side(side market.Side) []Level {
+	if side == market.SideBuy {
 		return b.bids
 	}
 	return b.asks

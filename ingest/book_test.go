@@ -4,6 +4,8 @@ import (
 	"math/rand/v2"
 	"sort"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // TestBookMatchesMap drives a Book and a map with the same random updates and
@@ -11,11 +13,11 @@ import (
 func TestBookMatchesMap(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	var b Book
-	ref := map[Side]map[float64]float64{SideBuy: {}, SideSell: {}}
+	ref := map[market.Side]map[float64]float64{market.SideBuy: {}, market.SideSell: {}}
 	for i := range 20000 {
-		side := SideBuy
+		side := market.SideBuy
 		if r.IntN(2) == 0 {
-			side = SideSell
+			side = market.SideSell
 		}
 		px := float64(100 + r.IntN(50))
 		sz := float64(r.IntN(4)) // 0 removes
@@ -25,13 +27,13 @@ func TestBookMatchesMap(t *testing.T) {
 		} else {
 			ref[side][px] = sz
 		}
-		for _, s := range []Side{SideBuy, SideSell} {
+		for _, s := range []market.Side{market.SideBuy, market.SideSell} {
 			var want []float64
 			for p := range ref[s] {
 				want = append(want, p)
 			}
 			sort.Float64s(want)
-			if s == SideBuy {
+			if s == market.SideBuy {
 				sort.Sort(sort.Reverse(sort.Float64Slice(want)))
 			}
 			got := b.Side(s)
@@ -49,9 +51,9 @@ func TestBookMatchesMap(t *testing.T) {
 
 func TestBookCrossedAndTruncate(t *testing.T) {
 	var b Book
-	b.Set(SideBuy, 100, 1, "100.0", "1")
-	b.Set(SideBuy, 99, 2, "", "")
-	b.Set(SideSell, 101, 1, "", "")
+	b.Set(market.SideBuy, 100, 1, "100.0", "1")
+	b.Set(market.SideBuy, 99, 2, "", "")
+	b.Set(market.SideSell, 101, 1, "", "")
 	if b.Crossed() {
 		t.Fatal("100/101 reported crossed")
 	}
@@ -59,13 +61,13 @@ func TestBookCrossedAndTruncate(t *testing.T) {
 	if !ok || bid.Px != 100 || bid.PxText != "100.0" || ask.Px != 101 {
 		t.Fatalf("best %v %v %v", bid, ask, ok)
 	}
-	b.Set(SideSell, 100, 1, "", "")
+	b.Set(market.SideSell, 100, 1, "", "")
 	if !b.Crossed() {
 		t.Fatal("bid 100 ask 100 not reported crossed")
 	}
 	b.Truncate(1)
-	if b.Len(SideBuy) != 1 || b.Len(SideSell) != 1 {
-		t.Fatalf("truncate: %d/%d levels", b.Len(SideBuy), b.Len(SideSell))
+	if b.Len(market.SideBuy) != 1 || b.Len(market.SideSell) != 1 {
+		t.Fatalf("truncate: %d/%d levels", b.Len(market.SideBuy), b.Len(market.SideSell))
 	}
 	b.Clear()
 	if _, _, ok := b.Best(); ok {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // bookRebuilder rebuilds books from published tick batches the way a
@@ -12,7 +14,7 @@ import (
 // snapshot, and crossed books.
 //
 // Conventions it checks (the ones the Feed contract gives): a batch's first
-// KindSnapshot tick of an instrument starts a new book for it; KindGap
+// market.KindSnapshot tick of an instrument starts a new book for it; market.KindGap
 // invalidates the instrument's book until then.
 type bookRebuilder struct {
 	books  map[string]*Book
@@ -34,22 +36,22 @@ func (r *bookRebuilder) book(inst string) *Book {
 	return b
 }
 
-func (r *bookRebuilder) apply(batch []Tick) {
+func (r *bookRebuilder) apply(batch []market.Tick) {
 	started := map[string]bool{}
 	for _, t := range batch {
 		switch t.Kind {
-		case KindGap:
+		case market.KindGap:
 			r.gaps[t.Instrument]++
 			r.synced[t.Instrument] = false
 			r.book(t.Instrument).Clear()
-		case KindSnapshot:
+		case market.KindSnapshot:
 			if !started[t.Instrument] {
 				started[t.Instrument] = true
 				r.book(t.Instrument).Clear()
 				r.synced[t.Instrument] = true
 			}
 			r.book(t.Instrument).Set(t.Side, t.Price, t.Size, "", "")
-		case KindBookDelta:
+		case market.KindBookDelta:
 			if !r.synced[t.Instrument] {
 				r.errs = append(r.errs, fmt.Sprintf("%s: delta (seq %d) while out of sync", t.Instrument, t.Seq))
 				continue
@@ -67,7 +69,7 @@ func (r *bookRebuilder) apply(batch []Tick) {
 // bookString renders a book for comparison.
 func bookString(b *Book) string {
 	var sb strings.Builder
-	for _, side := range []Side{SideBuy, SideSell} {
+	for _, side := range []market.Side{market.SideBuy, market.SideSell} {
 		for _, l := range b.Side(side) {
 			fmt.Fprintf(&sb, "%s %v %v\n", side, l.Px, l.Sz)
 		}
@@ -80,9 +82,9 @@ type refBook struct{ bids, asks map[float64]float64 }
 
 func newRefBook() *refBook { return &refBook{map[float64]float64{}, map[float64]float64{}} }
 
-func (r *refBook) set(side Side, px, sz float64) {
+func (r *refBook) set(side market.Side, px, sz float64) {
 	m := r.asks
-	if side == SideBuy {
+	if side == market.SideBuy {
 		m = r.bids
 	}
 	if sz == 0 {
@@ -95,10 +97,10 @@ func (r *refBook) set(side Side, px, sz float64) {
 func (r *refBook) String() string {
 	var sb strings.Builder
 	for _, s := range []struct {
-		side Side
+		side market.Side
 		m    map[float64]float64
 		desc bool
-	}{{SideBuy, r.bids, true}, {SideSell, r.asks, false}} {
+	}{{market.SideBuy, r.bids, true}, {market.SideSell, r.asks, false}} {
 		px := make([]float64, 0, len(s.m))
 		for p := range s.m {
 			px = append(px, p)

@@ -8,6 +8,8 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Venue names of the Bybit v5 public markets.
@@ -164,7 +166,7 @@ func (f *BybitFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 }
 
 // HandleSnapshot implements Feed: Bybit sends snapshots on the websocket.
-func (f *BybitFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []Tick) ([]Tick, error) {
+func (f *BybitFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("bybit: no REST snapshots are requested (got %s)", req.URL)
 }
 
@@ -175,7 +177,7 @@ func (f *BybitFeed) Reset() {
 }
 
 // Handle implements Feed.
-func (f *BybitFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *BybitFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	f.m.Frame()
 	n := len(out)
 	out, perr := f.handle(recv, frame, out)
@@ -184,7 +186,7 @@ func (f *BybitFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error)
 
 var bybitKeys = []string{"topic", "type", "ts", "data", "op", "success"}
 
-func (f *BybitFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *ParseError) {
+func (f *BybitFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, typ, perr := f.parseRoot(frame)
 	if perr != nil {
 		return out, perr
@@ -248,7 +250,7 @@ func tradeID(b []byte) uint64 {
 
 var bybitTradeKeys = []string{"T", "s", "S", "v", "p", "i"}
 
-func (f *BybitFeed) trades(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *BybitFeed) trades(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, perr := f.f[3].arrayIter("data")
 	if perr != nil {
 		return out, perr
@@ -270,7 +272,7 @@ func (f *BybitFeed) trades(recv int64, out []Tick) ([]Tick, *ParseError) {
 		if perr != nil {
 			return out, perr
 		}
-		t := f.newTick(s, KindTrade, recv, 0)
+		t := f.newTick(s, market.KindTrade, recv, 0)
 		if t.ExchTS, perr = d[0].msTime("T"); perr != nil {
 			return out, perr
 		}
@@ -293,23 +295,23 @@ func (f *BybitFeed) trades(recv int64, out []Tick) ([]Tick, *ParseError) {
 	}
 }
 
-func bybitSide(fl *jfield) (Side, *ParseError) {
+func bybitSide(fl *jfield) (market.Side, *ParseError) {
 	b, perr := fl.str("S")
 	if perr != nil {
 		return 0, perr
 	}
 	switch string(b) {
 	case "Buy":
-		return SideBuy, nil
+		return market.SideBuy, nil
 	case "Sell":
-		return SideSell, nil
+		return market.SideSell, nil
 	}
 	return 0, &ParseError{Reason: ReasonBadType, Field: "S"}
 }
 
 var bybitBookKeys = []string{"s", "b", "a", "u", "seq"}
 
-func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []Tick) ([]Tick, *ParseError) {
+func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []market.Tick) ([]market.Tick, *ParseError) {
 	typ, perr := f.f[1].str("type")
 	if perr != nil {
 		return out, perr
@@ -331,10 +333,10 @@ func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []Tick) ([]Tick, *Pa
 		return out, perr
 	}
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&d[1], SideBuy, "b"); perr != nil {
+	if perr := f.levelArray(&d[1], market.SideBuy, "b"); perr != nil {
 		return out, perr
 	}
-	if perr := f.levelArray(&d[2], SideSell, "a"); perr != nil {
+	if perr := f.levelArray(&d[2], market.SideSell, "a"); perr != nil {
 		return out, perr
 	}
 	u, perr := d[3].uint("u")
@@ -364,11 +366,11 @@ func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []Tick) ([]Tick, *Pa
 			bk.Set(l.side, l.px, l.sz, "", "")
 		}
 		bk.Truncate(1)
-		t := f.newTick(s, KindQuote, recv, ts)
-		if lv := bk.Side(SideBuy); len(lv) > 0 {
+		t := f.newTick(s, market.KindQuote, recv, ts)
+		if lv := bk.Side(market.SideBuy); len(lv) > 0 {
 			t.BidPx, t.BidSz = lv[0].Px, lv[0].Sz
 		}
-		if lv := bk.Side(SideSell); len(lv) > 0 {
+		if lv := bk.Side(market.SideSell); len(lv) > 0 {
 			t.AskPx, t.AskSz = lv[0].Px, lv[0].Sz
 		}
 		t.Seq = seq
@@ -379,7 +381,7 @@ func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []Tick) ([]Tick, *Pa
 	n := len(out)
 	if snapshot {
 		b.Clear()
-		out = f.applyLevels(out, b, KindSnapshot, seq, recv, ts, false)
+		out = f.applyLevels(out, b, market.KindSnapshot, seq, recv, ts, false)
 		b.synced = true
 	} else {
 		if !b.synced {
@@ -391,7 +393,7 @@ func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []Tick) ([]Tick, *Pa
 			f.resubscribe(s.symbol)
 			return out, nil
 		}
-		out = f.applyLevels(out, b, KindBookDelta, seq, recv, ts, false)
+		out = f.applyLevels(out, b, market.KindBookDelta, seq, recv, ts, false)
 	}
 	b.Truncate(BybitBookDepth)
 	b.seq, b.seqOK = u, true
@@ -412,9 +414,9 @@ func (f *BybitFeed) resubscribe(symbol string) {
 
 var bybitTickerKeys = []string{"symbol", "fundingRate"}
 
-// ticker gives a KindFunding tick when the message carries fundingRate
+// ticker gives a market.KindFunding tick when the message carries fundingRate
 // (deltas carry only changed fields).
-func (f *BybitFeed) ticker(recv, ts int64, out []Tick) ([]Tick, *ParseError) {
+func (f *BybitFeed) ticker(recv, ts int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(bybitTickerKeys)]
 	if perr := objectFields(&f.f[3], bybitTickerKeys, d, "data"); perr != nil {
 		return out, perr
@@ -431,7 +433,7 @@ func (f *BybitFeed) ticker(recv, ts int64, out []Tick) ([]Tick, *ParseError) {
 		f.m.Ignored("ticker_without_funding")
 		return out, nil
 	}
-	t := f.newTick(s, KindFunding, recv, ts)
+	t := f.newTick(s, market.KindFunding, recv, ts)
 	if t.Price, perr = d[1].num("fundingRate"); perr != nil {
 		return out, perr
 	}
@@ -442,8 +444,8 @@ func (f *BybitFeed) ticker(recv, ts int64, out []Tick) ([]Tick, *ParseError) {
 var bybitLiqKeys = []string{"T", "s", "S", "v", "p"}
 
 // liquidations: S is the side of the liquidated position ("Buy": a long
-// was liquidated), so the forced order, Tick.Side, is the other side.
-func (f *BybitFeed) liquidations(recv int64, out []Tick) ([]Tick, *ParseError) {
+// was liquidated), so the forced order, market.Tick.Side, is the other side.
+func (f *BybitFeed) liquidations(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	data := f.f[3]
 	var it simdjson.Iter
 	single := data.typ == simdjson.TypeObject // the older liquidation topic
@@ -482,7 +484,7 @@ func (f *BybitFeed) liquidations(recv int64, out []Tick) ([]Tick, *ParseError) {
 		if perr != nil {
 			return out, perr
 		}
-		t := f.newTick(s, KindLiquidation, recv, 0)
+		t := f.newTick(s, market.KindLiquidation, recv, 0)
 		if t.ExchTS, perr = d[0].msTime(keys[0]); perr != nil {
 			return out, perr
 		}

@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/cespare/xxhash/v2"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestBybitGolden(t *testing.T) {
@@ -21,28 +23,28 @@ func TestBybitGolden(t *testing.T) {
 		name   string
 		linear bool
 		frame  string
-		want   []Tick
+		want   []market.Tick
 	}{
 		{
 			// The documented linear publicTrade push: S is the taker's side;
 			// the UUID trade id is hashed.
 			name: "linear trade", linear: true,
 			frame: `{"topic":"publicTrade.BTCUSDT","type":"snapshot","ts":1672304486868,"data":[{"T":1672304486865,"s":"BTCUSDT","S":"Buy","v":"0.001","p":"16578.50","L":"PlusTick","i":"20f43950-d8dd-5b31-9112-a178eb6023af","BT":false}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "bybit-linear", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "bybit-linear", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1672304486865_000000, RecvTS: recv, Price: 16578.5, Size: 0.001, TradeID: xxhash.Sum64String("20f43950-d8dd-5b31-9112-a178eb6023af")})},
 		},
 		{
 			// Spot trade ids are numbers.
 			name:  "spot trade",
 			frame: `{"topic":"publicTrade.ETHUSDC","type":"snapshot","ts":1672304486868,"data":[{"i":"2290000000061666327","T":1672304486865,"p":"1604.12","v":"0.1","S":"Sell","s":"ETHUSDC","BT":false}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "bybit", Instrument: "ETH-USDC", Symbol: "ETHUSDC", Kind: KindTrade, Side: SideSell,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "bybit", Instrument: "ETH-USDC", Symbol: "ETHUSDC", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1672304486865_000000, RecvTS: recv, Price: 1604.12, Size: 0.1, TradeID: 2290000000061666327})},
 		},
 		{
 			// The documented linear tickers snapshot: funding rate.
 			name: "tickers", linear: true,
 			frame: `{"topic":"tickers.BTCUSDT","type":"snapshot","data":{"symbol":"BTCUSDT","tickDirection":"PlusTick","price24hPcnt":"0.017103","lastPrice":"17216.00","prevPrice24h":"16926.50","highPrice24h":"17281.50","lowPrice24h":"16915.00","prevPrice1h":"17238.00","markPrice":"17217.33","indexPrice":"17227.36","openInterest":"68744.761","openInterestValue":"1183601235.91","turnover24h":"1570383121.943499","volume24h":"91705.276","nextFundingTime":"1673280000000","fundingRate":"-0.000212","bid1Price":"17215.50","bid1Size":"84.489","ask1Price":"17216.00","ask1Size":"83.020"},"cs":24987956059,"ts":1673272861686}`,
-			want: []Tick{goldenTick(Tick{Venue: "bybit-linear", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindFunding,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "bybit-linear", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindFunding,
 				ExchTS: 1673272861686_000000, RecvTS: recv, Price: -0.000212})},
 		},
 		{
@@ -55,14 +57,14 @@ func TestBybitGolden(t *testing.T) {
 			// liquidated, so the forced order bought.
 			name: "liquidation", linear: true,
 			frame: `{"topic":"allLiquidation.ROSEUSDT","type":"snapshot","ts":1739502303204,"data":[{"T":1739502302929,"s":"ROSEUSDT","S":"Sell","v":"20000","p":"0.04499"}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "bybit-linear", Instrument: "ROSE-USDT-PERP", Symbol: "ROSEUSDT", Kind: KindLiquidation, Side: SideBuy,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "bybit-linear", Instrument: "ROSE-USDT-PERP", Symbol: "ROSEUSDT", Kind: market.KindLiquidation, Side: market.SideBuy,
 				ExchTS: 1739502302929_000000, RecvTS: recv, Price: 0.04499, Size: 20000})},
 		},
 		{
 			// orderbook.1 → a quote.
 			name:  "bbo",
 			frame: `{"topic":"orderbook.1.BTCUSDT","type":"snapshot","ts":1672304484978,"data":{"s":"BTCUSDT","b":[["16493.50","0.006"]],"a":[["16611.00","0.029"]],"u":18521288,"seq":7961638724},"cts":1672304484976}`,
-			want: []Tick{goldenTick(Tick{Venue: "bybit", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "bybit", Instrument: "BTC-USDT", Symbol: "BTCUSDT", Kind: market.KindQuote,
 				ExchTS: 1672304484978_000000, RecvTS: recv, BidPx: 16493.5, BidSz: 0.006, AskPx: 16611, AskSz: 0.029, Seq: 7961638724})},
 		},
 	}
@@ -100,19 +102,19 @@ func TestBybitBookDocumented(t *testing.T) {
 		if err != nil || len(out) != 4 {
 			t.Fatalf("%s: %+v %v", path, out, err)
 		}
-		want := goldenTick(Tick{Venue: "bybit-linear", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindSnapshot, Side: SideSell,
+		want := goldenTick(market.Tick{Venue: "bybit-linear", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: market.KindSnapshot, Side: market.SideSell,
 			ExchTS: 1671179923028_000000, RecvTS: 1, Price: 17440.5, Size: 78.815, Seq: 22520573250})
 		if out[2] != want {
 			t.Fatalf("%s: %+v\nwant %+v", path, out[2], want)
 		}
 		delta := `{"topic":"orderbook.50.BTCUSDT","type":"delta","ts":1671179923046,"data":{"s":"BTCUSDT","b":[],"a":[["17440.50","78.857"],["17442.00","1.510"]],"u":13079593,"seq":22520573256},"cts":1671179923044}`
 		out, err = f.Handle(2, []byte(delta), nil)
-		if err != nil || len(out) != 2 || out[0].Kind != KindBookDelta || out[0].Size != 78.857 || out[1].Price != 17442 {
+		if err != nil || len(out) != 2 || out[0].Kind != market.KindBookDelta || out[0].Size != 78.857 || out[1].Price != 17442 {
 			t.Fatalf("%s: delta %+v %v", path, out, err)
 		}
 		// Replaying the same delta: u does not follow, a gap.
 		out, _ = f.Handle(3, []byte(delta), nil)
-		if len(out) != 1 || out[0].Kind != KindGap || f.resyncs("gap") != 1 {
+		if len(out) != 1 || out[0].Kind != market.KindGap || f.resyncs("gap") != 1 {
 			t.Fatalf("%s: repeated delta %+v", path, out)
 		}
 		ob := f.Outbox(nil)
@@ -252,9 +254,9 @@ func TestBybitLongRun(t *testing.T) {
 			}
 			if i%97 == 0 || i == 19999 {
 				bk := bf.books["ETHUSDT"]
-				for side, m := range map[Side]map[int]int{SideBuy: sim.bids, SideSell: sim.asks} {
+				for side, m := range map[market.Side]map[int]int{market.SideBuy: sim.bids, market.SideSell: sim.asks} {
 					lv := bk.Side(side)
-					keys := sim.levels(m, side == SideBuy)
+					keys := sim.levels(m, side == market.SideBuy)
 					if len(lv) != len(keys) {
 						t.Fatalf("%s step %d side %v: %d levels, generator %d", name, i, side, len(lv), len(keys))
 					}
@@ -277,7 +279,7 @@ func TestBybitLongRun(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, tk := range out {
-				if tk.Kind == KindGap {
+				if tk.Kind == market.KindGap {
 					gaps++
 				} else {
 					t.Fatalf("%s: book tick %v after the gap", name, tk.Kind)
@@ -290,7 +292,7 @@ func TestBybitLongRun(t *testing.T) {
 		if out, _ := f.Handle(1, sim.snapshot(), nil); len(out) != 100 {
 			t.Fatalf("%s: resnapshot gave %d ticks", name, len(out))
 		}
-		if out, _ := f.Handle(1, sim.delta(), nil); len(out) == 0 || out[0].Kind != KindBookDelta {
+		if out, _ := f.Handle(1, sim.delta(), nil); len(out) == 0 || out[0].Kind != market.KindBookDelta {
 			t.Fatalf("%s: no delta after the resnapshot", name)
 		}
 	}
@@ -548,9 +550,9 @@ func TestBybitRecordedAsV5(t *testing.T) {
 	if len(ref) == 0 || trades == 0 {
 		t.Fatalf("nothing converted: %d books, %d trades, %d frames", len(ref), trades, len(frames))
 	}
-	got := map[string][]Tick{}
+	got := map[string][]market.Tick{}
 	for name, f := range feedsPerPath(t, VenueBybitLinear, FeedConfig{}) {
-		var ticks []Tick
+		var ticks []market.Tick
 		for _, fr := range frames {
 			var err error
 			if ticks, err = f.Handle(1, fr, ticks); err != nil {
@@ -565,8 +567,8 @@ func TestBybitRecordedAsV5(t *testing.T) {
 		if f.resyncTotal() != 0 || f.malformedTotal() != 0 {
 			t.Fatalf("%s: %v resyncs, %v malformed", name, f.resyncTotal(), f.malformedTotal())
 		}
-		if kc := kindCounts(ticks); kc[KindTrade] != trades {
-			t.Fatalf("%s: %d trades, %d in the recording", name, kc[KindTrade], trades)
+		if kc := kindCounts(ticks); kc[market.KindTrade] != trades {
+			t.Fatalf("%s: %d trades, %d in the recording", name, kc[market.KindTrade], trades)
 		}
 		for sym, sides := range ref {
 			checkRefBook(t, map[string]map[float64]float64{"buy": sides[0], "sell": sides[1]}, f.Feed.(*BybitFeed).books[sym], name+" "+sym)

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // VenueCoinbase is the Coinbase Exchange websocket feed.
@@ -26,7 +28,7 @@ func init() {
 // reads too slowly, for every channel of the connection alike; trade ids are
 // consecutive per product, so a trade id that skips ahead (in matches, or in
 // a heartbeat's last_trade_id) shows that messages were lost. The feed then
-// treats the product's book as out of sync: a KindGap tick, book ticks
+// treats the product's book as out of sync: a market.KindGap tick, book ticks
 // withheld, and an unsubscribe and subscribe of the book channel, which
 // makes Coinbase send a fresh snapshot. A crossed book after an update is
 // handled the same way.
@@ -130,7 +132,7 @@ func (f *CoinbaseFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 }
 
 // HandleSnapshot implements Feed: Coinbase sends snapshots on the websocket.
-func (f *CoinbaseFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []Tick) ([]Tick, error) {
+func (f *CoinbaseFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("coinbase: no REST snapshots are requested (got %s)", req.URL)
 }
 
@@ -163,14 +165,14 @@ const (
 )
 
 // Handle implements Feed.
-func (f *CoinbaseFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *CoinbaseFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	f.m.Frame()
 	n := len(out)
 	out, perr := f.handle(recv, frame, out)
 	return f.finish(out, n, perr)
 }
 
-func (f *CoinbaseFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *ParseError) {
+func (f *CoinbaseFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, typ, perr := f.parseRoot(frame)
 	if perr != nil {
 		return out, perr
@@ -232,7 +234,7 @@ func (f *CoinbaseFeed) time() (int64, *ParseError) {
 	return ts, nil
 }
 
-func (f *CoinbaseFeed) match(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *CoinbaseFeed) match(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.product()
 	if perr != nil {
 		return out, perr
@@ -254,7 +256,7 @@ func (f *CoinbaseFeed) match(recv int64, out []Tick) ([]Tick, *ParseError) {
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindTrade, recv, 0)
+	t := f.newTick(s, market.KindTrade, recv, 0)
 	t.Side = -maker // side is the maker order's side: the taker took the other one
 	if fl[cbSeq].typ != simdjson.TypeNone {
 		if t.Seq, perr = fl[cbSeq].uint("sequence"); perr != nil {
@@ -282,7 +284,7 @@ func (f *CoinbaseFeed) match(recv int64, out []Tick) ([]Tick, *ParseError) {
 
 // lost handles messages lost for a product: a gap tick and, when the
 // product's book is subscribed, a fresh snapshot.
-func (f *CoinbaseFeed) lost(s *symEntry, out []Tick, n int, recv, exch int64) []Tick {
+func (f *CoinbaseFeed) lost(s *symEntry, out []market.Tick, n int, recv, exch int64) []market.Tick {
 	if _, ok := f.books[s.symbol]; ok || f.subscribed[s.symbol] {
 		out = f.outOfSync(out, n, f.book(s), "gap", recv, exch, 0)
 		f.resubscribe(s.symbol)
@@ -290,7 +292,7 @@ func (f *CoinbaseFeed) lost(s *symEntry, out []Tick, n int, recv, exch int64) []
 	}
 	// No book to resync: the gap tick still tells consumers trades are
 	// missing.
-	g := f.newTick(s, KindGap, recv, exch)
+	g := f.newTick(s, market.KindGap, recv, exch)
 	g.ComputeID()
 	f.m.Resync("trade_gap")
 	return append(out, g)
@@ -303,13 +305,13 @@ func (f *CoinbaseFeed) resubscribe(product string) {
 	}
 }
 
-func (f *CoinbaseFeed) ticker(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *CoinbaseFeed) ticker(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.product()
 	if perr != nil {
 		return out, perr
 	}
 	fl := f.f[:]
-	t := f.newTick(s, KindQuote, recv, 0)
+	t := f.newTick(s, market.KindQuote, recv, 0)
 	if t.BidPx, _, perr = fl[cbBestBid].dec("best_bid"); perr != nil {
 		return out, perr
 	}
@@ -339,16 +341,16 @@ func (f *CoinbaseFeed) ticker(recv int64, out []Tick) ([]Tick, *ParseError) {
 	return append(out, t), nil
 }
 
-func (f *CoinbaseFeed) snapshot(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *CoinbaseFeed) snapshot(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.product()
 	if perr != nil {
 		return out, perr
 	}
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&f.f[cbBids], SideBuy, "bids"); perr != nil {
+	if perr := f.levelArray(&f.f[cbBids], market.SideBuy, "bids"); perr != nil {
 		return out, perr
 	}
-	if perr := f.levelArray(&f.f[cbAsks], SideSell, "asks"); perr != nil {
+	if perr := f.levelArray(&f.f[cbAsks], market.SideSell, "asks"); perr != nil {
 		return out, perr
 	}
 	ts, perr := f.time()
@@ -358,7 +360,7 @@ func (f *CoinbaseFeed) snapshot(recv int64, out []Tick) ([]Tick, *ParseError) {
 	b := f.book(s)
 	b.Clear()
 	n := len(out)
-	out = f.applyLevels(out, b, KindSnapshot, 0, recv, ts, false)
+	out = f.applyLevels(out, b, market.KindSnapshot, 0, recv, ts, false)
 	b.synced = true
 	if b.Crossed() {
 		out = f.outOfSync(out, n, b, "crossed", recv, ts, 0)
@@ -367,7 +369,7 @@ func (f *CoinbaseFeed) snapshot(recv int64, out []Tick) ([]Tick, *ParseError) {
 	return out, nil
 }
 
-func (f *CoinbaseFeed) l2update(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *CoinbaseFeed) l2update(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.product()
 	if perr != nil {
 		return out, perr
@@ -416,7 +418,7 @@ func (f *CoinbaseFeed) l2update(recv int64, out []Tick) ([]Tick, *ParseError) {
 		return out, nil
 	}
 	n := len(out)
-	out = f.applyLevels(out, b, KindBookDelta, 0, recv, ts, false)
+	out = f.applyLevels(out, b, market.KindBookDelta, 0, recv, ts, false)
 	if b.Crossed() {
 		out = f.outOfSync(out, n, b, "crossed", recv, ts, 0)
 		f.resubscribe(s.symbol)
@@ -426,7 +428,7 @@ func (f *CoinbaseFeed) l2update(recv int64, out []Tick) ([]Tick, *ParseError) {
 
 // heartbeat checks last_trade_id against the trades seen: a heartbeat
 // naming a later trade than the last match means matches were lost.
-func (f *CoinbaseFeed) heartbeat(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *CoinbaseFeed) heartbeat(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.product()
 	if perr != nil {
 		return out, perr

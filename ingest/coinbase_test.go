@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 const coinbaseExcerpt = "COINBASE.ws.28.0_head400.gz"
@@ -15,36 +17,36 @@ func TestCoinbaseGolden(t *testing.T) {
 	const recv = int64(1618677817129516100)
 	cases := []struct {
 		name, frame string
-		want        []Tick
+		want        []market.Tick
 	}{
 		{
 			// Recorded (line 56): side is the maker's, so the taker bought.
 			name:  "match",
 			frame: `{"type":"match","trade_id":280232,"maker_order_id":"2a0da34e-61f7-4c36-88e5-c9dd15927b16","taker_order_id":"3c82abaa-c01e-4608-be59-6a1e69742891","side":"sell","size":"985","price":"0.00001305","product_id":"SKL-BTC","sequence":177100030,"time":"2021-04-17T16:43:37.089723Z"}`,
-			want: []Tick{goldenTick(Tick{Venue: "coinbase", Instrument: "SKL-BTC", Symbol: "SKL-BTC", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "coinbase", Instrument: "SKL-BTC", Symbol: "SKL-BTC", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1618677817_089723000, RecvTS: recv, Price: 0.00001305, Size: 985, TradeID: 280232, Seq: 177100030})},
 		},
 		{
 			// Recorded ticker of 2021: no best_bid_size / best_ask_size yet.
 			name:  "ticker 2021",
 			frame: `{"type":"ticker","sequence":333938798,"product_id":"BAND-GBP","price":"14.7775","open_24h":"14.6647","volume_24h":"94381.28000000","low_24h":"14.3691","high_24h":"16.55","volume_30d":"2295579.57000000","best_bid":"14.7550","best_ask":"14.8060","side":"buy","time":"2021-04-17T16:43:30.244075Z","trade_id":881613,"last_size":"0.04"}`,
-			want: []Tick{goldenTick(Tick{Venue: "coinbase", Instrument: "BAND-GBP", Symbol: "BAND-GBP", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "coinbase", Instrument: "BAND-GBP", Symbol: "BAND-GBP", Kind: market.KindQuote,
 				ExchTS: 1618677810_244075000, RecvTS: recv, BidPx: 14.755, AskPx: 14.806, Seq: 333938798})},
 		},
 		{
 			// The documented current ticker, with sizes.
 			name:  "ticker current",
 			frame: `{"type":"ticker","sequence":37475248783,"product_id":"ETH-USD","price":"1285.22","open_24h":"1310.79","volume_24h":"245532.79269678","low_24h":"1280.52","high_24h":"1313.8","volume_30d":"9788783.60117027","best_bid":"1285.04","best_bid_size":"0.46688654","best_ask":"1285.27","best_ask_size":"1.56637040","side":"buy","time":"2022-10-19T23:28:22.061769Z","trade_id":370843401,"last_size":"11.4396987"}`,
-			want: []Tick{goldenTick(Tick{Venue: "coinbase", Instrument: "ETH-USD", Symbol: "ETH-USD", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "coinbase", Instrument: "ETH-USD", Symbol: "ETH-USD", Kind: market.KindQuote,
 				ExchTS: 1666222102_061769000, RecvTS: recv, BidPx: 1285.04, BidSz: 0.46688654, AskPx: 1285.27, AskSz: 1.5663704, Seq: 37475248783})},
 		},
 		{
 			name:  "snapshot",
 			frame: `{"type":"snapshot","product_id":"BTC-USD","bids":[["10101.10","0.45054140"],["10100.00","2"]],"asks":[["10102.55","0.57753524"]]}`,
-			want: []Tick{
-				goldenTick(Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: KindSnapshot, Side: SideBuy, RecvTS: recv, Price: 10101.1, Size: 0.4505414}),
-				goldenTick(Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: KindSnapshot, Side: SideBuy, RecvTS: recv, Price: 10100, Size: 2}),
-				goldenTick(Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: KindSnapshot, Side: SideSell, RecvTS: recv, Price: 10102.55, Size: 0.57753524}),
+			want: []market.Tick{
+				goldenTick(market.Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: market.KindSnapshot, Side: market.SideBuy, RecvTS: recv, Price: 10101.1, Size: 0.4505414}),
+				goldenTick(market.Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: market.KindSnapshot, Side: market.SideBuy, RecvTS: recv, Price: 10100, Size: 2}),
+				goldenTick(market.Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: market.KindSnapshot, Side: market.SideSell, RecvTS: recv, Price: 10102.55, Size: 0.57753524}),
 			},
 		},
 	}
@@ -65,17 +67,17 @@ func TestCoinbaseGolden(t *testing.T) {
 			t.Fatal(err)
 		}
 		ts := int64(1565815347_265000000) // date -u -d 2019-08-14T20:42:27Z +%s → 1565815347
-		want := []Tick{
-			goldenTick(Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: KindBookDelta, Side: SideBuy, ExchTS: ts, RecvTS: recv, Price: 10101.8, Size: 0.162567}),
-			goldenTick(Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: KindBookDelta, Side: SideBuy, ExchTS: ts, RecvTS: recv, Price: 10101.1, Size: 0}),
+		want := []market.Tick{
+			goldenTick(market.Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: market.KindBookDelta, Side: market.SideBuy, ExchTS: ts, RecvTS: recv, Price: 10101.8, Size: 0.162567}),
+			goldenTick(market.Tick{Venue: "coinbase", Instrument: "BTC-USD", Symbol: "BTC-USD", Kind: market.KindBookDelta, Side: market.SideBuy, ExchTS: ts, RecvTS: recv, Price: 10101.1, Size: 0}),
 		}
 		if !reflect.DeepEqual(got, want) {
 			t.Errorf("%s l2update:\n got %+v\nwant %+v", path, got, want)
 		}
 		bk := f.Feed.(*CoinbaseFeed).books["BTC-USD"]
 		bid, ask, _ := bk.Best()
-		if bid.Px != 10101.8 || ask.Px != 10102.55 || bk.Len(SideBuy) != 2 {
-			t.Errorf("%s: book after update: best %v/%v, %d bids", path, bid.Px, ask.Px, bk.Len(SideBuy))
+		if bid.Px != 10101.8 || ask.Px != 10102.55 || bk.Len(market.SideBuy) != 2 {
+			t.Errorf("%s: book after update: best %v/%v, %d bids", path, bid.Px, ask.Px, bk.Len(market.SideBuy))
 		}
 	}
 }
@@ -131,8 +133,8 @@ func (r cbRefBook) apply(t testing.TB, body []byte) (trades, quotes, snapLevels,
 
 func checkRefBook(t testing.TB, ref map[string]map[float64]float64, bk *bookState, what string) {
 	t.Helper()
-	for _, side := range []Side{SideBuy, SideSell} {
-		key := map[Side]string{SideBuy: "buy", SideSell: "sell"}[side]
+	for _, side := range []market.Side{market.SideBuy, market.SideSell} {
+		key := map[market.Side]string{market.SideBuy: "buy", market.SideSell: "sell"}[side]
 		lv := bk.Side(side)
 		if len(lv) != len(ref[key]) {
 			t.Fatalf("%s %s: %d levels, reference %d", what, key, len(lv), len(ref[key]))
@@ -141,7 +143,7 @@ func checkRefBook(t testing.TB, ref map[string]map[float64]float64, bk *bookStat
 			if ref[key][l.Px] != l.Sz {
 				t.Fatalf("%s %s level %v: size %v, reference %v", what, key, l.Px, l.Sz, ref[key][l.Px])
 			}
-			if i > 0 && ((side == SideBuy && lv[i-1].Px <= l.Px) || (side == SideSell && lv[i-1].Px >= l.Px)) {
+			if i > 0 && ((side == market.SideBuy && lv[i-1].Px <= l.Px) || (side == market.SideSell && lv[i-1].Px >= l.Px)) {
 				t.Fatalf("%s %s: levels out of order at %d", what, key, i)
 			}
 		}
@@ -170,7 +172,7 @@ func testCoinbaseReplay(t *testing.T, path string) {
 		}
 		trades, quotes, snaps, deltas = trades+tr, quotes+q, snaps+s, deltas+d
 	}
-	got := map[string][]Tick{}
+	got := map[string][]market.Tick{}
 	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
@@ -181,14 +183,14 @@ func testCoinbaseReplay(t *testing.T, path string) {
 			t.Errorf("%s: %v resyncs on a gap-free recording", name, n)
 		}
 		kc := kindCounts(ticks)
-		want := map[Kind]int{KindTrade: trades, KindQuote: quotes, KindSnapshot: snaps, KindBookDelta: deltas}
+		want := map[market.Kind]int{market.KindTrade: trades, market.KindQuote: quotes, market.KindSnapshot: snaps, market.KindBookDelta: deltas}
 		for k, v := range want {
 			if kc[k] != v {
 				t.Errorf("%s: %d %s ticks, reference %d", name, kc[k], k, v)
 			}
 		}
-		if kc[KindGap] != 0 {
-			t.Errorf("%s: %d gap ticks", name, kc[KindGap])
+		if kc[market.KindGap] != 0 {
+			t.Errorf("%s: %d gap ticks", name, kc[market.KindGap])
 		}
 		cf := f.Feed.(*CoinbaseFeed)
 		for prod, sides := range ref {
@@ -198,7 +200,7 @@ func testCoinbaseReplay(t *testing.T, path string) {
 			}
 		}
 		for _, tk := range ticks {
-			if tk.Kind == KindTrade && (tk.Side == SideUnknown || tk.TradeID == 0 || tk.ExchTS == 0) {
+			if tk.Kind == market.KindTrade && (tk.Side == market.SideUnknown || tk.TradeID == 0 || tk.ExchTS == 0) {
 				t.Fatalf("%s: incomplete trade %+v", name, tk)
 			}
 		}
@@ -251,7 +253,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 		t.Fatal("no match to drop in the excerpt")
 	}
 	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
-		var out []Tick
+		var out []market.Tick
 		var gapAt = -1
 		for i, l := range lines {
 			if i == dropAt {
@@ -264,7 +266,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, tk := range out[n:] {
-				if tk.Kind == KindGap {
+				if tk.Kind == market.KindGap {
 					if gapAt >= 0 {
 						t.Fatalf("%s: second gap tick", name)
 					}
@@ -281,7 +283,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 						t.Fatalf("%s: outbox %q", name, ob)
 					}
 				}
-				if gapAt >= 0 && tk.Instrument == prod && tk.Kind == KindBookDelta {
+				if gapAt >= 0 && tk.Instrument == prod && tk.Kind == market.KindBookDelta {
 					t.Fatalf("%s: book delta for %s published before a new snapshot", name, prod)
 				}
 			}
@@ -302,7 +304,7 @@ func TestCoinbaseInjectedGap(t *testing.T) {
 			t.Fatalf("%s: snapshot: %v %v", name, out, err)
 		}
 		out, err = f.Handle(2, []byte(`{"type":"l2update","product_id":"`+prod+`","changes":[["sell","1.4","1"]],"time":"2021-04-17T16:43:37.075687Z"}`), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindBookDelta {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindBookDelta {
 			t.Fatalf("%s: delta after resync: %v %v", name, out, err)
 		}
 	}
@@ -324,7 +326,7 @@ func TestCoinbaseCrossedAndHeartbeat(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "ETH-EUR" {
+		if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "ETH-EUR" {
 			t.Fatalf("%s: crossed update gave %+v", name, out)
 		}
 		if f.resyncs("crossed") != 1 || len(f.Outbox(nil)) != 2 {
@@ -339,12 +341,12 @@ func TestCoinbaseCrossedAndHeartbeat(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(out) > 0 && out[0].Kind == KindGap {
+			if len(out) > 0 && out[0].Kind == market.KindGap {
 				t.Fatalf("%s: unexpected gap %s", name, fr)
 			}
 		}
 		out, err = f.Handle(4, []byte(`{"type":"heartbeat","sequence":9,"last_trade_id":12,"product_id":"LTC-USD","time":"2021-04-17T16:43:40Z"}`), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindGap {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindGap {
 			t.Fatalf("%s: heartbeat past the last trade: %+v %v", name, out, err)
 		}
 		if f.resyncs("trade_gap") != 1 {
@@ -353,7 +355,7 @@ func TestCoinbaseCrossedAndHeartbeat(t *testing.T) {
 		// Reset forgets: the same match is new again.
 		f.Reset()
 		out, _ = f.Handle(5, []byte(`{"type":"match","trade_id":10,"side":"buy","size":"1","price":"5","product_id":"LTC-USD","sequence":1,"time":"2021-04-17T16:43:38Z"}`), nil)
-		if len(out) != 1 || out[0].Side != SideSell {
+		if len(out) != 1 || out[0].Side != market.SideSell {
 			t.Fatalf("%s: after Reset: %+v", name, out)
 		}
 	}
@@ -377,7 +379,7 @@ func TestCoinbaseMalformed(t *testing.T) {
 	}
 	for name, f := range feedsPerPath(t, VenueCoinbase, FeedConfig{}) {
 		for frame, reason := range bad {
-			out, err := f.Handle(1, []byte(frame), []Tick{{Venue: "keep"}})
+			out, err := f.Handle(1, []byte(frame), []market.Tick{{Venue: "keep"}})
 			var pe *ParseError
 			if !errors.As(err, &pe) || !errors.Is(err, ErrMalformed) || pe.Reason != reason || pe.Venue != "coinbase" {
 				t.Errorf("%s %s: err %v, want reason %s", name, frame, err, reason)

@@ -16,6 +16,8 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // OverflowPolicy says what the Ingestor does when the queue toward the
@@ -122,7 +124,7 @@ type IngestorConfig struct {
 // Limits.MaxSubsPerConn subscriptions, paces subscribe frames by
 // Limits.SubscribeRate, sends the feed's ping every Limits.PingInterval,
 // redials after errors or Limits.Silence without frames (jittered
-// exponential backoff), publishes one KindGap tick per subscribed
+// exponential backoff), publishes one market.KindGap tick per subscribed
 // instrument after a disconnect, and fetches the REST snapshots the feed
 // asks for (rate-limited, with timeout and retries).
 type Ingestor struct {
@@ -131,7 +133,7 @@ type Ingestor struct {
 	m     *Metrics
 	fm    *FeedMetrics
 	limit Limits
-	q     chan []Tick
+	q     chan []market.Tick
 	conns []*connRunner
 
 	open, depth               prometheus.Gauge
@@ -207,7 +209,7 @@ func NewIngestor(cfg IngestorConfig, logger *slog.Logger, m *Metrics) (*Ingestor
 		return nil, fmt.Errorf("ingestor %s: %w", cfg.Venue, err)
 	}
 	in := &Ingestor{cfg: cfg, log: logger.With("venue", cfg.Venue), m: m, fm: m.Feed(cfg.Venue), limit: f.Limits(),
-		q: make(chan []Tick, cfg.QueueSize), bookOwner: map[string]*connRunner{}}
+		q: make(chan []market.Tick, cfg.QueueSize), bookOwner: map[string]*connRunner{}}
 	if in.cfg.Silence <= 0 {
 		in.cfg.Silence = in.limit.Silence
 	}
@@ -264,7 +266,7 @@ type instSym struct{ instrument, symbol string }
 // C is the queue of tick batches, one per frame (or snapshot, or gap set),
 // in the order the venue sent them per connection. It is closed when Run
 // returns.
-func (in *Ingestor) C() <-chan []Tick { return in.q }
+func (in *Ingestor) C() <-chan []market.Tick { return in.q }
 
 // Connections is the number of connections Run keeps open.
 func (in *Ingestor) Connections() int { return len(in.conns) }
@@ -330,11 +332,11 @@ func (in *Ingestor) backoff(n int) time.Duration {
 // enqueue puts a copy of ticks on the queue, applying the overflow policy.
 // Called with the owning runner's lock held, so per connection the queue
 // keeps the venue's order.
-func (in *Ingestor) enqueue(ctx context.Context, ticks []Tick) {
+func (in *Ingestor) enqueue(ctx context.Context, ticks []market.Tick) {
 	if len(ticks) == 0 {
 		return
 	}
-	b := append([]Tick(nil), ticks...)
+	b := append([]market.Tick(nil), ticks...)
 	switch in.cfg.Overflow {
 	case Block:
 		select {
@@ -370,12 +372,12 @@ func (in *Ingestor) enqueue(ctx context.Context, ticks []Tick) {
 
 // drop counts a dropped batch and marks the books it touched for a resync
 // (a dropped gap tick too: the resync publishes another).
-func (in *Ingestor) drop(b []Tick) {
+func (in *Ingestor) drop(b []market.Tick) {
 	in.dropped.Add(float64(len(b)))
 	var last string
 	for i := range b {
 		t := &b[i]
-		if (t.Kind == KindBookDelta || t.Kind == KindSnapshot || t.Kind == KindGap) && t.Symbol != last {
+		if (t.Kind == market.KindBookDelta || t.Kind == market.KindSnapshot || t.Kind == market.KindGap) && t.Symbol != last {
 			last = t.Symbol
 			if r := in.bookOwner[t.Symbol]; r != nil {
 				r.markResync(t.Symbol)
@@ -399,7 +401,7 @@ type connRunner struct {
 
 	mu  sync.Mutex
 	gen uint64 // session number, under mu: snapshots of an older session are stale
-	out []Tick
+	out []market.Tick
 	ob  [][]byte
 	rq  []SnapshotRequest
 
@@ -457,14 +459,14 @@ func (r *connRunner) disconnected(ctx context.Context) {
 	r.gen++
 	r.feed.Reset()
 	now := time.Now().UnixNano()
-	gaps := make([]Tick, 0, len(r.insts))
+	gaps := make([]market.Tick, 0, len(r.insts))
 	for _, is := range r.insts {
 		gaps = append(gaps, GapTick(r.in.cfg.Venue, is.instrument, is.symbol, now))
 		if r.in.bookOwner[is.symbol] == r {
 			r.in.fm.Resync("disconnect")
 		}
 	}
-	r.in.fm.Ticks(KindGap, len(gaps))
+	r.in.fm.Ticks(market.KindGap, len(gaps))
 	r.in.gapsDisc.Add(float64(len(gaps)))
 	r.in.enqueue(ctx, gaps)
 }
@@ -647,7 +649,7 @@ func (r *connRunner) probe(ctx context.Context, c *websocket.Conn) bool {
 
 // takeResyncs resynchronizes the books whose ticks the queue dropped: the
 // feed's own Resync when it has one, a gap tick otherwise. Called under mu.
-func (r *connRunner) takeResyncs(recv int64, out []Tick) []Tick {
+func (r *connRunner) takeResyncs(recv int64, out []market.Tick) []market.Tick {
 	r.resyncAny.Store(false)
 	r.resyncMu.Lock()
 	syms := r.resyncs
@@ -665,7 +667,7 @@ func (r *connRunner) takeResyncs(recv int64, out []Tick) []Tick {
 		} else {
 			inst, _ := r.feed.Normalize(s)
 			out = append(out, GapTick(r.in.cfg.Venue, inst, s, recv))
-			r.in.fm.Ticks(KindGap, 1)
+			r.in.fm.Ticks(market.KindGap, 1)
 		}
 		r.in.gapsDrop.Add(float64(len(out) - n))
 	}

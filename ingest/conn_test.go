@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // binanceSim is a venue's true books for the scripted server: it makes
@@ -36,8 +38,8 @@ func newBinanceSim(usdm bool, seed uint64, symbols ...string) *binanceSim {
 	for i, sym := range symbols {
 		b := &binanceSimBook{truth: newRefBook(), lastU: uint64(1000 * (i + 1))}
 		for k := 1; k <= 20; k++ {
-			b.truth.set(SideBuy, 100-float64(k)*0.5, float64(k))
-			b.truth.set(SideSell, 100+float64(k)*0.5, float64(k))
+			b.truth.set(market.SideBuy, 100-float64(k)*0.5, float64(k))
+			b.truth.set(market.SideSell, 100+float64(k)*0.5, float64(k))
 		}
 		s.books[sym] = b
 	}
@@ -54,15 +56,15 @@ func (s *binanceSim) event(sym string) string {
 	for n := 1 + s.rng.IntN(4); n > 0; n-- {
 		px := float64(1+s.rng.IntN(30)) * 0.5
 		sz := float64(s.rng.IntN(5)) // 0 removes the level
-		side := SideBuy
+		side := market.SideBuy
 		if s.rng.IntN(2) == 0 {
-			side, px = SideSell, 100+px
+			side, px = market.SideSell, 100+px
 		} else {
 			px = 100 - px
 		}
 		b.truth.set(side, px, sz)
 		lv := fmt.Sprintf(`["%s","%s"]`, strconv.FormatFloat(px, 'f', -1, 64), strconv.FormatFloat(sz, 'f', -1, 64))
-		if side == SideBuy {
+		if side == market.SideBuy {
 			bids = append(bids, lv)
 		} else {
 			asks = append(asks, lv)
@@ -160,9 +162,9 @@ func rebuilt(col *collector) *bookRebuilder {
 // the server's true books, with no delta published while a book was out of
 // sync, gap markers where data was lost, and fresh snapshots after each.
 func TestIngestorBinanceResync(t *testing.T) {
-	for _, market := range []string{MarketSpot, MarketUSDM} {
-		t.Run(market, func(t *testing.T) {
-			usdm := market == MarketUSDM
+	for _, mkt := range []string{MarketSpot, MarketUSDM} {
+		t.Run(mkt, func(t *testing.T) {
+			usdm := mkt == MarketUSDM
 			venue := map[bool]string{false: "binance", true: "binance-usdm"}[usdm]
 			syms := []string{"BTCUSDT", "ETHUSDT"}
 			sim := newBinanceSim(usdm, 42, syms...)
@@ -174,7 +176,7 @@ func TestIngestorBinanceResync(t *testing.T) {
 			if in.Connections() != 1 {
 				t.Fatalf("%d connections", in.Connections())
 			}
-			inst := func(sym string) string { i, _ := NormalizeBinanceSymbol(market, sym); return i }
+			inst := func(sym string) string { i, _ := NormalizeBinanceSymbol(mkt, sym); return i }
 			synced := func() bool {
 				rb := rebuilt(col)
 				for _, s := range syms {
@@ -230,7 +232,7 @@ func TestIngestorBinanceResync(t *testing.T) {
 			trades := 0
 			for _, b := range col.snapshot() {
 				for _, tk := range b {
-					if tk.Kind == KindTrade {
+					if tk.Kind == market.KindTrade {
 						trades++
 					}
 					if tk.Venue != venue {
@@ -369,19 +371,19 @@ func (f *testFeed) Ping() []byte {
 	}
 	return []byte("ping")
 }
-func (f *testFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *testFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	p := strings.Fields(string(frame))
 	if len(p) != 3 || p[0] != "trade" {
 		return out, &ParseError{Venue: "test", Reason: ReasonBadJSON}
 	}
 	id, _ := strconv.ParseUint(p[2], 10, 64)
-	t := Tick{Venue: "test", Instrument: p[1] + "-USD", Symbol: p[1], Kind: KindTrade, RecvTS: recv, IngestTS: recv, TradeID: id, Price: 1, Size: 1}
+	t := market.Tick{Venue: "test", Instrument: p[1] + "-USD", Symbol: p[1], Kind: market.KindTrade, RecvTS: recv, IngestTS: recv, TradeID: id, Price: 1, Size: 1}
 	t.ComputeID()
 	return append(out, t), nil
 }
 func (f *testFeed) Outbox(dst [][]byte) [][]byte                             { return dst }
 func (f *testFeed) SnapshotRequests(dst []SnapshotRequest) []SnapshotRequest { return dst }
-func (f *testFeed) HandleSnapshot(int64, SnapshotRequest, []byte, []Tick) ([]Tick, error) {
+func (f *testFeed) HandleSnapshot(int64, SnapshotRequest, []byte, []market.Tick) ([]market.Tick, error) {
 	return nil, errors.New("no snapshots")
 }
 func (f *testFeed) Reset() {
@@ -481,10 +483,10 @@ func TestIngestorSilenceWatchdog(t *testing.T) {
 	mu.Unlock()
 	waitFor(t, 5*time.Second, "gap ticks", func() bool { return len(col.snapshot()) >= 2 })
 	b := col.snapshot()
-	if len(b[0]) != 1 || b[0][0].Kind != KindTrade {
+	if len(b[0]) != 1 || b[0][0].Kind != market.KindTrade {
 		t.Fatalf("first batch %+v", b[0])
 	}
-	if len(b[1]) != 2 || b[1][0].Kind != KindGap || b[1][0].Instrument != "A-USD" || b[1][1].Instrument != "B-USD" {
+	if len(b[1]) != 2 || b[1][0].Kind != market.KindGap || b[1][0].Instrument != "A-USD" || b[1][1].Instrument != "B-USD" {
 		t.Fatalf("gap batch %+v", b[1])
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Deribit API v2 over JSON-RPC websocket: book.<instrument>.<interval>
@@ -173,14 +175,14 @@ func (f *DeribitFeed) Reset() {
 	clear(f.bookChan)
 }
 
-func (f *DeribitFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *DeribitFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("deribit: no REST snapshots (the book channel sends one)")
 }
 
 var deribitKeys = []string{"method", "params", "result", "error"}
 
-func (f *DeribitFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *DeribitFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
+	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
 		if perr := objectFields(root, deribitKeys, r, "root"); perr != nil {
 			return out, perr
@@ -247,7 +249,7 @@ func (f *DeribitFeed) heartbeat(params *jfield) *ParseError {
 	return nil
 }
 
-func (f *DeribitFeed) subscription(recv int64, params *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *DeribitFeed) subscription(recv int64, params *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	p := f.p[:]
 	if perr := objectFields(params, deribitParamsKeys, p, "params"); perr != nil {
 		return out, perr
@@ -283,7 +285,7 @@ func (f *DeribitFeed) subscription(recv int64, params *jfield, out []Tick) ([]Ti
 
 var deribitBookKeys = []string{"type", "instrument_name", "timestamp", "change_id", "prev_change_id", "bids", "asks"}
 
-func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:7]
 	if perr := objectFields(data, deribitBookKeys, d, "data"); perr != nil {
 		return out, perr
@@ -319,10 +321,10 @@ func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Ti
 		}
 	}
 	f.sl = f.sl[:0]
-	if perr := f.levels(&d[5], SideBuy, "bids"); perr != nil {
+	if perr := f.levels(&d[5], market.SideBuy, "bids"); perr != nil {
 		return out, perr
 	}
-	if perr := f.levels(&d[6], SideSell, "asks"); perr != nil {
+	if perr := f.levels(&d[6], market.SideSell, "asks"); perr != nil {
 		return out, perr
 	}
 	if d[3].typ == simdjson.TypeNone {
@@ -379,7 +381,7 @@ func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []Ti
 }
 
 // levels reads [["new"|"change"|"delete", price, amount], ...]; absent, none.
-func (f *DeribitFeed) levels(fl *jfield, side Side, field string) *ParseError {
+func (f *DeribitFeed) levels(fl *jfield, side market.Side, field string) *ParseError {
 	if fl.typ == simdjson.TypeNone {
 		return nil
 	}
@@ -441,7 +443,7 @@ func (f *DeribitFeed) resubscribe(bk *bookState) {
 var deribitTradeKeys = []string{"instrument_name", "direction", "price", "amount", "timestamp", "trade_id", "trade_seq", "liquidation"}
 
 // trades handles a trades notification: an array of trades.
-func (f *DeribitFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *DeribitFeed) trades(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	ai, perr := data.elems("data")
 	if perr != nil {
 		return out, perr
@@ -510,10 +512,10 @@ func (f *DeribitFeed) trades(recv int64, data *jfield, out []Tick) ([]Tick, *Par
 		if px == 0 || amt == 0 {
 			return out[:n], perrf(ReasonBadNumber, "price")
 		}
-		kind := KindTrade
+		kind := market.KindTrade
 		if len(liq) > 0 {
 			// "M": the maker side was liquidated, "T": the taker, "MT": both.
-			kind = KindLiquidation
+			kind = market.KindLiquidation
 		}
 		t := f.newTick(s, kind, recv, exch)
 		t.Side, t.Price, t.Size, t.Seq = side, px, amt, seq
@@ -533,13 +535,13 @@ func deribitTradeID(b []byte) uint64 {
 	return v
 }
 
-// ticker gives one KindQuote, and one KindFunding (rate in Price, mark price
+// ticker gives one market.KindQuote, and one market.KindFunding (rate in Price, mark price
 // in BidPx, index price in AskPx) when current_funding is sent
 // (perpetuals).
 var deribitTickerKeys = []string{"best_bid_price", "best_bid_amount", "best_ask_price", "best_ask_amount",
 	"instrument_name", "timestamp", "mark_price", "index_price", "current_funding"}
 
-func (f *DeribitFeed) ticker(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *DeribitFeed) ticker(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:9]
 	if perr := objectFields(data, deribitTickerKeys, d, "data"); perr != nil {
 		return out, perr
@@ -590,12 +592,12 @@ func (f *DeribitFeed) ticker(recv int64, data *jfield, out []Tick) ([]Tick, *Par
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, exch)
+	t := f.newTick(s, market.KindQuote, recv, exch)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz = q[0], q[1], q[2], q[3]
 	t.ComputeID()
 	out = append(out, t)
 	if hasFunding {
-		t := f.newTick(s, KindFunding, recv, exch)
+		t := f.newTick(s, market.KindFunding, recv, exch)
 		t.Price, t.BidPx, t.AskPx = opt[2], opt[0], opt[1]
 		t.ComputeID()
 		out = append(out, t)

@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestNormalizeDeribit(t *testing.T) {
@@ -49,40 +51,40 @@ func TestDeribitKnownFrames(t *testing.T) {
 			run := frameRunner(t, f, recv)
 			// Recorded snapshot (DERIBIT.ws.1.0), cut to two levels a side.
 			got := run(`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.ETH-30JUL21-2800-C.raw","data":{"type":"snapshot","timestamp":1626993723632,"instrument_name":"ETH-30JUL21-2800-C","change_id":13169025645,"bids":[["new",0.0015,4714.0],["new",0.001,861.0]],"asks":[["new",0.0025,873.0],["new",0.003,167.0]]}}}`)
-			base := Tick{Venue: "deribit", Instrument: "ETH-USD-20210730-2800-C", Symbol: "ETH-30JUL21-2800-C", Kind: KindSnapshot,
+			base := market.Tick{Venue: "deribit", Instrument: "ETH-USD-20210730-2800-C", Symbol: "ETH-30JUL21-2800-C", Kind: market.KindSnapshot,
 				ExchTS: 1626993723632_000000, RecvTS: recv, Seq: 13169025645}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
-			want := []Tick{lv(base, SideBuy, 0.0015, 4714), lv(base, SideBuy, 0.001, 861), lv(base, SideSell, 0.0025, 873), lv(base, SideSell, 0.003, 167)}
+			want := []market.Tick{lv(base, market.SideBuy, 0.0015, 4714), lv(base, market.SideBuy, 0.001, 861), lv(base, market.SideSell, 0.0025, 873), lv(base, market.SideSell, 0.003, 167)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("snapshot:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"book.ETH-30JUL21-2800-C.raw","data":{"type":"change","timestamp":1626993724318,"prev_change_id":13169025645,"instrument_name":"ETH-30JUL21-2800-C","change_id":13169025700,"bids":[["delete",0.001,0.0]],"asks":[["change",0.0025,800.0]]}}}`)
-			base.Kind, base.Seq, base.ExchTS = KindBookDelta, 13169025700, 1626993724318_000000
-			if want := []Tick{lv(base, SideBuy, 0.001, 0), lv(base, SideSell, 0.0025, 800)}; !reflect.DeepEqual(got, want) {
+			base.Kind, base.Seq, base.ExchTS = market.KindBookDelta, 13169025700, 1626993724318_000000
+			if want := []market.Tick{lv(base, market.SideBuy, 0.001, 0), lv(base, market.SideSell, 0.0025, 800)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("change:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example trade: direction is the taker's.
 			got = run(`{"params":{"data":[{"trade_seq":30289432,"trade_id":"48079254","timestamp":1590484156350,"tick_direction":0,"price":8950.0,"mark_price":8948.9,"instrument_name":"BTC-PERPETUAL","index_price":8955.88,"direction":"sell","amount":10.0}],"channel":"trades.BTC-PERPETUAL.raw"},"method":"subscription","jsonrpc":"2.0"}`)
-			tr := goldenTick(Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", Kind: KindTrade, Side: SideSell,
+			tr := goldenTick(market.Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1590484156350_000000, RecvTS: recv, Price: 8950, Size: 10, TradeID: 48079254, Seq: 30289432})
-			if !reflect.DeepEqual(got, []Tick{tr}) {
+			if !reflect.DeepEqual(got, []market.Tick{tr}) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, tr)
 			}
 			// A liquidation trade (liquidation "T": the taker was liquidated).
 			got = run(`{"params":{"data":[{"trade_seq":1,"trade_id":"ETH-5","timestamp":1590484156350,"price":200.5,"instrument_name":"ETH-PERPETUAL","direction":"buy","amount":3,"liquidation":"T"}],"channel":"trades.ETH-PERPETUAL.100ms"},"method":"subscription","jsonrpc":"2.0"}`)
-			if len(got) != 1 || got[0].Kind != KindLiquidation || got[0].TradeID != 5 || got[0].Side != SideBuy {
+			if len(got) != 1 || got[0].Kind != market.KindLiquidation || got[0].TradeID != 5 || got[0].Side != market.SideBuy {
 				t.Fatalf("liquidation: %+v", got)
 			}
 			// Docs-shaped perpetual ticker: a quote and a funding tick.
 			got = run(`{"jsonrpc":"2.0","method":"subscription","params":{"channel":"ticker.BTC-PERPETUAL.100ms","data":{"timestamp":1623060194301,"stats":{"volume":1},"state":"open","mark_price":35766.21,"last_price":35777.5,"instrument_name":"BTC-PERPETUAL","index_price":35797.48,"funding_8h":0.00002585,"current_funding":0.0001,"best_bid_price":35777.0,"best_bid_amount":24200.0,"best_ask_price":35777.5,"best_ask_amount":1710.0}}}`)
-			q := Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", ExchTS: 1623060194301_000000, RecvTS: recv}
+			q := market.Tick{Venue: "deribit", Instrument: "BTC-USD-PERP", Symbol: "BTC-PERPETUAL", ExchTS: 1623060194301_000000, RecvTS: recv}
 			qt, ft := q, q
-			qt.Kind, qt.BidPx, qt.BidSz, qt.AskPx, qt.AskSz = KindQuote, 35777, 24200, 35777.5, 1710
-			ft.Kind, ft.Price, ft.BidPx, ft.AskPx = KindFunding, 0.0001, 35766.21, 35797.48
-			if want := []Tick{goldenTick(qt), goldenTick(ft)}; !reflect.DeepEqual(got, want) {
+			qt.Kind, qt.BidPx, qt.BidSz, qt.AskPx, qt.AskSz = market.KindQuote, 35777, 24200, 35777.5, 1710
+			ft.Kind, ft.Price, ft.BidPx, ft.AskPx = market.KindFunding, 0.0001, 35766.21, 35797.48
+			if want := []market.Tick{goldenTick(qt), goldenTick(ft)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
 			}
 			// Subscribe response and a heartbeat test_request.
@@ -120,12 +122,12 @@ func TestDeribitChangeIDGap(t *testing.T) {
 		t.Fatalf("%v %+v", err, out)
 	}
 	out, _ := f.Handle(2, []byte(deribitChangeB(100, 105, "bids", `["new",4999,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindBookDelta || out[0].Seq != 105 {
+	if len(out) != 1 || out[0].Kind != market.KindBookDelta || out[0].Seq != 105 {
 		t.Fatalf("%+v", out)
 	}
 	// prev_change_id 106 != 105: a change was lost.
 	out, _ = f.Handle(3, []byte(deribitChangeB(106, 107, "bids", `["new",4998,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USD-PERP" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	ob := f.Outbox(nil)
@@ -148,12 +150,12 @@ func TestDeribitChangeIDGap(t *testing.T) {
 	}
 	// Crossed.
 	out, _ = f.Handle(7, []byte(deribitChangeB(101, 102, "bids", `["new",5002,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindBookDelta {
+	if len(out) != 1 || out[0].Kind != market.KindBookDelta {
 		// The ask side is empty after the delete: not crossed.
 		t.Fatalf("one-sided book: %+v", out)
 	}
 	out, _ = f.Handle(8, []byte(deribitChangeB(102, 103, "asks", `["new",5001.5,1]`)), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -188,8 +190,8 @@ func TestDeribitMalformed(t *testing.T) {
 // deribitExpected counts with encoding/json: a quote per ticker (plus a
 // funding tick where current_funding is sent), the distinct non-zero levels
 // of each snapshot, a delta per change level.
-func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
-	want := map[Kind]int{}
+func deribitExpected(t *testing.T, lines []capLine) map[market.Kind]int {
+	want := map[market.Kind]int{}
 	for _, l := range lines {
 		if l.body == nil {
 			continue
@@ -205,11 +207,11 @@ func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
 		}
 		switch {
 		case strings.HasPrefix(m.Params.Channel, "ticker."):
-			want[KindQuote]++
+			want[market.KindQuote]++
 			var d map[string]any
 			json.Unmarshal(m.Params.Data, &d)
 			if _, ok := d["current_funding"]; ok {
-				want[KindFunding]++
+				want[market.KindFunding]++
 			}
 		case strings.HasPrefix(m.Params.Channel, "book."):
 			var d struct {
@@ -219,7 +221,7 @@ func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
 			json.Unmarshal(m.Params.Data, &d)
 			for _, side := range [][][3]any{d.Bids, d.Asks} {
 				if d.Type == "change" {
-					want[KindBookDelta] += len(side)
+					want[market.KindBookDelta] += len(side)
 					continue
 				}
 				px := map[float64]bool{}
@@ -228,12 +230,12 @@ func deribitExpected(t *testing.T, lines []capLine) map[Kind]int {
 						px[lv[1].(float64)] = true
 					}
 				}
-				want[KindSnapshot] += len(px)
+				want[market.KindSnapshot] += len(px)
 			}
 		case strings.HasPrefix(m.Params.Channel, "trades."):
 			var d []any
 			json.Unmarshal(m.Params.Data, &d)
-			want[KindTrade] += len(d)
+			want[market.KindTrade] += len(d)
 		}
 	}
 	for k, v := range want {
@@ -284,9 +286,9 @@ func TestDeribitRecordedFile(t *testing.T) {
 				continue
 			}
 			switch k.Kind {
-			case KindGap:
+			case market.KindGap:
 				gaps++
-			case KindBookDelta, KindSnapshot:
+			case market.KindBookDelta, market.KindSnapshot:
 				t.Fatalf("book tick of %s after the gap: %+v", sym, k)
 			}
 		}

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Channel is a normalized market-data channel.
@@ -13,11 +15,11 @@ type Channel string
 
 // Channels a Feed can subscribe to. A venue supports a subset.
 const (
-	ChanTrades       Channel = "trades"       // KindTrade
-	ChanQuotes       Channel = "quotes"       // KindQuote (best bid and offer)
-	ChanBook         Channel = "book"         // KindSnapshot then KindBookDelta
-	ChanFunding      Channel = "funding"      // KindFunding (and mark price where sent)
-	ChanLiquidations Channel = "liquidations" // KindLiquidation
+	ChanTrades       Channel = "trades"       // market.KindTrade
+	ChanQuotes       Channel = "quotes"       // market.KindQuote (best bid and offer)
+	ChanBook         Channel = "book"         // market.KindSnapshot then market.KindBookDelta
+	ChanFunding      Channel = "funding"      // market.KindFunding (and mark price where sent)
+	ChanLiquidations Channel = "liquidations" // market.KindLiquidation
 )
 
 // Subscription is one channel of one venue symbol.
@@ -60,7 +62,7 @@ type SnapshotRequest struct {
 // Books: Handle applies snapshots and deltas to its books and checks the
 // venue's sequence numbers, checksums (on by default where the venue sends
 // them) and crossing. When a book is found out of sync it appends one
-// KindGap tick for the instrument, withholds that instrument's book ticks
+// market.KindGap tick for the instrument, withholds that instrument's book ticks
 // until a fresh snapshot has been applied, counts the event
 // (signald_ingest_book_resyncs_total{venue,reason}) and asks for the
 // snapshot through Outbox (resubscribe frames) or SnapshotRequests (REST).
@@ -85,7 +87,7 @@ type Feed interface {
 	// nothing and return nil. A malformed frame returns a *ParseError
 	// (wrapping ErrMalformed) and appends nothing; the caller counts and
 	// skips it.
-	Handle(recvNS int64, frame []byte, out []Tick) ([]Tick, error)
+	Handle(recvNS int64, frame []byte, out []market.Tick) ([]market.Tick, error)
 	// Outbox appends the frames the feed wants sent now (answers to server
 	// pings, resubscriptions that resync a book) and forgets them.
 	Outbox(dst [][]byte) [][]byte
@@ -93,7 +95,7 @@ type Feed interface {
 	// forgets them.
 	SnapshotRequests(dst []SnapshotRequest) []SnapshotRequest
 	// HandleSnapshot applies a REST snapshot body fetched for req.
-	HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error)
+	HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error)
 	// Reset forgets all book and sequence state; the manager calls it after
 	// a disconnect, before reconnecting (and publishes the gap itself).
 	Reset()
@@ -158,18 +160,18 @@ func FeedVenues() []string {
 	return out
 }
 
-// GapTick returns the KindGap tick that marks data missing for instrument:
+// GapTick returns the market.KindGap tick that marks data missing for instrument:
 // a book published before it is invalid until the next snapshot.
 //
 // How a consumer rebuilds a book from a venue's ticks: within one published
 // batch (one frame, or one REST snapshot with the buffered deltas applied
-// after it), the first KindSnapshot tick of an instrument starts its book
-// afresh and the batch's other snapshot ticks fill it; KindBookDelta ticks
-// set the absolute size of a level (0 removes it); KindGap invalidates the
+// after it), the first market.KindSnapshot tick of an instrument starts its book
+// afresh and the batch's other snapshot ticks fill it; market.KindBookDelta ticks
+// set the absolute size of a level (0 removes it); market.KindGap invalidates the
 // book until the next snapshot. Feeds never publish a delta for a book
 // that is out of sync.
-func GapTick(venue, instrument, symbol string, recvNS int64) Tick {
-	t := Tick{Venue: venue, Instrument: instrument, Symbol: symbol, Kind: KindGap, RecvTS: recvNS, IngestTS: recvNS}
+func GapTick(venue, instrument, symbol string, recvNS int64) market.Tick {
+	t := market.Tick{Venue: venue, Instrument: instrument, Symbol: symbol, Kind: market.KindGap, RecvTS: recvNS, IngestTS: recvNS}
 	t.ComputeID()
 	return t
 }
@@ -179,9 +181,9 @@ func GapTick(venue, instrument, symbol string, recvNS int64) Tick {
 // the instrument (queue overflow), so the book is rebuilt from a fresh
 // snapshot instead of staying wrong.
 type Resyncer interface {
-	// Resync marks symbol's book out of sync (a KindGap tick is appended
+	// Resync marks symbol's book out of sync (a market.KindGap tick is appended
 	// to out) and asks for a fresh snapshot.
-	Resync(recvNS int64, symbol, reason string, out []Tick) []Tick
+	Resync(recvNS int64, symbol, reason string, out []market.Tick) []market.Tick
 }
 
 // SnapshotSymbolParser is implemented by Feeds that can tell which venue

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Venue benchmarks over testdata (see testdata/README.md, "Benchmark
@@ -85,7 +87,7 @@ func benchLines(tb testing.TB, venue string) []benchLine {
 }
 
 // handleLine hands one line to f.
-func handleLine(f Feed, l *benchLine, out []Tick) ([]Tick, error) {
+func handleLine(f Feed, l *benchLine, out []market.Tick) ([]market.Tick, error) {
 	if l.snap {
 		req := SnapshotRequest{URL: l.url}
 		if sp, ok := f.(SnapshotSymbolParser); ok && l.url != "" {
@@ -131,11 +133,11 @@ func BenchmarkFeeds(b *testing.B) {
 					// Pre-pass: which frames are trades.
 					f := newFeed()
 					var trades []benchLine
-					var out []Tick
+					var out []market.Tick
 					for i := range lines {
 						out, _ = handleLine(f, &lines[i], out[:0])
 						for _, t := range out {
-							if t.Kind == KindTrade && !lines[i].snap {
+							if t.Kind == market.KindTrade && !lines[i].snap {
 								trades = append(trades, lines[i])
 								break
 							}
@@ -152,7 +154,7 @@ func BenchmarkFeeds(b *testing.B) {
 						}
 						b.Run(set.name, func(b *testing.B) {
 							f := newFeed()
-							out := make([]Tick, 0, 4096)
+							out := make([]market.Tick, 0, 4096)
 							var reqs []SnapshotRequest
 							var obox [][]byte
 							bytesTotal := 0
@@ -219,11 +221,11 @@ func benchSpeedup(b *testing.B, venue string, lines []benchLine) {
 		feeds[i] = f
 	}
 	var trades []benchLine
-	var out []Tick
+	var out []market.Tick
 	for i := range lines {
 		out, _ = handleLine(feeds[1], &lines[i], out[:0])
 		for _, t := range out {
-			if t.Kind == KindTrade && !lines[i].snap {
+			if t.Kind == market.KindTrade && !lines[i].snap {
 				trades = append(trades, lines[i])
 				break
 			}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // TestFeedsThroughServer runs every registered Feed that has testdata
@@ -39,14 +41,14 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	chanOf := map[Kind]Channel{KindTrade: ChanTrades, KindQuote: ChanQuotes, KindBookDelta: ChanBook, KindSnapshot: ChanBook,
-		KindFunding: ChanFunding, KindLiquidation: ChanLiquidations}
+	chanOf := map[market.Kind]Channel{market.KindTrade: ChanTrades, market.KindQuote: ChanQuotes, market.KindBookDelta: ChanBook, market.KindSnapshot: ChanBook,
+		market.KindFunding: ChanFunding, market.KindLiquidation: ChanLiquidations}
 	seen := map[Subscription]bool{}
 	var subs []Subscription
-	var tradesOf [][]Tick // per frame
+	var tradesOf [][]market.Tick // per frame
 	snapshots := map[string]string{}
 	var frames []benchLine
-	var out []Tick
+	var out []market.Tick
 	for i := range lines {
 		l := &lines[i]
 		if l.snap {
@@ -67,7 +69,7 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 					subs = append(subs, s)
 				}
 			}
-			if tk.Kind == KindTrade && !l.snap {
+			if tk.Kind == market.KindTrade && !l.snap {
 				tradesOf[len(tradesOf)-1] = append(tradesOf[len(tradesOf)-1], tk)
 			}
 		}
@@ -113,7 +115,7 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 		}
 	}
 	half := len(frames) / 2
-	var wantTrades []Tick
+	var wantTrades []market.Tick
 	for _, tr := range append(tradesOf[:half:half], tradesOf...) {
 		wantTrades = append(wantTrades, tr...)
 	}
@@ -128,11 +130,11 @@ func recordedThroughServer(t *testing.T, venue string, lines []benchLine) {
 	// Connection 0 redials; the rest of the recording goes there.
 	c := srv.accept(5 * time.Second)
 	send(c, frames)
-	trades := func() []Tick {
-		var tr []Tick
+	trades := func() []market.Tick {
+		var tr []market.Tick
 		for _, b := range col.snapshot() {
 			for _, tk := range b {
-				if tk.Kind == KindTrade {
+				if tk.Kind == market.KindTrade {
 					tr = append(tr, tk)
 				}
 			}

@@ -17,6 +17,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // feedCore is the state every feed of this file set keeps.
@@ -79,7 +81,7 @@ type pendingDelta struct {
 // parsedLevel is one level of a frame, parsed before the book is touched,
 // so that a malformed level leaves the book as it was.
 type parsedLevel struct {
-	side           Side
+	side           market.Side
 	px, sz         float64
 	pxText, szText []byte // the venue's text, kept for checksums
 	ts             int64  // the level's own exchange time (Kraken v1), 0: the frame's
@@ -88,7 +90,7 @@ type parsedLevel struct {
 // seqLevel is a parsedLevel without the venue's text; pointer-free, so
 // buffering many (KuCoin, Gate.io) costs the garbage collector nothing.
 type seqLevel struct {
-	side   Side
+	side   market.Side
 	px, sz float64
 	seq    uint64 // the level's own sequence (KuCoin), 0: none
 }
@@ -146,7 +148,7 @@ func (c *feedCore) Venue() string { return c.venue }
 
 // finish counts a Handle call's outcome: the ticks appended since n, or the
 // malformed frame (whose ticks are dropped).
-func (c *feedCore) finish(out []Tick, n int, err *ParseError) ([]Tick, error) {
+func (c *feedCore) finish(out []market.Tick, n int, err *ParseError) ([]market.Tick, error) {
 	if err != nil {
 		err.Venue = c.venue
 		c.m.Malformed(err.Reason.String())
@@ -160,7 +162,7 @@ func (c *feedCore) finish(out []Tick, n int, err *ParseError) ([]Tick, error) {
 	}
 	for k, v := range counts {
 		if v > 0 {
-			c.m.Ticks(Kind(k), v)
+			c.m.Ticks(market.Kind(k), v)
 		}
 	}
 	return out, nil
@@ -168,7 +170,7 @@ func (c *feedCore) finish(out []Tick, n int, err *ParseError) ([]Tick, error) {
 
 // run counts frame, parses it and hands its root to fn, then counts the
 // outcome as finish does.
-func (c *feedCore) run(frame []byte, out []Tick, fn func(root *jfield, out []Tick) ([]Tick, *ParseError)) ([]Tick, error) {
+func (c *feedCore) run(frame []byte, out []market.Tick, fn func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError)) ([]market.Tick, error) {
 	c.m.Frame()
 	n := len(out)
 	var perr *ParseError
@@ -243,8 +245,8 @@ func (c *feedCore) countUnnormalized(e *symEntry) {
 	}
 }
 
-func (c *feedCore) newTick(s *symEntry, kind Kind, recv, exch int64) Tick {
-	return Tick{Venue: c.venue, Instrument: s.instrument, Symbol: s.symbol, Kind: kind, ExchTS: exch, RecvTS: recv, IngestTS: recv}
+func (c *feedCore) newTick(s *symEntry, kind market.Kind, recv, exch int64) market.Tick {
+	return market.Tick{Venue: c.venue, Instrument: s.instrument, Symbol: s.symbol, Kind: kind, ExchTS: exch, RecvTS: recv, IngestTS: recv}
 }
 
 // ---- books ----
@@ -259,9 +261,9 @@ func (c *feedCore) book(s *symEntry) *bookState {
 }
 
 // applyLevels applies c.lv to b and appends one tick of kind per level
-// (KindSnapshot or KindBookDelta; bids keep SideBuy). keepText keeps the
+// (market.KindSnapshot or market.KindBookDelta; bids keep market.SideBuy). keepText keeps the
 // venue's text of the numbers in the book for checksums.
-func (c *feedCore) applyLevels(out []Tick, b *bookState, kind Kind, seq uint64, recv, exch int64, keepText bool) []Tick {
+func (c *feedCore) applyLevels(out []market.Tick, b *bookState, kind market.Kind, seq uint64, recv, exch int64, keepText bool) []market.Tick {
 	base := c.newTick(b.sym, kind, recv, exch)
 	base.Seq = seq
 	for i := range c.lv {
@@ -284,10 +286,10 @@ func (c *feedCore) applyLevels(out []Tick, b *bookState, kind Kind, seq uint64, 
 
 // outOfSync handles a book found out of sync by the frame whose ticks start
 // at out[n]: the frame's book ticks are withdrawn (they may be wrong), one
-// KindGap tick is appended, the book is marked unsynced and cleared until a
+// market.KindGap tick is appended, the book is marked unsynced and cleared until a
 // fresh snapshot, and the resync is counted and logged. The caller asks for
 // the snapshot.
-func (c *feedCore) outOfSync(out []Tick, n int, b *bookState, reason string, recv, exch int64, seq uint64) []Tick {
+func (c *feedCore) outOfSync(out []market.Tick, n int, b *bookState, reason string, recv, exch int64, seq uint64) []market.Tick {
 	out = c.gapTick(out[:n], b.sym, recv, exch, seq)
 	b.synced, b.seqOK = false, false
 	b.Clear()
@@ -301,18 +303,18 @@ func (c *feedCore) outOfSync(out []Tick, n int, b *bookState, reason string, rec
 // connection manager publishes a plain gap for them.
 type resyncCore struct{ feedCore }
 
-// Resync marks symbol's book out of sync (one KindGap tick appended to
+// Resync marks symbol's book out of sync (one market.KindGap tick appended to
 // out) and asks for a fresh snapshot; the connection manager calls it when
 // it had to drop book ticks of the instrument. An invalid symbol changes
 // nothing.
-func (c *resyncCore) Resync(recv int64, symbol, reason string, out []Tick) []Tick {
+func (c *resyncCore) Resync(recv int64, symbol, reason string, out []market.Tick) []market.Tick {
 	s, perr := c.sym([]byte(symbol), "symbol")
 	if perr != nil {
 		return out
 	}
 	b := c.book(s)
 	out = c.outOfSync(out, len(out), b, reason, recv, 0, 0)
-	c.m.Ticks(KindGap, 1)
+	c.m.Ticks(market.KindGap, 1)
 	c.resnapshot(b)
 	return out
 }
@@ -321,17 +323,17 @@ func (c *resyncCore) Resync(recv int64, symbol, reason string, out []Tick) []Tic
 // snapshot.
 func (c *feedCore) withheld() { c.m.Ignored("book_unsynced") }
 
-func (c *feedCore) gapTick(out []Tick, s *symEntry, recv, exch int64, seq uint64) []Tick {
-	g := c.newTick(s, KindGap, recv, exch)
+func (c *feedCore) gapTick(out []market.Tick, s *symEntry, recv, exch int64, seq uint64) []market.Tick {
+	g := c.newTick(s, market.KindGap, recv, exch)
 	g.Seq = seq
 	g.ComputeID()
 	return append(out, g)
 }
 
 // desync is outOfSync for the feeds that publish one gap per break: the
-// first time since the last snapshot it appends the KindGap tick; it always
+// first time since the last snapshot it appends the market.KindGap tick; it always
 // forgets the book and any buffered deltas. The caller asks for a snapshot.
-func (c *feedCore) desync(b *bookState, reason string, recv int64, seq uint64, out []Tick) []Tick {
+func (c *feedCore) desync(b *bookState, reason string, recv int64, seq uint64, out []market.Tick) []market.Tick {
 	b.Clear()
 	b.pend, b.pendLv = b.pend[:0], b.pendLv[:0]
 	b.requested = false
@@ -342,10 +344,10 @@ func (c *feedCore) desync(b *bookState, reason string, recv int64, seq uint64, o
 	return c.outOfSync(out, len(out), b, reason, recv, 0, seq)
 }
 
-// replaceBook replaces b's book with lv and appends one KindSnapshot tick
+// replaceBook replaces b's book with lv and appends one market.KindSnapshot tick
 // per level (bids first, best first). It reports false, and appends
 // nothing, when the snapshot is crossed.
-func (c *feedCore) replaceBook(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
+func (c *feedCore) replaceBook(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []market.Tick) ([]market.Tick, bool) {
 	b.Clear()
 	for i := range lv {
 		if l := &lv[i]; l.sz != 0 {
@@ -361,9 +363,9 @@ func (c *feedCore) replaceBook(b *bookState, lv []seqLevel, recv, exch int64, se
 	}
 	b.synced, b.resync = true, false
 	b.seq = seq
-	base := c.newTick(b.sym, KindSnapshot, recv, exch)
+	base := c.newTick(b.sym, market.KindSnapshot, recv, exch)
 	base.Seq = seq
-	for _, side := range [2]Side{SideBuy, SideSell} {
+	for _, side := range [2]market.Side{market.SideBuy, market.SideSell} {
 		for _, l := range b.Side(side) {
 			t := base
 			t.Side, t.Price, t.Size = side, l.Px, l.Sz
@@ -374,11 +376,11 @@ func (c *feedCore) replaceBook(b *bookState, lv []seqLevel, recv, exch int64, se
 	return out, true
 }
 
-// applyDelta applies lv to b's book and appends one KindBookDelta tick per
+// applyDelta applies lv to b's book and appends one market.KindBookDelta tick per
 // level. It reports false when the result is crossed (the caller desyncs;
 // the ticks appended are to be dropped).
-func (c *feedCore) applyDelta(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []Tick) ([]Tick, bool) {
-	base := c.newTick(b.sym, KindBookDelta, recv, exch)
+func (c *feedCore) applyDelta(b *bookState, lv []seqLevel, recv, exch int64, seq uint64, out []market.Tick) ([]market.Tick, bool) {
+	base := c.newTick(b.sym, market.KindBookDelta, recv, exch)
 	base.Seq = seq
 	for i := range lv {
 		l := &lv[i]
@@ -502,16 +504,16 @@ func typeErr(f *jfield, field string) *ParseError {
 
 // side reads a "buy"/"sell" string member; anything else is malformed and
 // reported under field.
-func (f *jfield) side(field string) (Side, *ParseError) {
+func (f *jfield) side(field string) (market.Side, *ParseError) {
 	b, perr := f.str(field)
 	if perr != nil {
 		return 0, perr
 	}
 	switch string(b) {
 	case "buy":
-		return SideBuy, nil
+		return market.SideBuy, nil
 	case "sell":
-		return SideSell, nil
+		return market.SideSell, nil
 	}
 	return 0, &ParseError{Reason: ReasonBadType, Field: field}
 }
@@ -767,13 +769,13 @@ func next(it *simdjson.Iter) (jfield, bool) {
 
 // levelArray parses [[price, size, ...], ...] (strings) into c.lv with
 // side; extra elements are ignored.
-func (c *feedCore) levelArray(f *jfield, side Side, field string) *ParseError {
+func (c *feedCore) levelArray(f *jfield, side market.Side, field string) *ParseError {
 	return c.levelRows(f, side, field, false)
 }
 
 // levelRows is levelArray; withTime also requires each level's third
 // element, a decimal seconds string (Kraken v1), kept as the level's time.
-func (c *feedCore) levelRows(f *jfield, side Side, field string, withTime bool) *ParseError {
+func (c *feedCore) levelRows(f *jfield, side market.Side, field string, withTime bool) *ParseError {
 	if f.typ == simdjson.TypeNone {
 		return nil
 	}
@@ -947,12 +949,12 @@ func appendJSNumber(dst []byte, f float64) []byte {
 
 // sideWord reads a taker or level side written "buy"/"bid" or "sell"/"ask"
 // (Gemini, KuCoin, Gate.io, Huobi, Deribit).
-func sideWord(b []byte) (Side, *ParseError) {
+func sideWord(b []byte) (market.Side, *ParseError) {
 	switch string(b) {
 	case "buy", "bid":
-		return SideBuy, nil
+		return market.SideBuy, nil
 	case "sell", "ask":
-		return SideSell, nil
+		return market.SideSell, nil
 	case "":
 		return 0, perrf(ReasonMissingField, "side")
 	}

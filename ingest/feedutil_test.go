@@ -17,6 +17,8 @@ import (
 	"github.com/minio/simdjson-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Test helpers shared by the feed tests of the venues built on feedCore
@@ -24,7 +26,7 @@ import (
 
 // goldenTick completes a hand-written expected tick: IngestTS is the
 // receive time, ID the content hash.
-func goldenTick(t Tick) Tick {
+func goldenTick(t market.Tick) market.Tick {
 	t.IngestTS = t.RecvTS
 	t.ComputeID()
 	return t
@@ -32,8 +34,8 @@ func goldenTick(t Tick) Tick {
 
 // frameRunner returns a function that hands a frame, received at recv, to
 // f and returns its ticks; an error fails the test.
-func frameRunner(t *testing.T, f Feed, recv int64) func(frame string) []Tick {
-	return func(frame string) []Tick {
+func frameRunner(t *testing.T, f Feed, recv int64) func(frame string) []market.Tick {
+	return func(frame string) []market.Tick {
 		t.Helper()
 		out, err := f.Handle(recv, []byte(frame), nil)
 		if err != nil {
@@ -46,7 +48,7 @@ func frameRunner(t *testing.T, f Feed, recv int64) func(frame string) []Tick {
 // goldenCase is a frame and the ticks it gives.
 type goldenCase struct {
 	name, frame string
-	want        []Tick
+	want        []market.Tick
 }
 
 // runGoldenCases hands each case's frame, received at recv, to one feed of
@@ -67,8 +69,8 @@ func runGoldenCases(t *testing.T, venue string, recv int64, cases []goldenCase) 
 }
 
 // kindCounts counts ticks by kind.
-func kindCounts(ticks []Tick) map[Kind]int {
-	m := map[Kind]int{}
+func kindCounts(ticks []market.Tick) map[market.Kind]int {
+	m := map[market.Kind]int{}
 	for _, t := range ticks {
 		m[t.Kind]++
 	}
@@ -345,9 +347,9 @@ func venueTestdata(venue, name string) string {
 // replayFeed hands every received frame of lines (not REST, connection or
 // client-send lines) to f and returns the ticks; the first error fails the
 // test.
-func replayFeed(t testing.TB, f Feed, lines []capLine) []Tick {
+func replayFeed(t testing.TB, f Feed, lines []capLine) []market.Tick {
 	t.Helper()
-	var out []Tick
+	var out []market.Tick
 	for _, l := range lines {
 		if l.body == nil || l.url != "" {
 			continue
@@ -363,9 +365,9 @@ func replayFeed(t testing.TB, f Feed, lines []capLine) []Tick {
 // replayEdited hands every line of lines to f, but for the one at index
 // target: dropped when edit is nil, else replaced by edit(body). It returns
 // the ticks; an error fails the test.
-func replayEdited(t testing.TB, f Feed, lines []capLine, target int, edit func([]byte) []byte) []Tick {
+func replayEdited(t testing.TB, f Feed, lines []capLine, target int, edit func([]byte) []byte) []market.Tick {
 	t.Helper()
-	var out []Tick
+	var out []market.Tick
 	for i, l := range lines {
 		body := l.body
 		if i == target {
@@ -383,9 +385,9 @@ func replayEdited(t testing.TB, f Feed, lines []capLine, target int, edit func([
 }
 
 // samePaths checks that every JSON path produced the same ticks.
-func samePaths(t *testing.T, got map[string][]Tick) {
+func samePaths(t *testing.T, got map[string][]market.Tick) {
 	t.Helper()
-	var ref []Tick
+	var ref []market.Tick
 	var refName string
 	for name, ticks := range got {
 		if ref == nil {
@@ -399,7 +401,7 @@ func samePaths(t *testing.T, got map[string][]Tick) {
 }
 
 // checkTicks asserts the invariants every tick of these feeds keeps.
-func checkTicks(t *testing.T, ts []Tick) {
+func checkTicks(t *testing.T, ts []market.Tick) {
 	t.Helper()
 	for i, k := range ts {
 		c := k
@@ -411,12 +413,12 @@ func checkTicks(t *testing.T, ts []Tick) {
 			t.Fatalf("tick %d: incomplete: %+v", i, k)
 		}
 		switch k.Kind {
-		case KindBookDelta, KindSnapshot:
-			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size < 0 {
+		case market.KindBookDelta, market.KindSnapshot:
+			if (k.Side != market.SideBuy && k.Side != market.SideSell) || k.Price <= 0 || k.Size < 0 {
 				t.Fatalf("tick %d: bad level: %+v", i, k)
 			}
-		case KindTrade, KindLiquidation:
-			if (k.Side != SideBuy && k.Side != SideSell) || k.Price <= 0 || k.Size <= 0 {
+		case market.KindTrade, market.KindLiquidation:
+			if (k.Side != market.SideBuy && k.Side != market.SideSell) || k.Price <= 0 || k.Size <= 0 {
 				t.Fatalf("tick %d: bad trade: %+v", i, k)
 			}
 		}
@@ -427,7 +429,7 @@ func checkTicks(t *testing.T, ts []Tick) {
 // receipt time. A snapshot line is handed to the feed only when the feed
 // has asked for that symbol (symOf reads the symbol from the URL); requests
 // are checked to name the symbol's endpoint.
-func replayREST(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string) string) (out []Tick, asked map[string]int) {
+func replayREST(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string) string) (out []market.Tick, asked map[string]int) {
 	t.Helper()
 	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
@@ -468,10 +470,10 @@ func replayREST(t testing.TB, f Feed, ws, rest []capLine, symOf func(url string)
 // requests from rest when symOf is set (replayREST); the ticks must pass
 // checkTicks, have the kinds want, and come without a resync or a malformed
 // frame. It returns the feed, the ticks and the snapshots asked per symbol.
-func replayClean(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[Kind]int) (Feed, []Tick, map[string]int) {
+func replayClean(t *testing.T, venue string, fb bool, ws, rest []capLine, symOf func(string) string, want map[market.Kind]int) (Feed, []market.Tick, map[string]int) {
 	t.Helper()
 	f, reg := newTestFeed(t, venue, FeedConfig{ForceFallback: fb})
-	var out []Tick
+	var out []market.Tick
 	var asked map[string]int
 	if symOf != nil {
 		out, asked = replayREST(t, f, ws, rest, symOf)
@@ -498,7 +500,7 @@ func isMalformed(err error) bool {
 // nothing.
 func wantMalformed(t *testing.T, f Feed, frame string) {
 	t.Helper()
-	pre := []Tick{{Venue: "sentinel"}}
+	pre := []market.Tick{{Venue: "sentinel"}}
 	out, err := f.Handle(1, []byte(frame), pre)
 	var pe *ParseError
 	if !isMalformed(err) || !errors.As(err, &pe) {
@@ -552,7 +554,7 @@ func fuzzCompare(t *testing.T, paths map[string]feedUnderTest, data []byte, req 
 	t.Helper()
 	type result struct {
 		err   string
-		ticks []Tick
+		ticks []market.Tick
 		sends [][]byte
 		reqs  []SnapshotRequest
 	}
@@ -655,7 +657,7 @@ func benchFeedLines(b *testing.B, venue string, cfg FeedConfig, all []capLine, r
 			if err != nil {
 				b.Fatal(err)
 			}
-			out := make([]Tick, 0, 8192)
+			out := make([]market.Tick, 0, 8192)
 			var reqs []SnapshotRequest
 			pending := map[string]SnapshotRequest{}
 			ticks := 0
@@ -729,13 +731,13 @@ func TestVenuesAResync(t *testing.T) {
 				t.Fatal(err)
 			}
 			r, ok := f.Feed.(interface {
-				Resync(int64, string, string, []Tick) []Tick
+				Resync(int64, string, string, []market.Tick) []market.Tick
 			})
 			if !ok {
 				t.Fatalf("%s: no Resync", c.venue)
 			}
 			out := r.Resync(5, c.symbol, "overflow", nil)
-			if len(out) != 1 || out[0].Kind != KindGap || out[0].Symbol != c.symbol || f.resyncs("overflow") != 1 {
+			if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Symbol != c.symbol || f.resyncs("overflow") != 1 {
 				t.Fatalf("%s %s: %+v", c.venue, name, out)
 			}
 			if c.wantOutbox != "" {

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Gate.io spot websocket v4 (wss://api.gateio.ws/ws/v4/): spot.trades
@@ -115,8 +117,8 @@ func (f *GateioFeed) requestSnapshot(bk *bookState) {
 
 var gateioKeys = []string{"channel", "event", "result", "error"}
 
-func (f *GateioFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *GateioFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
+	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
 		if perr := objectFields(root, gateioKeys, r, "root"); perr != nil {
 			return out, perr
@@ -199,7 +201,7 @@ var pow10i = [...]int64{1, 10, 100, 1000, 10000, 100000}
 
 var gateioTradeKeys = []string{"currency_pair", "side", "price", "amount", "id", "create_time_ms"}
 
-func (f *GateioFeed) trade(recv int64, res *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *GateioFeed) trade(recv int64, res *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
 	if perr := objectFields(res, gateioTradeKeys, d, "result"); perr != nil {
 		return out, perr
@@ -226,7 +228,7 @@ func (f *GateioFeed) trade(recv int64, res *jfield, out []Tick) ([]Tick, *ParseE
 	if px == 0 || sz == 0 {
 		return out, perrf(ReasonBadNumber, "price")
 	}
-	t := f.newTick(s, KindTrade, recv, ts)
+	t := f.newTick(s, market.KindTrade, recv, ts)
 	t.Side, t.Price, t.Size, t.TradeID = sd, px, sz, id
 	t.ComputeID()
 	return append(out, t), nil
@@ -234,7 +236,7 @@ func (f *GateioFeed) trade(recv int64, res *jfield, out []Tick) ([]Tick, *ParseE
 
 var gateioTickerKeys = []string{"b", "B", "a", "A", "s", "u", "t"}
 
-func (f *GateioFeed) bookTicker(recv int64, res *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *GateioFeed) bookTicker(recv int64, res *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:7]
 	if perr := objectFields(res, gateioTickerKeys, d, "result"); perr != nil {
 		return out, perr
@@ -267,7 +269,7 @@ func (f *GateioFeed) bookTicker(recv int64, res *jfield, out []Tick) ([]Tick, *P
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, ts)
+	t := f.newTick(s, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], u
 	t.ComputeID()
 	return append(out, t), nil
@@ -275,7 +277,7 @@ func (f *GateioFeed) bookTicker(recv int64, res *jfield, out []Tick) ([]Tick, *P
 
 var gateioUpdateKeys = []string{"s", "U", "u", "t", "b", "a"}
 
-func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
 	if perr := objectFields(res, gateioUpdateKeys, d, "result"); perr != nil {
 		return out, perr
@@ -292,10 +294,10 @@ func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []Tick) ([]Tick, *P
 		return out, perr
 	}
 	f.sl = f.sl[:0]
-	if perr := f.kucoinLevels(&d[4], SideBuy, "b", false); perr != nil {
+	if perr := f.kucoinLevels(&d[4], market.SideBuy, "b", false); perr != nil {
 		return out, perr
 	}
-	if perr := f.kucoinLevels(&d[5], SideSell, "a", false); perr != nil {
+	if perr := f.kucoinLevels(&d[5], market.SideSell, "a", false); perr != nil {
 		return out, perr
 	}
 	if last < first {
@@ -312,8 +314,8 @@ var gateioSnapKeys = []string{"id", "update", "bids", "asks"}
 
 // HandleSnapshot applies GET /api/v4/spot/order_book?with_id=true:
 // {"id":N,"current":ms,"update":ms,"asks":[[px,sz]],"bids":[[px,sz]]}.
-func (f *GateioFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
-	out, err := f.run(body, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *GateioFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
+	out, err := f.run(body, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		d := f.d[:4]
 		if perr := objectFields(root, gateioSnapKeys, d, "root"); perr != nil {
 			return out, perr

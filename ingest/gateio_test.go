@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestGateioFrames(t *testing.T) {
@@ -52,14 +54,14 @@ func TestGateioKnownFrames(t *testing.T) {
 			}
 			// Recorded trade: create_time_ms 1619093543708.2642 → ns exactly.
 			got := run(`{"time":1619093543,"channel":"spot.trades","event":"update","result":{"id":816995772,"create_time":1619093543,"create_time_ms":"1619093543708.2642","side":"sell","currency_pair":"DIS_USDT","amount":"0.2010000000","price":"121.5800000000"}}`)
-			want := []Tick{goldenTick(Tick{Venue: "gateio", Instrument: "DIS-USDT", Symbol: "DIS_USDT", Kind: KindTrade, Side: SideSell,
+			want := []market.Tick{goldenTick(market.Tick{Venue: "gateio", Instrument: "DIS-USDT", Symbol: "DIS_USDT", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1619093543708264200, RecvTS: recv, Price: 121.58, Size: 0.201, TradeID: 816995772})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example of spot.book_ticker.
 			got = run(`{"time":1606293275,"time_ms":1606293275723,"channel":"spot.book_ticker","event":"update","result":{"t":1606293275123,"u":48733182,"s":"BTC_USDT","b":"19177.79","B":"0.0003341504","a":"19179.38","A":"0.09"}}`)
-			want = []Tick{goldenTick(Tick{Venue: "gateio", Instrument: "BTC-USDT", Symbol: "BTC_USDT", Kind: KindQuote, ExchTS: 1606293275123_000000, RecvTS: recv,
+			want = []market.Tick{goldenTick(market.Tick{Venue: "gateio", Instrument: "BTC-USDT", Symbol: "BTC_USDT", Kind: market.KindQuote, ExchTS: 1606293275123_000000, RecvTS: recv,
 				BidPx: 19177.79, BidSz: 0.0003341504, AskPx: 19179.38, AskSz: 0.09, Seq: 48733182})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("book_ticker:\n got %+v\nwant %+v", got, want)
@@ -83,15 +85,15 @@ func TestGateioKnownFrames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sb := Tick{Venue: "gateio", Instrument: "HAI-ETH", Symbol: "HAI_ETH", Kind: KindSnapshot, ExchTS: 1619093533750_000000, RecvTS: recv, Seq: 2691446}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			sb := market.Tick{Venue: "gateio", Instrument: "HAI-ETH", Symbol: "HAI_ETH", Kind: market.KindSnapshot, ExchTS: 1619093533750_000000, RecvTS: recv, Seq: 2691446}
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
 			db := sb
-			db.Kind, db.Seq, db.ExchTS = KindBookDelta, 2691448, 1619093538770_000000
-			want = []Tick{lv(sb, SideBuy, 0.00010322, 5360.209), lv(sb, SideBuy, 0.00010276, 20.80412499), lv(sb, SideSell, 0.00010396, 5876.967),
-				lv(db, SideBuy, 0.00010322, 0)}
+			db.Kind, db.Seq, db.ExchTS = market.KindBookDelta, 2691448, 1619093538770_000000
+			want = []market.Tick{lv(sb, market.SideBuy, 0.00010322, 5360.209), lv(sb, market.SideBuy, 0.00010276, 20.80412499), lv(sb, market.SideSell, 0.00010396, 5876.967),
+				lv(db, market.SideBuy, 0.00010322, 0)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("snapshot:\n got %+v\nwant %+v", got, want)
 			}
@@ -118,18 +120,18 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 		t.Fatalf("stale: %+v", out)
 	}
 	out, _ := f.Handle(4, gateUpd(14, 14, `["97","1"]`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 || len(f.SnapshotRequests(nil)) != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 || len(f.SnapshotRequests(nil)) != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	if out, _ := f.Handle(5, gateUpd(15, 15, `["96","1"]`), nil); len(out) != 0 {
 		t.Fatalf("withheld: %+v", out)
 	}
 	out, _ = f.HandleSnapshot(6, reqs[0], []byte(`{"id":14,"update":1,"asks":[["101","1"]],"bids":[["99","1"]]}`), nil)
-	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 {
+	if k := kindCounts(out); k[market.KindSnapshot] != 2 || k[market.KindBookDelta] != 1 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
 	out, _ = f.Handle(7, gateUpd(16, 16, `["101.5","1"]`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || resyncCount(reg, "crossed") != 1 {
 		t.Fatalf("crossed: %+v", out)
 	}
 	bad := []string{``, `[]`, `{}`, `{"channel":"spot.trades","event":"update"}`, `{"channel":"spot.trades","event":"update","result":[]}`,
@@ -149,8 +151,8 @@ func TestGateioGapCrossedMalformed(t *testing.T) {
 // gateExpected models the sync independently: per pair, updates until the
 // snapshot is delivered are buffered; the snapshot gives its distinct
 // non-zero levels; each level of each update with u > id is one delta.
-func gateExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
-	want := map[Kind]int{}
+func gateExpected(t *testing.T, ws, rest []capLine) map[market.Kind]int {
+	want := map[market.Kind]int{}
 	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
 	seen := map[string]bool{}
@@ -180,11 +182,11 @@ func gateExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 						px[p] = true
 					}
 				}
-				want[KindSnapshot] += len(px)
+				want[market.KindSnapshot] += len(px)
 			}
 			for _, u := range buf[sym] {
 				if u.u > b.ID {
-					want[KindBookDelta] += int(u.n)
+					want[market.KindBookDelta] += int(u.n)
 				}
 			}
 			continue
@@ -199,7 +201,7 @@ func gateExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 		}
 		switch m.Channel {
 		case "spot.trades":
-			want[KindTrade]++
+			want[market.KindTrade]++
 		case "spot.order_book_update":
 			var r struct {
 				S    string
@@ -211,7 +213,7 @@ func gateExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 			n := int64(len(r.B) + len(r.A))
 			if id, ok := snap[r.S]; ok {
 				if r.U > id {
-					want[KindBookDelta] += int(n)
+					want[market.KindBookDelta] += int(n)
 				}
 			} else {
 				buf[r.S] = append(buf[r.S], upd{r.U, n})
@@ -265,9 +267,9 @@ func TestGateioRecordedFile(t *testing.T) {
 				continue
 			}
 			switch k.Kind {
-			case KindGap:
+			case market.KindGap:
 				gaps++
-			case KindBookDelta, KindSnapshot:
+			case market.KindBookDelta, market.KindSnapshot:
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}

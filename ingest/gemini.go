@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Gemini market data v2 (wss://api.gemini.com/v2/marketdata): the l2
@@ -107,7 +109,7 @@ func (f *GeminiFeed) Reset() {
 	f.sockSeq, f.haveSock = 0, false
 }
 
-func (f *GeminiFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *GeminiFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("gemini: no REST snapshots (the l2 subscription sends the book)")
 }
 
@@ -118,15 +120,15 @@ type geminiMsg struct {
 	ts          int64
 	eventID     uint64
 	px, qty     float64
-	side        Side
+	side        market.Side
 	sockSeq     uint64
 	hasSock     bool
 }
 
 var geminiKeys = []string{"type", "symbol", "changes", "trades", "timestamp", "event_id", "price", "quantity", "side", "socket_sequence"}
 
-func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *GeminiFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
+	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
 		if perr := objectFields(root, geminiKeys, r, "root"); perr != nil {
 			return out, perr
@@ -182,7 +184,7 @@ func (f *GeminiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error
 
 // sequence checks socket_sequence where the frame has one: a gap desyncs
 // every live book of the connection.
-func (f *GeminiFeed) sequence(recv int64, m *geminiMsg, out []Tick) []Tick {
+func (f *GeminiFeed) sequence(recv int64, m *geminiMsg, out []market.Tick) []market.Tick {
 	if !m.hasSock {
 		return out
 	}
@@ -203,7 +205,7 @@ func (f *GeminiFeed) resubscribe(bk *bookState) {
 	f.outbox = append(f.outbox, geminiL2Frame("unsubscribe", syms), geminiL2Frame("subscribe", syms))
 }
 
-func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseError) {
+func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.sym(m.symbol, "symbol")
 	if perr != nil {
 		return out, perr
@@ -216,7 +218,7 @@ func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []Tick) ([]Tick, *Parse
 		return out, perrf(ReasonBadNumber, "price")
 	}
 	out = f.sequence(recv, m, out)
-	t := f.newTick(s, KindTrade, recv, ts)
+	t := f.newTick(s, market.KindTrade, recv, ts)
 	t.Side, t.Price, t.Size, t.TradeID, t.Seq = m.side, m.px, m.qty, m.eventID, m.sockSeq
 	t.ComputeID()
 	return append(out, t), nil
@@ -224,7 +226,7 @@ func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []Tick) ([]Tick, *Parse
 
 // l2 applies an l2_updates frame. Its "trades" (recent trades sent with the
 // initial book) are history, not live trades, and are not published.
-func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []Tick) ([]Tick, *ParseError) {
+func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []market.Tick) ([]market.Tick, *ParseError) {
 	s, perr := f.sym(m.symbol, "symbol")
 	if perr != nil {
 		return out, perr

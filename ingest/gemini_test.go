@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"strconv"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestNormalizeGemini(t *testing.T) {
@@ -44,7 +46,7 @@ func TestGeminiKnownFrames(t *testing.T) {
 			run := frameRunner(t, f, recv)
 			// Recorded (GEMINI.ws.1.0): side is the taker's.
 			got := run(`{"type":"trade","symbol":"ANKRUSD","event_id":45465818387,"timestamp":1624493670759,"price":"0.07946","quantity":"1020.482111","side":"buy"}`)
-			want := []Tick{goldenTick(Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: KindTrade, Side: SideBuy,
+			want := []market.Tick{goldenTick(market.Tick{Venue: "gemini", Instrument: "ANKR-USD", Symbol: "ANKRUSD", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1624493670759_000000, RecvTS: recv, Price: 0.07946, Size: 1020.482111, TradeID: 45465818387})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
@@ -54,18 +56,18 @@ func TestGeminiKnownFrames(t *testing.T) {
 			}
 			// Docs example shape: the first l2_updates (with trades) is the book.
 			got = run(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["sell","9122.07","0.98942292"],["buy","9122.04","0.00121425"],["buy","9121.1","0"],["buy","9120.5","2"]],"trades":[{"type":"trade","symbol":"BTCUSD","event_id":169841458,"timestamp":1560976400428,"price":"9122.04","quantity":"0.0073173","side":"sell"}]}`)
-			base := Tick{Venue: "gemini", Instrument: "BTC-USD", Symbol: "BTCUSD", Kind: KindSnapshot, RecvTS: recv}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			base := market.Tick{Venue: "gemini", Instrument: "BTC-USD", Symbol: "BTCUSD", Kind: market.KindSnapshot, RecvTS: recv}
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
-			want = []Tick{lv(base, SideBuy, 9122.04, 0.00121425), lv(base, SideBuy, 9120.5, 2), lv(base, SideSell, 9122.07, 0.98942292)}
+			want = []market.Tick{lv(base, market.SideBuy, 9122.04, 0.00121425), lv(base, market.SideBuy, 9120.5, 2), lv(base, market.SideSell, 9122.07, 0.98942292)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("book:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["sell","9122.07","0"],["sell","9123","1.5"]]}`)
-			base.Kind = KindBookDelta
-			if want := []Tick{lv(base, SideSell, 9122.07, 0), lv(base, SideSell, 9123, 1.5)}; !reflect.DeepEqual(got, want) {
+			base.Kind = market.KindBookDelta
+			if want := []market.Tick{lv(base, market.SideSell, 9122.07, 0), lv(base, market.SideSell, 9123, 1.5)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("delta:\n got %+v\nwant %+v", got, want)
 			}
 			// Deltas of a symbol whose book has not come yet are withheld.
@@ -93,7 +95,7 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 	}
 	// 2 is lost.
 	out, _ = f.Handle(3, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":3,"changes":[["buy","98","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USD" {
 		t.Fatalf("gap gave %+v", out)
 	}
 	if resyncCount(reg, "gap") != 1 {
@@ -109,12 +111,12 @@ func TestGeminiSocketSequenceGap(t *testing.T) {
 		t.Fatalf("withheld: %+v", out)
 	}
 	out, _ = f.Handle(5, []byte(`{"type":"trade","symbol":"BTCUSD","socket_sequence":5,"event_id":1,"timestamp":1,"price":"100","quantity":"1","side":"sell"}`), nil)
-	if len(out) != 1 || out[0].Kind != KindTrade {
+	if len(out) != 1 || out[0].Kind != market.KindTrade {
 		t.Fatalf("trade: %+v", out)
 	}
 	geminiBookSession(t, f, 6)
 	out, _ = f.Handle(6, []byte(`{"type":"l2_updates","symbol":"BTCUSD","socket_sequence":7,"changes":[["buy","97","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindBookDelta || resyncCount(reg, "") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindBookDelta || resyncCount(reg, "") != 1 {
 		t.Fatalf("after resnapshot: %+v", out)
 	}
 }
@@ -123,7 +125,7 @@ func TestGeminiCrossed(t *testing.T) {
 	f, reg := newTestFeed(t, "gemini", FeedConfig{})
 	geminiBookSession(t, f, 0)
 	out, _ := f.Handle(2, []byte(`{"type":"l2_updates","symbol":"BTCUSD","changes":[["buy","101.5","1"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || resyncCount(reg, "crossed") != 1 || len(f.Outbox(nil)) != 2 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -154,8 +156,8 @@ func TestGeminiMalformed(t *testing.T) {
 
 // geminiExpected counts with encoding/json: a trade per trade message, the
 // distinct non-zero levels of each initial book, a delta per later change.
-func geminiExpected(t *testing.T, lines []capLine) map[Kind]int {
-	want := map[Kind]int{}
+func geminiExpected(t *testing.T, lines []capLine) map[market.Kind]int {
+	want := map[market.Kind]int{}
 	for _, l := range lines {
 		if l.body == nil {
 			continue
@@ -170,10 +172,10 @@ func geminiExpected(t *testing.T, lines []capLine) map[Kind]int {
 		}
 		switch m.Type {
 		case "trade":
-			want[KindTrade]++
+			want[market.KindTrade]++
 		case "l2_updates":
 			if m.Trades == nil {
-				want[KindBookDelta] += len(m.Changes)
+				want[market.KindBookDelta] += len(m.Changes)
 				continue
 			}
 			lv := map[[2]string]string{}
@@ -183,7 +185,7 @@ func geminiExpected(t *testing.T, lines []capLine) map[Kind]int {
 			}
 			for _, q := range lv {
 				if v, _ := strconv.ParseFloat(q, 64); v != 0 {
-					want[KindSnapshot]++
+					want[market.KindSnapshot]++
 				}
 			}
 		}

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Huobi (HTX) spot market websocket (wss://api.huobi.pro/ws): every frame is
@@ -98,7 +100,7 @@ func (f *HuobiFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 
 func (f *HuobiFeed) Reset() { f.reset() }
 
-func (f *HuobiFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *HuobiFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("huobi: no REST snapshots (depth pushes are snapshots)")
 }
 
@@ -126,14 +128,14 @@ func (f *HuobiFeed) inflate(frame []byte) ([]byte, bool) {
 	return f.buf.Bytes(), true
 }
 
-func (f *HuobiFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *HuobiFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	js, ok := f.inflate(frame)
 	if !ok {
 		f.m.Frame()
 		f.m.Malformed(ReasonBadJSON.String())
 		return out, &ParseError{Venue: f.venue, Reason: ReasonBadJSON, Field: "gzip"}
 	}
-	return f.run(js, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+	return f.run(js, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
 		if perr := objectFields(root, huobiKeys, r, "root"); perr != nil {
 			return out, perr
@@ -205,7 +207,7 @@ func huobiMillis(f *jfield, field string) (int64, *ParseError) {
 	return msToNS(ms, field)
 }
 
-func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:4]
 	if perr := objectFields(tick, huobiDepthKeys, d, "tick"); perr != nil {
 		return out, perr
@@ -214,10 +216,10 @@ func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]
 	if !present(d[:2]) {
 		return out, perrf(ReasonMissingField, "bids")
 	}
-	if perr := f.numLevels(&d[0], SideBuy, "bids"); perr != nil {
+	if perr := f.numLevels(&d[0], market.SideBuy, "bids"); perr != nil {
 		return out, perr
 	}
-	if perr := f.numLevels(&d[1], SideSell, "asks"); perr != nil {
+	if perr := f.numLevels(&d[1], market.SideSell, "asks"); perr != nil {
 		return out, perr
 	}
 	ts, perr := huobiMillis(&d[2], "ts")
@@ -240,7 +242,7 @@ func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []Tick) ([]
 }
 
 // numLevels reads [[price, size], ...] with numbers.
-func (f *HuobiFeed) numLevels(fl *jfield, side Side, field string) *ParseError {
+func (f *HuobiFeed) numLevels(fl *jfield, side market.Side, field string) *ParseError {
 	ai, perr := fl.elems(field)
 	if perr != nil {
 		return perr
@@ -274,7 +276,7 @@ var (
 	huobiTradeKeys  = []string{"price", "amount", "direction", "ts", "tradeId"}
 )
 
-func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:1]
 	if perr := objectFields(tick, huobiTradesKeys, d, "tick"); perr != nil {
 		return out, perr
@@ -331,7 +333,7 @@ func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []Tick) ([
 		if px == 0 || sz == 0 {
 			return out[:n], perrf(ReasonBadNumber, "price")
 		}
-		t := f.newTick(s, KindTrade, recv, ts)
+		t := f.newTick(s, market.KindTrade, recv, ts)
 		t.Side, t.Price, t.Size, t.TradeID = side, px, sz, id
 		t.ComputeID()
 		out = append(out, t)
@@ -340,7 +342,7 @@ func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []Tick) ([
 
 var huobiBBOKeys = []string{"bid", "bidSize", "ask", "askSize", "seqId", "quoteTime"}
 
-func (f *HuobiFeed) bbo(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *HuobiFeed) bbo(recv int64, s *symEntry, tick *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
 	if perr := objectFields(tick, huobiBBOKeys, d, "tick"); perr != nil {
 		return out, perr
@@ -365,7 +367,7 @@ func (f *HuobiFeed) bbo(recv int64, s *symEntry, tick *jfield, out []Tick) ([]Ti
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, ts)
+	t := f.newTick(s, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], seq
 	t.ComputeID()
 	return append(out, t), nil

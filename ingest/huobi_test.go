@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // pyBytesB decodes a Python bytes literal b'...' (how the recorder stored
@@ -86,7 +88,7 @@ func TestHuobiKnownFrames(t *testing.T) {
 	for _, fb := range jsonPaths(t) {
 		t.Run(pathName(fb), func(t *testing.T) {
 			f, reg := newTestFeed(t, "huobi", FeedConfig{ForceFallback: fb})
-			run := func(frame string) []Tick {
+			run := func(frame string) []market.Tick {
 				t.Helper()
 				out, err := f.Handle(recv, gzipB(frame), nil)
 				if err != nil {
@@ -97,23 +99,23 @@ func TestHuobiKnownFrames(t *testing.T) {
 			// Recorded (HUOBI.ws.44.0, gunzipped): the tradeId, not the
 			// 27-digit id, is the trade id.
 			got := run(`{"ch":"market.trioeth.trade.detail","ts":1618678027942,"tick":{"id":100182534526,"ts":1618678027940,"data":[{"id":100182534526255757567432481,"ts":1618678027940,"tradeId":100045088885,"amount":20995.88,"price":9.2e-07,"direction":"buy"}]}}`)
-			want := []Tick{goldenTick(Tick{Venue: "huobi", Instrument: "TRIO-ETH", Symbol: "trioeth", Kind: KindTrade, Side: SideBuy,
+			want := []market.Tick{goldenTick(market.Tick{Venue: "huobi", Instrument: "TRIO-ETH", Symbol: "trioeth", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1618678027940_000000, RecvTS: recv, Price: 9.2e-07, Size: 20995.88, TradeID: 100045088885})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("trade:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(`{"ch":"market.btcusdt.depth.step0","ts":1618678069870,"tick":{"bids":[[60000.1,1.5],[59999,2]],"asks":[[60001,0.5]],"version":123,"ts":1618678069860}}`)
-			base := Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindSnapshot, ExchTS: 1618678069860_000000, RecvTS: recv, Seq: 123}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			base := market.Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: market.KindSnapshot, ExchTS: 1618678069860_000000, RecvTS: recv, Seq: 123}
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
-			if want := []Tick{lv(base, SideBuy, 60000.1, 1.5), lv(base, SideBuy, 59999, 2), lv(base, SideSell, 60001, 0.5)}; !reflect.DeepEqual(got, want) {
+			if want := []market.Tick{lv(base, market.SideBuy, 60000.1, 1.5), lv(base, market.SideBuy, 59999, 2), lv(base, market.SideSell, 60001, 0.5)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("depth:\n got %+v\nwant %+v", got, want)
 			}
 			// Docs example of bbo.
 			got = run(`{"ch":"market.btcusdt.bbo","ts":1630982225968,"tick":{"seqId":136372393553,"ask":52101.74,"askSize":0.024339,"bid":52101.73,"bidSize":0.69,"quoteTime":1630982225968,"symbol":"btcusdt"}}`)
-			want = []Tick{goldenTick(Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: KindQuote, ExchTS: 1630982225968_000000, RecvTS: recv,
+			want = []market.Tick{goldenTick(market.Tick{Venue: "huobi", Instrument: "BTC-USDT", Symbol: "btcusdt", Kind: market.KindQuote, ExchTS: 1630982225968_000000, RecvTS: recv,
 				BidPx: 52101.73, BidSz: 0.69, AskPx: 52101.74, AskSz: 0.024339, Seq: 136372393553})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("bbo:\n got %+v\nwant %+v", got, want)
@@ -127,7 +129,7 @@ func TestHuobiKnownFrames(t *testing.T) {
 			}
 			// Crossed push: a gap; the next push is a whole book again.
 			got = run(`{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[60002,1]],"asks":[[60001,0.5]],"version":124,"ts":2}}`)
-			if len(got) != 1 || got[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 {
+			if len(got) != 1 || got[0].Kind != market.KindGap || resyncCount(reg, "crossed") != 1 {
 				t.Fatalf("crossed: %+v", got)
 			}
 			if got := run(`{"ch":"market.btcusdt.depth.step0","ts":1,"tick":{"bids":[[60000,1]],"asks":[[60001,0.5]],"version":125,"ts":2}}`); len(got) != 2 {
@@ -169,8 +171,8 @@ func (zeroSpaces) Read(p []byte) (int, error) {
 // huobiExpected counts with encoding/json on the gunzipped frames: each
 // depth push gives its distinct non-zero levels, trade.detail one trade per
 // entry.
-func huobiExpected(t *testing.T, lines []capLine) map[Kind]int {
-	want := map[Kind]int{}
+func huobiExpected(t *testing.T, lines []capLine) map[market.Kind]int {
+	want := map[market.Kind]int{}
 	for _, l := range lines {
 		if l.body == nil {
 			continue
@@ -199,10 +201,10 @@ func huobiExpected(t *testing.T, lines []capLine) map[Kind]int {
 						px[lv[0]] = true
 					}
 				}
-				want[KindSnapshot] += len(px)
+				want[market.KindSnapshot] += len(px)
 			}
 		case strings.HasSuffix(m.Ch, ".trade.detail"):
-			want[KindTrade] += len(m.Tick.Data)
+			want[market.KindTrade] += len(m.Tick.Data)
 		}
 	}
 	return want

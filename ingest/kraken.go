@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // VenueKraken is Kraken spot.
@@ -167,7 +169,7 @@ func (f *KrakenFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 }
 
 // HandleSnapshot implements Feed: Kraken sends snapshots on the websocket.
-func (f *KrakenFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []Tick) ([]Tick, error) {
+func (f *KrakenFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("kraken: no REST snapshots are requested (got %s)", req.URL)
 }
 
@@ -175,14 +177,14 @@ func (f *KrakenFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out 
 func (f *KrakenFeed) Reset() { f.reset() }
 
 // Handle implements Feed.
-func (f *KrakenFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *KrakenFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	f.m.Frame()
 	n := len(out)
 	out, perr := f.handle(recv, frame, out)
 	return f.finish(out, n, perr)
 }
 
-func (f *KrakenFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, typ, perr := f.parseRoot(frame)
 	if perr != nil {
 		return out, perr
@@ -202,7 +204,7 @@ func (f *KrakenFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *Pars
 var krakenV1EventKeys = []string{"event", "status", "channelName", "pair", "subscription", "errorMessage", "reqid"}
 
 // object handles v1 events and all v2 messages.
-func (f *KrakenFeed) object(recv int64, root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) object(recv int64, root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:len(krakenV2Keys)]
 	if perr := objectFields(root, krakenV2Keys, fl, "root"); perr != nil {
 		return out, perr
@@ -248,7 +250,7 @@ func (f *KrakenFeed) object(recv int64, root *jfield, out []Tick) ([]Tick, *Pars
 }
 
 // v1 handles [channelID, payload..., channelName, pair].
-func (f *KrakenFeed) v1(recv int64, root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v1(recv int64, root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, perr := root.arrayIter("root")
 	if perr != nil {
 		return out, perr
@@ -301,7 +303,7 @@ func (f *KrakenFeed) v1(recv int64, root *jfield, out []Tick) ([]Tick, *ParseErr
 	return out, nil
 }
 
-func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if len(payload) != 1 {
 		return out, &ParseError{Reason: ReasonBadType, Field: "trade"}
 	}
@@ -329,7 +331,7 @@ func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []Ti
 		if k < 4 {
 			return out[:n], &ParseError{Reason: ReasonBadType, Field: "trade"}
 		}
-		t := f.newTick(s, KindTrade, recv, 0)
+		t := f.newTick(s, market.KindTrade, recv, 0)
 		if t.Price, _, perr = v[0].dec("price"); perr != nil {
 			return out[:n], perr
 		}
@@ -350,9 +352,9 @@ func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []Ti
 		}
 		switch string(side) {
 		case "b":
-			t.Side = SideBuy
+			t.Side = market.SideBuy
 		case "s":
-			t.Side = SideSell
+			t.Side = market.SideSell
 		default:
 			return out[:n], &ParseError{Reason: ReasonBadType, Field: "side"}
 		}
@@ -366,7 +368,7 @@ func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []Ti
 	}
 }
 
-func (f *KrakenFeed) v1ticker(recv int64, s *symEntry, payload []jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v1ticker(recv int64, s *symEntry, payload []jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if len(payload) != 1 {
 		return out, &ParseError{Reason: ReasonBadType, Field: "ticker"}
 	}
@@ -374,7 +376,7 @@ func (f *KrakenFeed) v1ticker(recv int64, s *symEntry, payload []jfield, out []T
 	if perr := objectFields(&payload[0], []string{"a", "b"}, g, "ticker"); perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, 0)
+	t := f.newTick(s, market.KindQuote, recv, 0)
 	for i, dst := range [2][2]*float64{{&t.AskPx, &t.AskSz}, {&t.BidPx, &t.BidSz}} {
 		field := [2]string{"a", "b"}[i]
 		it, perr := g[i].arrayIter(field)
@@ -398,7 +400,7 @@ func (f *KrakenFeed) v1ticker(recv int64, s *symEntry, payload []jfield, out []T
 	return append(out, t), nil
 }
 
-func (f *KrakenFeed) v1spread(recv int64, s *symEntry, payload []jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v1spread(recv int64, s *symEntry, payload []jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if len(payload) != 1 {
 		return out, &ParseError{Reason: ReasonBadType, Field: "spread"}
 	}
@@ -413,7 +415,7 @@ func (f *KrakenFeed) v1spread(recv int64, s *symEntry, payload []jfield, out []T
 			return out, &ParseError{Reason: ReasonBadType, Field: "spread"}
 		}
 	}
-	t := f.newTick(s, KindQuote, recv, 0)
+	t := f.newTick(s, market.KindQuote, recv, 0)
 	for i, dst := range [...]*float64{&t.BidPx, &t.AskPx, nil, &t.BidSz, &t.AskSz} {
 		if dst == nil {
 			b, perr := v[i].str("spread")
@@ -438,7 +440,7 @@ var krakenV1BookKeys = []string{"as", "bs", "a", "b", "c"}
 
 // v1book handles a snapshot ({"as","bs"}) or an update (one or two objects
 // with "a" and/or "b", the last with "c").
-func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	if len(payload) < 1 || len(payload) > 2 {
 		return out, &ParseError{Reason: ReasonBadType, Field: "book"}
 	}
@@ -459,7 +461,7 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 		// Levels are [[price, volume, timestamp(, "r")], ...]. Order matters
 		// within an update (a level may change twice); asks and bids are
 		// separate sides, so a-then-b is the venue's order.
-		for j, side := range [4]Side{SideSell, SideBuy, SideSell, SideBuy} {
+		for j, side := range [4]market.Side{market.SideSell, market.SideBuy, market.SideSell, market.SideBuy} {
 			if perr := f.levelRows(&g[j], side, krakenV1BookKeys[j], true); perr != nil {
 				return out, perr
 			}
@@ -489,7 +491,7 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 	n := len(out)
 	if snapshot {
 		b.Clear()
-		out = f.applyLevels(out, b, KindSnapshot, 0, recv, exch, true)
+		out = f.applyLevels(out, b, market.KindSnapshot, 0, recv, exch, true)
 		b.Truncate(depth)
 		b.synced = true
 		if b.Crossed() {
@@ -502,7 +504,7 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 		f.withheld()
 		return out, nil
 	}
-	out = f.applyLevels(out, b, KindBookDelta, 0, recv, exch, true)
+	out = f.applyLevels(out, b, market.KindBookDelta, 0, recv, exch, true)
 	b.Truncate(depth)
 	if sum != nil && !f.cfg.NoChecksum && f.checksumV1(b) != want {
 		out = f.outOfSync(out, n, b, "checksum", recv, exch, 0)
@@ -521,7 +523,7 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 // point and leading zeros, concatenated; CRC32 of the result.
 func (f *KrakenFeed) checksumV1(b *bookState) uint32 {
 	f.sum = f.sum[:0]
-	for _, side := range [2]Side{SideSell, SideBuy} {
+	for _, side := range [2]market.Side{market.SideSell, market.SideBuy} {
 		lv := b.Side(side)
 		for i := 0; i < len(lv) && i < 10; i++ {
 			f.sum = checksumText(f.sum, lv[i].PxText)
@@ -569,7 +571,7 @@ const (
 )
 
 // v2method handles responses to requests (subscribe acks, pong).
-func (f *KrakenFeed) v2method(out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v2method(out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:]
 	m, perr := fl[k2Method].str("method")
 	if perr != nil {
@@ -602,7 +604,7 @@ func (f *KrakenFeed) v2method(out []Tick) ([]Tick, *ParseError) {
 	return out, nil
 }
 
-func (f *KrakenFeed) v2(recv int64, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v2(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:]
 	ch, perr := fl[k2Channel].str("channel")
 	if perr != nil {
@@ -676,7 +678,7 @@ func v2time(g *jfield) (int64, *ParseError) {
 
 var krakenV2TradeKeys = []string{"symbol", "side", "price", "qty", "trade_id", "timestamp"}
 
-func (f *KrakenFeed) v2trade(recv int64, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v2trade(recv int64, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	g := f.g[:len(krakenV2TradeKeys)]
 	if perr := objectFields(e, krakenV2TradeKeys, g, "data"); perr != nil {
 		return out, perr
@@ -685,7 +687,7 @@ func (f *KrakenFeed) v2trade(recv int64, e *jfield, out []Tick) ([]Tick, *ParseE
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindTrade, recv, 0)
+	t := f.newTick(s, market.KindTrade, recv, 0)
 	if t.Side, perr = g[1].side("side"); perr != nil {
 		return out, perr
 	}
@@ -707,7 +709,7 @@ func (f *KrakenFeed) v2trade(recv int64, e *jfield, out []Tick) ([]Tick, *ParseE
 
 var krakenV2TickerKeys = []string{"symbol", "bid", "bid_qty", "ask", "ask_qty", "timestamp"}
 
-func (f *KrakenFeed) v2ticker(recv int64, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v2ticker(recv int64, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	g := f.g[:len(krakenV2TickerKeys)]
 	if perr := objectFields(e, krakenV2TickerKeys, g, "data"); perr != nil {
 		return out, perr
@@ -716,7 +718,7 @@ func (f *KrakenFeed) v2ticker(recv int64, e *jfield, out []Tick) ([]Tick, *Parse
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, 0)
+	t := f.newTick(s, market.KindQuote, recv, 0)
 	for i, dst := range [...]*float64{&t.BidPx, &t.BidSz, &t.AskPx, &t.AskSz} {
 		if *dst, perr = g[i+1].pos(krakenV2TickerKeys[i+1]); perr != nil {
 			return out, perr
@@ -731,7 +733,7 @@ func (f *KrakenFeed) v2ticker(recv int64, e *jfield, out []Tick) ([]Tick, *Parse
 
 var krakenV2BookKeys = []string{"symbol", "bids", "asks", "checksum", "timestamp"}
 
-func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []Tick) ([]Tick, *ParseError) {
+func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []market.Tick) ([]market.Tick, *ParseError) {
 	g := f.g[:len(krakenV2BookKeys)]
 	if perr := objectFields(e, krakenV2BookKeys, g, "data"); perr != nil {
 		return out, perr
@@ -741,7 +743,7 @@ func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []Tick) ([
 		return out, perr
 	}
 	f.lv = f.lv[:0]
-	for i, side := range [2]Side{SideBuy, SideSell} {
+	for i, side := range [2]market.Side{market.SideBuy, market.SideSell} {
 		fl := &g[1+i]
 		if fl.typ == simdjson.TypeNone {
 			continue
@@ -793,14 +795,14 @@ func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []Tick) ([
 	n := len(out)
 	if snapshot {
 		b.Clear()
-		out = f.applyLevels(out, b, KindSnapshot, 0, recv, exch, false)
+		out = f.applyLevels(out, b, market.KindSnapshot, 0, recv, exch, false)
 		b.synced = true
 	} else {
 		if !b.synced {
 			f.withheld()
 			return out, nil
 		}
-		out = f.applyLevels(out, b, KindBookDelta, 0, recv, exch, false)
+		out = f.applyLevels(out, b, market.KindBookDelta, 0, recv, exch, false)
 	}
 	b.Truncate(depth)
 	if hasSum && !f.cfg.NoChecksum {
@@ -825,7 +827,7 @@ func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []Tick) ([
 func (f *KrakenFeed) checksumV2(b *bookState, prec [2]int) uint32 {
 	f.sum = f.sum[:0]
 	var tmp [64]byte
-	for _, side := range [2]Side{SideSell, SideBuy} {
+	for _, side := range [2]market.Side{market.SideSell, market.SideBuy} {
 		lv := b.Side(side)
 		for i := 0; i < len(lv) && i < 10; i++ {
 			f.sum = checksumText(f.sum, string(formatFixed(tmp[:0], lv[i].Px, prec[0])))

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 const krakenBookExcerpt = "KRAKEN.ws.50.0_head300.gz"
@@ -21,21 +23,21 @@ func TestKrakenGoldenV1(t *testing.T) {
 			// Recorded (KRAKEN.ws.48.0): "s" is the taker's side.
 			name:  "trade",
 			frame: `[993,[["354.11000000","0.89594024","1618678142.557535","s","l",""]],"trade","XMR/USD"]`,
-			want: []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "XMR-USD", Symbol: "XMR/USD", Kind: KindTrade, Side: SideSell,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "kraken", Instrument: "XMR-USD", Symbol: "XMR/USD", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1618678142_557535000, RecvTS: recv, Price: 354.11, Size: 0.89594024})},
 		},
 		{
 			// Recorded (KRAKEN.ws.49.0): a/b are [price, whole lot volume, lot volume].
 			name:  "ticker",
 			frame: `[996,{"a":["355.24000000",27,"27.19106411"],"b":["354.32000000",6,"6.87748868"],"c":["355.23000000","1.20454360"],"v":["17858.85261084","33470.74135600"],"p":["355.33503706","349.16721624"],"t":[6481,10283],"l":["340.88000000","333.87000000"],"h":["368.00000000","368.00000000"],"o":["340.88000000","335.21000000"]},"ticker","XMR/USD"]`,
-			want: []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "XMR-USD", Symbol: "XMR/USD", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "kraken", Instrument: "XMR-USD", Symbol: "XMR/USD", Kind: market.KindQuote,
 				RecvTS: recv, BidPx: 354.32, BidSz: 6.87748868, AskPx: 355.24, AskSz: 27.19106411})},
 		},
 		{
 			// The documented spread example.
 			name:  "spread",
 			frame: `[0,["5698.40000","5700.00000","1542057299.545897","1.01234567","0.98765432"],"spread","XBT/USD"]`,
-			want: []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "BTC-USD", Symbol: "XBT/USD", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "kraken", Instrument: "BTC-USD", Symbol: "XBT/USD", Kind: market.KindQuote,
 				ExchTS: 1542057299_545897000, RecvTS: recv, BidPx: 5698.4, BidSz: 1.01234567, AskPx: 5700, AskSz: 0.98765432})},
 		},
 	}
@@ -76,7 +78,7 @@ func TestKrakenChecksumV1Documented(t *testing.T) {
 		// An update that re-states the best ask keeps the book: the
 		// checksum matches and the delta is published.
 		out, err := f.Handle(2, []byte(`[0,{"a":[["0.05005","0.00000500","1582905487.000001"]],"c":"974947235"},"book-10","XBT/USD"]`), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindBookDelta {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindBookDelta {
 			t.Fatalf("%s: matching update: %+v %v", path, out, err)
 		}
 		if f.resyncTotal() != 0 {
@@ -85,7 +87,7 @@ func TestKrakenChecksumV1Documented(t *testing.T) {
 		// The same update with another volume does not match: no delta, a
 		// gap tick, a resync and a v1 resubscription.
 		out, err = f.Handle(3, []byte(`[0,{"a":[["0.05005","0.00000600","1582905487.000002"]],"c":"974947235"},"book-10","XBT/USD"]`), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USD" {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USD" {
 			t.Fatalf("%s: mismatching update: %+v %v", path, out, err)
 		}
 		if f.resyncs("checksum") != 1 {
@@ -111,7 +113,7 @@ func TestKrakenChecksumV1Documented(t *testing.T) {
 		nf := NewKrakenFeed(FeedConfig{NoChecksum: true, ForceFallback: path == "fallback"})
 		nf.Handle(1, []byte(krakenDocBook()), nil)
 		out, _ = nf.Handle(2, []byte(`[0,{"a":[["0.05005","0.00000600","1582905487.000002"]],"c":"974947235"},"book-10","XBT/USD"]`), nil)
-		if len(out) != 1 || out[0].Kind != KindBookDelta {
+		if len(out) != 1 || out[0].Kind != market.KindBookDelta {
 			t.Fatalf("%s: NoChecksum: %+v", path, out)
 		}
 	}
@@ -205,7 +207,7 @@ func testKrakenReplay(t *testing.T, paths ...string) {
 	if ref.sums == 0 {
 		t.Fatal("no checksummed update in the file")
 	}
-	got := map[string][]Tick{}
+	got := map[string][]market.Tick{}
 	for name, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
@@ -217,15 +219,15 @@ func testKrakenReplay(t *testing.T, paths ...string) {
 			t.Errorf("%s: %v resyncs (checksum %v, crossed %v)", name, n, f.resyncs("checksum"), f.resyncs("crossed"))
 		}
 		kc := kindCounts(ticks)
-		if kc[KindSnapshot] != ref.snaps || kc[KindBookDelta] != ref.deltas || kc[KindGap] != 0 {
-			t.Errorf("%s: %d snapshot / %d delta / %d gap ticks, reference %d / %d / 0", name, kc[KindSnapshot], kc[KindBookDelta], kc[KindGap], ref.snaps, ref.deltas)
+		if kc[market.KindSnapshot] != ref.snaps || kc[market.KindBookDelta] != ref.deltas || kc[market.KindGap] != 0 {
+			t.Errorf("%s: %d snapshot / %d delta / %d gap ticks, reference %d / %d / 0", name, kc[market.KindSnapshot], kc[market.KindBookDelta], kc[market.KindGap], ref.snaps, ref.deltas)
 		}
 		kf := f.Feed.(*KrakenFeed)
 		for pair, sides := range ref.books {
 			bk := kf.books[pair]
-			for side, s := range [2]Side{SideSell, SideBuy} {
+			for side, s := range [2]market.Side{market.SideSell, market.SideBuy} {
 				lv := bk.Side(s)
-				keys := sortedPrices(sides[side], s == SideBuy)
+				keys := sortedPrices(sides[side], s == market.SideBuy)
 				if len(lv) != len(keys) {
 					t.Fatalf("%s %s side %v: %d levels, reference %d", name, pair, s, len(lv), len(keys))
 				}
@@ -293,13 +295,13 @@ func TestKrakenInjectedCorruption(t *testing.T) {
 				edit = nil
 			}
 			for _, tk := range replayEdited(t, f, lines, target, edit) {
-				if tk.Kind == KindGap {
+				if tk.Kind == market.KindGap {
 					gaps++
 					resynced = true
 					if tk.Instrument != inst {
 						t.Fatalf("%s %s: gap for %s, want %s", mode, name, tk.Instrument, inst)
 					}
-				} else if resynced && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
+				} else if resynced && tk.Instrument == inst && (tk.Kind == market.KindBookDelta || tk.Kind == market.KindSnapshot) {
 					t.Fatalf("%s %s: book tick for %s after the resync without a snapshot", mode, name, inst)
 				}
 			}
@@ -419,7 +421,7 @@ func TestKrakenV2FromRecording(t *testing.T) {
 		kf := f.Feed.(*KrakenFeed)
 		for sym := range precs {
 			v1pair := strings.Replace(sym, "BTC", "XBT", 1)
-			for _, s := range []Side{SideBuy, SideSell} {
+			for _, s := range []market.Side{market.SideBuy, market.SideSell} {
 				a, b := kf.books[sym].Side(s), v1.books[v1pair].Side(s)
 				if len(a) != len(b) {
 					t.Fatalf("%s %s: %d levels in v2, %d in v1", name, sym, len(a), len(b))
@@ -434,7 +436,7 @@ func TestKrakenV2FromRecording(t *testing.T) {
 		// A wrong checksum on the v2 path resubscribes with v2 frames.
 		sym := strings.Replace(pairsFirst(precs), "XBT", "BTC", 1)
 		out, err := f.Handle(3, []byte(`{"channel":"book","type":"update","data":[{"symbol":"`+sym+`","bids":[],"asks":[],"checksum":1,"timestamp":"2023-10-06T17:35:55.219022Z"}]}`), nil)
-		if err != nil || len(out) != 1 || out[0].Kind != KindGap {
+		if err != nil || len(out) != 1 || out[0].Kind != market.KindGap {
 			t.Fatalf("%s: %+v %v", name, out, err)
 		}
 		ob := f.Outbox(nil)
@@ -461,13 +463,13 @@ func TestKrakenGoldenV2(t *testing.T) {
 	for path, f := range feedsPerPath(t, VenueKraken, FeedConfig{}) {
 		out, err := f.Handle(recv, []byte(`{"channel":"trade","type":"update","data":[{"symbol":"MATIC/USD","side":"sell","price":0.5117,"qty":40.0,"ord_type":"market","trade_id":4665906,"timestamp":"2023-09-25T07:49:37.708706Z"}]}`), nil)
 		// date -u -d 2023-09-25T07:49:37Z +%s → 1695628177
-		want := []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: KindTrade, Side: SideSell,
+		want := []market.Tick{goldenTick(market.Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: market.KindTrade, Side: market.SideSell,
 			ExchTS: 1695628177_708706000, RecvTS: recv, Price: 0.5117, Size: 40, TradeID: 4665906})}
 		if err != nil || !reflect.DeepEqual(out, want) {
 			t.Fatalf("%s trade: %+v %v", path, out, err)
 		}
 		out, err = f.Handle(recv, []byte(`{"channel":"ticker","type":"update","data":[{"symbol":"ALGO/USD","bid":0.10025,"bid_qty":740.0,"ask":0.10036,"ask_qty":1240.0,"last":0.10035,"volume":997038.98383185,"vwap":0.10148,"low":0.09979,"high":0.10285,"change":-0.00017,"change_pct":-0.17}]}`), nil)
-		want = []Tick{goldenTick(Tick{Venue: "kraken", Instrument: "ALGO-USD", Symbol: "ALGO/USD", Kind: KindQuote,
+		want = []market.Tick{goldenTick(market.Tick{Venue: "kraken", Instrument: "ALGO-USD", Symbol: "ALGO/USD", Kind: market.KindQuote,
 			RecvTS: recv, BidPx: 0.10025, BidSz: 740, AskPx: 0.10036, AskSz: 1240})}
 		if err != nil || !reflect.DeepEqual(out, want) {
 			t.Fatalf("%s ticker: %+v %v", path, out, err)
@@ -482,7 +484,7 @@ func TestKrakenGoldenV2(t *testing.T) {
 		if err != nil || len(out) != 4 || f.resyncTotal() != 0 {
 			t.Fatalf("%s book: %d ticks, %v, %v resyncs", path, len(out), err, f.resyncTotal())
 		}
-		if out[0] != goldenTick(Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: KindSnapshot, Side: SideBuy,
+		if out[0] != goldenTick(market.Tick{Venue: "kraken", Instrument: "MATIC-USD", Symbol: "MATIC/USD", Kind: market.KindSnapshot, Side: market.SideBuy,
 			ExchTS: 1696613755_440295000, RecvTS: recv, Price: 0.5666, Size: 4831.75496356}) { // date -u -d 2023-10-06T17:35:55Z +%s
 			t.Fatalf("%s: first snapshot tick %+v", path, out[0])
 		}

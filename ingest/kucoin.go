@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // KuCoin spot websocket: /market/level2 (trade.l2update: changes
@@ -158,8 +160,8 @@ func (f *KucoinFeed) requestSnapshot(bk *bookState) {
 
 var kucoinKeys = []string{"type", "topic", "subject", "data"}
 
-func (f *KucoinFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
-	return f.run(frame, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KucoinFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
+	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
 		if perr := objectFields(root, kucoinKeys, r, "root"); perr != nil {
 			return out, perr
@@ -237,7 +239,7 @@ func kucoinTime(f *jfield) (int64, *ParseError) {
 
 var kucoinMatchKeys = []string{"symbol", "side", "price", "size", "sequence", "time"}
 
-func (f *KucoinFeed) match(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KucoinFeed) match(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
 	if perr := objectFields(data, kucoinMatchKeys, d, "data"); perr != nil {
 		return out, perr
@@ -264,7 +266,7 @@ func (f *KucoinFeed) match(recv int64, data *jfield, out []Tick) ([]Tick, *Parse
 	if px == 0 || sz == 0 {
 		return out, perrf(ReasonBadNumber, "price")
 	}
-	t := f.newTick(s, KindTrade, recv, ts)
+	t := f.newTick(s, market.KindTrade, recv, ts)
 	// tradeId is a 24-hex-digit object id; the match's sequence identifies
 	// the trade within the symbol and is what TradeID carries.
 	t.Side, t.Price, t.Size, t.TradeID, t.Seq = sd, px, sz, seq, seq
@@ -293,7 +295,7 @@ func takerTrade(d []jfield, keys []string) (sym, side []byte, px, sz float64, id
 
 var kucoinTickerKeys = []string{"bestBid", "bestBidSize", "bestAsk", "bestAskSize", "sequence", "time"}
 
-func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
 	if perr := objectFields(data, kucoinTickerKeys, d, "data"); perr != nil {
 		return out, perr
@@ -322,7 +324,7 @@ func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []Tick) ([
 	if perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, ts)
+	t := f.newTick(s, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], seq
 	t.ComputeID()
 	return append(out, t), nil
@@ -330,7 +332,7 @@ func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []Tick) ([
 
 // kucoinLevels reads [[price, size, sequence], ...] into c.sl; price "0" is
 // a sequence-only entry and is left out. An absent member adds nothing.
-func (c *feedCore) kucoinLevels(f *jfield, side Side, field string, withSeq bool) *ParseError {
+func (c *feedCore) kucoinLevels(f *jfield, side market.Side, field string, withSeq bool) *ParseError {
 	if f.typ == simdjson.TypeNone {
 		return nil
 	}
@@ -382,7 +384,7 @@ var (
 	kucoinChangesKeys = []string{"bids", "asks"}
 )
 
-func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KucoinFeed) l2update(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:5]
 	if perr := objectFields(data, kucoinL2Keys, d, "data"); perr != nil {
 		return out, perr
@@ -406,10 +408,10 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []Tick) ([]Tick, *Pa
 		return out, perr
 	}
 	f.sl = f.sl[:0]
-	if perr := f.kucoinLevels(&c[0], SideBuy, "bids", true); perr != nil {
+	if perr := f.kucoinLevels(&c[0], market.SideBuy, "bids", true); perr != nil {
 		return out, perr
 	}
-	if perr := f.kucoinLevels(&c[1], SideSell, "asks", true); perr != nil {
+	if perr := f.kucoinLevels(&c[1], market.SideSell, "asks", true); perr != nil {
 		return out, perr
 	}
 	s, perr := f.sym(sym, "symbol")
@@ -441,7 +443,7 @@ func seqSpan(d []jfield, keys []string) (sym []byte, first, last uint64, perr *P
 // frames wholly at or before the book's sequence are skipped, a frame
 // starting beyond the next sequence is a gap, and levels carrying their own
 // sequence (KuCoin) at or before the book's are skipped.
-func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64, lv []seqLevel, out []Tick, request func(*bookState)) []Tick {
+func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64, lv []seqLevel, out []market.Tick, request func(*bookState)) []market.Tick {
 	if !bk.synced {
 		if len(bk.pendLv)+len(lv) > maxPendLevels {
 			c.log.Warn("snapshot buffer full, dropping it and asking again", "symbol", bk.sym.symbol)
@@ -466,7 +468,7 @@ func (c *feedCore) seqUpdate(bk *bookState, recv, exch int64, first, last uint64
 	return c.applySeqDelta(bk, recv, exch, last, lv, out, request)
 }
 
-func (c *feedCore) applySeqDelta(bk *bookState, recv, exch int64, last uint64, lv []seqLevel, out []Tick, request func(*bookState)) []Tick {
+func (c *feedCore) applySeqDelta(bk *bookState, recv, exch int64, last uint64, lv []seqLevel, out []market.Tick, request func(*bookState)) []market.Tick {
 	// Drop levels the snapshot already holds (their own sequence is at or
 	// before it), filtering lv in place.
 	k := 0
@@ -490,7 +492,7 @@ func (c *feedCore) applySeqDelta(bk *bookState, recv, exch int64, last uint64, l
 // applyRESTSnapshot sets bk from a REST snapshot at sequence seq and then
 // applies the buffered frames after it. A snapshot older than the first
 // buffered frame (a hole between them) is dropped and asked for again.
-func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64, out []Tick, request func(*bookState)) []Tick {
+func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64, out []market.Tick, request func(*bookState)) []market.Tick {
 	bk.requested = false
 	pend, pendLv := bk.pend, bk.pendLv
 	var firstKept = -1
@@ -533,12 +535,12 @@ func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64
 
 // restSnapshot applies a REST snapshot at seq, its bids and asks
 // [[price, size], ...], to symbol's book.
-func (c *feedCore) restSnapshot(recv, exch int64, symbol string, seq uint64, bids, asks *jfield, out []Tick, request func(*bookState)) ([]Tick, *ParseError) {
+func (c *feedCore) restSnapshot(recv, exch int64, symbol string, seq uint64, bids, asks *jfield, out []market.Tick, request func(*bookState)) ([]market.Tick, *ParseError) {
 	c.sl = c.sl[:0]
-	if perr := c.kucoinLevels(bids, SideBuy, "bids", false); perr != nil {
+	if perr := c.kucoinLevels(bids, market.SideBuy, "bids", false); perr != nil {
 		return out, perr
 	}
-	if perr := c.kucoinLevels(asks, SideSell, "asks", false); perr != nil {
+	if perr := c.kucoinLevels(asks, market.SideSell, "asks", false); perr != nil {
 		return out, perr
 	}
 	s, perr := c.sym([]byte(symbol), "symbol")
@@ -556,8 +558,8 @@ var (
 // HandleSnapshot applies the body of GET
 // /api/v1/market/orderbook/level2_100 (or the v3 full book):
 // {"code":"200000","data":{"time":ms,"sequence":"N","bids":[[px,sz]],"asks":[...]}}.
-func (f *KucoinFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
-	out, err := f.run(body, out, func(root *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *KucoinFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
+	out, err := f.run(body, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:2]
 		if perr := objectFields(root, kucoinSnapKeys, r, "root"); perr != nil {
 			return out, perr

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestKucoinURLAndFrames(t *testing.T) {
@@ -64,14 +66,14 @@ func TestKucoinKnownFrames(t *testing.T) {
 			}
 			// Recorded match: side is the taker's; time in ns.
 			got := run(`{"data":{"symbol":"DAPPT-BTC","sequence":"1612701563869","side":"buy","size":"81.8814","price":"0.0000001117","takerOrderId":"6085c097587c2000060cde57","time":"1619378327739050725","type":"match","makerOrderId":"6085c06144b3790006512a4d","tradeId":"6085c09769bc506996295e36"},"subject":"trade.l3match","topic":"/market/match:DAPPT-BTC","type":"message"}`)
-			want := []Tick{goldenTick(Tick{Venue: "kucoin", Instrument: "DAPPT-BTC", Symbol: "DAPPT-BTC", Kind: KindTrade, Side: SideBuy,
+			want := []market.Tick{goldenTick(market.Tick{Venue: "kucoin", Instrument: "DAPPT-BTC", Symbol: "DAPPT-BTC", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1619378327739050725, RecvTS: recv, Price: 0.0000001117, Size: 81.8814, TradeID: 1612701563869, Seq: 1612701563869})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("match:\n got %+v\nwant %+v", got, want)
 			}
 			// Recorded ticker.
 			got = run(`{"data":{"sequence":"1612844051653","bestAsk":"0.00028717","size":"0.01745248","bestBidSize":"3.70422021","price":"0.00028676","time":1619378326323,"bestAskSize":"14.04274325","bestBid":"0.00028678"},"subject":"trade.ticker","topic":"/market/ticker:SNX-BTC","type":"message"}`)
-			want = []Tick{goldenTick(Tick{Venue: "kucoin", Instrument: "SNX-BTC", Symbol: "SNX-BTC", Kind: KindQuote, ExchTS: 1619378326323_000000, RecvTS: recv,
+			want = []market.Tick{goldenTick(market.Tick{Venue: "kucoin", Instrument: "SNX-BTC", Symbol: "SNX-BTC", Kind: market.KindQuote, ExchTS: 1619378326323_000000, RecvTS: recv,
 				BidPx: 0.00028678, BidSz: 3.70422021, AskPx: 0.00028717, AskSz: 14.04274325, Seq: 1612844051653})}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("ticker:\n got %+v\nwant %+v", got, want)
@@ -97,20 +99,20 @@ func TestKucoinKnownFrames(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sb := Tick{Venue: "kucoin", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: KindSnapshot, ExchTS: 1700000000001_000000, RecvTS: recv, Seq: 11}
-			lv := func(b Tick, side Side, px, sz float64) Tick {
+			sb := market.Tick{Venue: "kucoin", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: market.KindSnapshot, ExchTS: 1700000000001_000000, RecvTS: recv, Seq: 11}
+			lv := func(b market.Tick, side market.Side, px, sz float64) market.Tick {
 				b.Side, b.Price, b.Size = side, px, sz
 				return goldenTick(b)
 			}
 			db := sb
-			db.Kind, db.Seq, db.ExchTS = KindBookDelta, 13, 1700000000000_000000
-			want = []Tick{lv(sb, SideBuy, 99, 2), lv(sb, SideBuy, 97, 1), lv(sb, SideSell, 101, 1), lv(db, SideBuy, 98, 5)}
+			db.Kind, db.Seq, db.ExchTS = market.KindBookDelta, 13, 1700000000000_000000
+			want = []market.Tick{lv(sb, market.SideBuy, 99, 2), lv(sb, market.SideBuy, 97, 1), lv(sb, market.SideSell, 101, 1), lv(db, market.SideBuy, 98, 5)}
 			if !reflect.DeepEqual(got, want) {
 				t.Fatalf("snapshot:\n got %+v\nwant %+v", got, want)
 			}
 			got = run(upd(14, 14, `{"asks":[],"bids":[["99","0","14"]]}`))
 			db.Seq = 14
-			if want := []Tick{lv(db, SideBuy, 99, 0)}; !reflect.DeepEqual(got, want) {
+			if want := []market.Tick{lv(db, market.SideBuy, 99, 0)}; !reflect.DeepEqual(got, want) {
 				t.Fatalf("live delta:\n got %+v\nwant %+v", got, want)
 			}
 		})
@@ -141,7 +143,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 	}
 	// 12 is lost.
 	out, _ := f.Handle(4, kucoinUpd(13, 13, `{"asks":[],"bids":[["97","1","13"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || out[0].Instrument != "BTC-USDT" || resyncCount(reg, "gap") != 1 {
 		t.Fatalf("gap gave %+v", out)
 	}
 	reqs := f.SnapshotRequests(nil)
@@ -162,7 +164,7 @@ func TestKucoinGapAndStaleSnapshot(t *testing.T) {
 	}
 	// A good one (14): snapshot then the buffered 15.
 	out, _ = f.HandleSnapshot(7, reqs[0], []byte(`{"code":"200000","data":{"sequence":"14","bids":[["99","1"]],"asks":[["101","1"]]}}`), nil)
-	if k := kindCounts(out); k[KindSnapshot] != 2 || k[KindBookDelta] != 1 || len(out) != 3 {
+	if k := kindCounts(out); k[market.KindSnapshot] != 2 || k[market.KindBookDelta] != 1 || len(out) != 3 {
 		t.Fatalf("resnapshot: %+v", out)
 	}
 	if resyncCount(reg, "") != 1 {
@@ -196,7 +198,7 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 		t.Fatalf("malformed %v, want %d", m, len(bad))
 	}
 	out, _ := f.Handle(3, kucoinUpd(11, 11, `{"asks":[],"bids":[["102","1","11"]]}`), nil)
-	if len(out) != 1 || out[0].Kind != KindGap || resyncCount(reg, "crossed") != 1 || len(f.SnapshotRequests(nil)) != 1 {
+	if len(out) != 1 || out[0].Kind != market.KindGap || resyncCount(reg, "crossed") != 1 || len(f.SnapshotRequests(nil)) != 1 {
 		t.Fatalf("crossed gave %+v", out)
 	}
 }
@@ -205,8 +207,8 @@ func TestKucoinCrossedAndMalformed(t *testing.T) {
 // updates until its snapshot is delivered are buffered; the snapshot gives
 // its distinct non-zero levels; every later change with a non-zero price and
 // a sequence beyond the snapshot's is one delta.
-func kucoinExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
-	want := map[Kind]int{}
+func kucoinExpected(t *testing.T, ws, rest []capLine) map[market.Kind]int {
+	want := map[market.Kind]int{}
 	snapSeq := map[string]int64{}
 	all := append(append([]capLine{}, ws...), rest...)
 	sort.SliceStable(all, func(i, j int) bool { return all[i].recv < all[j].recv })
@@ -238,11 +240,11 @@ func kucoinExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 						px[p] = true
 					}
 				}
-				want[KindSnapshot] += len(px)
+				want[market.KindSnapshot] += len(px)
 			}
 			for _, cs := range buffered[sym] {
 				if cs > s {
-					want[KindBookDelta]++
+					want[market.KindBookDelta]++
 				}
 			}
 			continue
@@ -257,9 +259,9 @@ func kucoinExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 		json.Unmarshal(l.body, &m)
 		switch m.Subject {
 		case "trade.ticker":
-			want[KindQuote]++
+			want[market.KindQuote]++
 		case "trade.l3match":
-			want[KindTrade]++
+			want[market.KindTrade]++
 		case "trade.l2update":
 			sym := m.Data.Symbol
 			seen[sym] = true
@@ -271,7 +273,7 @@ func kucoinExpected(t *testing.T, ws, rest []capLine) map[Kind]int {
 				if s := snapSeq[sym]; s == 0 {
 					buffered[sym] = append(buffered[sym], cs)
 				} else if cs > s {
-					want[KindBookDelta]++
+					want[market.KindBookDelta]++
 				}
 			}
 		}
@@ -324,9 +326,9 @@ func TestKucoinRecordedFile(t *testing.T) {
 				continue
 			}
 			switch k.Kind {
-			case KindGap:
+			case market.KindGap:
 				gaps++
-			case KindBookDelta, KindSnapshot:
+			case market.KindBookDelta, market.KindSnapshot:
 				t.Fatalf("book tick after the gap: %+v", k)
 			}
 		}

@@ -2,6 +2,8 @@ package ingest
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Metrics are the ingest layer's Prometheus collectors. One Metrics serves
@@ -80,7 +82,7 @@ type venueMetrics struct {
 	unnormalized prometheus.Counter
 }
 
-const kindCount = int(KindGap) + 1
+const kindCount = int(market.KindGap) + 1
 
 func (m *Metrics) forVenue(venue string) *venueMetrics {
 	v := &venueMetrics{
@@ -88,7 +90,7 @@ func (m *Metrics) forVenue(venue string) *venueMetrics {
 		unnormalized: m.unnormalized.WithLabelValues(venue),
 	}
 	for k := range v.ticks {
-		v.ticks[k] = m.ticks.WithLabelValues(venue, Kind(k).String())
+		v.ticks[k] = m.ticks.WithLabelValues(venue, market.Kind(k).String())
 	}
 	for r := range v.malformed {
 		v.malformed[r] = m.malformed.WithLabelValues(venue, Reason(r).String())
@@ -123,7 +125,7 @@ func (f *FeedMetrics) Frame() {
 }
 
 // Ticks counts n ticks of kind k produced.
-func (f *FeedMetrics) Ticks(k Kind, n int) {
+func (f *FeedMetrics) Ticks(k market.Kind, n int) {
 	if f.v != nil && int(k) < kindCount {
 		f.v.ticks[k].Add(float64(n))
 	}

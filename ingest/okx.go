@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // VenueOKX is OKX (v5 public websocket).
@@ -139,7 +141,7 @@ func (f *OKXFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 }
 
 // HandleSnapshot implements Feed: OKX sends snapshots on the websocket.
-func (f *OKXFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []Tick) ([]Tick, error) {
+func (f *OKXFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []market.Tick) ([]market.Tick, error) {
 	return out, fmt.Errorf("okx: no REST snapshots are requested (got %s)", req.URL)
 }
 
@@ -147,7 +149,7 @@ func (f *OKXFeed) HandleSnapshot(_ int64, req SnapshotRequest, _ []byte, out []T
 func (f *OKXFeed) Reset() { f.reset() }
 
 // Handle implements Feed.
-func (f *OKXFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *OKXFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	f.m.Frame()
 	if string(frame) == "pong" {
 		f.m.Ignored("pong")
@@ -160,7 +162,7 @@ func (f *OKXFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
 
 var okxKeys = []string{"arg", "data", "action", "event", "code", "msg"}
 
-func (f *OKXFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, *ParseError) {
 	it, typ, perr := f.parseRoot(frame)
 	if perr != nil {
 		return out, perr
@@ -246,12 +248,12 @@ func (f *OKXFeed) handle(recv int64, frame []byte, out []Tick) ([]Tick, *ParseEr
 
 var okxTradeKeys = []string{"instId", "tradeId", "px", "sz", "side", "ts"}
 
-func (f *OKXFeed) trade(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) trade(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxTradeKeys)]
 	if perr := objectFields(e, okxTradeKeys, d, "data"); perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindTrade, recv, 0)
+	t := f.newTick(s, market.KindTrade, recv, 0)
 	var perr *ParseError
 	if t.TradeID, perr = d[1].uint("tradeId"); perr != nil {
 		return out, perr
@@ -274,23 +276,23 @@ func (f *OKXFeed) trade(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick,
 
 var okxBBOKeys = []string{"asks", "bids", "ts", "seqId"}
 
-func (f *OKXFeed) bbo(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) bbo(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxBBOKeys)]
 	if perr := objectFields(e, okxBBOKeys, d, "data"); perr != nil {
 		return out, perr
 	}
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&d[1], SideBuy, "bids"); perr != nil {
+	if perr := f.levelArray(&d[1], market.SideBuy, "bids"); perr != nil {
 		return out, perr
 	}
-	if perr := f.levelArray(&d[0], SideSell, "asks"); perr != nil {
+	if perr := f.levelArray(&d[0], market.SideSell, "asks"); perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, 0)
+	t := f.newTick(s, market.KindQuote, recv, 0)
 	for _, l := range f.lv {
-		if l.side == SideBuy && t.BidPx == 0 {
+		if l.side == market.SideBuy && t.BidPx == 0 {
 			t.BidPx, t.BidSz = l.px, l.sz
-		} else if l.side == SideSell && t.AskPx == 0 {
+		} else if l.side == market.SideSell && t.AskPx == 0 {
 			t.AskPx, t.AskSz = l.px, l.sz
 		}
 	}
@@ -309,12 +311,12 @@ func (f *OKXFeed) bbo(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick, *
 
 var okxTickerKeys = []string{"bidPx", "bidSz", "askPx", "askSz", "ts"}
 
-func (f *OKXFeed) ticker(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) ticker(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxTickerKeys)]
 	if perr := objectFields(e, okxTickerKeys, d, "data"); perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindQuote, recv, 0)
+	t := f.newTick(s, market.KindQuote, recv, 0)
 	var perr *ParseError
 	for i, dst := range [...]*float64{&t.BidPx, &t.BidSz, &t.AskPx, &t.AskSz} {
 		// An empty side is sent as "".
@@ -334,16 +336,16 @@ func (f *OKXFeed) ticker(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick
 
 var okxBookKeys = []string{"asks", "bids", "ts", "checksum", "prevSeqId", "seqId"}
 
-func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxBookKeys)]
 	if perr := objectFields(e, okxBookKeys, d, "data"); perr != nil {
 		return out, perr
 	}
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&d[1], SideBuy, "bids"); perr != nil {
+	if perr := f.levelArray(&d[1], market.SideBuy, "bids"); perr != nil {
 		return out, perr
 	}
-	if perr := f.levelArray(&d[0], SideSell, "asks"); perr != nil {
+	if perr := f.levelArray(&d[0], market.SideSell, "asks"); perr != nil {
 		return out, perr
 	}
 	ts, perr := d[2].msTime("ts")
@@ -375,7 +377,7 @@ func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, o
 	n := len(out)
 	if snapshot {
 		b.Clear()
-		out = f.applyLevels(out, b, KindSnapshot, seq, recv, ts, true)
+		out = f.applyLevels(out, b, market.KindSnapshot, seq, recv, ts, true)
 		b.synced = true
 	} else {
 		if !b.synced {
@@ -387,7 +389,7 @@ func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, o
 			f.resubscribe(s.symbol)
 			return out, nil
 		}
-		out = f.applyLevels(out, b, KindBookDelta, seq, recv, ts, true)
+		out = f.applyLevels(out, b, market.KindBookDelta, seq, recv, ts, true)
 	}
 	b.seq, b.seqOK = seq, hasSeq
 	if hasSum && !f.cfg.NoChecksum && int32(f.checksum(b)) != int32(sum) {
@@ -407,7 +409,7 @@ func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, o
 // that has run out is skipped), with the venue's text, CRC32.
 func (f *OKXFeed) checksum(b *bookState) uint32 {
 	f.sum = f.sum[:0]
-	bids, asks := b.Side(SideBuy), b.Side(SideSell)
+	bids, asks := b.Side(market.SideBuy), b.Side(market.SideSell)
 	for i := 0; i < 25; i++ {
 		if i < len(bids) {
 			f.sum = append(append(append(append(f.sum, bids[i].PxText...), ':'), bids[i].SzText...), ':')
@@ -431,12 +433,12 @@ func (f *OKXFeed) resubscribe(instID string) {
 
 var okxFundingKeys = []string{"fundingRate", "fundingTime", "ts"}
 
-func (f *OKXFeed) funding(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) funding(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxFundingKeys)]
 	if perr := objectFields(e, okxFundingKeys, d, "data"); perr != nil {
 		return out, perr
 	}
-	t := f.newTick(s, KindFunding, recv, 0)
+	t := f.newTick(s, market.KindFunding, recv, 0)
 	var perr *ParseError
 	if t.Price, perr = d[0].num("fundingRate"); perr != nil {
 		return out, perr
@@ -457,10 +459,10 @@ func (f *OKXFeed) funding(recv int64, s *symEntry, e *jfield, out []Tick) ([]Tic
 var okxLiqKeys = []string{"instId", "details"}
 var okxLiqDetailKeys = []string{"bkPx", "sz", "side", "ts"}
 
-// liquidation gives one KindLiquidation per detail: Side is the forced
+// liquidation gives one market.KindLiquidation per detail: market.Side is the forced
 // order's side (a liquidated long is sold), Price the bankruptcy price,
 // Size in contracts (OKX's sz).
-func (f *OKXFeed) liquidation(recv int64, e *jfield, out []Tick) ([]Tick, *ParseError) {
+func (f *OKXFeed) liquidation(recv int64, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxLiqKeys)]
 	if perr := objectFields(e, okxLiqKeys, d, "data"); perr != nil {
 		return out, perr
@@ -486,7 +488,7 @@ func (f *OKXFeed) liquidation(recv int64, e *jfield, out []Tick) ([]Tick, *Parse
 		if perr := objectFields(&de, okxLiqDetailKeys, x, "details"); perr != nil {
 			return out, perr
 		}
-		t := f.newTick(s, KindLiquidation, recv, 0)
+		t := f.newTick(s, market.KindLiquidation, recv, 0)
 		if t.Price, _, perr = x[0].dec("bkPx"); perr != nil {
 			return out, perr
 		}

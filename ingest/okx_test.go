@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 const okxExcerpt = "OKX.ws.1.0_head150.gz"
@@ -18,35 +20,35 @@ func TestOKXGolden(t *testing.T) {
 			// Recorded: a dated future; side is the taker's.
 			name:  "trade future",
 			frame: `{"arg":{"channel":"trades","instId":"BTC-USD-220527"},"data":[{"instId":"BTC-USD-220527","tradeId":"7849","px":"30218.8","sz":"1","side":"buy","ts":"1652459199958"}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "okx", Instrument: "BTC-USD-20220527", Symbol: "BTC-USD-220527", Kind: KindTrade, Side: SideBuy,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "okx", Instrument: "BTC-USD-20220527", Symbol: "BTC-USD-220527", Kind: market.KindTrade, Side: market.SideBuy,
 				ExchTS: 1652459199958_000000, RecvTS: recv, Price: 30218.8, Size: 1, TradeID: 7849})},
 		},
 		{
 			// Recorded: a perpetual swap.
 			name:  "trade swap",
 			frame: `{"arg":{"channel":"trades","instId":"UNI-USD-SWAP"},"data":[{"instId":"UNI-USD-SWAP","tradeId":"12883020","px":"5.123","sz":"100","side":"sell","ts":"1652459215150"}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "okx", Instrument: "UNI-USD-PERP", Symbol: "UNI-USD-SWAP", Kind: KindTrade, Side: SideSell,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "okx", Instrument: "UNI-USD-PERP", Symbol: "UNI-USD-SWAP", Kind: market.KindTrade, Side: market.SideSell,
 				ExchTS: 1652459215150_000000, RecvTS: recv, Price: 5.123, Size: 100, TradeID: 12883020})},
 		},
 		{
 			// Recorded ticker: best bid and offer.
 			name:  "ticker",
 			frame: `{"arg":{"channel":"tickers","instId":"BTC-USDT"},"data":[{"instType":"SPOT","instId":"BTC-USDT","last":"30236","lastSz":"0.0002","askPx":"30228.7","askSz":"1.55896972","bidPx":"30228.6","bidSz":"0.23393","open24h":"29700.4","high24h":"31073","low24h":"28020.3","sodUtc0":"29028.8","sodUtc8":"30337.7","volCcy24h":"525802090.62716611","vol24h":"17602.13085371","ts":"1652459224956"}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "okx", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "okx", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: market.KindQuote,
 				ExchTS: 1652459224956_000000, RecvTS: recv, BidPx: 30228.6, BidSz: 0.23393, AskPx: 30228.7, AskSz: 1.55896972})},
 		},
 		{
 			// The documented bbo-tbt push.
 			name:  "bbo-tbt",
 			frame: `{"arg":{"channel":"bbo-tbt","instId":"BCH-USDT-SWAP"},"data":[{"asks":[["111.06","55154","0","2"]],"bids":[["111.05","57745","0","2"]],"ts":"1670324386802","seqId":363996337}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "okx", Instrument: "BCH-USDT-PERP", Symbol: "BCH-USDT-SWAP", Kind: KindQuote,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "okx", Instrument: "BCH-USDT-PERP", Symbol: "BCH-USDT-SWAP", Kind: market.KindQuote,
 				ExchTS: 1670324386802_000000, RecvTS: recv, BidPx: 111.05, BidSz: 57745, AskPx: 111.06, AskSz: 55154, Seq: 363996337})},
 		},
 		{
 			// The documented funding-rate push (negative rates are valid).
 			name:  "funding",
 			frame: `{"arg":{"channel":"funding-rate","instId":"BTC-USD-SWAP"},"data":[{"formulaType":"noRate","fundingRate":"-0.0001875391284828","fundingTime":"1700726400000","impactValue":"","instId":"BTC-USD-SWAP","instType":"SWAP","interestRate":"","method":"current_period","maxFundingRate":"0.00375","minFundingRate":"-0.00375","nextFundingRate":"","nextFundingTime":"1700755200000","premium":"0.0001233824646391","settFundingRate":"0.0001699799259033","settState":"settled","ts":"1700724675402"}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "okx", Instrument: "BTC-USD-PERP", Symbol: "BTC-USD-SWAP", Kind: KindFunding,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "okx", Instrument: "BTC-USD-PERP", Symbol: "BTC-USD-SWAP", Kind: market.KindFunding,
 				ExchTS: 1700724675402_000000, RecvTS: recv, Price: -0.0001875391284828})},
 		},
 		{
@@ -54,7 +56,7 @@ func TestOKXGolden(t *testing.T) {
 			// by a forced buy.
 			name:  "liquidation",
 			frame: `{"arg":{"channel":"liquidation-orders","instType":"SWAP"},"data":[{"details":[{"bkLoss":"0","bkPx":"0.007831","ccy":"","posSide":"short","side":"buy","sz":"13","ts":"1692266434010"}],"instFamily":"IOST-USDT","instId":"IOST-USDT-SWAP","instType":"SWAP","uly":"IOST-USDT"}]}`,
-			want: []Tick{goldenTick(Tick{Venue: "okx", Instrument: "IOST-USDT-PERP", Symbol: "IOST-USDT-SWAP", Kind: KindLiquidation, Side: SideBuy,
+			want: []market.Tick{goldenTick(market.Tick{Venue: "okx", Instrument: "IOST-USDT-PERP", Symbol: "IOST-USDT-SWAP", Kind: market.KindLiquidation, Side: market.SideBuy,
 				ExchTS: 1692266434010_000000, RecvTS: recv, Price: 0.007831, Size: 13})},
 		},
 	}
@@ -73,9 +75,9 @@ func TestOKXChecksumDocumented(t *testing.T) {
 		if err != nil || len(out) != 4 || f.resyncTotal() != 0 {
 			t.Fatalf("%s: %d ticks, %v, %v resyncs", path, len(out), err, f.resyncTotal())
 		}
-		want := goldenTick(Tick{Venue: "okx", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: KindSnapshot, Side: SideBuy,
+		want := goldenTick(market.Tick{Venue: "okx", Instrument: "BTC-USDT", Symbol: "BTC-USDT", Kind: market.KindSnapshot, Side: market.SideBuy,
 			ExchTS: 1597026383085_000000, RecvTS: 1, Price: 3366.1, Size: 7, Seq: 123456})
-		if out[0] != want || out[2].Side != SideSell || out[2].Price != 3366.8 {
+		if out[0] != want || out[2].Side != market.SideSell || out[2].Price != 3366.8 {
 			t.Fatalf("%s: %+v", path, out)
 		}
 	}
@@ -137,7 +139,7 @@ func testOKXReplay(t *testing.T, path string) {
 	if ref.sums == 0 {
 		t.Fatal("no checksummed frame")
 	}
-	got := map[string][]Tick{}
+	got := map[string][]market.Tick{}
 	for name, f := range feedsPerPath(t, VenueOKX, FeedConfig{}) {
 		ticks := replayFeed(t, f, lines)
 		got[name] = ticks
@@ -145,11 +147,11 @@ func testOKXReplay(t *testing.T, path string) {
 			t.Errorf("%s: %v malformed, %v resyncs (checksum %v)", name, f.malformedTotal(), f.resyncTotal(), f.resyncs("checksum"))
 		}
 		kc := kindCounts(ticks)
-		if kc[KindSnapshot] != ref.snaps || kc[KindBookDelta] != ref.deltas || kc[KindGap] != 0 {
-			t.Errorf("%s: snapshot/delta/gap %d/%d/%d, reference %d/%d/0", name, kc[KindSnapshot], kc[KindBookDelta], kc[KindGap], ref.snaps, ref.deltas)
+		if kc[market.KindSnapshot] != ref.snaps || kc[market.KindBookDelta] != ref.deltas || kc[market.KindGap] != 0 {
+			t.Errorf("%s: snapshot/delta/gap %d/%d/%d, reference %d/%d/0", name, kc[market.KindSnapshot], kc[market.KindBookDelta], kc[market.KindGap], ref.snaps, ref.deltas)
 		}
-		if kc[KindTrade] == 0 || kc[KindQuote] == 0 {
-			t.Errorf("%s: %d trades, %d quotes", name, kc[KindTrade], kc[KindQuote])
+		if kc[market.KindTrade] == 0 || kc[market.KindQuote] == 0 {
+			t.Errorf("%s: %d trades, %d quotes", name, kc[market.KindTrade], kc[market.KindQuote])
 		}
 		of := f.Feed.(*OKXFeed)
 		for inst, sides := range ref.books {
@@ -220,9 +222,9 @@ func TestOKXInjected(t *testing.T) {
 				edit = nil
 			}
 			for _, tk := range replayEdited(t, f, lines, target, edit) {
-				if tk.Kind == KindGap {
+				if tk.Kind == market.KindGap {
 					gaps++
-				} else if gaps > 0 && tk.Instrument == inst && (tk.Kind == KindBookDelta || tk.Kind == KindSnapshot) {
+				} else if gaps > 0 && tk.Instrument == inst && (tk.Kind == market.KindBookDelta || tk.Kind == market.KindSnapshot) {
 					t.Fatalf("%s %s: book tick after the resync", mode, name)
 				}
 			}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // ReplayConfig configures a Replayer.
@@ -361,7 +363,7 @@ var errLimit = errors.New("replay limit reached")
 // Run returns nil when the files are done (Loop false) or Limit ticks were
 // emitted, ctx.Err() when ctx is cancelled, and emit's error wrapped when
 // emit fails. Malformed lines and frames are counted and skipped.
-func (r *Replayer) Run(ctx context.Context, emit func([]Tick) error) error {
+func (r *Replayer) Run(ctx context.Context, emit func([]market.Tick) error) error {
 	st := &runState{minRecv: math.MaxInt64, maxRecv: math.MinInt64}
 	for ; ; st.pass++ {
 		if st.pass > 0 {
@@ -389,7 +391,7 @@ func (r *Replayer) Run(ctx context.Context, emit func([]Tick) error) error {
 // different streams recorded over the same period (spot and futures, say)
 // come out interleaved as they were received, not one file after the other.
 // Equal receive times keep the order of Paths.
-func (r *Replayer) runPass(ctx context.Context, st *runState, emit func([]Tick) error) error {
+func (r *Replayer) runPass(ctx context.Context, st *runState, emit func([]market.Tick) error) error {
 	cursors := make([]*fileCursor, 0, len(r.files))
 	defer func() {
 		for _, c := range cursors {
@@ -452,7 +454,7 @@ type fileCursor struct {
 	market     string
 	lastSymbol string
 	lineNo     int
-	ticks      []Tick
+	ticks      []market.Tick
 	recv       int64
 	eof        bool // no frame left: ticks is stale
 	drained    bool // the reader hit the end of the file
@@ -697,7 +699,7 @@ func pyBytesLiteral(b, dst []byte) ([]byte, bool) {
 }
 
 // deliver shifts (after the first pass), limits and emits ticks.
-func (r *Replayer) deliver(st *runState, ticks []Tick, emit func([]Tick) error) error {
+func (r *Replayer) deliver(st *runState, ticks []market.Tick, emit func([]market.Tick) error) error {
 	if st.pass == 0 {
 		for i := range ticks {
 			st.minRecv = min(st.minRecv, ticks[i].RecvTS)

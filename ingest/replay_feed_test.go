@@ -8,6 +8,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestVenueFromFileName(t *testing.T) {
@@ -45,22 +47,22 @@ func TestVenueFromFileName(t *testing.T) {
 // rebuilt from the replay equal the naive reference, without a gap.
 func TestReplayBookSync(t *testing.T) {
 	for _, c := range []struct {
-		market string
-		files  []string
+		mkt   string
+		files []string
 	}{
 		{MarketSpot, []string{"cryptofeed_BINANCE.ws.1.0", "cryptofeed_BINANCE.http.0.0"}},
 		{MarketUSDM, []string{"cryptofeed_BINANCE_FUTURES.ws.1.0_head400", "cryptofeed_BINANCE_FUTURES.http.0.0"}},
 	} {
-		t.Run(c.market, func(t *testing.T) {
+		t.Run(c.mkt, func(t *testing.T) {
 			paths := []string{testdataPath(c.files[0]), testdataPath(c.files[1])}
-			ref := binanceRef(t, readCryptofeed(t, paths...), c.market == MarketUSDM)
+			ref := binanceRef(t, readCryptofeed(t, paths...), c.mkt == MarketUSDM)
 			for _, fb := range []bool{false, true} {
 				rb := newBookRebuilder()
 				r := newReplayer(t, ReplayConfig{Paths: paths, BookSync: true, ForceFallback: fb}, nil)
-				if err := r.Run(context.Background(), func(ts []Tick) error { rb.apply(ts); return nil }); err != nil {
+				if err := r.Run(context.Background(), func(ts []market.Tick) error { rb.apply(ts); return nil }); err != nil {
 					t.Fatal(err)
 				}
-				checkBooks(t, rb, ref, c.market)
+				checkBooks(t, rb, ref, c.mkt)
 				if len(rb.gaps) != 0 {
 					t.Errorf("gaps %v", rb.gaps)
 				}
@@ -71,9 +73,9 @@ func TestReplayBookSync(t *testing.T) {
 			for _, bs := range []bool{true, false} {
 				r := newReplayer(t, ReplayConfig{Paths: paths, BookSync: bs}, nil)
 				n := 0
-				r.Run(context.Background(), func(ts []Tick) error {
+				r.Run(context.Background(), func(ts []market.Tick) error {
 					for _, tk := range ts {
-						if tk.Kind == KindBookDelta {
+						if tk.Kind == market.KindBookDelta {
 							n++
 						}
 					}
@@ -101,20 +103,20 @@ type replayTestFeed struct {
 	resets int
 }
 
-func (f *replayTestFeed) Handle(recv int64, frame []byte, out []Tick) ([]Tick, error) {
+func (f *replayTestFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	f.mu.Lock()
 	f.frames = append(f.frames, string(frame))
 	f.mu.Unlock()
-	t := Tick{Venue: "replaytest", Instrument: "X-USD", Symbol: "X", Kind: KindTrade, RecvTS: recv, Price: float64(len(frame)), Size: 1}
+	t := market.Tick{Venue: "replaytest", Instrument: "X-USD", Symbol: "X", Kind: market.KindTrade, RecvTS: recv, Price: float64(len(frame)), Size: 1}
 	t.ComputeID()
 	return append(out, t), nil
 }
 
-func (f *replayTestFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []Tick) ([]Tick, error) {
+func (f *replayTestFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	f.mu.Lock()
 	f.snaps = append(f.snaps, req)
 	f.mu.Unlock()
-	t := Tick{Venue: "replaytest", Instrument: "X-USD", Symbol: req.Symbol, Kind: KindSnapshot, RecvTS: recv, Price: 1, Size: 1}
+	t := market.Tick{Venue: "replaytest", Instrument: "X-USD", Symbol: req.Symbol, Kind: market.KindSnapshot, RecvTS: recv, Price: 1, Size: 1}
 	return append(out, t), nil
 }
 

@@ -16,6 +16,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func writeCapture(t *testing.T, name string, gz bool, lines ...string) string {
@@ -36,10 +38,10 @@ func writeCapture(t *testing.T, name string, gz bool, lines ...string) string {
 }
 
 // collect runs r and returns copies of all emitted ticks.
-func collect(t *testing.T, r *Replayer) []Tick {
+func collect(t *testing.T, r *Replayer) []market.Tick {
 	t.Helper()
-	var all []Tick
-	if err := r.Run(context.Background(), func(ts []Tick) error {
+	var all []market.Tick
+	if err := r.Run(context.Background(), func(ts []market.Tick) error {
 		if len(ts) == 0 {
 			return errors.New("empty batch")
 		}
@@ -69,11 +71,11 @@ func tradeFrame(sym string, id int, exchMS int64) string {
 // independent reading of the file, the tick count per kind and that the
 // ticks come in line order with each line's receive time.
 func TestReplayTestdataOrder(t *testing.T) {
-	for name, market := range testdataCaptures {
+	for name, mkt := range testdataCaptures {
 		t.Run(name, func(t *testing.T) {
 			frames := readCaptureFrames(t, name)
 			var wantRecv []int64
-			wantKinds := map[Kind]int{}
+			wantKinds := map[market.Kind]int{}
 			for _, f := range frames {
 				counts, _ := expectedCounts(t, f)
 				ts := lineTimestamp(t, name, f.line)
@@ -85,13 +87,13 @@ func TestReplayTestdataOrder(t *testing.T) {
 				}
 			}
 			ticks := collect(t, newReplayer(t, ReplayConfig{Paths: []string{testdataPath(name)}}, nil))
-			gotKinds := map[Kind]int{}
+			gotKinds := map[market.Kind]int{}
 			for i, tk := range ticks {
 				gotKinds[tk.Kind]++
 				if i < len(wantRecv) && tk.RecvTS != wantRecv[i] {
 					t.Fatalf("tick %d RecvTS %d, want %d", i, tk.RecvTS, wantRecv[i])
 				}
-				wantVenue := map[string]string{MarketSpot: "binance", MarketUSDM: "binance-usdm"}[market]
+				wantVenue := map[string]string{MarketSpot: "binance", MarketUSDM: "binance-usdm"}[mkt]
 				if tk.Venue != wantVenue {
 					t.Fatalf("tick %d venue %q, want %q", i, tk.Venue, wantVenue)
 				}
@@ -167,7 +169,7 @@ func TestReplayCryptofeedTimestamps(t *testing.T) {
 	ticks := collect(t, newReplayer(t, ReplayConfig{Paths: []string{testdataPath("cryptofeed_BINANCE.ws.1.0")}, Limit: 1}, nil))
 	after := time.Now().UnixNano()
 	// 1633998512.0633569: {"stream":"nknusdt@depth@100ms","data":{"e":"depthUpdate","E":1633998512068,...,"b":[["0.35130000","6195.00000000"],...
-	want := Tick{Venue: "binance", Instrument: "NKN-USDT", Symbol: "NKNUSDT", Kind: KindBookDelta, Side: SideBuy,
+	want := market.Tick{Venue: "binance", Instrument: "NKN-USDT", Symbol: "NKNUSDT", Kind: market.KindBookDelta, Side: market.SideBuy,
 		ExchTS: 1633998512068_000000, RecvTS: 1633998512_063356900, Price: 0.3513, Size: 6195, Seq: 499869752}
 	want.ComputeID()
 	if len(ticks) == 1 {
@@ -195,7 +197,7 @@ func TestReplayDeterministic(t *testing.T) {
 	if len(a) < 10000 {
 		t.Fatalf("only %d ticks", len(a))
 	}
-	for _, other := range [][]Tick{b, c, d} {
+	for _, other := range [][]market.Tick{b, c, d} {
 		if !bytes.Equal(encodeTicks(a), encodeTicks(other)) {
 			t.Fatal("replays differ")
 		}
@@ -208,7 +210,7 @@ func TestReplayLimit(t *testing.T) {
 	// Cut inside the 2000-level snapshot of line 8.
 	first := -1
 	for i, tk := range all {
-		if tk.Kind == KindSnapshot {
+		if tk.Kind == market.KindSnapshot {
 			first = i
 			break
 		}
@@ -288,7 +290,7 @@ func TestReplayPacing(t *testing.T) {
 		r := newReplayer(t, ReplayConfig{Paths: []string{path}, Speed: c.speed}, nil)
 		start := time.Now()
 		var at []time.Duration
-		if err := r.Run(context.Background(), func(ts []Tick) error {
+		if err := r.Run(context.Background(), func(ts []market.Tick) error {
 			at = append(at, time.Since(start))
 			return nil
 		}); err != nil {
@@ -320,7 +322,7 @@ func TestReplayCancel(t *testing.T) {
 	n := 0
 	done := make(chan error, 1)
 	go func() {
-		done <- r.Run(ctx, func(ts []Tick) error { n += len(ts); return nil })
+		done <- r.Run(ctx, func(ts []market.Tick) error { n += len(ts); return nil })
 	}()
 	time.Sleep(50 * time.Millisecond)
 	cancel()
@@ -339,7 +341,7 @@ func TestReplayCancel(t *testing.T) {
 	ctx, cancel = context.WithCancel(context.Background())
 	cancel()
 	r = newReplayer(t, ReplayConfig{Paths: []string{testdataPath("binance_usdm_btcusdt_20240808_head1500.gz")}, Loop: true}, nil)
-	if err := r.Run(ctx, func([]Tick) error { return nil }); !errors.Is(err, context.Canceled) {
+	if err := r.Run(ctx, func([]market.Tick) error { return nil }); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
 	}
 }
@@ -348,7 +350,7 @@ func TestReplayEmitError(t *testing.T) {
 	boom := errors.New("boom")
 	r := newReplayer(t, ReplayConfig{Paths: []string{testdataPath("cryptofeed_BINANCE.ws.1.0")}}, nil)
 	calls := 0
-	err := r.Run(context.Background(), func([]Tick) error { calls++; return boom })
+	err := r.Run(context.Background(), func([]market.Tick) error { calls++; return boom })
 	if !errors.Is(err, boom) || calls != 1 {
 		t.Fatalf("Run = %v after %d calls, want boom after 1", err, calls)
 	}
@@ -380,7 +382,7 @@ func TestReplayMalformedLines(t *testing.T) {
 	if ticks[1].TradeID != 4 || ticks[1].RecvTS != 1626992742_250000000 {
 		t.Errorf("tick 1 = %+v", ticks[1])
 	}
-	if s := ticks[2]; s.Kind != KindSnapshot || s.Symbol != "ETHUSDT" || s.Instrument != "ETH-USDT-PERP" || s.Seq != 9 || s.ExchTS != 2e6 {
+	if s := ticks[2]; s.Kind != market.KindSnapshot || s.Symbol != "ETHUSDT" || s.Instrument != "ETH-USDT-PERP" || s.Seq != 9 || s.ExchTS != 2e6 {
 		t.Errorf("REST snapshot tick = %+v", s)
 	}
 	for reason, want := range map[string]float64{"bad_timestamp": 2} {
@@ -413,10 +415,10 @@ func TestReplayRESTLines(t *testing.T) {
 	if len(ticks) != 2 {
 		t.Fatalf("%d ticks", len(ticks))
 	}
-	if a := ticks[0]; a.Venue != "binance" || a.Instrument != "NKN-USDT" || a.Seq != 499869752 || a.Side != SideBuy || a.RecvTS != 1633998512_320639000 || a.ExchTS != 0 {
+	if a := ticks[0]; a.Venue != "binance" || a.Instrument != "NKN-USDT" || a.Seq != 499869752 || a.Side != market.SideBuy || a.RecvTS != 1633998512_320639000 || a.ExchTS != 0 {
 		t.Errorf("spot REST tick %+v", a)
 	}
-	if b := ticks[1]; b.Venue != "binance-usdm" || b.Instrument != "SUSHI-USDT-PERP" || b.ExchTS != 1626992741288_000000 || b.Side != SideSell || b.Price != 7.612 {
+	if b := ticks[1]; b.Venue != "binance-usdm" || b.Instrument != "SUSHI-USDT-PERP" || b.ExchTS != 1626992741288_000000 || b.Side != market.SideSell || b.Price != 7.612 {
 		t.Errorf("usdm REST tick %+v", b)
 	}
 }
@@ -506,7 +508,7 @@ func TestReplayMergesFilesByReceiveTime(t *testing.T) {
 	}
 	var recvs []int64
 	count := map[string]int{}
-	if err := r.Run(context.Background(), func(ticks []Tick) error {
+	if err := r.Run(context.Background(), func(ticks []market.Tick) error {
 		for _, k := range ticks {
 			recvs = append(recvs, k.RecvTS)
 			count[k.Instrument]++

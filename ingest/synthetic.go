@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // Defaults of SyntheticConfig.
@@ -130,7 +132,7 @@ type Synthetic struct {
 	insts    []synthInst
 	seq      []uint64 // per venue
 	venueIdx map[string]int
-	buf      []Tick
+	buf      []market.Tick
 }
 
 // NewSynthetic validates cfg and returns a source. logger and m may be nil.
@@ -200,7 +202,7 @@ func (s *Synthetic) newRegime(in *synthInst, t int64) {
 // reused after emit returns. Paced, a frame is emitted when the wall clock
 // reaches its end; a source that falls behind (a busy machine) catches up
 // without sleeping, so tick times stay on the generated clock.
-func (s *Synthetic) Run(ctx context.Context, emit func([]Tick) error) error {
+func (s *Synthetic) Run(ctx context.Context, emit func([]market.Tick) error) error {
 	cfg := s.cfg
 	start := cfg.Start
 	if start.IsZero() {
@@ -273,14 +275,14 @@ func (s *Synthetic) Run(ctx context.Context, emit func([]Tick) error) error {
 				}
 			}
 		}
-		slices.SortStableFunc(s.buf, func(a, b Tick) int { return cmp.Compare(a.RecvTS, b.RecvTS) })
+		slices.SortStableFunc(s.buf, func(a, b market.Tick) int { return cmp.Compare(a.RecvTS, b.RecvTS) })
 		if err := s.emit(emit); err != nil {
 			return err
 		}
 	}
 }
 
-func (s *Synthetic) emit(emit func([]Tick) error) error {
+func (s *Synthetic) emit(emit func([]market.Tick) error) error {
 	if len(s.buf) == 0 {
 		return nil
 	}
@@ -315,13 +317,13 @@ func (s *Synthetic) quote(in *synthInst, t int64, dt float64) {
 	if r == SynthVolatile {
 		half *= 3
 	}
-	s.buf = append(s.buf, Tick{
-		Venue: in.venue, Instrument: in.instrument, Symbol: in.symbol, Kind: KindQuote,
+	s.buf = append(s.buf, market.Tick{
+		Venue: in.venue, Instrument: in.instrument, Symbol: in.symbol, Kind: market.KindQuote,
 		ExchTS: t, RecvTS: t,
 		BidPx: mid * (1 - half), BidSz: 1 + 10*s.rng.ExpFloat64(),
 		AskPx: mid * (1 + half), AskSz: 1 + 10*s.rng.ExpFloat64(),
 	})
-	s.fm[in.venueIdx].Ticks(KindQuote, 1)
+	s.fm[in.venueIdx].Ticks(market.KindQuote, 1)
 }
 
 // trade appends a trade at the touch; trends lean the taker side.
@@ -338,15 +340,15 @@ func (s *Synthetic) trade(in *synthInst, t int64) {
 	if in.regime == SynthVolatile {
 		half *= 3
 	}
-	side, px := SideSell, mid*(1-half)
+	side, px := market.SideSell, mid*(1-half)
 	if s.rng.Float64() < pBuy {
-		side, px = SideBuy, mid*(1+half)
+		side, px = market.SideBuy, mid*(1+half)
 	}
 	in.tradeID++
-	s.buf = append(s.buf, Tick{
-		Venue: in.venue, Instrument: in.instrument, Symbol: in.symbol, Kind: KindTrade, Side: side,
+	s.buf = append(s.buf, market.Tick{
+		Venue: in.venue, Instrument: in.instrument, Symbol: in.symbol, Kind: market.KindTrade, Side: side,
 		ExchTS: t, RecvTS: t, TradeID: in.tradeID,
 		Price: px, Size: math.Exp(s.rng.NormFloat64()),
 	})
-	s.fm[in.venueIdx].Ticks(KindTrade, 1)
+	s.fm[in.venueIdx].Ticks(market.KindTrade, 1)
 }

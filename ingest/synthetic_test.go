@@ -6,16 +6,18 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signald-dev/signald/market"
 )
 
-func runSynthetic(t *testing.T, cfg SyntheticConfig) []Tick {
+func runSynthetic(t *testing.T, cfg SyntheticConfig) []market.Tick {
 	t.Helper()
 	s, err := NewSynthetic(cfg, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var out []Tick
-	if err := s.Run(context.Background(), func(b []Tick) error {
+	var out []market.Tick
+	if err := s.Run(context.Background(), func(b []market.Tick) error {
 		out = append(out, b...)
 		return nil
 	}); err != nil {
@@ -79,7 +81,7 @@ func TestSyntheticShape(t *testing.T) {
 		}
 		byName[k.Instrument][k.Venue] = true
 		switch k.Kind {
-		case KindQuote:
+		case market.KindQuote:
 			quotes[id]++
 			if !(k.BidPx > 0 && k.AskPx > k.BidPx && k.BidSz > 0 && k.AskSz > 0) {
 				t.Fatalf("bad quote %+v", k)
@@ -89,9 +91,9 @@ func TestSyntheticShape(t *testing.T) {
 				rets[id] = append(rets[id], math.Log(mid/m))
 			}
 			lastMid[id] = mid
-		case KindTrade:
+		case market.KindTrade:
 			trades[id]++
-			if k.Price <= 0 || k.Size <= 0 || k.Side == SideUnknown {
+			if k.Price <= 0 || k.Size <= 0 || k.Side == market.SideUnknown {
 				t.Fatalf("bad trade %+v", k)
 			}
 		default:

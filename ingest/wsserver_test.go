@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // wsTestServer is a scripted local venue for connection-manager tests of
@@ -175,11 +177,11 @@ func (c *wsServerConn) expect(t testing.TB, timeout time.Duration) wsRecv {
 // collector drains an Ingestor's queue in the background.
 type collector struct {
 	mu      sync.Mutex
-	batches [][]Tick
+	batches [][]market.Tick
 	done    chan struct{}
 }
 
-func collect2(q <-chan []Tick) *collector {
+func collect2(q <-chan []market.Tick) *collector {
 	c := &collector{done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
@@ -192,10 +194,10 @@ func collect2(q <-chan []Tick) *collector {
 	return c
 }
 
-func (c *collector) snapshot() [][]Tick {
+func (c *collector) snapshot() [][]market.Tick {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return append([][]Tick(nil), c.batches...)
+	return append([][]market.Tick(nil), c.batches...)
 }
 
 // waitFor polls cond until it holds or the deadline passes.

@@ -16,6 +16,8 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // codeVersion is part of every signal's ModelVersion. Bump it when a change
@@ -298,7 +300,7 @@ type Detectors struct {
 	insts  map[instKey]*inst
 	sorted []*inst // by venue, instrument
 	cols   detColumns
-	out    []Signal
+	out    []market.Signal
 	novX   []float64
 }
 
@@ -461,7 +463,7 @@ func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
 // A row whose time is not after its instrument's last processed step (a
 // replayed record) is skipped whole. A detector whose inputs are NaN (warm-up)
 // or otherwise not finite does not update at that step.
-func (d *Detectors) Step(rec arrow.Record, emit func(Signal) error) error {
+func (d *Detectors) Step(rec arrow.Record, emit func(market.Signal) error) error {
 	d.mu.Lock()
 	if d.cols.schema != rec.Schema() {
 		c, err := d.resolve(rec.Schema())
@@ -641,10 +643,10 @@ func deriveInputs(volBase *float64, volN *int, volA float64, window int, ret, me
 
 // States returns every instrument's latest state, sorted by venue and
 // instrument.
-func (d *Detectors) States() []InstrumentState {
+func (d *Detectors) States() []market.InstrumentState {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out := make([]InstrumentState, len(d.sorted))
+	out := make([]market.InstrumentState, len(d.sorted))
 	for i, st := range d.sorted {
 		s := &out[i]
 		s.Venue, s.Instrument, s.Time = st.key.venue, st.key.instrument, st.last
@@ -665,8 +667,8 @@ func (d *Detectors) States() []InstrumentState {
 
 // --- signals ---
 
-func (d *Detectors) signal(st *inst, t int64, typ, state, ver string, score float64, values map[string]float64, expl string) Signal {
-	s := Signal{Time: t, Venue: st.key.venue, Instrument: st.key.instrument, Type: typ, State: state,
+func (d *Detectors) signal(st *inst, t int64, typ, state, ver string, score float64, values map[string]float64, expl string) market.Signal {
+	s := market.Signal{Time: t, Venue: st.key.venue, Instrument: st.key.instrument, Type: typ, State: state,
 		Score: score, ModelVersion: ver, Explanation: expl, Values: values}
 	s.ComputeID()
 	return s
@@ -688,7 +690,7 @@ func (d *Detectors) inputsText(st *inst) string {
 		math.Exp(st.x[0]), st.x[0], st.x[1])
 }
 
-func (d *Detectors) changeSignal(st *inst, t int64, prev int, switched, cp bool, cpPrev int, cpProb float64) Signal {
+func (d *Detectors) changeSignal(st *inst, t int64, prev int, switched, cp bool, cpPrev int, cpProb float64) market.Signal {
 	names := d.cfg.Model.States
 	cur := names[st.cur]
 	v := d.probsMap(st)
@@ -709,10 +711,10 @@ func (d *Detectors) changeSignal(st *inst, t int64, prev int, switched, cp bool,
 		parts = append(parts, fmt.Sprintf("changepoint about %d steps ago: most probable run length fell from %d to %d (P=%.2f); volatility since about %.1fx its baseline",
 			st.cp.mapRL, cpPrev, st.cp.mapRL, cpProb, math.Exp((st.cp.mapMu-st.yBase)/2)))
 	}
-	return d.signal(st, t, TypeRegimeChange, cur, d.verRegime, round6(score), v, strings.Join(parts, "; "))
+	return d.signal(st, t, market.TypeRegimeChange, cur, d.verRegime, round6(score), v, strings.Join(parts, "; "))
 }
 
-func (d *Detectors) probsSignal(st *inst, t int64, why string) Signal {
+func (d *Detectors) probsSignal(st *inst, t int64, why string) market.Signal {
 	var b strings.Builder
 	b.WriteString("P(")
 	for j, name := range d.cfg.Model.States {
@@ -722,10 +724,10 @@ func (d *Detectors) probsSignal(st *inst, t int64, why string) Signal {
 		fmt.Fprintf(&b, "%s %.2f", name, st.f.p[j])
 	}
 	fmt.Fprintf(&b, "); %s; %s", why, d.inputsText(st))
-	return d.signal(st, t, TypeRegimeProbs, d.cfg.Model.States[st.cur], d.verRegime, round6(st.f.p[st.cur]), d.probsMap(st), b.String())
+	return d.signal(st, t, market.TypeRegimeProbs, d.cfg.Model.States[st.cur], d.verRegime, round6(st.f.p[st.cur]), d.probsMap(st), b.String())
 }
 
-func (d *Detectors) noveltySignal(st *inst, t int64) Signal {
+func (d *Detectors) noveltySignal(st *inst, t int64) market.Signal {
 	feats := d.cfg.Novelty.Features
 	d2 := st.nov.score * st.nov.score
 	v := make(map[string]float64, len(feats))
@@ -743,10 +745,10 @@ func (d *Detectors) noveltySignal(st *inst, t int64) Signal {
 		}
 		fmt.Fprintf(&b, " %s %.0f%% (z=%+.1f)", feats[i], 100*v[feats[i]], st.nov.z[i])
 	}
-	return d.signal(st, t, TypeNovelty, "novel", d.verNovelty, round6(st.nov.score), v, b.String())
+	return d.signal(st, t, market.TypeNovelty, "novel", d.verNovelty, round6(st.nov.score), v, b.String())
 }
 
-func (d *Detectors) trendSignal(st *inst, t int64, mid, std float64) Signal {
+func (d *Detectors) trendSignal(st *inst, t int64, mid, std float64) market.Signal {
 	tr := &st.tr
 	w := d.cfg.Model.Inputs.Window
 	v := map[string]float64{"strength": round6(tr.strength)}
@@ -764,5 +766,5 @@ func (d *Detectors) trendSignal(st *inst, t int64, mid, std float64) Signal {
 			callName(tr.call), w, tr.tau, dir, math.Copysign(d.cfg.Trend.Enter, float64(tr.call)), tr.strength,
 			strconv.FormatFloat(tr.stop, 'g', 8, 64), d.cfg.Trend.StopK, w, side, strconv.FormatFloat(mid, 'g', 8, 64))
 	}
-	return d.signal(st, t, TypeTrendCall, callName(tr.call), d.verTrend, round6(tr.tau), v, expl)
+	return d.signal(st, t, market.TypeTrendCall, callName(tr.call), d.verTrend, round6(tr.tau), v, expl)
 }

@@ -12,6 +12,8 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/signald-dev/signald/market"
 )
 
 func TestDetectorsDeterministic(t *testing.T) {
@@ -41,7 +43,7 @@ func TestDetectorsDeterministic(t *testing.T) {
 			t.Errorf("signal without explanation, version or score: %+v", x)
 		}
 	}
-	for _, typ := range []string{TypeRegimeChange, TypeRegimeProbs, TypeNovelty, TypeTrendCall} {
+	for _, typ := range []string{market.TypeRegimeChange, market.TypeRegimeProbs, market.TypeNovelty, market.TypeTrendCall} {
 		if types[typ] == 0 {
 			t.Errorf("no %s signal in 3 x 6000 synthetic steps: %v", typ, types)
 		}
@@ -69,8 +71,8 @@ func TestDetectorsNoLookAhead(t *testing.T) {
 	sb := collect(t, db, synthRecords(b, 0, T))
 	stB := db.States()
 	sb = append(sb, collect(t, db, synthRecords(b, T, 6000))...)
-	upTo := func(ss []Signal) []Signal {
-		var out []Signal
+	upTo := func(ss []market.Signal) []market.Signal {
+		var out []market.Signal
 		for _, s := range ss {
 			if s.Time <= SynthT0+int64(T)*sec {
 				out = append(out, s)
@@ -145,7 +147,7 @@ func TestNoveltyAttribution(t *testing.T) {
 	sc := featSchema(defaultCols...)
 	rng := newSplitMix(8)
 	inject := map[int]string{500: "spread_bps", 900: "mid_ret", 901: "mid_ret", 1300: "spread_bps"}
-	var got []Signal
+	var got []market.Signal
 	for k := range 1500 {
 		r := quietRow("X", rng, 100)
 		switch inject[k] {
@@ -155,8 +157,8 @@ func TestNoveltyAttribution(t *testing.T) {
 			r.v["mid_ret"] = 2e-3
 		}
 		rec := featRecord(sc, SynthT0+int64(k+1)*sec, r)
-		if err := d.Step(rec, func(s Signal) error {
-			if s.Type == TypeNovelty {
+		if err := d.Step(rec, func(s market.Signal) error {
+			if s.Type == market.TypeNovelty {
 				got = append(got, s)
 			}
 			return nil
@@ -232,7 +234,7 @@ func TestTrendCalls(t *testing.T) {
 		return 0
 	}
 	var rets []float64
-	var calls []Signal
+	var calls []market.Signal
 	for k := range 5000 {
 		r := drift(k) + vol*rng.norm()
 		mid *= math.Exp(r)
@@ -246,8 +248,8 @@ func TestTrendCalls(t *testing.T) {
 			v["mid_ret_mean_60"], v["mid_ret_std_60"] = w.mean, math.Sqrt(w.variance())
 		}
 		rec := featRecord(sc, SynthT0+int64(k+1)*sec, row{"v", "X", v})
-		if err := d.Step(rec, func(s Signal) error {
-			if s.Type == TypeTrendCall {
+		if err := d.Step(rec, func(s market.Signal) error {
+			if s.Type == market.TypeTrendCall {
 				calls = append(calls, s)
 			}
 			return nil
@@ -263,7 +265,7 @@ func TestTrendCalls(t *testing.T) {
 			t.Fatalf("step %d: stop %v on the wrong side of mid %v for call %d", k, st.TrendStop, mid, st.Trend)
 		}
 	}
-	step := func(s Signal) int { return int((s.Time-SynthT0)/sec) - 1 }
+	step := func(s market.Signal) int { return int((s.Time-SynthT0)/sec) - 1 }
 	var longAt, shortAt = -1, -1
 	for _, c := range calls {
 		k := step(c)
@@ -343,11 +345,11 @@ func TestRegimeProbsRule(t *testing.T) {
 	n := 0
 	for _, x := range sigs {
 		switch x.Type {
-		case TypeRegimeChange:
+		case market.TypeRegimeChange:
 			if x.Values["switch"] == 1 {
 				change[x.Instrument] = x.Time
 			}
-		case TypeRegimeProbs:
+		case market.TypeRegimeProbs:
 			n++
 			prev, ok := last[x.Instrument]
 			last[x.Instrument] = x.Values
@@ -497,7 +499,7 @@ func BenchmarkDetectorsStep(b *testing.B) {
 			d.Step(rec(b, k), nil)
 		}
 		sigs := 0
-		count := func(Signal) error { sigs++; return nil }
+		count := func(market.Signal) error { sigs++; return nil }
 		b.ReportAllocs()
 		b.ResetTimer()
 		for i := range b.N {
@@ -534,7 +536,7 @@ func BenchmarkDetectorsStep(b *testing.B) {
 }
 
 func TestInstrumentStateJSON(t *testing.T) {
-	b, err := json.Marshal([]InstrumentState{{Venue: "v", Instrument: "X", TrendStop: math.NaN(), RegimeProbs: map[string]float64{"calm": 1}},
+	b, err := json.Marshal([]market.InstrumentState{{Venue: "v", Instrument: "X", TrendStop: math.NaN(), RegimeProbs: map[string]float64{"calm": 1}},
 		{Venue: "v", Instrument: "Y", Trend: 1, TrendStop: 101.5}})
 	if err != nil {
 		t.Fatal(err)
@@ -570,7 +572,7 @@ func TestStepAllocations(t *testing.T) {
 		Novelty: NoveltyConfig{Threshold: 1e9}, Trend: TrendConfig{Enter: 1e6}})
 	k := 0
 	emitted := 0
-	emit := func(Signal) error { emitted++; return nil }
+	emit := func(market.Signal) error { emitted++; return nil }
 	for ; k < 300; k++ {
 		d.Step(recs[k], emit)
 	}

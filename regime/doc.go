@@ -41,7 +41,7 @@
 // # Signals
 //
 // Per instrument and step at most one signal of each type, emitted in Type
-// order, with a deterministic id (Signal.ComputeID over model version,
+// order, with a deterministic id (market.Signal.ComputeID over model version,
 // instrument, type and time), so a replay reproduces the same ids:
 //
 //   - regime_change: State is the regime after the step. Values: the state

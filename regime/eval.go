@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"slices"
+
+	"github.com/signald-dev/signald/market"
 )
 
 // EvalConfig configures Evaluate. The zero value of each field selects its
@@ -84,7 +86,7 @@ func Evaluate(cfg EvalConfig) (*EvalReport, error) {
 	nInst := len(s.Names)
 	type sig struct {
 		step int
-		s    Signal
+		s    market.Signal
 	}
 	sigs := make([][]sig, nInst)
 	idx := map[string]int{}
@@ -95,7 +97,7 @@ func Evaluate(cfg EvalConfig) (*EvalReport, error) {
 	var match, total int
 	for k := range s.Cfg.Steps {
 		rec := s.Record(schema, k)
-		err := det.Step(rec, func(x Signal) error {
+		err := det.Step(rec, func(x market.Signal) error {
 			sigs[idx[x.Instrument]] = append(sigs[idx[x.Instrument]], sig{k, x})
 			rep.Signals[x.Type]++
 			return nil
@@ -119,7 +121,7 @@ func Evaluate(cfg EvalConfig) (*EvalReport, error) {
 	}
 	rep.InstrumentHours = float64(nInst*s.Cfg.Steps) / 3600
 
-	score := func(name string, events func(SynthEvent) bool, isSig func(Signal) bool, delay int, ok func(inst, step int, ev *SynthEvent, x Signal) bool) DetectorEval {
+	score := func(name string, events func(SynthEvent) bool, isSig func(market.Signal) bool, delay int, ok func(inst, step int, ev *SynthEvent, x market.Signal) bool) DetectorEval {
 		r := DetectorEval{Detector: name}
 		var delays []int
 		for i := range nInst {
@@ -182,17 +184,17 @@ func Evaluate(cfg EvalConfig) (*EvalReport, error) {
 		return r
 	}
 	isSwitch := func(e SynthEvent) bool { return e.Kind == EventSwitch }
-	always := func(_, _ int, ev *SynthEvent, _ Signal) bool { return ev != nil }
+	always := func(_, _ int, ev *SynthEvent, _ market.Signal) bool { return ev != nil }
 	rep.Detectors = append(rep.Detectors,
-		score("hmm", isSwitch, func(x Signal) bool { return x.Type == TypeRegimeChange && x.Values["switch"] == 1 }, cfg.MaxDelay, always),
+		score("hmm", isSwitch, func(x market.Signal) bool { return x.Type == market.TypeRegimeChange && x.Values["switch"] == 1 }, cfg.MaxDelay, always),
 		score("changepoint", func(e SynthEvent) bool {
 			return e.Kind == EventSwitch && (e.From == StateVolatile || e.To == StateVolatile)
-		}, func(x Signal) bool { return x.Type == TypeRegimeChange && x.Values["changepoint"] == 1 }, cfg.MaxDelay, always),
+		}, func(x market.Signal) bool { return x.Type == market.TypeRegimeChange && x.Values["changepoint"] == 1 }, cfg.MaxDelay, always),
 		score("novelty", func(e SynthEvent) bool { return e.Kind == EventAnomaly },
-			func(x Signal) bool { return x.Type == TypeNovelty }, cfg.NoveltyDelay, always),
+			func(x market.Signal) bool { return x.Type == market.TypeNovelty }, cfg.NoveltyDelay, always),
 		score("trend", func(e SynthEvent) bool { return e.Kind == EventSwitch && e.To == StateTrending },
-			func(x Signal) bool { return x.Type == TypeTrendCall && x.State != CallFlat },
-			cfg.MaxDelay, func(i, step int, ev *SynthEvent, x Signal) bool {
+			func(x market.Signal) bool { return x.Type == market.TypeTrendCall && x.State != CallFlat },
+			cfg.MaxDelay, func(i, step int, ev *SynthEvent, x market.Signal) bool {
 				want := int8(1)
 				if x.State == CallShort {
 					want = -1

@@ -7,6 +7,8 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+
+	"github.com/signald-dev/signald/market"
 )
 
 const sec = int64(1e9)
@@ -54,11 +56,11 @@ func featRecord(sc *arrow.Schema, t int64, rows ...row) arrow.Record {
 }
 
 // collect runs d over records and returns the signals.
-func collect(t testing.TB, d *Detectors, recs func(yield func(arrow.Record) bool)) []Signal {
+func collect(t testing.TB, d *Detectors, recs func(yield func(arrow.Record) bool)) []market.Signal {
 	t.Helper()
-	var out []Signal
+	var out []market.Signal
 	for rec := range recs {
-		err := d.Step(rec, func(s Signal) error { out = append(out, s); return nil })
+		err := d.Step(rec, func(s market.Signal) error { out = append(out, s); return nil })
 		rec.Release()
 		if err != nil {
 			t.Fatal(err)

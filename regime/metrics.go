@@ -5,6 +5,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/signald-dev/signald/market"
 )
 
 type detMetrics struct {
@@ -48,7 +50,7 @@ func newDetMetrics(reg prometheus.Registerer, states []string) (*detMetrics, err
 	for _, s := range states {
 		m.instruments = append(m.instruments, instruments.WithLabelValues(s))
 	}
-	for _, t := range []string{TypeRegimeChange, TypeRegimeProbs, TypeNovelty, TypeTrendCall} {
+	for _, t := range []string{market.TypeRegimeChange, market.TypeRegimeProbs, market.TypeNovelty, market.TypeTrendCall} {
 		m.signals.WithLabelValues(t) // present at 0 from the start
 	}
 	return m, nil

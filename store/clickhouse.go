@@ -15,8 +15,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 // ClickHouseOptions configures the ClickHouse store. The zero value works
@@ -218,7 +217,7 @@ func (t *tickCols) input() proto.Input {
 
 const tickColumns = "id, venue, instrument, symbol, kind, side, exch_ts, recv_ts, ingest_ts, price, size, trade_id, bid_px, bid_sz, ask_px, ask_sz, seq"
 
-func (t *tickCols) append(k *ingest.Tick) {
+func (t *tickCols) append(k *market.Tick) {
 	t.id.Append(k.ID)
 	t.venue.Append(k.Venue)
 	t.instrument.Append(k.Instrument)
@@ -238,10 +237,10 @@ func (t *tickCols) append(k *ingest.Tick) {
 	t.seq.Append(k.Seq)
 }
 
-func (t *tickCols) row(i int) ingest.Tick {
-	return ingest.Tick{
+func (t *tickCols) row(i int) market.Tick {
+	return market.Tick{
 		ID: t.id.Row(i), Venue: t.venue.Row(i), Instrument: t.instrument.Row(i), Symbol: t.symbol.Row(i),
-		Kind: ingest.Kind(t.kind.Row(i)), Side: ingest.Side(t.side.Row(i)),
+		Kind: market.Kind(t.kind.Row(i)), Side: market.Side(t.side.Row(i)),
 		ExchTS: int64(t.exchTS.Data[i]), RecvTS: int64(t.recvTS.Data[i]), IngestTS: int64(t.ingestTS.Data[i]),
 		Price: t.price.Row(i), Size: t.size.Row(i), TradeID: t.tradeID.Row(i),
 		BidPx: t.bidPx.Row(i), BidSz: t.bidSz.Row(i), AskPx: t.askPx.Row(i), AskSz: t.askSz.Row(i), Seq: t.seq.Row(i),
@@ -261,7 +260,7 @@ func dedupToken(prefix string, ids func(yield func(uint64))) string {
 	return prefix + strconv.FormatUint(h.Sum64(), 16)
 }
 
-func (c *ClickHouse) InsertTicks(ctx context.Context, ticks []ingest.Tick) error {
+func (c *ClickHouse) InsertTicks(ctx context.Context, ticks []market.Tick) error {
 	if len(ticks) == 0 {
 		return nil
 	}
@@ -289,7 +288,7 @@ func (c *ClickHouse) InsertTicks(ctx context.Context, ticks []ingest.Tick) error
 	return nil
 }
 
-func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []regime.Signal) error {
+func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []market.Signal) error {
 	if len(sigs) == 0 {
 		return nil
 	}
@@ -371,7 +370,7 @@ func (c *ClickHouse) where(q Query, col string) string {
 	return w
 }
 
-func (c *ClickHouse) ReadTicks(ctx context.Context, q Query, fn func([]ingest.Tick) error) error {
+func (c *ClickHouse) ReadTicks(ctx context.Context, q Query, fn func([]market.Tick) error) error {
 	cols := newTickCols()
 	res := proto.Results{
 		{Name: "id", Data: &cols.id}, {Name: "venue", Data: cols.venue}, {Name: "instrument", Data: cols.instrument},
@@ -381,7 +380,7 @@ func (c *ClickHouse) ReadTicks(ctx context.Context, q Query, fn func([]ingest.Ti
 		{Name: "bid_px", Data: &cols.bidPx}, {Name: "bid_sz", Data: &cols.bidSz}, {Name: "ask_px", Data: &cols.askPx},
 		{Name: "ask_sz", Data: &cols.askSz}, {Name: "seq", Data: &cols.seq},
 	}
-	var batch []ingest.Tick
+	var batch []market.Tick
 	err := c.pool.Do(ctx, ch.Query{
 		Body:   "SELECT " + tickColumns + " FROM " + c.db + ".ticks FINAL" + c.where(q, "recv_ts") + " ORDER BY recv_ts, venue, instrument, kind, id",
 		Result: res,
@@ -431,7 +430,7 @@ func (c *ClickHouse) CountTickRows(ctx context.Context, q Query) (int64, error) 
 	return int64(n.Row(0)), nil
 }
 
-func (c *ClickHouse) ReadSignals(ctx context.Context, q Query) ([]regime.Signal, error) {
+func (c *ClickHouse) ReadSignals(ctx context.Context, q Query) ([]market.Signal, error) {
 	var (
 		id                           proto.ColUInt64
 		tm                           = new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano)
@@ -445,14 +444,14 @@ func (c *ClickHouse) ReadSignals(ctx context.Context, q Query) ([]regime.Signal,
 		{Name: "type", Data: typ}, {Name: "state", Data: state}, {Name: "score", Data: &score},
 		{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl}, {Name: "signal_values", Data: vals},
 	}
-	var out []regime.Signal
+	var out []market.Signal
 	err := c.pool.Do(ctx, ch.Query{
 		Body: "SELECT id, time, venue, instrument, type, state, score, model_version, explanation, signal_values FROM " + c.db +
 			".signals FINAL" + c.where(q, "time") + " ORDER BY time, venue, instrument, type",
 		Result: res,
 		OnResult: func(ctx context.Context, b proto.Block) error {
 			for i := 0; i < b.Rows; i++ {
-				sig := regime.Signal{
+				sig := market.Signal{
 					ID: id.Row(i), Time: int64(tm.Data[i]), Venue: venue.Row(i), Instrument: inst.Row(i),
 					Type: typ.Row(i), State: state.Row(i), Score: score.Row(i), ModelVersion: ver.Row(i), Explanation: expl.Row(i),
 				}

@@ -5,7 +5,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 // Metrics are the store's Prometheus collectors.
@@ -53,7 +53,7 @@ func (m *Metrics) observeInsert(table string, rows int, d time.Duration) {
 	m.insertSeconds.WithLabelValues(table).Observe(d.Seconds())
 }
 
-func (m *Metrics) observeTickLatency(ticks []ingest.Tick, now time.Time) {
+func (m *Metrics) observeTickLatency(ticks []market.Tick, now time.Time) {
 	n := now.UnixNano()
 	for i := range ticks {
 		if t := ticks[i].IngestTS; t > 0 {

@@ -23,8 +23,7 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 // ParquetOptions configures the embedded Parquet store.
@@ -106,7 +105,7 @@ var signalSchema = arrow.NewSchema([]arrow.Field{
 	{Name: "values", Type: arrow.BinaryTypes.String},
 }, nil)
 
-func ticksRecord(mem memory.Allocator, ticks []ingest.Tick) arrow.Record {
+func ticksRecord(mem memory.Allocator, ticks []market.Tick) arrow.Record {
 	b := array.NewRecordBuilder(mem, tickSchema)
 	defer b.Release()
 	f := b.Fields()
@@ -133,16 +132,16 @@ func ticksRecord(mem memory.Allocator, ticks []ingest.Tick) arrow.Record {
 	return b.NewRecord()
 }
 
-func recordTicks(rec arrow.Record, out []ingest.Tick) []ingest.Tick {
+func recordTicks(rec arrow.Record, out []market.Tick) []market.Tick {
 	c := rec.Columns()
 	for i := 0; i < int(rec.NumRows()); i++ {
-		out = append(out, ingest.Tick{
+		out = append(out, market.Tick{
 			ID:         c[0].(*array.Uint64).Value(i),
 			Venue:      c[1].(*array.String).Value(i),
 			Instrument: c[2].(*array.String).Value(i),
 			Symbol:     c[3].(*array.String).Value(i),
-			Kind:       ingest.Kind(c[4].(*array.Uint8).Value(i)),
-			Side:       ingest.Side(c[5].(*array.Int8).Value(i)),
+			Kind:       market.Kind(c[4].(*array.Uint8).Value(i)),
+			Side:       market.Side(c[5].(*array.Int8).Value(i)),
 			ExchTS:     c[6].(*array.Int64).Value(i),
 			RecvTS:     c[7].(*array.Int64).Value(i),
 			IngestTS:   c[8].(*array.Int64).Value(i),
@@ -159,7 +158,7 @@ func recordTicks(rec arrow.Record, out []ingest.Tick) []ingest.Tick {
 	return out
 }
 
-func signalsRecord(mem memory.Allocator, sigs []regime.Signal) arrow.Record {
+func signalsRecord(mem memory.Allocator, sigs []market.Signal) arrow.Record {
 	b := array.NewRecordBuilder(mem, signalSchema)
 	defer b.Release()
 	f := b.Fields()
@@ -183,10 +182,10 @@ func signalsRecord(mem memory.Allocator, sigs []regime.Signal) arrow.Record {
 	return b.NewRecord()
 }
 
-func recordSignals(rec arrow.Record, out []regime.Signal) []regime.Signal {
+func recordSignals(rec arrow.Record, out []market.Signal) []market.Signal {
 	c := rec.Columns()
 	for i := 0; i < int(rec.NumRows()); i++ {
-		out = append(out, regime.Signal{
+		out = append(out, market.Signal{
 			ID: c[0].(*array.Uint64).Value(i), Time: c[1].(*array.Int64).Value(i),
 			Venue: c[2].(*array.String).Value(i), Instrument: c[3].(*array.String).Value(i),
 			Type: c[4].(*array.String).Value(i), State: c[5].(*array.String).Value(i),
@@ -318,12 +317,12 @@ func fileRange(name string) (lo, hi int64, ok bool) {
 
 func day(ns int64) string { return time.Unix(0, ns).UTC().Format("2006-01-02") }
 
-func (p *Parquet) InsertTicks(ctx context.Context, ticks []ingest.Tick) error {
+func (p *Parquet) InsertTicks(ctx context.Context, ticks []market.Tick) error {
 	if len(ticks) == 0 {
 		return nil
 	}
 	start := time.Now()
-	err := insertByDay(ctx, p, "ticks", "t", ticks, func(t *ingest.Tick) (int64, uint64) { return t.RecvTS, t.ID }, ticksRecord)
+	err := insertByDay(ctx, p, "ticks", "t", ticks, func(t *market.Tick) (int64, uint64) { return t.RecvTS, t.ID }, ticksRecord)
 	if err != nil {
 		return err
 	}
@@ -332,12 +331,12 @@ func (p *Parquet) InsertTicks(ctx context.Context, ticks []ingest.Tick) error {
 	return nil
 }
 
-func (p *Parquet) InsertSignals(ctx context.Context, sigs []regime.Signal) error {
+func (p *Parquet) InsertSignals(ctx context.Context, sigs []market.Signal) error {
 	if len(sigs) == 0 {
 		return nil
 	}
 	start := time.Now()
-	err := insertByDay(ctx, p, "signals", "s", sigs, func(s *regime.Signal) (int64, uint64) { return s.Time, s.ID }, signalsRecord)
+	err := insertByDay(ctx, p, "signals", "s", sigs, func(s *market.Signal) (int64, uint64) { return s.Time, s.ID }, signalsRecord)
 	if err != nil {
 		return err
 	}
@@ -410,14 +409,14 @@ func (p *Parquet) files(table string, lo, hi int64) ([]string, error) {
 }
 
 // loadTicks reads, filters and deduplicates the ticks of q, sorted.
-func (p *Parquet) loadTicks(ctx context.Context, q Query) ([]ingest.Tick, error) {
+func (p *Parquet) loadTicks(ctx context.Context, q Query) ([]market.Tick, error) {
 	lo, hi := q.bounds()
 	files, err := p.files("ticks", lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("read ticks: %w", err)
 	}
 	seen := map[uint64]struct{}{}
-	var all, buf []ingest.Tick
+	var all, buf []market.Tick
 	dups := 0
 	for _, f := range files {
 		err := p.readFile(ctx, f, func(rec arrow.Record) error {
@@ -444,7 +443,7 @@ func (p *Parquet) loadTicks(ctx context.Context, q Query) ([]ingest.Tick, error)
 	return all, nil
 }
 
-func (p *Parquet) ReadTicks(ctx context.Context, q Query, fn func([]ingest.Tick) error) error {
+func (p *Parquet) ReadTicks(ctx context.Context, q Query, fn func([]market.Tick) error) error {
 	all, err := p.loadTicks(ctx, q)
 	if err != nil {
 		return err
@@ -463,14 +462,14 @@ func (p *Parquet) CountTicks(ctx context.Context, q Query) (int64, error) {
 	return int64(len(all)), err
 }
 
-func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]regime.Signal, error) {
+func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]market.Signal, error) {
 	lo, hi := q.bounds()
 	files, err := p.files("signals", lo, hi)
 	if err != nil {
 		return nil, fmt.Errorf("read signals: %w", err)
 	}
 	seen := map[uint64]struct{}{}
-	var out, buf []regime.Signal
+	var out, buf []market.Signal
 	for _, f := range files {
 		err := p.readFile(ctx, f, func(rec arrow.Record) error {
 			buf = recordSignals(rec, buf[:0])
@@ -520,7 +519,7 @@ func (p *Parquet) maybeCompact(ctx context.Context, table, d string) error {
 	switch table {
 	case "ticks":
 		seen := map[uint64]struct{}{}
-		var all, buf []ingest.Tick
+		var all, buf []market.Tick
 		for _, n := range names {
 			if err := p.readFile(ctx, filepath.Join(dir, n), func(r arrow.Record) error {
 				buf = recordTicks(r, buf[:0])
@@ -540,7 +539,7 @@ func (p *Parquet) maybeCompact(ctx context.Context, table, d string) error {
 		rec = ticksRecord(p.mem, all)
 	case "signals":
 		seen := map[uint64]struct{}{}
-		var all, buf []regime.Signal
+		var all, buf []market.Signal
 		for _, n := range names {
 			if err := p.readFile(ctx, filepath.Join(dir, n), func(r arrow.Record) error {
 				buf = recordSignals(r, buf[:0])

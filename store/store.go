@@ -12,22 +12,21 @@ import (
 	"context"
 	"time"
 
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 // Store is what the pipeline and the backtest need from storage.
 type Store interface {
 	// InsertTicks durably stores ticks; it returns only once they are stored.
-	InsertTicks(ctx context.Context, ticks []ingest.Tick) error
+	InsertTicks(ctx context.Context, ticks []market.Tick) error
 	// InsertSignals durably stores signals.
-	InsertSignals(ctx context.Context, sigs []regime.Signal) error
+	InsertSignals(ctx context.Context, sigs []market.Signal) error
 	// ReadTicks calls fn with the stored ticks of q, deduplicated, in
 	// (RecvTS, Venue, Instrument, Kind, ID) order, in batches.
-	ReadTicks(ctx context.Context, q Query, fn func([]ingest.Tick) error) error
+	ReadTicks(ctx context.Context, q Query, fn func([]market.Tick) error) error
 	// ReadSignals returns the stored signals of q, deduplicated, in (Time,
 	// Venue, Instrument, Type) order.
-	ReadSignals(ctx context.Context, q Query) ([]regime.Signal, error)
+	ReadSignals(ctx context.Context, q Query) ([]market.Signal, error)
 	// CountTicks returns the number of distinct stored ticks in q.
 	CountTicks(ctx context.Context, q Query) (int64, error)
 	Close() error
@@ -65,13 +64,13 @@ func (q Query) wants(instrument string) bool {
 
 // tickCmp orders ticks as reads return them: (RecvTS, Venue, Instrument,
 // Kind, ID).
-func tickCmp(a, b ingest.Tick) int {
+func tickCmp(a, b market.Tick) int {
 	return cmp.Or(cmp.Compare(a.RecvTS, b.RecvTS), cmp.Compare(a.Venue, b.Venue),
 		cmp.Compare(a.Instrument, b.Instrument), cmp.Compare(a.Kind, b.Kind), cmp.Compare(a.ID, b.ID))
 }
 
 // signalCmp orders signals as reads return them: (Time, Venue, Instrument, Type).
-func signalCmp(a, b regime.Signal) int {
+func signalCmp(a, b market.Signal) int {
 	return cmp.Or(cmp.Compare(a.Time, b.Time), cmp.Compare(a.Venue, b.Venue),
 		cmp.Compare(a.Instrument, b.Instrument), cmp.Compare(a.Type, b.Type))
 }

@@ -10,8 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 type storeFactory func(t *testing.T) Store
@@ -58,14 +57,14 @@ func TestStoreConformance(t *testing.T) {
 
 var base = time.Date(2024, 8, 8, 23, 59, 0, 0, time.UTC).UnixNano() // spans a day boundary
 
-func genTicks(n int, seed uint64) []ingest.Tick {
+func genTicks(n int, seed uint64) []market.Tick {
 	r := rand.New(rand.NewPCG(seed, 1))
 	insts := []string{"BTC-USDT", "ETH-USDT", "BTC-USDT-PERP"}
-	out := make([]ingest.Tick, n)
+	out := make([]market.Tick, n)
 	for i := range out {
-		t := ingest.Tick{
-			Venue: "binance", Instrument: insts[i%3], Symbol: "SYM", Kind: ingest.Kind(1 + i%3),
-			Side: ingest.Side(1 - 2*(i%2)), ExchTS: base + int64(i)*1e7 + 5, RecvTS: base + int64(i)*1e7 + int64(r.IntN(1000)),
+		t := market.Tick{
+			Venue: "binance", Instrument: insts[i%3], Symbol: "SYM", Kind: market.Kind(1 + i%3),
+			Side: market.Side(1 - 2*(i%2)), ExchTS: base + int64(i)*1e7 + 5, RecvTS: base + int64(i)*1e7 + int64(r.IntN(1000)),
 			IngestTS: time.Now().UnixNano(), Price: 60000 + r.Float64(), Size: r.Float64(), TradeID: uint64(i),
 			BidPx: 59999.5, BidSz: 1.25, AskPx: 60000.5, AskSz: 2.5, Seq: uint64(1e9 + i),
 		}
@@ -75,10 +74,10 @@ func genTicks(n int, seed uint64) []ingest.Tick {
 	return out
 }
 
-func readAll(t *testing.T, s Store, q Query) []ingest.Tick {
+func readAll(t *testing.T, s Store, q Query) []market.Tick {
 	t.Helper()
-	var got []ingest.Tick
-	if err := s.ReadTicks(context.Background(), q, func(b []ingest.Tick) error {
+	var got []market.Tick
+	if err := s.ReadTicks(context.Background(), q, func(b []market.Tick) error {
 		got = append(got, b...)
 		return nil
 	}); err != nil {
@@ -102,7 +101,7 @@ func testRoundTrip(t *testing.T, f storeFactory) {
 	if len(got) != len(ticks) {
 		t.Fatalf("read %d ticks, want %d (duplicates or losses)", len(got), len(ticks))
 	}
-	byID := map[uint64]ingest.Tick{}
+	byID := map[uint64]market.Tick{}
 	for _, k := range ticks {
 		byID[k.ID] = k
 	}
@@ -157,10 +156,10 @@ func testFilters(t *testing.T, f storeFactory) {
 func testSignals(t *testing.T, f storeFactory) {
 	s := f(t)
 	ctx := context.Background()
-	var sigs []regime.Signal
+	var sigs []market.Signal
 	for i := 0; i < 50; i++ {
-		sg := regime.Signal{Time: base + int64(i)*1e9, Venue: "binance", Instrument: []string{"BTC-USDT", "ETH-USDT"}[i%2],
-			Type: regime.TypeRegimeChange, State: "volatile", Score: float64(i) / 7, ModelVersion: "test/1", Explanation: "it's \"quoted\""}
+		sg := market.Signal{Time: base + int64(i)*1e9, Venue: "binance", Instrument: []string{"BTC-USDT", "ETH-USDT"}[i%2],
+			Type: market.TypeRegimeChange, State: "volatile", Score: float64(i) / 7, ModelVersion: "test/1", Explanation: "it's \"quoted\""}
 		switch i % 3 {
 		case 0:
 			sg.Values = map[string]float64{"calm": 0.25, "volatile": 0.75}

@@ -24,7 +24,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/store"
 	"github.com/signald-dev/signald/transport"
 )
@@ -79,11 +79,11 @@ func insertBaseline(ctx context.Context, addr string) (quantiles, error) {
 		ch.Close()
 	}()
 	var lat []float64
-	ticks := make([]ingest.Tick, 100)
+	ticks := make([]market.Tick, 100)
 	for i := 0; i < 200; i++ {
 		now := time.Now().UnixNano()
 		for j := range ticks {
-			ticks[j] = ingest.Tick{Venue: "binance", Instrument: "BTC-USDT", Kind: ingest.KindTrade, RecvTS: now + int64(j), Price: 1, Size: 1}
+			ticks[j] = market.Tick{Venue: "binance", Instrument: "BTC-USDT", Kind: market.KindTrade, RecvTS: now + int64(j), Price: 1, Size: 1}
 			ticks[j].ComputeID()
 		}
 		start := time.Now()

@@ -12,8 +12,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -63,7 +62,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // backtest runs stored ticks through a fresh engine and detector.
-func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, model string, log *slog.Logger) ([]regime.Signal, int, error) {
+func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, model string, log *slog.Logger) ([]market.Signal, int, error) {
 	eng, err := features.NewEngine(features.Config{Step: step}, log, nil)
 	if err != nil {
 		return nil, 0, err
@@ -72,15 +71,15 @@ func backtest(ctx context.Context, st store.Store, q store.Query, step time.Dura
 	if err != nil {
 		return nil, 0, err
 	}
-	var sigs []regime.Signal
+	var sigs []market.Signal
 	onStep := func(rec arrow.Record) error {
-		return det.Step(rec, func(s regime.Signal) error {
+		return det.Step(rec, func(s market.Signal) error {
 			sigs = append(sigs, s)
 			return nil
 		})
 	}
 	n := 0
-	err = st.ReadTicks(ctx, q, func(ticks []ingest.Tick) error {
+	err = st.ReadTicks(ctx, q, func(ticks []market.Tick) error {
 		for i := range ticks {
 			if err := eng.Apply(&ticks[i], onStep); err != nil {
 				return err

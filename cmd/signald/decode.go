@@ -13,6 +13,7 @@ import (
 	"strconv"
 
 	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 )
 
 // cmdDecode prints the normalized ticks of capture files as NDJSON.
@@ -45,7 +46,7 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	}
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var line []byte
-	err = r.Run(ctx, func(ticks []ingest.Tick) error {
+	err = r.Run(ctx, func(ticks []market.Tick) error {
 		for i := range ticks {
 			t := ticks[i]
 			// Live, IngestTS is the receive time; replay stamps the
@@ -67,7 +68,7 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 // appendTickJSON appends t as one JSON object with every field of the
 // normalized model.
-func appendTickJSON(b []byte, t *ingest.Tick) []byte {
+func appendTickJSON(b []byte, t *market.Tick) []byte {
 	b = append(b, `{"id":`...)
 	b = strconv.AppendUint(b, t.ID, 10)
 	b = append(b, `,"venue":`...)

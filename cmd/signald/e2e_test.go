@@ -20,7 +20,7 @@ import (
 	"time"
 
 	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/store"
 	"github.com/signald-dev/signald/transport"
 )
@@ -173,7 +173,7 @@ func expectedTicks(t *testing.T, path string, limit int) map[uint64]bool {
 		t.Fatal(err)
 	}
 	ids := map[uint64]bool{}
-	if err := r.Run(context.Background(), func(ticks []ingest.Tick) error {
+	if err := r.Run(context.Background(), func(ticks []market.Tick) error {
 		for _, k := range ticks {
 			ids[k.ID] = true
 		}
@@ -190,7 +190,7 @@ func expectedTicks(t *testing.T, path string, limit int) map[uint64]bool {
 func storedIDs(t *testing.T, st store.Store) map[uint64]int {
 	t.Helper()
 	got := map[uint64]int{}
-	if err := st.ReadTicks(context.Background(), store.Query{}, func(b []ingest.Tick) error {
+	if err := st.ReadTicks(context.Background(), store.Query{}, func(b []market.Tick) error {
 		for _, k := range b {
 			got[k.ID]++
 		}
@@ -222,7 +222,7 @@ func assertExactly(t *testing.T, want map[uint64]bool, got map[uint64]int) {
 	}
 }
 
-func runBacktest(t *testing.T, args ...string) []regime.Signal {
+func runBacktest(t *testing.T, args ...string) []market.Signal {
 	t.Helper()
 	cmd := exec.Command(binPath, append([]string{"backtest"}, args...)...)
 	cmd.Env = cleanEnv()
@@ -231,10 +231,10 @@ func runBacktest(t *testing.T, args ...string) []regime.Signal {
 	if err := cmd.Run(); err != nil {
 		t.Fatalf("backtest: %v\n%s", err, stderr.String())
 	}
-	var out []regime.Signal
+	var out []market.Signal
 	dec := json.NewDecoder(&stdout)
 	for {
-		var s regime.Signal
+		var s market.Signal
 		if err := dec.Decode(&s); err == io.EOF {
 			break
 		} else if err != nil {
@@ -245,7 +245,7 @@ func runBacktest(t *testing.T, args ...string) []regime.Signal {
 	return out
 }
 
-func assertSameSignals(t *testing.T, run, bt []regime.Signal) {
+func assertSameSignals(t *testing.T, run, bt []market.Signal) {
 	t.Helper()
 	if len(run) == 0 {
 		t.Fatal("the run stored no signals")

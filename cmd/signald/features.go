@@ -29,6 +29,7 @@ import (
 
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -168,7 +169,7 @@ func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int,
 		return sink.write(rec)
 	}
 	n := 0
-	err = readTicks(ctx, o.in, log, func(ticks []ingest.Tick) error {
+	err = readTicks(ctx, o.in, log, func(ticks []market.Tick) error {
 		for i := range ticks {
 			if err := eng.Apply(&ticks[i], emit); err != nil {
 				return err
@@ -191,7 +192,7 @@ func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int,
 
 // readTicks reads a Parquet store directory, a Parquet tick file or a
 // capture, in receive-time order.
-func readTicks(ctx context.Context, in string, log *slog.Logger, fn func([]ingest.Tick) error) error {
+func readTicks(ctx context.Context, in string, log *slog.Logger, fn func([]market.Tick) error) error {
 	st, err := os.Stat(in)
 	if err != nil {
 		return fmt.Errorf("--in: %w", err)
@@ -225,7 +226,7 @@ func readTicks(ctx context.Context, in string, log *slog.Logger, fn func([]inges
 
 // readParquetTicks reads a Parquet file in the store's tick schema (columns
 // found by name) and sorts the ticks by receive time.
-func readParquetTicks(ctx context.Context, path string) ([]ingest.Tick, error) {
+func readParquetTicks(ctx context.Context, path string) ([]market.Tick, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
@@ -239,7 +240,7 @@ func readParquetTicks(ctx context.Context, path string) ([]ingest.Tick, error) {
 	defer tbl.Release()
 	tr := array.NewTableReader(tbl, 64<<10)
 	defer tr.Release()
-	var out []ingest.Tick
+	var out []market.Tick
 	for tr.Next() {
 		rec := tr.Record()
 		col := func(name string) (arrow.Array, error) {
@@ -262,11 +263,11 @@ func readParquetTicks(ctx context.Context, path string) ([]ingest.Tick, error) {
 		id, _ := col("id")
 		exch, _ := col("exch_ts")
 		for i := range int(rec.NumRows()) {
-			t := ingest.Tick{
+			t := market.Tick{
 				Venue:      cs[0].(*array.String).Value(i),
 				Instrument: cs[1].(*array.String).Value(i),
-				Kind:       ingest.Kind(cs[2].(*array.Uint8).Value(i)),
-				Side:       ingest.Side(cs[3].(*array.Int8).Value(i)),
+				Kind:       market.Kind(cs[2].(*array.Uint8).Value(i)),
+				Side:       market.Side(cs[3].(*array.Int8).Value(i)),
 				RecvTS:     cs[4].(*array.Int64).Value(i),
 				Price:      cs[5].(*array.Float64).Value(i),
 				Size:       cs[6].(*array.Float64).Value(i),
@@ -287,7 +288,7 @@ func readParquetTicks(ctx context.Context, path string) ([]ingest.Tick, error) {
 	if err := tr.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	slices.SortStableFunc(out, func(a, b ingest.Tick) int { return cmp.Compare(a.RecvTS, b.RecvTS) })
+	slices.SortStableFunc(out, func(a, b market.Tick) int { return cmp.Compare(a.RecvTS, b.RecvTS) })
 	return out, nil
 }
 

@@ -18,7 +18,7 @@ import (
 	"github.com/apache/arrow/go/v17/parquet/pqarrow"
 
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -73,7 +73,7 @@ func TestFeaturesCompute(t *testing.T) {
 		}
 		return nil
 	}
-	err = readTicks(context.Background(), in, nil, func(ticks []ingest.Tick) error {
+	err = readTicks(context.Background(), in, nil, func(ticks []market.Tick) error {
 		for i := range ticks {
 			if err := eng.Apply(&ticks[i], collect); err != nil {
 				return err
@@ -190,8 +190,8 @@ func TestFeaturesCompute(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var all []ingest.Tick
-	if err := readTicks(context.Background(), in, nil, func(ticks []ingest.Tick) error {
+	var all []market.Tick
+	if err := readTicks(context.Background(), in, nil, func(ticks []market.Tick) error {
 		all = append(all, ticks...)
 		return nil
 	}); err != nil {

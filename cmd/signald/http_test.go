@@ -24,8 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 var nan = math.NaN()
@@ -88,7 +87,7 @@ var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 //	a:Z             (no state)      -        NaN             NaN
 //	b:X             calm       0    2.0      0               0.02
 //	b:W             trending   1    0 (warm) 0.05            0.03
-func testMarket(t *testing.T) (arrow.Record, []regime.InstrumentState) {
+func testMarket(t *testing.T) (arrow.Record, []market.InstrumentState) {
 	cols := []string{"mid", "mid_ret_sum_60", "mid_ret_rv_60", "other"}
 	rows := []testRow{
 		{"a", "X", map[string]float64{"mid": 100, "mid_ret_sum_60": 0.02, "mid_ret_rv_60": 0.01, "other": 1}},
@@ -98,7 +97,7 @@ func testMarket(t *testing.T) (arrow.Record, []regime.InstrumentState) {
 		{"b", "X", map[string]float64{"mid": 101, "mid_ret_sum_60": 0, "mid_ret_rv_60": 0.02}},
 	}
 	rec := testRecord(t, t0.UnixNano(), cols, rows)
-	states := []regime.InstrumentState{
+	states := []market.InstrumentState{
 		{Venue: "a", Instrument: "X", Warm: true, Regime: "calm", Trend: 1, Novelty: 0.5},
 		{Venue: "a", Instrument: "Y", Warm: true, Regime: "volatile", Trend: -1, Novelty: 3},
 		{Venue: "b", Instrument: "X", Warm: true, Regime: "calm", Trend: 0, Novelty: 2},
@@ -214,11 +213,11 @@ func TestMacroAggregation(t *testing.T) {
 	b.seen(tickAt{"a", "X", t0.Add(2 * time.Second)}.tick())
 	b.seen(tickAt{"b", "X", t0.Add(-27 * time.Second)}.tick())
 	b.seen(tickAt{"b", "W", t0.Add(-27 * time.Second)}.tick())
-	b.signal(regime.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: regime.TypeNovelty, Score: 3, Explanation: "spread_bps far out", Values: map[string]float64{"spread_bps": 0.8}})
-	b.signal(regime.Signal{Time: 11, Venue: "b", Instrument: "X", Type: regime.TypeNovelty, Score: 2, Explanation: "volume"})
-	b.signal(regime.Signal{Time: 12, Venue: "a", Instrument: "X", Type: regime.TypeTrendCall, State: "long", Score: 0.7, Explanation: "up 1", Values: map[string]float64{"strength": 0.7, "stop": 95}})
-	b.signal(regime.Signal{Time: 13, Venue: "b", Instrument: "W", Type: regime.TypeTrendCall, State: "long", Score: 0.2, Explanation: "up 2", Values: map[string]float64{"strength": 0.2}})
-	b.signal(regime.Signal{Time: 9, Venue: "a", Instrument: "Y", Type: regime.TypeTrendCall, State: "short", Score: 0.9, Explanation: "down"})
+	b.signal(market.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: market.TypeNovelty, Score: 3, Explanation: "spread_bps far out", Values: map[string]float64{"spread_bps": 0.8}})
+	b.signal(market.Signal{Time: 11, Venue: "b", Instrument: "X", Type: market.TypeNovelty, Score: 2, Explanation: "volume"})
+	b.signal(market.Signal{Time: 12, Venue: "a", Instrument: "X", Type: market.TypeTrendCall, State: "long", Score: 0.7, Explanation: "up 1", Values: map[string]float64{"strength": 0.7, "stop": 95}})
+	b.signal(market.Signal{Time: 13, Venue: "b", Instrument: "W", Type: market.TypeTrendCall, State: "long", Score: 0.2, Explanation: "up 2", Values: map[string]float64{"strength": 0.2}})
+	b.signal(market.Signal{Time: 9, Venue: "a", Instrument: "Y", Type: market.TypeTrendCall, State: "short", Score: 0.9, Explanation: "down"})
 	rec, states := testMarket(t)
 	defer rec.Release()
 	b.step(rec, features.Market{}, states)
@@ -283,8 +282,8 @@ type tickAt struct {
 	at          time.Time
 }
 
-func (k tickAt) tick() *ingest.Tick {
-	return &ingest.Tick{Venue: k.venue, Instrument: k.inst, RecvTS: k.at.UnixNano(), IngestTS: k.at.UnixNano()}
+func (k tickAt) tick() *market.Tick {
+	return &market.Tick{Venue: k.venue, Instrument: k.inst, RecvTS: k.at.UnixNano(), IngestTS: k.at.UnixNano()}
 }
 
 // TestMacroEmptyAndMissing: no rows, no columns: nulls and omissions, never
@@ -401,8 +400,8 @@ func TestMacroArrow(t *testing.T) {
 	b, _, _ := newTestBuilder(t, clk)
 	b.seen(tickAt{"a", "X", t0}.tick())
 	b.seen(tickAt{"b", "X", t0.Add(-time.Minute)}.tick())
-	b.signal(regime.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: regime.TypeNovelty, Explanation: "why"})
-	b.signal(regime.Signal{Time: 12, Venue: "a", Instrument: "X", Type: regime.TypeTrendCall, State: "long", Score: 0.7, Values: map[string]float64{"strength": 0.7, "stop": 95}})
+	b.signal(market.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: market.TypeNovelty, Explanation: "why"})
+	b.signal(market.Signal{Time: 12, Venue: "a", Instrument: "X", Type: market.TypeTrendCall, State: "long", Score: 0.7, Values: map[string]float64{"strength": 0.7, "stop": 95}})
 	rec, states := testMarket(t)
 	defer rec.Release()
 	// The engine's market aggregates: 0.5 per index, the second undefined.
@@ -660,7 +659,7 @@ func TestSignalsEndpoint(t *testing.T) {
 		t.Fatalf("empty: %d %+v", code, r)
 	}
 	for i := range 3 { // times t0+0..2
-		b.signal(regime.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: regime.TypeRegimeChange})
+		b.signal(market.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: market.TypeRegimeChange})
 	}
 	if _, r := q("?since=" + fmt.Sprint(t0.UnixNano()+1)); times(r) != "1,2" || !r.Complete || r.More {
 		t.Fatalf("since ns: %+v", r)
@@ -676,7 +675,7 @@ func TestSignalsEndpoint(t *testing.T) {
 	}
 	// Three more: the ring (4) evicts times 0 and 1.
 	for i := 3; i < 6; i++ {
-		b.signal(regime.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: regime.TypeRegimeChange})
+		b.signal(market.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: market.TypeRegimeChange})
 	}
 	if n := testutil.ToFloat64(m.evicted); n != 2 {
 		t.Fatalf("evicted metric %v", n)
@@ -816,7 +815,7 @@ func TestConcurrentStepsAndRequests(t *testing.T) {
 	for i := range 200 {
 		clk.Add(time.Second)
 		b.seen(tickAt{"a", "X", clk.Now()}.tick())
-		b.signal(regime.Signal{Time: int64(i), Venue: "a", Instrument: "X", Type: regime.TypeNovelty})
+		b.signal(market.Signal{Time: int64(i), Venue: "a", Instrument: "X", Type: market.TypeNovelty})
 		b.step(rec, features.Market{}, states)
 		b.refresh()
 	}

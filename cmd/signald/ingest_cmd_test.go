@@ -22,6 +22,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -75,8 +76,8 @@ func TestDecodeCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var want []ingest.Tick
-	r.Run(context.Background(), func(ts []ingest.Tick) error { want = append(want, ts...); return nil })
+	var want []market.Tick
+	r.Run(context.Background(), func(ts []market.Tick) error { want = append(want, ts...); return nil })
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	if len(lines) != len(want) || len(want) < 1000 {
 		t.Fatalf("%d lines, %d ticks", len(lines), len(want))
@@ -163,8 +164,8 @@ func TestCaptureThenReplay(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	kinds := map[ingest.Kind]int{}
-	if err := r.Run(context.Background(), func(ts []ingest.Tick) error {
+	kinds := map[market.Kind]int{}
+	if err := r.Run(context.Background(), func(ts []market.Tick) error {
 		for _, k := range ts {
 			kinds[k.Kind]++
 		}
@@ -174,7 +175,7 @@ func TestCaptureThenReplay(t *testing.T) {
 	}
 	// 50 trades; the 3-level snapshot; the straddling diff (1 level) and
 	// the later one (2 levels).
-	if kinds[ingest.KindTrade] != n || kinds[ingest.KindSnapshot] != 3 || kinds[ingest.KindBookDelta] != 3 || kinds[ingest.KindGap] != 0 {
+	if kinds[market.KindTrade] != n || kinds[market.KindSnapshot] != 3 || kinds[market.KindBookDelta] != 3 || kinds[market.KindGap] != 0 {
 		t.Errorf("replayed kinds %v", kinds)
 	}
 	// An existing file is never overwritten.
@@ -222,8 +223,8 @@ func TestRunLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	kinds := map[ingest.Kind]int{}
-	st.ReadTicks(context.Background(), store.Query{}, func(b []ingest.Tick) error {
+	kinds := map[market.Kind]int{}
+	st.ReadTicks(context.Background(), store.Query{}, func(b []market.Tick) error {
 		for _, k := range b {
 			if k.Venue != "binance" || k.Instrument != "BTC-USDT" {
 				t.Errorf("stored %+v", k)
@@ -232,7 +233,7 @@ func TestRunLive(t *testing.T) {
 		}
 		return nil
 	})
-	if kinds[ingest.KindTrade] != n || kinds[ingest.KindSnapshot] != 3 || kinds[ingest.KindBookDelta] != 3 {
+	if kinds[market.KindTrade] != n || kinds[market.KindSnapshot] != 3 || kinds[market.KindBookDelta] != 3 {
 		t.Errorf("stored kinds %v", kinds)
 	}
 }

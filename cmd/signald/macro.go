@@ -23,8 +23,7 @@ import (
 	"github.com/cespare/xxhash/v2"
 
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 // Defaults of MacroConfig.
@@ -120,8 +119,8 @@ type macroBuilder struct {
 
 	mu         sync.Mutex // guards venues, novelty, trend, ring
 	venues     map[string]*venueState
-	novelty    map[instKey]regime.Signal // latest novelty signal per instrument
-	trend      map[instKey]regime.Signal // latest trend call per instrument
+	novelty    map[instKey]market.Signal // latest novelty signal per instrument
+	trend      map[instKey]market.Signal // latest trend call per instrument
 	ring       *signalRing
 	buildMu    sync.Mutex  // one build at a time: step or refresh
 	last       *macroInput // the last step's input, for refreshes
@@ -171,8 +170,8 @@ func newMacroBuilder(cfg MacroConfig, m *httpMetrics) *macroBuilder {
 	b := &macroBuilder{
 		cfg: cfg, m: m,
 		venues:  map[string]*venueState{},
-		novelty: map[instKey]regime.Signal{},
-		trend:   map[instKey]regime.Signal{},
+		novelty: map[instKey]market.Signal{},
+		trend:   map[instKey]market.Signal{},
 		ring:    newSignalRing(cfg.SignalRing),
 	}
 	b.publish(&macroView{Status: "warming up: no feature step completed yet", Columns: macroColumns{Read: []string{}, Missing: []string{}}}, 0)
@@ -180,7 +179,7 @@ func newMacroBuilder(cfg MacroConfig, m *httpMetrics) *macroBuilder {
 }
 
 // seen records a tick for venue freshness.
-func (b *macroBuilder) seen(t *ingest.Tick) {
+func (b *macroBuilder) seen(t *market.Tick) {
 	b.mu.Lock()
 	v := b.venues[t.Venue]
 	if v == nil {
@@ -194,16 +193,16 @@ func (b *macroBuilder) seen(t *ingest.Tick) {
 
 // signal records a detector output: into the ring behind /v1/signals, and
 // as the instrument's latest novelty or trend call.
-func (b *macroBuilder) signal(s regime.Signal) {
+func (b *macroBuilder) signal(s market.Signal) {
 	b.mu.Lock()
 	if b.ring.add(s) && b.m != nil {
 		b.m.evicted.Inc()
 	}
 	k := instKey{s.Venue, s.Instrument}
 	switch s.Type {
-	case regime.TypeNovelty:
+	case market.TypeNovelty:
 		b.novelty[k] = s
-	case regime.TypeTrendCall:
+	case market.TypeTrendCall:
 		b.trend[k] = s
 	}
 	b.mu.Unlock()
@@ -219,7 +218,7 @@ type macroInput struct {
 	returns       []returnCol // present return columns, in config order
 	rv            []float64   // nil when the RV column is absent
 	columns       macroColumns
-	states        []regime.InstrumentState
+	states        []market.InstrumentState
 	market        features.Market // the engine's cross-instrument aggregates of the step
 }
 
@@ -230,7 +229,7 @@ type returnCol struct {
 
 // step rebuilds the snapshot from a feature record and the detectors'
 // states. rec is retained for the instruments endpoint.
-func (b *macroBuilder) step(rec arrow.Record, market features.Market, states []regime.InstrumentState) {
+func (b *macroBuilder) step(rec arrow.Record, market features.Market, states []market.InstrumentState) {
 	start := time.Now()
 	in := b.extract(rec)
 	in.states = states
@@ -337,11 +336,11 @@ func (b *macroBuilder) build(in *macroInput) {
 	for k, v := range b.venues {
 		venues[k] = *v
 	}
-	nov := make(map[instKey]regime.Signal, len(b.novelty))
+	nov := make(map[instKey]market.Signal, len(b.novelty))
 	for k, v := range b.novelty {
 		nov[k] = v
 	}
-	trends := make([]regime.Signal, 0, len(b.trend))
+	trends := make([]market.Signal, 0, len(b.trend))
 	for _, v := range b.trend {
 		trends = append(trends, v)
 	}
@@ -511,7 +510,7 @@ func share(k, n int) jsonFloat {
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 // computeMacro is the aggregation itself, a pure function of its inputs.
-func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]regime.Signal, trends []regime.Signal, now time.Time, cfg MacroConfig) *macroView {
+func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]market.Signal, trends []market.Signal, now time.Time, cfg MacroConfig) *macroView {
 	n := len(in.keys)
 	v := &macroView{
 		Step:          in.step,
@@ -527,7 +526,7 @@ func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]
 			v.Market[d.Name] = jsonFloat(in.market.Values[i])
 		}
 	}
-	states := make(map[instKey]*regime.InstrumentState, len(in.states))
+	states := make(map[instKey]*market.InstrumentState, len(in.states))
 	for i := range in.states {
 		s := &in.states[i]
 		states[instKey{s.Venue, s.Instrument}] = s
@@ -614,7 +613,7 @@ func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]
 	v.TopNovelties = []noveltyView{}
 	type cand struct {
 		k instKey
-		s *regime.InstrumentState
+		s *market.InstrumentState
 	}
 	var cands []cand
 	for _, k := range in.keys {
@@ -634,7 +633,7 @@ func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]
 	}
 
 	// Latest trend call per instrument, newest first.
-	slices.SortFunc(trends, func(a, b regime.Signal) int {
+	slices.SortFunc(trends, func(a, b market.Signal) int {
 		return cmp.Or(cmp.Compare(b.Time, a.Time), cmp.Compare(a.Venue, b.Venue), cmp.Compare(a.Instrument, b.Instrument))
 	})
 	v.TrendCalls = []trendCallView{}

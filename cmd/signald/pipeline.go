@@ -15,6 +15,7 @@ import (
 
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/regime"
 	"github.com/signald-dev/signald/store"
 	"github.com/signald-dev/signald/transport"
@@ -220,7 +221,7 @@ func (p *pipeline) run(ctx context.Context) error {
 // into the tick streams.
 func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 	type source interface {
-		Run(context.Context, func([]ingest.Tick) error) error
+		Run(context.Context, func([]market.Tick) error) error
 	}
 	var r source
 	var err error
@@ -242,11 +243,11 @@ func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 	if err != nil {
 		return err
 	}
-	return r.Run(ctx, func(ticks []ingest.Tick) error { return p.publish(ctx, prod, ticks) })
+	return r.Run(ctx, func(ticks []market.Tick) error { return p.publish(ctx, prod, ticks) })
 }
 
 // publish sends one frame's ticks to the tick streams.
-func (p *pipeline) publish(ctx context.Context, prod *transport.Producer, ticks []ingest.Tick) error {
+func (p *pipeline) publish(ctx context.Context, prod *transport.Producer, ticks []market.Tick) error {
 	// One entry per frame and instrument: a frame's ticks travel, get
 	// stored and get acknowledged together, and one instrument's ticks
 	// stay in order on its shard.
@@ -256,7 +257,7 @@ func (p *pipeline) publish(ctx context.Context, prod *transport.Producer, ticks 
 			n++
 		}
 		stream := transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, ticks[0].Venue+"|"+ticks[0].Instrument)
-		if err := prod.Publish(ctx, stream, ingest.AppendBatch(nil, ticks[:n])); err != nil {
+		if err := prod.Publish(ctx, stream, market.AppendBatch(nil, ticks[:n])); err != nil {
 			return err
 		}
 		p.pm.published.Add(float64(n))
@@ -300,11 +301,11 @@ func (p *pipeline) waitCaughtUp(streams, groups []string) {
 // decodeTicks decodes every entry; the ones that cannot be decoded are
 // reported in bad (ErrPermanent), for the consumer to dead-letter once the
 // handler's effect for the others is done.
-func (p *pipeline) decodeTicks(msgs []transport.Message, out []ingest.Tick) (_ []ingest.Tick, bad transport.BatchError) {
+func (p *pipeline) decodeTicks(msgs []transport.Message, out []market.Tick) (_ []market.Tick, bad transport.BatchError) {
 	for i, m := range msgs {
 		n := len(out)
 		var err error
-		if out, err = ingest.DecodeBatch(m.Payload, out); err != nil {
+		if out, err = market.DecodeBatch(m.Payload, out); err != nil {
 			out = out[:n] // all or nothing per entry
 			if bad == nil {
 				bad = transport.BatchError{}
@@ -324,7 +325,7 @@ func done(bad transport.BatchError) error {
 }
 
 func (p *pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
-	ticks, bad := p.decodeTicks(msgs, make([]ingest.Tick, 0, 4*len(msgs)))
+	ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
 	now := time.Now().UnixNano()
 	for i := range ticks {
 		if t := ticks[i].IngestTS; t > 0 {
@@ -345,7 +346,7 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 	return func(ctx context.Context, msgs []transport.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
-		ticks, bad := p.decodeTicks(msgs, make([]ingest.Tick, 0, 4*len(msgs)))
+		ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
 		for i := range ticks {
 			t := &ticks[i]
 			// A redelivered tick (at-least-once) must not be counted twice.
@@ -368,7 +369,7 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 }
 
 func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport.Producer) error {
-	err := p.detector.Step(rec, func(s regime.Signal) error {
+	err := p.detector.Step(rec, func(s market.Signal) error {
 		b, err := s.MarshalBinary()
 		if err != nil {
 			return err
@@ -384,10 +385,10 @@ func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport
 }
 
 func (p *pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
-	out := make([]regime.Signal, 0, len(msgs))
+	out := make([]market.Signal, 0, len(msgs))
 	bad := transport.BatchError{}
 	for i, m := range msgs {
-		var s regime.Signal
+		var s market.Signal
 		if err := s.UnmarshalBinary(m.Payload); err != nil {
 			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
 			continue

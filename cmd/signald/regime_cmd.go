@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/regime"
 )
 
@@ -172,7 +172,7 @@ func fitStored(ctx context.Context, fc regime.FitConfig, src *storeSource, step 
 	sb := regime.NewSeqBuilder(fc.Inputs, cfg.Columns, 0)
 	n := 0
 	onStep := func(rec arrow.Record) error { return sb.Add(rec) }
-	err = st.ReadTicks(ctx, q, func(ticks []ingest.Tick) error {
+	err = st.ReadTicks(ctx, q, func(ticks []market.Tick) error {
 		for i := range ticks {
 			if err := eng.Apply(&ticks[i], onStep); err != nil {
 				return err

@@ -14,7 +14,7 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 
-	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/regime"
 	"github.com/signald-dev/signald/store"
 )
@@ -75,15 +75,15 @@ func TestRegimeEvalCommand(t *testing.T) {
 
 // synthTicks are quotes every 500 ms for 8000 s on two instruments, from
 // synthetic mids with regime switches.
-func synthTicks() []ingest.Tick {
+func synthTicks() []market.Tick {
 	syn := regime.Synthesize(regime.SynthConfig{Seed: 3, Instruments: 2, Steps: 8000})
-	var ticks []ingest.Tick
+	var ticks []market.Tick
 	for k := range 8000 {
 		for i, name := range syn.Names {
 			for q := range 2 {
 				mid := syn.Mid[i][k]
 				half := mid * syn.Spread[i][k] / 2e4
-				tk := ingest.Tick{Venue: "synth", Instrument: name, Symbol: name, Kind: ingest.KindQuote,
+				tk := market.Tick{Venue: "synth", Instrument: name, Symbol: name, Kind: market.KindQuote,
 					RecvTS: regime.SynthT0 + int64(k)*1e9 + int64(q)*500e6 + int64(i), BidPx: mid - half, AskPx: mid + half, BidSz: 1, AskSz: 1}
 				tk.ComputeID()
 				ticks = append(ticks, tk)

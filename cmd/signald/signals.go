@@ -6,7 +6,7 @@ import (
 	"net/url"
 	"strconv"
 
-	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/market"
 )
 
 // signalRing keeps the latest signals for /v1/signals, in arrival order.
@@ -25,7 +25,7 @@ type signalRing struct {
 
 type ringEntry struct {
 	seq uint64
-	sig regime.Signal
+	sig market.Signal
 }
 
 func newSignalRing(capacity int) *signalRing {
@@ -33,7 +33,7 @@ func newSignalRing(capacity int) *signalRing {
 }
 
 // add appends s and reports whether an older signal was evicted for it.
-func (r *signalRing) add(s regime.Signal) (evicted bool) {
+func (r *signalRing) add(s market.Signal) (evicted bool) {
 	e := ringEntry{r.next, s}
 	r.next++
 	if r.n < len(r.buf) {
@@ -112,7 +112,7 @@ type signalsResponse struct {
 
 type seqSignal struct {
 	Seq uint64 `json:"seq"`
-	regime.Signal
+	market.Signal
 }
 
 // query answers q. Without since or after: the newest limit signals. With

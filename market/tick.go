@@ -1,9 +1,12 @@
-// Package ingest turns venue websocket frames into normalized ticks.
+// Package market holds signald's domain types: the normalized Tick with its
+// wire format and id, and the detectors' Signal and InstrumentState. It
+// imports nothing else of signald, so that ingest, features, regime, store
+// and outside programs can share these types without pulling in each other.
 //
 // A Tick is the one normalized event type that flows through signald: the
 // transport carries its binary encoding, the store persists it, and the
 // feature engine consumes it.
-package ingest
+package market
 
 import (
 	"encoding/binary"
@@ -68,23 +71,37 @@ func (s Side) String() string {
 
 // Tick is one normalized market event. Times are nanoseconds since the Unix
 // epoch; ExchTS is 0 when the venue did not send one.
+//
+// The price and size fields mean different things by Kind:
+//
+//	Kind         Price, Size            BidPx, BidSz, AskPx, AskSz   Side
+//	trade        trade price and size   unused (0)                   taker's side
+//	liquidation  fill price and size    unused (0)                   side of the forced order (a long
+//	                                                                  liquidated is a forced sell)
+//	quote        unused (0)             best bid and ask, sizes      unknown
+//	book_delta   level price, absolute  unused (0)                   buy: bid level, sell: ask level
+//	snapshot     size (0 removes it)
+//	funding      funding rate           BidPx: mark price,           unknown
+//	                                    AskPx: index price (0 when
+//	                                    the venue sends none)
+//	gap          unused (0)             unused (0)                   unknown
 type Tick struct {
-	ID         uint64 // deterministic content hash, the deduplication key downstream
+	ID         uint64 // deterministic content hash, the deduplication key downstream (ComputeID)
 	Venue      string // e.g. "binance"
 	Instrument string // normalized: BASE-QUOTE, BASE-QUOTE-PERP, BASE-QUOTE-<expiry>
 	Symbol     string // the venue's own symbol, e.g. "BTCUSDT"
 	Kind       Kind
 	Side       Side
-	ExchTS     int64
-	RecvTS     int64
+	ExchTS     int64 // the venue's event time; 0 when not sent
+	RecvTS     int64 // when the frame was received (recorded time when replaying)
 	Price      float64
 	Size       float64
-	TradeID    uint64
+	TradeID    uint64 // the venue's trade id, parsed to a number; 0 when none
 	BidPx      float64
 	BidSz      float64
 	AskPx      float64
 	AskSz      float64
-	Seq        uint64 // venue sequence (Binance: final update id u)
+	Seq        uint64 // venue sequence (Binance: final update id u); 0 when none
 	// IngestTS is the wall-clock time signald took the tick in: equal to
 	// RecvTS live, the replay time when replaying a capture. Tick-to-storage
 	// latency is measured from it. It is not part of ID.

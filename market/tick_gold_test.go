@@ -1,4 +1,4 @@
-package ingest
+package market
 
 import (
 	"encoding/binary"

@@ -1,4 +1,4 @@
-package regime
+package market
 
 import (
 	"encoding/json"
