@@ -1,0 +1,370 @@
+package ingest
+
+// Field access on the simdjson-go tape (the same tape on both JSON paths):
+// every accessor names the field it reads in the ParseError it returns.
+
+import (
+	"math"
+	"strconv"
+
+	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/market"
+)
+
+// labelOf returns b when it is one of known, else "other": metric labels
+// must not take arbitrary values from the wire.
+func labelOf(b []byte, known ...string) string {
+	for _, k := range known {
+		if string(b) == k {
+			return k
+		}
+	}
+	return "other"
+}
+
+func perrf(r Reason, field string) *ParseError { return &ParseError{Reason: r, Field: field} }
+
+// ---- tape access ----
+
+// jfield is one member of an object, or one element of an array.
+type jfield struct {
+	it  simdjson.Iter
+	typ simdjson.Type
+}
+
+// getFields walks obj once and fills dst[i] with the member named keys[i];
+// absent members have typ TypeNone. A key read twice is malformed (the two
+// JSON paths must never disagree on which one wins).
+func getFields(obj *simdjson.Object, keys []string, dst []jfield) *ParseError {
+	for i := range dst {
+		dst[i].typ = simdjson.TypeNone
+	}
+	var el simdjson.Iter
+	for {
+		name, typ, err := obj.NextElementBytes(&el)
+		if err != nil {
+			return errBadJSON()
+		}
+		if typ == simdjson.TypeNone {
+			return nil
+		}
+		for i, k := range keys {
+			if k == string(name) {
+				if dst[i].typ != simdjson.TypeNone {
+					return &ParseError{Reason: ReasonDuplicateField, Field: k}
+				}
+				dst[i] = jfield{it: el, typ: typ}
+				break
+			}
+		}
+	}
+}
+
+// present reports whether every field of fl was found.
+func present(fl []jfield) bool {
+	for i := range fl {
+		if fl[i].typ == simdjson.TypeNone {
+			return false
+		}
+	}
+	return true
+}
+
+// objectFields reads the object f into dst.
+func objectFields(f *jfield, keys []string, dst []jfield, field string) *ParseError {
+	if f.typ != simdjson.TypeObject {
+		return typeErr(f, field)
+	}
+	var obj simdjson.Object
+	if _, err := f.it.Object(&obj); err != nil {
+		return errBadJSON()
+	}
+	return getFields(&obj, keys, dst)
+}
+
+func typeErr(f *jfield, field string) *ParseError {
+	if f.typ == simdjson.TypeNone {
+		return &ParseError{Reason: ReasonMissingField, Field: field}
+	}
+	return &ParseError{Reason: ReasonBadType, Field: field}
+}
+
+// side reads a "buy"/"sell" string member; anything else is malformed and
+// reported under field.
+func (f *jfield) side(field string) (market.Side, *ParseError) {
+	b, perr := f.str(field)
+	if perr != nil {
+		return 0, perr
+	}
+	switch string(b) {
+	case "buy":
+		return market.SideBuy, nil
+	case "sell":
+		return market.SideSell, nil
+	}
+	return 0, &ParseError{Reason: ReasonBadType, Field: field}
+}
+
+// str returns a string member.
+func (f *jfield) str(field string) ([]byte, *ParseError) {
+	if f.typ != simdjson.TypeString {
+		return nil, typeErr(f, field)
+	}
+	b, err := f.it.StringBytes()
+	if err != nil {
+		return nil, errBadJSON()
+	}
+	return b, nil
+}
+
+// strOr returns a string member, or nil when absent or not a string.
+func (f *jfield) strOr() []byte {
+	if f.typ != simdjson.TypeString {
+		return nil
+	}
+	b, _ := f.it.StringBytes()
+	return b
+}
+
+// dec returns a non-negative finite decimal sent as a string.
+func (f *jfield) dec(field string) (float64, []byte, *ParseError) {
+	b, err := f.str(field)
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := decString(b, field)
+	if err != nil {
+		return 0, nil, err
+	}
+	return v, b, nil
+}
+
+// decString parses the text of dec.
+func decString(b []byte, field string) (float64, *ParseError) {
+	v, ok := parseDecimal(b)
+	if !ok || math.IsInf(v, 0) || math.IsNaN(v) || math.Signbit(v) {
+		return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+	}
+	return v, nil
+}
+
+// num returns a finite number sent as a JSON number or a decimal string
+// (any sign: funding rates are negative).
+func (f *jfield) num(field string) (float64, *ParseError) {
+	var v float64
+	switch f.typ {
+	case simdjson.TypeString:
+		b, _ := f.it.StringBytes()
+		var ok bool
+		if len(b) > 0 && b[0] == '-' {
+			v, ok = parseDecimal(b[1:])
+			v = -v
+		} else {
+			v, ok = parseDecimal(b)
+		}
+		if !ok {
+			return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+		}
+	case simdjson.TypeFloat, simdjson.TypeInt, simdjson.TypeUint:
+		var err error
+		if v, err = f.it.Float(); err != nil {
+			return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+		}
+	default:
+		return 0, typeErr(f, field)
+	}
+	if math.IsInf(v, 0) || math.IsNaN(v) {
+		return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+	}
+	return v, nil
+}
+
+// pos returns a non-negative finite number sent as a JSON number or a
+// decimal string.
+func (f *jfield) pos(field string) (float64, *ParseError) {
+	v, err := f.num(field)
+	if err == nil && math.Signbit(v) {
+		err = &ParseError{Reason: ReasonBadNumber, Field: field}
+	}
+	return v, err
+}
+
+// uint returns a non-negative integer sent as a JSON number or a string of
+// digits.
+func (f *jfield) uint(field string) (uint64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeInt, simdjson.TypeUint:
+		v, err := f.it.Uint()
+		if err != nil {
+			return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+		}
+		return v, nil
+	case simdjson.TypeString:
+		b, _ := f.it.StringBytes()
+		v, ok := parseDigits(b)
+		if !ok {
+			return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+		}
+		return v, nil
+	}
+	return 0, typeErr(f, field)
+}
+
+// int returns an integer (any sign) sent as a JSON number.
+func (f *jfield) int(field string) (int64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeInt:
+		v, err := f.it.Int()
+		if err != nil {
+			return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+		}
+		return v, nil
+	case simdjson.TypeUint:
+		return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+	}
+	return 0, typeErr(f, field)
+}
+
+// msTime converts a millisecond timestamp field to ns.
+func (f *jfield) msTime(field string) (int64, *ParseError) {
+	v, err := f.uint(field)
+	if err != nil {
+		return 0, err
+	}
+	if v > maxMillis {
+		return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+	}
+	return int64(v) * 1e6, nil
+}
+
+// The accessors below keep the rules of the Bitfinex, Gemini, Deribit,
+// KuCoin, Gate.io, BitMEX and HTX parsers, which differ from num, int and
+// uint in what they accept.
+
+// numJSON returns a finite number sent as a JSON number (not a string).
+func (f *jfield) numJSON(field string) (float64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeFloat, simdjson.TypeInt, simdjson.TypeUint:
+		v, err := f.it.Float()
+		if err != nil || math.IsInf(v, 0) || math.IsNaN(v) {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return v, nil
+	}
+	return 0, typeErr(f, field)
+}
+
+// numOrNull is numJSON that takes null as 0, false.
+func (f *jfield) numOrNull(field string) (float64, bool, *ParseError) {
+	if f.typ == simdjson.TypeNull {
+		return 0, false, nil
+	}
+	v, err := f.numJSON(field)
+	return v, err == nil, err
+}
+
+// nonNeg is numJSON that must not be below zero.
+func (f *jfield) nonNeg(field string) (float64, *ParseError) {
+	v, err := f.numJSON(field)
+	if err == nil && v < 0 {
+		err = perrf(ReasonBadNumber, field)
+	}
+	return v, err
+}
+
+// intJSON returns an integer sent as a JSON number, a float with an
+// integral value too (some venues send 1.0).
+func (f *jfield) intJSON(field string) (int64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeInt, simdjson.TypeUint:
+		v, err := f.it.Int()
+		if err != nil {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return v, nil
+	case simdjson.TypeFloat:
+		v, _ := f.it.Float()
+		if v != math.Trunc(v) || math.Abs(v) > 1<<53 {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return int64(v), nil
+	}
+	return 0, typeErr(f, field)
+}
+
+// seqNum returns a non-negative integer sent as a JSON number (as intJSON)
+// or a string of up to 20 digits (KuCoin sends sequences as strings).
+func (f *jfield) seqNum(field string) (uint64, *ParseError) {
+	switch f.typ {
+	case simdjson.TypeString:
+		b, err := f.it.StringBytes()
+		if err != nil {
+			return 0, perrf(ReasonBadJSON, field)
+		}
+		v, err := strconv.ParseUint(string(b), 10, 64)
+		if err != nil {
+			return 0, perrf(ReasonBadNumber, field)
+		}
+		return v, nil
+	case simdjson.TypeUint:
+		v, _ := f.it.Uint()
+		return v, nil
+	}
+	v, err := f.intJSON(field)
+	if err != nil {
+		return 0, err
+	}
+	if v < 0 {
+		return 0, perrf(ReasonBadNumber, field)
+	}
+	return uint64(v), nil
+}
+
+// arrayIter returns an iterator over the array f.
+func (f *jfield) arrayIter(field string) (simdjson.Iter, *ParseError) {
+	var arr simdjson.Array
+	if f.typ != simdjson.TypeArray {
+		return simdjson.Iter{}, typeErr(f, field)
+	}
+	if _, err := f.it.Array(&arr); err != nil {
+		return simdjson.Iter{}, errBadJSON()
+	}
+	return arr.Iter(), nil
+}
+
+// elems returns the array f as a jfield that advance moves through its
+// elements in place (next copies each one out).
+func (f *jfield) elems(field string) (jfield, *ParseError) {
+	it, perr := f.arrayIter(field)
+	return jfield{it: it}, perr
+}
+
+// advance moves an elems jfield to its next element; false past the last.
+func (f *jfield) advance() bool {
+	f.typ = f.it.Advance()
+	return f.typ != simdjson.TypeNone
+}
+
+// next advances an array iterator to its next element.
+func next(it *simdjson.Iter) (jfield, bool) {
+	typ := it.Advance()
+	if typ == simdjson.TypeNone {
+		return jfield{}, false
+	}
+	return jfield{it: *it, typ: typ}, true
+}
+
+// sideWord reads a taker or level side written "buy"/"bid" or "sell"/"ask"
+// (Gemini, KuCoin, Gate.io, Huobi, Deribit).
+func sideWord(b []byte) (market.Side, *ParseError) {
+	switch string(b) {
+	case "buy", "bid":
+		return market.SideBuy, nil
+	case "sell", "ask":
+		return market.SideSell, nil
+	case "":
+		return 0, perrf(ReasonMissingField, "side")
+	}
+	return 0, perrf(ReasonBadType, "side")
+}
