@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -122,4 +123,34 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})
+}
+
+func TestSignalValidate(t *testing.T) {
+	good := Signal{Time: 1723161255300000000, Venue: "binance", Instrument: "BTC-USDT", Type: TypeTrendCall, State: "long",
+		Score: 0.5, ModelVersion: "trend-v1"}
+	good.ComputeID()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("a detector's signal: %v", err)
+	}
+	// What `XADD ... d '{"id":1}'` decodes to.
+	hand := Signal{ID: 1}
+	err := hand.Validate()
+	if err == nil {
+		t.Fatal("an empty signal passed")
+	}
+	for _, want := range []string{"venue is empty", "instrument is empty", `type ""`, "model_version is empty", "time 0"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+	forged := good
+	forged.ID++
+	if err := forged.Validate(); err == nil || !strings.Contains(err.Error(), "id") {
+		t.Fatalf("a wrong id: %v", err)
+	}
+	nan := good
+	nan.Score = math.NaN()
+	if err := nan.Validate(); err == nil || !strings.Contains(err.Error(), "score") {
+		t.Fatalf("a NaN score: %v", err)
+	}
 }

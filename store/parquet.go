@@ -47,6 +47,7 @@ type Parquet struct {
 	m         *Metrics
 	mem       memory.Allocator
 	mu        sync.Mutex // serializes compaction against itself
+	writeHealth
 }
 
 var _ Store = (*Parquet)(nil)
@@ -324,8 +325,10 @@ func (p *Parquet) InsertTicks(ctx context.Context, ticks []market.Tick) error {
 	start := time.Now()
 	err := insertByDay(ctx, p, "ticks", "t", ticks, func(t *market.Tick) (int64, uint64) { return t.RecvTS, t.ID }, ticksRecord)
 	if err != nil {
+		p.writeHealth.failed(time.Now(), err)
 		return err
 	}
+	p.writeHealth.ok(time.Now())
 	p.m.observeInsert("ticks", len(ticks), time.Since(start))
 	p.m.observeTickLatency(ticks, time.Now())
 	return nil
@@ -338,8 +341,10 @@ func (p *Parquet) InsertSignals(ctx context.Context, sigs []market.Signal) error
 	start := time.Now()
 	err := insertByDay(ctx, p, "signals", "s", sigs, func(s *market.Signal) (int64, uint64) { return s.Time, s.ID }, signalsRecord)
 	if err != nil {
+		p.writeHealth.failed(time.Now(), err)
 		return err
 	}
+	p.writeHealth.ok(time.Now())
 	p.m.observeInsert("signals", len(sigs), time.Since(start))
 	return nil
 }
