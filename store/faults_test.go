@@ -56,7 +56,7 @@ func faultTicks(n int, day0 time.Time, days int) []market.Tick {
 		d := i % days
 		out[i] = market.Tick{Venue: "v", Instrument: "BTC-USD", Kind: market.KindTrade, Side: market.SideBuy,
 			RecvTS: day0.Add(time.Duration(d)*24*time.Hour + time.Duration(i)*time.Millisecond).UnixNano(),
-			Price: 100 + float64(i), Size: 1, TradeID: uint64(i)}
+			Price:  100 + float64(i), Size: 1, TradeID: uint64(i)}
 		out[i].ComputeID()
 	}
 	return out
