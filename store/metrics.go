@@ -17,6 +17,7 @@ type Metrics struct {
 	duplicates     *prometheus.CounterVec
 	rejected       *prometheus.CounterVec
 	insertTimeouts *prometheus.CounterVec
+	quarantined    *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -49,9 +50,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		insertTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_store_insert_timeouts_total", Help: "Inserts that did not finish within the insert deadline (hung or overloaded server); also counted in insert_errors_total.",
 		}, []string{"table"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_store_quarantined_files_total", Help: "Parquet data files skipped as unreadable (corrupt, truncated, another schema) and moved under the data directory's _quarantine/ (left in place when read-only).",
+		}, []string{"table"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.inserted, m.insertErrors, m.insertSeconds, m.tickLatency, m.duplicates, m.rejected, m.insertTimeouts)
+		reg.MustRegister(m.inserted, m.insertErrors, m.insertSeconds, m.tickLatency, m.duplicates, m.rejected, m.insertTimeouts, m.quarantined)
 	}
 	return m
 }
