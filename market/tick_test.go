@@ -14,7 +14,8 @@ func sampleTicks() []Tick {
 			RecvTS: 1723161254087896568, Price: 61837.63, Size: 0.02, TradeID: 3735683259, IngestTS: 99},
 		{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindQuote, RecvTS: 5,
 			BidPx: 61800.2, BidSz: 2.507, AskPx: 61800.3, AskSz: 2.51, Seq: 5123107839020},
-		{Venue: "x", Instrument: "ü-€", Kind: KindBookDelta, Side: SideBuy, Price: math.Inf(1), Size: 0, Seq: math.MaxUint64, ExchTS: -1},
+		{Venue: "x", Instrument: "ü-€", Kind: KindBookDelta, Side: SideBuy, Price: math.Inf(1), Size: 0, Seq: math.MaxUint64, ExchTS: -1,
+			Origin: 0x1234_5678_9abc_def0, OriginSeq: 42},
 	}
 	for i := range ts {
 		ts[i].ComputeID()
