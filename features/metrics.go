@@ -11,12 +11,12 @@ import (
 
 // Reasons for signald_features_invalid_ticks_total, indexes into reasons.
 const (
-	invRecvTS  = iota // RecvTS <= 0
-	invPrice          // NaN, Inf or <= 0 price (trade price, bid or ask)
-	invSize           // NaN, Inf or <= 0 trade size; NaN, Inf or < 0 quote size
-	invCrossed        // quote with ask < bid
-	invClockJump      // held past the clock guard and not confirmed (Config.MaxClockJump)
-	invTooEarly       // RecvTS before Config.MinRecvTime
+	invRecvTS    = iota // RecvTS <= 0
+	invPrice            // NaN, Inf or <= 0 price (trade price, bid or ask)
+	invSize             // NaN, Inf or <= 0 trade size; NaN, Inf or < 0 quote size
+	invCrossed          // quote with ask < bid
+	invClockJump        // held past the clock guard and not confirmed (Config.MaxClockJump)
+	invTooEarly         // RecvTS before Config.MinRecvTime
 	numReasons
 )
 
