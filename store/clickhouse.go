@@ -486,6 +486,28 @@ func (c *ClickHouse) CountTicks(ctx context.Context, q Query) (int64, error) {
 	return int64(n.Row(0)), nil
 }
 
+func (c *ClickHouse) CountTicksByMinute(ctx context.Context, q Query) ([]MinuteCount, error) {
+	venue, inst := lc(), lc()
+	var m proto.ColInt64
+	var n proto.ColUInt64
+	var out []MinuteCount
+	err := c.pool.Do(ctx, ch.Query{
+		Body: "SELECT venue, instrument, toInt64(intDiv(toUnixTimestamp64Nano(recv_ts), 60000000000) * 60) AS m, count() AS n FROM " +
+			c.db + ".ticks FINAL" + c.where(q, "recv_ts") + " GROUP BY venue, instrument, m ORDER BY venue, instrument, m",
+		Result: proto.Results{{Name: "venue", Data: venue}, {Name: "instrument", Data: inst}, {Name: "m", Data: &m}, {Name: "n", Data: &n}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for i := 0; i < b.Rows; i++ {
+				out = append(out, MinuteCount{Venue: venue.Row(i), Instrument: inst.Row(i), Minute: m.Row(i), N: int64(n.Row(i))})
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count ticks by minute: %w", err)
+	}
+	return out, nil
+}
+
 // CountTickRows returns the number of physical rows, duplicates included
 // (for checking deduplication; ReadTicks and CountTicks never see duplicates).
 func (c *ClickHouse) CountTickRows(ctx context.Context, q Query) (int64, error) {

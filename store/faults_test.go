@@ -209,3 +209,48 @@ func TestByPartition(t *testing.T) {
 		t.Fatal("dayOf")
 	}
 }
+
+func TestCountTicksByMinute(t *testing.T) {
+	ctx := context.Background()
+	t0 := time.Date(2024, 8, 8, 12, 0, 59, 0, time.UTC)
+	ticks := []market.Tick{}
+	for i, off := range []time.Duration{0, 500 * time.Millisecond, 2 * time.Second, 61 * time.Second} {
+		for _, inst := range []string{"BTC-USD", "ETH-USD"} {
+			tk := market.Tick{Venue: "v", Instrument: inst, Kind: market.KindTrade, RecvTS: t0.Add(off).UnixNano(), Price: 1, Size: 1, TradeID: uint64(i)}
+			tk.ComputeID()
+			ticks = append(ticks, tk)
+		}
+	}
+	m := t0.Unix() - 59
+	want := []MinuteCount{
+		{"v", "BTC-USD", m, 2}, {"v", "BTC-USD", m + 60, 1}, {"v", "BTC-USD", m + 120, 1},
+		{"v", "ETH-USD", m, 2}, {"v", "ETH-USD", m + 60, 1}, {"v", "ETH-USD", m + 120, 1},
+	}
+	pq, err := OpenParquet(ParquetOptions{Dir: t.TempDir()}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stores := map[string]Store{"parquet": pq}
+	if os.Getenv("SIGNALD_INTEGRATION") != "" {
+		c, _ := openFaultCH(t, "", ClickHouseOptions{})
+		stores["clickhouse"] = c
+	}
+	for name, s := range stores {
+		if err := s.InsertTicks(ctx, ticks); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.InsertTicks(ctx, ticks[:3]); err != nil { // a redelivery counts once
+			t.Fatal(err)
+		}
+		got, err := s.CountTicksByMinute(ctx, Query{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("%s: %v, want %v", name, got, want)
+		}
+	}
+	if minuteOf(-1) != -60 || minuteOf(0) != 0 || minuteOf(60e9-1) != 0 {
+		t.Fatal("minuteOf")
+	}
+}

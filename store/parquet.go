@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -570,6 +571,29 @@ func (p *Parquet) ReadTicks(ctx context.Context, q Query, fn func([]market.Tick)
 func (p *Parquet) CountTicks(ctx context.Context, q Query) (int64, error) {
 	all, err := p.loadTicks(ctx, q)
 	return int64(len(all)), err
+}
+
+func (p *Parquet) CountTicksByMinute(ctx context.Context, q Query) ([]MinuteCount, error) {
+	all, err := p.loadTicks(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		v, i string
+		m    int64
+	}
+	counts := map[key]int64{}
+	for i := range all {
+		counts[key{all[i].Venue, all[i].Instrument, minuteOf(all[i].RecvTS)}]++
+	}
+	out := make([]MinuteCount, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, MinuteCount{Venue: k.v, Instrument: k.i, Minute: k.m, N: n})
+	}
+	slices.SortFunc(out, func(a, b MinuteCount) int {
+		return cmp.Or(cmp.Compare(a.Venue, b.Venue), cmp.Compare(a.Instrument, b.Instrument), cmp.Compare(a.Minute, b.Minute))
+	})
+	return out, nil
 }
 
 func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]market.Signal, error) {
