@@ -29,6 +29,14 @@ const (
 
 // Config configures an Engine. The zero value of each field selects its
 // default.
+// Defaults of the clock guard (Config.MaxClockJump, ClockJumpConfirm,
+// MinRecvTime).
+var (
+	DefaultMaxClockJump     = time.Hour
+	DefaultClockJumpConfirm = 64
+	DefaultMinRecvTime      = time.Date(2010, 1, 1, 0, 0, 0, 0, time.UTC)
+)
+
 type Config struct {
 	// Step is the step length; default 1s.
 	Step time.Duration
@@ -44,6 +52,19 @@ type Config struct {
 	// (k+1)*Step + AllowedLateness. Default 2s; it cannot be zero (use 1ns for
 	// practically none).
 	AllowedLateness time.Duration
+	// MaxClockJump bounds how far one tick may move the clock forward: a
+	// tick whose RecvTS is more than this past the clock (a frame stamped
+	// years ahead) is held, and the clock moves only once ClockJumpConfirm
+	// ticks in a row agree on the new time (a replay that goes on at a later
+	// day); otherwise the held ticks are quarantined: counted
+	// (invalid_ticks_total{reason="clock_jump"}), logged, not featured.
+	// Default 1h; negative turns the guard off.
+	MaxClockJump time.Duration
+	// ClockJumpConfirm is how many ticks confirm a jump. Default 64.
+	ClockJumpConfirm int
+	// MinRecvTime is the earliest RecvTS accepted; earlier ticks are
+	// counted (reason "before_min_time") and skipped. Default 2010-01-01 UTC.
+	MinRecvTime time.Time
 	// Allocator allocates the emitted records; default memory.DefaultAllocator
 	// behind a recycler that hands a released record's feature buffer (~12 MB
 	// for 1,000 instruments) to the next step instead of allocating it again.
@@ -85,6 +106,15 @@ func (c Config) withDefaults() (Config, error) {
 	if n := (c.AllowedLateness + c.Step - 1) / c.Step; n > MaxLatenessSteps {
 		return c, fmt.Errorf("features: allowed lateness %v is %d steps of %v: must be <= %d steps",
 			c.AllowedLateness, n, c.Step, MaxLatenessSteps)
+	}
+	if c.MaxClockJump == 0 {
+		c.MaxClockJump = DefaultMaxClockJump
+	}
+	if c.ClockJumpConfirm <= 0 {
+		c.ClockJumpConfirm = DefaultClockJumpConfirm
+	}
+	if c.MinRecvTime.IsZero() {
+		c.MinRecvTime = DefaultMinRecvTime
 	}
 	if c.Allocator == nil {
 		c.Allocator = memory.DefaultAllocator

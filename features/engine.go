@@ -40,6 +40,12 @@ type Engine struct {
 	next    int64 // oldest open step
 	clock   int64 // largest RecvTS seen
 
+	// The clock guard: ticks past clock+maxJump wait in held until enough
+	// of them confirm the jump (or enough normal ticks refute it).
+	maxJump, minTS int64
+	held           []market.Tick
+	refuted        int // normal ticks since the first held one
+
 	market Market
 
 	cols    [][]float64   // scratch: feature columns of the step being closed
@@ -75,16 +81,18 @@ func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Eng
 		logger = slog.New(slog.DiscardHandler)
 	}
 	e := &Engine{
-		cfg:   cfg,
-		log:   logger.With("component", "features"),
-		m:     m,
-		lay:   lay,
-		mem:   cfg.Allocator,
-		step:  int64(cfg.Step),
-		late:  int64(cfg.AllowedLateness),
-		slots: int64(cfg.openSlots()),
-		maxW:  cfg.maxWindow(),
-		byKey: make(map[instKey]*instState),
+		cfg:     cfg,
+		log:     logger.With("component", "features"),
+		m:       m,
+		lay:     lay,
+		mem:     cfg.Allocator,
+		step:    int64(cfg.Step),
+		late:    int64(cfg.AllowedLateness),
+		slots:   int64(cfg.openSlots()),
+		maxW:    cfg.maxWindow(),
+		byKey:   make(map[instKey]*instState),
+		maxJump: int64(cfg.MaxClockJump),
+		minTS:   cfg.MinRecvTime.UnixNano(),
 	}
 	if recycle {
 		e.mem = newRecycler(cfg.Allocator)
@@ -141,6 +149,65 @@ func (e *Engine) Apply(t *market.Tick, emit func(arrow.Record) error) error {
 		e.m.invalid[invRecvTS].Inc()
 		return nil
 	}
+	if t.RecvTS < e.minTS {
+		e.m.invalid[invTooEarly].Inc()
+		return nil
+	}
+	if e.started && e.maxJump > 0 && t.RecvTS > e.clock+e.maxJump {
+		return e.hold(t, emit)
+	}
+	if len(e.held) > 0 {
+		if e.refuted++; e.refuted >= e.cfg.ClockJumpConfirm {
+			e.quarantineHeld()
+		}
+	}
+	return e.apply(t, emit)
+}
+
+// hold keeps a tick past the clock guard. Once ClockJumpConfirm ticks are
+// held, the jump is real (a replay continuing at a later day): the clock
+// moves to the earliest of them and they are applied in order. Held ticks
+// far from the latest one are the stray ones and are quarantined.
+func (e *Engine) hold(t *market.Tick, emit func(arrow.Record) error) error {
+	if len(e.held) == 0 {
+		e.refuted = 0
+	}
+	e.held = append(e.held, *t)
+	if len(e.held) < e.cfg.ClockJumpConfirm {
+		return nil
+	}
+	return e.confirmHeld(emit)
+}
+
+// confirmHeld moves the clock past the guard and applies the held ticks.
+func (e *Engine) confirmHeld(emit func(arrow.Record) error) error {
+	last := e.held[len(e.held)-1].RecvTS
+	held := e.held
+	e.held = nil
+	var errs []error
+	for i := range held {
+		if d := last - held[i].RecvTS; d > e.maxJump || d < -e.maxJump {
+			e.m.invalid[invClockJump].Inc()
+			continue
+		}
+		if err := e.apply(&held[i], emit); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	e.log.Warn("clock jump confirmed: the clock moved past the guard", "to", time.Unix(0, last).UTC(), "ticks", len(held))
+	return errors.Join(errs...)
+}
+
+// quarantineHeld drops the held ticks: the stream went on at the old time.
+func (e *Engine) quarantineHeld() {
+	e.m.invalid[invClockJump].Add(float64(len(e.held)))
+	e.log.Warn("ticks quarantined: their time jumped past the clock guard and the stream did not follow",
+		"ticks", len(e.held), "first_recv_ts", time.Unix(0, e.held[0].RecvTS).UTC(), "clock", time.Unix(0, e.clock).UTC())
+	e.held = e.held[:0]
+}
+
+// apply is Apply past the clock guard.
+func (e *Engine) apply(t *market.Tick, emit func(arrow.Record) error) error {
 	s := floorDiv(t.RecvTS, e.step)
 	if !e.started {
 		// Open every step the clock has not closed, so that the first tick
@@ -198,6 +265,15 @@ func (e *Engine) Apply(t *market.Tick, emit func(arrow.Record) error) error {
 // backtest. Ticks applied afterwards must belong to later steps or they are
 // late.
 func (e *Engine) Flush(emit func(arrow.Record) error) error {
+	if len(e.held) > 0 {
+		if e.refuted > 0 {
+			e.quarantineHeld()
+		} else if err := e.confirmHeld(emit); err != nil {
+			// The stream ended on the jump with nothing against it: a
+			// quiet period before its last ticks, not a stray frame.
+			return err
+		}
+	}
 	if !e.started {
 		return nil
 	}

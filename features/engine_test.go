@@ -528,7 +528,8 @@ func sameVals(a, b map[string]float64) bool {
 }
 
 func TestHugeClockJumpIsBounded(t *testing.T) {
-	e, reg, c := newTestEngine(t, Config{Step: time.Millisecond, AllowedLateness: 10 * time.Millisecond})
+	// The clock guard off: the skip over empty steps itself is under test.
+	e, reg, c := newTestEngine(t, Config{Step: time.Millisecond, AllowedLateness: 10 * time.Millisecond, MaxClockJump: -1})
 	s0 := base * sec
 	apply(t, e, c, quote("v", "X", s0, 99, 101))
 	start := time.Now()
@@ -942,5 +943,66 @@ func TestKernelPathsAgree(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// One frame stamped years ahead used to move the clock and make every later
+// tick late. It is held and, once the stream goes on at the old time,
+// quarantined and counted; a real jump (the replay goes on at a later day)
+// is confirmed by the ticks that follow and loses nothing.
+func TestClockGuard(t *testing.T) {
+	cfg := Config{Windows: []int{3, 5}, ClockJumpConfirm: 4}
+	s0 := base * sec
+
+	e, reg, c := newTestEngine(t, cfg)
+	for k := range int64(20) {
+		apply(t, e, c, quote("v", "X", s0+k*sec+1, 99, 101))
+		if k == 5 {
+			apply(t, e, c, quote("v", "X", s0+int64(6*365*24*time.Hour), 99, 101)) // a 2030 stamp
+		}
+	}
+	if err := e.Flush(c.emit); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(c.steps); n != 20 {
+		t.Fatalf("%d steps closed, want 20: the stray tick moved the clock", n)
+	}
+	if got := metric(t, reg, "signald_features_late_ticks_total"); got != 0 {
+		t.Fatalf("late ticks %v after a stray frame", got)
+	}
+	if got := metric(t, reg, "signald_features_invalid_ticks_total", "reason", "clock_jump"); got != 1 {
+		t.Fatalf("clock_jump quarantined %v, want 1", got)
+	}
+
+	// A real jump: the stream continues three days later.
+	e, reg, c = newTestEngine(t, cfg)
+	later := s0 + int64(72*time.Hour)
+	for k := range int64(10) {
+		apply(t, e, c, quote("v", "X", s0+k*sec+1, 99, 101))
+	}
+	for k := range int64(10) {
+		apply(t, e, c, quote("v", "X", later+k*sec+1, 99, 101))
+	}
+	if err := e.Flush(c.emit); err != nil {
+		t.Fatal(err)
+	}
+	var after int
+	for _, rows := range c.steps {
+		if rows[0].time > later {
+			after++
+		}
+	}
+	if after != 10 {
+		t.Fatalf("%d steps after the jump, want 10 (no held tick lost)", after)
+	}
+	if got := metric(t, reg, "signald_features_invalid_ticks_total", "reason", "clock_jump"); got != 0 {
+		t.Fatalf("clock_jump %v on a confirmed jump", got)
+	}
+
+	// Before the earliest allowed time.
+	e, reg, c = newTestEngine(t, cfg)
+	apply(t, e, c, quote("v", "X", int64(time.Hour), 99, 101)) // 1970
+	if got := metric(t, reg, "signald_features_invalid_ticks_total", "reason", "before_min_time"); got != 1 {
+		t.Fatalf("before_min_time %v", got)
 	}
 }

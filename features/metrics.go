@@ -11,14 +11,16 @@ import (
 
 // Reasons for signald_features_invalid_ticks_total, indexes into reasons.
 const (
-	invRecvTS  = iota // RecvTS <= 0
-	invPrice          // NaN, Inf or <= 0 price (trade price, bid or ask)
-	invSize           // NaN, Inf or <= 0 trade size; NaN, Inf or < 0 quote size
-	invCrossed        // quote with ask < bid
+	invRecvTS    = iota // RecvTS <= 0
+	invPrice            // NaN, Inf or <= 0 price (trade price, bid or ask)
+	invSize             // NaN, Inf or <= 0 trade size; NaN, Inf or < 0 quote size
+	invCrossed          // quote with ask < bid
+	invClockJump        // held past the clock guard and not confirmed (Config.MaxClockJump)
+	invTooEarly         // RecvTS before Config.MinRecvTime
 	numReasons
 )
 
-var reasons = [numReasons]string{"recv_ts", "price", "size", "crossed"}
+var reasons = [numReasons]string{"recv_ts", "price", "size", "crossed", "clock_jump", "before_min_time"}
 
 const numKinds = int(market.KindGap) + 1
 
@@ -81,7 +83,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}, []string{"kind"})
 	invalid := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_features_invalid_ticks_total",
-		Help: "Ticks skipped because a field is unusable, by reason (recv_ts, price, size, crossed).",
+		Help: "Ticks skipped because a field is unusable, by reason (recv_ts, price, size, crossed, clock_jump: a jump of the clock past max_clock_jump that later ticks did not confirm, before_min_time).",
 	}, []string{"reason"})
 
 	var err error

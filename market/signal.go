@@ -3,6 +3,8 @@ package market
 import (
 	"encoding/json"
 	"fmt"
+	"math"
+	"strings"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -76,6 +78,46 @@ func (s *Signal) MarshalBinary() ([]byte, error) { return json.Marshal(s) }
 func (s *Signal) UnmarshalBinary(b []byte) error {
 	if err := json.Unmarshal(b, s); err != nil {
 		return fmt.Errorf("signal: %w", err)
+	}
+	return nil
+}
+
+// Validate reports what makes s unfit to store: a signal from the stream
+// must name its venue, instrument, known type and model, carry a time and a
+// finite score, and its id must be the one ComputeID gives (an entry
+// written by hand or by a foreign producer is refused, not stored as an
+// empty signal dated 1970).
+func (s *Signal) Validate() error {
+	var bad []string
+	if s.Venue == "" {
+		bad = append(bad, "venue is empty")
+	}
+	if s.Instrument == "" {
+		bad = append(bad, "instrument is empty")
+	}
+	switch s.Type {
+	case TypeRegimeChange, TypeRegimeProbs, TypeNovelty, TypeTrendCall:
+	default:
+		bad = append(bad, fmt.Sprintf("type %q is not one of %s, %s, %s, %s", s.Type, TypeRegimeChange, TypeRegimeProbs, TypeNovelty, TypeTrendCall))
+	}
+	if s.ModelVersion == "" {
+		bad = append(bad, "model_version is empty")
+	}
+	if s.Time <= 0 {
+		bad = append(bad, fmt.Sprintf("time %d is not a time after 1970", s.Time))
+	}
+	if math.IsNaN(s.Score) || math.IsInf(s.Score, 0) {
+		bad = append(bad, "score is not finite")
+	}
+	if len(bad) == 0 {
+		c := *s
+		c.ComputeID()
+		if c.ID != s.ID {
+			bad = append(bad, fmt.Sprintf("id %d is not the signal's id %d", s.ID, c.ID))
+		}
+	}
+	if len(bad) > 0 {
+		return fmt.Errorf("invalid signal: %s", strings.Join(bad, "; "))
 	}
 	return nil
 }

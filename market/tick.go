@@ -106,6 +106,13 @@ type Tick struct {
 	// RecvTS live, the replay time when replaying a capture. Tick-to-storage
 	// latency is measured from it. It is not part of ID.
 	IngestTS int64
+	// Origin and OriginSeq let the consumers count what was lost between
+	// ingest and them (a Redis tail lost in a crash, an external trim):
+	// Origin is the publishing ingest run (random, fixed for the run; 0: not
+	// sequenced), OriginSeq numbers its ticks 1, 2, 3... per venue and
+	// instrument in publish order. Neither is part of ID. Wire minor 1.
+	Origin    uint64
+	OriginSeq uint64
 }
 
 // EventTS is the time the tick belongs to: exchange time when the venue sent
@@ -121,9 +128,12 @@ func (t *Tick) EventTS() int64 {
 // fields in declaration order, little endian; strings are a uvarint length and
 // bytes. Consumers accept any minor version of a major they know (new fields
 // are appended) and reject an unknown major.
+//
+// Minor 1 appended Origin and OriginSeq. ComputeID hashes the minor-0 layout
+// whatever the current minor, so ids never change with the format.
 const (
 	WireMajor = 1
-	WireMinor = 0
+	WireMinor = 1
 )
 
 // ErrUnknownMajor marks an encoding from a newer, incompatible producer.
@@ -131,7 +141,14 @@ var ErrUnknownMajor = errors.New("unknown tick wire major version")
 
 // AppendBinary appends the wire encoding of t to b.
 func (t *Tick) AppendBinary(b []byte) []byte {
-	b = append(b, WireMajor, WireMinor)
+	b = t.appendV0(b, WireMinor)
+	b = binary.LittleEndian.AppendUint64(b, t.Origin)
+	return binary.LittleEndian.AppendUint64(b, t.OriginSeq)
+}
+
+// appendV0 appends the fields of minor version 0 under the given minor byte.
+func (t *Tick) appendV0(b []byte, minor byte) []byte {
+	b = append(b, WireMajor, minor)
 	b = binary.LittleEndian.AppendUint64(b, t.ID)
 	b = appendString(b, t.Venue)
 	b = appendString(b, t.Instrument)
@@ -182,6 +199,11 @@ func (t *Tick) UnmarshalBinary(b []byte) error {
 	t.AskSz = d.f64()
 	t.Seq = d.u64()
 	t.IngestTS = int64(d.u64())
+	t.Origin, t.OriginSeq = 0, 0
+	if b[1] >= 1 {
+		t.Origin = d.u64()
+		t.OriginSeq = d.u64()
+	}
 	if d.err != nil {
 		return fmt.Errorf("tick: %w", d.err)
 	}
@@ -305,6 +327,6 @@ func (t *Tick) ComputeID() {
 	var buf [192]byte
 	ingestTS := t.IngestTS
 	t.ID, t.IngestTS = 0, 0
-	t.ID = xxhash.Sum64(t.AppendBinary(buf[:0]))
+	t.ID = xxhash.Sum64(t.appendV0(buf[:0], 0))
 	t.IngestTS = ingestTS
 }

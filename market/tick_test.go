@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"math"
+	"strings"
 	"testing"
 )
 
@@ -13,7 +14,8 @@ func sampleTicks() []Tick {
 			RecvTS: 1723161254087896568, Price: 61837.63, Size: 0.02, TradeID: 3735683259, IngestTS: 99},
 		{Venue: "binance-usdm", Instrument: "BTC-USDT-PERP", Symbol: "BTCUSDT", Kind: KindQuote, RecvTS: 5,
 			BidPx: 61800.2, BidSz: 2.507, AskPx: 61800.3, AskSz: 2.51, Seq: 5123107839020},
-		{Venue: "x", Instrument: "ü-€", Kind: KindBookDelta, Side: SideBuy, Price: math.Inf(1), Size: 0, Seq: math.MaxUint64, ExchTS: -1},
+		{Venue: "x", Instrument: "ü-€", Kind: KindBookDelta, Side: SideBuy, Price: math.Inf(1), Size: 0, Seq: math.MaxUint64, ExchTS: -1,
+			Origin: 0x1234_5678_9abc_def0, OriginSeq: 42},
 	}
 	for i := range ts {
 		ts[i].ComputeID()
@@ -122,4 +124,34 @@ func FuzzDecodeBatch(f *testing.F) {
 			t.Fatalf("re-encode: %v", err)
 		}
 	})
+}
+
+func TestSignalValidate(t *testing.T) {
+	good := Signal{Time: 1723161255300000000, Venue: "binance", Instrument: "BTC-USDT", Type: TypeTrendCall, State: "long",
+		Score: 0.5, ModelVersion: "trend-v1"}
+	good.ComputeID()
+	if err := good.Validate(); err != nil {
+		t.Fatalf("a detector's signal: %v", err)
+	}
+	// What `XADD ... d '{"id":1}'` decodes to.
+	hand := Signal{ID: 1}
+	err := hand.Validate()
+	if err == nil {
+		t.Fatal("an empty signal passed")
+	}
+	for _, want := range []string{"venue is empty", "instrument is empty", `type ""`, "model_version is empty", "time 0"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("%q does not say %q", err, want)
+		}
+	}
+	forged := good
+	forged.ID++
+	if err := forged.Validate(); err == nil || !strings.Contains(err.Error(), "id") {
+		t.Fatalf("a wrong id: %v", err)
+	}
+	nan := good
+	nan.Score = math.NaN()
+	if err := nan.Validate(); err == nil || !strings.Contains(err.Error(), "score") {
+		t.Fatalf("a NaN score: %v", err)
+	}
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,14 @@ type ClickHouseOptions struct {
 	DialTimeout time.Duration
 	// MaxConns bounds the connection pool. Default 4.
 	MaxConns int32
+	// InsertTimeout bounds one insert; a server that does not acknowledge
+	// in time (hung, overloaded) is an error, counted and retried by the
+	// caller. Default 30s.
+	InsertTimeout time.Duration
+	// MaxPartitionsPerInsert is the most day partitions one insert may
+	// touch: a batch that spans more is split. Default 100, the server's
+	// max_partitions_per_insert_block.
+	MaxPartitionsPerInsert int
 }
 
 func (o *ClickHouseOptions) setDefaults() error {
@@ -51,6 +60,12 @@ func (o *ClickHouseOptions) setDefaults() error {
 	if o.MaxConns == 0 {
 		o.MaxConns = 4
 	}
+	if o.InsertTimeout == 0 {
+		o.InsertTimeout = 30 * time.Second
+	}
+	if o.MaxPartitionsPerInsert <= 0 {
+		o.MaxPartitionsPerInsert = 100
+	}
 	return nil
 }
 
@@ -66,8 +81,10 @@ func (o *ClickHouseOptions) setDefaults() error {
 type ClickHouse struct {
 	pool *chpool.Pool
 	db   string
+	opts ClickHouseOptions
 	log  *slog.Logger
 	m    *Metrics
+	writeHealth
 }
 
 var _ Store = (*ClickHouse)(nil)
@@ -100,7 +117,7 @@ func OpenClickHouse(ctx context.Context, opts ClickHouseOptions, logger *slog.Lo
 		pool.Close()
 		return nil, fmt.Errorf("clickhouse %s: %w", opts.Addr, err)
 	}
-	c := &ClickHouse{pool: pool, db: opts.Database, log: logger}
+	c := &ClickHouse{pool: pool, db: opts.Database, opts: opts, log: logger}
 	if err := c.migrate(dctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -260,80 +277,133 @@ func dedupToken(prefix string, ids func(yield func(uint64))) string {
 	return prefix + strconv.FormatUint(h.Sum64(), 16)
 }
 
+// InsertTicks stores ticks. A batch that spans more day partitions than
+// one insert may touch is inserted in parts. Rows the server rejects for good
+// are isolated (see isolate): the rest is stored and a *RejectedError names
+// them. Any other failure (outage, deadline) is returned as is, for the
+// caller to retry the whole batch.
 func (c *ClickHouse) InsertTicks(ctx context.Context, ticks []market.Tick) error {
 	if len(ticks) == 0 {
 		return nil
 	}
-	cols := newTickCols()
-	for i := range ticks {
-		cols.append(&ticks[i])
-	}
-	tok := dedupToken("t-", func(y func(uint64)) {
-		for i := range ticks {
-			y(ticks[i].ID)
+	return c.insertRows(ctx, "ticks", len(ticks), func(i int) int64 { return ticks[i].RecvTS }, func(ctx context.Context, idx []int) error {
+		cols := newTickCols()
+		for _, i := range idx {
+			cols.append(&ticks[i])
 		}
+		tok := dedupToken("t-", func(y func(uint64)) {
+			for _, i := range idx {
+				y(ticks[i].ID)
+			}
+		})
+		start := time.Now()
+		err := c.pool.Do(ctx, ch.Query{
+			Body:     "INSERT INTO " + c.db + ".ticks (" + tickColumns + ") VALUES",
+			Input:    cols.input(),
+			Settings: insertSettings(tok),
+		})
+		if err != nil {
+			return err
+		}
+		c.m.observeInsert("ticks", len(idx), time.Since(start))
+		now := time.Now().UnixNano()
+		for _, i := range idx {
+			if t := ticks[i].IngestTS; t > 0 {
+				c.m.tickLatency.Observe(float64(now-t) / 1e9)
+			}
+		}
+		return nil
 	})
-	start := time.Now()
-	err := c.pool.Do(ctx, ch.Query{
-		Body:     "INSERT INTO " + c.db + ".ticks (" + tickColumns + ") VALUES",
-		Input:    cols.input(),
-		Settings: insertSettings(tok),
-	})
-	if err != nil {
-		c.m.insertErrors.WithLabelValues("ticks").Inc()
-		return fmt.Errorf("insert %d ticks: %w", len(ticks), err)
-	}
-	c.m.observeInsert("ticks", len(ticks), time.Since(start))
-	c.m.observeTickLatency(ticks, time.Now())
-	return nil
 }
 
+// insertRows inserts rows 0..n-1 of table through insert, split by
+// partition, each part under the insert deadline, isolating rejected rows;
+// it counts and logs every failure and keeps the store's write health.
+func (c *ClickHouse) insertRows(ctx context.Context, table string, n int, ts func(int) int64, insert func(context.Context, []int) error) error {
+	var rejected []Rejection
+	for _, part := range byPartition(n, c.opts.MaxPartitionsPerInsert, func(i int) int64 { return dayOf(ts(i)) }) {
+		rej, err := isolate(part, func(idx []int) error {
+			return withDeadline(ctx, c.opts.InsertTimeout, func(ctx context.Context) error { return insert(ctx, idx) })
+		})
+		if err == nil && len(rej) == len(part) && len(part) > 1 {
+			// Every row of a part refused alike is the table's or the
+			// server's fault more likely than the data's: keep them all
+			// for a retry rather than dead-letter a whole batch.
+			err = fmt.Errorf("every row of a %d-row part rejected: %s", len(part), rej[0].Reason)
+			rej = nil
+		}
+		if err != nil {
+			c.m.insertErrors.WithLabelValues(table).Inc()
+			if errors.Is(err, ErrInsertTimeout) {
+				c.m.insertTimeouts.WithLabelValues(table).Inc()
+			}
+			c.writeHealth.failed(time.Now(), err)
+			if ctx.Err() == nil {
+				c.log.Warn("store: insert failed; the batch stays pending and is retried", "table", table, "rows", n, "err", err)
+			}
+			return fmt.Errorf("insert %d %s: %w", n, table, err)
+		}
+		rejected = append(rejected, rej...)
+	}
+	c.writeHealth.ok(time.Now())
+	if len(rejected) == 0 {
+		return nil
+	}
+	slices.SortFunc(rejected, func(a, b Rejection) int { return a.Index - b.Index })
+	c.m.rejected.WithLabelValues(table).Add(float64(len(rejected)))
+	c.log.Error("store: rows rejected by the server; the rest of the batch is stored", "table", table,
+		"rejected", len(rejected), "rows", n, "first_reason", rejected[0].Reason)
+	return &RejectedError{Table: table, Rows: rejected}
+}
+
+// InsertSignals stores signals, as InsertTicks stores ticks.
 func (c *ClickHouse) InsertSignals(ctx context.Context, sigs []market.Signal) error {
 	if len(sigs) == 0 {
 		return nil
 	}
-	var (
-		id                           proto.ColUInt64
-		tm                           = new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano)
-		venue, inst, typ, state, ver = lc(), lc(), lc(), lc(), lc()
-		score                        proto.ColFloat64
-		expl                         proto.ColStr
-		vals                         = proto.NewMap[string, float64](new(proto.ColStr), new(proto.ColFloat64))
-	)
-	for i := range sigs {
-		s := &sigs[i]
-		id.Append(s.ID)
-		tm.AppendRaw(proto.DateTime64(s.Time))
-		venue.Append(s.Venue)
-		inst.Append(s.Instrument)
-		typ.Append(s.Type)
-		state.Append(s.State)
-		score.Append(s.Score)
-		ver.Append(s.ModelVersion)
-		expl.Append(s.Explanation)
-		vals.Append(s.Values)
-	}
-	tok := dedupToken("s-", func(y func(uint64)) {
-		for i := range sigs {
-			y(sigs[i].ID)
+	return c.insertRows(ctx, "signals", len(sigs), func(i int) int64 { return sigs[i].Time }, func(ctx context.Context, idx []int) error {
+		var (
+			id                           proto.ColUInt64
+			tm                           = new(proto.ColDateTime64).WithPrecision(proto.PrecisionNano)
+			venue, inst, typ, state, ver = lc(), lc(), lc(), lc(), lc()
+			score                        proto.ColFloat64
+			expl                         proto.ColStr
+			vals                         = proto.NewMap[string, float64](new(proto.ColStr), new(proto.ColFloat64))
+		)
+		for _, i := range idx {
+			s := &sigs[i]
+			id.Append(s.ID)
+			tm.AppendRaw(proto.DateTime64(s.Time))
+			venue.Append(s.Venue)
+			inst.Append(s.Instrument)
+			typ.Append(s.Type)
+			state.Append(s.State)
+			score.Append(s.Score)
+			ver.Append(s.ModelVersion)
+			expl.Append(s.Explanation)
+			vals.Append(s.Values)
 		}
+		tok := dedupToken("s-", func(y func(uint64)) {
+			for _, i := range idx {
+				y(sigs[i].ID)
+			}
+		})
+		start := time.Now()
+		err := c.pool.Do(ctx, ch.Query{
+			Body: "INSERT INTO " + c.db + ".signals (id, time, venue, instrument, type, state, score, model_version, explanation, signal_values) VALUES",
+			Input: proto.Input{
+				{Name: "id", Data: &id}, {Name: "time", Data: tm}, {Name: "venue", Data: venue}, {Name: "instrument", Data: inst},
+				{Name: "type", Data: typ}, {Name: "state", Data: state}, {Name: "score", Data: &score},
+				{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl}, {Name: "signal_values", Data: vals},
+			},
+			Settings: insertSettings(tok),
+		})
+		if err != nil {
+			return err
+		}
+		c.m.observeInsert("signals", len(idx), time.Since(start))
+		return nil
 	})
-	start := time.Now()
-	err := c.pool.Do(ctx, ch.Query{
-		Body: "INSERT INTO " + c.db + ".signals (id, time, venue, instrument, type, state, score, model_version, explanation, signal_values) VALUES",
-		Input: proto.Input{
-			{Name: "id", Data: &id}, {Name: "time", Data: tm}, {Name: "venue", Data: venue}, {Name: "instrument", Data: inst},
-			{Name: "type", Data: typ}, {Name: "state", Data: state}, {Name: "score", Data: &score},
-			{Name: "model_version", Data: ver}, {Name: "explanation", Data: &expl}, {Name: "signal_values", Data: vals},
-		},
-		Settings: insertSettings(tok),
-	})
-	if err != nil {
-		c.m.insertErrors.WithLabelValues("signals").Inc()
-		return fmt.Errorf("insert %d signals: %w", len(sigs), err)
-	}
-	c.m.observeInsert("signals", len(sigs), time.Since(start))
-	return nil
 }
 
 // insertSettings makes every insert synchronous and deduplicated by token,
@@ -414,6 +484,28 @@ func (c *ClickHouse) CountTicks(ctx context.Context, q Query) (int64, error) {
 		return 0, errors.New("count ticks: no result")
 	}
 	return int64(n.Row(0)), nil
+}
+
+func (c *ClickHouse) CountTicksByMinute(ctx context.Context, q Query) ([]MinuteCount, error) {
+	venue, inst := lc(), lc()
+	var m proto.ColInt64
+	var n proto.ColUInt64
+	var out []MinuteCount
+	err := c.pool.Do(ctx, ch.Query{
+		Body: "SELECT venue, instrument, toInt64(intDiv(toUnixTimestamp64Nano(recv_ts), 60000000000) * 60) AS m, count() AS n FROM " +
+			c.db + ".ticks FINAL" + c.where(q, "recv_ts") + " GROUP BY venue, instrument, m ORDER BY venue, instrument, m",
+		Result: proto.Results{{Name: "venue", Data: venue}, {Name: "instrument", Data: inst}, {Name: "m", Data: &m}, {Name: "n", Data: &n}},
+		OnResult: func(ctx context.Context, b proto.Block) error {
+			for i := 0; i < b.Rows; i++ {
+				out = append(out, MinuteCount{Venue: venue.Row(i), Instrument: inst.Row(i), Minute: m.Row(i), N: int64(n.Row(i))})
+			}
+			return nil
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("count ticks by minute: %w", err)
+	}
+	return out, nil
 }
 
 // CountTickRows returns the number of physical rows, duplicates included

@@ -10,11 +10,14 @@ import (
 
 // Metrics are the store's Prometheus collectors.
 type Metrics struct {
-	inserted      *prometheus.CounterVec
-	insertErrors  *prometheus.CounterVec
-	insertSeconds *prometheus.HistogramVec
-	tickLatency   prometheus.Histogram
-	duplicates    *prometheus.CounterVec
+	inserted       *prometheus.CounterVec
+	insertErrors   *prometheus.CounterVec
+	insertSeconds  *prometheus.HistogramVec
+	tickLatency    prometheus.Histogram
+	duplicates     *prometheus.CounterVec
+	rejected       *prometheus.CounterVec
+	insertTimeouts *prometheus.CounterVec
+	quarantined    *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -41,9 +44,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_store_duplicates_dropped_total", Help: "Rows dropped on read or compaction because their id was already stored.",
 		}, []string{"table"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_store_rejected_rows_total", Help: "Rows the server refused for good (invalid data), isolated from their batch and handed back for dead-lettering; the rest of the batch was stored.",
+		}, []string{"table"}),
+		insertTimeouts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_store_insert_timeouts_total", Help: "Inserts that did not finish within the insert deadline (hung or overloaded server); also counted in insert_errors_total.",
+		}, []string{"table"}),
+		quarantined: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_store_quarantined_files_total", Help: "Parquet data files skipped as unreadable (corrupt, truncated, another schema) and moved under the data directory's _quarantine/ (left in place when read-only).",
+		}, []string{"table"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.inserted, m.insertErrors, m.insertSeconds, m.tickLatency, m.duplicates)
+		reg.MustRegister(m.inserted, m.insertErrors, m.insertSeconds, m.tickLatency, m.duplicates, m.rejected, m.insertTimeouts, m.quarantined)
 	}
 	return m
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -32,6 +33,12 @@ type ParquetOptions struct {
 	Dir string
 	// CompactAt merges a day's files once it has this many. Default 64.
 	CompactAt int
+	// ReadOnly leaves corrupt files where they are (a backtest, an outside
+	// tool): they are skipped and reported by Quarantined. Otherwise they
+	// are moved under Dir/_quarantine.
+	ReadOnly bool
+	// Strict fails a read at the first corrupt file instead of skipping it.
+	Strict bool
 }
 
 // Parquet stores ticks and signals as Parquet files under a directory, for
@@ -47,6 +54,20 @@ type Parquet struct {
 	m         *Metrics
 	mem       memory.Allocator
 	mu        sync.Mutex // serializes compaction against itself
+	readOnly  bool
+	strict    bool
+	writeHealth
+
+	qmu         sync.Mutex
+	quarantined []QuarantinedFile
+}
+
+// QuarantinedFile is a data file that could not be read: corrupt,
+// truncated, or of another schema.
+type QuarantinedFile struct {
+	Path   string // where it was found
+	Moved  string // where it is now ("" when left in place: ReadOnly)
+	Reason string
 }
 
 var _ Store = (*Parquet)(nil)
@@ -67,7 +88,8 @@ func OpenParquet(opts ParquetOptions, logger *slog.Logger, reg prometheus.Regist
 			return nil, fmt.Errorf("parquet store: %w", err)
 		}
 	}
-	return &Parquet{dir: opts.Dir, compactAt: opts.CompactAt, log: logger, m: NewMetrics(reg), mem: memory.DefaultAllocator}, nil
+	return &Parquet{dir: opts.Dir, compactAt: opts.CompactAt, readOnly: opts.ReadOnly, strict: opts.Strict,
+		log: logger, m: NewMetrics(reg), mem: memory.DefaultAllocator}, nil
 }
 
 var tickSchema = arrow.NewSchema([]arrow.Field{
@@ -279,17 +301,21 @@ func syncPath(p string) error {
 	return f.Sync()
 }
 
-func (p *Parquet) readFile(ctx context.Context, path string, fn func(arrow.Record) error) error {
-	f, err := os.Open(path)
+// errCorruptFile marks a data file that cannot be read as the table's.
+var errCorruptFile = errors.New("corrupt data file")
+
+// readFile calls fn with the records of a data file of table. A file that
+// cannot be read (corrupt, truncated, another schema) gives an error
+// wrapping errCorruptFile; errors of fn are returned as they are.
+func (p *Parquet) readFile(ctx context.Context, table, path string, fn func(arrow.Record) error) error {
+	tbl, err := p.openTable(ctx, path)
 	if err != nil {
-		return err
-	}
-	defer f.Close()
-	tbl, err := pqarrow.ReadTable(ctx, f, parquet.NewReaderProperties(p.mem), pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, p.mem)
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return fmt.Errorf("%w: %s: %v", errCorruptFile, path, err)
 	}
 	defer tbl.Release()
+	if err := checkSchema(table, tbl.Schema()); err != nil {
+		return fmt.Errorf("%w: %s: %v", errCorruptFile, path, err)
+	}
 	tr := array.NewTableReader(tbl, 64<<10)
 	defer tr.Release()
 	for tr.Next() {
@@ -297,7 +323,88 @@ func (p *Parquet) readFile(ctx context.Context, path string, fn func(arrow.Recor
 			return err
 		}
 	}
-	return tr.Err()
+	if err := tr.Err(); err != nil {
+		return fmt.Errorf("%w: %s: %v", errCorruptFile, path, err)
+	}
+	return nil
+}
+
+// openTable reads a whole file; the Parquet reader can panic on some
+// corrupt input, which is a corrupt file here, not a crash.
+func (p *Parquet) openTable(ctx context.Context, path string) (tbl arrow.Table, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			tbl, err = nil, fmt.Errorf("unreadable: %v", r)
+		}
+	}()
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return pqarrow.ReadTable(ctx, f, parquet.NewReaderProperties(p.mem), pqarrow.ArrowReadProperties{BatchSize: 64 << 10}, p.mem)
+}
+
+// checkSchema accepts the table's schema, and for signals the older one
+// without the values column.
+func checkSchema(table string, got *arrow.Schema) error {
+	want := tickSchema
+	if table == "signals" {
+		want = signalSchema
+	}
+	n := len(want.Fields())
+	if table == "signals" && len(got.Fields()) == n-1 {
+		n-- // written before signals carried values
+	}
+	if len(got.Fields()) != n {
+		return fmt.Errorf("%d columns, want %d of the %s schema", len(got.Fields()), n, table)
+	}
+	for i := 0; i < n; i++ {
+		g, w := got.Field(i), want.Field(i)
+		if g.Name != w.Name || !arrow.TypeEqual(g.Type, w.Type) {
+			return fmt.Errorf("column %d is %s %s, want %s %s", i, g.Name, g.Type, w.Name, w.Type)
+		}
+	}
+	return nil
+}
+
+// skipCorrupt handles a failed file read: a corrupt file is quarantined
+// (moved aside, or only reported when read-only), counted and logged, and
+// the read goes on (nil), unless the store is strict. Other errors are
+// returned.
+func (p *Parquet) skipCorrupt(table, path string, err error) error {
+	if !errors.Is(err, errCorruptFile) || p.strict {
+		return err
+	}
+	q := QuarantinedFile{Path: path, Reason: err.Error()}
+	if !p.readOnly {
+		rel, rerr := filepath.Rel(filepath.Join(p.dir, table), path)
+		if rerr != nil {
+			rel = filepath.Base(path)
+		}
+		dst := filepath.Join(p.dir, "_quarantine", table, strings.ReplaceAll(rel, string(filepath.Separator), "_"))
+		if merr := os.MkdirAll(filepath.Dir(dst), 0o755); merr == nil {
+			if merr = os.Rename(path, dst); merr == nil {
+				q.Moved = dst
+				_ = os.WriteFile(dst+".reason", []byte(q.Reason+"\n"), 0o644)
+			}
+		}
+	}
+	p.qmu.Lock()
+	p.quarantined = append(p.quarantined, q)
+	p.qmu.Unlock()
+	p.m.quarantined.WithLabelValues(table).Inc()
+	p.log.Error("store: unreadable data file skipped; the rest of the store goes on", "table", table, "path", path,
+		"moved_to", q.Moved, "reason", q.Reason)
+	return nil
+}
+
+// Quarantined lists the data files this store skipped as unreadable since
+// it was opened.
+func (p *Parquet) Quarantined() []QuarantinedFile {
+	p.qmu.Lock()
+	defer p.qmu.Unlock()
+	return slices.Clone(p.quarantined)
 }
 
 // fileName encodes the batch's time range so reads can skip files.
@@ -324,8 +431,10 @@ func (p *Parquet) InsertTicks(ctx context.Context, ticks []market.Tick) error {
 	start := time.Now()
 	err := insertByDay(ctx, p, "ticks", "t", ticks, func(t *market.Tick) (int64, uint64) { return t.RecvTS, t.ID }, ticksRecord)
 	if err != nil {
+		p.writeHealth.failed(time.Now(), err)
 		return err
 	}
+	p.writeHealth.ok(time.Now())
 	p.m.observeInsert("ticks", len(ticks), time.Since(start))
 	p.m.observeTickLatency(ticks, time.Now())
 	return nil
@@ -338,8 +447,10 @@ func (p *Parquet) InsertSignals(ctx context.Context, sigs []market.Signal) error
 	start := time.Now()
 	err := insertByDay(ctx, p, "signals", "s", sigs, func(s *market.Signal) (int64, uint64) { return s.Time, s.ID }, signalsRecord)
 	if err != nil {
+		p.writeHealth.failed(time.Now(), err)
 		return err
 	}
+	p.writeHealth.ok(time.Now())
 	p.m.observeInsert("signals", len(sigs), time.Since(start))
 	return nil
 }
@@ -419,7 +530,7 @@ func (p *Parquet) loadTicks(ctx context.Context, q Query) ([]market.Tick, error)
 	var all, buf []market.Tick
 	dups := 0
 	for _, f := range files {
-		err := p.readFile(ctx, f, func(rec arrow.Record) error {
+		err := p.readFile(ctx, "ticks", f, func(rec arrow.Record) error {
 			buf = recordTicks(rec, buf[:0])
 			for _, t := range buf {
 				if t.RecvTS < lo || t.RecvTS >= hi || !q.wants(t.Instrument) {
@@ -434,7 +545,7 @@ func (p *Parquet) loadTicks(ctx context.Context, q Query) ([]market.Tick, error)
 			}
 			return nil
 		})
-		if err != nil {
+		if err := p.skipCorrupt("ticks", f, err); err != nil {
 			return nil, fmt.Errorf("read ticks: %w", err)
 		}
 	}
@@ -462,6 +573,29 @@ func (p *Parquet) CountTicks(ctx context.Context, q Query) (int64, error) {
 	return int64(len(all)), err
 }
 
+func (p *Parquet) CountTicksByMinute(ctx context.Context, q Query) ([]MinuteCount, error) {
+	all, err := p.loadTicks(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	type key struct {
+		v, i string
+		m    int64
+	}
+	counts := map[key]int64{}
+	for i := range all {
+		counts[key{all[i].Venue, all[i].Instrument, minuteOf(all[i].RecvTS)}]++
+	}
+	out := make([]MinuteCount, 0, len(counts))
+	for k, n := range counts {
+		out = append(out, MinuteCount{Venue: k.v, Instrument: k.i, Minute: k.m, N: n})
+	}
+	slices.SortFunc(out, func(a, b MinuteCount) int {
+		return cmp.Or(cmp.Compare(a.Venue, b.Venue), cmp.Compare(a.Instrument, b.Instrument), cmp.Compare(a.Minute, b.Minute))
+	})
+	return out, nil
+}
+
 func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]market.Signal, error) {
 	lo, hi := q.bounds()
 	files, err := p.files("signals", lo, hi)
@@ -471,7 +605,7 @@ func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]market.Signal, er
 	seen := map[uint64]struct{}{}
 	var out, buf []market.Signal
 	for _, f := range files {
-		err := p.readFile(ctx, f, func(rec arrow.Record) error {
+		err := p.readFile(ctx, "signals", f, func(rec arrow.Record) error {
 			buf = recordSignals(rec, buf[:0])
 			for _, s := range buf {
 				if s.Time < lo || s.Time >= hi || !q.wants(s.Instrument) {
@@ -485,7 +619,7 @@ func (p *Parquet) ReadSignals(ctx context.Context, q Query) ([]market.Signal, er
 			}
 			return nil
 		})
-		if err != nil {
+		if err := p.skipCorrupt("signals", f, err); err != nil {
 			return nil, fmt.Errorf("read signals: %w", err)
 		}
 	}
@@ -516,12 +650,21 @@ func (p *Parquet) maybeCompact(ctx context.Context, table, d string) error {
 	var rec arrow.Record
 	var lo, hi int64 = 1<<63 - 1, -1 << 63
 	var ids []uint64
+	var read []string // the files merged (not those quarantined)
+	merge := func(n string, fn func(arrow.Record) error) error {
+		err := p.readFile(ctx, table, filepath.Join(dir, n), fn)
+		if err == nil {
+			read = append(read, n)
+			return nil
+		}
+		return p.skipCorrupt(table, filepath.Join(dir, n), err)
+	}
 	switch table {
 	case "ticks":
 		seen := map[uint64]struct{}{}
 		var all, buf []market.Tick
 		for _, n := range names {
-			if err := p.readFile(ctx, filepath.Join(dir, n), func(r arrow.Record) error {
+			if err := merge(n, func(r arrow.Record) error {
 				buf = recordTicks(r, buf[:0])
 				for _, t := range buf {
 					if _, ok := seen[t.ID]; !ok {
@@ -541,7 +684,7 @@ func (p *Parquet) maybeCompact(ctx context.Context, table, d string) error {
 		seen := map[uint64]struct{}{}
 		var all, buf []market.Signal
 		for _, n := range names {
-			if err := p.readFile(ctx, filepath.Join(dir, n), func(r arrow.Record) error {
+			if err := merge(n, func(r arrow.Record) error {
 				buf = recordSignals(r, buf[:0])
 				for _, s := range buf {
 					if _, ok := seen[s.ID]; !ok {
@@ -561,6 +704,9 @@ func (p *Parquet) maybeCompact(ctx context.Context, table, d string) error {
 		return errors.New("unknown table " + table)
 	}
 	defer rec.Release()
+	if len(read) == 0 {
+		return nil
+	}
 	tok := dedupToken("c", func(y func(uint64)) {
 		for _, id := range ids {
 			y(id)
@@ -570,7 +716,7 @@ func (p *Parquet) maybeCompact(ctx context.Context, table, d string) error {
 	if err := writeFile(filepath.Join(dir, merged), rec); err != nil {
 		return err
 	}
-	for _, n := range names {
+	for _, n := range read {
 		if n != merged {
 			if err := os.Remove(filepath.Join(dir, n)); err != nil {
 				return err

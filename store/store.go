@@ -29,7 +29,28 @@ type Store interface {
 	ReadSignals(ctx context.Context, q Query) ([]market.Signal, error)
 	// CountTicks returns the number of distinct stored ticks in q.
 	CountTicks(ctx context.Context, q Query) (int64, error)
+	// CountTicksByMinute returns the distinct stored ticks of q per venue,
+	// instrument and minute of receive time (what reconcile compares with
+	// ingest's ledger).
+	CountTicksByMinute(ctx context.Context, q Query) ([]MinuteCount, error)
 	Close() error
+}
+
+// MinuteCount is the number of ticks of one venue and instrument received
+// in one minute (Unix seconds, a multiple of 60).
+type MinuteCount struct {
+	Venue, Instrument string
+	Minute            int64
+	N                 int64
+}
+
+func minuteOf(ns int64) int64 {
+	const minute = 60 * int64(time.Second)
+	q := ns / minute
+	if ns%minute < 0 {
+		q-- // floor, also before 1970
+	}
+	return q * 60
 }
 
 // Query selects a time range (on receive time for ticks, event time for

@@ -43,3 +43,14 @@ func Bytes(t testing.TB, data []byte, name string) {
 		t.Fatalf("golden %s differs:\n got:\n%s\nwant:\n%s", name, hex.Dump(data), hex.Dump(want))
 	}
 }
+
+// Read returns the bytes of the golden file NAME.raw (a fixture of an older
+// format, say), failing t when it is missing.
+func Read(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(Dir, name+".raw"))
+	if err != nil {
+		t.Fatalf("golden %s: %v", name, err)
+	}
+	return b
+}
