@@ -21,12 +21,6 @@ const (
 	MarketUSDM = "usdm"
 )
 
-// Venue names of the Binance markets.
-const (
-	VenueBinance     = "binance"
-	VenueBinanceUSDM = "binance-usdm"
-)
-
 // BinanceConfig configures a BinanceParser.
 type BinanceConfig struct {
 	Market string // MarketSpot or MarketUSDM
@@ -38,26 +32,26 @@ type BinanceConfig struct {
 // BinanceParser turns Binance spot or USD-M futures websocket frames (combined
 // stream wrappers or bare payloads) and REST depth snapshots into ticks.
 //
-// Two JSON paths produce identical ticks: simdjson-go where the CPU supports
-// it, and a dedicated scanner elsewhere (or with ForceFallback). The scanner
-// accepts exactly the documents simdjson-go accepts, so a frame is malformed
-// or not independently of the machine.
+// Frames are parsed by the shared JSONParser: simdjson-go where the CPU
+// supports it, the portable tape builder elsewhere (or with ForceFallback).
+// Both produce the same tape, which the parser reads with the shared jfield
+// accessors, so a frame gives the same ticks, or is malformed for the same
+// reason, independently of the machine.
 //
 // A BinanceParser is not safe for concurrent use; use one per connection.
 type BinanceParser struct {
-	market  string
-	venue   string
-	useSIMD bool
-	m       *venueMetrics
+	market string
+	venue  string
+	m      *venueMetrics
 
-	pj       *simdjson.ParsedJson
-	simdSub  simdjson.Object
-	fb       fbScanner
-	top      fields
-	data     fields
-	rootType jtype
-	syms     map[string]*symInfo
-	upper    []byte
+	jp      *JSONParser
+	obj     simdjson.Object // scratch: the object being read (a local would escape)
+	top     fields
+	data    fields
+	rootArr bool          // the frame's root is an array
+	lv      [2][]rawLevel // scratch: the bids and asks of the frame
+	syms    map[string]*symEntry
+	upper   []byte
 
 	// diff describes the depth diff the last Parse decoded, for the feed's
 	// book synchronization (an update without levels yields no ticks but
@@ -66,24 +60,26 @@ type BinanceParser struct {
 	// snapID is the lastUpdateId of the last snapshot decoded.
 	snapID uint64
 
-	batch    []byte               // ParseBatch's frames as one JSON array
-	pjBatch  *simdjson.ParsedJson // ParseBatch's tape
-	batchObj simdjson.Object
+	batch   []byte      // ParseBatch's frames as one JSON array
+	jpBatch *JSONParser // ParseBatch's parser (simdjson-go path only)
 }
 
 // depthDiff is the identity of one depthUpdate diff event.
 type depthDiff struct {
 	ok       bool
-	si       *symInfo
+	si       *symEntry
 	U, u, pu uint64
 	hasPU    bool
 }
 
-var simdOpts = []simdjson.ParserOption{simdjson.WithCopyStrings(false)}
-
 // NewBinanceParser returns a parser for one market. m may be nil (metrics are
 // then kept in unregistered collectors).
 func NewBinanceParser(cfg BinanceConfig, m *Metrics) (*BinanceParser, error) {
+	return newBinanceParser(cfg, m, NewJSONParser(cfg.ForceFallback))
+}
+
+// newBinanceParser is NewBinanceParser on jp (a feed shares its core's).
+func newBinanceParser(cfg BinanceConfig, m *Metrics, jp *JSONParser) (*BinanceParser, error) {
 	var venue string
 	switch cfg.Market {
 	case MarketSpot:
@@ -97,16 +93,16 @@ func NewBinanceParser(cfg BinanceConfig, m *Metrics) (*BinanceParser, error) {
 		m = NewMetrics(nil)
 	}
 	p := &BinanceParser{
-		market:  cfg.Market,
-		venue:   venue,
-		useSIMD: simdjson.SupportedCPU() && !cfg.ForceFallback,
-		m:       m.forVenue(venue),
-		syms:    make(map[string]*symInfo),
+		market: cfg.Market,
+		venue:  venue,
+		m:      m.forVenue(venue),
+		jp:     jp,
+		syms:   make(map[string]*symEntry),
 	}
 	p.top.reset()
 	p.data.reset()
 	path := "fallback"
-	if p.useSIMD {
+	if jp.SIMD() {
 		path = "simdjson"
 	}
 	m.parserPath.WithLabelValues(venue, path).Set(1)
@@ -120,7 +116,7 @@ func (p *BinanceParser) Venue() string { return p.venue }
 func (p *BinanceParser) Market() string { return p.market }
 
 // SIMD reports whether the parser uses simdjson-go.
-func (p *BinanceParser) SIMD() bool { return p.useSIMD }
+func (p *BinanceParser) SIMD() bool { return p.jp.SIMD() }
 
 // Parse appends the ticks of one websocket frame to out. recvNS is the local
 // receive time (ns since the epoch); it becomes both RecvTS and IngestTS
@@ -170,20 +166,43 @@ func (p *BinanceParser) parse(recvNS int64, frame []byte, out []market.Tick, sym
 	return out, nil
 }
 
-// extract fills p.top (and p.data for a combined stream wrapper) from frame.
+// extract parses frame and fills p.top with the members of its root
+// object (p.data is filled by build, for a combined stream wrapper).
 func (p *BinanceParser) extract(frame []byte) *ParseError {
 	p.top.reset()
 	p.data.reset()
-	p.rootType = jNone
+	p.rootArr = false
 	// A raw NUL is never valid JSON, but simdjson-go tolerates it right after
 	// a literal (true\x00...). Reject it up front on both paths.
 	if bytes.IndexByte(frame, 0) >= 0 {
 		return errBadJSON()
 	}
-	if p.useSIMD {
-		return p.extractSIMD(frame)
+	pj, err := p.jp.Parse(frame)
+	if err != nil {
+		return errBadJSON()
 	}
-	return p.extractFallback(frame)
+	it := pj.Iter()
+	if it.AdvanceInto() != simdjson.TagRoot {
+		return errBadJSON()
+	}
+	return p.root(&it, it.Advance())
+}
+
+// root fills p.top from the root value it (of type typ): an object, or an
+// array (which build rejects).
+func (p *BinanceParser) root(it *simdjson.Iter, typ simdjson.Type) *ParseError {
+	switch typ {
+	case simdjson.TypeObject:
+	case simdjson.TypeArray:
+		p.rootArr = true
+		return nil
+	default:
+		return errBadJSON()
+	}
+	if _, err := it.Object(&p.obj); err != nil {
+		return errBadJSON()
+	}
+	return p.top.fill(&p.obj, true)
 }
 
 // ---- errors ----
@@ -238,21 +257,6 @@ func errBadJSON() *ParseError { return &ParseError{Reason: ReasonBadJSON} }
 func fieldErr(r Reason, k int) *ParseError { return &ParseError{Reason: r, Field: keyNames[k]} }
 
 // ---- extracted fields ----
-
-// jtype is the JSON type of an extracted value.
-type jtype uint8
-
-const (
-	jNone   jtype = iota // absent
-	jString              // str holds the (unescaped) bytes
-	jUint                // non-negative integer in u
-	jNegInt
-	jFloat
-	jBool // value in b
-	jNull
-	jObject
-	jArray // for level keys: lv holds the levels unless lvBad
-)
 
 // Keys the parser reads. Any other key is validated and skipped.
 const (
@@ -337,45 +341,62 @@ func keyIndex(name []byte) int {
 	return -1
 }
 
-func isLevelKey(k int) bool { return k == kA || k == kB || k == kBids || k == kAsks }
-
+// rawLevel is one [price, size, ...] level's text.
 type rawLevel struct{ px, sz []byte }
 
-type slot struct {
-	t     jtype
-	str   []byte
-	u     uint64
-	b     bool
-	lv    []rawLevel
-	lvBad bool // the array is not a list of [price, size, ...] string pairs
-}
-
+// fields are the members of one object the parser reads, by key; absent
+// members have typ TypeNone.
 type fields struct {
-	s    [nKeys]slot
-	used uint32 // bit k: slot k was set since the last reset
+	f    [nKeys]jfield
+	used uint32 // bit k: f[k] was set since the last reset
 	dup  int    // first key seen twice, -1 if none
 }
 
 func (f *fields) reset() {
 	for u := f.used; u != 0; u &= u - 1 {
-		i := bits.TrailingZeros32(u)
-		f.s[i] = slot{lv: f.s[i].lv[:0]}
+		f.f[bits.TrailingZeros32(u)].typ = simdjson.TypeNone
 	}
 	f.used = 0
 	f.dup = -1
 }
 
-// set returns key k's slot, cleared, noting a duplicate key.
-func (f *fields) set(k int) *slot {
-	s := &f.s[k]
-	if f.used&(1<<k) != 0 {
-		if f.dup < 0 {
+// fill reads obj's members into f, noting the first key seen twice. Only
+// the root object (top) has a data member: a nested one is skipped.
+func (f *fields) fill(obj *simdjson.Object, top bool) *ParseError {
+	var el simdjson.Iter
+	for {
+		name, typ, err := obj.NextElementBytes(&el)
+		if err != nil {
+			return errBadJSON()
+		}
+		if typ == simdjson.TypeNone {
+			return nil
+		}
+		k := keyIndex(name)
+		if k < 0 || (k == kData && !top) {
+			continue
+		}
+		if f.used&(1<<k) != 0 && f.dup < 0 {
 			f.dup = k
 		}
-		*s = slot{lv: s.lv[:0]}
+		f.used |= 1 << k
+		f.f[k] = jfield{it: el, typ: typ}
 	}
-	f.used |= 1 << k
-	return s
+}
+
+// has reports whether key k is present.
+func (f *fields) has(k int) bool { return f.f[k].typ != simdjson.TypeNone }
+
+// isUint reports whether f is a JSON integer that is not negative.
+func isUint(f *jfield) bool {
+	switch f.typ {
+	case simdjson.TypeUint:
+		return true
+	case simdjson.TypeInt:
+		v, err := f.it.Int()
+		return err == nil && v >= 0
+	}
+	return false
 }
 
 // ---- ticks ----
@@ -407,7 +428,7 @@ func ignoredIndex(e []byte) int {
 }
 
 func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snapshot bool) ([]market.Tick, *ParseError) {
-	if p.rootType != jObject {
+	if p.rootArr {
 		return out, &ParseError{Reason: ReasonBadType, Field: "root"}
 	}
 	top := &p.top
@@ -415,25 +436,31 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 		return out, fieldErr(ReasonDuplicateField, top.dup)
 	}
 	var stream []byte
-	switch top.s[kStream].t {
-	case jNone:
-	case jString:
-		stream = top.s[kStream].str
-	default:
-		return out, fieldErr(ReasonBadType, kStream)
+	if top.has(kStream) {
+		s, err := top.f[kStream].str(keyNames[kStream])
+		if err != nil {
+			return out, err
+		}
+		stream = s
 	}
 	ev := top
-	if d := top.s[kData].t; d != jNone {
-		if d != jObject {
+	if d := &top.f[kData]; d.typ != simdjson.TypeNone {
+		if d.typ != simdjson.TypeObject {
 			return out, fieldErr(ReasonBadType, kData)
 		}
+		if _, err := d.it.Object(&p.obj); err != nil {
+			return out, errBadJSON()
+		}
 		ev = &p.data
+		if err := ev.fill(&p.obj, false); err != nil {
+			return out, err
+		}
 		if ev.dup >= 0 {
 			return out, fieldErr(ReasonDuplicateField, ev.dup)
 		}
 	}
 	if snapshot {
-		if ev.s[kLastUpdateID].t == jNone || ev.s[kEvent].t != jNone {
+		if !ev.has(kLastUpdateID) || ev.has(kEvent) {
 			return out, &ParseError{Reason: ReasonNotSnapshot}
 		}
 		si, err := p.lookupString(symbol)
@@ -443,14 +470,15 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 		return p.restSnapshot(recv, ev, si, out)
 	}
 
-	e := &ev.s[kEvent]
-	switch e.t {
-	case jString:
-	case jNone:
+	var e []byte
+	switch f := &ev.f[kEvent]; f.typ {
+	case simdjson.TypeString:
+		e, _ = f.str(keyNames[kEvent])
+	case simdjson.TypeNone:
 		switch {
-		case hasSuffix(stream, "@bookTicker") || ev.s[kFinalID].t != jNone:
+		case hasSuffix(stream, "@bookTicker") || ev.has(kFinalID):
 			return p.bookTicker(recv, ev, out)
-		case ev.s[kLastUpdateID].t != jNone:
+		case ev.has(kLastUpdateID):
 			sym, ok := p.streamSymbol(stream)
 			if !ok {
 				return out, &ParseError{Reason: ReasonMissingSymbol}
@@ -460,7 +488,7 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 				return out, err
 			}
 			return p.restSnapshot(recv, ev, si, out)
-		case ev.s[kID].t != jNone || ev.s[kResult].t != jNone:
+		case ev.has(kID) || ev.has(kResult):
 			p.m.ignored[ignResponse].Inc()
 			return out, nil
 		}
@@ -468,7 +496,7 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 	default:
 		return out, fieldErr(ReasonBadType, kEvent)
 	}
-	switch string(e.str) {
+	switch string(e) {
 	case "trade":
 		return p.trade(recv, ev, out, kTradeID)
 	case "aggTrade":
@@ -478,7 +506,7 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 	case "depthUpdate":
 		return p.depth(recv, ev, out, isPartialDepth(stream))
 	}
-	p.m.ignored[ignoredIndex(e.str)].Inc()
+	p.m.ignored[ignoredIndex(e)].Inc()
 	return out, nil
 }
 
@@ -526,79 +554,77 @@ const maxMillis = math.MaxInt64 / 1_000_000
 
 // exchTS is T (transaction time) when present, else E, else 0; ms → ns.
 func exchTS(ev *fields) (int64, *ParseError) {
-	if t := ev.s[kEventTime].t; t != jNone && t != jUint {
+	if ev.has(kEventTime) && !isUint(&ev.f[kEventTime]) {
 		return 0, fieldErr(ReasonBadType, kEventTime)
 	}
 	k := kTxTime
 	switch {
-	case ev.s[kTxTime].t != jNone:
-	case ev.s[kEventTime].t != jNone:
+	case ev.has(kTxTime):
+	case ev.has(kEventTime):
 		k = kEventTime
 	default:
 		return 0, nil
 	}
-	ms, err := reqUint(ev, k)
-	if err != nil {
-		return 0, err
+	if !isUint(&ev.f[k]) {
+		return 0, typeErr(&ev.f[k], keyNames[k])
 	}
-	if ms > maxMillis {
-		return 0, fieldErr(ReasonBadNumber, k)
-	}
-	return int64(ms) * 1e6, nil
+	return ev.f[k].msTime(keyNames[k])
 }
 
+// reqUint reads a JSON integer that is not negative (Binance sends ids
+// and times as numbers: a string or a negative number has the wrong type).
 func reqUint(ev *fields, k int) (uint64, *ParseError) {
-	switch ev.s[k].t {
-	case jUint:
-		return ev.s[k].u, nil
-	case jNone:
-		return 0, fieldErr(ReasonMissingField, k)
+	if f := &ev.f[k]; !isUint(f) {
+		return 0, typeErr(f, keyNames[k])
 	}
-	return 0, fieldErr(ReasonBadType, k)
+	return ev.f[k].uint(keyNames[k])
 }
 
-func reqString(ev *fields, k int) ([]byte, *ParseError) {
-	switch ev.s[k].t {
-	case jString:
-		return ev.s[k].str, nil
-	case jNone:
-		return nil, fieldErr(ReasonMissingField, k)
-	}
-	return nil, fieldErr(ReasonBadType, k)
-}
+func reqString(ev *fields, k int) ([]byte, *ParseError) { return ev.f[k].str(keyNames[k]) }
 
 // reqDecimal parses a price or size string; it must be finite and not
 // negative.
 func reqDecimal(ev *fields, k int) (float64, *ParseError) {
-	b, err := reqString(ev, k)
+	v, _, err := ev.f[k].dec(keyNames[k])
+	return v, err
+}
+
+func decimalField(b []byte, k int) (float64, *ParseError) { return decString(b, keyNames[k]) }
+
+// reqLevels reads the [[price, size, ...], ...] string pairs of key k into
+// p.lv[side]; any other shape has the wrong type. Only the text is kept:
+// the numbers are parsed once every field of the frame has been checked.
+func (p *BinanceParser) reqLevels(ev *fields, k, side int) ([]rawLevel, *ParseError) {
+	lv := p.lv[side][:0]
+	defer func() { p.lv[side] = lv }()
+	it, err := ev.f[k].arrayIter(keyNames[k])
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return decimalField(b, k)
-}
-
-func decimalField(b []byte, k int) (float64, *ParseError) {
-	f, ok := parseDecimal(b)
-	if !ok || math.IsInf(f, 0) || math.IsNaN(f) || math.Signbit(f) {
-		return 0, fieldErr(ReasonBadNumber, k)
-	}
-	return f, nil
-}
-
-func reqLevels(ev *fields, k int) ([]rawLevel, *ParseError) {
-	switch ev.s[k].t {
-	case jArray:
-		if ev.s[k].lvBad {
+	for {
+		el, ok := next(&it)
+		if !ok {
+			return lv, nil
+		}
+		if el.typ != simdjson.TypeArray {
 			return nil, fieldErr(ReasonBadType, k)
 		}
-		return ev.s[k].lv, nil
-	case jNone:
-		return nil, fieldErr(ReasonMissingField, k)
+		li, err := el.arrayIter(keyNames[k])
+		if err != nil {
+			return nil, err
+		}
+		pf, _ := next(&li)
+		sf, _ := next(&li)
+		if pf.typ != simdjson.TypeString || sf.typ != simdjson.TypeString {
+			return nil, fieldErr(ReasonBadType, k)
+		}
+		px, _ := pf.str(keyNames[k])
+		sz, _ := sf.str(keyNames[k])
+		lv = append(lv, rawLevel{px, sz})
 	}
-	return nil, fieldErr(ReasonBadType, k)
 }
 
-func (p *BinanceParser) symbol(ev *fields) (*symInfo, *ParseError) {
+func (p *BinanceParser) symbol(ev *fields) (*symEntry, *ParseError) {
 	b, err := reqString(ev, kSymbol)
 	if err != nil {
 		return nil, err
@@ -606,7 +632,7 @@ func (p *BinanceParser) symbol(ev *fields) (*symInfo, *ParseError) {
 	return p.lookup(b)
 }
 
-func (p *BinanceParser) newTick(si *symInfo, kind market.Kind, recv, exch int64) market.Tick {
+func (p *BinanceParser) newTick(si *symEntry, kind market.Kind, recv, exch int64) market.Tick {
 	if !si.normalized {
 		p.m.unnormalized.Inc()
 	}
@@ -631,26 +657,28 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []market.Tick, idKey i
 	if err != nil {
 		return out, err
 	}
-	m := &ev.s[kMaker]
-	switch m.t {
-	case jBool:
-	case jNone:
-		return out, fieldErr(ReasonMissingField, kMaker)
-	default:
-		return out, fieldErr(ReasonBadType, kMaker)
+	m := &ev.f[kMaker]
+	if m.typ != simdjson.TypeBool {
+		return out, typeErr(m, keyNames[kMaker])
+	}
+	makerBuys, err2 := m.it.Bool()
+	if err2 != nil {
+		return out, errBadJSON()
 	}
 	ts, err := exchTS(ev)
 	if err != nil {
 		return out, err
 	}
 	kind := market.KindTrade
-	switch x := &ev.s[kExecType]; x.t {
-	case jNone:
-	case jString:
+	if ev.has(kExecType) {
+		x, err := reqString(ev, kExecType)
+		if err != nil {
+			return out, err
+		}
 		// Futures trades carry the order type: MARKET for ordinary trades,
 		// INSURANCE_FUND for liquidations filled by the insurance fund; ADL
 		// and NA fills are not market trades and are left out.
-		switch string(x.str) {
+		switch string(x) {
 		case "MARKET":
 		case "INSURANCE_FUND":
 			kind = market.KindLiquidation
@@ -658,12 +686,10 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []market.Tick, idKey i
 			p.m.ignored[ignTradeNonMarket].Inc()
 			return out, nil
 		}
-	default:
-		return out, fieldErr(ReasonBadType, kExecType)
 	}
 	t := p.newTick(si, kind, recv, ts)
 	t.Side = market.SideBuy
-	if m.b { // buyer is the maker: the taker sold
+	if makerBuys { // buyer is the maker: the taker sold
 		t.Side = market.SideSell
 	}
 	t.Price, t.Size, t.TradeID = px, sz, id
@@ -714,14 +740,18 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []market.Tick, partial
 	if err != nil {
 		return out, err
 	}
-	if ev.s[kPrevID].t != jNone && ev.s[kPrevID].t != jUint {
-		return out, fieldErr(ReasonBadType, kPrevID)
+	pu, hasPU := ev.f[kPrevID], false
+	if pu.typ != simdjson.TypeNone {
+		if !isUint(&pu) {
+			return out, fieldErr(ReasonBadType, kPrevID)
+		}
+		hasPU = true
 	}
-	bids, err := reqLevels(ev, kB)
+	bids, err := p.reqLevels(ev, kB, 0)
 	if err != nil {
 		return out, err
 	}
-	asks, err := reqLevels(ev, kA)
+	asks, err := p.reqLevels(ev, kA, 1)
 	if err != nil {
 		return out, err
 	}
@@ -735,23 +765,26 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []market.Tick, partial
 	}
 	out, perr := p.levels(recv, ts, si, kind, u, bids, asks, kB, kA, out)
 	if perr == nil && !partial {
-		p.diff = depthDiff{ok: true, si: si, U: first, u: u, pu: ev.s[kPrevID].u, hasPU: ev.s[kPrevID].t == jUint}
+		p.diff = depthDiff{ok: true, si: si, U: first, u: u, hasPU: hasPU}
+		if hasPU {
+			p.diff.pu, _ = pu.uint(keyNames[kPrevID])
+		}
 	}
 	return out, perr
 }
 
-func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []market.Tick) ([]market.Tick, *ParseError) {
+func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symEntry, out []market.Tick) ([]market.Tick, *ParseError) {
 	id, err := reqUint(ev, kLastUpdateID)
 	if err != nil {
 		return out, err
 	}
 	p.snapID = id
 	bk, ak := kBids, kAsks
-	bids, err := reqLevels(ev, bk)
+	bids, err := p.reqLevels(ev, bk, 0)
 	if err != nil {
 		return out, err
 	}
-	asks, err := reqLevels(ev, ak)
+	asks, err := p.reqLevels(ev, ak, 1)
 	if err != nil {
 		return out, err
 	}
@@ -762,7 +795,7 @@ func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []
 	return p.levels(recv, ts, si, market.KindSnapshot, id, bids, asks, bk, ak, out)
 }
 
-func (p *BinanceParser) levels(recv, ts int64, si *symInfo, kind market.Kind, seq uint64, bids, asks []rawLevel, bk, ak int, out []market.Tick) ([]market.Tick, *ParseError) {
+func (p *BinanceParser) levels(recv, ts int64, si *symEntry, kind market.Kind, seq uint64, bids, asks []rawLevel, bk, ak int, out []market.Tick) ([]market.Tick, *ParseError) {
 	n := len(out)
 	base := p.newTick(si, kind, recv, ts)
 	base.Seq = seq
@@ -796,25 +829,19 @@ func (p *BinanceParser) levels(recv, ts int64, si *symInfo, kind market.Kind, se
 
 // ---- symbols ----
 
-type symInfo struct {
-	symbol     string
-	instrument string
-	normalized bool
-}
-
 const (
 	maxSymbolLen     = 64
 	maxCachedSymbols = 8192
 )
 
-func (p *BinanceParser) lookupString(s string) (*symInfo, *ParseError) {
+func (p *BinanceParser) lookupString(s string) (*symEntry, *ParseError) {
 	if si, ok := p.syms[s]; ok {
 		return si, nil
 	}
 	return p.lookup([]byte(s))
 }
 
-func (p *BinanceParser) lookup(b []byte) (*symInfo, *ParseError) {
+func (p *BinanceParser) lookup(b []byte) (*symEntry, *ParseError) {
 	if si, ok := p.syms[string(b)]; ok {
 		return si, nil
 	}
@@ -826,7 +853,7 @@ func (p *BinanceParser) lookup(b []byte) (*symInfo, *ParseError) {
 			return nil, fieldErr(ReasonBadSymbol, kSymbol)
 		}
 	}
-	si := &symInfo{symbol: string(b)}
+	si := &symEntry{symbol: string(b)}
 	si.instrument, si.normalized = NormalizeBinanceSymbol(p.market, si.symbol)
 	if len(p.syms) < maxCachedSymbols {
 		p.syms[si.symbol] = si

@@ -11,8 +11,8 @@ import (
 )
 
 func init() {
-	RegisterFeed(VenueBinance, func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketSpot, c) })
-	RegisterFeed(VenueBinanceUSDM, func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketUSDM, c) })
+	RegisterVenue(VenueInfo{Name: VenueBinance, Cryptofeed: []string{"BINANCE"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketSpot, c) }})
+	RegisterVenue(VenueInfo{Name: VenueBinanceUSDM, Cryptofeed: []string{"BINANCE_FUTURES"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketUSDM, c) }})
 }
 
 // Public Binance endpoints (FeedConfig.Endpoint and RESTEndpoint replace
