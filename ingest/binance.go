@@ -32,26 +32,28 @@ type BinanceConfig struct {
 // BinanceParser turns Binance spot or USD-M futures websocket frames (combined
 // stream wrappers or bare payloads) and REST depth snapshots into ticks.
 //
-// Frames are parsed by the shared JSONParser: simdjson-go where the CPU
-// supports it, the portable tape builder elsewhere (or with ForceFallback).
-// Both produce the same tape, which the parser reads with the shared jfield
-// accessors, so a frame gives the same ticks, or is malformed for the same
-// reason, independently of the machine.
+// Two JSON paths produce identical ticks: the shared JSONParser's
+// simdjson-go tape where the CPU supports it, and a dedicated scanner
+// elsewhere (or with ForceFallback; see binance_fallback.go for why Binance
+// keeps its own instead of the shared tape builder). The scanner accepts
+// exactly the documents simdjson-go accepts, so a frame is malformed or not
+// independently of the machine.
 //
 // A BinanceParser is not safe for concurrent use; use one per connection.
 type BinanceParser struct {
-	market string
-	venue  string
-	m      *venueMetrics
+	market  string
+	venue   string
+	useSIMD bool
+	m       *venueMetrics
 
-	jp      *JSONParser
-	obj     simdjson.Object // scratch: the object being read (a local would escape)
-	top     fields
-	data    fields
-	rootArr bool          // the frame's root is an array
-	lv      [2][]rawLevel // scratch: the bids and asks of the frame
-	syms    map[string]*symEntry
-	upper   []byte
+	jp       *JSONParser // the simdjson-go path's parser (shared with a feed's core)
+	simdSub  simdjson.Object
+	fb       fbScanner
+	top      fields
+	data     fields
+	rootType jtype
+	syms     map[string]*symEntry
+	upper    []byte
 
 	// diff describes the depth diff the last Parse decoded, for the feed's
 	// book synchronization (an update without levels yields no ticks but
@@ -60,8 +62,9 @@ type BinanceParser struct {
 	// snapID is the lastUpdateId of the last snapshot decoded.
 	snapID uint64
 
-	batch   []byte      // ParseBatch's frames as one JSON array
-	jpBatch *JSONParser // ParseBatch's parser (simdjson-go path only)
+	batch    []byte      // ParseBatch's frames as one JSON array
+	jpBatch  *JSONParser // ParseBatch's parser (simdjson-go path only)
+	batchObj simdjson.Object
 }
 
 // depthDiff is the identity of one depthUpdate diff event.
@@ -93,16 +96,17 @@ func newBinanceParser(cfg BinanceConfig, m *Metrics, jp *JSONParser) (*BinancePa
 		m = NewMetrics(nil)
 	}
 	p := &BinanceParser{
-		market: cfg.Market,
-		venue:  venue,
-		m:      m.forVenue(venue),
-		jp:     jp,
-		syms:   make(map[string]*symEntry),
+		market:  cfg.Market,
+		venue:   venue,
+		useSIMD: jp.SIMD(),
+		m:       m.forVenue(venue),
+		jp:      jp,
+		syms:    make(map[string]*symEntry),
 	}
 	p.top.reset()
 	p.data.reset()
 	path := "fallback"
-	if jp.SIMD() {
+	if p.useSIMD {
 		path = "simdjson"
 	}
 	m.parserPath.WithLabelValues(venue, path).Set(1)
@@ -116,7 +120,7 @@ func (p *BinanceParser) Venue() string { return p.venue }
 func (p *BinanceParser) Market() string { return p.market }
 
 // SIMD reports whether the parser uses simdjson-go.
-func (p *BinanceParser) SIMD() bool { return p.jp.SIMD() }
+func (p *BinanceParser) SIMD() bool { return p.useSIMD }
 
 // Parse appends the ticks of one websocket frame to out. recvNS is the local
 // receive time (ns since the epoch); it becomes both RecvTS and IngestTS
@@ -166,43 +170,20 @@ func (p *BinanceParser) parse(recvNS int64, frame []byte, out []market.Tick, sym
 	return out, nil
 }
 
-// extract parses frame and fills p.top with the members of its root
-// object (p.data is filled by build, for a combined stream wrapper).
+// extract fills p.top (and p.data for a combined stream wrapper) from frame.
 func (p *BinanceParser) extract(frame []byte) *ParseError {
 	p.top.reset()
 	p.data.reset()
-	p.rootArr = false
+	p.rootType = jNone
 	// A raw NUL is never valid JSON, but simdjson-go tolerates it right after
 	// a literal (true\x00...). Reject it up front on both paths.
 	if bytes.IndexByte(frame, 0) >= 0 {
 		return errBadJSON()
 	}
-	pj, err := p.jp.Parse(frame)
-	if err != nil {
-		return errBadJSON()
+	if p.useSIMD {
+		return p.extractSIMD(frame)
 	}
-	it := pj.Iter()
-	if it.AdvanceInto() != simdjson.TagRoot {
-		return errBadJSON()
-	}
-	return p.root(&it, it.Advance())
-}
-
-// root fills p.top from the root value it (of type typ): an object, or an
-// array (which build rejects).
-func (p *BinanceParser) root(it *simdjson.Iter, typ simdjson.Type) *ParseError {
-	switch typ {
-	case simdjson.TypeObject:
-	case simdjson.TypeArray:
-		p.rootArr = true
-		return nil
-	default:
-		return errBadJSON()
-	}
-	if _, err := it.Object(&p.obj); err != nil {
-		return errBadJSON()
-	}
-	return p.top.fill(&p.obj, true)
+	return p.extractFallback(frame)
 }
 
 // ---- errors ----
@@ -257,6 +238,21 @@ func errBadJSON() *ParseError { return &ParseError{Reason: ReasonBadJSON} }
 func fieldErr(r Reason, k int) *ParseError { return &ParseError{Reason: r, Field: keyNames[k]} }
 
 // ---- extracted fields ----
+
+// jtype is the JSON type of an extracted value.
+type jtype uint8
+
+const (
+	jNone   jtype = iota // absent
+	jString              // str holds the (unescaped) bytes
+	jUint                // non-negative integer in u
+	jNegInt
+	jFloat
+	jBool // value in b
+	jNull
+	jObject
+	jArray // for level keys: lv holds the levels unless lvBad
+)
 
 // Keys the parser reads. Any other key is validated and skipped.
 const (
@@ -341,62 +337,45 @@ func keyIndex(name []byte) int {
 	return -1
 }
 
-// rawLevel is one [price, size, ...] level's text.
+func isLevelKey(k int) bool { return k == kA || k == kB || k == kBids || k == kAsks }
+
 type rawLevel struct{ px, sz []byte }
 
-// fields are the members of one object the parser reads, by key; absent
-// members have typ TypeNone.
+type slot struct {
+	t     jtype
+	str   []byte
+	u     uint64
+	b     bool
+	lv    []rawLevel
+	lvBad bool // the array is not a list of [price, size, ...] string pairs
+}
+
 type fields struct {
-	f    [nKeys]jfield
-	used uint32 // bit k: f[k] was set since the last reset
+	s    [nKeys]slot
+	used uint32 // bit k: slot k was set since the last reset
 	dup  int    // first key seen twice, -1 if none
 }
 
 func (f *fields) reset() {
 	for u := f.used; u != 0; u &= u - 1 {
-		f.f[bits.TrailingZeros32(u)].typ = simdjson.TypeNone
+		i := bits.TrailingZeros32(u)
+		f.s[i] = slot{lv: f.s[i].lv[:0]}
 	}
 	f.used = 0
 	f.dup = -1
 }
 
-// fill reads obj's members into f, noting the first key seen twice. Only
-// the root object (top) has a data member: a nested one is skipped.
-func (f *fields) fill(obj *simdjson.Object, top bool) *ParseError {
-	var el simdjson.Iter
-	for {
-		name, typ, err := obj.NextElementBytes(&el)
-		if err != nil {
-			return errBadJSON()
-		}
-		if typ == simdjson.TypeNone {
-			return nil
-		}
-		k := keyIndex(name)
-		if k < 0 || (k == kData && !top) {
-			continue
-		}
-		if f.used&(1<<k) != 0 && f.dup < 0 {
+// set returns key k's slot, cleared, noting a duplicate key.
+func (f *fields) set(k int) *slot {
+	s := &f.s[k]
+	if f.used&(1<<k) != 0 {
+		if f.dup < 0 {
 			f.dup = k
 		}
-		f.used |= 1 << k
-		f.f[k] = jfield{it: el, typ: typ}
+		*s = slot{lv: s.lv[:0]}
 	}
-}
-
-// has reports whether key k is present.
-func (f *fields) has(k int) bool { return f.f[k].typ != simdjson.TypeNone }
-
-// isUint reports whether f is a JSON integer that is not negative.
-func isUint(f *jfield) bool {
-	switch f.typ {
-	case simdjson.TypeUint:
-		return true
-	case simdjson.TypeInt:
-		v, err := f.it.Int()
-		return err == nil && v >= 0
-	}
-	return false
+	f.used |= 1 << k
+	return s
 }
 
 // ---- ticks ----
@@ -428,7 +407,7 @@ func ignoredIndex(e []byte) int {
 }
 
 func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snapshot bool) ([]market.Tick, *ParseError) {
-	if p.rootArr {
+	if p.rootType != jObject {
 		return out, &ParseError{Reason: ReasonBadType, Field: "root"}
 	}
 	top := &p.top
@@ -436,31 +415,25 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 		return out, fieldErr(ReasonDuplicateField, top.dup)
 	}
 	var stream []byte
-	if top.has(kStream) {
-		s, err := top.f[kStream].str(keyNames[kStream])
-		if err != nil {
-			return out, err
-		}
-		stream = s
+	switch top.s[kStream].t {
+	case jNone:
+	case jString:
+		stream = top.s[kStream].str
+	default:
+		return out, fieldErr(ReasonBadType, kStream)
 	}
 	ev := top
-	if d := &top.f[kData]; d.typ != simdjson.TypeNone {
-		if d.typ != simdjson.TypeObject {
+	if d := top.s[kData].t; d != jNone {
+		if d != jObject {
 			return out, fieldErr(ReasonBadType, kData)
 		}
-		if _, err := d.it.Object(&p.obj); err != nil {
-			return out, errBadJSON()
-		}
 		ev = &p.data
-		if err := ev.fill(&p.obj, false); err != nil {
-			return out, err
-		}
 		if ev.dup >= 0 {
 			return out, fieldErr(ReasonDuplicateField, ev.dup)
 		}
 	}
 	if snapshot {
-		if !ev.has(kLastUpdateID) || ev.has(kEvent) {
+		if ev.s[kLastUpdateID].t == jNone || ev.s[kEvent].t != jNone {
 			return out, &ParseError{Reason: ReasonNotSnapshot}
 		}
 		si, err := p.lookupString(symbol)
@@ -470,15 +443,14 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 		return p.restSnapshot(recv, ev, si, out)
 	}
 
-	var e []byte
-	switch f := &ev.f[kEvent]; f.typ {
-	case simdjson.TypeString:
-		e, _ = f.str(keyNames[kEvent])
-	case simdjson.TypeNone:
+	e := &ev.s[kEvent]
+	switch e.t {
+	case jString:
+	case jNone:
 		switch {
-		case hasSuffix(stream, "@bookTicker") || ev.has(kFinalID):
+		case hasSuffix(stream, "@bookTicker") || ev.s[kFinalID].t != jNone:
 			return p.bookTicker(recv, ev, out)
-		case ev.has(kLastUpdateID):
+		case ev.s[kLastUpdateID].t != jNone:
 			sym, ok := p.streamSymbol(stream)
 			if !ok {
 				return out, &ParseError{Reason: ReasonMissingSymbol}
@@ -488,7 +460,7 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 				return out, err
 			}
 			return p.restSnapshot(recv, ev, si, out)
-		case ev.has(kID) || ev.has(kResult):
+		case ev.s[kID].t != jNone || ev.s[kResult].t != jNone:
 			p.m.ignored[ignResponse].Inc()
 			return out, nil
 		}
@@ -496,7 +468,7 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 	default:
 		return out, fieldErr(ReasonBadType, kEvent)
 	}
-	switch string(e) {
+	switch string(e.str) {
 	case "trade":
 		return p.trade(recv, ev, out, kTradeID)
 	case "aggTrade":
@@ -506,7 +478,7 @@ func (p *BinanceParser) build(recv int64, out []market.Tick, symbol string, snap
 	case "depthUpdate":
 		return p.depth(recv, ev, out, isPartialDepth(stream))
 	}
-	p.m.ignored[ignoredIndex(e)].Inc()
+	p.m.ignored[ignoredIndex(e.str)].Inc()
 	return out, nil
 }
 
@@ -554,74 +526,76 @@ const maxMillis = math.MaxInt64 / 1_000_000
 
 // exchTS is T (transaction time) when present, else E, else 0; ms → ns.
 func exchTS(ev *fields) (int64, *ParseError) {
-	if ev.has(kEventTime) && !isUint(&ev.f[kEventTime]) {
+	if t := ev.s[kEventTime].t; t != jNone && t != jUint {
 		return 0, fieldErr(ReasonBadType, kEventTime)
 	}
 	k := kTxTime
 	switch {
-	case ev.has(kTxTime):
-	case ev.has(kEventTime):
+	case ev.s[kTxTime].t != jNone:
+	case ev.s[kEventTime].t != jNone:
 		k = kEventTime
 	default:
 		return 0, nil
 	}
-	if !isUint(&ev.f[k]) {
-		return 0, typeErr(&ev.f[k], keyNames[k])
+	ms, err := reqUint(ev, k)
+	if err != nil {
+		return 0, err
 	}
-	return ev.f[k].msTime(keyNames[k])
+	if ms > maxMillis {
+		return 0, fieldErr(ReasonBadNumber, k)
+	}
+	return int64(ms) * 1e6, nil
 }
 
-// reqUint reads a JSON integer that is not negative (Binance sends ids
-// and times as numbers: a string or a negative number has the wrong type).
 func reqUint(ev *fields, k int) (uint64, *ParseError) {
-	if f := &ev.f[k]; !isUint(f) {
-		return 0, typeErr(f, keyNames[k])
+	switch ev.s[k].t {
+	case jUint:
+		return ev.s[k].u, nil
+	case jNone:
+		return 0, fieldErr(ReasonMissingField, k)
 	}
-	return ev.f[k].uint(keyNames[k])
+	return 0, fieldErr(ReasonBadType, k)
 }
 
-func reqString(ev *fields, k int) ([]byte, *ParseError) { return ev.f[k].str(keyNames[k]) }
+func reqString(ev *fields, k int) ([]byte, *ParseError) {
+	switch ev.s[k].t {
+	case jString:
+		return ev.s[k].str, nil
+	case jNone:
+		return nil, fieldErr(ReasonMissingField, k)
+	}
+	return nil, fieldErr(ReasonBadType, k)
+}
 
 // reqDecimal parses a price or size string; it must be finite and not
 // negative.
 func reqDecimal(ev *fields, k int) (float64, *ParseError) {
-	v, _, err := ev.f[k].dec(keyNames[k])
-	return v, err
+	b, err := reqString(ev, k)
+	if err != nil {
+		return 0, err
+	}
+	return decimalField(b, k)
 }
 
-func decimalField(b []byte, k int) (float64, *ParseError) { return decString(b, keyNames[k]) }
+func decimalField(b []byte, k int) (float64, *ParseError) {
+	f, ok := parseDecimal(b)
+	if !ok || math.IsInf(f, 0) || math.IsNaN(f) || math.Signbit(f) {
+		return 0, fieldErr(ReasonBadNumber, k)
+	}
+	return f, nil
+}
 
-// reqLevels reads the [[price, size, ...], ...] string pairs of key k into
-// p.lv[side]; any other shape has the wrong type. Only the text is kept:
-// the numbers are parsed once every field of the frame has been checked.
-func (p *BinanceParser) reqLevels(ev *fields, k, side int) ([]rawLevel, *ParseError) {
-	lv := p.lv[side][:0]
-	defer func() { p.lv[side] = lv }()
-	it, err := ev.f[k].arrayIter(keyNames[k])
-	if err != nil {
-		return nil, err
-	}
-	for {
-		el, ok := next(&it)
-		if !ok {
-			return lv, nil
-		}
-		if el.typ != simdjson.TypeArray {
+func reqLevels(ev *fields, k int) ([]rawLevel, *ParseError) {
+	switch ev.s[k].t {
+	case jArray:
+		if ev.s[k].lvBad {
 			return nil, fieldErr(ReasonBadType, k)
 		}
-		li, err := el.arrayIter(keyNames[k])
-		if err != nil {
-			return nil, err
-		}
-		pf, _ := next(&li)
-		sf, _ := next(&li)
-		if pf.typ != simdjson.TypeString || sf.typ != simdjson.TypeString {
-			return nil, fieldErr(ReasonBadType, k)
-		}
-		px, _ := pf.str(keyNames[k])
-		sz, _ := sf.str(keyNames[k])
-		lv = append(lv, rawLevel{px, sz})
+		return ev.s[k].lv, nil
+	case jNone:
+		return nil, fieldErr(ReasonMissingField, k)
 	}
+	return nil, fieldErr(ReasonBadType, k)
 }
 
 func (p *BinanceParser) symbol(ev *fields) (*symEntry, *ParseError) {
@@ -657,28 +631,26 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []market.Tick, idKey i
 	if err != nil {
 		return out, err
 	}
-	m := &ev.f[kMaker]
-	if m.typ != simdjson.TypeBool {
-		return out, typeErr(m, keyNames[kMaker])
-	}
-	makerBuys, err2 := m.it.Bool()
-	if err2 != nil {
-		return out, errBadJSON()
+	m := &ev.s[kMaker]
+	switch m.t {
+	case jBool:
+	case jNone:
+		return out, fieldErr(ReasonMissingField, kMaker)
+	default:
+		return out, fieldErr(ReasonBadType, kMaker)
 	}
 	ts, err := exchTS(ev)
 	if err != nil {
 		return out, err
 	}
 	kind := market.KindTrade
-	if ev.has(kExecType) {
-		x, err := reqString(ev, kExecType)
-		if err != nil {
-			return out, err
-		}
+	switch x := &ev.s[kExecType]; x.t {
+	case jNone:
+	case jString:
 		// Futures trades carry the order type: MARKET for ordinary trades,
 		// INSURANCE_FUND for liquidations filled by the insurance fund; ADL
 		// and NA fills are not market trades and are left out.
-		switch string(x) {
+		switch string(x.str) {
 		case "MARKET":
 		case "INSURANCE_FUND":
 			kind = market.KindLiquidation
@@ -686,10 +658,12 @@ func (p *BinanceParser) trade(recv int64, ev *fields, out []market.Tick, idKey i
 			p.m.ignored[ignTradeNonMarket].Inc()
 			return out, nil
 		}
+	default:
+		return out, fieldErr(ReasonBadType, kExecType)
 	}
 	t := p.newTick(si, kind, recv, ts)
 	t.Side = market.SideBuy
-	if makerBuys { // buyer is the maker: the taker sold
+	if m.b { // buyer is the maker: the taker sold
 		t.Side = market.SideSell
 	}
 	t.Price, t.Size, t.TradeID = px, sz, id
@@ -740,18 +714,14 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []market.Tick, partial
 	if err != nil {
 		return out, err
 	}
-	pu, hasPU := ev.f[kPrevID], false
-	if pu.typ != simdjson.TypeNone {
-		if !isUint(&pu) {
-			return out, fieldErr(ReasonBadType, kPrevID)
-		}
-		hasPU = true
+	if ev.s[kPrevID].t != jNone && ev.s[kPrevID].t != jUint {
+		return out, fieldErr(ReasonBadType, kPrevID)
 	}
-	bids, err := p.reqLevels(ev, kB, 0)
+	bids, err := reqLevels(ev, kB)
 	if err != nil {
 		return out, err
 	}
-	asks, err := p.reqLevels(ev, kA, 1)
+	asks, err := reqLevels(ev, kA)
 	if err != nil {
 		return out, err
 	}
@@ -765,10 +735,7 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []market.Tick, partial
 	}
 	out, perr := p.levels(recv, ts, si, kind, u, bids, asks, kB, kA, out)
 	if perr == nil && !partial {
-		p.diff = depthDiff{ok: true, si: si, U: first, u: u, hasPU: hasPU}
-		if hasPU {
-			p.diff.pu, _ = pu.uint(keyNames[kPrevID])
-		}
+		p.diff = depthDiff{ok: true, si: si, U: first, u: u, pu: ev.s[kPrevID].u, hasPU: ev.s[kPrevID].t == jUint}
 	}
 	return out, perr
 }
@@ -780,11 +747,11 @@ func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symEntry, out [
 	}
 	p.snapID = id
 	bk, ak := kBids, kAsks
-	bids, err := p.reqLevels(ev, bk, 0)
+	bids, err := reqLevels(ev, bk)
 	if err != nil {
 		return out, err
 	}
-	asks, err := p.reqLevels(ev, ak, 1)
+	asks, err := reqLevels(ev, ak)
 	if err != nil {
 		return out, err
 	}
