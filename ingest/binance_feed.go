@@ -10,8 +10,18 @@ import (
 )
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueBinance, Cryptofeed: []string{"BINANCE"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketSpot, c) }})
-	RegisterVenue(VenueInfo{Name: VenueBinanceUSDM, Cryptofeed: []string{"BINANCE_FUTURES"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketUSDM, c) }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueBinance,
+		Cryptofeed: []string{"BINANCE"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketSpot, c) },
+	})
+	RegisterVenue(VenueInfo{
+		Name:       VenueBinanceUSDM,
+		Cryptofeed: []string{"BINANCE_FUTURES"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketUSDM, c) },
+	})
 }
 
 // Public Binance endpoints (FeedConfig.Endpoint and RESTEndpoint replace

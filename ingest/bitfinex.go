@@ -31,7 +31,12 @@ const (
 )
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueBitfinex, Cryptofeed: []string{"BITFINEX"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding}, New: func(cfg FeedConfig) (Feed, error) { return NewBitfinexFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueBitfinex,
+		Cryptofeed: []string{"BITFINEX"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBitfinexFeed(cfg), nil },
+	})
 }
 
 // Bitfinex channel kinds.

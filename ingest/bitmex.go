@@ -22,7 +22,12 @@ import (
 // Docs: https://www.bitmex.com/app/wsAPI.
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueBitmex, Cryptofeed: []string{"BITMEX"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(cfg FeedConfig) (Feed, error) { return NewBitmexFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueBitmex,
+		Cryptofeed: []string{"BITMEX"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBitmexFeed(cfg), nil },
+	})
 }
 
 type bitmexLevel struct {

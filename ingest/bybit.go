@@ -13,8 +13,17 @@ import (
 )
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueBybit, Cryptofeed: []string{"BYBIT"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, false), nil }})
-	RegisterVenue(VenueInfo{Name: VenueBybitLinear, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations}, New: func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, true), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueBybit,
+		Cryptofeed: []string{"BYBIT"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, false), nil },
+	})
+	RegisterVenue(VenueInfo{
+		Name:     VenueBybitLinear,
+		Channels: []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations},
+		New:      func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, true), nil },
+	})
 }
 
 // BybitFeed is Bybit's v5 public websocket, spot

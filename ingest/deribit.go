@@ -23,7 +23,12 @@ import (
 // Docs: https://docs.deribit.com/#subscriptions, #public-set_heartbeat.
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueDeribit, Cryptofeed: []string{"DERIBIT"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations}, New: func(cfg FeedConfig) (Feed, error) { return NewDeribitFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueDeribit,
+		Cryptofeed: []string{"DERIBIT"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewDeribitFeed(cfg), nil },
+	})
 }
 
 // deribitInterval is the notification interval subscribed: "raw" needs an

@@ -124,21 +124,21 @@ type FeedConfig struct {
 
 // Venue names: the name a venue's ticks carry and NewFeed's key.
 const (
-	VenueBinance     = "binance"      // spot
-	VenueBinanceUSDM = "binance-usdm" // USD-M futures
+	VenueBinance     = "binance"      // Binance spot
+	VenueBinanceUSDM = "binance-usdm" // Binance USD-M futures
 	VenueBitfinex    = "bitfinex"
 	VenueBitmex      = "bitmex"
-	VenueBitstamp    = "bitstamp"
-	VenueBybit       = "bybit"        // spot
-	VenueBybitLinear = "bybit-linear" // USDT/USDC perpetuals and futures
-	VenueCoinbase    = "coinbase"
+	VenueBitstamp    = "bitstamp"     // websocket v2
+	VenueBybit       = "bybit"        // Bybit v5 spot
+	VenueBybitLinear = "bybit-linear" // Bybit v5 USDT/USDC perpetuals and futures
+	VenueCoinbase    = "coinbase"     // Coinbase Exchange
 	VenueDeribit     = "deribit"
 	VenueGateio      = "gateio"
-	VenueGemini      = "gemini"
-	VenueHuobi       = "huobi"
-	VenueKraken      = "kraken"
+	VenueGemini      = "gemini" // market data v2
+	VenueHuobi       = "huobi"  // HTX
+	VenueKraken      = "kraken" // spot
 	VenueKucoin      = "kucoin"
-	VenueOKX         = "okx"
+	VenueOKX         = "okx" // v5 public websocket
 )
 
 // VenueInfo describes one venue's feed; venue files register theirs from

@@ -23,7 +23,12 @@ import (
 // "How to maintain local order book").
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueGateio, Cryptofeed: []string{"GATEIO"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(cfg FeedConfig) (Feed, error) { return NewGateioFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueGateio,
+		Cryptofeed: []string{"GATEIO"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewGateioFeed(cfg), nil },
+	})
 }
 
 // GateioFeed is the Gate.io spot v4 Feed.

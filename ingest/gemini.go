@@ -20,7 +20,12 @@ import (
 // Docs: https://docs.gemini.com/websocket/market-data/v2/about
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueGemini, Cryptofeed: []string{"GEMINI"}, Channels: []Channel{ChanTrades, ChanBook}, New: func(cfg FeedConfig) (Feed, error) { return NewGeminiFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueGemini,
+		Cryptofeed: []string{"GEMINI"},
+		Channels:   []Channel{ChanTrades, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewGeminiFeed(cfg), nil },
+	})
 }
 
 // GeminiFeed is the Gemini market data v2 Feed.

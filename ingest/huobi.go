@@ -23,7 +23,12 @@ import (
 // Docs: https://www.htx.com/en-us/opend/newApiPages/ (Websocket Market Data).
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueHuobi, Cryptofeed: []string{"HUOBI"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(cfg FeedConfig) (Feed, error) { return NewHuobiFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueHuobi,
+		Cryptofeed: []string{"HUOBI"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewHuobiFeed(cfg), nil },
+	})
 }
 
 // huobiMaxFrame bounds a decompressed frame (a gzip bomb is malformed, not

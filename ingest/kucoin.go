@@ -29,7 +29,12 @@ import (
 // and .../spot-trading/public-channels/level2-market-data.
 
 func init() {
-	RegisterVenue(VenueInfo{Name: VenueKucoin, Cryptofeed: []string{"KUCOIN"}, Channels: []Channel{ChanTrades, ChanQuotes, ChanBook}, New: func(cfg FeedConfig) (Feed, error) { return NewKucoinFeed(cfg), nil }})
+	RegisterVenue(VenueInfo{
+		Name:       VenueKucoin,
+		Cryptofeed: []string{"KUCOIN"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewKucoinFeed(cfg), nil },
+	})
 }
 
 // KucoinFeed is the KuCoin spot Feed.
