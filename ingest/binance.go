@@ -21,12 +21,6 @@ const (
 	MarketUSDM = "usdm"
 )
 
-// Venue names of the Binance markets.
-const (
-	VenueBinance     = "binance"
-	VenueBinanceUSDM = "binance-usdm"
-)
-
 // BinanceConfig configures a BinanceParser.
 type BinanceConfig struct {
 	Market string // MarketSpot or MarketUSDM
@@ -38,10 +32,12 @@ type BinanceConfig struct {
 // BinanceParser turns Binance spot or USD-M futures websocket frames (combined
 // stream wrappers or bare payloads) and REST depth snapshots into ticks.
 //
-// Two JSON paths produce identical ticks: simdjson-go where the CPU supports
-// it, and a dedicated scanner elsewhere (or with ForceFallback). The scanner
-// accepts exactly the documents simdjson-go accepts, so a frame is malformed
-// or not independently of the machine.
+// Two JSON paths produce identical ticks: the shared JSONParser's
+// simdjson-go tape where the CPU supports it, and a dedicated scanner
+// elsewhere (or with ForceFallback; see binance_fallback.go for why Binance
+// keeps its own instead of the shared tape builder). The scanner accepts
+// exactly the documents simdjson-go accepts, so a frame is malformed or not
+// independently of the machine.
 //
 // A BinanceParser is not safe for concurrent use; use one per connection.
 type BinanceParser struct {
@@ -50,13 +46,13 @@ type BinanceParser struct {
 	useSIMD bool
 	m       *venueMetrics
 
-	pj       *simdjson.ParsedJson
+	jp       *JSONParser // the simdjson-go path's parser (shared with a feed's core)
 	simdSub  simdjson.Object
 	fb       fbScanner
 	top      fields
 	data     fields
 	rootType jtype
-	syms     map[string]*symInfo
+	syms     map[string]*symEntry
 	upper    []byte
 
 	// diff describes the depth diff the last Parse decoded, for the feed's
@@ -66,24 +62,27 @@ type BinanceParser struct {
 	// snapID is the lastUpdateId of the last snapshot decoded.
 	snapID uint64
 
-	batch    []byte               // ParseBatch's frames as one JSON array
-	pjBatch  *simdjson.ParsedJson // ParseBatch's tape
+	batch    []byte      // ParseBatch's frames as one JSON array
+	jpBatch  *JSONParser // ParseBatch's parser (simdjson-go path only)
 	batchObj simdjson.Object
 }
 
 // depthDiff is the identity of one depthUpdate diff event.
 type depthDiff struct {
 	ok       bool
-	si       *symInfo
+	si       *symEntry
 	U, u, pu uint64
 	hasPU    bool
 }
 
-var simdOpts = []simdjson.ParserOption{simdjson.WithCopyStrings(false)}
-
 // NewBinanceParser returns a parser for one market. m may be nil (metrics are
 // then kept in unregistered collectors).
 func NewBinanceParser(cfg BinanceConfig, m *Metrics) (*BinanceParser, error) {
+	return newBinanceParser(cfg, m, NewJSONParser(cfg.ForceFallback))
+}
+
+// newBinanceParser is NewBinanceParser on jp (a feed shares its core's).
+func newBinanceParser(cfg BinanceConfig, m *Metrics, jp *JSONParser) (*BinanceParser, error) {
 	var venue string
 	switch cfg.Market {
 	case MarketSpot:
@@ -99,9 +98,10 @@ func NewBinanceParser(cfg BinanceConfig, m *Metrics) (*BinanceParser, error) {
 	p := &BinanceParser{
 		market:  cfg.Market,
 		venue:   venue,
-		useSIMD: simdjson.SupportedCPU() && !cfg.ForceFallback,
+		useSIMD: jp.SIMD(),
 		m:       m.forVenue(venue),
-		syms:    make(map[string]*symInfo),
+		jp:      jp,
+		syms:    make(map[string]*symEntry),
 	}
 	p.top.reset()
 	p.data.reset()
@@ -598,7 +598,7 @@ func reqLevels(ev *fields, k int) ([]rawLevel, *ParseError) {
 	return nil, fieldErr(ReasonBadType, k)
 }
 
-func (p *BinanceParser) symbol(ev *fields) (*symInfo, *ParseError) {
+func (p *BinanceParser) symbol(ev *fields) (*symEntry, *ParseError) {
 	b, err := reqString(ev, kSymbol)
 	if err != nil {
 		return nil, err
@@ -606,7 +606,7 @@ func (p *BinanceParser) symbol(ev *fields) (*symInfo, *ParseError) {
 	return p.lookup(b)
 }
 
-func (p *BinanceParser) newTick(si *symInfo, kind market.Kind, recv, exch int64) market.Tick {
+func (p *BinanceParser) newTick(si *symEntry, kind market.Kind, recv, exch int64) market.Tick {
 	if !si.normalized {
 		p.m.unnormalized.Inc()
 	}
@@ -740,7 +740,7 @@ func (p *BinanceParser) depth(recv int64, ev *fields, out []market.Tick, partial
 	return out, perr
 }
 
-func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []market.Tick) ([]market.Tick, *ParseError) {
+func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symEntry, out []market.Tick) ([]market.Tick, *ParseError) {
 	id, err := reqUint(ev, kLastUpdateID)
 	if err != nil {
 		return out, err
@@ -762,7 +762,7 @@ func (p *BinanceParser) restSnapshot(recv int64, ev *fields, si *symInfo, out []
 	return p.levels(recv, ts, si, market.KindSnapshot, id, bids, asks, bk, ak, out)
 }
 
-func (p *BinanceParser) levels(recv, ts int64, si *symInfo, kind market.Kind, seq uint64, bids, asks []rawLevel, bk, ak int, out []market.Tick) ([]market.Tick, *ParseError) {
+func (p *BinanceParser) levels(recv, ts int64, si *symEntry, kind market.Kind, seq uint64, bids, asks []rawLevel, bk, ak int, out []market.Tick) ([]market.Tick, *ParseError) {
 	n := len(out)
 	base := p.newTick(si, kind, recv, ts)
 	base.Seq = seq
@@ -796,25 +796,19 @@ func (p *BinanceParser) levels(recv, ts int64, si *symInfo, kind market.Kind, se
 
 // ---- symbols ----
 
-type symInfo struct {
-	symbol     string
-	instrument string
-	normalized bool
-}
-
 const (
 	maxSymbolLen     = 64
 	maxCachedSymbols = 8192
 )
 
-func (p *BinanceParser) lookupString(s string) (*symInfo, *ParseError) {
+func (p *BinanceParser) lookupString(s string) (*symEntry, *ParseError) {
 	if si, ok := p.syms[s]; ok {
 		return si, nil
 	}
 	return p.lookup([]byte(s))
 }
 
-func (p *BinanceParser) lookup(b []byte) (*symInfo, *ParseError) {
+func (p *BinanceParser) lookup(b []byte) (*symEntry, *ParseError) {
 	if si, ok := p.syms[string(b)]; ok {
 		return si, nil
 	}
@@ -826,7 +820,7 @@ func (p *BinanceParser) lookup(b []byte) (*symInfo, *ParseError) {
 			return nil, fieldErr(ReasonBadSymbol, kSymbol)
 		}
 	}
-	si := &symInfo{symbol: string(b)}
+	si := &symEntry{symbol: string(b)}
 	si.instrument, si.normalized = NormalizeBinanceSymbol(p.market, si.symbol)
 	if len(p.syms) < maxCachedSymbols {
 		p.syms[si.symbol] = si

@@ -55,7 +55,7 @@ func TestBinanceParseBatch(t *testing.T) {
 		if !bytes.Equal(encodeTicks(got), encodeTicks(want)) || len(ends) != len(wantEnds) {
 			t.Fatalf("%s: batch gives %d ticks, %d ends; want %d, %d", name, len(got), len(ends), len(want), len(wantEnds))
 		}
-		if batch.pjBatch == nil {
+		if batch.jpBatch == nil || batch.jpBatch.pj == nil {
 			t.Fatalf("%s: no batch went through one simdjson-go call", name)
 		}
 	}

@@ -3,7 +3,6 @@ package ingest
 import (
 	"encoding/json"
 	"fmt"
-	"log/slog"
 	"net/url"
 	"strings"
 
@@ -11,8 +10,18 @@ import (
 )
 
 func init() {
-	RegisterFeed(VenueBinance, func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketSpot, c) })
-	RegisterFeed(VenueBinanceUSDM, func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketUSDM, c) })
+	RegisterVenue(VenueInfo{
+		Name:       VenueBinance,
+		Cryptofeed: []string{"BINANCE"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketSpot, c) },
+	})
+	RegisterVenue(VenueInfo{
+		Name:       VenueBinanceUSDM,
+		Cryptofeed: []string{"BINANCE_FUTURES"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(c FeedConfig) (Feed, error) { return NewBinanceFeed(MarketUSDM, c) },
+	})
 }
 
 // Public Binance endpoints (FeedConfig.Endpoint and RESTEndpoint replace
@@ -30,7 +39,8 @@ const (
 )
 
 // BinanceFeed is the Feed of Binance spot ("binance") and USD-M futures
-// ("binance-usdm"), on top of BinanceParser (both JSON paths).
+// ("binance-usdm"), on top of BinanceParser (both JSON paths) and the
+// shared feed core and books.
 //
 // Books follow Binance's documented procedure ("How to manage a local order
 // book correctly"): depth diffs are buffered until a REST snapshot
@@ -42,44 +52,39 @@ const (
 // than the buffered events is fetched again. A broken sequence or a crossed
 // book yields one market.KindGap tick, withholds the instrument's book ticks and
 // asks for a new snapshot.
+//
+// Per book (bookState): synced is "snapshot applied, deltas flow"; first
+// is "synced, the first event after the snapshot still to come"; seq is
+// the snapshot's lastUpdateId (first) or the u of the last event applied;
+// pend and pendLv buffer the events while no snapshot is applied;
+// requested is "a snapshot was asked for and has not arrived"; resync is
+// "a gap tick was published since the book was last in sync".
 type BinanceFeed struct {
-	market, venue string
-	p             *BinanceParser
-	fm            *FeedMetrics
-	log           *slog.Logger
-	ws, rest      string
-	books         map[string]*binanceBook
-	reqs          []SnapshotRequest
-}
-
-type binanceBook struct {
-	symbol, instrument string
-	book               Book
-	synced             bool   // snapshot applied; deltas flow
-	first              bool   // synced, and the first event after the snapshot is still to come
-	lastU              uint64 // synced: lastUpdateId of the snapshot (first) or u of the last event applied
-	buf                []binanceEvent
-	pending            bool // a snapshot was asked for and has not arrived
-	gapSent            bool // a market.KindGap tick was published since the book was last in sync
-}
-
-type binanceEvent struct {
-	U, u, pu uint64
-	hasPU    bool
-	ticks    []market.Tick
+	feedCore
+	market   string
+	p        *BinanceParser
+	ws, rest string
 }
 
 // NewBinanceFeed returns the Feed of market (MarketSpot or MarketUSDM).
 func NewBinanceFeed(market string, cfg FeedConfig) (*BinanceFeed, error) {
-	p, err := NewBinanceParser(BinanceConfig{Market: market, ForceFallback: cfg.ForceFallback}, cfg.Metrics)
+	venue := VenueBinance
+	switch market {
+	case MarketSpot:
+	case MarketUSDM:
+		venue = VenueBinanceUSDM
+	default:
+		// The parser names the markets it supports.
+		_, err := NewBinanceParser(BinanceConfig{Market: market}, nil)
+		return nil, err
+	}
+	norm := func(symbol string) (string, bool) { return NormalizeBinanceSymbol(market, strings.ToUpper(symbol)) }
+	f := &BinanceFeed{feedCore: newFeedCore(venue, cfg, norm), market: market}
+	p, err := newBinanceParser(BinanceConfig{Market: market, ForceFallback: cfg.ForceFallback}, cfg.Metrics, f.jp)
 	if err != nil {
 		return nil, err
 	}
-	f := &BinanceFeed{market: market, venue: p.Venue(), p: p, fm: cfg.Metrics.Feed(p.Venue()),
-		log: cfg.Logger, books: map[string]*binanceBook{}}
-	if f.log == nil {
-		f.log = slog.New(slog.DiscardHandler)
-	}
+	f.p = p
 	f.ws, f.rest = binanceSpotWS, binanceSpotREST
 	if market == MarketUSDM {
 		f.ws, f.rest = binanceUSDMWS, binanceUSDMREST
@@ -93,9 +98,6 @@ func NewBinanceFeed(market string, cfg FeedConfig) (*BinanceFeed, error) {
 	return f, nil
 }
 
-// Venue is "binance" or "binance-usdm".
-func (f *BinanceFeed) Venue() string { return f.venue }
-
 // SIMD reports whether the feed parses with simdjson-go.
 func (f *BinanceFeed) SIMD() bool { return f.p.SIMD() }
 
@@ -108,11 +110,6 @@ func (f *BinanceFeed) Limits() Limits {
 		l.SubscribeRate = 10
 	}
 	return l
-}
-
-// Normalize maps BTCUSDT to BTC-USDT (spot) or BTC-USDT-PERP (USD-M).
-func (f *BinanceFeed) Normalize(symbol string) (string, bool) {
-	return NormalizeBinanceSymbol(f.market, strings.ToUpper(symbol))
 }
 
 func (f *BinanceFeed) stream(s Subscription) (string, error) {
@@ -183,16 +180,6 @@ func (f *BinanceFeed) SubscribeFrames(subs []Subscription) ([][]byte, error) {
 // Ping is nil: Binance pings at the websocket level.
 func (f *BinanceFeed) Ping() []byte { return nil }
 
-// Outbox appends nothing: Binance resyncs books over REST.
-func (f *BinanceFeed) Outbox(dst [][]byte) [][]byte { return dst }
-
-// SnapshotRequests appends the REST depth snapshots the books need.
-func (f *BinanceFeed) SnapshotRequests(dst []SnapshotRequest) []SnapshotRequest {
-	dst = append(dst, f.reqs...)
-	f.reqs = f.reqs[:0]
-	return dst
-}
-
 // SnapshotSymbol reads the symbol= parameter of a depth URL.
 func (f *BinanceFeed) SnapshotSymbol(u string) (string, bool) {
 	pu, err := url.Parse(u)
@@ -203,31 +190,56 @@ func (f *BinanceFeed) SnapshotSymbol(u string) (string, bool) {
 	return strings.ToUpper(s), s != ""
 }
 
-// Reset forgets every book.
-func (f *BinanceFeed) Reset() {
-	clear(f.books)
-	f.reqs = f.reqs[:0]
-}
+// Reset forgets every book (Outbox stays empty: Binance resyncs books over
+// REST).
+func (f *BinanceFeed) Reset() { f.reset() }
 
-func (f *BinanceFeed) bookOf(symbol, instrument string) *binanceBook {
-	bk := f.books[symbol]
-	if bk == nil {
-		bk = &binanceBook{symbol: symbol, instrument: instrument}
-		f.books[symbol] = bk
+// bookOf returns the book of a venue symbol; s names it when the book is
+// new (nil: the symbol as given, normalized).
+func (f *BinanceFeed) bookOf(symbol string, s *symEntry) *bookState {
+	b := f.books[symbol]
+	if b == nil {
+		if s == nil {
+			inst, ok := f.Normalize(symbol)
+			s = &symEntry{symbol: symbol, instrument: inst, normalized: ok}
+		}
+		b = &bookState{sym: s}
+		f.books[symbol] = b
 	}
-	return bk
+	return b
 }
 
-func (f *BinanceFeed) requestSnapshot(bk *binanceBook) {
-	if bk.pending {
+func (f *BinanceFeed) requestSnapshot(b *bookState) {
+	if b.requested {
 		return
 	}
-	bk.pending = true
+	b.requested = true
 	path := "/api/v3/depth"
 	if f.market == MarketUSDM {
 		path = "/fapi/v1/depth"
 	}
-	f.reqs = append(f.reqs, SnapshotRequest{Symbol: bk.symbol, URL: f.rest + path + "?symbol=" + bk.symbol + "&limit=1000"})
+	f.snaps = append(f.snaps, SnapshotRequest{Symbol: b.sym.symbol, URL: f.rest + path + "?symbol=" + b.sym.symbol + "&limit=1000"})
+}
+
+// buffer appends one depth event of levels lv to b's buffer.
+func (f *BinanceFeed) buffer(b *bookState, d *depthDiff, lv []seqLevel, recv, exch int64) {
+	from := len(b.pendLv)
+	b.pendLv = append(b.pendLv, lv...)
+	b.pend = append(b.pend, pendingDelta{first: d.U, last: d.u, prev: d.pu, hasPrev: d.hasPU, recv: recv, exch: exch, from: from, to: len(b.pendLv)})
+}
+
+// levelsOf puts the levels of an event's ticks in f.sl and returns them
+// with the ticks' receive and exchange times.
+func (f *BinanceFeed) levelsOf(ticks []market.Tick) ([]seqLevel, int64, int64) {
+	f.sl = f.sl[:0]
+	for i := range ticks {
+		t := &ticks[i]
+		f.sl = append(f.sl, seqLevel{side: t.Side, px: t.Price, sz: t.Size})
+	}
+	if len(ticks) == 0 {
+		return f.sl, 0, 0
+	}
+	return f.sl, ticks[0].RecvTS, ticks[0].ExchTS
 }
 
 // Handle decodes one frame. Depth diffs go through the book: buffered until
@@ -238,114 +250,112 @@ func (f *BinanceFeed) Handle(recvNS int64, frame []byte, out []market.Tick) ([]m
 	if err != nil || !f.p.diff.ok {
 		return out, err
 	}
-	d := f.p.diff
-	bk := f.bookOf(d.si.symbol, d.si.instrument)
-	ev := binanceEvent{U: d.U, u: d.u, pu: d.pu, hasPU: d.hasPU}
-	if !bk.synced {
-		ev.ticks = append([]market.Tick(nil), out[n:]...)
-		if len(bk.buf) >= binanceMaxBuffer {
+	d := &f.p.diff
+	b := f.bookOf(d.si.symbol, d.si)
+	if !b.synced {
+		if len(b.pend) >= binanceMaxBuffer {
 			// The oldest events go; if the snapshot needed them, the
 			// straddle check fails and a newer snapshot is fetched.
-			copy(bk.buf, bk.buf[1:])
-			bk.buf = bk.buf[:len(bk.buf)-1]
-			f.fm.Dropped("depth_buffer", 1)
+			b.dropOldest()
+			f.m.Dropped("depth_buffer", 1)
 		}
-		bk.buf = append(bk.buf, ev)
-		f.requestSnapshot(bk)
+		lv, recv, exch := f.levelsOf(out[n:])
+		f.buffer(b, d, lv, recv, exch)
+		f.requestSnapshot(b)
 		return out[:n], nil
 	}
-	ev.ticks = out[n:]
-	out, _ = f.apply(bk, recvNS, ev, out[:n], true)
+	switch f.order(b, d.U, d.u, d.pu, d.hasPU) {
+	case evStale:
+		f.m.Dropped("depth_in_snapshot", 1)
+		return out[:n], nil
+	case evBroken:
+		return f.fail(b, recvNS, "gap", d, out, n), nil
+	}
+	for i := n; i < len(out); i++ {
+		t := &out[i]
+		b.Set(t.Side, t.Price, t.Size, "", "")
+	}
+	if b.Crossed() {
+		return f.fail(b, recvNS, "crossed", d, out, n), nil
+	}
+	b.seq = d.u
 	return out, nil
 }
 
-// apply applies one event to a synced book. It appends the event's ticks to
-// out when the event continues the book, nothing when the snapshot already
-// contains it, and a gap tick (resyncing) when it breaks the sequence or
-// crosses the book. ok is false after a resync.
-func (f *BinanceFeed) apply(bk *binanceBook, recv int64, ev binanceEvent, out []market.Tick, live bool) ([]market.Tick, bool) {
+// Where an event stands against a synced book.
+const (
+	evNext   = iota // it continues the book
+	evStale         // the snapshot already contains it
+	evBroken        // events are missing before it
+)
+
+// order places the event U..u (pu: the previous event's u, USD-M) against
+// b's sequence; the first event that continues a snapshot clears b.first.
+func (f *BinanceFeed) order(b *bookState, U, u, pu uint64, hasPU bool) int {
 	usdm := f.market == MarketUSDM
-	if bk.first {
-		L := bk.lastU
+	if b.first {
+		L := b.seq
 		switch {
-		case !usdm && ev.u <= L, usdm && ev.u < L:
-			f.fm.Dropped("depth_in_snapshot", 1)
-			return out, true // already in the snapshot
-		case !usdm && ev.U <= L+1, usdm && ev.U <= L:
-			bk.first = false
-		case usdm && ev.hasPU && ev.pu == L:
+		case !usdm && u <= L, usdm && u < L:
+			return evStale
+		case !usdm && U <= L+1, usdm && U <= L:
+			b.first = false
+		case usdm && hasPU && pu == L:
 			// Not in Binance's text, but exact: the previous event ended
 			// at the snapshot.
-			bk.first = false
+			b.first = false
 		default:
-			return f.fail(bk, recv, "gap", ev, out, live), false
+			return evBroken
 		}
-	} else {
-		cont := ev.U == bk.lastU+1
-		if usdm && ev.hasPU {
-			cont = ev.pu == bk.lastU
-		}
-		if !cont {
-			return f.fail(bk, recv, "gap", ev, out, live), false
-		}
+		return evNext
 	}
-	for i := range ev.ticks {
-		t := &ev.ticks[i]
-		bk.book.Set(t.Side, t.Price, t.Size, "", "")
+	cont := U == b.seq+1
+	if usdm && hasPU {
+		cont = pu == b.seq
 	}
-	if bk.book.Crossed() {
-		return f.fail(bk, recv, "crossed", ev, out, live), false
+	if !cont {
+		return evBroken
 	}
-	bk.lastU = ev.u
-	if live {
-		// ev.ticks already sit at the end of out.
-		return out[:len(out)+len(ev.ticks)], true
-	}
-	return append(out, ev.ticks...), true
+	return evNext
 }
 
-// fail resyncs bk after ev broke it. A live event starts the new buffer:
-// the next snapshot may be the one that ends with it (a futures snapshot
-// whose lastUpdateId is ev's u needs ev as its straddling event).
-func (f *BinanceFeed) fail(bk *binanceBook, recv int64, reason string, ev binanceEvent, out []market.Tick, live bool) []market.Tick {
-	if live {
-		// ev.ticks alias out's spare capacity, which the gap tick reuses.
-		ev.ticks = append([]market.Tick(nil), ev.ticks...)
-	}
-	out = f.resync(bk, recv, reason, out)
-	if live {
-		bk.buf = append(bk.buf, ev)
-	}
+// fail resyncs b after the live event d, whose ticks are out[n:], broke
+// it. The event starts the new buffer: the next snapshot may be the one
+// that ends with it (a futures snapshot whose lastUpdateId is d's u needs
+// d as its straddling event).
+func (f *BinanceFeed) fail(b *bookState, recv int64, reason string, d *depthDiff, out []market.Tick, n int) []market.Tick {
+	// The levels are copied first: the gap tick reuses out[n].
+	lv, evRecv, exch := f.levelsOf(out[n:])
+	out = f.resync(b, recv, reason, out[:n])
+	f.buffer(b, d, lv, evRecv, exch)
 	return out
 }
 
-// resync marks bk out of sync: one gap tick (per loss of sync), the book
+// resync marks b out of sync: one gap tick (per loss of sync), the book
 // cleared, a new snapshot asked for.
-func (f *BinanceFeed) resync(bk *binanceBook, recv int64, reason string, out []market.Tick) []market.Tick {
-	f.fm.Resync(reason)
-	f.log.Warn("book out of sync: resnapshotting", "venue", f.venue, "symbol", bk.symbol, "reason", reason, "last_u", bk.lastU)
-	bk.synced, bk.first = false, false
-	bk.book.Clear()
-	if len(bk.buf) > 0 {
-		f.fm.Dropped("depth_resync", len(bk.buf))
+func (f *BinanceFeed) resync(b *bookState, recv int64, reason string, out []market.Tick) []market.Tick {
+	f.m.Resync(reason)
+	f.log.Warn("book out of sync: resnapshotting", "symbol", b.sym.symbol, "reason", reason, "last_u", b.seq)
+	b.synced, b.first = false, false
+	b.Clear()
+	if len(b.pend) > 0 {
+		f.m.Dropped("depth_resync", len(b.pend))
 	}
-	bk.buf = bk.buf[:0]
-	if !bk.gapSent {
-		bk.gapSent = true
-		out = append(out, GapTick(f.venue, bk.instrument, bk.symbol, recv))
-		f.fm.Ticks(market.KindGap, 1)
+	b.pend, b.pendLv = b.pend[:0], b.pendLv[:0]
+	if !b.resync {
+		b.resync = true
+		out = f.gapTick(out, b.sym, recv, 0, 0)
+		f.m.Ticks(market.KindGap, 1)
 	}
-	f.requestSnapshot(bk)
+	f.requestSnapshot(b)
 	return out
 }
 
 // Resync implements Resyncer.
 func (f *BinanceFeed) Resync(recvNS int64, symbol, reason string, out []market.Tick) []market.Tick {
-	symbol = strings.ToUpper(symbol)
-	inst, _ := f.Normalize(symbol)
-	bk := f.bookOf(symbol, inst)
-	bk.gapSent = false // the caller's data loss is a new one
-	return f.resync(bk, recvNS, reason, out)
+	b := f.bookOf(strings.ToUpper(symbol), nil)
+	b.resync = false // the caller's data loss is a new one
+	return f.resync(b, recvNS, reason, out)
 }
 
 // HandleSnapshot applies a REST depth snapshot, then the buffered events
@@ -362,61 +372,76 @@ func (f *BinanceFeed) HandleSnapshot(recvNS int64, req SnapshotRequest, body []b
 		return out, err
 	}
 	L := f.p.snapID
-	inst, _ := f.Normalize(sym)
-	bk := f.bookOf(sym, inst)
-	bk.pending = false
-	if bk.synced && L <= bk.lastU {
+	b := f.bookOf(sym, nil)
+	b.requested = false
+	if b.synced && L <= b.seq {
 		// Older than the book already in sync (replays hold periodic
 		// snapshots): publishing it would take the book back in time.
-		f.fm.Ignored("stale_snapshot")
+		f.m.Ignored("stale_snapshot")
 		return out[:n], nil
 	}
 	usdm := f.market == MarketUSDM
 	// Buffered events the snapshot contains go.
 	i := 0
-	for i < len(bk.buf) && (!usdm && bk.buf[i].u <= L || usdm && bk.buf[i].u < L) {
+	for i < len(b.pend) && (!usdm && b.pend[i].last <= L || usdm && b.pend[i].last < L) {
 		i++
 	}
-	if i < len(bk.buf) {
-		if e := bk.buf[i]; !usdm && e.U > L+1 || usdm && e.U > L {
+	if i < len(b.pend) {
+		if e := b.pend[i]; !usdm && e.first > L+1 || usdm && e.first > L {
 			if i == 0 {
 				// The snapshot predates everything buffered: fetch again.
-				f.fm.Resync("stale_snapshot")
-				f.requestSnapshot(bk)
+				f.m.Resync("stale_snapshot")
+				f.requestSnapshot(b)
 				return out[:n], nil
 			}
 			// Events between the snapshot and the buffer are missing.
-			return f.resync(bk, recvNS, "gap", out[:n]), nil
+			return f.resync(b, recvNS, "gap", out[:n]), nil
 		}
 	}
 	if i > 0 {
-		f.fm.Dropped("depth_in_snapshot", i)
+		f.m.Dropped("depth_in_snapshot", i)
 	}
-	buf := bk.buf[i:]
-	bk.book.Clear()
+	b.Clear()
 	for j := n; j < len(out); j++ {
 		t := &out[j]
-		bk.book.Set(t.Side, t.Price, t.Size, "", "")
+		b.Set(t.Side, t.Price, t.Size, "", "")
 	}
-	if bk.book.Crossed() {
-		return f.resync(bk, recvNS, "crossed", out[:n]), nil
+	if b.Crossed() {
+		return f.resync(b, recvNS, "crossed", out[:n]), nil
 	}
-	bk.synced, bk.first, bk.lastU = true, true, L
-	bk.buf = nil // buf holds the events while they are applied
-	for j, ev := range buf {
-		var ok bool
-		if out, ok = f.apply(bk, recvNS, ev, out, false); !ok {
-			// The failing event and those after it start the new
-			// buffer; the whole rebuild is withheld, only the gap tick
-			// stays.
-			bk.buf = append(bk.buf[:0], buf[j:]...)
-			if len(out) > n && out[len(out)-1].Kind == market.KindGap {
-				return append(out[:n], out[len(out)-1]), nil
+	b.synced, b.first, b.seq = true, true, L
+	// The events are applied from pend; the book's buffer is empty
+	// meanwhile, so a resync drops (and counts) none of them.
+	pend, pendLv := b.pend[i:], b.pendLv
+	b.pend, b.pendLv = nil, nil
+	for j := range pend {
+		ev := &pend[j]
+		m := len(out)
+		switch f.order(b, ev.first, ev.last, ev.prev, ev.hasPrev) {
+		case evStale:
+			f.m.Dropped("depth_in_snapshot", 1)
+			continue
+		case evNext:
+			prev := b.seq
+			var ok bool
+			if out, ok = f.applyDelta(b, pendLv[ev.from:ev.to], ev.recv, ev.exch, ev.last, out); ok {
+				continue
 			}
-			return out[:n], nil
+			b.seq = prev
+			out = f.resync(b, recvNS, "crossed", out[:m])
+		case evBroken:
+			out = f.resync(b, recvNS, "gap", out)
 		}
+		// The failing event and those after it start the new buffer;
+		// the whole rebuild is withheld, only the gap tick stays.
+		b.pend = append(b.pend[:0], pend[j:]...)
+		b.pendLv = pendLv
+		if len(out) > n && out[len(out)-1].Kind == market.KindGap {
+			return append(out[:n], out[len(out)-1]), nil
+		}
+		return out[:n], nil
 	}
-	bk.buf = buf[:0]
-	bk.gapSent = false
+	b.pend, b.pendLv = pend[:0], pendLv[:0]
+	b.resync = false
 	return out, nil
 }

@@ -411,9 +411,6 @@ func depthFrame(sym string, U, u, pu uint64, bids, asks string) string {
 func TestBinanceFeedSequenceRules(t *testing.T) {
 	snap := `{"lastUpdateId":100,"bids":[["10","1"]],"asks":[["11","1"]]}`
 	req := SnapshotRequest{Symbol: "BTCUSDT"}
-	type step struct {
-		frame string // depth frame, or "" for the snapshot
-	}
 	cases := []struct {
 		name       string
 		mkt        string

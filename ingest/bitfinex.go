@@ -31,7 +31,12 @@ const (
 )
 
 func init() {
-	RegisterFeed("bitfinex", func(cfg FeedConfig) (Feed, error) { return NewBitfinexFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueBitfinex,
+		Cryptofeed: []string{"BITFINEX"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBitfinexFeed(cfg), nil },
+	})
 }
 
 // Bitfinex channel kinds.
@@ -63,7 +68,7 @@ type BitfinexFeed struct {
 
 // NewBitfinexFeed returns a Bitfinex Feed.
 func NewBitfinexFeed(cfg FeedConfig) *BitfinexFeed {
-	return &BitfinexFeed{feedCore: newFeedCore("bitfinex", cfg, NormalizeBitfinexSymbol), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
+	return &BitfinexFeed{feedCore: newFeedCore(VenueBitfinex, cfg, NormalizeBitfinexSymbol), chans: map[int64]*bfxChan{}, gapSeen: map[string]bool{}}
 }
 
 // Limits: 25 channels per connection and 20 connections a minute on

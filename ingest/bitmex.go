@@ -22,7 +22,12 @@ import (
 // Docs: https://www.bitmex.com/app/wsAPI.
 
 func init() {
-	RegisterFeed("bitmex", func(cfg FeedConfig) (Feed, error) { return NewBitmexFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueBitmex,
+		Cryptofeed: []string{"BITMEX"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBitmexFeed(cfg), nil },
+	})
 }
 
 type bitmexLevel struct {
@@ -54,7 +59,7 @@ type bitmexEntry struct {
 
 // NewBitmexFeed returns a BitMEX Feed.
 func NewBitmexFeed(cfg FeedConfig) *BitmexFeed {
-	return &BitmexFeed{feedCore: newFeedCore("bitmex", cfg, NormalizeBitmexSymbol), ids: map[string]map[uint64]bitmexLevel{}}
+	return &BitmexFeed{feedCore: newFeedCore(VenueBitmex, cfg, NormalizeBitmexSymbol), ids: map[string]map[uint64]bitmexLevel{}}
 }
 
 // Limits: BitMEX allows 20 subscribe args a second or so (its connection

@@ -11,11 +11,13 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
-// VenueBitstamp is Bitstamp (websocket v2).
-const VenueBitstamp = "bitstamp"
-
 func init() {
-	RegisterFeed(VenueBitstamp, func(cfg FeedConfig) (Feed, error) { return NewBitstampFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueBitstamp,
+		Cryptofeed: []string{"BITSTAMP"},
+		Channels:   []Channel{ChanTrades, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBitstampFeed(cfg), nil },
+	})
 }
 
 // BitstampFeed is Bitstamp's websocket v2 (wss://ws.bitstamp.net):

@@ -26,8 +26,11 @@ type bookState struct {
 	// resync: a gap was published and no snapshot applied since, so a
 	// further break adds no gap tick (desync).
 	resync bool
-	// REST-snapshot venues (KuCoin, Gate.io): deltas received before the
-	// snapshot, applied once it arrives.
+	// first (Binance): synced, and the first event after the snapshot is
+	// still to come (it must straddle the snapshot's id).
+	first bool
+	// REST-snapshot venues (KuCoin, Gate.io, Binance): deltas received
+	// before the snapshot, applied once it arrives.
 	pend      []pendingDelta
 	pendLv    []seqLevel
 	requested bool
@@ -37,8 +40,21 @@ type bookState struct {
 // pendingDelta is one buffered delta frame: levels pendLv[from:to].
 type pendingDelta struct {
 	first, last uint64
+	prev        uint64 // the previous frame's last (Binance USD-M pu), if hasPrev
+	hasPrev     bool
 	exch, recv  int64
 	from, to    int
+}
+
+// dropOldest forgets the oldest buffered delta and its levels.
+func (b *bookState) dropOldest() {
+	k := b.pend[0].to
+	b.pendLv = b.pendLv[:copy(b.pendLv, b.pendLv[k:])]
+	b.pend = b.pend[:copy(b.pend, b.pend[1:])]
+	for i := range b.pend {
+		b.pend[i].from -= k
+		b.pend[i].to -= k
+	}
 }
 
 // parsedLevel is one level of a frame, parsed before the book is touched,

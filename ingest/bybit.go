@@ -12,15 +12,18 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
-// Venue names of the Bybit v5 public markets.
-const (
-	VenueBybit       = "bybit"        // spot
-	VenueBybitLinear = "bybit-linear" // USDT/USDC perpetuals and futures
-)
-
 func init() {
-	RegisterFeed(VenueBybit, func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, false), nil })
-	RegisterFeed(VenueBybitLinear, func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, true), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueBybit,
+		Cryptofeed: []string{"BYBIT"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, false), nil },
+	})
+	RegisterVenue(VenueInfo{
+		Name:     VenueBybitLinear,
+		Channels: []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations},
+		New:      func(cfg FeedConfig) (Feed, error) { return NewBybitFeed(cfg, true), nil },
+	})
 }
 
 // BybitFeed is Bybit's v5 public websocket, spot

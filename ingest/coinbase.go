@@ -11,11 +11,13 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
-// VenueCoinbase is the Coinbase Exchange websocket feed.
-const VenueCoinbase = "coinbase"
-
 func init() {
-	RegisterFeed(VenueCoinbase, func(cfg FeedConfig) (Feed, error) { return NewCoinbaseFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueCoinbase,
+		Cryptofeed: []string{"COINBASE"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewCoinbaseFeed(cfg), nil },
+	})
 }
 
 // CoinbaseFeed is the Coinbase Exchange websocket feed

@@ -23,7 +23,12 @@ import (
 // Docs: https://docs.deribit.com/#subscriptions, #public-set_heartbeat.
 
 func init() {
-	RegisterFeed("deribit", func(cfg FeedConfig) (Feed, error) { return NewDeribitFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueDeribit,
+		Cryptofeed: []string{"DERIBIT"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewDeribitFeed(cfg), nil },
+	})
 }
 
 // deribitInterval is the notification interval subscribed: "raw" needs an
@@ -46,7 +51,7 @@ type DeribitFeed struct {
 
 // NewDeribitFeed returns a Deribit Feed.
 func NewDeribitFeed(cfg FeedConfig) *DeribitFeed {
-	return &DeribitFeed{feedCore: newFeedCore("deribit", cfg, NormalizeDeribitSymbol), nextID: 100, bookChan: map[string]string{}}
+	return &DeribitFeed{feedCore: newFeedCore(VenueDeribit, cfg, NormalizeDeribitSymbol), nextID: 100, bookChan: map[string]string{}}
 }
 
 // Limits: Deribit rate-limits by credits (non-matching-engine requests:

@@ -3,7 +3,8 @@ package ingest
 import (
 	"fmt"
 	"log/slog"
-	"sort"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -121,42 +122,104 @@ type FeedConfig struct {
 	RESTEndpoint string
 }
 
-var (
-	feedsMu sync.Mutex
-	feeds   = map[string]func(FeedConfig) (Feed, error){}
+// Venue names: the name a venue's ticks carry and NewFeed's key.
+const (
+	VenueBinance     = "binance"      // Binance spot
+	VenueBinanceUSDM = "binance-usdm" // Binance USD-M futures
+	VenueBitfinex    = "bitfinex"
+	VenueBitmex      = "bitmex"
+	VenueBitstamp    = "bitstamp"     // websocket v2
+	VenueBybit       = "bybit"        // Bybit v5 spot
+	VenueBybitLinear = "bybit-linear" // Bybit v5 USDT/USDC perpetuals and futures
+	VenueCoinbase    = "coinbase"     // Coinbase Exchange
+	VenueDeribit     = "deribit"
+	VenueGateio      = "gateio"
+	VenueGemini      = "gemini" // market data v2
+	VenueHuobi       = "huobi"  // HTX
+	VenueKraken      = "kraken" // spot
+	VenueKucoin      = "kucoin"
+	VenueOKX         = "okx" // v5 public websocket
 )
 
-// RegisterFeed makes a venue's Feed constructor known to NewFeed. Venue
-// files call it from init.
-func RegisterFeed(venue string, newFeed func(FeedConfig) (Feed, error)) {
-	feedsMu.Lock()
-	defer feedsMu.Unlock()
-	if _, dup := feeds[venue]; dup {
-		panic("ingest: feed " + venue + " registered twice")
+// VenueInfo describes one venue's feed; venue files register theirs from
+// init (RegisterVenue), and NewFeed, FeedVenues and replay's venue
+// detection all read the one registry.
+type VenueInfo struct {
+	// Name is the venue name (one of the Venue constants).
+	Name string
+	// Cryptofeed are the exchange names cryptofeed gives the venue's
+	// capture files (<EXCHANGE>.ws.<n>.<m>, <EXCHANGE>.http.<n>.<m>); none
+	// when no capture is read as this venue.
+	Cryptofeed []string
+	// Channels are the channels the venue supports.
+	Channels []Channel
+	// New returns a new Feed of the venue.
+	New func(FeedConfig) (Feed, error)
+}
+
+var (
+	venuesMu sync.Mutex
+	venues   = map[string]VenueInfo{}
+)
+
+// RegisterVenue makes a venue known to NewFeed, FeedVenues and replay. It
+// panics when the name is empty, has no constructor or is taken, or when a
+// cryptofeed name is claimed twice.
+func RegisterVenue(v VenueInfo) {
+	venuesMu.Lock()
+	defer venuesMu.Unlock()
+	if v.Name == "" || v.New == nil {
+		panic("ingest: venue registered without a name or a constructor")
 	}
-	feeds[venue] = newFeed
+	if _, dup := venues[v.Name]; dup {
+		panic("ingest: feed " + v.Name + " registered twice")
+	}
+	for _, o := range venues {
+		for _, a := range o.Cryptofeed {
+			if slices.Contains(v.Cryptofeed, a) {
+				panic("ingest: cryptofeed name " + a + " registered for " + o.Name + " and " + v.Name)
+			}
+		}
+	}
+	venues[v.Name] = v
+}
+
+// LookupVenue returns the registered venue of that name.
+func LookupVenue(name string) (VenueInfo, bool) {
+	venuesMu.Lock()
+	defer venuesMu.Unlock()
+	v, ok := venues[name]
+	return v, ok
+}
+
+// Venues lists the registered venues, sorted by name.
+func Venues() []VenueInfo {
+	venuesMu.Lock()
+	defer venuesMu.Unlock()
+	out := make([]VenueInfo, 0, len(venues))
+	for _, v := range venues {
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b VenueInfo) int { return strings.Compare(a.Name, b.Name) })
+	return out
 }
 
 // NewFeed returns a new Feed for venue.
 func NewFeed(venue string, cfg FeedConfig) (Feed, error) {
-	feedsMu.Lock()
-	f := feeds[venue]
-	feedsMu.Unlock()
-	if f == nil {
+	v, ok := LookupVenue(venue)
+	if !ok {
 		return nil, fmt.Errorf("unknown venue %q (known: %v)", venue, FeedVenues())
 	}
-	return f(cfg)
+	return v.New(cfg)
 }
 
-// FeedVenues lists the registered venues, sorted.
+// FeedVenues lists the registered venue names, sorted.
 func FeedVenues() []string {
-	feedsMu.Lock()
-	defer feedsMu.Unlock()
-	out := make([]string, 0, len(feeds))
-	for v := range feeds {
-		out = append(out, v)
+	vs := Venues()
+	out := make([]string, len(vs))
+	for i, v := range vs {
+		out[i] = v.Name
 	}
-	sort.Strings(out)
 	return out
 }
 

@@ -14,6 +14,10 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
+// simdOpts are JSONParser's simdjson-go options: strings are read in place
+// (valid until the next Parse), not copied.
+var simdOpts = []simdjson.ParserOption{simdjson.WithCopyStrings(false)}
+
 // feedCore is the state every feed of this file set keeps.
 type feedCore struct {
 	venue     string

@@ -23,7 +23,12 @@ import (
 // "How to maintain local order book").
 
 func init() {
-	RegisterFeed("gateio", func(cfg FeedConfig) (Feed, error) { return NewGateioFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueGateio,
+		Cryptofeed: []string{"GATEIO"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewGateioFeed(cfg), nil },
+	})
 }
 
 // GateioFeed is the Gate.io spot v4 Feed.
@@ -36,7 +41,7 @@ type GateioFeed struct {
 
 // NewGateioFeed returns a Gate.io Feed.
 func NewGateioFeed(cfg FeedConfig) *GateioFeed {
-	return &GateioFeed{feedCore: newFeedCore("gateio", cfg, NormalizeGateioSymbol), now: time.Now}
+	return &GateioFeed{feedCore: newFeedCore(VenueGateio, cfg, NormalizeGateioSymbol), now: time.Now}
 }
 
 // Limits: Gate.io documents no per-connection channel cap for public

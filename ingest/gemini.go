@@ -20,7 +20,12 @@ import (
 // Docs: https://docs.gemini.com/websocket/market-data/v2/about
 
 func init() {
-	RegisterFeed("gemini", func(cfg FeedConfig) (Feed, error) { return NewGeminiFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueGemini,
+		Cryptofeed: []string{"GEMINI"},
+		Channels:   []Channel{ChanTrades, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewGeminiFeed(cfg), nil },
+	})
 }
 
 // GeminiFeed is the Gemini market data v2 Feed.
@@ -33,7 +38,7 @@ type GeminiFeed struct {
 
 // NewGeminiFeed returns a Gemini Feed.
 func NewGeminiFeed(cfg FeedConfig) *GeminiFeed {
-	return &GeminiFeed{feedCore: newFeedCore("gemini", cfg, NormalizeGeminiSymbol)}
+	return &GeminiFeed{feedCore: newFeedCore(VenueGemini, cfg, NormalizeGeminiSymbol)}
 }
 
 // Limits: Gemini documents no per-connection symbol cap for v2 market data;

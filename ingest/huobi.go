@@ -23,7 +23,12 @@ import (
 // Docs: https://www.htx.com/en-us/opend/newApiPages/ (Websocket Market Data).
 
 func init() {
-	RegisterFeed("huobi", func(cfg FeedConfig) (Feed, error) { return NewHuobiFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueHuobi,
+		Cryptofeed: []string{"HUOBI"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewHuobiFeed(cfg), nil },
+	})
 }
 
 // huobiMaxFrame bounds a decompressed frame (a gzip bomb is malformed, not
@@ -43,7 +48,7 @@ type HuobiFeed struct {
 
 // NewHuobiFeed returns a Huobi Feed.
 func NewHuobiFeed(cfg FeedConfig) *HuobiFeed {
-	return &HuobiFeed{feedCore: newFeedCore("huobi", cfg, NormalizeHuobiSymbol)}
+	return &HuobiFeed{feedCore: newFeedCore(VenueHuobi, cfg, NormalizeHuobiSymbol)}
 }
 
 // Limits: the server pings every 5 s; subscriptions are paced at 10 a

@@ -12,11 +12,13 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
-// VenueKraken is Kraken spot.
-const VenueKraken = "kraken"
-
 func init() {
-	RegisterFeed(VenueKraken, func(cfg FeedConfig) (Feed, error) { return NewKrakenFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueKraken,
+		Cryptofeed: []string{"KRAKEN"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewKrakenFeed(cfg), nil },
+	})
 }
 
 // KrakenFeed is Kraken's spot websocket. Live it speaks v2

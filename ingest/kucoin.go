@@ -29,7 +29,12 @@ import (
 // and .../spot-trading/public-channels/level2-market-data.
 
 func init() {
-	RegisterFeed("kucoin", func(cfg FeedConfig) (Feed, error) { return NewKucoinFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueKucoin,
+		Cryptofeed: []string{"KUCOIN"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewKucoinFeed(cfg), nil },
+	})
 }
 
 // KucoinFeed is the KuCoin spot Feed.
@@ -42,7 +47,7 @@ type KucoinFeed struct {
 
 // NewKucoinFeed returns a KuCoin Feed.
 func NewKucoinFeed(cfg FeedConfig) *KucoinFeed {
-	return &KucoinFeed{feedCore: newFeedCore("kucoin", cfg, NormalizeKucoinSymbol)}
+	return &KucoinFeed{feedCore: newFeedCore(VenueKucoin, cfg, NormalizeKucoinSymbol)}
 }
 
 // Limits: at most 300 topics a connection and 100 client messages per 10 s

@@ -11,11 +11,13 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
-// VenueOKX is OKX (v5 public websocket).
-const VenueOKX = "okx"
-
 func init() {
-	RegisterFeed(VenueOKX, func(cfg FeedConfig) (Feed, error) { return NewOKXFeed(cfg), nil })
+	RegisterVenue(VenueInfo{
+		Name:       VenueOKX,
+		Cryptofeed: []string{"OKX"},
+		Channels:   []Channel{ChanTrades, ChanQuotes, ChanBook, ChanFunding, ChanLiquidations},
+		New:        func(cfg FeedConfig) (Feed, error) { return NewOKXFeed(cfg), nil },
+	})
 }
 
 // OKXFeed is OKX's v5 public websocket (wss://ws.okx.com:8443/ws/v5/public):

@@ -174,13 +174,6 @@ func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, 
 	return r, nil
 }
 
-// cryptofeedVenues maps cryptofeed's exchange names to venues.
-var cryptofeedVenues = map[string]string{
-	"BINANCE": VenueBinance, "BINANCE_FUTURES": VenueBinanceUSDM, "COINBASE": "coinbase", "KRAKEN": "kraken",
-	"OKX": "okx", "BYBIT": "bybit", "BITSTAMP": "bitstamp", "BITFINEX": "bitfinex", "GEMINI": "gemini",
-	"DERIBIT": "deribit", "KUCOIN": "kucoin", "GATEIO": "gateio", "BITMEX": "bitmex", "HUOBI": "huobi",
-}
-
 // VenueFromFileName detects the venue of a cryptofeed capture from its
 // name, <EXCHANGE>.ws.<n>.<m> or <EXCHANGE>.http.<n>.<m> (BINANCE →
 // binance, BINANCE_FUTURES → binance-usdm, KRAKEN → kraken, ...), also
@@ -196,14 +189,15 @@ func VenueFromFileName(path string) string {
 		return ""
 	}
 	name := base[:dot]
-	best := ""
-	for ex, v := range cryptofeedVenues {
-		if (name == ex || strings.HasSuffix(name, ex) && strings.ContainsRune("_-", rune(name[len(name)-len(ex)-1]))) && len(ex) > len(best) {
-			best = ex
-			_ = v
+	best, venue := "", ""
+	for _, v := range Venues() {
+		for _, ex := range v.Cryptofeed {
+			if (name == ex || strings.HasSuffix(name, ex) && strings.ContainsRune("_-", rune(name[len(name)-len(ex)-1]))) && len(ex) > len(best) {
+				best, venue = ex, v.Name
+			}
 		}
 	}
-	return cryptofeedVenues[best]
+	return venue
 }
 
 func binanceMarket(venue string) string {

@@ -128,13 +128,13 @@ var (
 )
 
 func init() {
-	RegisterFeed("replaytest", func(FeedConfig) (Feed, error) {
+	RegisterVenue(VenueInfo{Name: "replaytest", New: func(FeedConfig) (Feed, error) {
 		f := &replayTestFeed{}
 		replayFeedsMu.Lock()
 		replayFeeds = append(replayFeeds, f)
 		replayFeedsMu.Unlock()
 		return f, nil
-	})
+	}})
 }
 
 // TestReplayAnyFeed drives a registered non-Binance Feed with both

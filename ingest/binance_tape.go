@@ -8,33 +8,13 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
-// extractSIMD parses frame with simdjson-go, reusing the parser's tape, and
-// fills the extracted fields.
-func (p *BinanceParser) extractSIMD(frame []byte) (perr *ParseError) {
-	defer func() {
-		// simdjson-go works on untrusted input through assembly and tape
-		// offsets; never let a bug there take the daemon down.
-		if r := recover(); r != nil {
-			p.pj = nil // its state is unknown: start over
-			perr = errBadJSON()
-		}
-	}()
-	// simdjson-go detaches its internal buffers (about 100 KB) from the
-	// ParsedJson it reuses and re-attaches them only on success; put the
-	// header back after a failure so a malformed frame does not cost the
-	// next parse a fresh allocation.
-	var saved simdjson.ParsedJson
-	if p.pj != nil {
-		saved = *p.pj
-	}
-	pj, err := simdjson.Parse(frame, p.pj, simdOpts...)
+// extractSIMD parses frame with the shared JSONParser (simdjson-go) and
+// fills the extracted fields from its tape.
+func (p *BinanceParser) extractSIMD(frame []byte) *ParseError {
+	pj, err := p.jp.Parse(frame)
 	if err != nil {
-		if p.pj != nil {
-			*p.pj = saved
-		}
 		return errBadJSON()
 	}
-	p.pj = pj
 	it := pj.Iter()
 	if it.AdvanceInto() != simdjson.TagRoot {
 		return errBadJSON()
@@ -206,7 +186,10 @@ func (p *BinanceParser) ParseBatch(recvs []int64, frames [][]byte, out []market.
 		p.batch = append(p.batch, f...)
 	}
 	p.batch = append(p.batch, ']')
-	pj, err := p.parseBatch(p.batch)
+	if p.jpBatch == nil {
+		p.jpBatch = NewJSONParser(false)
+	}
+	pj, err := p.jpBatch.Parse(p.batch)
 	if err != nil {
 		return one()
 	}
@@ -262,25 +245,4 @@ func (p *BinanceParser) ParseBatch(recvs []int64, frames [][]byte, out []market.
 		ends = append(ends, len(out))
 	}
 	return out, ends
-}
-
-func (p *BinanceParser) parseBatch(b []byte) (pj *simdjson.ParsedJson, err error) {
-	defer func() {
-		if r := recover(); r != nil {
-			p.pjBatch, pj, err = nil, nil, errJSON
-		}
-	}()
-	var saved simdjson.ParsedJson
-	if p.pjBatch != nil {
-		saved = *p.pjBatch
-	}
-	res, err := simdjson.Parse(b, p.pjBatch, simdOpts...)
-	if err != nil {
-		if p.pjBatch != nil {
-			*p.pjBatch = saved
-		}
-		return nil, err
-	}
-	p.pjBatch = res
-	return res, nil
 }
