@@ -370,7 +370,7 @@ func TestRollerExtremes(t *testing.T) {
 				for wi, w := range windows {
 					for _, st := range []int{sMax, sMin, sArgmaxAge, sArgminAge, sRangePos} {
 						got := cols[wc[b][wi][st]][i]
-						name := stats[st].name
+						name := statDefs[st].name
 						if len(h) < w {
 							if !math.IsNaN(got) {
 								t.Fatalf("step %d series %d inst %d %s_%d = %v during warm-up", k, b, i, name, w, got)

@@ -58,7 +58,7 @@ func twoPass(win []float64, last float64) refStats {
 	return refStats{v0 + meanD, std, m3 / math.Pow(m2, 1.5), m4/(m2*m2) - 3, ((last - v0) - meanD) / std}
 }
 
-func stats(m *Moments, last []float64, w int) []refStats {
+func momentStatsOf(m *Moments, last []float64, w int) []refStats {
 	n := len(m.Shift)
 	mean, std, skew, kurt, z := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	MomentStats(mean, std, skew, kurt, z, m, last, w)
@@ -140,7 +140,7 @@ func TestRollMomentsLongStream(t *testing.T) {
 			}
 			copy(last, x)
 			if step+1 >= w && (step%(steps/10) == 0 || step == steps-1 || step == w-1) {
-				got := stats(m, last, w)
+				got := momentStatsOf(m, last, w)
 				for i := range got {
 					checkStats(t, "step "+itoa(step)+" instrument "+itoa(i), got[i], twoPass(ring[i], last[i]))
 				}
@@ -172,7 +172,7 @@ func TestAddMomentsOffsets(t *testing.T) {
 				}
 				AddMoments(m, x)
 			}
-			got := stats(m, x, w)
+			got := momentStatsOf(m, x, w)
 			for i := range got {
 				if w == 2 { // skew of two values is 0 and kurt -2 exactly; rounding decides
 					got[i].skew, got[i].kurt = 0, -2
@@ -217,7 +217,7 @@ func TestMomentStatsConstantAndNil(t *testing.T) {
 			}
 			AddMoments(m, x)
 		}
-		full := stats(m, x, w)
+		full := momentStatsOf(m, x, w)
 		std2 := make([]float64, n)
 		MomentStats(nil, std2, nil, nil, nil, m, nil, w)
 		for i := range std2 {
