@@ -33,31 +33,6 @@ func addMomentsGeneric(m *Moments, x []float64) {
 	}
 }
 
-func rollMomentsGeneric(m *Moments, xNew, xOld []float64) {
-	n := len(xNew)
-	xOld = xOld[:n]
-	shift, s1, s2, s3, s4 := m.Shift[:n], m.S1[:n], m.S2[:n], m.S3[:n], m.S4[:n]
-	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
-	for i, xi := range xNew {
-		d := xi - shift[i]
-		d2 := float64(d * d)
-		d3 := float64(d2 * d)
-		d4 := float64(d2 * d2)
-		o := xOld[i] - shift[i]
-		o2 := float64(o * o)
-		o3 := float64(o2 * o)
-		o4 := float64(o2 * o2)
-		s, c := stats.NeumaierAdd(s1[i], c1[i], d)
-		s1[i], c1[i] = stats.NeumaierAdd(s, c, -o)
-		s, c = stats.NeumaierAdd(s2[i], c2[i], d2)
-		s2[i], c2[i] = stats.NeumaierAdd(s, c, -o2)
-		s, c = stats.NeumaierAdd(s3[i], c3[i], d3)
-		s3[i], c3[i] = stats.NeumaierAdd(s, c, -o3)
-		s, c = stats.NeumaierAdd(s4[i], c4[i], d4)
-		s4[i], c4[i] = stats.NeumaierAdd(s, c, -o4)
-	}
-}
-
 // statsConsts are MomentStats' per-call constants (see its documentation).
 type statsConsts struct{ invW, corr, c15 float64 }
 
@@ -115,17 +90,6 @@ func momentStatsGeneric(mean, std, skew, kurt, z []float64, m *Moments, last []f
 		if z != nil {
 			z[i] = zi
 		}
-	}
-}
-
-func ewMeanVarGeneric(mean, vari, x []float64, alpha, oneMinus float64) {
-	n := len(x)
-	mean, vari = mean[:n], vari[:n]
-	for i, xi := range x {
-		d := xi - mean[i]
-		ad := float64(alpha * d)
-		mean[i] += ad
-		vari[i] = oneMinus * (vari[i] + float64(ad*d))
 	}
 }
 
@@ -194,12 +158,6 @@ func (l *sumLanes) combine() (float64, int) {
 		return s, n
 	}
 	return s + c, n
-}
-
-func sumNaNGeneric(x []float64) (float64, int) {
-	var l sumLanes
-	sumNaNLanesGeneric(x, &l)
-	return l.combine()
 }
 
 // b2i and sgn are written to compile without branches: the signs of price
