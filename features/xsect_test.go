@@ -26,7 +26,7 @@ func TestXRank(t *testing.T) {
 	}
 	// Many ties (a quiet market's zero returns) and signed zeros.
 	big := make([]float64, 1001)
-	big[1000] = -0.0
+	big[1000] = math.Copysign(0, -1)
 	big[0] = math.Copysign(0, -1)
 	bigDst := make([]float64, len(big))
 	xrank(bigDst, big, nil)
