@@ -4,10 +4,10 @@ import "math"
 
 // Neumaier is a compensated sum (Neumaier's variant of Kahan summation): the
 // value is s + c, where c collects the low-order bits each addition loses.
-// Its error does not grow with the number of additions, nor with
-// cancellation (adding x and later -x), which is what lets rolling sums add
-// and remove values for millions of steps without drifting. The zero value
-// is an empty sum.
+// Its error is about an ulp of the result plus n*eps^2 times the sum of the
+// magnitudes, whatever the cancellation (adding x and later -x), which is
+// what lets rolling sums add and remove values for millions of steps
+// without drifting. The zero value is an empty sum.
 type Neumaier struct{ s, c float64 }
 
 // Add adds x to the sum.
