@@ -38,7 +38,7 @@ func CatalogMarkdown() string {
 	}
 	p("\n## Window statistics\n\nOver the last w steps of a base series x (w values once warm). Units: the base's unless stated.\n\n")
 	p("| stat | unit | definition |\n|---|---|---|\n")
-	for s, st := range stats {
+	for s, st := range statDefs {
 		unit := st.unit
 		if unit == "" {
 			unit = "base unit"

@@ -75,7 +75,7 @@ func NewEngine(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*Eng
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("features: register metrics: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signald-dev/signald/internal/stats"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -112,11 +113,11 @@ func closeTo(got, want, rel, abs float64) bool {
 // (mean first, then deviations), no running sums.
 
 func refMean(xs []float64) float64 {
-	var k ksum
+	var k stats.Neumaier
 	for _, x := range xs {
-		k.add(x)
+		k.Add(x)
 	}
-	return k.value() / float64(len(xs))
+	return k.Value() / float64(len(xs))
 }
 
 // refCentral returns the window mean and the central sums sum (x-mean)^k for
@@ -144,11 +145,11 @@ func refStd(xs []float64) float64 {
 }
 
 func refRV(xs []float64) float64 {
-	var k ksum
+	var k stats.Neumaier
 	for _, x := range xs {
-		k.add(x * x)
+		k.Add(x * x)
 	}
-	return math.Sqrt(k.value())
+	return math.Sqrt(k.Value())
 }
 
 func allEqual(xs []float64) bool {
@@ -256,11 +257,11 @@ func refStat(stat string, xs, hist []float64) float64 {
 		}
 		return num / m2
 	case "sum":
-		var k ksum
+		var k stats.Neumaier
 		for _, x := range xs {
-			k.add(x)
+			k.Add(x)
 		}
-		return k.value()
+		return k.Value()
 	case "pos_share":
 		n := 0
 		for _, x := range xs {

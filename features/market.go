@@ -8,6 +8,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/memory"
 
 	"github.com/signald-dev/signald/features/asm"
+	"github.com/signald-dev/signald/internal/stats"
 )
 
 // SummaryColumns are the per-instrument columns a compact summary shows
@@ -129,23 +130,23 @@ func aggregate(agg marketAgg, x []float64) float64 {
 			return math.NaN()
 		}
 		mean := s / float64(n)
-		var ss ksum
+		var ss stats.Neumaier
 		for _, v := range x {
 			if !math.IsNaN(v) {
 				d := v - mean
-				ss.add(d * d)
+				ss.Add(d * d)
 			}
 		}
-		return math.Sqrt(ss.value() / float64(n))
+		return math.Sqrt(ss.Value() / float64(n))
 	}
 	var pos, neg, n int
-	var abs ksum
+	var abs stats.Neumaier
 	for _, v := range x {
 		if math.IsNaN(v) {
 			continue
 		}
 		n++
-		abs.add(math.Abs(v))
+		abs.Add(math.Abs(v))
 		if v > 0 {
 			pos++
 		} else if v < 0 {
@@ -157,7 +158,7 @@ func aggregate(agg marketAgg, x []float64) float64 {
 	}
 	switch agg {
 	case aggAbsMean:
-		return abs.value() / float64(n)
+		return abs.Value() / float64(n)
 	case aggPosShare:
 		return float64(pos) / float64(n)
 	default: // aggAdvDec

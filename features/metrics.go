@@ -1,11 +1,9 @@
 package features
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signald-dev/signald/internal/promreg"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -39,6 +37,9 @@ type metrics struct {
 	invalid [numReasons]prometheus.Counter
 }
 
+// newMetrics registers the engine's metrics with reg (if any). Engines
+// sharing a registry share the collectors, so they add up in the same
+// series; an error is the registry's.
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	steps := prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "signald_features_steps_total",
@@ -88,37 +89,37 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 
 	var err error
 	m := &metrics{}
-	if m.steps, err = register(reg, steps); err != nil {
+	if m.steps, err = promreg.Register(reg, steps); err != nil {
 		return nil, err
 	}
-	if m.skippedSteps, err = register(reg, skipped); err != nil {
+	if m.skippedSteps, err = promreg.Register(reg, skipped); err != nil {
 		return nil, err
 	}
-	if m.instruments, err = register(reg, instruments); err != nil {
+	if m.instruments, err = promreg.Register(reg, instruments); err != nil {
 		return nil, err
 	}
-	if m.stepDuration, err = register(reg, stepDuration); err != nil {
+	if m.stepDuration, err = promreg.Register(reg, stepDuration); err != nil {
 		return nil, err
 	}
-	if m.lateTicks, err = register(reg, late); err != nil {
+	if m.lateTicks, err = promreg.Register(reg, late); err != nil {
 		return nil, err
 	}
-	if m.nonFinite, err = register(reg, nonFinite); err != nil {
+	if m.nonFinite, err = promreg.Register(reg, nonFinite); err != nil {
 		return nil, err
 	}
-	if m.reanchors, err = register(reg, reanchors); err != nil {
+	if m.reanchors, err = promreg.Register(reg, reanchors); err != nil {
 		return nil, err
 	}
-	if m.restarts, err = register(reg, restarts); err != nil {
+	if m.restarts, err = promreg.Register(reg, restarts); err != nil {
 		return nil, err
 	}
-	if m.stateBytes, err = register(reg, stateBytes); err != nil {
+	if m.stateBytes, err = promreg.Register(reg, stateBytes); err != nil {
 		return nil, err
 	}
-	if ignored, err = register(reg, ignored); err != nil {
+	if ignored, err = promreg.Register(reg, ignored); err != nil {
 		return nil, err
 	}
-	if invalid, err = register(reg, invalid); err != nil {
+	if invalid, err = promreg.Register(reg, invalid); err != nil {
 		return nil, err
 	}
 	for k := range numKinds {
@@ -137,23 +138,4 @@ func (m *metrics) ignoredTick(k market.Kind) {
 		return
 	}
 	m.ignored[numKinds].Inc()
-}
-
-// register registers c with reg (if any). When an identical collector is
-// already registered, for instance by another engine sharing the registry, it
-// is reused, so several engines add up in the same series.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("features: register metrics: %w", err)
-	}
-	return c, nil
 }

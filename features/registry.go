@@ -142,7 +142,7 @@ type statDef struct {
 	unit string // "" = the base's unit; "%s" is replaced by the base's unit
 }
 
-var stats = [numStats]statDef{
+var statDefs = [numStats]statDef{
 	sMean:      {"mean", "mean of %s over the last %d steps", ""},
 	sStd:       {"std", "sample standard deviation (n-1) of %s over the last %d steps; 0 when they are all equal", ""},
 	sZ:         {"z", "z-score of the latest %s against the last %d steps: (x-mean)/std; NaN when std is 0", "standard deviations"},
@@ -218,7 +218,7 @@ func buildLayout(cfg *Config) (*layout, error) {
 				if !hasStat(b, s) {
 					continue
 				}
-				st := &stats[s]
+				st := &statDefs[s]
 				unit := d.unit
 				if st.unit != "" {
 					unit = st.unit

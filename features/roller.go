@@ -5,6 +5,7 @@ import (
 	"slices"
 
 	"github.com/signald-dev/signald/features/asm"
+	"github.com/signald-dev/signald/internal/stats"
 )
 
 // roller keeps the rolling state of the base series of n instruments over
@@ -335,16 +336,6 @@ func (r *roller) begin(s *rseries, i int, v float64) {
 	}
 }
 
-func neumaier(s, c *float64, v float64) {
-	t := *s + v
-	if math.Abs(*s) >= math.Abs(v) {
-		*c += (*s - t) + v
-	} else {
-		*c += (v - t) + *s
-	}
-	*s = t
-}
-
 // reanchorRatio: the shifted sums' relative error is about
 // eps*(1 + (mean-shift)^2/var). When (mean-shift)^2 exceeds reanchorRatio*var
 // (and the shift has been in place for a window), the shift moves to the
@@ -457,7 +448,7 @@ func (r *roller) reanchor(s *rseries, w *rwin, i int, shift float64) {
 		r.one1[0] = x
 		asm.AddMoments(&sub, r.one1[:])
 		d := x - shift
-		neumaier(&w.tS[i], &w.tC[i], float64(float64(j)*d))
+		w.tS[i], w.tC[i] = stats.NeumaierAdd(w.tS[i], w.tC[i], float64(float64(j)*d))
 		if j > 0 {
 			r.one1[0], r.one2[0] = d, prevD
 			asm.RollProducts(one(w.pS), one(w.pC), r.one1[:], r.one2[:], r.zero1[:], r.zero1[:])

@@ -80,7 +80,7 @@ func checkStat(stat string, got float64, xs, hist []float64) (float64, float64) 
 
 var statNames = func() []string {
 	var out []string
-	for _, s := range stats {
+	for _, s := range statDefs {
 		out = append(out, s.name)
 	}
 	return out

@@ -26,7 +26,7 @@ func TestXRank(t *testing.T) {
 	}
 	// Many ties (a quiet market's zero returns) and signed zeros.
 	big := make([]float64, 1001)
-	big[1000] = -0.0
+	big[1000] = math.Copysign(0, -1)
 	big[0] = math.Copysign(0, -1)
 	bigDst := make([]float64, len(big))
 	xrank(bigDst, big, nil)
@@ -370,7 +370,7 @@ func TestRollerExtremes(t *testing.T) {
 				for wi, w := range windows {
 					for _, st := range []int{sMax, sMin, sArgmaxAge, sArgminAge, sRangePos} {
 						got := cols[wc[b][wi][st]][i]
-						name := stats[st].name
+						name := statDefs[st].name
 						if len(h) < w {
 							if !math.IsNaN(got) {
 								t.Fatalf("step %d series %d inst %d %s_%d = %v during warm-up", k, b, i, name, w, got)

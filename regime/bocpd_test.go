@@ -77,8 +77,7 @@ func TestBOCPDMatchesNaive(t *testing.T) {
 			got[int(s.n[i])] = s.p[i]
 		}
 		for i, p := range nb.p {
-			n := i + 1 // naive index i: run that started at step i, holds k+1-i observations
-			n = k + 1 - i
+			n := k + 1 - i // naive index i: the run that started at step i holds k+1-i observations
 			g, ok := got[n]
 			if !ok {
 				if p > 10*pruneBelow {

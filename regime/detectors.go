@@ -313,7 +313,7 @@ func NewDetectors(cfg Config, logger *slog.Logger, reg prometheus.Registerer) (*
 	}
 	m, err := newDetMetrics(reg, cfg.Model.States)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("regime: register metrics: %w", err)
 	}
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)

@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/signald-dev/signald/internal/stats"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -241,11 +242,11 @@ func TestTrendCalls(t *testing.T) {
 		rets = append(rets, r)
 		v := map[string]float64{"mid": mid, "mid_ret": r, "spread_bps": 1}
 		if len(rets) >= 60 {
-			var w welford
+			var w stats.Welford
 			for _, x := range rets[len(rets)-60:] {
-				w.add(x)
+				w.Add(x)
 			}
-			v["mid_ret_mean_60"], v["mid_ret_std_60"] = w.mean, math.Sqrt(w.variance())
+			v["mid_ret_mean_60"], v["mid_ret_std_60"] = w.Mean(), math.Sqrt(w.Var())
 		}
 		rec := featRecord(sc, SynthT0+int64(k+1)*sec, row{"v", "X", v})
 		if err := d.Step(rec, func(s market.Signal) error {

@@ -9,6 +9,7 @@ import (
 	"slices"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/signald-dev/signald/internal/stats"
 )
 
 // ModelFormat is the format version of a model file. Bump it when a field
@@ -542,11 +543,11 @@ func kmeansInit(seqs [][][2]float64, k int, seed uint64) *bwModel {
 	}
 	var mu, sd [2]float64
 	for d := range 2 {
-		var w welford
+		var w stats.Welford
 		for _, p := range pts {
-			w.add(p[d])
+			w.Add(p[d])
 		}
-		mu[d], sd[d] = w.mean, max(math.Sqrt(w.variance()), 1e-9)
+		mu[d], sd[d] = w.Mean(), max(math.Sqrt(w.Var()), 1e-9)
 	}
 	z := make([][2]float64, len(pts))
 	for i, p := range pts {
@@ -609,16 +610,16 @@ func kmeansInit(seqs [][][2]float64, k int, seed uint64) *bwModel {
 		}
 	}
 	m := newBW(k)
-	var ws [MaxStates][2]welford
+	var ws [MaxStates][2]stats.Welford
 	for i, p := range pts {
-		ws[assign[i]][0].add(p[0])
-		ws[assign[i]][1].add(p[1])
+		ws[assign[i]][0].Add(p[0])
+		ws[assign[i]][1].Add(p[1])
 	}
 	for j := range k {
 		for d := range 2 {
-			if ws[j][d].n > 1 {
-				m.mean[j][d] = ws[j][d].mean
-				m.vr[j][d] = max(ws[j][d].variance(), minVariance)
+			if ws[j][d].N() > 1 {
+				m.mean[j][d] = ws[j][d].Mean()
+				m.vr[j][d] = max(ws[j][d].Var(), minVariance)
 			} else {
 				m.mean[j][d] = cent[j][d]*sd[d] + mu[d]
 				m.vr[j][d] = max(sd[d]*sd[d], minVariance)
@@ -703,27 +704,6 @@ const (
 	StateTrending = "trending"
 	StateVolatile = "volatile"
 )
-
-// welford is a running mean and variance (Welford's algorithm).
-type welford struct {
-	n    int
-	mean float64
-	m2   float64
-}
-
-func (w *welford) add(x float64) {
-	w.n++
-	d := x - w.mean
-	w.mean += d / float64(w.n)
-	w.m2 += d * (x - w.mean)
-}
-
-func (w *welford) variance() float64 {
-	if w.n < 2 {
-		return 0
-	}
-	return w.m2 / float64(w.n-1)
-}
 
 // splitMix is a tiny deterministic generator (SplitMix64), so fits and
 // synthetic streams do not depend on math/rand's algorithm choices.

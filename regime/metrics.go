@@ -1,11 +1,9 @@
 package regime
 
 import (
-	"errors"
-	"fmt"
-
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/signald-dev/signald/internal/promreg"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -16,6 +14,9 @@ type detMetrics struct {
 	instruments []prometheus.Gauge // by regime state index
 }
 
+// newDetMetrics registers the detectors' metrics with reg (if any).
+// Detectors sharing a registry share the collectors, so they add up in one
+// series; an error is the registry's.
 func newDetMetrics(reg prometheus.Registerer, states []string) (*detMetrics, error) {
 	signals := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_regime_signals_total",
@@ -35,16 +36,16 @@ func newDetMetrics(reg prometheus.Registerer, states []string) (*detMetrics, err
 	}, []string{"regime"})
 	var err error
 	m := &detMetrics{}
-	if m.signals, err = register(reg, signals); err != nil {
+	if m.signals, err = promreg.Register(reg, signals); err != nil {
 		return nil, err
 	}
-	if m.skippedRows, err = register(reg, skipped); err != nil {
+	if m.skippedRows, err = promreg.Register(reg, skipped); err != nil {
 		return nil, err
 	}
-	if m.noInput, err = register(reg, noInput); err != nil {
+	if m.noInput, err = promreg.Register(reg, noInput); err != nil {
 		return nil, err
 	}
-	if instruments, err = register(reg, instruments); err != nil {
+	if instruments, err = promreg.Register(reg, instruments); err != nil {
 		return nil, err
 	}
 	for _, s := range states {
@@ -54,22 +55,4 @@ func newDetMetrics(reg prometheus.Registerer, states []string) (*detMetrics, err
 		m.signals.WithLabelValues(t) // present at 0 from the start
 	}
 	return m, nil
-}
-
-// register registers c with reg (if any), reusing an identical collector that
-// is already registered, so that several detectors add up in one series.
-func register[T prometheus.Collector](reg prometheus.Registerer, c T) (T, error) {
-	if reg == nil {
-		return c, nil
-	}
-	if err := reg.Register(c); err != nil {
-		var are prometheus.AlreadyRegisteredError
-		if errors.As(err, &are) {
-			if existing, ok := are.ExistingCollector.(T); ok {
-				return existing, nil
-			}
-		}
-		return c, fmt.Errorf("regime: register metrics: %w", err)
-	}
-	return c, nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/memory"
+	"github.com/signald-dev/signald/internal/stats"
 )
 
 // SynthConfig configures a synthetic stream with known regime switches and
@@ -179,11 +180,11 @@ func Synthesize(cfg SynthConfig) *Synth {
 				mean[k], std[k] = math.NaN(), math.NaN()
 				continue
 			}
-			var w welford
+			var w stats.Welford
 			for _, v := range ret[k-W+1 : k+1] {
-				w.add(v)
+				w.Add(v)
 			}
-			mean[k], std[k] = w.mean, math.Sqrt(w.variance())
+			mean[k], std[k] = w.Mean(), math.Sqrt(w.Var())
 		}
 		s.Mid, s.Ret, s.Mean, s.Std, s.Spread = append(s.Mid, mid), append(s.Ret, ret), append(s.Mean, mean), append(s.Std, std), append(s.Spread, spr)
 		s.Regime, s.Dir = append(s.Regime, reg), append(s.Dir, dir)

@@ -4,6 +4,8 @@ import (
 	"math"
 	"reflect"
 	"testing"
+
+	"github.com/signald-dev/signald/internal/stats"
 )
 
 // TestSynthesize: deterministic, and its events agree with the per-step
@@ -49,11 +51,11 @@ func TestSynthesize(t *testing.T) {
 		if !math.IsNaN(a.Std[i][59]) || math.IsNaN(a.Std[i][60]) {
 			t.Errorf("std window: %v %v", a.Std[i][59], a.Std[i][60])
 		}
-		var w welford
+		var w stats.Welford
 		for _, v := range a.Ret[i][29999-59:] {
-			w.add(v)
+			w.Add(v)
 		}
-		if math.Abs(w.mean-a.Mean[i][29999]) > 1e-18 || math.Abs(math.Sqrt(w.variance())-a.Std[i][29999]) > 1e-15 {
+		if math.Abs(w.Mean()-a.Mean[i][29999]) > 1e-18 || math.Abs(math.Sqrt(w.Var())-a.Std[i][29999]) > 1e-15 {
 			t.Errorf("rolling mean/std")
 		}
 	}

@@ -1,9 +1,10 @@
 // Package asm holds the feature engine's hot kernels: element-wise updates of
-// per-instrument state in structure-of-arrays form (compensated rolling
-// moments and products, exponentially weighted mean and variance, a window
-// step's fused update of sums and counts and its derived statistics, running
-// extremes with the step of their latest occurrence (extrema.go), a
-// NaN-skipping compensated sum). Each kernel has a pure-Go version, always
+// per-instrument state in structure-of-arrays form (compensated moments of a
+// filling window and their statistics, compensated rolling sums of
+// products, a window step's fused update of sums, exponentially weighted
+// mean and variance and counts, and its derived statistics, running extremes
+// with the step of their latest occurrence (extrema.go), a NaN-skipping
+// compensated sum). Each kernel has a pure-Go version, always
 // compiled, and an AVX2 version in Go assembly generated with avo
 // (_generate/, `make generate`); the path is picked once at start-up from
 // what this CPU supports, read once through klauspost/cpuid, and `-tags

@@ -64,27 +64,6 @@ func AddMoments(m *Moments, x []float64) {
 	}
 }
 
-// RollMoments adds xNew[i] and removes xOld[i] (the value leaving the window)
-// for every i. Order per sum k: first the Neumaier add of dNew^k, then the
-// Neumaier add of -(dOld^k). Bit-identical between paths.
-// Panics unless xNew, xOld and every slice of m have the same length.
-func RollMoments(m *Moments, xNew, xOld []float64) {
-	n := m.len(len(xNew), "RollMoments")
-	if len(xOld) != n {
-		panic("asm: RollMoments: xNew and xOld lengths differ")
-	}
-	k := 0
-	if useAVX2 {
-		k = n &^ 3
-		rollMomentsAVX2(m.Shift[:k], m.S1[:k], m.S2[:k], m.S3[:k], m.S4[:k],
-			m.C1[:k], m.C2[:k], m.C3[:k], m.C4[:k], xNew[:k], xOld[:k])
-	}
-	if k < n {
-		t := m.from(k)
-		rollMomentsGeneric(&t, xNew[k:], xOld[k:])
-	}
-}
-
 // MomentStats reads m for windows holding w values (w >= 2) and writes, per
 // instrument: mean, sample standard deviation (n-1), skewness
 // g1 = m3/m2^1.5 and excess kurtosis g2 = m4/m2^2 - 3 (population central
@@ -157,26 +136,6 @@ func tail(s []float64, k int) []float64 {
 	return s[k:]
 }
 
-// EWMeanVar updates exponentially weighted mean and variance with weight
-// alpha in (0,1]: d = x-mean; mean += alpha*d; vari = (1-alpha)*(vari + alpha*d*d),
-// evaluated as ad = alpha*d; mean = mean + ad; vari = (1-alpha)*(vari + ad*d)
-// with 1-alpha computed once. Bit-identical between paths.
-// Panics unless mean, vari and x have the same length.
-func EWMeanVar(mean, vari, x []float64, alpha float64) {
-	n := len(x)
-	if len(mean) != n || len(vari) != n {
-		panic("asm: EWMeanVar: lengths differ")
-	}
-	k := 0
-	if useAVX2 {
-		k = n &^ 3
-		ewMeanVarAVX2(mean[:k], vari[:k], x[:k], alpha, 1-alpha)
-	}
-	if k < n {
-		ewMeanVarGeneric(mean[k:], vari[k:], x[k:], alpha, 1-alpha)
-	}
-}
-
 // RollProducts keeps a compensated rolling sum of products a*b (lag-1
 // autocovariance, OLS cross term): s,c += aNew*bNew (Neumaier), then
 // s,c += -(aOld*bOld) (Neumaier). The true sum is s+c. Bit-identical between
@@ -207,15 +166,15 @@ func RollProducts(s, c, aNew, bNew, aOld, bOld []float64) {
 //	tOld = (S1 + C1) - dOld
 //	pos += b(xNew > 0) - b(xOld > 0);  ud += sgn(xNew - xPrev) - sgn(xOldNext - xOld)
 //	RollProducts(TS, TC, dNew, w-1, tOld, 1)
-//	RollMoments(m, xNew, xOld)
+//	(S_k, C_k) += dNew^k, then += -(dOld^k), for k = 1..4
 //	RollProducts(SumS, SumC, xNew, 1, xOld, 1)
 //	RollProducts(SqS, SqC, xNew, xNew, xOld, xOld)      (if SqS is not nil)
 //	RollProducts(PS, PC, dNew, dPrev, dOldNext, dOld)
-//	EWMeanVar(EWM, EWV, xNew, alpha)
+//	d = xNew - EWM; ad = alpha*d; EWM = EWM + ad; EWV = (1-alpha)*(EWV + ad*d)
 //
 // with sh = m.Shift, b 1 or 0 and sgn 1, 0 or -1 (int32), tOld read
-// before RollMoments changes S1 and C1, and w-1 (float64(w-1)), 1 and alpha
-// scalars: per instrument, with Neumaier adds (s, c) += v,
+// before the moments' update changes S1 and C1, and w-1 (float64(w-1)), 1
+// and alpha scalars: per instrument, with Neumaier adds (s, c) += v,
 //
 //	(TS, TC) += dNew*(w-1), then += -tOld
 //	(SumS, SumC) += xNew, then += -xOld

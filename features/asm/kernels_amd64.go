@@ -9,21 +9,11 @@ package asm
 //go:noescape
 func addMomentsAVX2(shift []float64, s1 []float64, s2 []float64, s3 []float64, s4 []float64, c1 []float64, c2 []float64, c3 []float64, c4 []float64, x []float64)
 
-// rollMomentsAVX2 is rollMomentsGeneric on AVX2; len(xNew) must be a multiple of 4.
-//
-//go:noescape
-func rollMomentsAVX2(shift []float64, s1 []float64, s2 []float64, s3 []float64, s4 []float64, c1 []float64, c2 []float64, c3 []float64, c4 []float64, xNew []float64, xOld []float64)
-
 // momentStatsAVX2 is momentStatsGeneric on AVX2; len(shift) must be a multiple of 4,
 // and non-nil outputs and last (if z is not nil) as long.
 //
 //go:noescape
 func momentStatsAVX2(mean []float64, std []float64, skew []float64, kurt []float64, z []float64, shift []float64, s1 []float64, s2 []float64, s3 []float64, s4 []float64, c1 []float64, c2 []float64, c3 []float64, c4 []float64, last []float64, invW float64, corr float64, c15 float64)
-
-// ewMeanVarAVX2 is ewMeanVarGeneric on AVX2; len(x) must be a multiple of 4.
-//
-//go:noescape
-func ewMeanVarAVX2(mean []float64, vari []float64, x []float64, alpha float64, oneMinus float64)
 
 // rollProductsAVX2 is rollProductsGeneric on AVX2; len(s) must be a multiple of 4.
 //

@@ -32,8 +32,8 @@ func BenchmarkKernels(b *testing.B) {
 		}
 		return s
 	}
-	// Windows of 50 prices; the AddMoments and RollMoments benchmarks change
-	// their own state, MomentStats reads a state of its own.
+	// Windows of 50 prices; the AddMoments benchmark changes its own state,
+	// MomentStats reads a state of its own.
 	window := func() *Moments {
 		m := newMoments(n)
 		for i := range m.Shift {
@@ -47,7 +47,6 @@ func BenchmarkKernels(b *testing.B) {
 	m, mStats := window(), window()
 	xNew, xOld, last := price(), price(), price()
 	mean, std, skew, kurt, z := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
-	ewMean, ewVar, rets := ret(), make([]float64, n), ret()
 	ps, pc := make([]float64, n), make([]float64, n)
 	aNew, bNew, aOld, bOld := ret(), ret(), ret(), ret()
 	sumX := ret()
@@ -87,9 +86,7 @@ func BenchmarkKernels(b *testing.B) {
 		f    func()
 	}{
 		{"AddMoments", func() { AddMoments(m, xNew) }},
-		{"RollMoments", func() { RollMoments(m, xNew, xOld); RollMoments(m, xOld, xNew) }},
 		{"MomentStats", func() { MomentStats(mean, std, skew, kurt, z, mStats, last, 50) }},
-		{"EWMeanVar", func() { EWMeanVar(ewMean, ewVar, rets, 0.05) }},
 		{"RollProducts", func() { RollProducts(ps, pc, aNew, bNew, aOld, bOld) }},
 		{"SumNaN", func() { s, _ := SumNaN(sumX); sink += s }},
 		{"WindowRoll", func() { wr.roll() }},

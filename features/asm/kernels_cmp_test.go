@@ -12,7 +12,9 @@ import (
 // differ, as kernels.go documents). The exported kernels run once with
 // SetGeneric(false), once with SetGeneric(true), on copies of the same state.
 
-// maxUnroll is the generator's largest unroll factor (ewMeanVar's).
+// maxUnroll is at least the generator's largest unroll factor (2, of
+// rollProducts and sumNaN), so that cmpLengths reaches every unrolled loop
+// more than twice.
 const maxUnroll = 4
 
 // cmpLengths are 0 to twice the widest loop step plus a tail, and a few
@@ -179,7 +181,7 @@ func TestCompareMoments(t *testing.T) {
 						if k < 2 {
 							AddMoments(m, s[0])
 						} else {
-							RollMoments(m, s[0], s[1])
+							rollMomentsRef(m, s[0], s[1]) // WindowRoll's moments, path-independent
 						}
 					}
 					o := [5][]float64{make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)}
@@ -233,34 +235,6 @@ func TestCompareMomentStatsNil(t *testing.T) {
 					}
 				}
 			})
-		}
-	}
-}
-
-func TestCompareEWMeanVar(t *testing.T) {
-	needAVX2(t)
-	r := rand.New(rand.NewPCG(25, 26))
-	for _, n := range cmpLengths() {
-		for kind := range numKinds {
-			g := gen{r, kind}
-			mean0, var0 := g.slice(n), g.slice(n)
-			xs := [][]float64{g.slice(n), g.slice(n), g.slice(n)}
-			for _, alpha := range []float64{1, 0.5, 0.013, 1e-6} {
-				var res [2][2][]float64
-				onBoth(func(generic bool) {
-					mean, vari := append([]float64(nil), mean0...), append([]float64(nil), var0...)
-					for _, x := range xs {
-						EWMeanVar(mean, vari, x, alpha)
-					}
-					j := 0
-					if generic {
-						j = 1
-					}
-					res[j] = [2][]float64{mean, vari}
-				})
-				checkSame(t, "mean n "+itoa(n), res[0][0], res[1][0])
-				checkSame(t, "vari n "+itoa(n), res[0][1], res[1][1])
-			}
 		}
 	}
 }
@@ -381,24 +355,6 @@ func FuzzAddMoments(f *testing.F) {
 	})
 }
 
-func FuzzRollMoments(f *testing.F) {
-	fuzzSeeds(f)
-	f.Fuzz(func(t *testing.T, raw []byte, n8 uint8) {
-		needAVX2(t)
-		n := int(n8) % 64
-		v := floats(raw, 11, n)
-		m := &Moments{Shift: v[0], S1: v[1], S2: v[2], S3: v[3], S4: v[4], C1: v[5], C2: v[6], C3: v[7], C4: v[8]}
-		var res [2]*Moments
-		onBoth(func(generic bool) {
-			c := m.clone()
-			RollMoments(c, v[9], v[10])
-			RollMoments(c, v[10], v[9])
-			res[boolIndex(generic)] = c
-		})
-		checkSameMoments(t, "RollMoments", res[0], res[1])
-	})
-}
-
 func FuzzMomentStats(f *testing.F) {
 	fuzzSeeds(f)
 	f.Fuzz(func(t *testing.T, raw []byte, n8 uint8) {
@@ -416,25 +372,6 @@ func FuzzMomentStats(f *testing.F) {
 		for k := range res[0] {
 			checkSame(t, "MomentStats output "+itoa(k), res[0][k], res[1][k])
 		}
-	})
-}
-
-func FuzzEWMeanVar(f *testing.F) {
-	fuzzSeeds(f)
-	f.Fuzz(func(t *testing.T, raw []byte, n8 uint8) {
-		needAVX2(t)
-		n := int(n8) % 64
-		v := floats(raw, 4, n)
-		alpha := float64(1+int(n8)%100) / 100
-		var res [2][2][]float64
-		onBoth(func(generic bool) {
-			mean, vari := append([]float64(nil), v[0]...), append([]float64(nil), v[1]...)
-			EWMeanVar(mean, vari, v[2], alpha)
-			EWMeanVar(mean, vari, v[3], alpha)
-			res[boolIndex(generic)] = [2][]float64{mean, vari}
-		})
-		checkSame(t, "mean", res[0][0], res[1][0])
-		checkSame(t, "vari", res[0][1], res[1][1])
 	})
 }
 

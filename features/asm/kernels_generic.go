@@ -1,6 +1,10 @@
 package asm
 
-import "math"
+import (
+	"math"
+
+	"github.com/signald-dev/signald/internal/stats"
+)
 
 // The pure-Go kernels, compiled on every platform and build tag: the path
 // without AVX2, the tails of the assembly path, and the reference its tests
@@ -10,17 +14,8 @@ import "math"
 // explicit conversion forbids the compiler to fuse the two into an FMA (which
 // it does on arm64, ppc64, s390x and with GOAMD64=v3), and the assembly does
 // not fuse either. The tests pass with GOAMD64=v3, which checks this.
-
-// neumaier adds v to the compensated sum (s, c).
-func neumaier(s, c, v float64) (float64, float64) {
-	t := s + v
-	if math.Abs(s) >= math.Abs(v) {
-		c += (s - t) + v
-	} else {
-		c += (v - t) + s
-	}
-	return t, c
-}
+// Compensated adds are stats.NeumaierAdd, the engine's one Neumaier step,
+// which the generator's neumaier mirrors.
 
 func addMomentsGeneric(m *Moments, x []float64) {
 	n := len(x)
@@ -31,35 +26,10 @@ func addMomentsGeneric(m *Moments, x []float64) {
 		d2 := float64(d * d)
 		d3 := float64(d2 * d)
 		d4 := float64(d2 * d2)
-		s1[i], c1[i] = neumaier(s1[i], c1[i], d)
-		s2[i], c2[i] = neumaier(s2[i], c2[i], d2)
-		s3[i], c3[i] = neumaier(s3[i], c3[i], d3)
-		s4[i], c4[i] = neumaier(s4[i], c4[i], d4)
-	}
-}
-
-func rollMomentsGeneric(m *Moments, xNew, xOld []float64) {
-	n := len(xNew)
-	xOld = xOld[:n]
-	shift, s1, s2, s3, s4 := m.Shift[:n], m.S1[:n], m.S2[:n], m.S3[:n], m.S4[:n]
-	c1, c2, c3, c4 := m.C1[:n], m.C2[:n], m.C3[:n], m.C4[:n]
-	for i, xi := range xNew {
-		d := xi - shift[i]
-		d2 := float64(d * d)
-		d3 := float64(d2 * d)
-		d4 := float64(d2 * d2)
-		o := xOld[i] - shift[i]
-		o2 := float64(o * o)
-		o3 := float64(o2 * o)
-		o4 := float64(o2 * o2)
-		s, c := neumaier(s1[i], c1[i], d)
-		s1[i], c1[i] = neumaier(s, c, -o)
-		s, c = neumaier(s2[i], c2[i], d2)
-		s2[i], c2[i] = neumaier(s, c, -o2)
-		s, c = neumaier(s3[i], c3[i], d3)
-		s3[i], c3[i] = neumaier(s, c, -o3)
-		s, c = neumaier(s4[i], c4[i], d4)
-		s4[i], c4[i] = neumaier(s, c, -o4)
+		s1[i], c1[i] = stats.NeumaierAdd(s1[i], c1[i], d)
+		s2[i], c2[i] = stats.NeumaierAdd(s2[i], c2[i], d2)
+		s3[i], c3[i] = stats.NeumaierAdd(s3[i], c3[i], d3)
+		s4[i], c4[i] = stats.NeumaierAdd(s4[i], c4[i], d4)
 	}
 }
 
@@ -123,25 +93,14 @@ func momentStatsGeneric(mean, std, skew, kurt, z []float64, m *Moments, last []f
 	}
 }
 
-func ewMeanVarGeneric(mean, vari, x []float64, alpha, oneMinus float64) {
-	n := len(x)
-	mean, vari = mean[:n], vari[:n]
-	for i, xi := range x {
-		d := xi - mean[i]
-		ad := float64(alpha * d)
-		mean[i] += ad
-		vari[i] = oneMinus * (vari[i] + float64(ad*d))
-	}
-}
-
 func rollProductsGeneric(s, c, aNew, bNew, aOld, bOld []float64) {
 	n := len(s)
 	c, aNew, bNew, aOld, bOld = c[:n], aNew[:n], bNew[:n], aOld[:n], bOld[:n]
 	for i := range s {
 		p := float64(aNew[i] * bNew[i])
 		q := float64(aOld[i] * bOld[i])
-		si, ci := neumaier(s[i], c[i], p)
-		s[i], c[i] = neumaier(si, ci, -q)
+		si, ci := stats.NeumaierAdd(s[i], c[i], p)
+		s[i], c[i] = stats.NeumaierAdd(si, ci, -q)
 	}
 }
 
@@ -163,26 +122,26 @@ func sumNaNLanesGeneric(x []float64, l *sumLanes) {
 	for ; i+4 <= len(x); i += 4 {
 		b := x[i : i+4 : i+4]
 		if v := b[0]; v == v {
-			s0, c0 = neumaier(s0, c0, v)
+			s0, c0 = stats.NeumaierAdd(s0, c0, v)
 			n0++
 		}
 		if v := b[1]; v == v {
-			s1, c1 = neumaier(s1, c1, v)
+			s1, c1 = stats.NeumaierAdd(s1, c1, v)
 			n1++
 		}
 		if v := b[2]; v == v {
-			s2, c2 = neumaier(s2, c2, v)
+			s2, c2 = stats.NeumaierAdd(s2, c2, v)
 			n2++
 		}
 		if v := b[3]; v == v {
-			s3, c3 = neumaier(s3, c3, v)
+			s3, c3 = stats.NeumaierAdd(s3, c3, v)
 			n3++
 		}
 	}
 	l.s, l.c, l.n = [4]float64{s0, s1, s2, s3}, [4]float64{c0, c1, c2, c3}, [4]int{n0, n1, n2, n3}
 	for j, v := range x[i:] {
 		if v == v {
-			l.s[j], l.c[j] = neumaier(l.s[j], l.c[j], v)
+			l.s[j], l.c[j] = stats.NeumaierAdd(l.s[j], l.c[j], v)
 			l.n[j]++
 		}
 	}
@@ -191,7 +150,7 @@ func sumNaNLanesGeneric(x []float64, l *sumLanes) {
 func (l *sumLanes) combine() (float64, int) {
 	var s, c float64
 	for _, v := range l.s {
-		s, c = neumaier(s, c, v)
+		s, c = stats.NeumaierAdd(s, c, v)
 	}
 	c += (l.c[0] + l.c[1]) + (l.c[2] + l.c[3])
 	n := l.n[0] + l.n[1] + l.n[2] + l.n[3]
@@ -199,12 +158,6 @@ func (l *sumLanes) combine() (float64, int) {
 		return s, n
 	}
 	return s + c, n
-}
-
-func sumNaNGeneric(x []float64) (float64, int) {
-	var l sumLanes
-	sumNaNLanesGeneric(x, &l)
-	return l.combine()
 }
 
 // b2i and sgn are written to compile without branches: the signs of price
@@ -238,13 +191,13 @@ func windowRollGeneric(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []flo
 		dn, do := xn-sh, xo-sh
 		pos[i] += b2i(xn > 0) - b2i(xo > 0)
 		ud[i] += sgn(xn-xp) - sgn(xon-xo)
-		s, c := neumaier(pS[i], pC[i], float64(dn*(xp-sh)))
-		pS[i], pC[i] = neumaier(s, c, -float64((xon-sh)*do))
-		s, c = neumaier(sumS[i], sumC[i], xn)
-		sumS[i], sumC[i] = neumaier(s, c, -xo)
+		s, c := stats.NeumaierAdd(pS[i], pC[i], float64(dn*(xp-sh)))
+		pS[i], pC[i] = stats.NeumaierAdd(s, c, -float64((xon-sh)*do))
+		s, c = stats.NeumaierAdd(sumS[i], sumC[i], xn)
+		sumS[i], sumC[i] = stats.NeumaierAdd(s, c, -xo)
 		if rv {
-			s, c = neumaier(sqS[i], sqC[i], float64(xn*xn))
-			sqS[i], sqC[i] = neumaier(s, c, -float64(xo*xo))
+			s, c = stats.NeumaierAdd(sqS[i], sqC[i], float64(xn*xn))
+			sqS[i], sqC[i] = stats.NeumaierAdd(s, c, -float64(xo*xo))
 		}
 		d := xn - ewm[i]
 		ad := float64(alpha * d)
@@ -253,17 +206,17 @@ func windowRollGeneric(m *Moments, st *Window, xNew, xPrev, xOld, xOldNext []flo
 		// S1 before the slide minus dOld (OLS: every remaining value's
 		// index drops by one, the new one enters at w-1).
 		tOld := (s1[i] + c1[i]) - do
-		s, c = neumaier(tS[i], tC[i], float64(dn*fm1))
-		tS[i], tC[i] = neumaier(s, c, -tOld)
+		s, c = stats.NeumaierAdd(tS[i], tC[i], float64(dn*fm1))
+		tS[i], tC[i] = stats.NeumaierAdd(s, c, -tOld)
 		d2, o2 := float64(dn*dn), float64(do*do)
-		s, c = neumaier(s1[i], c1[i], dn)
-		s1[i], c1[i] = neumaier(s, c, -do)
-		s, c = neumaier(s2[i], c2[i], d2)
-		s2[i], c2[i] = neumaier(s, c, -o2)
-		s, c = neumaier(s3[i], c3[i], float64(d2*dn))
-		s3[i], c3[i] = neumaier(s, c, -float64(o2*do))
-		s, c = neumaier(s4[i], c4[i], float64(d2*d2))
-		s4[i], c4[i] = neumaier(s, c, -float64(o2*o2))
+		s, c = stats.NeumaierAdd(s1[i], c1[i], dn)
+		s1[i], c1[i] = stats.NeumaierAdd(s, c, -do)
+		s, c = stats.NeumaierAdd(s2[i], c2[i], d2)
+		s2[i], c2[i] = stats.NeumaierAdd(s, c, -o2)
+		s, c = stats.NeumaierAdd(s3[i], c3[i], float64(d2*dn))
+		s3[i], c3[i] = stats.NeumaierAdd(s, c, -float64(o2*do))
+		s, c = stats.NeumaierAdd(s4[i], c4[i], float64(d2*d2))
+		s4[i], c4[i] = stats.NeumaierAdd(s, c, -float64(o2*o2))
 	}
 }
 

@@ -9,16 +9,10 @@ const haveAsm = false
 
 func addMomentsAVX2(shift, s1, s2, s3, s4, c1, c2, c3, c4, x []float64) { panic("asm: no AVX2 build") }
 
-func rollMomentsAVX2(shift, s1, s2, s3, s4, c1, c2, c3, c4, xNew, xOld []float64) {
-	panic("asm: no AVX2 build")
-}
-
 func momentStatsAVX2(mean, std, skew, kurt, z, shift, s1, s2, s3, s4, c1, c2, c3, c4, last []float64,
 	invW, corr, c15 float64) {
 	panic("asm: no AVX2 build")
 }
-
-func ewMeanVarAVX2(mean, vari, x []float64, alpha, oneMinus float64) { panic("asm: no AVX2 build") }
 
 func rollProductsAVX2(s, c, aNew, bNew, aOld, bOld []float64) { panic("asm: no AVX2 build") }
 

@@ -6,8 +6,9 @@ import (
 	"testing"
 )
 
-// WindowRoll against the sequence of kernels it fuses (on each path), and
-// its AVX2 path against its generic path.
+// WindowRoll against the sequence of updates it fuses (RollProducts on each
+// path, and the Go references of reference_test.go), and its AVX2 path
+// against its generic path.
 
 // rollCase is WindowRoll's arguments; st.SqS and st.SqC are nil without rv.
 type rollCase struct {
@@ -46,10 +47,9 @@ func (c *rollCase) roll() {
 	WindowRoll(&c.m, &c.st, c.xNew, c.xPrev, c.xOld, c.xOldNext, c.w, c.alpha)
 }
 
-// sequence is the roller's step before WindowRoll: the differences and
-// counts of the former WindowPrep kernel (exact subtractions, written out
-// here), then the kernels in their order, with the constants 1 and w-1 as
-// arrays.
+// sequence is WindowRoll's definition, one update at a time: the
+// differences and counts (exact subtractions, written out here), then the
+// sums' updates in their order, with the constants 1 and w-1 as arrays.
 func (c *rollCase) sequence() {
 	n := len(c.xNew)
 	m, st := &c.m, &c.st
@@ -66,13 +66,13 @@ func (c *rollCase) sequence() {
 		ones[i], wm1[i] = 1, float64(c.w-1)
 	}
 	RollProducts(st.TS, st.TC, dNew, wm1, tOld, ones)
-	RollMoments(m, c.xNew, c.xOld)
+	rollMomentsRef(m, c.xNew, c.xOld)
 	RollProducts(st.SumS, st.SumC, c.xNew, ones, c.xOld, ones)
 	if st.SqS != nil {
 		RollProducts(st.SqS, st.SqC, c.xNew, c.xNew, c.xOld, c.xOld)
 	}
 	RollProducts(st.PS, st.PC, dNew, dPrev, dOldNext, dOld)
-	EWMeanVar(st.EWM, st.EWV, c.xNew, c.alpha)
+	ewMeanVarRef(st.EWM, st.EWV, c.xNew, c.alpha)
 }
 
 // checkSameRoll compares every slice WindowRoll writes.

@@ -58,7 +58,7 @@ func twoPass(win []float64, last float64) refStats {
 	return refStats{v0 + meanD, std, m3 / math.Pow(m2, 1.5), m4/(m2*m2) - 3, ((last - v0) - meanD) / std}
 }
 
-func stats(m *Moments, last []float64, w int) []refStats {
+func momentStatsOf(m *Moments, last []float64, w int) []refStats {
 	n := len(m.Shift)
 	mean, std, skew, kurt, z := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 	MomentStats(mean, std, skew, kurt, z, m, last, w)
@@ -107,9 +107,16 @@ var streams = []func(r *rand.Rand) float64{
 	func(r *rand.Rand) float64 { return r.NormFloat64() },
 }
 
-// RollMoments over a million steps equals a two-pass computation of the
-// window at checkpoints along the way: the compensated sums do not drift.
-func TestRollMomentsLongStream(t *testing.T) {
+// newWindow is a Window of n zeros (no squares).
+func newWindow(n int) *Window {
+	f := func() []float64 { return make([]float64, n) }
+	return &Window{SumS: f(), SumC: f(), PS: f(), PC: f(), TS: f(), TC: f(), EWM: f(), EWV: f(),
+		Pos: make([]int32, n), UD: make([]int32, n), Anchor: make([]uint32, n)}
+}
+
+// WindowRoll's moments over a million steps equal a two-pass computation of
+// the window at checkpoints along the way: the compensated sums do not drift.
+func TestWindowRollMomentsLongStream(t *testing.T) {
 	steps := 1_000_000
 	if testing.Short() {
 		steps = 100_000
@@ -118,29 +125,32 @@ func TestRollMomentsLongStream(t *testing.T) {
 		const w = 50
 		n := 2*len(streams) + 1
 		r := rand.New(rand.NewPCG(1, 2))
-		m := newMoments(n)
+		m, st := newMoments(n), newWindow(n)
 		ring := make([][]float64, n) // ring[i][step%w]
 		for i := range ring {
 			ring[i] = make([]float64, w)
 		}
-		x, old, last := make([]float64, n), make([]float64, n), make([]float64, n)
+		x, prev, old, oldNext, last := make([]float64, n), make([]float64, n), make([]float64, n),
+			make([]float64, n), make([]float64, n)
 		for step := 0; step < steps; step++ {
+			copy(prev, x)
 			for i := range x {
 				x[i] = streams[i%len(streams)](r)
 				if step == 0 {
 					m.Shift[i] = x[i]
 				}
 				old[i] = ring[i][step%w]
+				oldNext[i] = ring[i][(step+1)%w]
 				ring[i][step%w] = x[i]
 			}
 			if step < w {
 				AddMoments(m, x)
 			} else {
-				RollMoments(m, x, old)
+				WindowRoll(m, st, x, prev, old, oldNext, w, 0.1)
 			}
 			copy(last, x)
 			if step+1 >= w && (step%(steps/10) == 0 || step == steps-1 || step == w-1) {
-				got := stats(m, last, w)
+				got := momentStatsOf(m, last, w)
 				for i := range got {
 					checkStats(t, "step "+itoa(step)+" instrument "+itoa(i), got[i], twoPass(ring[i], last[i]))
 				}
@@ -172,7 +182,7 @@ func TestAddMomentsOffsets(t *testing.T) {
 				}
 				AddMoments(m, x)
 			}
-			got := stats(m, x, w)
+			got := momentStatsOf(m, x, w)
 			for i := range got {
 				if w == 2 { // skew of two values is 0 and kurt -2 exactly; rounding decides
 					got[i].skew, got[i].kurt = 0, -2
@@ -217,7 +227,7 @@ func TestMomentStatsConstantAndNil(t *testing.T) {
 			}
 			AddMoments(m, x)
 		}
-		full := stats(m, x, w)
+		full := momentStatsOf(m, x, w)
 		std2 := make([]float64, n)
 		MomentStats(nil, std2, nil, nil, nil, m, nil, w)
 		for i := range std2 {
@@ -242,26 +252,27 @@ func TestKernelsPanicOnBadLengths(t *testing.T) {
 	short := make([]float64, 4)
 	five := make([]float64, 5)
 	mustPanic("AddMoments", func() { AddMoments(m, short) })
-	mustPanic("RollMoments", func() { RollMoments(m, five, short) })
 	mustPanic("MomentStats w", func() { MomentStats(five, nil, nil, nil, nil, m, nil, 1) })
 	mustPanic("MomentStats out", func() { MomentStats(short, nil, nil, nil, nil, m, nil, 3) })
 	mustPanic("MomentStats last", func() { MomentStats(nil, nil, nil, nil, five, m, nil, 3) })
-	mustPanic("EWMeanVar", func() { EWMeanVar(five, short, five, 0.5) })
 	mustPanic("RollProducts", func() { RollProducts(five, five, five, five, five, short) })
 	m.C3 = short
 	mustPanic("Moments", func() { AddMoments(m, five) })
 }
 
-// EWMeanVar after t steps equals the weighted mean and variance with weights
-// alpha*(1-alpha)^k for x[t-1-k] and (1-alpha)^t for the initial state.
-func TestEWMeanVarClosedForm(t *testing.T) {
+// WindowRoll's exponentially weighted mean and variance after t steps equal
+// the weighted mean and variance with weights alpha*(1-alpha)^k for
+// x[t-1-k] and (1-alpha)^t for the initial state.
+func TestWindowRollEWClosedForm(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		const steps = 300
 		alphas := []float64{1, 0.5, 0.1, 0.01, 0.3, 0.05}
 		r := rand.New(rand.NewPCG(7, 8))
 		for _, off := range []float64{0, 1e5, 1e12} {
 			n := len(alphas) * 2
-			mean, vari := make([]float64, n), make([]float64, n)
+			m, st := newMoments(n), newWindow(n)
+			mean, vari := st.EWM, st.EWV
+			zeros := make([]float64, n) // the values leaving and their neighbours
 			mean0 := make([]float64, n)
 			for i := range mean {
 				mean0[i] = off + r.NormFloat64()
@@ -277,7 +288,9 @@ func TestEWMeanVarClosedForm(t *testing.T) {
 				}
 				// One alpha per call, as the engine does: split by alpha.
 				for a, alpha := range alphas {
-					EWMeanVar(mean[2*a:2*a+2], vari[2*a:2*a+2], x[2*a:2*a+2], alpha)
+					lo, hi := 2*a, 2*a+2
+					ma, sa := m.Slice(lo, hi), st.Slice(lo, hi)
+					WindowRoll(&ma, &sa, x[lo:hi], zeros[lo:hi], zeros[lo:hi], zeros[lo:hi], 10, alpha)
 				}
 			}
 			for i := range mean {
@@ -443,7 +456,7 @@ func TestPathAndSetGeneric(t *testing.T) {
 func TestKernelsDoNotAllocate(t *testing.T) {
 	forEachPath(t, func(t *testing.T) {
 		const n = 103
-		m := newMoments(n)
+		m, st := newMoments(n), newWindow(n)
 		a, b, c, d, e, f := make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n), make([]float64, n)
 		for i := range a {
 			a[i], b[i] = float64(i), float64(2*i)
@@ -451,10 +464,9 @@ func TestKernelsDoNotAllocate(t *testing.T) {
 		var sink float64
 		allocs := testing.AllocsPerRun(20, func() {
 			AddMoments(m, a)
-			RollMoments(m, b, a)
+			WindowRoll(m, st, b, a, a, b, 10, 0.1)
 			MomentStats(c, d, e, f, nil, m, nil, 10)
 			MomentStats(c, d, e, f, c, m, a, 10)
-			EWMeanVar(c, d, a, 0.1)
 			RollProducts(e, f, a, b, b, a)
 			s, _ := SumNaN(a)
 			sink += s

@@ -53,9 +53,7 @@ func main() {
 	six = constant("six", 0x4018000000000000)
 
 	addMoments()
-	rollMoments()
 	momentStats()
-	ewMeanVar()
 	rollProducts()
 	sumNaN()
 	extremaMerge()
@@ -147,6 +145,7 @@ func (l *loop) run(name string, unroll int, body func(off int)) {
 }
 
 // neumaier adds v to the compensated sum (s, c) in place, as Go's
+// stats.NeumaierAdd (internal/stats)
 //
 //	t := s + v
 //	if math.Abs(s) >= math.Abs(v) { c += (s - t) + v } else { c += (v - t) + s }
@@ -207,31 +206,6 @@ func addMoments() {
 		p := powers(l.at("x", off), l.at("shift", off))
 		for k := range 4 {
 			addSum(l, k+1, off, p[k], abs, false)
-		}
-	})
-}
-
-func rollMoments() {
-	TEXT("rollMomentsAVX2", NOSPLIT, "func(shift, s1, s2, s3, s4, c1, c2, c3, c4, xNew, xOld []float64)")
-	Pragma("noescape")
-	Doc("rollMomentsAVX2 is rollMomentsGeneric on AVX2; len(xNew) must be a multiple of 4.")
-	l := newLoop("xNew", append(momentSlices, "xNew", "xOld")...)
-	abs, sign := YMM(), YMM()
-	VMOVUPD(absMask, abs)
-	VMOVUPD(signMask, sign)
-	l.run("rollmoments", 1, func(off int) {
-		pn := powers(l.at("xNew", off), l.at("shift", off))
-		po := powers(l.at("xOld", off), l.at("shift", off))
-		for k := range 4 {
-			sName, cName := fmt.Sprintf("s%d", k+1), fmt.Sprintf("c%d", k+1)
-			s, c := YMM(), YMM()
-			VMOVUPD(l.at(sName, off), s)
-			VMOVUPD(l.at(cName, off), c)
-			neumaier(s, c, pn[k], abs)
-			VXORPD(sign, po[k], po[k]) // -o^k: Go's negation flips the sign bit
-			neumaier(s, c, po[k], abs)
-			VMOVUPD(s, l.at(sName, off))
-			VMOVUPD(c, l.at(cName, off))
 		}
 	})
 }
@@ -355,31 +329,6 @@ func momentStats() {
 		VBLENDVPD(flat, nan, zv, zv)
 		VMOVUPD(zv, Mem{Base: zp, Index: l.end, Scale: elemSize, Disp: off * elemSize})
 		Label(skip)
-	})
-}
-
-func ewMeanVar() {
-	TEXT("ewMeanVarAVX2", NOSPLIT, "func(mean, vari, x []float64, alpha, oneMinus float64)")
-	Pragma("noescape")
-	Doc("ewMeanVarAVX2 is ewMeanVarGeneric on AVX2; len(x) must be a multiple of 4.")
-	l := newLoop("x", "mean", "vari", "x")
-	alpha, om := YMM(), YMM()
-	VBROADCASTSD(Load(Param("alpha"), XMM()), alpha)
-	VBROADCASTSD(Load(Param("oneMinus"), XMM()), om)
-	l.run("ewmeanvar", 4, func(off int) {
-		m, d, ad := YMM(), YMM(), YMM()
-		VMOVUPD(l.at("mean", off), m)
-		VMOVUPD(l.at("x", off), d)
-		VSUBPD(m, d, d)      // d = x - mean
-		VMULPD(d, alpha, ad) // ad = alpha*d
-		VADDPD(ad, m, m)     // mean += ad
-		VMOVUPD(m, l.at("mean", off))
-		VMULPD(d, ad, ad) // ad*d
-		v := YMM()
-		VMOVUPD(l.at("vari", off), v)
-		VADDPD(ad, v, v) // vari + ad*d
-		VMULPD(v, om, v) // (1-alpha)*(...)
-		VMOVUPD(v, l.at("vari", off))
 	})
 }
 
