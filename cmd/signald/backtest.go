@@ -11,8 +11,10 @@ import (
 
 	"github.com/apache/arrow/go/v17/arrow"
 
+	"github.com/signald-dev/signald/api"
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -62,41 +64,49 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 }
 
 // backtest runs stored ticks through a fresh engine and detector.
-func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, model string, log *slog.Logger) ([]market.Signal, int, error) {
-	eng, err := features.NewEngine(features.Config{Step: step}, log, nil)
+func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, modelPath string, log *slog.Logger) ([]market.Signal, int, error) {
+	model, err := loadModel(modelPath)
 	if err != nil {
 		return nil, 0, err
 	}
-	det, err := newDetectors(eng, model, log, nil)
+	sp, err := pipeline.NewStepper(pipeline.StepperConfig{Features: features.Config{Step: step}, Detect: true, Model: model}, log, nil)
 	if err != nil {
 		return nil, 0, err
 	}
 	var sigs []market.Signal
-	onStep := func(rec arrow.Record) error {
-		return det.Step(rec, func(s market.Signal) error {
-			sigs = append(sigs, s)
-			return nil
-		})
+	onSignal := func(s market.Signal) error {
+		sigs = append(sigs, s)
+		return nil
 	}
+	n, err := feed(ctx, storeReader(ctx, st, q), sp, flush, nil, onSignal)
+	if err != nil {
+		return nil, n, err
+	}
+	return sigs, n, nil
+}
+
+// tickReader calls fn with batches of ticks in receive-time order.
+type tickReader func(fn func([]market.Tick) error) error
+
+func storeReader(ctx context.Context, st store.Store, q store.Query) tickReader {
+	return func(fn func([]market.Tick) error) error { return st.ReadTicks(ctx, q, fn) }
+}
+
+// feed feeds the ticks of read through sp (and, with flush, closes the
+// steps still open at the end); it returns the number of ticks read.
+func feed(ctx context.Context, read tickReader, sp *pipeline.Stepper, flush bool, onRecord func(arrow.Record) error, onSignal func(market.Signal) error) (int, error) {
 	n := 0
-	err = st.ReadTicks(ctx, q, func(ticks []market.Tick) error {
-		for i := range ticks {
-			if err := eng.Apply(&ticks[i], onStep); err != nil {
-				return err
-			}
+	err := read(func(ticks []market.Tick) error {
+		if err := sp.Feed(ticks, onRecord, onSignal); err != nil {
+			return err
 		}
 		n += len(ticks)
 		return ctx.Err()
 	})
-	if err != nil {
-		return nil, n, err
+	if err == nil && flush {
+		err = sp.Flush(onRecord, onSignal)
 	}
-	if flush {
-		if err := eng.Flush(onStep); err != nil {
-			return nil, n, err
-		}
-	}
-	return sigs, n, nil
+	return n, err
 }
 
 // storeSource is the stored-ticks source of the offline commands (backtest,
@@ -122,10 +132,10 @@ func addStoreSourceFlags(fs *flag.FlagSet, what string) *storeSource {
 func (s *storeSource) query() (store.Query, error) {
 	var q store.Query
 	var err error
-	if q.From, err = parseTime(*s.from); err != nil {
+	if q.From, err = api.ParseTime(*s.from); err != nil {
 		return q, fmt.Errorf("--from: %w", err)
 	}
-	if q.To, err = parseTime(*s.to); err != nil {
+	if q.To, err = api.ParseTime(*s.to); err != nil {
 		return q, fmt.Errorf("--to: %w", err)
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {

@@ -30,6 +30,7 @@ import (
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -150,7 +151,7 @@ func cmdFeaturesCompute(ctx context.Context, args []string, stderr io.Writer) er
 // computeFeatures runs the ticks of o.in through a fresh engine and writes
 // every record to o.out. It returns the ticks read and the rows written.
 func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int, int, error) {
-	eng, err := features.NewEngine(features.Config{Step: o.step, AllowedLateness: o.lateness, Windows: o.windows}, log, nil)
+	sp, err := pipeline.NewStepper(pipeline.StepperConfig{Features: features.Config{Step: o.step, AllowedLateness: o.lateness, Windows: o.windows}}, log, nil)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -159,7 +160,7 @@ func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int,
 		return 0, 0, fmt.Errorf("--out: %w", err)
 	}
 	defer f.Close()
-	sink, err := newRecordSink(o.format, f, eng.Schema())
+	sink, err := newRecordSink(o.format, f, sp.Engine().Schema())
 	if err != nil {
 		return 0, 0, err
 	}
@@ -168,19 +169,7 @@ func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int,
 		rows += int(rec.NumRows())
 		return sink.write(rec)
 	}
-	n := 0
-	err = readTicks(ctx, o.in, log, func(ticks []market.Tick) error {
-		for i := range ticks {
-			if err := eng.Apply(&ticks[i], emit); err != nil {
-				return err
-			}
-		}
-		n += len(ticks)
-		return ctx.Err()
-	})
-	if err == nil && o.flush {
-		err = eng.Flush(emit)
-	}
+	n, err := feed(ctx, func(fn func([]market.Tick) error) error { return readTicks(ctx, o.in, log, fn) }, sp, o.flush, emit, nil)
 	if cerr := sink.close(); err == nil {
 		err = cerr
 	}

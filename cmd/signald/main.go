@@ -21,7 +21,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/signald-dev/signald/api"
 	"github.com/signald-dev/signald/features/asm"
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/macro"
+	"github.com/signald-dev/signald/pipeline"
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 const usage = `signald: an open market-signal engine
@@ -149,15 +155,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http: %w (is another signald running? choose another --http)", err)
 	}
-	p, err := newPipeline(ctx, cfg, log, reg)
+	var p *pipeline.Pipeline
+	srv := api.New(api.Config{
+		Macro: macro.Config{Returns: cfg.MacroReturns, RV: cfg.MacroRV},
+		Ready: func() bool { return p.Ready() }, Gatherer: reg, Pprof: cfg.Pprof,
+	}, log, reg)
+	p, err = newPipeline(ctx, cfg, srv, log, reg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	var g errgroup.Group
-	g.Go(func() error { return serveHTTP(httpCtx, ln, p, reg, log) })
-	err = p.run(ctx)
+	g.Go(func() error { return srv.Run(httpCtx, ln) })
+	err = p.Run(ctx)
 	stopHTTP() // the API stays up until the pipeline has drained
 	if herr := g.Wait(); herr != nil {
 		err = errors.Join(err, herr)
@@ -166,6 +177,65 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("signald stopped cleanly")
 	}
 	return err
+}
+
+// newPipeline opens the transport and the store the flags name and builds
+// the pipeline on them, feeding obs.
+func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log *slog.Logger, reg *prometheus.Registry) (*pipeline.Pipeline, error) {
+	model, err := loadModel(cfg.RegimeModel)
+	if err != nil {
+		return nil, err
+	}
+	live, err := cfg.Live.ingestors()
+	if err != nil {
+		return nil, err
+	}
+	pc := pipeline.Config{
+		DataDir: cfg.DataDir, Shards: cfg.Shards, StreamPrefix: cfg.StreamPrefix, Consumer: cfg.Consumer,
+		Step: cfg.Step, Model: model, StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc,
+		Retention: cfg.Retention, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
+		Source: pipeline.Source{
+			Live:      live,
+			Synthetic: ingest.SyntheticConfig{Instruments: cfg.Synthetic, Seed: cfg.SyntheticSeed},
+			Replay: ingest.ReplayConfig{
+				Paths: cfg.Replay, Market: cfg.ReplayMarket, Venue: cfg.ReplayVenue, BookSync: cfg.ReplaySync,
+				Speed: cfg.Speed, Loop: cfg.Loop, Limit: cfg.Limit, ForceFallback: cfg.forceFallback(),
+			},
+		},
+	}
+	if cfg.Redis != "" {
+		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
+			return transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster})
+		})
+		if err != nil {
+			return nil, fmt.Errorf("transport: %w (is Redis running? `make services-up` starts one; leave out --redis for the in-process transport)", err)
+		}
+		pc.Backend = r
+		log.Info("transport: Redis Streams", "addr", cfg.Redis, "cluster", cfg.RedisCluster)
+	} else {
+		pc.Backend = transport.NewMemory()
+		log.Info("transport: in-process")
+	}
+	if cfg.ClickHouse != "" {
+		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
+			return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB}, log, reg)
+		})
+		if err != nil {
+			pc.Backend.Close()
+			return nil, fmt.Errorf("store: %w (is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store)", err)
+		}
+		pc.Store = c
+		log.Info("store: ClickHouse", "addr", cfg.ClickHouse, "database", cfg.ClickHouseDB)
+	} else {
+		s, err := store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, reg)
+		if err != nil {
+			pc.Backend.Close()
+			return nil, fmt.Errorf("store: %w (check --data)", err)
+		}
+		pc.Store = s
+		log.Info("store: Parquet files", "dir", cfg.DataDir)
+	}
+	return pipeline.New(ctx, pc, log, reg) // closes both if it fails
 }
 
 // splitList splits a comma-separated flag value.

@@ -1,22 +1,25 @@
-package main
+package api
 
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 
 	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/macro"
 )
 
 // rowSnap is the latest feature record, indexed by instrument, behind
 // /v1/instruments. The record is retained while it is the latest one;
-// readers hold macroBuilder.rowsMu (read) while they use it.
+// readers hold Server.rowsMu (read) while they use it.
 type rowSnap struct {
 	rec      arrow.Record
 	step     int64
@@ -24,13 +27,13 @@ type rowSnap struct {
 	byID     map[string]int   // "venue:instrument" -> row
 	byInst   map[string][]int // instrument -> rows (one per venue)
 	ids      []string         // in row order
-	list     variant          // the /v1/instruments body
+	list     macro.Prepared   // the /v1/instruments body
 }
 
 // setRows makes rec the latest record. The index is reused while the rows
 // stay the same instruments (the usual case: the engine emits a row for
 // every known instrument each step).
-func (b *macroBuilder) setRows(rec arrow.Record, step int64) {
+func (b *Server) setRows(rec arrow.Record, step int64) {
 	rec.Retain()
 	s := &rowSnap{rec: rec, step: step}
 	sch := rec.Schema()
@@ -72,7 +75,7 @@ func (b *macroBuilder) setRows(rec arrow.Record, step int64) {
 		body, _ := json.Marshal(struct {
 			Instruments []string `json:"instruments"`
 		}{s.ids})
-		s.list = newVariant(body, "application/json", "")
+		s.list = macro.NewPrepared(body, "application/json", "")
 	}
 	b.rowsMu.Lock()
 	b.rows = s
@@ -82,27 +85,27 @@ func (b *macroBuilder) setRows(rec arrow.Record, step int64) {
 	}
 }
 
-func (b *macroBuilder) serveInstruments(w http.ResponseWriter, r *http.Request) {
+func (b *Server) serveInstruments(w http.ResponseWriter, r *http.Request) {
 	b.rowsMu.RLock()
 	s := b.rows
 	b.rowsMu.RUnlock()
 	if s == nil {
-		writeError(w, http.StatusServiceUnavailable, "no feature step completed yet")
+		macro.WriteError(w, http.StatusServiceUnavailable, "no feature step completed yet")
 		return
 	}
-	serveVariant(w, r, &s.list)
+	s.list.Serve(w, r)
 }
 
 // serveFeatures answers /v1/instruments/{id}/features: the instrument's row
 // of the latest feature record as {name: value}, NaN as null, in column
 // order.
-func (b *macroBuilder) serveFeatures(w http.ResponseWriter, r *http.Request) {
+func (b *Server) serveFeatures(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	b.rowsMu.RLock()
 	defer b.rowsMu.RUnlock()
 	s := b.rows
 	if s == nil {
-		writeError(w, http.StatusServiceUnavailable, "no feature step completed yet: try again in a few steps")
+		macro.WriteError(w, http.StatusServiceUnavailable, "no feature step completed yet: try again in a few steps")
 		return
 	}
 	row, ok := s.byID[id]
@@ -116,12 +119,12 @@ func (b *macroBuilder) serveFeatures(w http.ResponseWriter, r *http.Request) {
 			for i, rw := range rows {
 				ids[i] = s.ids[rw]
 			}
-			writeError(w, http.StatusNotFound, fmt.Sprintf("instrument %q is ambiguous: it trades on %d venues (%s); ask for venue:instrument", id, len(rows), strings.Join(ids, ", ")))
+			macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("instrument %q is ambiguous: it trades on %d venues (%s); ask for venue:instrument", id, len(rows), strings.Join(ids, ", ")))
 			return
 		}
 	}
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no instrument %q in the latest step (%d instruments; GET /v1/instruments lists them; ids are venue:instrument, or the instrument alone when only one venue has it)", id, len(s.ids)))
+		macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("no instrument %q in the latest step (%d instruments; GET /v1/instruments lists them; ids are venue:instrument, or the instrument alone when only one venue has it)", id, len(s.ids)))
 		return
 	}
 	sch := s.rec.Schema()
@@ -132,9 +135,9 @@ func (b *macroBuilder) serveFeatures(w http.ResponseWriter, r *http.Request) {
 	buf = append(buf, `,"step":`...)
 	buf = strconv.AppendInt(buf, s.step, 10)
 	buf = append(buf, `,"time":`...)
-	buf = strconv.AppendQuote(buf, rfc3339(s.stepTime))
+	buf = strconv.AppendQuote(buf, time.Unix(0, s.stepTime).UTC().Format(time.RFC3339Nano))
 	buf = append(buf, `,"schema_version":`...)
-	buf = strconv.AppendQuote(buf, schemaVersion(sch))
+	buf = strconv.AppendQuote(buf, macro.SchemaVersion(sch))
 	buf = append(buf, `,"features":{`...)
 	first := true
 	for c, name := range names {
@@ -147,7 +150,7 @@ func (b *macroBuilder) serveFeatures(w http.ResponseWriter, r *http.Request) {
 		}
 		first = false
 		buf = append(buf, name...)
-		if x := a.Value(row); a.IsNull(row) || !finite(x) {
+		if x := a.Value(row); a.IsNull(row) || math.IsNaN(x) || math.IsInf(x, 0) {
 			buf = append(buf, "null"...)
 		} else {
 			buf = strconv.AppendFloat(buf, x, 'g', -1, 64)

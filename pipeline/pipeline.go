@@ -1,10 +1,15 @@
-package main
+// Package pipeline is signald's engine as a library: ingest → transport →
+// {store, features → detectors → signals stream → store}, with the ordered
+// shutdown that leaves nothing buffered, pending or half-stored. Stepper is
+// the feature-and-detector loop on its own, for offline use.
+package pipeline
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,92 +33,177 @@ const (
 	groupSignalsStore = "signals-store"
 )
 
-// pipeline wires ingest → transport → {store, features → regime → signals
-// stream → store}.
-type pipeline struct {
-	cfg     *runConfig
+// Config configures a Pipeline. The zero value replays nothing, through an
+// in-process transport, into Parquet files under ./data.
+type Config struct {
+	// Backend carries the tick and signal streams; nil: an in-process
+	// transport (transport.NewMemory).
+	Backend transport.Backend
+	// Store keeps ticks and signals; nil: Parquet files under DataDir.
+	Store store.Store
+	// DataDir is the Parquet store's directory when Store is nil; default
+	// "./data".
+	DataDir string
+	// Source is what is ingested.
+	Source Source
+	// Shards is the number of tick streams (instruments are hashed onto
+	// them); default 4.
+	Shards int
+	// StreamPrefix prefixes the stream keys; default "sd".
+	StreamPrefix string
+	// Consumer names this process in the consumer groups (keep it stable
+	// across restarts); default "signald".
+	Consumer string
+	// Step is the feature step; default 1s.
+	Step time.Duration
+	// Model is the detectors' regime model; nil: the built-in model.
+	Model *regime.Model
+	// StoreLinger is the minimum spacing of store inserts under load (per
+	// insert in flight); 0 inserts at once.
+	StoreLinger time.Duration
+	// StoreConcurrency is the store inserts in flight at once; default 1.
+	StoreConcurrency int
+	// Retention is how long stream entries stay once every group
+	// acknowledged them; default 15m.
+	Retention time.Duration
+	// ExitAfterDrain makes Run return once the source is done and every
+	// stage has caught up; otherwise Run serves until its context ends.
+	ExitAfterDrain bool
+	// Observer, when set, sees the feature stage's ticks, signals and steps
+	// (the HTTP API's state).
+	Observer Observer
+}
+
+// Source is what a pipeline ingests: Live venues, else a Synthetic stream
+// (Instruments > 0), else the Replay of capture files (Paths); with none of
+// them the pipeline ingests nothing until it is stopped.
+type Source struct {
+	Live      []ingest.IngestorConfig
+	Synthetic ingest.SyntheticConfig
+	Replay    ingest.ReplayConfig
+}
+
+// Observer sees what the feature stage does, on its goroutine.
+type Observer interface {
+	// Tick sees each new tick before it is applied.
+	Tick(*market.Tick)
+	// Signal sees each signal the detectors emit.
+	Signal(market.Signal)
+	// Step sees each step's feature record (after the detectors), the
+	// engine's market aggregates and the detectors' states.
+	Step(rec arrow.Record, mkt features.Market, states []market.InstrumentState)
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Shards <= 0 {
+		c.Shards = 4
+	}
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = "sd"
+	}
+	if c.Consumer == "" {
+		c.Consumer = "signald"
+	}
+	if c.Step <= 0 {
+		c.Step = time.Second
+	}
+	if c.StoreConcurrency <= 0 {
+		c.StoreConcurrency = 1
+	}
+	if c.Retention <= 0 {
+		c.Retention = 15 * time.Minute
+	}
+}
+
+// Pipeline runs the stages. Build it with New, run it once with Run.
+type Pipeline struct {
+	cfg     Config
 	log     *slog.Logger
-	reg     *prometheus.Registry
+	reg     prometheus.Registerer
 	backend transport.Backend
 	store   store.Store
 	tm      *transport.Metrics
 	im      *ingest.Metrics
-	pm      *pipelineMetrics
+	pm      *metrics
 
 	tickStreams  []string
 	signalStream string
 	dlqStream    string
 
-	engine   *features.Engine
-	detector *regime.Detectors
-	macro    *macroBuilder
-	hm       *httpMetrics
-	dedup    *idWindow
+	stepper *Stepper
 
-	ready   atomic.Bool
-	started time.Time
+	ready     atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
 }
 
-func newPipeline(ctx context.Context, cfg *runConfig, log *slog.Logger, reg *prometheus.Registry) (*pipeline, error) {
-	p := &pipeline{cfg: cfg, log: log, reg: reg, started: time.Now()}
+// New builds a pipeline: the transport, the store and the feature engine
+// and detectors; nothing moves until Run. The pipeline owns cfg.Backend and
+// cfg.Store from here on: Close (or the end of Run) closes them, and so does
+// New when it fails. Metrics go to reg (nil: not registered).
+func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *Pipeline, err error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipeline{cfg: cfg, log: log, reg: reg, backend: cfg.Backend, store: cfg.Store}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if p.backend == nil {
+		p.backend = transport.NewMemory()
+	}
+	if p.store == nil {
+		if p.store, err = store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, reg); err != nil {
+			return nil, fmt.Errorf("store: %w", err)
+		}
+	}
 	p.tm = transport.NewMetrics(reg)
 	p.im = ingest.NewMetrics(reg)
-	p.pm = newPipelineMetrics(reg)
+	p.pm = newMetrics(reg)
 	p.tickStreams = transport.ShardStreams(cfg.StreamPrefix+":ticks", cfg.Shards)
 	p.signalStream = cfg.StreamPrefix + ":signals:{0}"
 	p.dlqStream = cfg.StreamPrefix + ":dlq"
 
-	if cfg.Redis != "" {
-		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
-			return transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster})
-		})
-		if err != nil {
-			return nil, fmt.Errorf("transport: %w (is Redis running? `make services-up` starts one; leave out --redis for the in-process transport)", err)
-		}
-		p.backend = r
-		log.Info("transport: Redis Streams", "addr", cfg.Redis, "cluster", cfg.RedisCluster)
-	} else {
-		p.backend = transport.NewMemory()
-		log.Info("transport: in-process")
+	sc := StepperConfig{Features: features.Config{Step: cfg.Step}, Detect: true, Model: cfg.Model, Dedup: 1 << 16}
+	if cfg.Observer != nil {
+		sc.OnTick = cfg.Observer.Tick
 	}
-	if cfg.ClickHouse != "" {
-		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
-			return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB}, log, reg)
-		})
-		if err != nil {
-			p.backend.Close()
-			return nil, fmt.Errorf("store: %w (is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store)", err)
-		}
-		p.store = c
-		log.Info("store: ClickHouse", "addr", cfg.ClickHouse, "database", cfg.ClickHouseDB)
-	} else {
-		s, err := store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, reg)
-		if err != nil {
-			p.backend.Close()
-			return nil, fmt.Errorf("store: %w (check --data)", err)
-		}
-		p.store = s
-		log.Info("store: Parquet files", "dir", cfg.DataDir)
-	}
-	var err error
-	if p.engine, err = features.NewEngine(features.Config{Step: cfg.Step}, log, reg); err != nil {
+	if p.stepper, err = NewStepper(sc, log, reg); err != nil {
 		return nil, err
 	}
-	if p.detector, err = newDetectors(p.engine, cfg.RegimeModel, log, reg); err != nil {
-		return nil, err
-	}
-	p.hm = newHTTPMetrics(reg)
-	p.macro = newMacroBuilder(MacroConfig{Returns: cfg.MacroReturns, RV: cfg.MacroRV, Logger: log}, p.hm)
-	p.dedup = newIDWindow(1 << 16)
 	return p, nil
 }
 
-// run runs every stage until ctx ends (or, with ExitAfterDrain, until the
-// replay is done and every stage has caught up), then stops them in order so
+// Ready reports whether every stage is running (and not yet stopping).
+func (p *Pipeline) Ready() bool { return p.ready.Load() }
+
+// Close closes the store and the transport; it is safe to call more than
+// once, and Run calls it when it returns.
+func (p *Pipeline) Close() error {
+	p.closeOnce.Do(func() {
+		var errs []error
+		if p.store != nil {
+			errs = append(errs, p.store.Close())
+		}
+		if p.backend != nil {
+			errs = append(errs, p.backend.Close())
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+// Run runs every stage until ctx ends (or, with ExitAfterDrain, until the
+// source is done and every stage has caught up), then stops them in order so
 // that a clean stop leaves nothing buffered, pending or half-stored.
-func (p *pipeline) run(ctx context.Context) error {
-	defer p.backend.Close()
-	defer p.store.Close()
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer p.Close()
 
 	tickProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
 	sigProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
@@ -123,7 +213,7 @@ func (p *pipeline) run(ctx context.Context) error {
 	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
 		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
 		// Ids make inserts idempotent, so order does not matter here.
-		Concurrency: p.cfg.StoreConc, Linger: p.cfg.StoreLinger,
+		Concurrency: p.cfg.StoreConcurrency, Linger: p.cfg.StoreLinger,
 		LingerBytes: 64 << 10, // ~600 ticks: enough to amortize an insert
 	}, p.storeTicks, p.log, p.tm)
 	if err != nil {
@@ -217,28 +307,25 @@ func (p *pipeline) run(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ingest replays the configured captures (or runs the synthetic source)
-// into the tick streams.
-func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
+// ingest runs the source into the tick streams.
+func (p *Pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 	type source interface {
 		Run(context.Context, func([]market.Tick) error) error
 	}
 	var r source
 	var err error
+	src := p.cfg.Source
 	switch {
-	case len(p.cfg.Live.Specs) > 0:
+	case len(src.Live) > 0:
 		return p.ingestLive(ctx, prod)
-	case p.cfg.Synthetic > 0:
-		r, err = ingest.NewSynthetic(ingest.SyntheticConfig{Instruments: p.cfg.Synthetic, Seed: p.cfg.SyntheticSeed}, p.log, p.im)
-	case len(p.cfg.Replay) == 0:
+	case src.Synthetic.Instruments > 0:
+		r, err = ingest.NewSynthetic(src.Synthetic, p.log, p.im)
+	case len(src.Replay.Paths) == 0:
 		p.log.Warn("no --replay files, no --live venues and no --synthetic source: nothing to ingest")
 		<-ctx.Done()
 		return ctx.Err()
 	default:
-		r, err = ingest.NewReplayer(ingest.ReplayConfig{
-			Paths: p.cfg.Replay, Market: p.cfg.ReplayMarket, Venue: p.cfg.ReplayVenue, BookSync: p.cfg.ReplaySync,
-			Speed: p.cfg.Speed, Loop: p.cfg.Loop, Limit: p.cfg.Limit, ForceFallback: p.cfg.forceFallback(),
-		}, p.log, p.im)
+		r, err = ingest.NewReplayer(src.Replay, p.log, p.im)
 	}
 	if err != nil {
 		return err
@@ -246,8 +333,68 @@ func (p *pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
 	return r.Run(ctx, func(ticks []market.Tick) error { return p.publish(ctx, prod, ticks) })
 }
 
+// ingestLive runs the live ingestors into the tick streams until ctx
+// ends; each queue is drained before returning.
+func (p *Pipeline) ingestLive(ctx context.Context, prod *transport.Producer) error {
+	var ins []*ingest.Ingestor
+	for _, c := range p.cfg.Source.Live {
+		in, err := ingest.NewIngestor(c, p.log, p.im)
+		if err != nil {
+			return fmt.Errorf("live %s: %w", c.Venue, err)
+		}
+		ins = append(ins, in)
+	}
+	var g errgroup.Group
+	for _, in := range ins {
+		g.Go(func() error {
+			err := in.Run(ctx)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		})
+		g.Go(func() error {
+			// Publish with a context that outlives ctx: what is queued
+			// when ingest stops still goes out (the queue closes when
+			// Run returns).
+			pctx := context.WithoutCancel(ctx)
+			var perr error
+			for ticks := range in.C() {
+				if perr == nil {
+					perr = p.publish(pctx, prod, ticks)
+					if perr != nil {
+						in.Close()
+					}
+				}
+			}
+			return perr
+		})
+	}
+	for _, c := range p.cfg.Source.Live {
+		symbols, channels := subscribed(c.Subscriptions)
+		p.log.Info("ingest: live", "venue", c.Venue, "symbols", symbols, "channels", channels)
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// subscribed lists the symbols and channels of subs, each once, in order.
+func subscribed(subs []ingest.Subscription) (symbols, channels []string) {
+	for _, s := range subs {
+		if !slices.Contains(symbols, s.Symbol) {
+			symbols = append(symbols, s.Symbol)
+		}
+		if c := string(s.Channel); !slices.Contains(channels, c) {
+			channels = append(channels, c)
+		}
+	}
+	return symbols, channels
+}
+
 // publish sends one frame's ticks to the tick streams.
-func (p *pipeline) publish(ctx context.Context, prod *transport.Producer, ticks []market.Tick) error {
+func (p *Pipeline) publish(ctx context.Context, prod *transport.Producer, ticks []market.Tick) error {
 	// One entry per frame and instrument: a frame's ticks travel, get
 	// stored and get acknowledged together, and one instrument's ticks
 	// stay in order on its shard.
@@ -268,7 +415,7 @@ func (p *pipeline) publish(ctx context.Context, prod *transport.Producer, ticks 
 
 // waitCaughtUp waits until every group has read and acknowledged everything
 // in streams, for at most 30 s.
-func (p *pipeline) waitCaughtUp(streams, groups []string) {
+func (p *Pipeline) waitCaughtUp(streams, groups []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
@@ -301,7 +448,7 @@ func (p *pipeline) waitCaughtUp(streams, groups []string) {
 // decodeTicks decodes every entry; the ones that cannot be decoded are
 // reported in bad (ErrPermanent), for the consumer to dead-letter once the
 // handler's effect for the others is done.
-func (p *pipeline) decodeTicks(msgs []transport.Message, out []market.Tick) (_ []market.Tick, bad transport.BatchError) {
+func (p *Pipeline) decodeTicks(msgs []transport.Message, out []market.Tick) (_ []market.Tick, bad transport.BatchError) {
 	for i, m := range msgs {
 		n := len(out)
 		var err error
@@ -324,7 +471,7 @@ func done(bad transport.BatchError) error {
 	return bad
 }
 
-func (p *pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
+func (p *Pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
 	ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
 	now := time.Now().UnixNano()
 	for i := range ticks {
@@ -341,25 +488,30 @@ func (p *pipeline) storeTicks(ctx context.Context, msgs []transport.Message) err
 // featuresHandler feeds ticks to the feature engine and the detector, and
 // publishes the resulting signals. Its effect is the signals being in their
 // stream, so it flushes before returning.
-func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
+func (p *Pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 	var mu sync.Mutex // the engine is single-threaded; the consumer calls one batch at a time anyway
+	obs := p.cfg.Observer
 	return func(ctx context.Context, msgs []transport.Message) error {
 		mu.Lock()
 		defer mu.Unlock()
 		ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
-		for i := range ticks {
-			t := &ticks[i]
-			// A redelivered tick (at-least-once) must not be counted twice.
-			if !p.dedup.add(t.ID) {
-				p.pm.duplicates.Inc()
-				continue
+		err := p.stepper.Feed(ticks, func(rec arrow.Record) error {
+			if obs != nil {
+				obs.Step(rec, p.stepper.Engine().Market(), p.stepper.Detectors().States())
 			}
-			p.macro.seen(t)
-			if err := p.engine.Apply(t, func(rec arrow.Record) error {
-				return p.onStep(ctx, rec, sigs)
-			}); err != nil {
+			return nil
+		}, func(s market.Signal) error {
+			b, err := s.MarshalBinary()
+			if err != nil {
 				return err
 			}
+			if obs != nil {
+				obs.Signal(s)
+			}
+			return sigs.Publish(ctx, p.signalStream, b)
+		})
+		if err != nil {
+			return err
 		}
 		if err := sigs.Flush(ctx); err != nil {
 			return err
@@ -368,23 +520,7 @@ func (p *pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 	}
 }
 
-func (p *pipeline) onStep(ctx context.Context, rec arrow.Record, sigs *transport.Producer) error {
-	err := p.detector.Step(rec, func(s market.Signal) error {
-		b, err := s.MarshalBinary()
-		if err != nil {
-			return err
-		}
-		p.macro.signal(s)
-		return sigs.Publish(ctx, p.signalStream, b)
-	})
-	if err != nil {
-		return err
-	}
-	p.macro.step(rec, p.engine.Market(), p.detector.States())
-	return nil
-}
-
-func (p *pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
+func (p *Pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
 	out := make([]market.Signal, 0, len(msgs))
 	bad := transport.BatchError{}
 	for i, m := range msgs {
@@ -399,56 +535,4 @@ func (p *pipeline) storeSignals(ctx context.Context, msgs []transport.Message) e
 		return err
 	}
 	return done(bad)
-}
-
-// idWindow remembers the last n ids, to drop redelivered ticks.
-type idWindow struct {
-	set  map[uint64]struct{}
-	ring []uint64
-	pos  int
-}
-
-func newIDWindow(n int) *idWindow {
-	return &idWindow{set: make(map[uint64]struct{}, n), ring: make([]uint64, 0, n)}
-}
-
-// add reports whether id is new.
-func (w *idWindow) add(id uint64) bool {
-	if _, ok := w.set[id]; ok {
-		return false
-	}
-	if len(w.ring) < cap(w.ring) {
-		w.ring = append(w.ring, id)
-	} else {
-		delete(w.set, w.ring[w.pos])
-		w.ring[w.pos] = id
-		w.pos = (w.pos + 1) % len(w.ring)
-	}
-	w.set[id] = struct{}{}
-	return true
-}
-
-type pipelineMetrics struct {
-	published  prometheus.Counter
-	duplicates prometheus.Counter
-	storeWait  prometheus.Histogram
-}
-
-func newPipelineMetrics(reg prometheus.Registerer) *pipelineMetrics {
-	m := &pipelineMetrics{
-		published: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_pipeline_ticks_published_total", Help: "Ticks handed to the transport by ingest.",
-		}),
-		duplicates: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_pipeline_duplicate_ticks_total", Help: "Redelivered ticks the feature stage dropped (already applied).",
-		}),
-	}
-	m.storeWait = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name: "signald_pipeline_store_wait_seconds",
-		Help: "Per tick: from ingest to the start of its store insert (publish, stream, read, batching); the rest of signald_store_tick_to_storage_seconds is the insert.",
-		Buckets: []float64{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
-			0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10},
-	})
-	reg.MustRegister(m.published, m.duplicates, m.storeWait)
-	return m
 }
