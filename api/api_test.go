@@ -74,23 +74,11 @@ func testMarket(t *testing.T) (arrow.Record, []market.InstrumentState) {
 	return rec, states
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
 // newTestServer is an API with a ring of 4 whose readiness is ready.
-func newTestServer(clk *fakeClock, ready bool) (*Server, *metrics, *prometheus.Registry) {
+func newTestServer(ready bool) (*Server, *metrics, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
 	s := New(Config{
-		Macro:      macro.Config{Returns: []string{"mid_ret_sum_60"}, Now: clk.Now},
+		Macro:      macro.Config{Returns: []string{"mid_ret_sum_60"}},
 		SignalRing: 4, Ready: func() bool { return ready }, Gatherer: reg,
 	}, nil, reg)
 	return s, s.m, reg
@@ -121,8 +109,7 @@ func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
 
 func TestInstrumentFeatures(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, _, _ := newTestServer(clk, true)
+	b, _, _ := newTestServer(true)
 	mux := b.Handler()
 	if w := get(t, mux, "/v1/instruments/X/features"); w.Code != 503 {
 		t.Fatalf("before a step: %d", w.Code)
@@ -192,8 +179,7 @@ func TestInstrumentFeatures(t *testing.T) {
 }
 
 func TestSignalsEndpoint(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, m, _ := newTestServer(clk, true) // ring capacity 4
+	b, m, _ := newTestServer(true) // ring capacity 4
 	mux := b.Handler()
 	type resp struct {
 		Signals []struct {
@@ -269,8 +255,7 @@ func TestSignalsEndpoint(t *testing.T) {
 
 // TestRequestMetrics: requests are counted per handler and code, and timed.
 func TestRequestMetrics(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, m, _ := newTestServer(clk, false)
+	b, m, _ := newTestServer(false)
 	mux := b.Handler()
 	get(t, mux, "/v1/macro")
 	get(t, mux, "/v1/macro")
@@ -301,8 +286,7 @@ func TestRequestMetrics(t *testing.T) {
 // measures over TCP from another process).
 func BenchmarkServe(b *testing.B) {
 	t := &testing.T{}
-	clk := &fakeClock{t: t0}
-	mb, _, _ := newTestServer(clk, true)
+	mb, _, _ := newTestServer(true)
 	rec, states := testMarket(t)
 	defer rec.Release()
 	mb.Step(rec, features.Market{}, states)
@@ -323,8 +307,7 @@ func BenchmarkServe(b *testing.B) {
 // TestConcurrentStepsAndRequests: steps, refreshes, signals and requests at
 // once (meant for -race): every answer is complete and of one step.
 func TestConcurrentStepsAndRequests(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, _, _ := newTestServer(clk, true)
+	b, _, _ := newTestServer(true)
 	mux := b.Handler()
 	rec, states := testMarket(t)
 	defer rec.Release()
@@ -357,8 +340,8 @@ func TestConcurrentStepsAndRequests(t *testing.T) {
 		}()
 	}
 	for i := range 200 {
-		clk.Add(time.Second)
-		b.Tick(&market.Tick{Venue: "a", Instrument: "X", RecvTS: clk.Now().UnixNano(), IngestTS: clk.Now().UnixNano()})
+		now := t0.Add(time.Duration(i) * time.Second).UnixNano()
+		b.Tick(&market.Tick{Venue: "a", Instrument: "X", RecvTS: now, IngestTS: now})
 		b.Signal(market.Signal{Time: int64(i), Venue: "a", Instrument: "X", Type: market.TypeNovelty})
 		b.Step(rec, features.Market{}, states)
 		b.macro.Refresh()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,17 +34,21 @@ const (
 	groupSignalsStore = "signals-store"
 )
 
-// Config configures a Pipeline. The zero value replays nothing, through an
+// Config configures a Pipeline. The zero value ingests nothing, through an
 // in-process transport, into Parquet files under ./data.
 type Config struct {
-	// Backend carries the tick and signal streams; nil: an in-process
-	// transport (transport.NewMemory).
+	// Backend carries the tick and signal streams; nil: Redis Streams when
+	// Redis.Addrs is set, else an in-process transport.
 	Backend transport.Backend
-	// Store keeps ticks and signals; nil: Parquet files under DataDir.
-	Store store.Store
-	// DataDir is the Parquet store's directory when Store is nil; default
-	// "./data".
-	DataDir string
+	Redis   transport.RedisOptions
+	// Store keeps ticks and signals; nil: ClickHouse when ClickHouse.Addr
+	// is set, else Parquet files under DataDir (default "./data").
+	Store      store.Store
+	ClickHouse store.ClickHouseOptions
+	DataDir    string
+	// ConnectWait is how long New keeps retrying Redis and ClickHouse (for
+	// servers started alongside); 0 fails at the first refusal.
+	ConnectWait time.Duration
 	// Source is what is ingested.
 	Source Source
 	// Shards is the number of tick streams (instruments are hashed onto
@@ -155,13 +160,8 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 			p.Close()
 		}
 	}()
-	if p.backend == nil {
-		p.backend = transport.NewMemory()
-	}
-	if p.store == nil {
-		if p.store, err = store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, reg); err != nil {
-			return nil, fmt.Errorf("store: %w", err)
-		}
+	if err := p.open(ctx); err != nil {
+		return nil, err
 	}
 	p.tm = transport.NewMetrics(reg)
 	p.im = ingest.NewMetrics(reg)
@@ -178,6 +178,63 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 		return nil, err
 	}
 	return p, nil
+}
+
+// OpenError is a failure to open the transport or the store that New was
+// asked to open.
+type OpenError struct {
+	Kind string // Redis, ClickHouse or Parquet
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	if e.Kind == "Redis" {
+		return "transport: " + e.Err.Error()
+	}
+	return "store: " + e.Err.Error()
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
+// open opens the backend and the store that the config describes but does
+// not give.
+func (p *Pipeline) open(ctx context.Context) error {
+	cfg, log := &p.cfg, p.log
+	switch {
+	case p.backend != nil:
+	case len(cfg.Redis.Addrs) > 0:
+		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
+			return transport.NewRedis(ctx, cfg.Redis)
+		})
+		if err != nil {
+			return &OpenError{"Redis", err}
+		}
+		p.backend = r
+		log.Info("transport: Redis Streams", "addr", strings.Join(cfg.Redis.Addrs, ","), "cluster", cfg.Redis.ClusterMode)
+	default:
+		p.backend = transport.NewMemory()
+		log.Info("transport: in-process")
+	}
+	switch {
+	case p.store != nil:
+	case cfg.ClickHouse.Addr != "":
+		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
+			return store.OpenClickHouse(ctx, cfg.ClickHouse, log, p.reg)
+		})
+		if err != nil {
+			return &OpenError{"ClickHouse", err}
+		}
+		p.store = c
+		log.Info("store: ClickHouse", "addr", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database)
+	default:
+		s, err := store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, p.reg)
+		if err != nil {
+			return &OpenError{"Parquet", err}
+		}
+		p.store = s
+		log.Info("store: Parquet files", "dir", cfg.DataDir)
+	}
+	return nil
 }
 
 // Ready reports whether every stage is running (and not yet stopping).

@@ -179,8 +179,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	return err
 }
 
-// newPipeline opens the transport and the store the flags name and builds
-// the pipeline on them, feeding obs.
+// newPipeline builds the pipeline the flags describe, feeding obs.
 func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log *slog.Logger, reg *prometheus.Registry) (*pipeline.Pipeline, error) {
 	model, err := loadModel(cfg.RegimeModel)
 	if err != nil {
@@ -191,9 +190,10 @@ func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log
 		return nil, err
 	}
 	pc := pipeline.Config{
-		DataDir: cfg.DataDir, Shards: cfg.Shards, StreamPrefix: cfg.StreamPrefix, Consumer: cfg.Consumer,
-		Step: cfg.Step, Model: model, StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc,
-		Retention: cfg.Retention, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
+		ClickHouse: store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB},
+		DataDir:    cfg.DataDir, ConnectWait: cfg.ConnectWait,
+		Shards: cfg.Shards, StreamPrefix: cfg.StreamPrefix, Consumer: cfg.Consumer, Step: cfg.Step, Model: model,
+		StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc, Retention: cfg.Retention, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
 		Source: pipeline.Source{
 			Live:      live,
 			Synthetic: ingest.SyntheticConfig{Instruments: cfg.Synthetic, Seed: cfg.SyntheticSeed},
@@ -204,38 +204,22 @@ func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log
 		},
 	}
 	if cfg.Redis != "" {
-		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
-			return transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster})
-		})
-		if err != nil {
-			return nil, fmt.Errorf("transport: %w (is Redis running? `make services-up` starts one; leave out --redis for the in-process transport)", err)
-		}
-		pc.Backend = r
-		log.Info("transport: Redis Streams", "addr", cfg.Redis, "cluster", cfg.RedisCluster)
-	} else {
-		pc.Backend = transport.NewMemory()
-		log.Info("transport: in-process")
+		pc.Redis = transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster}
 	}
-	if cfg.ClickHouse != "" {
-		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
-			return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB}, log, reg)
-		})
-		if err != nil {
-			pc.Backend.Close()
-			return nil, fmt.Errorf("store: %w (is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store)", err)
-		}
-		pc.Store = c
-		log.Info("store: ClickHouse", "addr", cfg.ClickHouse, "database", cfg.ClickHouseDB)
-	} else {
-		s, err := store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, reg)
-		if err != nil {
-			pc.Backend.Close()
-			return nil, fmt.Errorf("store: %w (check --data)", err)
-		}
-		pc.Store = s
-		log.Info("store: Parquet files", "dir", cfg.DataDir)
+	p, err := pipeline.New(ctx, pc, log, reg)
+	var oe *pipeline.OpenError
+	if errors.As(err, &oe) {
+		err = fmt.Errorf("%w (%s)", err, openHints[oe.Kind])
 	}
-	return pipeline.New(ctx, pc, log, reg) // closes both if it fails
+	return p, err
+}
+
+// openHints complete the errors of a transport or store that cannot be
+// opened.
+var openHints = map[string]string{
+	"Redis":      "is Redis running? `make services-up` starts one; leave out --redis for the in-process transport",
+	"ClickHouse": "is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store",
+	"Parquet":    "check --data",
 }
 
 // splitList splits a comma-separated flag value.
