@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/apache/arrow/go/v17/arrow"
@@ -9,6 +10,7 @@ import (
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/store"
 )
 
 // StepperConfig configures a Stepper. The zero value runs the feature engine
@@ -88,6 +90,45 @@ func (s *Stepper) Feed(ticks []market.Tick, onRecord func(arrow.Record) error, o
 		}
 	}
 	return nil
+}
+
+// FeedAll feeds every batch that read passes to its function, stopping when
+// ctx ends, and with flush then closes the steps still open; it returns the
+// number of ticks read.
+func (s *Stepper) FeedAll(ctx context.Context, read func(fn func([]market.Tick) error) error, flush bool, onRecord func(arrow.Record) error, onSignal func(market.Signal) error) (int, error) {
+	n := 0
+	err := read(func(ticks []market.Tick) error {
+		if err := s.Feed(ticks, onRecord, onSignal); err != nil {
+			return err
+		}
+		n += len(ticks)
+		return ctx.Err()
+	})
+	if err == nil && flush {
+		err = s.Flush(onRecord, onSignal)
+	}
+	return n, err
+}
+
+// Backtest reads the stored ticks of q back in receive-time order through a
+// fresh stepper of cfg and returns the signals and the number of ticks read.
+// Like the daemon, it closes a step only once a later tick shows that the
+// step's allowed lateness has passed; with flush it also closes the steps
+// still open at the end, which a run had not closed yet.
+func Backtest(ctx context.Context, st store.Store, q store.Query, cfg StepperConfig, flush bool, log *slog.Logger) ([]market.Signal, int, error) {
+	sp, err := NewStepper(cfg, log, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	var sigs []market.Signal
+	n, err := sp.FeedAll(ctx, func(fn func([]market.Tick) error) error { return st.ReadTicks(ctx, q, fn) }, flush, nil, func(s market.Signal) error {
+		sigs = append(sigs, s)
+		return nil
+	})
+	if err != nil {
+		return nil, n, err
+	}
+	return sigs, n, nil
 }
 
 // Flush closes the steps still open, as Feed does the closed ones.

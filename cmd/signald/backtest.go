@@ -9,11 +9,8 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow"
-
 	"github.com/signald-dev/signald/api"
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/store"
 )
@@ -49,7 +46,11 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer st.Close()
 
-	sigs, n, err := backtest(ctx, st, q, *step, *flush, *model, log)
+	m, err := loadModel(*model)
+	if err != nil {
+		return err
+	}
+	sigs, n, err := pipeline.Backtest(ctx, st, q, pipeline.StepperConfig{Features: features.Config{Step: *step}, Detect: true, Model: m}, *flush, log)
 	if err != nil {
 		return err
 	}
@@ -61,52 +62,6 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "backtest: %d ticks, %d signals\n", n, len(sigs))
 	return nil
-}
-
-// backtest runs stored ticks through a fresh engine and detector.
-func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, modelPath string, log *slog.Logger) ([]market.Signal, int, error) {
-	model, err := loadModel(modelPath)
-	if err != nil {
-		return nil, 0, err
-	}
-	sp, err := pipeline.NewStepper(pipeline.StepperConfig{Features: features.Config{Step: step}, Detect: true, Model: model}, log, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	var sigs []market.Signal
-	onSignal := func(s market.Signal) error {
-		sigs = append(sigs, s)
-		return nil
-	}
-	n, err := feed(ctx, storeReader(ctx, st, q), sp, flush, nil, onSignal)
-	if err != nil {
-		return nil, n, err
-	}
-	return sigs, n, nil
-}
-
-// tickReader calls fn with batches of ticks in receive-time order.
-type tickReader func(fn func([]market.Tick) error) error
-
-func storeReader(ctx context.Context, st store.Store, q store.Query) tickReader {
-	return func(fn func([]market.Tick) error) error { return st.ReadTicks(ctx, q, fn) }
-}
-
-// feed feeds the ticks of read through sp (and, with flush, closes the
-// steps still open at the end); it returns the number of ticks read.
-func feed(ctx context.Context, read tickReader, sp *pipeline.Stepper, flush bool, onRecord func(arrow.Record) error, onSignal func(market.Signal) error) (int, error) {
-	n := 0
-	err := read(func(ticks []market.Tick) error {
-		if err := sp.Feed(ticks, onRecord, onSignal); err != nil {
-			return err
-		}
-		n += len(ticks)
-		return ctx.Err()
-	})
-	if err == nil && flush {
-		err = sp.Flush(onRecord, onSignal)
-	}
-	return n, err
 }
 
 // storeSource is the stored-ticks source of the offline commands (backtest,

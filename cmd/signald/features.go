@@ -165,7 +165,7 @@ func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int,
 		rows += int(rec.NumRows())
 		return sink.Write(rec)
 	}
-	n, err := feed(ctx, func(fn func([]market.Tick) error) error { return pipeline.ReadTicks(ctx, o.in, log, fn) }, sp, o.flush, emit, nil)
+	n, err := sp.FeedAll(ctx, func(fn func([]market.Tick) error) error { return pipeline.ReadTicks(ctx, o.in, log, fn) }, o.flush, emit, nil)
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}

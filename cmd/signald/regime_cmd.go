@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/regime"
 )
@@ -132,7 +133,7 @@ func fitStored(ctx context.Context, fc regime.FitConfig, src *storeSource, step 
 		return nil, fmt.Errorf("regime fit: %w", err)
 	}
 	sb := regime.NewSeqBuilder(fc.Inputs, cfg.Columns, 0)
-	n, err := feed(ctx, storeReader(ctx, st, q), sp, true, sb.Add, nil)
+	n, err := sp.FeedAll(ctx, func(fn func([]market.Tick) error) error { return st.ReadTicks(ctx, q, fn) }, true, sb.Add, nil)
 	if err != nil {
 		return nil, err
 	}
