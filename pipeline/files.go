@@ -4,11 +4,14 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"slices"
+	"strconv"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
@@ -166,4 +169,64 @@ func NewRecordWriter(format string, w io.WriteSeeker, schema *arrow.Schema) (*Re
 		return &RecordWriter{write: cw.Write, close: cw.Flush}, nil
 	}
 	return nil, fmt.Errorf("format %q: want arrow, parquet or csv", format)
+}
+
+// AppendTickJSON appends t as one JSON object with every field of the
+// normalized model (kind and side as strings, times as ns since the epoch,
+// null for a non-finite number): a line of `signald decode`'s NDJSON.
+func AppendTickJSON(b []byte, t *market.Tick) []byte {
+	b = append(b, `{"id":`...)
+	b = strconv.AppendUint(b, t.ID, 10)
+	b = append(b, `,"venue":`...)
+	b = appendJSONString(b, t.Venue)
+	b = append(b, `,"instrument":`...)
+	b = appendJSONString(b, t.Instrument)
+	b = append(b, `,"symbol":`...)
+	b = appendJSONString(b, t.Symbol)
+	b = append(b, `,"kind":`...)
+	b = appendJSONString(b, t.Kind.String())
+	b = append(b, `,"side":`...)
+	b = appendJSONString(b, t.Side.String())
+	b = append(b, `,"exch_ts":`...)
+	b = strconv.AppendInt(b, t.ExchTS, 10)
+	b = append(b, `,"recv_ts":`...)
+	b = strconv.AppendInt(b, t.RecvTS, 10)
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"price", t.Price}, {"size", t.Size}} {
+		b = append(b, `,"`...)
+		b = append(b, f.name...)
+		b = append(b, `":`...)
+		b = appendJSONFloat(b, f.v)
+	}
+	b = append(b, `,"trade_id":`...)
+	b = strconv.AppendUint(b, t.TradeID, 10)
+	for _, f := range []struct {
+		name string
+		v    float64
+	}{{"bid_px", t.BidPx}, {"bid_sz", t.BidSz}, {"ask_px", t.AskPx}, {"ask_sz", t.AskSz}} {
+		b = append(b, `,"`...)
+		b = append(b, f.name...)
+		b = append(b, `":`...)
+		b = appendJSONFloat(b, f.v)
+	}
+	b = append(b, `,"seq":`...)
+	b = strconv.AppendUint(b, t.Seq, 10)
+	b = append(b, `,"ingest_ts":`...)
+	b = strconv.AppendInt(b, t.IngestTS, 10)
+	return append(b, '}')
+}
+
+func appendJSONString(b []byte, s string) []byte {
+	q, _ := json.Marshal(s)
+	return append(b, q...)
+}
+
+// appendJSONFloat writes null for the non-finite values JSON cannot hold.
+func appendJSONFloat(b []byte, v float64) []byte {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return append(b, "null"...)
+	}
+	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }
