@@ -48,7 +48,7 @@ const (
 // default.
 type Config struct {
 	// Returns are the return columns whose cross-section gives breadth and
-	// dispersion, in output order; default DefaultMacroReturns. A column
+	// dispersion, in output order; default DefaultReturns. A column
 	// the feature records lack is left out of the output and listed under
 	// columns.missing.
 	Returns []string
