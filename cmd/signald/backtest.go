@@ -9,10 +9,9 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow"
-
+	"github.com/signald-dev/signald/api"
 	"github.com/signald-dev/signald/features"
-	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -47,7 +46,11 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	defer st.Close()
 
-	sigs, n, err := backtest(ctx, st, q, *step, *flush, *model, log)
+	m, err := loadModel(*model)
+	if err != nil {
+		return err
+	}
+	sigs, n, err := pipeline.Backtest(ctx, st, q, pipeline.StepperConfig{Features: features.Config{Step: *step}, Detect: true, Model: m}, *flush, log)
 	if err != nil {
 		return err
 	}
@@ -59,44 +62,6 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	}
 	fmt.Fprintf(stderr, "backtest: %d ticks, %d signals\n", n, len(sigs))
 	return nil
-}
-
-// backtest runs stored ticks through a fresh engine and detector.
-func backtest(ctx context.Context, st store.Store, q store.Query, step time.Duration, flush bool, model string, log *slog.Logger) ([]market.Signal, int, error) {
-	eng, err := features.NewEngine(features.Config{Step: step}, log, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	det, err := newDetectors(eng, model, log, nil)
-	if err != nil {
-		return nil, 0, err
-	}
-	var sigs []market.Signal
-	onStep := func(rec arrow.Record) error {
-		return det.Step(rec, func(s market.Signal) error {
-			sigs = append(sigs, s)
-			return nil
-		})
-	}
-	n := 0
-	err = st.ReadTicks(ctx, q, func(ticks []market.Tick) error {
-		for i := range ticks {
-			if err := eng.Apply(&ticks[i], onStep); err != nil {
-				return err
-			}
-		}
-		n += len(ticks)
-		return ctx.Err()
-	})
-	if err != nil {
-		return nil, n, err
-	}
-	if flush {
-		if err := eng.Flush(onStep); err != nil {
-			return nil, n, err
-		}
-	}
-	return sigs, n, nil
 }
 
 // storeSource is the stored-ticks source of the offline commands (backtest,
@@ -122,10 +87,10 @@ func addStoreSourceFlags(fs *flag.FlagSet, what string) *storeSource {
 func (s *storeSource) query() (store.Query, error) {
 	var q store.Query
 	var err error
-	if q.From, err = parseTime(*s.from); err != nil {
+	if q.From, err = api.ParseTime(*s.from); err != nil {
 		return q, fmt.Errorf("--from: %w", err)
 	}
-	if q.To, err = parseTime(*s.to); err != nil {
+	if q.To, err = api.ParseTime(*s.to); err != nil {
 		return q, fmt.Errorf("--to: %w", err)
 	}
 	if !q.From.IsZero() && !q.To.IsZero() && !q.From.Before(q.To) {

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/macro"
 )
 
 // runConfig is everything `signald run` takes from flags and environment.
@@ -94,8 +96,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.RegimeModel, "regime-model", envOr("REGIME_MODEL", ""), "regime model `file` from `signald regime fit` (env SIGNALD_REGIME_MODEL); empty uses the built-in model")
 	fs.IntVar(&c.Synthetic, "synthetic", 0, "generate random-walk ticks for this many instruments, in real time, instead of --replay (load and soak runs)")
 	fs.Uint64Var(&c.SyntheticSeed, "synthetic-seed", 1, "seed of --synthetic: the same seed gives the same ticks")
-	macroReturns := fs.String("macro-returns", strings.Join(DefaultMacroReturns, ","), "comma-separated return `columns` of /v1/macro's breadth and dispersion")
-	fs.StringVar(&c.MacroRV, "macro-rv", DefaultMacroRV, "realized-volatility `column` of /v1/macro's rv_index")
+	macroReturns := fs.String("macro-returns", strings.Join(macro.DefaultReturns, ","), "comma-separated return `columns` of /v1/macro's breadth and dispersion")
+	fs.StringVar(&c.MacroRV, "macro-rv", macro.DefaultRV, "realized-volatility `column` of /v1/macro's rv_index")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	addLiveFlags(fs, &c.Live)
 	if err := fs.Parse(args); err != nil {
@@ -194,19 +196,4 @@ func (c *runConfig) validate() error {
 		errs = append(errs, errors.New("--live and --replay: choose one"))
 	}
 	return errors.Join(errs...)
-}
-
-// parseTime accepts RFC 3339 or integer nanoseconds since the epoch.
-func parseTime(s string) (time.Time, error) {
-	if s == "" {
-		return time.Time{}, nil
-	}
-	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
-		return time.Unix(0, n).UTC(), nil
-	}
-	t, err := time.Parse(time.RFC3339Nano, s)
-	if err != nil {
-		return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2024-08-08T23:54:00Z) or nanoseconds since the epoch", s)
-	}
-	return t, nil
 }

@@ -3,17 +3,15 @@ package main
 import (
 	"bufio"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
-	"strconv"
 
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/pipeline"
 )
 
 // cmdDecode prints the normalized ticks of capture files as NDJSON.
@@ -52,7 +50,7 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			// Live, IngestTS is the receive time; replay stamps the
 			// wall clock, which would make the output differ per run.
 			t.IngestTS = t.RecvTS
-			line = appendTickJSON(line[:0], &t)
+			line = pipeline.AppendTickJSON(line[:0], &t)
 			line = append(line, '\n')
 			if _, err := w.Write(line); err != nil {
 				return err
@@ -64,63 +62,4 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		err = ferr
 	}
 	return err
-}
-
-// appendTickJSON appends t as one JSON object with every field of the
-// normalized model.
-func appendTickJSON(b []byte, t *market.Tick) []byte {
-	b = append(b, `{"id":`...)
-	b = strconv.AppendUint(b, t.ID, 10)
-	b = append(b, `,"venue":`...)
-	b = appendJSONString(b, t.Venue)
-	b = append(b, `,"instrument":`...)
-	b = appendJSONString(b, t.Instrument)
-	b = append(b, `,"symbol":`...)
-	b = appendJSONString(b, t.Symbol)
-	b = append(b, `,"kind":`...)
-	b = appendJSONString(b, t.Kind.String())
-	b = append(b, `,"side":`...)
-	b = appendJSONString(b, t.Side.String())
-	b = append(b, `,"exch_ts":`...)
-	b = strconv.AppendInt(b, t.ExchTS, 10)
-	b = append(b, `,"recv_ts":`...)
-	b = strconv.AppendInt(b, t.RecvTS, 10)
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"price", t.Price}, {"size", t.Size}} {
-		b = append(b, `,"`...)
-		b = append(b, f.name...)
-		b = append(b, `":`...)
-		b = appendJSONFloat(b, f.v)
-	}
-	b = append(b, `,"trade_id":`...)
-	b = strconv.AppendUint(b, t.TradeID, 10)
-	for _, f := range []struct {
-		name string
-		v    float64
-	}{{"bid_px", t.BidPx}, {"bid_sz", t.BidSz}, {"ask_px", t.AskPx}, {"ask_sz", t.AskSz}} {
-		b = append(b, `,"`...)
-		b = append(b, f.name...)
-		b = append(b, `":`...)
-		b = appendJSONFloat(b, f.v)
-	}
-	b = append(b, `,"seq":`...)
-	b = strconv.AppendUint(b, t.Seq, 10)
-	b = append(b, `,"ingest_ts":`...)
-	b = strconv.AppendInt(b, t.IngestTS, 10)
-	return append(b, '}')
-}
-
-func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s)
-	return append(b, q...)
-}
-
-// appendJSONFloat writes null for the non-finite values JSON cannot hold.
-func appendJSONFloat(b []byte, v float64) []byte {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return append(b, "null"...)
-	}
-	return strconv.AppendFloat(b, v, 'g', -1, 64)
 }

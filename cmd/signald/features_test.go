@@ -19,6 +19,7 @@ import (
 
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/store"
 )
 
@@ -73,7 +74,7 @@ func TestFeaturesCompute(t *testing.T) {
 		}
 		return nil
 	}
-	err = readTicks(context.Background(), in, nil, func(ticks []market.Tick) error {
+	err = pipeline.ReadTicks(context.Background(), in, nil, func(ticks []market.Tick) error {
 		for i := range ticks {
 			if err := eng.Apply(&ticks[i], collect); err != nil {
 				return err
@@ -191,7 +192,7 @@ func TestFeaturesCompute(t *testing.T) {
 		t.Fatal(err)
 	}
 	var all []market.Tick
-	if err := readTicks(context.Background(), in, nil, func(ticks []market.Tick) error {
+	if err := pipeline.ReadTicks(context.Background(), in, nil, func(ticks []market.Tick) error {
 		all = append(all, ticks...)
 		return nil
 	}); err != nil {

@@ -1,16 +1,12 @@
 package main
 
 import (
-	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"strings"
 
-	"golang.org/x/sync/errgroup"
-
 	"github.com/signald-dev/signald/ingest"
-	"github.com/signald-dev/signald/transport"
 )
 
 // liveConfig is the live-ingest part of `signald run`.
@@ -75,14 +71,15 @@ func addLiveFlags(fs *flag.FlagSet, c *liveConfig) {
 	fs.IntVar(&c.Queue, "live-queue", 4096, "capacity of the queue toward the transport, in frames")
 }
 
-// ingestors builds one Ingestor per --live venue; it is also the start-up
-// validation (venue, channels and symbols are checked without dialling).
-func (c *liveConfig) ingestors(p *pipeline) ([]*ingest.Ingestor, error) {
+// ingestors returns one ingest.IngestorConfig per --live venue, each
+// checked by building its Ingestor (venue, channels and symbols are checked
+// without dialling).
+func (c *liveConfig) ingestors() ([]ingest.IngestorConfig, error) {
 	pol, err := ingest.ParseOverflowPolicy(c.Overflow)
 	if err != nil {
 		return nil, fmt.Errorf("--live-overflow: %w", err)
 	}
-	var out []*ingest.Ingestor
+	var out []ingest.IngestorConfig
 	var errs []error
 	for _, s := range c.Specs {
 		subs, err := subscriptions(s.Symbols, c.Channels)
@@ -94,26 +91,20 @@ func (c *liveConfig) ingestors(p *pipeline) ([]*ingest.Ingestor, error) {
 			Venue: s.Venue, Subscriptions: subs, QueueSize: c.Queue, Overflow: pol,
 			Feed: ingest.FeedConfig{Endpoint: c.Endpoints[s.Venue], RESTEndpoint: c.REST[s.Venue], ForceFallback: c.ForceFallback},
 		}
-		var in *ingest.Ingestor
-		if p != nil {
-			in, err = ingest.NewIngestor(cfg, p.log, p.im)
-		} else {
-			in, err = ingest.NewIngestor(cfg, nil, nil)
-		}
-		if err != nil {
+		if _, err := ingest.NewIngestor(cfg, nil, nil); err != nil {
 			errs = append(errs, fmt.Errorf("--live %s: %w", s.Venue, err))
 			continue
 		}
-		out = append(out, in)
+		out = append(out, cfg)
 	}
 	for v := range c.Endpoints {
 		if !c.has(v) {
-			errs = append(errs, fmt.Errorf("--live-endpoint %s: no --live %s:...", v, v))
+			errs = append(errs, fmt.Errorf("--live-endpoint %s: no --live %s:SYMBOLS to apply it to; add one or drop the override", v, v))
 		}
 	}
 	for v := range c.REST {
 		if !c.has(v) {
-			errs = append(errs, fmt.Errorf("--live-rest-endpoint %s: no --live %s:...", v, v))
+			errs = append(errs, fmt.Errorf("--live-rest-endpoint %s: no --live %s:SYMBOLS to apply it to; add one or drop the override", v, v))
 		}
 	}
 	return out, errors.Join(errs...)
@@ -139,50 +130,8 @@ func (c *liveConfig) validate() error {
 	if c.Queue < 1 {
 		return fmt.Errorf("--live-queue %d: must be at least 1", c.Queue)
 	}
-	_, err := c.ingestors(nil)
+	_, err := c.ingestors()
 	return err
-}
-
-// ingestLive runs the --live ingestors into the tick streams until ctx
-// ends; each queue is drained before returning.
-func (p *pipeline) ingestLive(ctx context.Context, prod *transport.Producer) error {
-	ins, err := p.cfg.Live.ingestors(p)
-	if err != nil {
-		return err
-	}
-	var g errgroup.Group
-	for _, in := range ins {
-		g.Go(func() error {
-			err := in.Run(ctx)
-			if errors.Is(err, context.Canceled) {
-				return nil
-			}
-			return err
-		})
-		g.Go(func() error {
-			// Publish with a context that outlives ctx: what is queued
-			// when ingest stops still goes out (the queue closes when
-			// Run returns).
-			pctx := context.WithoutCancel(ctx)
-			var perr error
-			for ticks := range in.C() {
-				if perr == nil {
-					perr = p.publish(pctx, prod, ticks)
-					if perr != nil {
-						in.Close()
-					}
-				}
-			}
-			return perr
-		})
-	}
-	for _, s := range p.cfg.Live.Specs {
-		p.log.Info("ingest: live", "venue", s.Venue, "symbols", s.Symbols, "channels", p.cfg.Live.Channels)
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	return ctx.Err()
 }
 
 // validateReplayVenue checks --replay-venue against the registered feeds.

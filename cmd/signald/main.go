@@ -21,7 +21,13 @@ import (
 	"github.com/redis/go-redis/v9"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/signald-dev/signald/api"
 	"github.com/signald-dev/signald/features/asm"
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/macro"
+	"github.com/signald-dev/signald/pipeline"
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 const usage = `signald: an open market-signal engine
@@ -149,15 +155,20 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("http: %w (is another signald running? choose another --http)", err)
 	}
-	p, err := newPipeline(ctx, cfg, log, reg)
+	var p *pipeline.Pipeline
+	srv := api.New(api.Config{
+		Macro: macro.Config{Returns: cfg.MacroReturns, RV: cfg.MacroRV},
+		Ready: func() bool { return p.Ready() }, Gatherer: reg, Pprof: cfg.Pprof,
+	}, log, reg)
+	p, err = newPipeline(ctx, cfg, srv, log, reg)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	httpCtx, stopHTTP := context.WithCancel(context.WithoutCancel(ctx))
 	var g errgroup.Group
-	g.Go(func() error { return serveHTTP(httpCtx, ln, p, reg, log) })
-	err = p.run(ctx)
+	g.Go(func() error { return srv.Run(httpCtx, ln) })
+	err = p.Run(ctx)
 	stopHTTP() // the API stays up until the pipeline has drained
 	if herr := g.Wait(); herr != nil {
 		err = errors.Join(err, herr)
@@ -166,6 +177,49 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 		log.Info("signald stopped cleanly")
 	}
 	return err
+}
+
+// newPipeline builds the pipeline the flags describe, feeding obs.
+func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log *slog.Logger, reg *prometheus.Registry) (*pipeline.Pipeline, error) {
+	model, err := loadModel(cfg.RegimeModel)
+	if err != nil {
+		return nil, err
+	}
+	live, err := cfg.Live.ingestors()
+	if err != nil {
+		return nil, err
+	}
+	pc := pipeline.Config{
+		ClickHouse: store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB},
+		DataDir:    cfg.DataDir, ConnectWait: cfg.ConnectWait,
+		Shards: cfg.Shards, StreamPrefix: cfg.StreamPrefix, Consumer: cfg.Consumer, Step: cfg.Step, Model: model,
+		StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc, Retention: cfg.Retention, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
+		Source: pipeline.Source{
+			Live:      live,
+			Synthetic: ingest.SyntheticConfig{Instruments: cfg.Synthetic, Seed: cfg.SyntheticSeed},
+			Replay: ingest.ReplayConfig{
+				Paths: cfg.Replay, Market: cfg.ReplayMarket, Venue: cfg.ReplayVenue, BookSync: cfg.ReplaySync,
+				Speed: cfg.Speed, Loop: cfg.Loop, Limit: cfg.Limit, ForceFallback: cfg.forceFallback(),
+			},
+		},
+	}
+	if cfg.Redis != "" {
+		pc.Redis = transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster}
+	}
+	p, err := pipeline.New(ctx, pc, log, reg)
+	var oe *pipeline.OpenError
+	if errors.As(err, &oe) {
+		err = fmt.Errorf("%w (%s)", err, openHints[oe.Kind])
+	}
+	return p, err
+}
+
+// openHints complete the errors of a transport or store that cannot be
+// opened.
+var openHints = map[string]string{
+	"Redis":      "is Redis running? `make services-up` starts one; leave out --redis for the in-process transport",
+	"ClickHouse": "is ClickHouse running? `make services-up` starts one; leave out --clickhouse for the embedded Parquet store",
+	"Parquet":    "check --data",
 }
 
 // splitList splits a comma-separated flag value.

@@ -10,11 +10,9 @@ import (
 	"os"
 	"time"
 
-	"github.com/apache/arrow/go/v17/arrow"
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/regime"
 )
 
@@ -32,41 +30,6 @@ func loadModel(path string) (*regime.Model, error) {
 		return nil, fmt.Errorf("--regime-model %s: %w", path, err)
 	}
 	return m, nil
-}
-
-// regimeColumns returns the detectors' configuration for records of the
-// feature schema sc (the catalogue's mid, mid_ret, mid_ret_mean_<W>,
-// mid_ret_std_<W>, spread_bps); a schema without them fails here, at
-// start-up, naming the missing columns.
-func regimeColumns(sc *arrow.Schema, model *regime.Model) (regime.Config, error) {
-	cfg := regime.Config{Model: model}
-	det, err := regime.NewDetectors(cfg, nil, nil)
-	if err != nil {
-		return cfg, err
-	}
-	return cfg, det.CheckSchema(sc)
-}
-
-// newDetectors builds the detectors for the engine's records, as `run` and
-// `backtest` both do, so that both produce the same signals.
-func newDetectors(eng *features.Engine, modelPath string, log *slog.Logger, reg prometheus.Registerer) (*regime.Detectors, error) {
-	model, err := loadModel(modelPath)
-	if err != nil {
-		return nil, err
-	}
-	cfg, err := regimeColumns(eng.Schema(), model)
-	if err != nil {
-		return nil, err
-	}
-	d, err := regime.NewDetectors(cfg, log, reg)
-	if err != nil {
-		return nil, err
-	}
-	if err := d.CheckSchema(eng.Schema()); err != nil {
-		return nil, err
-	}
-	log.Info("regime: detectors ready", "model", model.Version, "states", model.States)
-	return d, nil
 }
 
 const regimeUsage = `Usage:
@@ -158,32 +121,19 @@ func fitStored(ctx context.Context, fc regime.FitConfig, src *storeSource, step 
 		return nil, err
 	}
 	defer st.Close()
-	eng, err := features.NewEngine(features.Config{Step: step}, log, nil)
+	sp, err := pipeline.NewStepper(pipeline.StepperConfig{Features: features.Config{Step: step}}, log, nil)
 	if err != nil {
 		return nil, err
 	}
 	// Check the engine's columns as the daemon does.
 	probe := *regime.DefaultModel()
 	probe.Inputs = fc.Inputs
-	cfg, err := regimeColumns(eng.Schema(), &probe)
+	cfg, err := pipeline.RegimeColumns(sp.Engine().Schema(), &probe)
 	if err != nil {
 		return nil, fmt.Errorf("regime fit: %w", err)
 	}
 	sb := regime.NewSeqBuilder(fc.Inputs, cfg.Columns, 0)
-	n := 0
-	onStep := func(rec arrow.Record) error { return sb.Add(rec) }
-	err = st.ReadTicks(ctx, q, func(ticks []market.Tick) error {
-		for i := range ticks {
-			if err := eng.Apply(&ticks[i], onStep); err != nil {
-				return err
-			}
-		}
-		n += len(ticks)
-		return ctx.Err()
-	})
-	if err == nil {
-		err = eng.Flush(onStep)
-	}
+	n, err := sp.FeedAll(ctx, func(fn func([]market.Tick) error) error { return st.ReadTicks(ctx, q, fn) }, true, sb.Add, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -1,10 +1,11 @@
-package main
+package api
 
 import (
 	"fmt"
 	"math"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/signald-dev/signald/market"
 )
@@ -65,7 +66,7 @@ const defaultSignalLimit = 100
 func parseSignalQuery(q url.Values, capacity int) (signalQuery, error) {
 	sq := signalQuery{limit: defaultSignalLimit}
 	if s := q.Get("since"); s != "" {
-		t, err := parseTime(s)
+		t, err := ParseTime(s)
 		if err != nil {
 			return sq, fmt.Errorf("since: %w", err)
 		}
@@ -159,4 +160,20 @@ func (r *signalRing) query(q signalQuery) signalsResponse {
 		resp.LastSeq = e.seq
 	}
 	return resp
+}
+
+// ParseTime parses a time as the API and the command line take it: RFC
+// 3339, or integer nanoseconds since the epoch; "" is the zero time.
+func ParseTime(s string) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return time.Unix(0, n).UTC(), nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("time %q: want RFC 3339 (2024-08-08T23:54:00Z) or nanoseconds since the epoch", s)
+	}
+	return t, nil
 }

@@ -1,4 +1,4 @@
-package main
+package macro
 
 import (
 	"bytes"
@@ -107,14 +107,13 @@ func testMarket(t *testing.T) (arrow.Record, []market.InstrumentState) {
 	return rec, states
 }
 
-func newTestBuilder(t *testing.T, clk *fakeClock) (*macroBuilder, *httpMetrics, *prometheus.Registry) {
+func newTestBuilder(t *testing.T, clk *fakeClock) (*Builder, *metrics, *prometheus.Registry) {
 	reg := prometheus.NewRegistry()
-	m := newHTTPMetrics(reg)
-	b := newMacroBuilder(MacroConfig{
+	b := New(Config{
 		Returns: []string{"mid_ret_sum_60", "mid_ret_sum_300"}, RV: "mid_ret_rv_60",
-		TopNovelties: 2, TrendCalls: 2, SignalRing: 4, Now: clk.Now,
-	}, m)
-	return b, m, reg
+		TopNovelties: 2, TrendCalls: 2, Now: clk.Now,
+	}, nil, reg)
+	return b, b.m, reg
 }
 
 // macroJSON mirrors the view for decoding, with nullable numbers.
@@ -210,17 +209,17 @@ func TestMacroAggregation(t *testing.T) {
 	clk := &fakeClock{t: t0.Add(3 * time.Second)}
 	b, _, _ := newTestBuilder(t, clk)
 	// Venue a ticked 1 s ago, venue b 30 s ago.
-	b.seen(tickAt{"a", "X", t0.Add(2 * time.Second)}.tick())
-	b.seen(tickAt{"b", "X", t0.Add(-27 * time.Second)}.tick())
-	b.seen(tickAt{"b", "W", t0.Add(-27 * time.Second)}.tick())
-	b.signal(market.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: market.TypeNovelty, Score: 3, Explanation: "spread_bps far out", Values: map[string]float64{"spread_bps": 0.8}})
-	b.signal(market.Signal{Time: 11, Venue: "b", Instrument: "X", Type: market.TypeNovelty, Score: 2, Explanation: "volume"})
-	b.signal(market.Signal{Time: 12, Venue: "a", Instrument: "X", Type: market.TypeTrendCall, State: "long", Score: 0.7, Explanation: "up 1", Values: map[string]float64{"strength": 0.7, "stop": 95}})
-	b.signal(market.Signal{Time: 13, Venue: "b", Instrument: "W", Type: market.TypeTrendCall, State: "long", Score: 0.2, Explanation: "up 2", Values: map[string]float64{"strength": 0.2}})
-	b.signal(market.Signal{Time: 9, Venue: "a", Instrument: "Y", Type: market.TypeTrendCall, State: "short", Score: 0.9, Explanation: "down"})
+	b.Seen(tickAt{"a", "X", t0.Add(2 * time.Second)}.tick())
+	b.Seen(tickAt{"b", "X", t0.Add(-27 * time.Second)}.tick())
+	b.Seen(tickAt{"b", "W", t0.Add(-27 * time.Second)}.tick())
+	b.Signal(market.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: market.TypeNovelty, Score: 3, Explanation: "spread_bps far out", Values: map[string]float64{"spread_bps": 0.8}})
+	b.Signal(market.Signal{Time: 11, Venue: "b", Instrument: "X", Type: market.TypeNovelty, Score: 2, Explanation: "volume"})
+	b.Signal(market.Signal{Time: 12, Venue: "a", Instrument: "X", Type: market.TypeTrendCall, State: "long", Score: 0.7, Explanation: "up 1", Values: map[string]float64{"strength": 0.7, "stop": 95}})
+	b.Signal(market.Signal{Time: 13, Venue: "b", Instrument: "W", Type: market.TypeTrendCall, State: "long", Score: 0.2, Explanation: "up 2", Values: map[string]float64{"strength": 0.2}})
+	b.Signal(market.Signal{Time: 9, Venue: "a", Instrument: "Y", Type: market.TypeTrendCall, State: "short", Score: 0.9, Explanation: "down"})
 	rec, states := testMarket(t)
 	defer rec.Release()
-	b.step(rec, features.Market{}, states)
+	b.Step(rec, features.Market{}, states)
 
 	w := get(t, b, "/v1/macro")
 	m := decodeMacro(t, w.Body.Bytes())
@@ -297,7 +296,7 @@ func TestMacroEmptyAndMissing(t *testing.T) {
 	}
 	rec := testRecord(t, t0.UnixNano(), []string{"mid"}, nil)
 	defer rec.Release()
-	b.step(rec, features.Market{}, nil)
+	b.Step(rec, features.Market{}, nil)
 	w := get(t, b, "/v1/macro")
 	m = decodeMacro(t, w.Body.Bytes())
 	if m.Step != 1 || m.Instruments != 0 || m.RVIndex != nil || len(m.Dispersion) != 0 || len(m.Columns.Missing) != 3 || m.Breadth.Trend.Up != nil {
@@ -352,7 +351,7 @@ func TestMacroETag(t *testing.T) {
 	b, _, _ := newTestBuilder(t, clk)
 	rec, states := testMarket(t)
 	defer rec.Release()
-	b.step(rec, features.Market{}, states)
+	b.Step(rec, features.Market{}, states)
 	w := get(t, b, "/v1/macro")
 	etag := w.Header().Get("ETag")
 	if w.Code != 200 || etag == "" || w.Header().Get("Content-Type") != "application/json" || w.Header().Get("X-Signald-Step") != "1" ||
@@ -369,7 +368,7 @@ func TestMacroETag(t *testing.T) {
 	}
 	// A new step is a new entity: the old tag no longer matches.
 	clk.Add(time.Second)
-	b.step(rec, features.Market{}, states)
+	b.Step(rec, features.Market{}, states)
 	if w2 := get(t, b, "/v1/macro", "If-None-Match", etag); w2.Code != 200 || w2.Header().Get("ETag") == etag {
 		t.Fatalf("after a step: %d %s", w2.Code, w2.Header().Get("ETag"))
 	}
@@ -398,10 +397,10 @@ func TestMacroETag(t *testing.T) {
 func TestMacroArrow(t *testing.T) {
 	clk := &fakeClock{t: t0.Add(3 * time.Second)}
 	b, _, _ := newTestBuilder(t, clk)
-	b.seen(tickAt{"a", "X", t0}.tick())
-	b.seen(tickAt{"b", "X", t0.Add(-time.Minute)}.tick())
-	b.signal(market.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: market.TypeNovelty, Explanation: "why"})
-	b.signal(market.Signal{Time: 12, Venue: "a", Instrument: "X", Type: market.TypeTrendCall, State: "long", Score: 0.7, Values: map[string]float64{"strength": 0.7, "stop": 95}})
+	b.Seen(tickAt{"a", "X", t0}.tick())
+	b.Seen(tickAt{"b", "X", t0.Add(-time.Minute)}.tick())
+	b.Signal(market.Signal{Time: 10, Venue: "a", Instrument: "Y", Type: market.TypeNovelty, Explanation: "why"})
+	b.Signal(market.Signal{Time: 12, Venue: "a", Instrument: "X", Type: market.TypeTrendCall, State: "long", Score: 0.7, Values: map[string]float64{"strength": 0.7, "stop": 95}})
 	rec, states := testMarket(t)
 	defer rec.Release()
 	// The engine's market aggregates: 0.5 per index, the second undefined.
@@ -411,7 +410,7 @@ func TestMacroArrow(t *testing.T) {
 		mkt.Values[i] = 0.5 * float64(i)
 	}
 	mkt.Values[1] = math.NaN()
-	b.step(rec, mkt, states)
+	b.Step(rec, mkt, states)
 	js := decodeMacro(t, get(t, b, "/v1/macro").Body.Bytes())
 	if len(js.Market) != len(cat) || js.Market[cat[1].Name] != nil || f(js.Market[cat[2].Name]) != 1 {
 		t.Fatalf("market section %v (catalogue of %d)", js.Market, len(cat))
@@ -518,11 +517,11 @@ func TestMacroArrow(t *testing.T) {
 func TestStaleRefresh(t *testing.T) {
 	clk := &fakeClock{t: t0}
 	b, _, reg := newTestBuilder(t, clk)
-	b.seen(tickAt{"a", "X", t0}.tick())
+	b.Seen(tickAt{"a", "X", t0}.tick())
 	rec, states := testMarket(t)
 	defer rec.Release()
-	b.refresh() // before any step: nothing to rebuild
-	b.step(rec, features.Market{}, states)
+	b.Refresh() // before any step: nothing to rebuild
+	b.Step(rec, features.Market{}, states)
 	venue := func() (bool, float64) {
 		m := decodeMacro(t, get(t, b, "/v1/macro").Body.Bytes())
 		return m.Venues[0].Stale, f(m.Venues[0].SecondsSinceTick)
@@ -531,12 +530,12 @@ func TestStaleRefresh(t *testing.T) {
 		t.Fatalf("fresh venue: stale %v age %v", st, age)
 	}
 	clk.Add(time.Second)
-	b.refresh() // within Refresh of the step: no rebuild
+	b.Refresh() // within Refresh of the step: no rebuild
 	if _, age := venue(); age != 0 {
 		t.Fatalf("rebuilt too early: age %v", age)
 	}
 	clk.Add(10 * time.Second)
-	b.refresh()
+	b.Refresh()
 	if st, age := venue(); !st || age != 11 {
 		t.Fatalf("after 11 s of silence: stale %v age %v", st, age)
 	}
@@ -544,188 +543,12 @@ func TestStaleRefresh(t *testing.T) {
 		t.Fatalf("%v refresh builds", n)
 	}
 	// A new tick and a step make it fresh again.
-	b.seen(tickAt{"a", "X", clk.Now()}.tick())
-	b.step(rec, features.Market{}, states)
+	b.Seen(tickAt{"a", "X", clk.Now()}.tick())
+	b.Step(rec, features.Market{}, states)
 	if st, _ := venue(); st {
 		t.Fatal("still stale after a tick")
 	}
 	_ = reg
-}
-
-func TestInstrumentFeatures(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, m, _ := newTestBuilder(t, clk)
-	mux := apiMux(b, m, func() bool { return true }, nil, false)
-	if w := get(t, mux, "/v1/instruments/X/features"); w.Code != 503 {
-		t.Fatalf("before a step: %d", w.Code)
-	}
-	rec, states := testMarket(t)
-	b.step(rec, features.Market{}, states)
-	rec.Release() // the builder keeps its own reference
-
-	type resp struct {
-		ID       string              `json:"id"`
-		Step     int64               `json:"step"`
-		Time     string              `json:"time"`
-		Features map[string]*float64 `json:"features"`
-		Error    string              `json:"error"`
-	}
-	fetch := func(id string) (int, resp) {
-		w := get(t, mux, "/v1/instruments/"+id+"/features")
-		var r resp
-		if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil {
-			t.Fatalf("%s: %v %s", id, err, w.Body)
-		}
-		return w.Code, r
-	}
-	code, r := fetch("a:X")
-	if code != 200 || r.ID != "a:X" || r.Step != 1 || r.Time != "2026-03-04T05:06:07Z" || f(r.Features["mid"]) != 100 || f(r.Features["other"]) != 1 ||
-		len(r.Features) != 4 {
-		t.Fatalf("a:X: %d %+v", code, r)
-	}
-	// NaN is null, and present.
-	if code, r := fetch("a:Y"); code != 200 || r.Features["other"] != nil || len(r.Features) != 4 {
-		t.Fatalf("a:Y: %d %+v", code, r)
-	}
-	// The instrument alone, when one venue has it.
-	if code, r := fetch("W"); code != 200 || r.ID != "b:W" || f(r.Features["mid"]) != 1 {
-		t.Fatalf("W: %d %+v", code, r)
-	}
-	if code, r := fetch("X"); code != 404 || !strings.Contains(r.Error, "ambiguous") || !strings.Contains(r.Error, "a:X, b:X") {
-		t.Fatalf("X: %d %+v", code, r)
-	}
-	for _, id := range []string{"NOPE", "c:X", "a:W"} {
-		if code, r := fetch(id); code != 404 || !strings.Contains(r.Error, "no instrument") {
-			t.Fatalf("%s: %d %+v", id, code, r)
-		}
-	}
-	// The feature order is the record's.
-	body := get(t, mux, "/v1/instruments/a:X/features").Body.String()
-	if i, j := strings.Index(body, `"mid"`), strings.Index(body, `"other"`); i < 0 || j < i {
-		t.Fatalf("column order lost: %s", body)
-	}
-	// The list.
-	var list struct{ Instruments []string }
-	w := get(t, mux, "/v1/instruments")
-	json.Unmarshal(w.Body.Bytes(), &list)
-	if fmt.Sprint(list.Instruments) != "[a:X a:Y a:Z b:W b:X]" {
-		t.Fatalf("list %s", w.Body)
-	}
-	if get(t, mux, "/v1/instruments", "If-None-Match", w.Header().Get("ETag")).Code != 304 {
-		t.Fatal("list: no 304")
-	}
-	// A later step replaces the row (and releases the old record).
-	rec2 := testRecord(t, t0.Add(time.Second).UnixNano(), []string{"mid"}, []testRow{{"a", "X", map[string]float64{"mid": 200}}})
-	b.step(rec2, features.Market{}, nil)
-	rec2.Release()
-	if code, r := fetch("X"); code != 200 || r.ID != "a:X" || f(r.Features["mid"]) != 200 || r.Step != 2 {
-		t.Fatalf("after step 2: %d %+v", code, r)
-	}
-}
-
-func TestSignalsEndpoint(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, m, _ := newTestBuilder(t, clk) // ring capacity 4
-	mux := apiMux(b, m, func() bool { return true }, nil, false)
-	type resp struct {
-		Signals []struct {
-			Seq  uint64 `json:"seq"`
-			Time int64  `json:"time"`
-		} `json:"signals"`
-		Complete       bool   `json:"complete"`
-		Evicted        uint64 `json:"evicted"`
-		EvictedThrough *int64 `json:"evicted_through"`
-		More           bool   `json:"more"`
-		LastSeq        uint64 `json:"last_seq"`
-		Capacity       int    `json:"capacity"`
-		Error          string `json:"error"`
-	}
-	q := func(query string) (int, resp) {
-		w := get(t, mux, "/v1/signals"+query)
-		var r resp
-		if err := json.Unmarshal(w.Body.Bytes(), &r); err != nil {
-			t.Fatalf("%s: %v", query, err)
-		}
-		return w.Code, r
-	}
-	times := func(r resp) string {
-		var s []string
-		for _, x := range r.Signals {
-			s = append(s, fmt.Sprint(x.Time-t0.UnixNano()))
-		}
-		return strings.Join(s, ",")
-	}
-	if code, r := q(""); code != 200 || len(r.Signals) != 0 || !r.Complete || r.Capacity != 4 {
-		t.Fatalf("empty: %d %+v", code, r)
-	}
-	for i := range 3 { // times t0+0..2
-		b.signal(market.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: market.TypeRegimeChange})
-	}
-	if _, r := q("?since=" + fmt.Sprint(t0.UnixNano()+1)); times(r) != "1,2" || !r.Complete || r.More {
-		t.Fatalf("since ns: %+v", r)
-	}
-	if _, r := q("?since=" + t0.Format(time.RFC3339Nano) + "&limit=2"); times(r) != "0,1" || !r.More || r.LastSeq != 2 {
-		t.Fatalf("since RFC 3339, limit 2: %+v", r)
-	}
-	if _, r := q("?after=2"); times(r) != "2" || !r.Complete || r.LastSeq != 3 {
-		t.Fatalf("after 2: %+v", r)
-	}
-	if _, r := q("?limit=2"); times(r) != "1,2" || !r.More {
-		t.Fatalf("newest 2: %+v", r)
-	}
-	// Three more: the ring (4) evicts times 0 and 1.
-	for i := 3; i < 6; i++ {
-		b.signal(market.Signal{Time: t0.UnixNano() + int64(i), Venue: "a", Instrument: "X", Type: market.TypeRegimeChange})
-	}
-	if n := testutil.ToFloat64(m.evicted); n != 2 {
-		t.Fatalf("evicted metric %v", n)
-	}
-	if _, r := q("?since=" + t0.Format(time.RFC3339Nano)); r.Complete || r.Evicted != 2 || r.EvictedThrough == nil || *r.EvictedThrough != t0.UnixNano()+1 || times(r) != "2,3,4,5" {
-		t.Fatalf("since before the ring: %+v", r)
-	}
-	if _, r := q("?since=" + fmt.Sprint(t0.UnixNano()+2)); !r.Complete || times(r) != "2,3,4,5" {
-		t.Fatalf("since within the ring: %+v", r)
-	}
-	if _, r := q("?after=1"); r.Complete || times(r) != "2,3,4,5" {
-		t.Fatalf("after 1 (seq 2 evicted): %+v", r)
-	}
-	if _, r := q("?after=2"); !r.Complete || r.Signals[0].Seq != 3 {
-		t.Fatalf("after 2: %+v", r)
-	}
-	for _, bad := range []string{"?since=yesterday", "?limit=0", "?limit=5", "?after=x", "?since=1&after=1"} {
-		if code, r := q(bad); code != 400 || r.Error == "" {
-			t.Fatalf("%s: %d %+v", bad, code, r)
-		}
-	}
-}
-
-// TestRequestMetrics: requests are counted per handler and code, and timed.
-func TestRequestMetrics(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, m, reg := newTestBuilder(t, clk)
-	mux := apiMux(b, m, func() bool { return false }, reg, false)
-	get(t, mux, "/v1/macro")
-	get(t, mux, "/v1/macro")
-	get(t, mux, "/v1/instruments/X/features")
-	get(t, mux, "/healthz")
-	if w := get(t, mux, "/readyz"); w.Code != 503 || w.Header().Get("X-Signald-Step") != "0" {
-		t.Fatalf("readyz %d %v", w.Code, w.Header())
-	}
-	get(t, mux, "/v1/signals?limit=-1")
-	for _, c := range []struct {
-		handler, code string
-		n             float64
-	}{{"macro", "200", 2}, {"instrument_features", "503", 1}, {"healthz", "200", 1}, {"readyz", "503", 1}, {"signals", "400", 1}} {
-		if n := testutil.ToFloat64(m.requests.WithLabelValues(c.handler, c.code)); n != c.n {
-			t.Fatalf("%s %s: %v requests, want %v", c.handler, c.code, n, c.n)
-		}
-	}
-	if n := testutil.CollectAndCount(m.duration); n != 7 { // one series per handler registered
-		t.Fatalf("%d duration series", n)
-	}
-	if w := get(t, mux, "/metrics"); !strings.Contains(w.Body.String(), `signald_http_request_duration_seconds_count{handler="macro"} 2`) {
-		t.Fatal("/metrics lacks the macro histogram")
-	}
 }
 
 // TestMacroServeAllocs: serving the prepared macro allocates nothing of its
@@ -735,7 +558,7 @@ func TestMacroServeAllocs(t *testing.T) {
 	b, _, _ := newTestBuilder(t, clk)
 	rec, states := testMarket(t)
 	defer rec.Release()
-	b.step(rec, features.Market{}, states)
+	b.Step(rec, features.Market{}, states)
 	req := httptest.NewRequest("GET", "/v1/macro", nil)
 	w := &nopWriter{h: http.Header{}}
 	allocs := testing.AllocsPerRun(100, func() {
@@ -752,73 +575,3 @@ type nopWriter struct{ h http.Header }
 func (w *nopWriter) Header() http.Header         { return w.h }
 func (w *nopWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *nopWriter) WriteHeader(int)             {}
-
-// BenchmarkServe: /v1/macro through the mux and metrics middleware, against
-// /healthz as the baseline in the same run (handler cost only; bench/httpload
-// measures over TCP from another process).
-func BenchmarkServe(b *testing.B) {
-	t := &testing.T{}
-	clk := &fakeClock{t: t0}
-	mb, m, _ := newTestBuilder(t, clk)
-	rec, states := testMarket(t)
-	defer rec.Release()
-	mb.step(rec, features.Market{}, states)
-	mux := apiMux(mb, m, func() bool { return true }, nil, false)
-	for _, path := range []string{"/healthz", "/v1/macro", "/v1/macro?format=arrow"} {
-		b.Run(strings.TrimPrefix(path, "/"), func(b *testing.B) {
-			req := httptest.NewRequest("GET", path, nil)
-			w := &nopWriter{h: http.Header{}}
-			b.ReportAllocs()
-			for b.Loop() {
-				clear(w.h)
-				mux.ServeHTTP(w, req)
-			}
-		})
-	}
-}
-
-// TestConcurrentStepsAndRequests: steps, refreshes, signals and requests at
-// once (meant for -race): every answer is complete and of one step.
-func TestConcurrentStepsAndRequests(t *testing.T) {
-	clk := &fakeClock{t: t0}
-	b, m, _ := newTestBuilder(t, clk)
-	mux := apiMux(b, m, func() bool { return true }, nil, false)
-	rec, states := testMarket(t)
-	defer rec.Release()
-	b.step(rec, features.Market{}, states)
-	var wg sync.WaitGroup
-	stop := make(chan struct{})
-	for _, path := range []string{"/v1/macro", "/v1/macro?format=arrow", "/v1/instruments/a:X/features", "/v1/signals?limit=3", "/v1/instruments"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				w := get(t, mux, path)
-				if w.Code != 200 {
-					t.Errorf("%s: %d %s", path, w.Code, w.Body)
-					return
-				}
-				if path == "/v1/macro" {
-					if m := decodeMacro(t, w.Body.Bytes()); fmt.Sprint(m.Step) != w.Header().Get("X-Signald-Step") || m.Instruments != 5 {
-						t.Errorf("macro step %d under header %s, %d instruments", m.Step, w.Header().Get("X-Signald-Step"), m.Instruments)
-						return
-					}
-				}
-			}
-		}()
-	}
-	for i := range 200 {
-		clk.Add(time.Second)
-		b.seen(tickAt{"a", "X", clk.Now()}.tick())
-		b.signal(market.Signal{Time: int64(i), Venue: "a", Instrument: "X", Type: market.TypeNovelty})
-		b.step(rec, features.Market{}, states)
-		b.refresh()
-	}
-	close(stop)
-	wg.Wait()
-}

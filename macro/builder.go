@@ -1,4 +1,7 @@
-package main
+// Package macro builds the market summary behind /v1/macro: once per feature
+// step, from the step's feature record and the detectors' states, prepared
+// as JSON, gzipped JSON and Arrow so that serving it computes nothing.
+package macro
 
 import (
 	"bytes"
@@ -20,33 +23,32 @@ import (
 	"github.com/apache/arrow/go/v17/arrow/array"
 	"github.com/apache/arrow/go/v17/arrow/ipc"
 	"github.com/apache/arrow/go/v17/arrow/memory"
-	"github.com/cespare/xxhash/v2"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/market"
 )
 
-// Defaults of MacroConfig.
+// Defaults of Config.
 var (
-	// DefaultMacroReturns: the step return and the 60- and 300-step returns
+	// DefaultReturns: the step return and the 60- and 300-step returns
 	// (sums of step log returns) of the feature catalogue.
-	DefaultMacroReturns = []string{"mid_ret", "mid_ret_sum_60", "mid_ret_sum_300"}
+	DefaultReturns = []string{"mid_ret", "mid_ret_sum_60", "mid_ret_sum_300"}
 )
 
 const (
-	DefaultMacroRV           = "mid_ret_rv_60"
-	DefaultMacroTopNovelties = 10
-	DefaultMacroTrendCalls   = 20
-	DefaultMacroStaleAfter   = 10 * time.Second
-	DefaultMacroRefresh      = 2 * time.Second
-	DefaultSignalRing        = 4096
+	DefaultRV           = "mid_ret_rv_60"
+	DefaultTopNovelties = 10
+	DefaultTrendCalls   = 20
+	DefaultStaleAfter   = 10 * time.Second
+	DefaultRefresh      = 2 * time.Second
 )
 
-// MacroConfig configures the macro builder. The zero value of each field
-// selects its default.
-type MacroConfig struct {
+// Config configures the builder. The zero value of each field selects its
+// default.
+type Config struct {
 	// Returns are the return columns whose cross-section gives breadth and
-	// dispersion, in output order; default DefaultMacroReturns. A column
+	// dispersion, in output order; default DefaultReturns. A column
 	// the feature records lack is left out of the output and listed under
 	// columns.missing.
 	Returns []string
@@ -65,73 +67,55 @@ type MacroConfig struct {
 	// the last step's data so that venue freshness keeps moving (a venue
 	// that went silent becomes stale even if no step closes); default 2s.
 	Refresh time.Duration
-	// SignalRing is the capacity of the ring of recent signals behind
-	// /v1/signals; default 4096.
-	SignalRing int
 	// Now is the clock of freshness and generated_at; default time.Now.
 	Now func() time.Time
-	// Logger reports which columns the builder reads (when that changes);
-	// default: discard.
-	Logger *slog.Logger
 }
 
-func (c MacroConfig) withDefaults() MacroConfig {
+func (c *Config) setDefaults() {
 	if c.Returns == nil {
-		c.Returns = DefaultMacroReturns
+		c.Returns = DefaultReturns
 	}
 	if c.RV == "" {
-		c.RV = DefaultMacroRV
+		c.RV = DefaultRV
 	}
 	if c.TopNovelties <= 0 {
-		c.TopNovelties = DefaultMacroTopNovelties
+		c.TopNovelties = DefaultTopNovelties
 	}
 	if c.TrendCalls <= 0 {
-		c.TrendCalls = DefaultMacroTrendCalls
+		c.TrendCalls = DefaultTrendCalls
 	}
 	if c.StaleAfter <= 0 {
-		c.StaleAfter = DefaultMacroStaleAfter
+		c.StaleAfter = DefaultStaleAfter
 	}
 	if c.Refresh <= 0 {
-		c.Refresh = DefaultMacroRefresh
-	}
-	if c.SignalRing <= 0 {
-		c.SignalRing = DefaultSignalRing
+		c.Refresh = DefaultRefresh
 	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	if c.Logger == nil {
-		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	return c
 }
 
 type instKey struct{ venue, instrument string }
 
-func (k instKey) id() string { return k.venue + ":" + k.instrument }
+// Builder keeps the latest market summary. It is rebuilt once per feature
+// step, on the feature stage's goroutine, and served as prepared bytes: a
+// request never computes anything.
+type Builder struct {
+	cfg Config
+	log *slog.Logger
+	m   *metrics
 
-// macroBuilder keeps the latest market summary. It is rebuilt once per
-// feature step, on the feature stage's goroutine, and served as prepared
-// bytes: a request never computes anything.
-type macroBuilder struct {
-	cfg MacroConfig
-	m   *httpMetrics
-
-	mu         sync.Mutex // guards venues, novelty, trend, ring
-	venues     map[string]*venueState
-	novelty    map[instKey]market.Signal // latest novelty signal per instrument
-	trend      map[instKey]market.Signal // latest trend call per instrument
-	ring       *signalRing
-	buildMu    sync.Mutex  // one build at a time: step or refresh
-	last       *macroInput // the last step's input, for refreshes
-	lastBuild  atomic.Int64
-	steps      atomic.Int64
-	firstStep  atomic.Int64 // wall time (ns) the first step's snapshot was published
-	snap       atomic.Pointer[macroSnap]
-	rowsMu     sync.RWMutex
-	rows       *rowSnap // the latest feature record, for /v1/instruments
-	fieldNames fieldNameCache
-	zw         *gzip.Writer // reused by publish, under buildMu (or before any step)
+	mu        sync.Mutex // guards venues, novelty, trend
+	venues    map[string]*venueState
+	novelty   map[instKey]market.Signal // latest novelty signal per instrument
+	trend     map[instKey]market.Signal // latest trend call per instrument
+	buildMu   sync.Mutex                // one build at a time: step or refresh
+	last      *macroInput               // the last step's input, for refreshes
+	lastBuild atomic.Int64
+	steps     atomic.Int64
+	firstStep atomic.Int64 // wall time (ns) the first step's snapshot was published
+	snap      atomic.Pointer[macroSnap]
+	zw        *gzip.Writer // reused by publish, under buildMu (or before any step)
 }
 
 type venueState struct {
@@ -139,47 +123,32 @@ type venueState struct {
 	ticks                int64
 }
 
-// variant is one prepared representation of a snapshot, with its header
-// values prebuilt so that serving it allocates nothing.
-type variant struct {
-	body     []byte
-	etag     string
-	etagHdr  []string
-	ctype    []string
-	clen     []string
-	encoding []string // Content-Encoding, nil for identity
-}
-
-func newVariant(body []byte, ctype, encoding string) variant {
-	etag := `"` + strconv.FormatUint(xxhash.Sum64(body), 16) + `"`
-	v := variant{body: body, etag: etag, etagHdr: []string{etag}, ctype: []string{ctype}, clen: []string{strconv.Itoa(len(body))}}
-	if encoding != "" {
-		v.encoding = []string{encoding}
-	}
-	return v
-}
-
 type macroSnap struct {
-	json, gz, arrow variant
+	json, gz, arrow Prepared
 	step            int64
 	stepHdr         []string
 }
 
-func newMacroBuilder(cfg MacroConfig, m *httpMetrics) *macroBuilder {
-	cfg = cfg.withDefaults()
-	b := &macroBuilder{
-		cfg: cfg, m: m,
+// New returns a builder that serves a warming-up body until the first step.
+// Its metrics go to reg (nil: not registered); log (nil: discarded) says
+// which feature columns it reads, when that changes.
+func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Builder {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	b := &Builder{
+		cfg: cfg, log: log, m: newMetrics(reg),
 		venues:  map[string]*venueState{},
 		novelty: map[instKey]market.Signal{},
 		trend:   map[instKey]market.Signal{},
-		ring:    newSignalRing(cfg.SignalRing),
 	}
 	b.publish(&macroView{Status: "warming up: no feature step completed yet", Columns: macroColumns{Read: []string{}, Missing: []string{}}}, 0)
 	return b
 }
 
-// seen records a tick for venue freshness.
-func (b *macroBuilder) seen(t *market.Tick) {
+// Seen records a tick for venue freshness.
+func (b *Builder) Seen(t *market.Tick) {
 	b.mu.Lock()
 	v := b.venues[t.Venue]
 	if v == nil {
@@ -191,13 +160,10 @@ func (b *macroBuilder) seen(t *market.Tick) {
 	b.mu.Unlock()
 }
 
-// signal records a detector output: into the ring behind /v1/signals, and
-// as the instrument's latest novelty or trend call.
-func (b *macroBuilder) signal(s market.Signal) {
+// Signal records a detector output as the instrument's latest novelty or
+// trend call.
+func (b *Builder) Signal(s market.Signal) {
 	b.mu.Lock()
-	if b.ring.add(s) && b.m != nil {
-		b.m.evicted.Inc()
-	}
 	k := instKey{s.Venue, s.Instrument}
 	switch s.Type {
 	case market.TypeNovelty:
@@ -227,17 +193,16 @@ type returnCol struct {
 	vals []float64
 }
 
-// step rebuilds the snapshot from a feature record and the detectors'
-// states. rec is retained for the instruments endpoint.
-func (b *macroBuilder) step(rec arrow.Record, market features.Market, states []market.InstrumentState) {
+// Step rebuilds the snapshot from a feature record and the detectors'
+// states; rec is not kept.
+func (b *Builder) Step(rec arrow.Record, market features.Market, states []market.InstrumentState) {
 	start := time.Now()
 	in := b.extract(rec)
 	in.states = states
 	in.market = market
 	in.step = b.steps.Load() + 1
-	b.setRows(rec, in.step)
 	if b.last == nil || !slices.Equal(b.last.columns.Read, in.columns.Read) || !slices.Equal(b.last.columns.Missing, in.columns.Missing) {
-		b.cfg.Logger.Info("macro: feature columns", "read", in.columns.Read, "missing", in.columns.Missing)
+		b.log.Info("macro: feature columns", "read", in.columns.Read, "missing", in.columns.Missing)
 	}
 	b.buildMu.Lock()
 	b.build(in)
@@ -247,28 +212,35 @@ func (b *macroBuilder) step(rec arrow.Record, market features.Market, states []m
 	if in.step == 1 {
 		b.firstStep.Store(time.Now().UnixNano())
 	}
-	if b.m != nil {
-		b.m.builds.WithLabelValues("step").Inc()
-		b.m.buildSeconds.Observe(time.Since(start).Seconds())
-	}
+	b.m.builds.WithLabelValues("step").Inc()
+	b.m.buildSeconds.Observe(time.Since(start).Seconds())
 }
 
-// refresh rebuilds the snapshot from the last step's data when no step came
-// for cfg.Refresh, so that venue freshness does not freeze with the steps.
-func (b *macroBuilder) refresh() {
+// Steps is the number of steps built so far.
+func (b *Builder) Steps() int64 { return b.steps.Load() }
+
+// FirstStep is the wall time (ns since the epoch) the first step's snapshot
+// was published; 0 before.
+func (b *Builder) FirstStep() int64 { return b.firstStep.Load() }
+
+// RefreshEvery is how often Refresh should be called: half the configured
+// Refresh, so that a refresh is at most that late.
+func (b *Builder) RefreshEvery() time.Duration { return b.cfg.Refresh / 2 }
+
+// Refresh rebuilds the snapshot from the last step's data when no step came
+// for Config.Refresh, so that venue freshness does not freeze with the steps.
+func (b *Builder) Refresh() {
 	b.buildMu.Lock()
 	defer b.buildMu.Unlock()
 	if b.last == nil || b.cfg.Now().UnixNano()-b.lastBuild.Load() < int64(b.cfg.Refresh) {
 		return
 	}
 	b.build(b.last)
-	if b.m != nil {
-		b.m.builds.WithLabelValues("refresh").Inc()
-	}
+	b.m.builds.WithLabelValues("refresh").Inc()
 }
 
-func (b *macroBuilder) extract(rec arrow.Record) *macroInput {
-	in := &macroInput{schemaVersion: schemaVersion(rec.Schema()), columns: macroColumns{Read: []string{}, Missing: []string{}}}
+func (b *Builder) extract(rec arrow.Record) *macroInput {
+	in := &macroInput{schemaVersion: SchemaVersion(rec.Schema()), columns: macroColumns{Read: []string{}, Missing: []string{}}}
 	n := int(rec.NumRows())
 	sch := rec.Schema()
 	strCol := func(name string) *array.String {
@@ -329,7 +301,7 @@ func (b *macroBuilder) extract(rec arrow.Record) *macroInput {
 }
 
 // build computes the view from in and publishes it. Callers hold buildMu.
-func (b *macroBuilder) build(in *macroInput) {
+func (b *Builder) build(in *macroInput) {
 	now := b.cfg.Now()
 	b.mu.Lock()
 	venues := make(map[string]venueState, len(b.venues))
@@ -351,13 +323,13 @@ func (b *macroBuilder) build(in *macroInput) {
 }
 
 // publish encodes v (JSON, gzipped JSON, Arrow) and swaps the snapshot in.
-func (b *macroBuilder) publish(v *macroView, step int64) {
+func (b *Builder) publish(v *macroView, step int64) {
 	body, err := json.Marshal(v)
 	if err != nil {
 		body = []byte(fmt.Sprintf(`{"error":%q}`, "macro: "+err.Error()))
 	}
 	s := &macroSnap{step: step, stepHdr: []string{strconv.FormatInt(step, 10)}}
-	s.json = newVariant(body, "application/json", "")
+	s.json = NewPrepared(body, "application/json", "")
 	var gz bytes.Buffer
 	if b.zw == nil {
 		b.zw, _ = gzip.NewWriterLevel(&gz, gzip.BestSpeed)
@@ -366,18 +338,20 @@ func (b *macroBuilder) publish(v *macroView, step int64) {
 	}
 	b.zw.Write(body)
 	b.zw.Close()
-	s.gz = newVariant(gz.Bytes(), "application/json", "gzip")
+	s.gz = NewPrepared(gz.Bytes(), "application/json", "gzip")
 	s.gz.etag = strings.TrimSuffix(s.json.etag, `"`) + `-gz"` // one entity, two encodings
 	s.gz.etagHdr = []string{s.gz.etag}
 	ab, err := macroArrow(v)
 	if err != nil {
 		ab = nil
 	}
-	s.arrow = newVariant(ab, "application/vnd.apache.arrow.stream", "")
+	s.arrow = NewPrepared(ab, "application/vnd.apache.arrow.stream", "")
 	b.snap.Store(s)
 }
 
-func schemaVersion(s *arrow.Schema) string {
+// SchemaVersion is the feature schema version a record's schema carries; ""
+// when it carries none.
+func SchemaVersion(s *arrow.Schema) string {
 	if i := s.Metadata().FindKey(features.SchemaVersionKey); i >= 0 {
 		return s.Metadata().Values()[i]
 	}
@@ -510,7 +484,7 @@ func share(k, n int) jsonFloat {
 func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
 
 // computeMacro is the aggregation itself, a pure function of its inputs.
-func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]market.Signal, trends []market.Signal, now time.Time, cfg MacroConfig) *macroView {
+func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]market.Signal, trends []market.Signal, now time.Time, cfg Config) *macroView {
 	n := len(in.keys)
 	v := &macroView{
 		Step:          in.step,

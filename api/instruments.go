@@ -1,22 +1,25 @@
-package main
+package api
 
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/apache/arrow/go/v17/arrow"
 	"github.com/apache/arrow/go/v17/arrow/array"
 
 	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/macro"
 )
 
 // rowSnap is the latest feature record, indexed by instrument, behind
 // /v1/instruments. The record is retained while it is the latest one;
-// readers hold macroBuilder.rowsMu (read) while they use it.
+// readers hold Server.rowsMu (read) while they use it.
 type rowSnap struct {
 	rec      arrow.Record
 	step     int64
@@ -24,15 +27,15 @@ type rowSnap struct {
 	byID     map[string]int   // "venue:instrument" -> row
 	byInst   map[string][]int // instrument -> rows (one per venue)
 	ids      []string         // in row order
-	list     variant          // the /v1/instruments body
+	list     macro.Prepared   // the /v1/instruments body
 }
 
 // setRows makes rec the latest record. The index is reused while the rows
 // stay the same instruments (the usual case: the engine emits a row for
 // every known instrument each step).
-func (b *macroBuilder) setRows(rec arrow.Record, step int64) {
+func (s *Server) setRows(rec arrow.Record, step int64) {
 	rec.Retain()
-	s := &rowSnap{rec: rec, step: step}
+	snap := &rowSnap{rec: rec, step: step}
 	sch := rec.Schema()
 	n := int(rec.NumRows())
 	var venues, insts *array.String
@@ -44,12 +47,12 @@ func (b *macroBuilder) setRows(rec arrow.Record, step int64) {
 	}
 	if idx := sch.FieldIndices(features.ColTime); len(idx) == 1 && n > 0 {
 		if a, ok := rec.Column(idx[0]).(*array.Timestamp); ok {
-			s.stepTime = int64(a.Value(0))
+			snap.stepTime = int64(a.Value(0))
 		}
 	}
-	b.rowsMu.RLock()
-	old := b.rows
-	b.rowsMu.RUnlock()
+	s.rowsMu.RLock()
+	old := s.rows
+	s.rowsMu.RUnlock()
 	same := old != nil && len(old.ids) == n && venues != nil && insts != nil
 	for i := 0; same && i < n; i++ {
 		id := old.ids[i]
@@ -57,97 +60,97 @@ func (b *macroBuilder) setRows(rec arrow.Record, step int64) {
 		same = len(id) == len(v)+1+len(in) && id[:len(v)] == v && id[len(v)] == ':' && id[len(v)+1:] == in
 	}
 	if same {
-		s.byID, s.byInst, s.ids, s.list = old.byID, old.byInst, old.ids, old.list
+		snap.byID, snap.byInst, snap.ids, snap.list = old.byID, old.byInst, old.ids, old.list
 	} else {
-		s.byID, s.byInst, s.ids = make(map[string]int, n), make(map[string][]int, n), make([]string, 0, n)
+		snap.byID, snap.byInst, snap.ids = make(map[string]int, n), make(map[string][]int, n), make([]string, 0, n)
 		if venues != nil && insts != nil {
 			for i := range n {
 				id := venues.Value(i) + ":" + insts.Value(i) // a new string: safe to keep
-				s.byID[id] = i
+				snap.byID[id] = i
 				inst := id[len(venues.Value(i))+1:]
-				s.byInst[inst] = append(s.byInst[inst], i)
-				s.ids = append(s.ids, id)
+				snap.byInst[inst] = append(snap.byInst[inst], i)
+				snap.ids = append(snap.ids, id)
 			}
 		}
 		body, _ := json.Marshal(struct {
 			Instruments []string `json:"instruments"`
-		}{s.ids})
-		s.list = newVariant(body, "application/json", "")
+		}{snap.ids})
+		snap.list = macro.NewPrepared(body, "application/json", "")
 	}
-	b.rowsMu.Lock()
-	b.rows = s
-	b.rowsMu.Unlock()
+	s.rowsMu.Lock()
+	s.rows = snap
+	s.rowsMu.Unlock()
 	if old != nil {
 		old.rec.Release()
 	}
 }
 
-func (b *macroBuilder) serveInstruments(w http.ResponseWriter, r *http.Request) {
-	b.rowsMu.RLock()
-	s := b.rows
-	b.rowsMu.RUnlock()
-	if s == nil {
-		writeError(w, http.StatusServiceUnavailable, "no feature step completed yet")
+func (s *Server) serveInstruments(w http.ResponseWriter, r *http.Request) {
+	s.rowsMu.RLock()
+	snap := s.rows
+	s.rowsMu.RUnlock()
+	if snap == nil {
+		macro.WriteError(w, http.StatusServiceUnavailable, "no feature step completed yet")
 		return
 	}
-	serveVariant(w, r, &s.list)
+	snap.list.Serve(w, r)
 }
 
 // serveFeatures answers /v1/instruments/{id}/features: the instrument's row
 // of the latest feature record as {name: value}, NaN as null, in column
 // order.
-func (b *macroBuilder) serveFeatures(w http.ResponseWriter, r *http.Request) {
+func (s *Server) serveFeatures(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	b.rowsMu.RLock()
-	defer b.rowsMu.RUnlock()
-	s := b.rows
-	if s == nil {
-		writeError(w, http.StatusServiceUnavailable, "no feature step completed yet: try again in a few steps")
+	s.rowsMu.RLock()
+	defer s.rowsMu.RUnlock()
+	snap := s.rows
+	if snap == nil {
+		macro.WriteError(w, http.StatusServiceUnavailable, "no feature step completed yet: try again in a few steps")
 		return
 	}
-	row, ok := s.byID[id]
+	row, ok := snap.byID[id]
 	if !ok && !strings.Contains(id, ":") {
-		switch rows := s.byInst[id]; len(rows) {
+		switch rows := snap.byInst[id]; len(rows) {
 		case 0:
 		case 1:
 			row, ok = rows[0], true
 		default:
 			ids := make([]string, len(rows))
 			for i, rw := range rows {
-				ids[i] = s.ids[rw]
+				ids[i] = snap.ids[rw]
 			}
-			writeError(w, http.StatusNotFound, fmt.Sprintf("instrument %q is ambiguous: it trades on %d venues (%s); ask for venue:instrument", id, len(rows), strings.Join(ids, ", ")))
+			macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("instrument %q is ambiguous: it trades on %d venues (%s); ask for venue:instrument", id, len(rows), strings.Join(ids, ", ")))
 			return
 		}
 	}
 	if !ok {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("no instrument %q in the latest step (%d instruments; GET /v1/instruments lists them; ids are venue:instrument, or the instrument alone when only one venue has it)", id, len(s.ids)))
+		macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("no instrument %q in the latest step (%d instruments; GET /v1/instruments lists them; ids are venue:instrument, or the instrument alone when only one venue has it)", id, len(snap.ids)))
 		return
 	}
-	sch := s.rec.Schema()
-	names := b.fieldNames.get(sch)
+	sch := snap.rec.Schema()
+	names := s.fieldNames.get(sch)
 	buf := make([]byte, 0, 64+24*len(names))
 	buf = append(buf, `{"id":`...)
-	buf = strconv.AppendQuote(buf, s.ids[row])
+	buf = strconv.AppendQuote(buf, snap.ids[row])
 	buf = append(buf, `,"step":`...)
-	buf = strconv.AppendInt(buf, s.step, 10)
+	buf = strconv.AppendInt(buf, snap.step, 10)
 	buf = append(buf, `,"time":`...)
-	buf = strconv.AppendQuote(buf, rfc3339(s.stepTime))
+	buf = strconv.AppendQuote(buf, time.Unix(0, snap.stepTime).UTC().Format(time.RFC3339Nano))
 	buf = append(buf, `,"schema_version":`...)
-	buf = strconv.AppendQuote(buf, schemaVersion(sch))
+	buf = strconv.AppendQuote(buf, macro.SchemaVersion(sch))
 	buf = append(buf, `,"features":{`...)
 	first := true
 	for c, name := range names {
 		if name == nil {
 			continue
 		}
-		a := s.rec.Column(c).(*array.Float64)
+		a := snap.rec.Column(c).(*array.Float64)
 		if !first {
 			buf = append(buf, ',')
 		}
 		first = false
 		buf = append(buf, name...)
-		if x := a.Value(row); a.IsNull(row) || !finite(x) {
+		if x := a.Value(row); a.IsNull(row) || math.IsNaN(x) || math.IsInf(x, 0) {
 			buf = append(buf, "null"...)
 		} else {
 			buf = strconv.AppendFloat(buf, x, 'g', -1, 64)

@@ -1,0 +1,595 @@
+// Package pipeline is signald's engine as a library: ingest → transport →
+// {store, features → detectors → signals stream → store}, with the ordered
+// shutdown that leaves nothing buffered, pending or half-stored. Stepper is
+// the feature-and-detector loop on its own, for offline use.
+package pipeline
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/apache/arrow/go/v17/arrow"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/market"
+	"github.com/signald-dev/signald/regime"
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
+)
+
+// Consumer groups, one per downstream stage.
+const (
+	groupStore        = "store"
+	groupFeatures     = "features"
+	groupSignalsStore = "signals-store"
+)
+
+// Config configures a Pipeline. The zero value ingests nothing, through an
+// in-process transport, into Parquet files under ./data.
+type Config struct {
+	// Backend carries the tick and signal streams; nil: Redis Streams when
+	// Redis.Addrs is set, else an in-process transport.
+	Backend transport.Backend
+	Redis   transport.RedisOptions
+	// Store keeps ticks and signals; nil: ClickHouse when ClickHouse.Addr
+	// is set, else Parquet files under DataDir (default "./data").
+	Store      store.Store
+	ClickHouse store.ClickHouseOptions
+	DataDir    string
+	// ConnectWait is how long New keeps retrying Redis and ClickHouse (for
+	// servers started alongside); 0 fails at the first refusal.
+	ConnectWait time.Duration
+	// Source is what is ingested.
+	Source Source
+	// Shards is the number of tick streams (instruments are hashed onto
+	// them); default 4.
+	Shards int
+	// StreamPrefix prefixes the stream keys; default "sd".
+	StreamPrefix string
+	// Consumer names this process in the consumer groups (keep it stable
+	// across restarts); default "signald".
+	Consumer string
+	// Step is the feature step; default 1s.
+	Step time.Duration
+	// Model is the detectors' regime model; nil: the built-in model.
+	Model *regime.Model
+	// StoreLinger is the minimum spacing of store inserts under load (per
+	// insert in flight); 0 inserts at once.
+	StoreLinger time.Duration
+	// StoreConcurrency is the store inserts in flight at once; default 1.
+	StoreConcurrency int
+	// Retention is how long stream entries stay once every group
+	// acknowledged them; default 15m.
+	Retention time.Duration
+	// ExitAfterDrain makes Run return once the source is done and every
+	// stage has caught up; otherwise Run serves until its context ends.
+	ExitAfterDrain bool
+	// Observer, when set, sees the feature stage's ticks, signals and steps
+	// (the HTTP API's state).
+	Observer Observer
+}
+
+// Source is what a pipeline ingests: Live venues, else a Synthetic stream
+// (Instruments > 0), else the Replay of capture files (Paths); with none of
+// them the pipeline ingests nothing until it is stopped.
+type Source struct {
+	Live      []ingest.IngestorConfig
+	Synthetic ingest.SyntheticConfig
+	Replay    ingest.ReplayConfig
+}
+
+// Observer sees what the feature stage does, on its goroutine.
+type Observer interface {
+	// Tick sees each new tick before it is applied.
+	Tick(*market.Tick)
+	// Signal sees each signal the detectors emit.
+	Signal(market.Signal)
+	// Step sees each step's feature record (after the detectors), the
+	// engine's market aggregates and the detectors' states.
+	Step(rec arrow.Record, mkt features.Market, states []market.InstrumentState)
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "./data"
+	}
+	if c.Shards <= 0 {
+		c.Shards = 4
+	}
+	if c.StreamPrefix == "" {
+		c.StreamPrefix = "sd"
+	}
+	if c.Consumer == "" {
+		c.Consumer = "signald"
+	}
+	if c.Step <= 0 {
+		c.Step = time.Second
+	}
+	if c.StoreConcurrency <= 0 {
+		c.StoreConcurrency = 1
+	}
+	if c.Retention <= 0 {
+		c.Retention = 15 * time.Minute
+	}
+}
+
+// Pipeline runs the stages. Build it with New, run it once with Run.
+type Pipeline struct {
+	cfg     Config
+	log     *slog.Logger
+	reg     prometheus.Registerer
+	backend transport.Backend
+	store   store.Store
+	tm      *transport.Metrics
+	im      *ingest.Metrics
+	pm      *metrics
+
+	tickStreams  []string
+	signalStream string
+	dlqStream    string
+
+	stepper *Stepper
+
+	ready     atomic.Bool
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New builds a pipeline: the transport, the store and the feature engine
+// and detectors; nothing moves until Run. The pipeline owns cfg.Backend and
+// cfg.Store from here on: Close (or the end of Run) closes them, and so does
+// New when it fails. Metrics go to reg (nil: not registered).
+func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Registerer) (_ *Pipeline, err error) {
+	cfg.setDefaults()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Pipeline{cfg: cfg, log: log, reg: reg, backend: cfg.Backend, store: cfg.Store}
+	defer func() {
+		if err != nil {
+			p.Close()
+		}
+	}()
+	if err := p.open(ctx); err != nil {
+		return nil, err
+	}
+	p.tm = transport.NewMetrics(reg)
+	p.im = ingest.NewMetrics(reg)
+	p.pm = newMetrics(reg)
+	p.tickStreams = transport.ShardStreams(cfg.StreamPrefix+":ticks", cfg.Shards)
+	p.signalStream = cfg.StreamPrefix + ":signals:{0}"
+	p.dlqStream = cfg.StreamPrefix + ":dlq"
+
+	sc := StepperConfig{Features: features.Config{Step: cfg.Step}, Detect: true, Model: cfg.Model, Dedup: 1 << 16}
+	if cfg.Observer != nil {
+		sc.OnTick = cfg.Observer.Tick
+	}
+	if p.stepper, err = NewStepper(sc, log, reg); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// OpenError is a failure to open the transport or the store that New was
+// asked to open.
+type OpenError struct {
+	Kind string // Redis, ClickHouse or Parquet
+	Err  error
+}
+
+func (e *OpenError) Error() string {
+	if e.Kind == "Redis" {
+		return "transport: " + e.Err.Error()
+	}
+	return "store: " + e.Err.Error()
+}
+
+func (e *OpenError) Unwrap() error { return e.Err }
+
+// open opens the backend and the store that the config describes but does
+// not give.
+func (p *Pipeline) open(ctx context.Context) error {
+	cfg, log := &p.cfg, p.log
+	switch {
+	case p.backend != nil:
+	case len(cfg.Redis.Addrs) > 0:
+		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
+			return transport.NewRedis(ctx, cfg.Redis)
+		})
+		if err != nil {
+			return &OpenError{"Redis", err}
+		}
+		p.backend = r
+		log.Info("transport: Redis Streams", "addr", strings.Join(cfg.Redis.Addrs, ","), "cluster", cfg.Redis.ClusterMode)
+	default:
+		p.backend = transport.NewMemory()
+		log.Info("transport: in-process")
+	}
+	switch {
+	case p.store != nil:
+	case cfg.ClickHouse.Addr != "":
+		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
+			return store.OpenClickHouse(ctx, cfg.ClickHouse, log, p.reg)
+		})
+		if err != nil {
+			return &OpenError{"ClickHouse", err}
+		}
+		p.store = c
+		log.Info("store: ClickHouse", "addr", cfg.ClickHouse.Addr, "database", cfg.ClickHouse.Database)
+	default:
+		s, err := store.OpenParquet(store.ParquetOptions{Dir: cfg.DataDir}, log, p.reg)
+		if err != nil {
+			return &OpenError{"Parquet", err}
+		}
+		p.store = s
+		log.Info("store: Parquet files", "dir", cfg.DataDir)
+	}
+	return nil
+}
+
+// Ready reports whether every stage is running (and not yet stopping).
+func (p *Pipeline) Ready() bool { return p.ready.Load() }
+
+// Close closes the store and the transport; it is safe to call more than
+// once, and Run calls it when it returns.
+func (p *Pipeline) Close() error {
+	p.closeOnce.Do(func() {
+		var errs []error
+		if p.store != nil {
+			errs = append(errs, p.store.Close())
+		}
+		if p.backend != nil {
+			errs = append(errs, p.backend.Close())
+		}
+		p.closeErr = errors.Join(errs...)
+	})
+	return p.closeErr
+}
+
+// Run runs every stage until ctx ends (or, with ExitAfterDrain, until the
+// source is done and every stage has caught up), then stops them in order so
+// that a clean stop leaves nothing buffered, pending or half-stored.
+func (p *Pipeline) Run(ctx context.Context) error {
+	defer p.Close()
+
+	tickProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
+	sigProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
+	defer tickProducer.Close()
+	defer sigProducer.Close()
+
+	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
+		Group: groupStore, Streams: p.tickStreams, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
+		// Ids make inserts idempotent, so order does not matter here.
+		Concurrency: p.cfg.StoreConcurrency, Linger: p.cfg.StoreLinger,
+		LingerBytes: 64 << 10, // ~600 ticks: enough to amortize an insert
+	}, p.storeTicks, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+	featC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
+		Group: groupFeatures, Streams: p.tickStreams, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
+	}, p.featuresHandler(sigProducer), p.log, p.tm)
+	if err != nil {
+		return err
+	}
+	sigC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
+		Group: groupSignalsStore, Streams: []string{p.signalStream}, Consumer: p.cfg.Consumer, DeadLetterStream: p.dlqStream,
+	}, p.storeSignals, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+
+	// Stage contexts end one after another during shutdown.
+	ingestCtx, stopIngest := context.WithCancel(ctx)
+	defer stopIngest()
+	tickCtx, stopTicks := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopTicks()
+	sigCtx, stopSignals := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopSignals()
+
+	tickRet, err := transport.NewRetention(p.backend, transport.RetentionConfig{
+		Streams: p.tickStreams, Groups: []string{groupStore, groupFeatures}, Keep: p.cfg.Retention,
+	}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+	sigRet, err := transport.NewRetention(p.backend, transport.RetentionConfig{
+		Streams: []string{p.signalStream}, Groups: []string{groupSignalsStore}, Keep: p.cfg.Retention,
+	}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+
+	var tickStages, sigStage errgroup.Group
+	tickStages.Go(func() error { return tickRet.Run(tickCtx) })
+	sigStage.Go(func() error { return sigRet.Run(sigCtx) })
+	tickStages.Go(func() error { return storeC.Run(tickCtx) })
+	tickStages.Go(func() error { return featC.Run(tickCtx) })
+	sigStage.Go(func() error { return sigC.Run(sigCtx) })
+	lagMon, err := transport.NewLagMonitor(p.backend, transport.LagConfig{
+		Streams: append(append([]string(nil), p.tickStreams...), p.signalStream),
+		Groups:  []string{groupStore, groupFeatures, groupSignalsStore},
+	}, p.log, p.reg)
+	if err != nil {
+		return err
+	}
+	sigStage.Go(func() error { return lagMon.Run(sigCtx) })
+	p.ready.Store(true)
+
+	ingestErr := p.ingest(ingestCtx, tickProducer)
+	if ingestErr != nil && !errors.Is(ingestErr, context.Canceled) {
+		p.log.Error("ingest failed", "err", ingestErr)
+	} else {
+		ingestErr = nil
+		p.log.Info("ingest done")
+	}
+	if p.cfg.ExitAfterDrain || ingestErr != nil {
+		stopIngest()
+	} else {
+		<-ctx.Done() // keep serving the HTTP API until told to stop
+	}
+	p.ready.Store(false)
+
+	// Shutdown, in pipeline order. Each stage first catches up with what the
+	// stage before it published, bounded so a broken server cannot hold the
+	// stop forever.
+	var errs []error
+	if err := tickProducer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("tick producer: %w", err))
+	}
+	p.waitCaughtUp(p.tickStreams, []string{groupStore, groupFeatures})
+	stopTicks()
+	if err := tickStages.Wait(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := sigProducer.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("signal producer: %w", err))
+	}
+	p.waitCaughtUp([]string{p.signalStream}, []string{groupSignalsStore})
+	stopSignals()
+	if err := sigStage.Wait(); err != nil {
+		errs = append(errs, err)
+	}
+	errs = append(errs, ingestErr)
+	return errors.Join(errs...)
+}
+
+// ingest runs the source into the tick streams.
+func (p *Pipeline) ingest(ctx context.Context, prod *transport.Producer) error {
+	type source interface {
+		Run(context.Context, func([]market.Tick) error) error
+	}
+	var r source
+	var err error
+	src := p.cfg.Source
+	switch {
+	case len(src.Live) > 0:
+		return p.ingestLive(ctx, prod)
+	case src.Synthetic.Instruments > 0:
+		r, err = ingest.NewSynthetic(src.Synthetic, p.log, p.im)
+	case len(src.Replay.Paths) == 0:
+		p.log.Warn("no --replay files, no --live venues and no --synthetic source: nothing to ingest")
+		<-ctx.Done()
+		return ctx.Err()
+	default:
+		r, err = ingest.NewReplayer(src.Replay, p.log, p.im)
+	}
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx, func(ticks []market.Tick) error { return p.publish(ctx, prod, ticks) })
+}
+
+// ingestLive runs the live ingestors into the tick streams until ctx
+// ends; each queue is drained before returning.
+func (p *Pipeline) ingestLive(ctx context.Context, prod *transport.Producer) error {
+	var ins []*ingest.Ingestor
+	for _, c := range p.cfg.Source.Live {
+		in, err := ingest.NewIngestor(c, p.log, p.im)
+		if err != nil {
+			return fmt.Errorf("live %s: %w", c.Venue, err)
+		}
+		ins = append(ins, in)
+	}
+	var g errgroup.Group
+	for _, in := range ins {
+		g.Go(func() error {
+			err := in.Run(ctx)
+			if errors.Is(err, context.Canceled) {
+				return nil
+			}
+			return err
+		})
+		g.Go(func() error {
+			// Publish with a context that outlives ctx: what is queued
+			// when ingest stops still goes out (the queue closes when
+			// Run returns).
+			pctx := context.WithoutCancel(ctx)
+			var perr error
+			for ticks := range in.C() {
+				if perr == nil {
+					perr = p.publish(pctx, prod, ticks)
+					if perr != nil {
+						in.Close()
+					}
+				}
+			}
+			return perr
+		})
+	}
+	for _, c := range p.cfg.Source.Live {
+		symbols, channels := subscribed(c.Subscriptions)
+		p.log.Info("ingest: live", "venue", c.Venue, "symbols", symbols, "channels", channels)
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	return ctx.Err()
+}
+
+// subscribed lists the symbols and channels of subs, each once, in order.
+func subscribed(subs []ingest.Subscription) (symbols, channels []string) {
+	for _, s := range subs {
+		if !slices.Contains(symbols, s.Symbol) {
+			symbols = append(symbols, s.Symbol)
+		}
+		if c := string(s.Channel); !slices.Contains(channels, c) {
+			channels = append(channels, c)
+		}
+	}
+	return symbols, channels
+}
+
+// publish sends one frame's ticks to the tick streams.
+func (p *Pipeline) publish(ctx context.Context, prod *transport.Producer, ticks []market.Tick) error {
+	// One entry per frame and instrument: a frame's ticks travel, get
+	// stored and get acknowledged together, and one instrument's ticks
+	// stay in order on its shard.
+	for len(ticks) > 0 {
+		n := 1
+		for n < len(ticks) && ticks[n].Venue == ticks[0].Venue && ticks[n].Instrument == ticks[0].Instrument {
+			n++
+		}
+		stream := transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, ticks[0].Venue+"|"+ticks[0].Instrument)
+		if err := prod.Publish(ctx, stream, market.AppendBatch(nil, ticks[:n])); err != nil {
+			return err
+		}
+		p.pm.published.Add(float64(n))
+		ticks = ticks[n:]
+	}
+	return nil
+}
+
+// waitCaughtUp waits until every group has read and acknowledged everything
+// in streams, for at most 30 s.
+func (p *Pipeline) waitCaughtUp(streams, groups []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		behind := int64(0)
+		for _, s := range streams {
+			for _, g := range groups {
+				lag, err := p.backend.Lag(ctx, s, g)
+				if err != nil {
+					continue // no group yet: nothing was read or published
+				}
+				pend, _ := p.backend.Pending(ctx, s, g)
+				if lag < 0 {
+					lag = 1 // unknown: keep waiting
+				}
+				behind += lag + pend
+			}
+		}
+		if behind == 0 {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			p.log.Warn("shutdown: stages did not catch up in time; the rest stays in the streams for the next start", "entries", behind)
+			return
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// decodeTicks decodes every entry; the ones that cannot be decoded are
+// reported in bad (ErrPermanent), for the consumer to dead-letter once the
+// handler's effect for the others is done.
+func (p *Pipeline) decodeTicks(msgs []transport.Message, out []market.Tick) (_ []market.Tick, bad transport.BatchError) {
+	for i, m := range msgs {
+		n := len(out)
+		var err error
+		if out, err = market.DecodeBatch(m.Payload, out); err != nil {
+			out = out[:n] // all or nothing per entry
+			if bad == nil {
+				bad = transport.BatchError{}
+			}
+			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
+		}
+	}
+	return out, bad
+}
+
+// done returns nil, or the undecodable entries once the rest is done.
+func done(bad transport.BatchError) error {
+	if len(bad) == 0 {
+		return nil
+	}
+	return bad
+}
+
+func (p *Pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
+	ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
+	now := time.Now().UnixNano()
+	for i := range ticks {
+		if t := ticks[i].IngestTS; t > 0 {
+			p.pm.storeWait.Observe(float64(now-t) / 1e9)
+		}
+	}
+	if err := p.store.InsertTicks(ctx, ticks); err != nil {
+		return err
+	}
+	return done(bad)
+}
+
+// featuresHandler feeds ticks to the feature engine and the detector, and
+// publishes the resulting signals. Its effect is the signals being in their
+// stream, so it flushes before returning.
+func (p *Pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
+	var mu sync.Mutex // the engine is single-threaded; the consumer calls one batch at a time anyway
+	obs := p.cfg.Observer
+	return func(ctx context.Context, msgs []transport.Message) error {
+		mu.Lock()
+		defer mu.Unlock()
+		ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
+		err := p.stepper.Feed(ticks, func(rec arrow.Record) error {
+			if obs != nil {
+				obs.Step(rec, p.stepper.Engine().Market(), p.stepper.Detectors().States())
+			}
+			return nil
+		}, func(s market.Signal) error {
+			b, err := s.MarshalBinary()
+			if err != nil {
+				return err
+			}
+			if obs != nil {
+				obs.Signal(s)
+			}
+			return sigs.Publish(ctx, p.signalStream, b)
+		})
+		if err != nil {
+			return err
+		}
+		if err := sigs.Flush(ctx); err != nil {
+			return err
+		}
+		return done(bad)
+	}
+}
+
+func (p *Pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
+	out := make([]market.Signal, 0, len(msgs))
+	bad := transport.BatchError{}
+	for i, m := range msgs {
+		var s market.Signal
+		if err := s.UnmarshalBinary(m.Payload); err != nil {
+			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
+			continue
+		}
+		out = append(out, s)
+	}
+	if err := p.store.InsertSignals(ctx, out); err != nil {
+		return err
+	}
+	return done(bad)
+}
