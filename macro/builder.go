@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/internal/stats"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -539,12 +540,12 @@ func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]
 	v.Dispersion = []dispersionView{}
 	for _, rc := range in.returns {
 		var up, down, flat int
-		var w welford
+		w := stats.ShiftedWelford()
 		for _, x := range rc.vals {
 			if !finite(x) {
 				continue
 			}
-			w.add(x)
+			w.Add(x)
 			switch {
 			case x > 0:
 				up++
@@ -558,7 +559,7 @@ func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]
 		v.Breadth.Returns = append(v.Breadth.Returns, returnBreadth{rc.name, upDown{m, share(up, m), share(down, m), share(flat, m)}})
 		d := dispersionView{Column: rc.name, N: m, Mean: jsonFloat(math.NaN()), Std: jsonFloat(math.NaN())}
 		if m > 0 {
-			d.Mean, d.Std = jsonFloat(w.avg()), jsonFloat(w.std())
+			d.Mean, d.Std = jsonFloat(w.Mean()), jsonFloat(math.Sqrt(w.PopVar()))
 		}
 		v.Dispersion = append(v.Dispersion, d)
 	}
@@ -566,18 +567,18 @@ func computeMacro(in *macroInput, venues map[string]venueState, nov map[instKey]
 	// Realized-volatility index.
 	if in.rv != nil {
 		xs := make([]float64, 0, len(in.rv))
-		var sum kahan
+		var sum stats.Neumaier
 		for _, x := range in.rv {
 			if finite(x) {
 				xs = append(xs, x)
-				sum.add(x)
+				sum.Add(x)
 			}
 		}
 		r := &rvIndexView{Column: cfg.RV, N: len(xs), Median: jsonFloat(math.NaN()), Mean: jsonFloat(math.NaN())}
 		if len(xs) > 0 {
 			sort.Float64s(xs)
 			r.Median = jsonFloat(median(xs))
-			r.Mean = jsonFloat(sum.value() / float64(len(xs)))
+			r.Mean = jsonFloat(sum.Value() / float64(len(xs)))
 		}
 		v.RVIndex = r
 	}
@@ -640,50 +641,6 @@ func median(sorted []float64) float64 {
 	}
 	return sorted[n/2-1]/2 + sorted[n/2]/2
 }
-
-// welford is Welford's running mean and variance, taken about the first
-// value (shift) so that a large common offset does not cost precision in
-// the incremental mean.
-type welford struct {
-	n              int
-	shift, mean, s float64 // mean of x-shift
-}
-
-func (w *welford) add(x float64) {
-	if w.n == 0 {
-		w.shift = x
-	}
-	x -= w.shift
-	w.n++
-	d := x - w.mean
-	w.mean += d / float64(w.n)
-	w.s += d * (x - w.mean)
-}
-
-func (w *welford) avg() float64 { return w.shift + w.mean }
-
-// std is the population standard deviation.
-func (w *welford) std() float64 {
-	if w.n == 0 {
-		return math.NaN()
-	}
-	return math.Sqrt(max(w.s, 0) / float64(w.n))
-}
-
-// kahan is a Neumaier-compensated sum.
-type kahan struct{ sum, c float64 }
-
-func (k *kahan) add(x float64) {
-	t := k.sum + x
-	if math.Abs(k.sum) >= math.Abs(x) {
-		k.c += (k.sum - t) + x
-	} else {
-		k.c += (x - t) + k.sum
-	}
-	k.sum = t
-}
-
-func (k *kahan) value() float64 { return k.sum + k.c }
 
 // The Arrow form of the macro view is one long ("tidy") record: one row per
 // number of the JSON view, named by metric (the JSON path) and key (the

@@ -24,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/internal/stats"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -310,10 +311,10 @@ func TestWelfordLargeOffset(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for _, offset := range []float64{0, 1e6, 1e9} {
 		xs := make([]float64, 100_000)
-		var w welford
+		w := stats.ShiftedWelford()
 		for i := range xs {
 			xs[i] = offset + rng.NormFloat64()*1e-3
-			w.add(xs[i])
+			w.Add(xs[i])
 		}
 		// Exact reference with 256-bit floats, two passes.
 		prec := uint(256)
@@ -330,8 +331,8 @@ func TestWelfordLargeOffset(t *testing.T) {
 		v, _ := ss.Quo(ss, big.NewFloat(float64(len(xs)))).Float64()
 		m, _ := mean.Float64()
 		wantStd := math.Sqrt(v)
-		if math.Abs(w.avg()-m) > 1e-15*math.Max(1, offset) || math.Abs(w.std()-wantStd) > 1e-9*wantStd {
-			t.Fatalf("offset %g: welford mean %v std %v, exact %v %v", offset, w.avg(), w.std(), m, wantStd)
+		if math.Abs(w.Mean()-m) > 1e-15*math.Max(1, offset) || math.Abs(math.Sqrt(w.PopVar())-wantStd) > 1e-9*wantStd {
+			t.Fatalf("offset %g: welford mean %v std %v, exact %v %v", offset, w.Mean(), math.Sqrt(w.PopVar()), m, wantStd)
 		}
 		// The naive one-pass formula loses it at 1e9: the data are hard enough.
 		var s1, s2 float64
