@@ -5,6 +5,7 @@ import "github.com/prometheus/client_golang/prometheus"
 type metrics struct {
 	published prometheus.Counter
 	storeWait prometheus.Histogram
+	lost      *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -18,9 +19,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: []float64{0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05,
 				0.075, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10},
 		}),
+		lost: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_pipeline_lost_ticks_total",
+			Help: "Ticks ingest published that never reached the store (holes in their sequence numbers that stayed open for the loss delay), by venue and instrument: a lost Redis tail, an external trim, any loss in between.",
+		}, []string{"venue", "instrument"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.storeWait)
+		reg.MustRegister(m.published, m.storeWait, m.lost)
 	}
 	return m
 }

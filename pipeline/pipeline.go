@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +23,8 @@ import (
 
 	"github.com/signald-dev/signald/features"
 	"github.com/signald-dev/signald/ingest"
+	"github.com/signald-dev/signald/internal/ledger"
+	"github.com/signald-dev/signald/internal/seqgap"
 	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/regime"
 	"github.com/signald-dev/signald/store"
@@ -77,6 +81,14 @@ type Config struct {
 	// Observer, when set, sees the feature stage's ticks, signals and steps
 	// (the HTTP API's state).
 	Observer Observer
+	// LedgerDir holds ingest's per-minute counts of what it published
+	// (internal/ledger; `signald reconcile` reads them); default
+	// DataDir/ledger.
+	LedgerDir string
+	// LossDelay is how long the store stage waits for a missing tick
+	// sequence number before it counts the tick lost
+	// (signald_pipeline_lost_ticks_total); default 30s.
+	LossDelay time.Duration
 }
 
 // Source is what a pipeline ingests: Live venues, else a Synthetic stream
@@ -121,6 +133,12 @@ func (c *Config) setDefaults() {
 	if c.Retention <= 0 {
 		c.Retention = 15 * time.Minute
 	}
+	if c.LedgerDir == "" {
+		c.LedgerDir = filepath.Join(c.DataDir, "ledger")
+	}
+	if c.LossDelay <= 0 {
+		c.LossDelay = 30 * time.Second
+	}
 }
 
 // Pipeline runs the stages. Build it with New, run it once with Run.
@@ -139,6 +157,16 @@ type Pipeline struct {
 	dlqStream    string
 
 	stepper *Stepper
+
+	// Sequencing of what ingest publishes, and loss detection at the store.
+	origin  uint64
+	seqMu   sync.Mutex
+	seqs    map[instKey]uint64
+	ledger  *ledger.Ledger
+	gapMu   sync.Mutex
+	gaps    *seqgap.Tracker
+	swept   time.Time
+	lostBuf []seqgap.Loss
 
 	ready     atomic.Bool
 	closeOnce sync.Once
@@ -169,6 +197,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 	p.tickStreams = transport.ShardStreams(cfg.StreamPrefix+":ticks", cfg.Shards)
 	p.signalStream = cfg.StreamPrefix + ":signals:{0}"
 	p.dlqStream = cfg.StreamPrefix + ":dlq"
+
+	p.origin = rand.Uint64() | 1 // never 0, which means "not sequenced"
+	p.seqs = make(map[instKey]uint64)
+	p.gaps = seqgap.New(seqgap.Config{Delay: cfg.LossDelay})
+	if p.ledger, err = ledger.Open(cfg.LedgerDir); err != nil {
+		return nil, fmt.Errorf("%w (check --data)", err)
+	}
 
 	sc := StepperConfig{Features: features.Config{Step: cfg.Step}, Detect: true, Model: cfg.Model, Dedup: 1 << 16}
 	if cfg.Observer != nil {
@@ -324,6 +359,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 	sigStage.Go(func() error { return lagMon.Run(sigCtx) })
+	ledgerDone := make(chan struct{})
+	go func() {
+		defer close(ledgerDone)
+		p.flushLedger(ingestCtx)
+	}()
 	p.ready.Store(true)
 
 	ingestErr := p.ingest(ingestCtx, tickProducer)
@@ -339,6 +379,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		<-ctx.Done() // keep serving the HTTP API until told to stop
 	}
 	p.ready.Store(false)
+	<-ledgerDone
 
 	// Shutdown, in pipeline order. Each stage first catches up with what the
 	// stage before it published, bounded so a broken server cannot hold the
@@ -461,13 +502,86 @@ func (p *Pipeline) publish(ctx context.Context, prod *transport.Producer, ticks 
 			n++
 		}
 		stream := transport.ShardStream(p.cfg.StreamPrefix+":ticks", p.cfg.Shards, ticks[0].Venue+"|"+ticks[0].Instrument)
+		p.sequence(ticks[:n])
 		if err := prod.Publish(ctx, stream, market.AppendBatch(nil, ticks[:n])); err != nil {
 			return err
 		}
 		p.pm.published.Add(float64(n))
+		for i := 0; i < n; {
+			j := i + 1
+			for j < n && ticks[j].RecvTS/60e9 == ticks[i].RecvTS/60e9 {
+				j++
+			}
+			p.ledger.Add(ticks[i].Venue, ticks[i].Instrument, ticks[i].RecvTS, j-i)
+			i = j
+		}
 		ticks = ticks[n:]
 	}
 	return nil
+}
+
+// instKey is a venue and instrument.
+type instKey struct{ venue, instrument string }
+
+// sequence stamps one instrument's ticks with this run's origin and the
+// next sequence numbers, so that the store stage can count what never
+// reached it.
+func (p *Pipeline) sequence(ticks []market.Tick) {
+	k := instKey{ticks[0].Venue, ticks[0].Instrument}
+	p.seqMu.Lock()
+	n := p.seqs[k]
+	for i := range ticks {
+		n++
+		ticks[i].Origin, ticks[i].OriginSeq = p.origin, n
+	}
+	p.seqs[k] = n
+	p.seqMu.Unlock()
+}
+
+// flushLedger appends the ledger's counts every few seconds until ctx ends,
+// and once more after.
+func (p *Pipeline) flushLedger(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := p.ledger.Flush(); err != nil {
+				p.log.Error("ledger: the last counts could not be written; reconcile will show them as stored but not published", "err", err)
+			}
+			return
+		case <-t.C:
+			if err := p.ledger.Flush(); err != nil {
+				p.log.Warn("ledger: flush failed; the counts stay buffered for the next try", "err", err)
+			}
+		}
+	}
+}
+
+// observeStored feeds the stored ticks' sequence numbers to the loss
+// tracker and counts (metric and log line) the runs it declares lost.
+func (p *Pipeline) observeStored(ticks []market.Tick, skip map[int]bool) {
+	now := time.Now()
+	p.gapMu.Lock()
+	defer p.gapMu.Unlock()
+	lost := p.lostBuf[:0]
+	for i := range ticks {
+		if skip[i] {
+			continue
+		}
+		t := &ticks[i]
+		lost = p.gaps.Observe(seqgap.Key{Origin: t.Origin, Venue: t.Venue, Instrument: t.Instrument}, t.OriginSeq, now, lost)
+	}
+	if now.Sub(p.swept) >= time.Second {
+		lost = p.gaps.Sweep(now, lost)
+		p.swept = now
+	}
+	for _, l := range lost {
+		p.pm.lost.WithLabelValues(l.Key.Venue, l.Key.Instrument).Add(float64(l.Count()))
+		p.log.Error("ticks lost between ingest and the store", "venue", l.Key.Venue, "instrument", l.Key.Instrument,
+			"ticks", l.Count(), "origin", fmt.Sprintf("%016x", l.Key.Origin), "seq_from", l.From, "seq_to", l.To)
+	}
+	p.lostBuf = lost[:0]
 }
 
 // waitCaughtUp waits until every group has read and acknowledged everything
@@ -506,6 +620,13 @@ func (p *Pipeline) waitCaughtUp(streams, groups []string) {
 // reported in bad (ErrPermanent), for the consumer to dead-letter once the
 // handler's effect for the others is done.
 func (p *Pipeline) decodeTicks(msgs []transport.Message, out []market.Tick) (_ []market.Tick, bad transport.BatchError) {
+	out, _, bad = p.decodeTicksOwned(msgs, out, nil)
+	return out, bad
+}
+
+// decodeTicksOwned is decodeTicks that also gives, for each tick, the index
+// of the entry it came from.
+func (p *Pipeline) decodeTicksOwned(msgs []transport.Message, out []market.Tick, owner []int) (_ []market.Tick, _ []int, bad transport.BatchError) {
 	for i, m := range msgs {
 		n := len(out)
 		var err error
@@ -515,9 +636,13 @@ func (p *Pipeline) decodeTicks(msgs []transport.Message, out []market.Tick) (_ [
 				bad = transport.BatchError{}
 			}
 			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
+			continue
+		}
+		for range len(out) - n {
+			owner = append(owner, i)
 		}
 	}
-	return out, bad
+	return out, owner, bad
 }
 
 // done returns nil, or the undecodable entries once the rest is done.
@@ -529,16 +654,34 @@ func done(bad transport.BatchError) error {
 }
 
 func (p *Pipeline) storeTicks(ctx context.Context, msgs []transport.Message) error {
-	ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
+	ticks, owner, bad := p.decodeTicksOwned(msgs, make([]market.Tick, 0, 4*len(msgs)), make([]int, 0, 4*len(msgs)))
 	now := time.Now().UnixNano()
 	for i := range ticks {
 		if t := ticks[i].IngestTS; t > 0 {
 			p.pm.storeWait.Observe(float64(now-t) / 1e9)
 		}
 	}
+	var rejected map[int]bool
 	if err := p.store.InsertTicks(ctx, ticks); err != nil {
-		return err
+		rej, ok := store.AsRejected(err)
+		if !ok {
+			return err
+		}
+		// The rest is stored; the entries holding a refused tick go to
+		// the dead letters with the server's reason (their other ticks
+		// are stored already and deduplicate on a replay).
+		if bad == nil {
+			bad = transport.BatchError{}
+		}
+		rejected = make(map[int]bool, len(rej.Rows))
+		for _, r := range rej.Rows {
+			rejected[r.Index] = true
+			if _, seen := bad[owner[r.Index]]; !seen {
+				bad[owner[r.Index]] = fmt.Errorf("%w: store rejected tick %d of the entry: %s", transport.ErrPermanent, ticks[r.Index].ID, r.Reason)
+			}
+		}
 	}
+	p.observeStored(ticks, rejected)
 	return done(bad)
 }
 
@@ -580,16 +723,28 @@ func (p *Pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 func (p *Pipeline) storeSignals(ctx context.Context, msgs []transport.Message) error {
 	out := make([]market.Signal, 0, len(msgs))
 	bad := transport.BatchError{}
+	var owner []int
 	for i, m := range msgs {
 		var s market.Signal
 		if err := s.UnmarshalBinary(m.Payload); err != nil {
 			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
 			continue
 		}
+		if err := s.Validate(); err != nil {
+			bad[i] = fmt.Errorf("%w: %v", transport.ErrPermanent, err)
+			continue
+		}
 		out = append(out, s)
+		owner = append(owner, i)
 	}
 	if err := p.store.InsertSignals(ctx, out); err != nil {
-		return err
+		rej, ok := store.AsRejected(err)
+		if !ok {
+			return err
+		}
+		for _, r := range rej.Rows {
+			bad[owner[r.Index]] = fmt.Errorf("%w: store rejected the signal: %s", transport.ErrPermanent, r.Reason)
+		}
 	}
 	return done(bad)
 }

@@ -29,6 +29,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	step := fs.Duration("step", time.Second, "feature step (use the run's)")
 	flush := fs.Bool("flush", false, "close the steps still open at the end of the range")
 	model := fs.String("regime-model", "", "regime model file (use the run's; default: the built-in model)")
+	fs.BoolVar(&src.strict, "strict", false, "fail at an unreadable Parquet file instead of skipping and reporting it")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -51,6 +52,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 		return err
 	}
 	sigs, n, err := pipeline.Backtest(ctx, st, q, pipeline.StepperConfig{Features: features.Config{Step: *step}, Detect: true, Model: m}, *flush, log)
+	src.reportSkipped(stderr, "backtest")
 	if err != nil {
 		return err
 	}
@@ -69,6 +71,8 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 type storeSource struct {
 	from, to, instruments *string
 	chAddr, chDB, dataDir *string
+	strict                bool
+	parquet               *store.Parquet // once opened, for the files it skipped
 }
 
 // addStoreSourceFlags registers --from, --to, --instruments, --clickhouse,
@@ -108,9 +112,28 @@ func (s *storeSource) describe() string {
 	return "Parquet " + *s.dataDir
 }
 
+// open opens the store to read. A Parquet store is opened read-only: an
+// unreadable file is skipped and reported (see skipped), not moved, unless
+// strict makes it fail the read.
 func (s *storeSource) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
 	if *s.chAddr != "" {
 		return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: *s.chAddr, Database: *s.chDB}, log, nil)
 	}
-	return store.OpenParquet(store.ParquetOptions{Dir: *s.dataDir}, log, nil)
+	p, err := store.OpenParquet(store.ParquetOptions{Dir: *s.dataDir, ReadOnly: true, Strict: s.strict}, log, nil)
+	s.parquet = p
+	return p, err
+}
+
+// reportSkipped tells of the data files the read skipped as unreadable.
+func (s *storeSource) reportSkipped(stderr io.Writer, cmd string) {
+	if s.parquet == nil {
+		return
+	}
+	q := s.parquet.Quarantined()
+	for _, f := range q {
+		fmt.Fprintf(stderr, "%s: skipped unreadable file %s: %s\n", cmd, f.Path, f.Reason)
+	}
+	if len(q) > 0 {
+		fmt.Fprintf(stderr, "%s: %d unreadable files skipped; their ticks are not in the result (--strict fails instead)\n", cmd, len(q))
+	}
 }

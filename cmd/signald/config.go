@@ -42,6 +42,7 @@ type runConfig struct {
 	StoreConc      int
 	Pprof          bool
 	Retention      time.Duration
+	LossDelay      time.Duration
 	Live           liveConfig // --live venue connections (live.go)
 	RegimeModel    string     // model file; empty = built-in
 	Synthetic      int        // instruments of the synthetic source; 0 = off
@@ -91,6 +92,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.LogLevel, "log-level", envOr("LOG_LEVEL", "info"), "debug, info, warn or error")
 	fs.DurationVar(&c.StoreLinger, "store-batch-wait", 25*time.Millisecond, "minimum spacing of store inserts under load (per insert in flight): a batch waits for more ticks until this long after the previous insert started; sparse ticks wait for nothing")
 	fs.IntVar(&c.StoreConc, "store-concurrency", 1, "store inserts in flight at once")
+	fs.DurationVar(&c.LossDelay, "loss-delay", 30*time.Second, "how long the store stage waits for a tick missing from its sequence before counting it lost (signald_pipeline_lost_ticks_total)")
 	fs.DurationVar(&c.Retention, "retention", 15*time.Minute, "how long stream entries stay after every group acknowledged them (the store keeps the history)")
 	fs.BoolVar(&c.Pprof, "pprof", false, "serve Go profiles under /debug/pprof/ on the HTTP address")
 	fs.StringVar(&c.RegimeModel, "regime-model", envOr("REGIME_MODEL", ""), "regime model `file` from `signald regime fit` (env SIGNALD_REGIME_MODEL); empty uses the built-in model")

@@ -43,6 +43,8 @@ Usage:
                               the feature catalogue; compute features offline
   signald regime fit|eval [flags]
                               fit the regime model from stored ticks; score the detectors on synthetic data
+  signald reconcile [--from T --to T] [flags]
+                              compare what ingest published with what is stored, per instrument and minute
   signald dlq list|replay|purge [flags]
                               inspect, replay or empty the dead-letter stream (Redis)
   signald version
@@ -77,6 +79,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdFeatures(ctx, args[1:], stdout, stderr)
 	case "regime":
 		err = cmdRegime(ctx, args[1:], stdout, stderr)
+	case "reconcile":
+		err = cmdReconcile(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "signald", version())
 		return 0
@@ -193,7 +197,7 @@ func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log
 		ClickHouse: store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB},
 		DataDir:    cfg.DataDir, ConnectWait: cfg.ConnectWait,
 		Shards: cfg.Shards, StreamPrefix: cfg.StreamPrefix, Consumer: cfg.Consumer, Step: cfg.Step, Model: model,
-		StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc, Retention: cfg.Retention, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
+		StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc, Retention: cfg.Retention, LossDelay: cfg.LossDelay, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
 		Source: pipeline.Source{
 			Live:      live,
 			Synthetic: ingest.SyntheticConfig{Instruments: cfg.Synthetic, Seed: cfg.SyntheticSeed},
