@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sort"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -28,11 +30,16 @@ type GroupLag struct {
 	// OldestPendingAge is the age of the oldest pending entry, from the
 	// time in its id; 0 when nothing is pending.
 	OldestPendingAge time.Duration
-	// Skipped is true when entries the group never read were trimmed or
+	// Skipped is true once entries the group never read were trimmed or
 	// deleted (GroupInfo.SkippedUnread). Redis 7.0 skips them silently and
-	// its lag stays wrong after. The loss is permanent, and so is the flag,
-	// until the group is recreated.
+	// its lag stays wrong after. The condition itself ends as soon as the
+	// group reads past the new first entry, so the monitor latches it: the
+	// flag stays true until AckTrimmed.
 	Skipped bool
+	// Lost estimates how many entries the group never read were removed
+	// since the monitor started (see GroupInfo.LostUnread); -1 when a loss
+	// was seen that the backend's counters cannot size (deletions only).
+	Lost int64
 }
 
 // LagMonitor samples every group's position on every stream and exports it
@@ -44,6 +51,20 @@ type LagMonitor struct {
 	now func() time.Time
 
 	lag, pending, oldestAge, unknown, skipped *prometheus.GaugeVec
+	lostEntries                               *prometheus.CounterVec
+
+	mu   sync.Mutex
+	loss map[groupKey]*lossState
+}
+
+type groupKey struct{ stream, group string }
+
+// lossState is what the monitor remembers of a group's losses to trimming.
+type lossState struct {
+	latched    bool   // flag up, not acknowledged yet
+	counted    int64  // entries already added to the loss counter
+	maxDeleted string // the stream's max deleted id when last flagged
+	unsized    bool   // a loss was seen that could not be sized
 }
 
 // NewLagMonitor registers its gauges with reg (nil: not registered).
@@ -58,7 +79,7 @@ func NewLagMonitor(b Backend, cfg LagConfig, logger *slog.Logger, reg prometheus
 		logger = slog.New(slog.DiscardHandler)
 	}
 	labels := []string{"stream", "group"}
-	m := &LagMonitor{b: b, cfg: cfg, log: logger, now: time.Now,
+	m := &LagMonitor{b: b, cfg: cfg, log: logger, now: time.Now, loss: map[groupKey]*lossState{},
 		lag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "signald_transport_lag_entries", Help: "Entries not yet delivered to the group (absent while unknown; see signald_transport_lag_unknown).",
 		}, labels),
@@ -72,11 +93,14 @@ func NewLagMonitor(b Backend, cfg LagConfig, logger *slog.Logger, reg prometheus
 			Name: "signald_transport_lag_unknown", Help: "1 when the backend cannot tell the group's lag (Redis NULL lag).",
 		}, labels),
 		skipped: prometheus.NewGaugeVec(prometheus.GaugeOpts{
-			Name: "signald_transport_trimmed_unread", Help: "1 when entries the group never read were trimmed from the stream (data lost for it).",
+			Name: "signald_transport_trimmed_unread", Help: "1 once entries the group never read were trimmed or deleted from the stream (data lost for it); stays 1 until acknowledged (LagMonitor.AckTrimmed).",
+		}, labels),
+		lostEntries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_trimmed_unread_entries_total", Help: "Entries the group never read that were trimmed from the stream, estimated from the stream's entries-added and the group's entries-read counters.",
 		}, labels),
 	}
 	if reg != nil {
-		for _, c := range []prometheus.Collector{m.lag, m.pending, m.oldestAge, m.unknown, m.skipped} {
+		for _, c := range []prometheus.Collector{m.lag, m.pending, m.oldestAge, m.unknown, m.skipped, m.lostEntries} {
 			if err := reg.Register(c); err != nil {
 				return nil, err
 			}
@@ -115,7 +139,7 @@ func (m *LagMonitor) Sample(ctx context.Context) []GroupLag {
 					l.OldestPendingAge = max(0, m.now().Sub(time.UnixMilli(int64(id.ms))))
 				}
 			}
-			l.Skipped = gi.SkippedUnread()
+			l.Skipped, l.Lost = m.latch(s, g, gi)
 			m.export(l)
 			out = append(out, l)
 		}
@@ -138,8 +162,88 @@ func (m *LagMonitor) export(l GroupLag) {
 	m.unknown.WithLabelValues(l.Stream, l.Group).Set(b(l.Lag < 0))
 	m.pending.WithLabelValues(l.Stream, l.Group).Set(float64(l.Pending))
 	m.oldestAge.WithLabelValues(l.Stream, l.Group).Set(l.OldestPendingAge.Seconds())
-	if l.Skipped {
-		m.log.Error("transport: entries the group never read were trimmed from the stream", "stream", l.Stream, "group", l.Group)
-	}
 	m.skipped.WithLabelValues(l.Stream, l.Group).Set(b(l.Skipped))
+}
+
+// latch folds one sample into the group's loss state: a new loss raises the
+// flag, adds the entries it cost to the counter and logs once; the flag then
+// stays up until AckTrimmed, also after the group has read past the gap.
+func (m *LagMonitor) latch(stream, group string, gi GroupInfo) (skipped bool, lost int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	k := groupKey{stream, group}
+	st := m.loss[k]
+	if st == nil {
+		st = &lossState{}
+		m.loss[k] = st
+	}
+	if gi.SkippedUnread() {
+		n := gi.LostUnread()
+		fresh := false
+		switch {
+		case n > st.counted:
+			m.lostEntries.WithLabelValues(stream, group).Add(float64(n - st.counted))
+			m.log.Error("transport: entries the group never read were trimmed from the stream; they are lost for it",
+				"stream", stream, "group", group, "entries", n-st.counted, "last_delivered", gi.LastDelivered, "first_entry", gi.FirstID,
+				"hint", "acknowledge with LagMonitor.AckTrimmed once handled")
+			st.counted = n
+			fresh = true
+		case n < 0 && (gi.MaxDeleted != st.maxDeleted || !st.unsized):
+			// Deleted (XDEL) above the group's position: Redis cannot say
+			// how many were unread.
+			m.log.Error("transport: entries the group never read were deleted from the stream; how many is unknown",
+				"stream", stream, "group", group, "last_delivered", gi.LastDelivered, "max_deleted", gi.MaxDeleted,
+				"hint", "acknowledge with LagMonitor.AckTrimmed once handled")
+			st.unsized = true
+			fresh = true
+		}
+		st.maxDeleted = gi.MaxDeleted
+		if fresh {
+			st.latched = true
+		}
+	}
+	lost = st.counted
+	if st.unsized {
+		lost = -1
+	}
+	return st.latched, lost
+}
+
+// AckTrimmed acknowledges that group lost unread entries of stream: the
+// trimmed_unread flag goes back to 0 until a new loss is detected (the
+// entries already counted stay counted). It reports whether the flag was up.
+// The daemon exposes it to operators (a command or an HTTP POST).
+func (m *LagMonitor) AckTrimmed(stream, group string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.loss[groupKey{stream, group}]
+	if st == nil || !st.latched {
+		return false
+	}
+	st.latched = false
+	m.skipped.WithLabelValues(stream, group).Set(0)
+	return true
+}
+
+// Trimmed lists the stream and group pairs whose trimmed_unread flag is up.
+func (m *LagMonitor) Trimmed() []GroupLag {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []GroupLag
+	for k, st := range m.loss {
+		if st.latched {
+			l := GroupLag{Stream: k.stream, Group: k.group, Skipped: true, Lost: st.counted}
+			if st.unsized {
+				l.Lost = -1
+			}
+			out = append(out, l)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Stream != out[j].Stream {
+			return out[i].Stream < out[j].Stream
+		}
+		return out[i].Group < out[j].Group
+	})
+	return out
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,6 +41,9 @@ type RedisOptions struct {
 type Redis struct {
 	c      redis.UniversalClient
 	script bool
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // addScript appends ARGV to KEYS[1], one entry per value, and returns the
@@ -385,4 +389,17 @@ func escapeGlob(s string) string {
 	return b.String()
 }
 
-func (r *Redis) Close() error { return r.c.Close() }
+// Close closes the client. It is safe to call more than once: later calls
+// return nil, as Producer.Close and Memory.Close do, so a deferred Close
+// after an explicit one does not report a spurious error.
+func (r *Redis) Close() error {
+	first := false
+	r.closeOnce.Do(func() {
+		first = true
+		r.closeErr = r.c.Close()
+	})
+	if !first {
+		return nil
+	}
+	return r.closeErr
+}
