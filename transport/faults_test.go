@@ -2,10 +2,15 @@ package transport
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
@@ -26,6 +31,13 @@ func faultBackends() map[string]func(t *testing.T) Backend {
 		"redis-pipeline": func(t *testing.T) Backend {
 			return faultRedis(t, RedisOptions{PipelineAppend: true})
 		},
+		"redis-cluster": func(t *testing.T) Backend {
+			addrs := os.Getenv("SIGNALD_REDIS_CLUSTER_ADDRS")
+			if os.Getenv("SIGNALD_INTEGRATION") != "" && addrs == "" {
+				t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_CLUSTER_ADDRS is empty")
+			}
+			return faultRedis(t, RedisOptions{Addrs: strings.Split(addrs, ","), ClusterMode: true})
+		},
 	}
 }
 
@@ -40,7 +52,9 @@ func faultRedis(t *testing.T, opts RedisOptions) *Redis {
 	if addr == "" {
 		t.Fatal("SIGNALD_INTEGRATION is set but SIGNALD_REDIS_ADDR is empty")
 	}
-	opts.Addrs = []string{addr}
+	if len(opts.Addrs) == 0 {
+		opts.Addrs = []string{addr}
+	}
 	r, err := NewRedis(context.Background(), opts)
 	if err != nil {
 		t.Fatalf("integration Redis: %v", err)
@@ -174,4 +188,193 @@ func fzPayloads(n int) [][]byte {
 		out[i] = []byte(fmt.Sprintf("p%06d", i))
 	}
 	return out
+}
+
+func fzRun(t *testing.T, c *Consumer) (stop func() error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- c.Run(context.Background()) }()
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			c.Close()
+			err = <-errc
+		})
+		return err
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
+
+// An entry both groups fail is dead-lettered once, with both groups
+// recorded; a replay goes back to the groups that failed it only, and an
+// entry failing again after the replay is dead-lettered as final and not
+// replayed again: the dead-letter stream does not grow with each replay.
+func TestDeadLetterOncePerEntry(t *testing.T) {
+	for name, f := range faultBackends() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b := f(t)
+			prefix := faultPrefix(t, b)
+			s, dlq := prefix+":s", prefix+":dlq"
+			var payloads [][]byte
+			for i := range 20 {
+				switch i {
+				case 4:
+					payloads = append(payloads, []byte("bad-store"))
+				case 9, 15:
+					payloads = append(payloads, []byte(fmt.Sprintf("bad-both-%d", i)))
+				default:
+					payloads = append(payloads, []byte(fmt.Sprintf("ok-%d", i)))
+				}
+			}
+			if _, err := b.Add(ctx, s, payloads); err != nil {
+				t.Fatal(err)
+			}
+			m := NewMetrics(nil)
+			var mu sync.Mutex
+			seen := map[string][]string{} // group -> payloads handed over
+			handled := atomic.Int64{}
+			handler := func(group string) Handler {
+				return func(ctx context.Context, msgs []Message) error {
+					be := BatchError{}
+					mu.Lock()
+					defer mu.Unlock()
+					for i, msg := range msgs {
+						p := string(msg.Payload)
+						seen[group] = append(seen[group], p)
+						if strings.HasPrefix(p, "bad-both") || (p == "bad-store" && group == "store") {
+							be[i] = fmt.Errorf("%w: cannot decode %q", ErrPermanent, p)
+						}
+					}
+					handled.Add(int64(len(msgs)))
+					if len(be) > 0 {
+						return be
+					}
+					return nil
+				}
+			}
+			run := func() {
+				t.Helper()
+				var stops []func() error
+				for _, g := range []string{"store", "features"} {
+					c, err := NewConsumer(b, ConsumerConfig{Group: g, Streams: []string{s}, DeadLetterStream: dlq,
+						Block: 20 * time.Millisecond, RetryBackoff: time.Millisecond}, handler(g), nil, m)
+					if err != nil {
+						t.Fatal(err)
+					}
+					stops = append(stops, fzRun(t, c))
+				}
+				fzWaitFor(t, "both groups caught up", func() bool {
+					for _, g := range []string{"store", "features"} {
+						gi, err := b.Group(ctx, s, g)
+						if err != nil || gi.Lag != 0 || gi.Pending != 0 {
+							return false
+						}
+					}
+					return true
+				})
+				for _, stop := range stops {
+					if err := stop(); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			counts := func(v *prometheus.CounterVec) float64 {
+				return testutil.ToFloat64(v.WithLabelValues("store")) + testutil.ToFloat64(v.WithLabelValues("features"))
+			}
+			run()
+			dls, err := b.Range(ctx, dlq, "-", "+", 0)
+			if err != nil || len(dls) != 3 {
+				t.Fatalf("%d dead letters (%v), want 3: one per bad entry", len(dls), err)
+			}
+			if a, d := counts(m.deadLettered), counts(m.deadLetterDeduped); a != 3 || d != 2 {
+				t.Fatalf("dead-lettered %v deduplicated %v, want 3 and 2", a, d)
+			}
+			db := b.(DeadLetterBackend)
+			for _, e := range dls {
+				d, err := ParseDeadLetter(e.Payload)
+				if err != nil || d.Final {
+					t.Fatalf("dead letter %+v, %v", d, err)
+				}
+				groups, err := db.DeadLetterGroups(ctx, dlq, d.Stream, d.ID)
+				want := "features,store"
+				if string(d.Payload) == "bad-store" {
+					want = "store"
+				}
+				if err != nil || strings.Join(groups, ",") != want {
+					t.Fatalf("groups of %q: %v %v, want %s", d.Payload, groups, err, want)
+				}
+				if _, err := ReplayDeadLetter(ctx, b, dlq, e.ID, d, ReplayOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if n, _ := b.Len(ctx, dlq); n != 0 {
+				t.Fatalf("%d dead letters left after the replay, want 0", n)
+			}
+			mu.Lock()
+			featuresBefore := len(seen["features"])
+			mu.Unlock()
+			run() // the replayed entries are still bad
+			mu.Lock()
+			if got := seen["features"][featuresBefore:]; len(got) != 2 || !strings.HasPrefix(got[0], "bad-both") || !strings.HasPrefix(got[1], "bad-both") {
+				t.Fatalf("features handled %v after the replay, want the two bad-both entries only", got)
+			}
+			mu.Unlock()
+			if got := testutil.ToFloat64(m.replaySkipped.WithLabelValues("features")); got != 1 {
+				t.Fatalf("features skipped %v replayed entries, want 1 (bad-store was not its failure)", got)
+			}
+			dls, _ = b.Range(ctx, dlq, "-", "+", 0)
+			if len(dls) != 3 {
+				t.Fatalf("%d dead letters after the replay failed again, want 3", len(dls))
+			}
+			for _, e := range dls {
+				d, _ := ParseDeadLetter(e.Payload)
+				if !d.Final {
+					t.Fatalf("dead letter %+v after a replay is not final", d)
+				}
+				if _, err := ReplayDeadLetter(ctx, b, dlq, e.ID, d, ReplayOptions{}); !errors.Is(err, ErrFinal) {
+					t.Fatalf("replaying a final dead letter: %v, want ErrFinal", err)
+				}
+			}
+			if a, d := counts(m.deadLettered), counts(m.deadLetterDeduped); a != 6 || d != 4 {
+				t.Fatalf("dead-lettered %v deduplicated %v in all, want 6 and 4", a, d)
+			}
+		})
+	}
+}
+
+// The dead-letter stream is bounded by count and by age, and what its
+// retention removes is counted.
+func TestDeadLetterRetention(t *testing.T) {
+	for name, f := range faultBackends() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b := f(t)
+			dlq := faultPrefix(t, b) + ":dlq"
+			if _, err := b.Add(ctx, dlq, fzPayloads(30)); err != nil {
+				t.Fatal(err)
+			}
+			m := NewMetrics(nil)
+			r, err := NewDeadLetterRetention(b, DeadLetterRetentionConfig{Stream: dlq, MaxLen: 10}, nil, m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n, err := r.Trim(ctx); err != nil || n != 20 {
+				t.Fatalf("trim by length: %d, %v; want 20", n, err)
+			}
+			left, _ := b.Range(ctx, dlq, "-", "+", 0)
+			if len(left) != 10 || string(left[0].Payload) != "p000020" {
+				t.Fatalf("left %d, first %q; want the newest 10", len(left), left[0].Payload)
+			}
+			r.now = func() time.Time { return time.Now().Add(8 * 24 * time.Hour) }
+			if n, err := r.Trim(ctx); err != nil || n != 10 {
+				t.Fatalf("trim by age: %d, %v; want 10", n, err)
+			}
+			if got := testutil.ToFloat64(m.deadLetterTrimmed.WithLabelValues(dlq)); got != 30 {
+				t.Fatalf("dead_letter_trimmed %v, want 30", got)
+			}
+		})
+	}
 }

@@ -30,6 +30,10 @@ type Metrics struct {
 	unspooledTotal  prometheus.Counter
 	spoolCorrupt    prometheus.Counter
 	spoolOverflow   *prometheus.CounterVec
+
+	deadLetterDeduped *prometheus.CounterVec
+	replaySkipped     *prometheus.CounterVec
+	deadLetterTrimmed *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -67,6 +71,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		spoolOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_transport_spool_overflow_entries_total", Help: "Entries published while the spool was full, by policy (block: the publisher waited; drop-newest: dropped).",
 		}, []string{"policy"}),
+		deadLetterDeduped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_dead_letters_deduplicated_total", Help: "Entries a group gave up on that another group had already dead-lettered (recorded with the dead letter, not appended again).",
+		}, []string{"group"}),
+		replaySkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_replay_skipped_entries_total", Help: "Replayed dead letters acknowledged unseen because they were replayed for other groups only.",
+		}, []string{"group"}),
+		deadLetterTrimmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_dead_letter_trimmed_entries_total", Help: "Dead letters removed by the dead-letter stream's retention (MaxLen, MaxAge).",
+		}, []string{"stream"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_transport_delivered_entries_total", Help: "Entries read by consumers (including redeliveries).",
 		}, []string{"group"}),
@@ -111,7 +124,8 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.publishWaits, m.delivered, m.redelivered,
 			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered, m.poison, m.skippedInFlight,
-			m.spooled, m.spooledTotal, m.unspooledTotal, m.spoolCorrupt, m.spoolOverflow)
+			m.spooled, m.spooledTotal, m.unspooledTotal, m.spoolCorrupt, m.spoolOverflow,
+			m.deadLetterDeduped, m.replaySkipped, m.deadLetterTrimmed)
 	}
 	return m
 }
