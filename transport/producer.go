@@ -569,8 +569,8 @@ func (p *Producer) Close() error {
 			}
 		}
 		serr := p.sp.prepend(head)
-		if serr == nil {
-			serr = p.sp.close()
+		if cerr := p.sp.close(); serr == nil {
+			serr = cerr
 		}
 		if serr == nil {
 			p.m.spooled.Add(float64(len(head)))

@@ -104,6 +104,7 @@ type spool struct {
 	readOff   int64         // next record to read back
 	live      int           // records at or after readOff
 	dirty     bool          // appends not yet fsynced
+	unlock    func()
 }
 
 // openSpool opens (or creates) the spool in dir and checks every record.
@@ -113,17 +114,20 @@ func openSpool(dir string, max int64) (sp *spool, corrupt int, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, 0, fmt.Errorf("spool dir %s: %w", dir, err)
 	}
-	sp = &spool{dir: dir, path: filepath.Join(dir, spoolFile), max: max}
-	good, corrupt, err := sp.check()
+	unlock, err := lockSpoolDir(dir)
 	if err != nil {
 		return nil, 0, err
 	}
-	if corrupt > 0 {
-		if err := sp.rewriteFrom(sp.path, spoolHeader, nil, true); err != nil {
-			return nil, 0, err
-		}
+	sp = &spool{dir: dir, path: filepath.Join(dir, spoolFile), max: max, unlock: unlock}
+	good, corrupt, err := sp.check()
+	if err == nil && corrupt > 0 {
+		err = sp.rewriteFrom(sp.path, spoolHeader, nil, true)
 	}
-	if err := sp.openAppend(); err != nil {
+	if err == nil {
+		err = sp.openAppend()
+	}
+	if err != nil {
+		unlock()
 		return nil, 0, err
 	}
 	sp.readOff, sp.live = spoolHeader, good
@@ -376,6 +380,7 @@ func (sp *spool) close() error {
 			err = fmt.Errorf("spool %s: %w", sp.path, rerr)
 		}
 	}
+	sp.unlock()
 	return err
 }
 
