@@ -68,8 +68,12 @@ func faultPrefix(t *testing.T, b Backend) string {
 	prefix := fmt.Sprintf("sdfault:%s:%d", t.Name(), rand.Uint64())
 	if r, ok := b.(*Redis); ok {
 		t.Cleanup(func() {
-			if err := DeletePrefix(context.Background(), r, prefix); err != nil {
-				t.Logf("cleanup: %v", err)
+			// Dead-letter records are hash-tagged with the dead-letter
+			// stream's name: {<prefix>:dlq}:seen:...
+			for _, p := range []string{prefix, "{" + prefix} {
+				if err := DeletePrefix(context.Background(), r, p); err != nil {
+					t.Logf("cleanup: %v", err)
+				}
 			}
 		})
 	}
