@@ -382,3 +382,67 @@ func TestDeadLetterRetention(t *testing.T) {
 		})
 	}
 }
+
+// A store stall while the stream is trimmed by length: every entry is
+// either handled or counted as lost (handled + trimmed_unread_entries ==
+// published), and the flag is still up after the consumer caught up.
+func TestTrimDuringStallIsCounted(t *testing.T) {
+	for name, f := range faultBackends() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b := f(t)
+			s := faultPrefix(t, b) + ":s"
+			const n, count, keep = 1000, 100, 50
+			if _, err := b.Add(ctx, s, fzPayloads(n)); err != nil {
+				t.Fatal(err)
+			}
+			stall := make(chan struct{})
+			var handled atomic.Int64
+			first := true
+			h := func(ctx context.Context, msgs []Message) error {
+				if first {
+					first = false
+					<-stall
+				}
+				handled.Add(int64(len(msgs)))
+				return nil
+			}
+			c, err := NewConsumer(b, ConsumerConfig{Group: "store", Streams: []string{s}, Count: count, Block: 20 * time.Millisecond}, h, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			stop := fzRun(t, c)
+			fzWaitFor(t, "the first batch pending", func() bool { p, _ := b.Pending(ctx, s, "store"); return p >= count })
+			// The readers have run a few batches ahead of the stalled
+			// handler (those are pending, their payloads in hand); the
+			// rest is unread when the stream is trimmed.
+			trimmed, err := b.(maxLenTrimmer).TrimMaxLen(ctx, s, keep)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mon, err := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"store"}}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			mon.Sample(ctx)
+			close(stall)
+			fzWaitFor(t, "caught up", func() bool {
+				gi, err := b.Group(ctx, s, "store")
+				return err == nil && gi.Pending == 0 && !gi.SkippedUnread()
+			})
+			if err := stop(); err != nil {
+				t.Fatal(err)
+			}
+			mon.Sample(ctx)
+			lost := int64(testutil.ToFloat64(mon.lostEntries.WithLabelValues(s, "store")))
+			if handled.Load()+lost != n || testutil.ToFloat64(mon.skipped.WithLabelValues(s, "store")) != 1 {
+				t.Fatalf("handled %d + lost %d != %d published (trimmed %d), flag %v", handled.Load(), lost, n, trimmed,
+					testutil.ToFloat64(mon.skipped.WithLabelValues(s, "store")))
+			}
+			if lost == 0 {
+				t.Fatal("nothing counted as lost")
+			}
+			t.Logf("published %d, trimmed %d, handled %d, counted lost %d", n, trimmed, handled.Load(), lost)
+		})
+	}
+}
