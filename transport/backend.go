@@ -118,26 +118,6 @@ func (gi GroupInfo) SkippedUnread() bool {
 	return gi.Length < gi.EntriesAdded-gi.EntriesRead
 }
 
-// LostUnread estimates how many entries the group never read were trimmed
-// from the stream: with the group behind the first entry, every entry left
-// is unread, so the unread ones missing are EntriesAdded - EntriesRead -
-// Length. Redis keeps entries-read counting up one per entry read across a
-// trimmed gap, so the figure stays the same after the group has read past
-// it and only grows with a new loss. It is 0 when nothing was lost and -1
-// when the counters are unknown (or the loss was a deletion, which they do
-// not size).
-func (gi GroupInfo) LostUnread() int64 {
-	if !gi.SkippedUnread() {
-		return 0
-	}
-	last, err1 := parseID(gi.LastDelivered)
-	first, err2 := parseID(gi.FirstID)
-	if err1 != nil || err2 != nil || gi.EntriesRead < 0 || !last.less(first) {
-		return -1
-	}
-	return max(0, gi.EntriesAdded-gi.EntriesRead-gi.Length)
-}
-
 // ErrClosed is returned by operations on a closed backend, producer or consumer.
 var ErrClosed = errors.New("transport: closed")
 

@@ -446,3 +446,48 @@ func TestTrimDuringStallIsCounted(t *testing.T) {
 		})
 	}
 }
+
+// A loss is seen even when the group has read past the gap before the
+// monitor's first sample: caught up, or part way through what is left.
+func TestTrimmedUnreadSeenAfterTheGap(t *testing.T) {
+	for name, f := range faultBackends() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b := f(t)
+			s := faultPrefix(t, b) + ":s"
+			if err := b.CreateGroup(ctx, s, "g", "0"); err != nil {
+				t.Fatal(err)
+			}
+			ids, err := b.Add(ctx, s, fzPayloads(100))
+			if err != nil {
+				t.Fatal(err)
+			}
+			read := func(n int) {
+				t.Helper()
+				if msgs, err := b.ReadGroup(ctx, s, "g", "c", ">", n, 0); err != nil || len(msgs) != n {
+					t.Fatalf("read %d: %d, %v", n, len(msgs), err)
+				}
+			}
+			read(10)
+			if _, err := b.Trim(ctx, s, ids[60]); err != nil { // 50 unread lost, 40 left
+				t.Fatal(err)
+			}
+			read(15) // part way through what is left
+			mon, err := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"g"}}, nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if l := mon.Sample(ctx); !l[0].Skipped || l[0].Lost != 50 {
+				t.Fatalf("part way: %+v, want skipped with 50 lost", l[0])
+			}
+			read(25) // caught up
+			mon2, _ := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"g"}}, nil, nil)
+			if l := mon2.Sample(ctx); !l[0].Skipped || l[0].Lost != 50 {
+				t.Fatalf("caught up: %+v, want skipped with 50 lost", l[0])
+			}
+			if got := testutil.ToFloat64(mon2.lostEntries.WithLabelValues(s, "g")); got != 50 {
+				t.Fatalf("lost counter %v, want 50", got)
+			}
+		})
+	}
+}

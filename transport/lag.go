@@ -36,9 +36,9 @@ type GroupLag struct {
 	// group reads past the new first entry, so the monitor latches it: the
 	// flag stays true until AckTrimmed.
 	Skipped bool
-	// Lost estimates how many entries the group never read were removed
-	// since the monitor started (see GroupInfo.LostUnread); -1 when a loss
-	// was seen that the backend's counters cannot size (deletions only).
+	// Lost is how many entries the group never read were trimmed, as far
+	// as the monitor has seen (see LagMonitor.Sample); -1 when a loss was
+	// seen that the backend's counters cannot size (deletions).
 	Lost int64
 }
 
@@ -125,6 +125,14 @@ func (m *LagMonitor) Run(ctx context.Context) error {
 
 // Sample reads every group's position once, updates the gauges and returns
 // the samples (groups that do not exist yet are left out).
+//
+// Trimmed unread entries are found from the counters Redis keeps (7.0):
+// entries-read counts up one per entry the group reads, across a trimmed
+// gap too, so EntriesAdded - EntriesRead exceeds the entries actually left
+// after the group's position by the number it lost, for good. The entries
+// left are Length when the group is behind the first entry, and are
+// counted with one Range otherwise (when at most maxCountUnread), so a
+// loss is seen also after the group has read past the gap.
 func (m *LagMonitor) Sample(ctx context.Context) []GroupLag {
 	var out []GroupLag
 	for _, s := range m.cfg.Streams {
@@ -139,7 +147,8 @@ func (m *LagMonitor) Sample(ctx context.Context) []GroupLag {
 					l.OldestPendingAge = max(0, m.now().Sub(time.UnixMilli(int64(id.ms))))
 				}
 			}
-			l.Skipped, l.Lost = m.latch(s, g, gi)
+			n, known := m.lostUnread(ctx, s, gi)
+			l.Skipped, l.Lost = m.latch(s, g, gi, n, known)
 			m.export(l)
 			out = append(out, l)
 		}
@@ -165,10 +174,52 @@ func (m *LagMonitor) export(l GroupLag) {
 	m.skipped.WithLabelValues(l.Stream, l.Group).Set(b(l.Skipped))
 }
 
+// maxCountUnread bounds the entries Sample reads to count a group's unread
+// entries exactly; a group further behind, past the first entry, is checked
+// once it caught up or fell behind the first entry.
+const maxCountUnread = 1000
+
+// lostUnread is how many entries the group never read are gone from the
+// stream; known is false when the counters cannot tell (deletions, unknown
+// entries-read, or too many unread to count).
+func (m *LagMonitor) lostUnread(ctx context.Context, stream string, gi GroupInfo) (n int64, known bool) {
+	if gi.EntriesRead < 0 {
+		return 0, false
+	}
+	last, err := parseID(gi.LastDelivered)
+	if err != nil {
+		return 0, false
+	}
+	if md, err := parseID(gi.MaxDeleted); err == nil && last.less(md) {
+		return 0, false // deleted (XDEL) above the group's position
+	}
+	unread := gi.EntriesAdded - gi.EntriesRead
+	if unread <= 0 {
+		return 0, true
+	}
+	if first, err := parseID(gi.FirstID); err != nil || last.less(first) {
+		return max(0, unread-gi.Length), true // every entry left is unread (or none is left)
+	}
+	if unread > maxCountUnread {
+		return 0, false
+	}
+	next := last
+	if next.seq == ^uint64(0) {
+		next.ms, next.seq = next.ms+1, 0
+	} else {
+		next.seq++
+	}
+	left, err := m.b.Range(ctx, stream, next.String(), "+", int(unread)+1)
+	if err != nil {
+		return 0, false
+	}
+	return max(0, unread-int64(len(left))), true
+}
+
 // latch folds one sample into the group's loss state: a new loss raises the
 // flag, adds the entries it cost to the counter and logs once; the flag then
 // stays up until AckTrimmed, also after the group has read past the gap.
-func (m *LagMonitor) latch(stream, group string, gi GroupInfo) (skipped bool, lost int64) {
+func (m *LagMonitor) latch(stream, group string, gi GroupInfo, n int64, known bool) (skipped bool, lost int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := groupKey{stream, group}
@@ -177,30 +228,27 @@ func (m *LagMonitor) latch(stream, group string, gi GroupInfo) (skipped bool, lo
 		st = &lossState{}
 		m.loss[k] = st
 	}
-	if gi.SkippedUnread() {
-		n := gi.LostUnread()
-		fresh := false
-		switch {
-		case n > st.counted:
-			m.lostEntries.WithLabelValues(stream, group).Add(float64(n - st.counted))
-			m.log.Error("transport: entries the group never read were trimmed from the stream; they are lost for it",
-				"stream", stream, "group", group, "entries", n-st.counted, "last_delivered", gi.LastDelivered, "first_entry", gi.FirstID,
-				"hint", "acknowledge with LagMonitor.AckTrimmed once handled")
-			st.counted = n
-			fresh = true
-		case n < 0 && (gi.MaxDeleted != st.maxDeleted || !st.unsized):
-			// Deleted (XDEL) above the group's position: Redis cannot say
-			// how many were unread.
-			m.log.Error("transport: entries the group never read were deleted from the stream; how many is unknown",
-				"stream", stream, "group", group, "last_delivered", gi.LastDelivered, "max_deleted", gi.MaxDeleted,
-				"hint", "acknowledge with LagMonitor.AckTrimmed once handled")
-			st.unsized = true
-			fresh = true
-		}
+	fresh := false
+	switch {
+	case known && n > st.counted:
+		m.lostEntries.WithLabelValues(stream, group).Add(float64(n - st.counted))
+		m.log.Error("transport: entries the group never read were trimmed from the stream; they are lost for it",
+			"stream", stream, "group", group, "entries", n-st.counted, "last_delivered", gi.LastDelivered, "first_entry", gi.FirstID,
+			"hint", "acknowledge with LagMonitor.AckTrimmed once handled")
+		st.counted = n
+		fresh = true
+	case !known && gi.SkippedUnread() && (gi.MaxDeleted != st.maxDeleted || !st.unsized):
+		// Deleted (XDEL) above the group's position: the counters cannot
+		// say how many were unread.
+		m.log.Error("transport: entries the group never read were deleted from the stream; how many is unknown",
+			"stream", stream, "group", group, "last_delivered", gi.LastDelivered, "max_deleted", gi.MaxDeleted,
+			"hint", "acknowledge with LagMonitor.AckTrimmed once handled")
+		st.unsized = true
 		st.maxDeleted = gi.MaxDeleted
-		if fresh {
-			st.latched = true
-		}
+		fresh = true
+	}
+	if fresh {
+		st.latched = true
 	}
 	lost = st.counted
 	if st.unsized {
