@@ -491,3 +491,35 @@ func TestTrimmedUnreadSeenAfterTheGap(t *testing.T) {
 		})
 	}
 }
+
+// A group created on a stream whose head was trimmed before it existed has
+// lost nothing.
+func TestTrimmedBeforeGroupIsNoLoss(t *testing.T) {
+	for name, f := range faultBackends() {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			b := f(t)
+			s := faultPrefix(t, b) + ":s"
+			ids, err := b.Add(ctx, s, fzPayloads(5))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := b.Trim(ctx, s, ids[3]); err != nil {
+				t.Fatal(err)
+			}
+			if err := b.CreateGroup(ctx, s, "g", "0"); err != nil {
+				t.Fatal(err)
+			}
+			mon, _ := NewLagMonitor(b, LagConfig{Streams: []string{s}, Groups: []string{"g"}}, nil, nil)
+			if l := mon.Sample(ctx); l[0].Skipped || l[0].Lost != 0 {
+				t.Fatalf("new group: %+v, want no loss", l[0])
+			}
+			if msgs, err := b.ReadGroup(ctx, s, "g", "c", ">", 10, 0); err != nil || len(msgs) != 2 {
+				t.Fatalf("read %d, %v", len(msgs), err)
+			}
+			if l := mon.Sample(ctx); l[0].Skipped || l[0].Lost != 0 {
+				t.Fatalf("after reading: %+v, want no loss", l[0])
+			}
+		})
+	}
+}

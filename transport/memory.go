@@ -195,6 +195,9 @@ func (m *Memory) CreateGroup(ctx context.Context, stream, group, start string) e
 		}
 		g.lastDelivered = id
 	}
+	// Entries before the start, trimmed ones included, count as read, as
+	// Redis estimates for a new group.
+	g.read = s.added - int64(len(s.entries)-s.search(g.lastDelivered))
 	s.groups[group] = g
 	return nil
 }

@@ -370,7 +370,15 @@ func (r *Redis) Group(ctx context.Context, stream, group string) (GroupInfo, err
 			return GroupInfo{}, fmt.Errorf("xinfo stream %s: %w", stream, err)
 		}
 		gi.MaxDeleted, gi.FirstID, gi.Length, gi.EntriesAdded = st.MaxDeletedEntryID, st.FirstEntry.ID, st.Length, st.EntriesAdded
-		gi.EntriesRead = g.EntriesRead
+		// Redis' lag is EntriesAdded - entries-read where entries-read is
+		// known, and its own estimate where it is not (a group created at
+		// "0" on a stream trimmed before: go-redis reads that NULL as 0,
+		// which would look like entries lost). Derive entries-read from
+		// the lag; NULL lag (-1) leaves it unknown.
+		gi.EntriesRead = -1
+		if g.Lag >= 0 {
+			gi.EntriesRead = st.EntriesAdded - g.Lag
+		}
 		if g.Pending > 0 {
 			p, err := r.c.XPending(ctx, stream, group).Result()
 			if err != nil {
