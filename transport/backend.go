@@ -26,6 +26,11 @@ type Message struct {
 	// Deliveries is how many times the entry has been delivered to the group,
 	// this delivery included, where the backend reports it (0 = unknown).
 	Deliveries int64
+	// For lists the only groups that handle the entry: it is a dead
+	// letter replayed for the groups that failed it (ReplayDeadLetter).
+	// Other groups acknowledge it unseen; a handler failing it again
+	// dead-letters it as final. Empty for every other entry.
+	For []string
 }
 
 // Backend is the storage a Producer and Consumer run on. Each call concerns

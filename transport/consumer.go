@@ -79,8 +79,16 @@ type ConsumerConfig struct {
 	LingerBytes int
 	// DeadLetterStream receives entries the handler reports as impossible
 	// to process (see BatchError), with the reason. Default "": none, and
-	// such entries are retried like any failure.
+	// such entries are retried like any failure. An entry is dead-lettered
+	// once however many groups give up on it, on backends that implement
+	// DeadLetterBackend (Redis, Memory); the groups are recorded with it
+	// for ReplayDeadLetter.
 	DeadLetterStream string
+	// DeadLetterTTL is how long the record of which groups gave up on an
+	// entry is kept: a group failing the entry later than this adds a
+	// second dead letter, and a replay later than this goes to the first
+	// group only. Default 7 days.
+	DeadLetterTTL time.Duration
 	// MaxDeliveries is how many times an entry the handler reports as failed
 	// (in a BatchError) is tried before it goes to DeadLetterStream. Errors
 	// that are not a BatchError mean the sink itself fails and are retried
@@ -144,6 +152,9 @@ func (c *ConsumerConfig) setDefaults() error {
 	}
 	if c.PoisonDeliveries <= 0 {
 		c.PoisonDeliveries = 2 * c.MaxDeliveries
+	}
+	if c.DeadLetterTTL <= 0 {
+		c.DeadLetterTTL = 7 * 24 * time.Hour
 	}
 	return nil
 }
@@ -359,6 +370,9 @@ func (c *Consumer) read(ctx context.Context, stream string, work chan<- []Messag
 				return err
 			}
 		}
+		if msgs, err = c.skipOthers(ctx, msgs); err != nil {
+			return err
+		}
 		if len(msgs) == 0 {
 			continue
 		}
@@ -408,6 +422,10 @@ func (c *Consumer) reclaim(ctx context.Context, work chan<- []Message) {
 			msgs = c.notInFlight(msgs)
 			if msgs, err = c.dropPoison(ctx, msgs); err != nil {
 				c.log.Warn("transport: dead-lettering poison entries failed", "stream", s, "group", c.cfg.Group, "err", err)
+				continue
+			}
+			if msgs, err = c.skipOthers(ctx, msgs); err != nil {
+				c.log.Warn("transport: acknowledging entries replayed for other groups failed", "stream", s, "group", c.cfg.Group, "err", err)
 				continue
 			}
 			if len(msgs) == 0 {
@@ -486,25 +504,64 @@ func (c *Consumer) handle(ctx context.Context, batch []Message) error {
 	return nil
 }
 
-// deadLetter appends m to the dead-letter stream; m is acknowledged by the
-// caller only after this succeeded.
+// deadLetter appends m to the dead-letter stream, once per entry whatever
+// number of groups give up on it; m is acknowledged by the caller only after
+// this succeeded. An entry that fails again after a replay is marked final.
 func (c *Consumer) deadLetter(ctx context.Context, m Message, reason error, tries int) error {
-	body, err := DeadLetter{Stream: m.Stream, ID: m.ID, Group: c.cfg.Group, Reason: reason.Error(),
-		Deliveries: int64(tries), Time: time.Now().UTC(), Payload: m.Payload}.MarshalBinary()
+	d := DeadLetter{Stream: m.Stream, ID: m.ID, Group: c.cfg.Group, Reason: reason.Error(),
+		Deliveries: int64(tries), Time: time.Now().UTC(), Payload: m.Payload, Final: len(m.For) > 0}
+	body, err := d.MarshalBinary()
 	if err != nil {
 		return err
 	}
+	db, once := c.b.(DeadLetterBackend)
 	backoff := c.cfg.RetryBackoff
 	for {
-		if _, err := c.b.Add(ctx, c.cfg.DeadLetterStream, [][]byte{body}); err == nil {
-			c.m.deadLettered.WithLabelValues(c.cfg.Group).Inc()
-			c.log.Warn("transport: entry dead-lettered", "stream", m.Stream, "id", m.ID, "group", c.cfg.Group, "tries", tries, "reason", reason)
+		added := true
+		if once {
+			added, err = db.AddDeadLetter(ctx, c.cfg.DeadLetterStream, d, body, c.cfg.DeadLetterTTL)
+		} else {
+			_, err = c.b.Add(ctx, c.cfg.DeadLetterStream, [][]byte{body})
+		}
+		if err == nil {
+			if added {
+				c.m.deadLettered.WithLabelValues(c.cfg.Group).Inc()
+				c.log.Warn("transport: entry dead-lettered", "stream", m.Stream, "id", m.ID, "group", c.cfg.Group, "tries", tries, "final", d.Final, "reason", reason)
+			} else {
+				c.m.deadLetterDeduped.WithLabelValues(c.cfg.Group).Inc()
+				c.log.Warn("transport: entry already dead-lettered by another group; this group is recorded with it", "stream", m.Stream, "id", m.ID, "group", c.cfg.Group, "reason", reason)
+			}
 			return nil
 		} else if !sleepCtx(ctx, backoff) {
 			return fmt.Errorf("consumer %s: dead letter %s: %w (entry stays pending)", c.cfg.Group, m.ID, err)
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// skipOthers acknowledges the entries replayed for other groups only
+// (Message.For) and returns the rest.
+func (c *Consumer) skipOthers(ctx context.Context, msgs []Message) ([]Message, error) {
+	var skip []Message
+	for _, m := range msgs {
+		if !m.forGroup(c.cfg.Group) {
+			skip = append(skip, m)
+		}
+	}
+	if len(skip) == 0 {
+		return msgs, nil
+	}
+	out := msgs[:0:0]
+	for _, m := range msgs {
+		if m.forGroup(c.cfg.Group) {
+			out = append(out, m)
+		}
+	}
+	if err := c.ack(ctx, skip); err != nil {
+		return nil, err
+	}
+	c.m.replaySkipped.WithLabelValues(c.cfg.Group).Add(float64(len(skip)))
+	return out, nil
 }
 
 // touch keeps batch's entries from going idle while the handler works on

@@ -16,11 +16,18 @@ type Memory struct {
 	streams map[string]*memStream
 	closed  bool
 	now     func() time.Time
+	marks   map[string]*memMark // dead-letter records, by deadLetterKey
 }
 
 type memEntry struct {
 	id      entryID
 	payload []byte
+	groups  []string // AddFor's groups
+}
+
+type memMark struct {
+	groups  map[string]bool
+	expires time.Time
 }
 
 type memPending struct {
@@ -50,7 +57,7 @@ var _ Backend = (*Memory)(nil)
 
 // NewMemory returns an empty in-process backend.
 func NewMemory() *Memory {
-	return &Memory{streams: map[string]*memStream{}, now: time.Now}
+	return &Memory{streams: map[string]*memStream{}, now: time.Now, marks: map[string]*memMark{}}
 }
 
 func (m *Memory) stream(name string) *memStream {
@@ -68,24 +75,102 @@ func (m *Memory) Add(ctx context.Context, stream string, payloads [][]byte) ([]s
 	if m.closed {
 		return nil, ErrClosed
 	}
-	s := m.stream(stream)
 	ids := make([]string, len(payloads))
 	for i, p := range payloads {
-		ms := uint64(m.now().UnixMilli())
-		id := entryID{ms: ms}
-		if ms <= s.lastID.ms {
-			id = entryID{ms: s.lastID.ms, seq: s.lastID.seq + 1}
-		}
-		s.lastID = id
-		s.entries = append(s.entries, memEntry{id: id, payload: append([]byte(nil), p...)})
-		s.added++
-		ids[i] = id.String()
+		ids[i] = m.appendLocked(stream, p, nil)
 	}
 	if len(payloads) > 0 {
-		close(s.notify)
-		s.notify = make(chan struct{})
+		m.wakeLocked(stream)
 	}
 	return ids, nil
+}
+
+// addLocked appends one entry and wakes blocked readers; m.mu is held.
+func (m *Memory) addLocked(stream string, payload []byte, groups []string) string {
+	id := m.appendLocked(stream, payload, groups)
+	m.wakeLocked(stream)
+	return id
+}
+
+func (m *Memory) wakeLocked(stream string) {
+	s := m.stream(stream)
+	close(s.notify)
+	s.notify = make(chan struct{})
+}
+
+func (m *Memory) appendLocked(stream string, payload []byte, groups []string) string {
+	s := m.stream(stream)
+	ms := uint64(m.now().UnixMilli())
+	id := entryID{ms: ms}
+	if ms <= s.lastID.ms {
+		id = entryID{ms: s.lastID.ms, seq: s.lastID.seq + 1}
+	}
+	s.lastID = id
+	s.entries = append(s.entries, memEntry{id: id, payload: append([]byte(nil), payload...), groups: groups})
+	s.added++
+	return id.String()
+}
+
+var _ DeadLetterBackend = (*Memory)(nil)
+
+func (m *Memory) AddDeadLetter(ctx context.Context, dlq string, d DeadLetter, body []byte, ttl time.Duration) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return false, ErrClosed
+	}
+	key := deadLetterKey(dlq, d.Stream, d.ID)
+	now := m.now()
+	mk := m.marks[key]
+	if mk != nil && !now.Before(mk.expires) {
+		mk = nil
+	}
+	added := mk == nil
+	if added {
+		mk = &memMark{groups: map[string]bool{}}
+		m.marks[key] = mk
+		m.addLocked(dlq, body, nil)
+	}
+	mk.groups[d.Group] = true
+	mk.expires = now.Add(ttl)
+	return added, nil
+}
+
+func (m *Memory) DeadLetterGroups(ctx context.Context, dlq, stream, id string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	mk := m.marks[deadLetterKey(dlq, stream, id)]
+	if mk == nil || !m.now().Before(mk.expires) {
+		return nil, nil
+	}
+	var out []string
+	for g := range mk.groups {
+		out = append(out, g)
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
+func (m *Memory) AddFor(ctx context.Context, stream string, payload []byte, groups []string) (string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return "", ErrClosed
+	}
+	return m.addLocked(stream, payload, append([]string(nil), groups...)), nil
+}
+
+// TrimMaxLen keeps the newest maxLen entries of stream, as XTRIM MAXLEN does.
+func (m *Memory) TrimMaxLen(ctx context.Context, stream string, maxLen int64) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.streams[stream]
+	if s == nil || int64(len(s.entries)) <= maxLen {
+		return 0, nil
+	}
+	n := int64(len(s.entries)) - maxLen
+	s.entries = append([]memEntry(nil), s.entries[n:]...)
+	return n, nil
 }
 
 func (m *Memory) CreateGroup(ctx context.Context, stream, group, start string) error {
@@ -110,6 +195,9 @@ func (m *Memory) CreateGroup(ctx context.Context, stream, group, start string) e
 		}
 		g.lastDelivered = id
 	}
+	// Entries before the start, trimmed ones included, count as read, as
+	// Redis estimates for a new group.
+	g.read = s.added - int64(len(s.entries)-s.search(g.lastDelivered))
 	s.groups[group] = g
 	return nil
 }
@@ -166,7 +254,7 @@ func (m *Memory) ReadGroup(ctx context.Context, stream, group, consumer, start s
 				g.pending[e.id] = &memPending{consumer: consumer, delivered: now, deliveries: 1}
 				g.lastDelivered = e.id
 				g.read++
-				out = append(out, Message{Stream: stream, ID: e.id.String(), Payload: e.payload, Deliveries: 1})
+				out = append(out, Message{Stream: stream, ID: e.id.String(), Payload: e.payload, Deliveries: 1, For: e.groups})
 			}
 			m.mu.Unlock()
 			return out, nil
@@ -212,7 +300,7 @@ func (m *Memory) ownPending(s *memStream, g *memGroup, stream, consumer string, 
 		p.deliveries++
 		p.delivered = now
 		e, _ := s.lookup(id)
-		out = append(out, Message{Stream: stream, ID: id.String(), Payload: e.payload, Deliveries: p.deliveries})
+		out = append(out, Message{Stream: stream, ID: id.String(), Payload: e.payload, Deliveries: p.deliveries, For: e.groups})
 	}
 	return out
 }
@@ -273,7 +361,7 @@ func (m *Memory) Claim(ctx context.Context, stream, group, consumer string, minI
 		p.consumer = consumer
 		p.delivered = now
 		p.deliveries++
-		msgs = append(msgs, Message{Stream: stream, ID: id.String(), Payload: e.payload, Deliveries: p.deliveries})
+		msgs = append(msgs, Message{Stream: stream, ID: id.String(), Payload: e.payload, Deliveries: p.deliveries, For: e.groups})
 	}
 	return msgs, deleted, nil
 }
@@ -386,7 +474,7 @@ func (m *Memory) Range(ctx context.Context, stream, start, end string, count int
 		if hi.less(e.id) || (count > 0 && len(out) >= count) {
 			break
 		}
-		out = append(out, Message{Stream: stream, ID: e.id.String(), Payload: e.payload})
+		out = append(out, Message{Stream: stream, ID: e.id.String(), Payload: e.payload, For: e.groups})
 	}
 	return out, nil
 }

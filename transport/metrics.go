@@ -25,6 +25,15 @@ type Metrics struct {
 	handlerSeconds  *prometheus.HistogramVec
 	trimmed         *prometheus.CounterVec
 	deadLettered    *prometheus.CounterVec
+	spooled         prometheus.Gauge
+	spooledTotal    prometheus.Counter
+	unspooledTotal  prometheus.Counter
+	spoolCorrupt    prometheus.Counter
+	spoolOverflow   *prometheus.CounterVec
+
+	deadLetterDeduped *prometheus.CounterVec
+	replaySkipped     *prometheus.CounterVec
+	deadLetterTrimmed *prometheus.CounterVec
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil: not
@@ -45,8 +54,32 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "signald_transport_publish_waits_total", Help: "Publish calls that waited because MaxBuffered entries were held (backend slower than publishers, or failing).",
 		}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "signald_transport_dropped_entries_total", Help: "Entries a producer could not publish before it closed.",
+			Name: "signald_transport_dropped_entries_total", Help: "Entries a producer gave up: not appended before it closed and no spool (or the spool failed), or not fitting a full spool with SpoolDropNewest.",
 		}),
+		spooled: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signald_transport_spooled_entries", Help: "Entries in producers' spool files, waiting to be appended.",
+		}),
+		spooledTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_transport_spooled_entries_total", Help: "Entries written to a producer's spool file (backend failing with the buffer full, or not appended by Close).",
+		}),
+		unspooledTotal: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_transport_unspooled_entries_total", Help: "Entries read back from a spool file to be appended.",
+		}),
+		spoolCorrupt: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_transport_spool_corrupt_records_total", Help: "Spool records skipped at open because their checksum failed or they were cut short (their entries are lost).",
+		}),
+		spoolOverflow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_spool_overflow_entries_total", Help: "Entries published while the spool was full, by policy (block: the publisher waited; drop-newest: dropped).",
+		}, []string{"policy"}),
+		deadLetterDeduped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_dead_letters_deduplicated_total", Help: "Entries a group gave up on that another group had already dead-lettered (recorded with the dead letter, not appended again).",
+		}, []string{"group"}),
+		replaySkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_replay_skipped_entries_total", Help: "Replayed dead letters acknowledged unseen because they were replayed for other groups only.",
+		}, []string{"group"}),
+		deadLetterTrimmed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_transport_dead_letter_trimmed_entries_total", Help: "Dead letters removed by the dead-letter stream's retention (MaxLen, MaxAge).",
+		}, []string{"stream"}),
 		delivered: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_transport_delivered_entries_total", Help: "Entries read by consumers (including redeliveries).",
 		}, []string{"group"}),
@@ -90,7 +123,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	if reg != nil {
 		reg.MustRegister(m.published, m.publishErrors, m.publishBatch, m.dropped, m.publishWaits, m.delivered, m.redelivered,
-			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered, m.poison, m.skippedInFlight)
+			m.reclaimed, m.claimDeleted, m.acked, m.ackErrors, m.readErrors, m.handlerErrors, m.handlerSeconds, m.trimmed, m.deadLettered, m.poison, m.skippedInFlight,
+			m.spooled, m.spooledTotal, m.unspooledTotal, m.spoolCorrupt, m.spoolOverflow,
+			m.deadLetterDeduped, m.replaySkipped, m.deadLetterTrimmed)
 	}
 	return m
 }

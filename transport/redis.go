@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -40,6 +42,9 @@ type RedisOptions struct {
 type Redis struct {
 	c      redis.UniversalClient
 	script bool
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // addScript appends ARGV to KEYS[1], one entry per value, and returns the
@@ -188,7 +193,84 @@ func toMessage(stream string, m redis.XMessage) Message {
 	if v, ok := m.Values["d"].(string); ok {
 		msg.Payload = []byte(v)
 	}
+	if v, ok := m.Values["g"].(string); ok {
+		msg.For = splitGroups(v)
+	}
 	return msg
+}
+
+var _ DeadLetterBackend = (*Redis)(nil)
+
+// AddDeadLetter appends body to dlq and records the group in a hash next to
+// it (deadLetterKey: field "dl" once appended, "g:<group>" per group), in
+// one optimistic transaction, so that two groups failing the same entry at
+// once append it once.
+func (r *Redis) AddDeadLetter(ctx context.Context, dlq string, d DeadLetter, body []byte, ttl time.Duration) (bool, error) {
+	key := deadLetterKey(dlq, d.Stream, d.ID)
+	for range 50 {
+		added := false
+		err := r.c.Watch(ctx, func(tx *redis.Tx) error {
+			n, err := tx.HExists(ctx, key, "dl").Result()
+			if err != nil {
+				return err
+			}
+			_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+				if !n {
+					p.XAdd(ctx, &redis.XAddArgs{Stream: dlq, Values: []any{"d", body}})
+					added = true
+				}
+				p.HSet(ctx, key, "dl", 1, "g:"+d.Group, 1)
+				p.PExpire(ctx, key, ttl)
+				return nil
+			})
+			return err
+		}, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue // another group got there first: look again
+		}
+		if err != nil {
+			return false, fmt.Errorf("dead letter %s %s to %s: %w", d.Stream, d.ID, dlq, err)
+		}
+		return added, nil
+	}
+	return false, fmt.Errorf("dead letter %s %s to %s: too much contention", d.Stream, d.ID, dlq)
+}
+
+func (r *Redis) DeadLetterGroups(ctx context.Context, dlq, stream, id string) ([]string, error) {
+	fields, err := r.c.HKeys(ctx, deadLetterKey(dlq, stream, id)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("hkeys %s: %w", deadLetterKey(dlq, stream, id), err)
+	}
+	var groups []string
+	for _, f := range fields {
+		if g, ok := strings.CutPrefix(f, "g:"); ok {
+			groups = append(groups, g)
+		}
+	}
+	slices.Sort(groups)
+	return groups, nil
+}
+
+func (r *Redis) AddFor(ctx context.Context, stream string, payload []byte, groups []string) (string, error) {
+	values := []any{"d", payload}
+	if len(groups) > 0 {
+		values = append(values, "g", strings.Join(groups, ","))
+	}
+	id, err := r.c.XAdd(ctx, &redis.XAddArgs{Stream: stream, Values: values}).Result()
+	if err != nil {
+		return "", fmt.Errorf("xadd %s: %w", stream, err)
+	}
+	return id, nil
+}
+
+// TrimMaxLen trims stream to its newest maxLen entries (XTRIM MAXLEN, exact)
+// and returns how many it removed.
+func (r *Redis) TrimMaxLen(ctx context.Context, stream string, maxLen int64) (int64, error) {
+	n, err := r.c.XTrimMaxLen(ctx, stream, maxLen).Result()
+	if err != nil {
+		return 0, fmt.Errorf("xtrim %s maxlen: %w", stream, err)
+	}
+	return n, nil
 }
 
 func (r *Redis) Ack(ctx context.Context, stream, group string, ids ...string) error {
@@ -288,7 +370,15 @@ func (r *Redis) Group(ctx context.Context, stream, group string) (GroupInfo, err
 			return GroupInfo{}, fmt.Errorf("xinfo stream %s: %w", stream, err)
 		}
 		gi.MaxDeleted, gi.FirstID, gi.Length, gi.EntriesAdded = st.MaxDeletedEntryID, st.FirstEntry.ID, st.Length, st.EntriesAdded
-		gi.EntriesRead = g.EntriesRead
+		// Redis' lag is EntriesAdded - entries-read where entries-read is
+		// known, and its own estimate where it is not (a group created at
+		// "0" on a stream trimmed before: go-redis reads that NULL as 0,
+		// which would look like entries lost). Derive entries-read from
+		// the lag; NULL lag (-1) leaves it unknown.
+		gi.EntriesRead = -1
+		if g.Lag >= 0 {
+			gi.EntriesRead = st.EntriesAdded - g.Lag
+		}
 		if g.Pending > 0 {
 			p, err := r.c.XPending(ctx, stream, group).Result()
 			if err != nil {
@@ -385,4 +475,17 @@ func escapeGlob(s string) string {
 	return b.String()
 }
 
-func (r *Redis) Close() error { return r.c.Close() }
+// Close closes the client. It is safe to call more than once: later calls
+// return nil, as Producer.Close and Memory.Close do, so a deferred Close
+// after an explicit one does not report a spurious error.
+func (r *Redis) Close() error {
+	first := false
+	r.closeOnce.Do(func() {
+		first = true
+		r.closeErr = r.c.Close()
+	})
+	if !first {
+		return nil
+	}
+	return r.closeErr
+}

@@ -116,3 +116,114 @@ func (r *Retention) SafeMinID(ctx context.Context, stream string) (entryID, bool
 	}
 	return limit, true, nil
 }
+
+// DeadLetterRetentionConfig configures a DeadLetterRetention. Stream is
+// required; the zero value of the rest works.
+type DeadLetterRetentionConfig struct {
+	Stream string
+	// MaxLen is the most dead letters kept; the oldest go first. Default
+	// 10,000.
+	MaxLen int64
+	// MaxAge is how long a dead letter is kept. Default 7 days (keep it at
+	// least ConsumerConfig.DeadLetterTTL, so that a replay still knows the
+	// groups).
+	MaxAge time.Duration
+	// Interval between trims. Default 1m.
+	Interval time.Duration
+}
+
+// DeadLetterRetention bounds the dead-letter stream by count and age. No
+// group reads that stream, so unlike Retention it trims without looking at
+// positions; what it removes is counted
+// (signald_transport_dead_letter_trimmed_entries_total) and logged.
+type DeadLetterRetention struct {
+	b   Backend
+	cfg DeadLetterRetentionConfig
+	log *slog.Logger
+	m   *Metrics
+	now func() time.Time
+}
+
+// maxLenTrimmer is implemented by backends that trim by count (XTRIM
+// MAXLEN); others are trimmed through Range and Trim.
+type maxLenTrimmer interface {
+	TrimMaxLen(ctx context.Context, stream string, maxLen int64) (int64, error)
+}
+
+// NewDeadLetterRetention validates cfg. logger and m may be nil.
+func NewDeadLetterRetention(b Backend, cfg DeadLetterRetentionConfig, logger *slog.Logger, m *Metrics) (*DeadLetterRetention, error) {
+	if cfg.Stream == "" {
+		return nil, errors.New("dead-letter retention: Stream is required")
+	}
+	if cfg.MaxLen <= 0 {
+		cfg.MaxLen = 10_000
+	}
+	if cfg.MaxAge <= 0 {
+		cfg.MaxAge = 7 * 24 * time.Hour
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Minute
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if m == nil {
+		m = NewMetrics(nil)
+	}
+	return &DeadLetterRetention{b: b, cfg: cfg, log: logger, m: m, now: time.Now}, nil
+}
+
+// Run trims every Interval until ctx ends.
+func (r *DeadLetterRetention) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	for {
+		if _, err := r.Trim(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("transport: dead-letter retention trim failed", "stream", r.cfg.Stream, "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Trim trims the dead-letter stream once and returns how many it removed.
+func (r *DeadLetterRetention) Trim(ctx context.Context) (int64, error) {
+	s := r.cfg.Stream
+	minID := entryID{ms: uint64(max(0, r.now().Add(-r.cfg.MaxAge).UnixMilli()))}
+	n, err := r.b.Trim(ctx, s, minID.String())
+	if err != nil {
+		return 0, err
+	}
+	var byLen int64
+	if t, ok := r.b.(maxLenTrimmer); ok {
+		byLen, err = t.TrimMaxLen(ctx, s, r.cfg.MaxLen)
+	} else {
+		byLen, err = r.trimLen(ctx)
+	}
+	n += byLen
+	if n > 0 {
+		r.m.deadLetterTrimmed.WithLabelValues(s).Add(float64(n))
+		r.log.Warn("transport: dead letters removed by retention", "stream", s, "entries", n, "max_len", r.cfg.MaxLen, "max_age", r.cfg.MaxAge)
+	}
+	return n, err
+}
+
+func (r *DeadLetterRetention) trimLen(ctx context.Context) (int64, error) {
+	l, err := r.b.Len(ctx, r.cfg.Stream)
+	if err != nil || l <= r.cfg.MaxLen {
+		return 0, err
+	}
+	old, err := r.b.Range(ctx, r.cfg.Stream, "-", "+", int(l-r.cfg.MaxLen))
+	if err != nil || len(old) == 0 {
+		return 0, err
+	}
+	last, err := parseID(old[len(old)-1].ID)
+	if err != nil {
+		return 0, err
+	}
+	last.seq++
+	return r.b.Trim(ctx, r.cfg.Stream, last.String())
+}
