@@ -29,7 +29,7 @@ func call(inst string, ts int64, state string, stop float64) market.Signal {
 func feed(ev *Evaluator, ticks []market.Tick, sigs []market.Signal) {
 	j := 0
 	for i := range ticks {
-		for j < len(sigs) && sigs[j].Time < ticks[i].RecvTS {
+		for j < len(sigs) && sigs[j].Time <= ticks[i].RecvTS {
 			ev.AddSignal(sigs[j])
 			j++
 		}

@@ -43,7 +43,7 @@ func (c chart) svg() string {
 	if c.w == 0 {
 		c.w, c.h = 560, 240
 	}
-	const ml, mr, mt, mb = 62, 14, 28, 34
+	const ml, mr, mt, mb = 62, 18, 44, 34
 	pw, ph := float64(c.w-ml-mr), float64(c.h-mt-mb)
 	xmin, xmax, ymin, ymax := math.Inf(1), math.Inf(-1), math.Inf(1), math.Inf(-1)
 	for _, l := range c.lines {
@@ -101,11 +101,20 @@ func (c chart) svg() string {
 		for i := 0; i <= 4; i++ {
 			x := xmin + (xmax-xmin)*float64(i)/4
 			t := time.Unix(0, int64(x)).UTC()
-			layout := "15:04:05"
+			layout := "15:04"
 			if xmax-xmin > 2*86400e9 {
 				layout = "01-02 15:04"
+			} else if xmax-xmin < 600e9 {
+				layout = "15:04:05"
 			}
-			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xl">%s</text>`, X(x), c.h-mb+16, t.Format(layout))
+			anchor := ""
+			switch i {
+			case 0:
+				anchor = ` style="text-anchor:start"`
+			case 4:
+				anchor = ` style="text-anchor:end"`
+			}
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="xl"%s>%s</text>`, X(x), c.h-mb+16, anchor, t.Format(layout))
 		}
 	default:
 		for _, t := range niceTicks(xmin, xmax, 6) {
@@ -117,6 +126,9 @@ func (c chart) svg() string {
 	}
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%.0f" height="%.0f" class="frame"/>`, ml, mt, pw, ph)
 	for _, l := range c.lines {
+		if l.lo == nil && len(l.x) > maxChartPoints {
+			l.x, l.y = thin(l.x, l.y, maxChartPoints)
+		}
 		var pts strings.Builder
 		n := 0
 		for i := range l.x {
@@ -144,18 +156,42 @@ func (c chart) svg() string {
 			}
 		}
 	}
-	// legend
-	lx := float64(c.w - mr)
-	for i := len(c.lines) - 1; i >= 0; i-- {
-		l := c.lines[i]
-		lx -= float64(len(l.name))*6.5 + 26
-		fmt.Fprintf(&b, `<rect x="%.1f" y="9" width="12" height="10" fill="%s"/><text x="%.1f" y="18" class="lg">%s</text>`, lx, l.color, lx+16, html.EscapeString(l.name))
+	// legend: one row under the title
+	lx := float64(ml)
+	for _, l := range c.lines {
+		fmt.Fprintf(&b, `<rect x="%.1f" y="25" width="12" height="10" fill="%s"/><text x="%.1f" y="34" class="lg">%s</text>`, lx, l.color, lx+16, html.EscapeString(l.name))
+		lx += float64(len(l.name))*6.2 + 30
 	}
 	if c.ylabel != "" {
 		fmt.Fprintf(&b, `<text x="12" y="%.1f" class="yt" transform="rotate(-90 12 %.1f)">%s</text>`, mt+ph/2, mt+ph/2, html.EscapeString(c.ylabel))
 	}
 	b.WriteString(`</svg>`)
 	return b.String()
+}
+
+// maxChartPoints bounds a drawn line; thin keeps each bucket's minimum and
+// maximum so spikes and drawdowns stay visible.
+const maxChartPoints = 1600
+
+func thin(x, y []float64, n int) (tx, ty []float64) {
+	k := (len(x) + n/2 - 1) / (n / 2)
+	for i := 0; i < len(x); i += k {
+		lo, hi := i, i
+		for j := i; j < min(i+k, len(x)); j++ {
+			if y[j] < y[lo] {
+				lo = j
+			}
+			if y[j] > y[hi] {
+				hi = j
+			}
+		}
+		a, b := min(lo, hi), max(lo, hi)
+		tx, ty = append(tx, x[a]), append(ty, y[a])
+		if b != a {
+			tx, ty = append(tx, x[b]), append(ty, y[b])
+		}
+	}
+	return tx, ty
 }
 
 func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -239,11 +240,16 @@ func (r *Report) Summary(w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	for _, ev := range r.Events {
-		if ev.Horizon == r.Horizons[0] || ev.Horizon == r.Horizons[len(r.Horizons)-1] {
-			fmt.Fprintf(w, "  novelty, %d steps after: mean |return| %s bps vs %s bps at matched times (t = %s, %d signals)\n",
-				ev.Horizon, num(ev.Signal.Mean*1e4), num(ev.Control.Mean*1e4), num(ev.T), ev.Signal.N)
+	if len(r.Events) > 0 {
+		var hs, sg, ct, ts []string
+		for _, ev := range r.Events {
+			hs = append(hs, strconv.Itoa(ev.Horizon))
+			sg = append(sg, num(ev.Signal.Mean*1e4))
+			ct = append(ct, num(ev.Control.Mean*1e4))
+			ts = append(ts, num(ev.T))
 		}
+		fmt.Fprintf(w, "  novelty (%d signals), mean |return| after %s steps: %s bps vs %s at matched times (t %s)\n",
+			r.Events[0].Signal.N, strings.Join(hs, ", "), strings.Join(sg, ", "), strings.Join(ct, ", "), strings.Join(ts, ", "))
 	}
 	for _, rg := range r.Regime {
 		if rg.Group != "unconditional" && rg.Horizon == r.Horizons[min(2, len(r.Horizons)-1)] {
