@@ -61,10 +61,11 @@
 //
 // Spearman rank correlation between a feature column at step t and the
 // forward return from t's base: across instruments per step (mean, standard
-// deviation and t-statistic over steps) and per instrument over time (blocks
-// of ICBlock steps; mean and t over blocks). Overlapping horizons make
-// successive steps' values dependent, so t-statistics above horizon 1
-// overstate significance.
+// deviation and t-statistic over steps) and per instrument over time, on
+// every h-th step for horizon h (forward windows that do not overlap), in
+// blocks of ICBlock such steps (mean and t over blocks). Overlapping horizons
+// make successive steps' cross-sectional values dependent, so their
+// t-statistics above horizon 1 overstate significance.
 //
 // Memory is bounded by the number of instruments: fixed-size sampled paths
 // (Options.MaxPoints per instrument), reservoirs and pending windows of the
@@ -190,6 +191,7 @@ type Evaluator struct {
 
 	events   []*Event
 	icCols   []string
+	icSeq    int64
 	ic       [][]icAcc // [col][h]
 	finished bool
 }
@@ -426,20 +428,42 @@ func (e *Evaluator) advanceStudies(in *inst) {
 	if s := n - int64(e.hmax); s >= 0 {
 		base := in.ring[s%int64(len(in.ring))]
 		if base.fresh {
-			vals := make([]float32, 0, 3*len(e.o.Horizons))
+			// one reservoir slot per row for every horizon: -1 keeps none
+			uj := reservoirSlot(len(e.uncRes[0]), e.uncN, e.rng)
+			e.uncN++
+			var vals []float32
+			if in.lastSigBase < s-int64(e.hmax) { // controls: no novelty base within the longest horizon either side
+				if j := reservoirSlot(len(in.res), in.resN, e.rng); j >= 0 {
+					if j < len(in.res) {
+						vals = in.res[j][:0]
+					} else {
+						vals = make([]float32, 0, 3*len(e.o.Horizons))
+					}
+					defer func() {
+						if j < len(in.res) {
+							in.res[j] = vals
+						} else {
+							in.res = append(in.res, vals)
+						}
+					}()
+				}
+				in.resN++
+			}
 			for hi, h := range e.o.Horizons {
 				r := in.ring[(s+int64(h))%int64(len(in.ring))]
 				ret := r.lp - base.lp
 				rv := math.Sqrt(max(0, r.cr-base.cr))
 				e.uncond[hi].add(ret, rv, r.spread)
-				vals = append(vals, float32(ret), float32(rv), float32(r.spread))
-				e.uncRes[hi] = reservoirAdd(e.uncRes[hi], float32(ret), e.uncN, e.rng)
-			}
-			e.uncN++
-			// controls: no novelty base within the longest horizon either side
-			if in.lastSigBase < s-int64(e.hmax) {
-				in.res = reservoirRow(in.res, vals, in.resN, e.rng)
-				in.resN++
+				if vals != nil {
+					vals = append(vals, float32(ret), float32(rv), float32(r.spread))
+				}
+				switch {
+				case uj < 0:
+				case uj < len(e.uncRes[hi]):
+					e.uncRes[hi][uj] = float32(ret)
+				default:
+					e.uncRes[hi] = append(e.uncRes[hi], float32(ret))
+				}
 			}
 		}
 	}

@@ -454,7 +454,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 			fmt.Fprintf(&b, `<tr><td>%s</td><td>%d</td><td>%d</td><td>%s</td><td>%s</td><td>%s</td><td>%d</td><td>%s</td><td>%s</td></tr>`, html.EscapeString(ic.Feature), ic.Horizon, ic.Steps,
 				num3(ic.Mean), num3(ic.SD), num(ic.T), ic.Instruments, num3(ic.TSMean), num(ic.TST))
 		}
-		b.WriteString(`</table><p class="note">Spearman rank correlation of the feature at a step with the forward log return from the step's base: across instruments per step, and per instrument over blocks of steps. Overlapping horizons make successive values dependent: t above horizon 1 overstates significance.</p>`)
+		b.WriteString(`</table><p class="note">Spearman rank correlation of the feature at a step with the forward log return from the step's base: across instruments per step, and per instrument over time (every h-th step for horizon h, so forward windows do not overlap; time-series IC: the mean over instruments of their means over blocks of steps). Overlapping horizons make successive cross-sectional values dependent: their t above horizon 1 overstates significance.</p>`)
 	}
 
 	if len(r.Trades) > 0 {

@@ -11,6 +11,7 @@ import (
 
 // icStep is one step's feature values waiting for their forward returns.
 type icStep struct {
+	seq   int64 // AddFeatures call number
 	left  int
 	insts []*inst
 	feat  [][]float64 // [col][row]
@@ -49,7 +50,8 @@ func (e *Evaluator) AddFeatures(time int64, keys []Key, columns map[string][]flo
 	if len(e.icCols) == 0 || len(keys) == 0 {
 		return nil
 	}
-	st := &icStep{insts: make([]*inst, len(keys)), feat: make([][]float64, len(e.icCols)), fwd: make([][]float64, len(e.o.Horizons))}
+	e.icSeq++
+	st := &icStep{seq: e.icSeq, insts: make([]*inst, len(keys)), feat: make([][]float64, len(e.icCols)), fwd: make([][]float64, len(e.o.Horizons))}
 	for ci, c := range e.icCols {
 		col := columns[c]
 		if len(col) != len(keys) {
@@ -123,23 +125,53 @@ func (e *Evaluator) AddRecord(rec arrow.Record) error {
 // finishIC computes the step's cross-sectional IC and feeds the instruments'
 // blocks.
 func (e *Evaluator) finishIC(st *icStep) {
-	x := make([]float64, 0, len(st.insts))
-	y := make([]float64, 0, len(st.insts))
+	n := len(st.insts)
+	// ranks of complete columns are shared by every pair that uses them
+	full := func(v []float64) []float64 {
+		for _, x := range v {
+			if !finite(x) {
+				return nil
+			}
+		}
+		if n < 3 {
+			return nil
+		}
+		return ranks(v)
+	}
+	fr := make([][]float64, len(st.fwd))
+	for hi := range st.fwd {
+		fr[hi] = full(st.fwd[hi])
+	}
+	x := make([]float64, 0, n)
+	y := make([]float64, 0, n)
 	for ci := range e.icCols {
-		for hi := range e.o.Horizons {
+		xr := full(st.feat[ci])
+		for hi, h := range e.o.Horizons {
+			// per instrument, every h-th step: forward windows that do not
+			// overlap (independent pairs, and a fraction of the work)
+			ts := st.seq%int64(h) == 0
 			x, y = x[:0], y[:0]
 			for r, in := range st.insts {
 				fx, fy := st.feat[ci][r], st.fwd[hi][r]
-				if math.IsNaN(fx) || math.IsNaN(fy) || math.IsInf(fx, 0) {
+				if !finite(fx) || !finite(fy) {
 					continue
 				}
 				x, y = append(x, fx), append(y, fy)
-				e.blockAdd(in, ci, hi, fx, fy)
-			}
-			if len(x) >= 3 {
-				if r := spearman(x, y); !math.IsNaN(r) {
-					e.ic[ci][hi].add(r)
+				if ts {
+					e.blockAdd(in, ci, hi, fx, fy)
 				}
+			}
+			if len(x) < 3 {
+				continue
+			}
+			var r float64
+			if xr != nil && fr[hi] != nil {
+				r = pearson(xr, fr[hi])
+			} else {
+				r = spearman(x, y)
+			}
+			if !math.IsNaN(r) {
+				e.ic[ci][hi].add(r)
 			}
 		}
 	}
@@ -179,31 +211,25 @@ func spearman(x, y []float64) float64 {
 	return pearson(rx, ry)
 }
 
+// ranks returns 1-based ranks, ties averaged: from a sorted copy, the rank
+// of x is the middle of the run of values equal to it (O(n log n) also with
+// many ties).
 func ranks(x []float64) []float64 {
-	idx := make([]int, len(x))
-	for i := range idx {
-		idx[i] = i
-	}
-	slices.SortFunc(idx, func(a, b int) int {
-		switch {
-		case x[a] < x[b]:
-			return -1
-		case x[a] > x[b]:
-			return 1
-		}
-		return 0
-	})
-	r := make([]float64, len(x))
-	for i := 0; i < len(idx); {
+	s := slices.Clone(x)
+	slices.Sort(s)
+	avg := make([]float64, len(s)) // at the start of each run
+	for i := 0; i < len(s); {
 		j := i
-		for j+1 < len(idx) && x[idx[j+1]] == x[idx[i]] {
+		for j+1 < len(s) && s[j+1] == s[i] {
 			j++
 		}
-		avg := float64(i+j)/2 + 1
-		for k := i; k <= j; k++ {
-			r[idx[k]] = avg
-		}
+		avg[i] = float64(i+j)/2 + 1
 		i = j + 1
+	}
+	r := make([]float64, len(x))
+	for i, v := range x {
+		lo, _ := slices.BinarySearch(s, v)
+		r[i] = avg[lo]
 	}
 	return r
 }

@@ -82,26 +82,17 @@ func (w *welford) meanOrNaN() float64 {
 	return w.mean
 }
 
-// reservoirAdd keeps a uniform sample of size reservoirSize of a stream;
-// seen is the number of values before x.
-func reservoirAdd(r []float32, x float32, seen int64, rng *rand.Rand) []float32 {
-	if len(r) < reservoirSize {
-		return append(r, x)
+// reservoirSlot is where a uniform sample of size reservoirSize keeps the
+// next value of a stream, seen values before it and n held: n (append), an
+// index to replace, or -1 (not kept).
+func reservoirSlot(n int, seen int64, rng *rand.Rand) int {
+	if n < reservoirSize {
+		return n
 	}
 	if j := rng.Int64N(seen + 1); j < reservoirSize {
-		r[j] = x
+		return int(j)
 	}
-	return r
-}
-
-func reservoirRow(r [][]float32, x []float32, seen int64, rng *rand.Rand) [][]float32 {
-	if len(r) < reservoirSize {
-		return append(r, x)
-	}
-	if j := rng.Int64N(seen + 1); j < reservoirSize {
-		r[j] = x
-	}
-	return r
+	return -1
 }
 
 // quantile of sorted xs (linear interpolation); NaN when empty.
