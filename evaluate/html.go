@@ -359,6 +359,9 @@ func (r *Report) WriteHTML(w io.Writer) error {
 	xs := make([]float64, len(r.Horizons))
 	for i, h := range r.Horizons {
 		cats[i] = fmt.Sprintf("%d steps", h)
+		if h == 1 {
+			cats[i] = "1 step"
+		}
 		xs[i] = float64(i)
 	}
 	b.WriteString(`<h2>Novelty: event study</h2>`)
@@ -383,7 +386,7 @@ func (r *Report) WriteHTML(w io.Writer) error {
 				ev.Horizon, ev.Signal.N, num(ev.Signal.Mean*1e4), num(ev.Signal.P50*1e4), num(ev.Signal.P95*1e4), ev.Control.N, num(ev.Control.Mean*1e4),
 				num(ev.Control.P50*1e4), num(ev.Control.P95*1e4), num(ev.T), num(ev.SignalSpread), num(ev.ControlSpread))
 		}
-		b.WriteString(`</table><p class="note">Controls: one non-signal step of the same instrument per signal, drawn (seeded) from a uniform sample of its steps. t: Welch's t of the mean |return|, signal minus control.</p>`)
+		b.WriteString(`</table><p class="note">Controls: one step of the same instrument per signal, drawn (seeded) from a uniform sample of its steps with no novelty signal within the longest horizon before or after. t: Welch's t of the mean |return|, signal minus control.</p>`)
 	}
 
 	b.WriteString(`<h2>Regimes and changepoints: what follows</h2>`)
