@@ -47,10 +47,16 @@ func benchTicks() ([]market.Tick, []market.Signal) {
 	return ticks, sigs
 }
 
-// BenchmarkEvaluate is the evaluation's own cost per tick (ns/tick), with
-// the IC of 5 columns fed every step; BenchmarkReplayFeatures is the
+// BenchmarkEvaluate is the evaluation's own cost per tick (ns/tick): core
+// (strategy, baselines, studies) and with the IC of 5 columns fed every
+// step; BenchmarkReplayFeatures is the
 // feature engine's cost on the same ticks, for the ratio (goal: at most 10%).
 func BenchmarkEvaluate(b *testing.B) {
+	b.Run("core", func(b *testing.B) { benchEvaluate(b, false) })
+	b.Run("with_ic", func(b *testing.B) { benchEvaluate(b, true) })
+}
+
+func benchEvaluate(b *testing.B, ic bool) {
 	ticks, sigs := benchTicks()
 	n := 50
 	keys := make([]Key, n)
@@ -75,7 +81,9 @@ func BenchmarkEvaluate(b *testing.B) {
 				for ; j < len(sigs) && sigs[j].Time <= next; j++ {
 					ev.AddSignal(sigs[j])
 				}
-				ev.AddFeatures(next, keys, cols)
+				if ic {
+					ev.AddFeatures(next, keys, cols)
+				}
 				next += sec
 			}
 			ev.AddTicks(ticks[i : i+1])

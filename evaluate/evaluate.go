@@ -192,6 +192,7 @@ type Evaluator struct {
 	events   []*Event
 	icCols   []string
 	icSeq    int64
+	rs       rankScratch
 	ic       [][]icAcc // [col][h]
 	finished bool
 }
@@ -467,17 +468,15 @@ func (e *Evaluator) advanceStudies(in *inst) {
 			}
 		}
 	}
-	// signals and IC rows complete at hmax after their base
-	keep = in.active[:0]
-	for _, p := range in.active {
-		if n-p.base < int64(e.hmax) {
-			keep = append(keep, p)
-			continue
-		}
-		e.resolve(in, p, n)
+	// signals and IC rows complete at hmax after their base; bases are set
+	// in row order, so the complete ones are a prefix
+	k := 0
+	for k < len(in.active) && n-in.active[k].base >= int64(e.hmax) {
+		e.resolve(in, in.active[k], n)
+		in.active[k] = nil
+		k++
 	}
-	clear(in.active[len(keep):])
-	in.active = keep
+	in.active = in.active[k:]
 }
 
 // resolve fills p's forward values from the ring (horizons up to n).

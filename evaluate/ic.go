@@ -136,7 +136,7 @@ func (e *Evaluator) finishIC(st *icStep) {
 		if n < 3 {
 			return nil
 		}
-		return ranks(v)
+		return ranks(v) // kept across the columns: not scratch
 	}
 	fr := make([][]float64, len(st.fwd))
 	for hi := range st.fwd {
@@ -168,7 +168,7 @@ func (e *Evaluator) finishIC(st *icStep) {
 			if xr != nil && fr[hi] != nil {
 				r = pearson(xr, fr[hi])
 			} else {
-				r = spearman(x, y)
+				r = e.rs.spearman(x, y)
 			}
 			if !math.IsNaN(r) {
 				e.ic[ci][hi].add(r)
@@ -197,27 +197,31 @@ func (e *Evaluator) blockAdd(in *inst, ci, hi int, x, y float64) {
 func (e *Evaluator) flushBlock(in *inst, ci, hi, min int) {
 	b := &in.icBlk[ci][hi]
 	if len(b.x) >= max(min, 3) {
-		if r := spearman(b.x, b.y); !math.IsNaN(r) {
+		if r := e.rs.spearman(b.x, b.y); !math.IsNaN(r) {
 			in.icI[ci][hi].add(r)
 		}
 	}
 	b.x, b.y = b.x[:0], b.y[:0]
 }
 
+// rankScratch holds the buffers of repeated rank computations.
+type rankScratch struct{ sorted, avg, rx, ry []float64 }
+
 // spearman is the rank correlation of x and y (ties get average ranks);
 // NaN when either is constant.
-func spearman(x, y []float64) float64 {
-	rx, ry := ranks(x), ranks(y)
-	return pearson(rx, ry)
+func (sc *rankScratch) spearman(x, y []float64) float64 {
+	sc.rx = sc.ranks(sc.rx, x)
+	sc.ry = sc.ranks(sc.ry, y)
+	return pearson(sc.rx, sc.ry)
 }
 
-// ranks returns 1-based ranks, ties averaged: from a sorted copy, the rank
-// of x is the middle of the run of values equal to it (O(n log n) also with
-// many ties).
-func ranks(x []float64) []float64 {
-	s := slices.Clone(x)
+// ranks returns 1-based ranks of x in dst, ties averaged: from a sorted
+// copy, the rank of a value is the middle of its run of equal values
+// (O(n log n) also with many ties).
+func (sc *rankScratch) ranks(dst, x []float64) []float64 {
+	s := append(sc.sorted[:0], x...)
 	slices.Sort(s)
-	avg := make([]float64, len(s)) // at the start of each run
+	avg := slices.Grow(sc.avg[:0], len(s))[:len(s)] // at the start of each run
 	for i := 0; i < len(s); {
 		j := i
 		for j+1 < len(s) && s[j+1] == s[i] {
@@ -226,12 +230,18 @@ func ranks(x []float64) []float64 {
 		avg[i] = float64(i+j)/2 + 1
 		i = j + 1
 	}
-	r := make([]float64, len(x))
-	for i, v := range x {
+	dst = dst[:0]
+	for _, v := range x {
 		lo, _ := slices.BinarySearch(s, v)
-		r[i] = avg[lo]
+		dst = append(dst, avg[lo])
 	}
-	return r
+	sc.sorted, sc.avg = s, avg
+	return dst
+}
+
+func ranks(x []float64) []float64 {
+	var sc rankScratch
+	return sc.ranks(nil, x)
 }
 
 func pearson(x, y []float64) float64 {
