@@ -185,8 +185,9 @@ type Evaluator struct {
 	total, totalBH curve
 	totalSer       series
 
-	uncond []studyAcc // per horizon
-	uncRes [][]float32
+	uncond []studyAcc  // per horizon
+	uncRes [][]float32 // uniform samples of the forward returns, per horizon
+	uncRV  [][]float32 // and of the realized volatilities, same rows
 	uncN   int64
 
 	events   []*Event
@@ -210,6 +211,7 @@ func New(o Options) (*Evaluator, error) {
 	e.totalSer = newSeries(o.MaxPoints)
 	e.uncond = make([]studyAcc, len(o.Horizons))
 	e.uncRes = make([][]float32, len(o.Horizons))
+	e.uncRV = make([][]float32, len(o.Horizons))
 	return e, nil
 }
 
@@ -461,9 +463,10 @@ func (e *Evaluator) advanceStudies(in *inst) {
 				switch {
 				case uj < 0:
 				case uj < len(e.uncRes[hi]):
-					e.uncRes[hi][uj] = float32(ret)
+					e.uncRes[hi][uj], e.uncRV[hi][uj] = float32(ret), float32(rv)
 				default:
 					e.uncRes[hi] = append(e.uncRes[hi], float32(ret))
+					e.uncRV[hi] = append(e.uncRV[hi], float32(rv))
 				}
 			}
 		}

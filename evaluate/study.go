@@ -140,6 +140,15 @@ func distFrom(w welford, sorted []float64) Dist {
 		P05: F(quantile(sorted, 0.05)), P50: F(quantile(sorted, 0.5)), P95: F(quantile(sorted, 0.95))}
 }
 
+func sortedOf(xs []float32) []float64 {
+	s := make([]float64, len(xs))
+	for i, x := range xs {
+		s[i] = float64(x)
+	}
+	slices.Sort(s)
+	return s
+}
+
 // RegimeRow is the forward distribution after one group of signals (a
 // regime state, "changepoint", or "unconditional") at one horizon.
 type RegimeRow struct {
@@ -177,12 +186,8 @@ func (e *Evaluator) studies() (reg []RegimeRow, evRows []EventRow, controls []*E
 	uncMean := make([]float64, len(hs))
 	for hi, h := range hs {
 		a := e.uncond[hi]
-		sorted := make([]float64, len(e.uncRes[hi]))
-		for i, x := range e.uncRes[hi] {
-			sorted[i] = float64(x)
-		}
-		slices.Sort(sorted)
-		rv := distFrom(a.rv, nil)
+		sorted, sortedRV := sortedOf(e.uncRes[hi]), sortedOf(e.uncRV[hi])
+		rv := distFrom(a.rv, sortedRV)
 		uncMean[hi] = a.rv.meanOrNaN()
 		reg = append(reg, RegimeRow{Group: "unconditional", Horizon: h, RV: rv, Ret: distFrom(a.ret, sorted), RVRatio: 1})
 	}
