@@ -69,7 +69,9 @@
 //
 // Memory is bounded by the number of instruments: fixed-size sampled paths
 // (Options.MaxPoints per instrument), reservoirs and pending windows of the
-// longest horizon; trades and signal events are kept (they are few).
+// longest horizon; trades and regime_change and novelty events are kept
+// (they are few). Work is per tick plus per grid step and instrument, also
+// over gaps in the data (every empty step is marked).
 package evaluate
 
 import (
@@ -110,8 +112,8 @@ type Options struct {
 	// MaxPoints bounds each instrument's sampled path (charts, equity table,
 	// random baseline); default 8192. A longer range is sampled more coarsely.
 	MaxPoints int
-	// ICBlock is the number of steps per block of the per-instrument IC;
-	// default 256.
+	// ICBlock is the number of (feature, forward return) pairs per block of
+	// the per-instrument IC; default 256.
 	ICBlock int
 }
 
