@@ -111,8 +111,8 @@ staticcheck: $(STATICCHECK)
 $(STATICCHECK):
 	GOBIN=$(CURDIR)/$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
-# The configuration reference in docs/ against the daemon's flags and
-# config fields (TestConfigDocs in cmd/signald).
+# docs/configuration.md names every flag of `signald run` (TestConfigDocs
+# in cmd/signald).
 check-docs:
 	$(GO) test -count=1 -run 'TestConfigDocs' ./cmd/signald/
 
