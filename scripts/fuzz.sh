@@ -27,7 +27,11 @@ start=$SECONDS
 n=0
 failed=()
 for pkg in $pkgs; do
-	targets=$("$GO" test -list '^Fuzz' "$pkg" | grep '^Fuzz' || true)
+	if ! list=$("$GO" test -list '^Fuzz' "$pkg"); then
+		failed+=("$pkg (go test -list)") # a package that does not build is a failure, not a skip
+		continue
+	fi
+	targets=$(printf '%s\n' "$list" | grep '^Fuzz' || true)
 	for target in $targets; do
 		n=$((n + 1))
 		echo "fuzz: $target ($pkg, ${execs}x)"
