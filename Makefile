@@ -8,7 +8,14 @@ HTTP_ADDR ?= 127.0.0.1:8080
 # The bundled captures (see testdata/README.md), replayed in a loop by `make run`.
 REPLAY    ?= testdata/binance/binance_spot_btcusdt_20240808_head1500.gz,testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz
 
-.PHONY: all build run run-redis test test-unit test-integration bench services-up services-down services-status lint fmt clean generate check-generated catalog check-catalog regime-model regime-eval bench-http
+# staticcheck, pinned to the release that supports the Go in go.mod
+# (go1.26), installed into .bin/ (git-ignored) on first use.
+STATICCHECK_VERSION := v0.8.2
+STATICCHECK         := .bin/staticcheck-$(STATICCHECK_VERSION)/staticcheck
+# Executions per fuzz target in ci-fast, after its seed corpus.
+FUZZ_EXECS ?= 2000
+
+.PHONY: all build run run-redis ci-fast test test-short test-unit fuzz bench services-up services-down services-status lint gofmt-check vet staticcheck check-docs fmt clean generate check-generated catalog check-catalog regime-model regime-eval bench-http
 
 all: build
 
@@ -25,17 +32,31 @@ run-redis: build services-up
 	eval "$$($(SERVICES) env)" && ./$(BIN) run --replay $(REPLAY) --loop --speed 1 --http $(HTTP_ADDR) \
 		--redis $$SIGNALD_REDIS_ADDR --clickhouse $$SIGNALD_CLICKHOUSE_ADDR
 
-# Everything: lint, unit tests (asm and noasm builds), and the integration and
-# end-to-end tests against real Redis and ClickHouse, which it installs and
-# starts first. SIGNALD_INTEGRATION=1 turns a server that is down into a
-# failure instead of a skip. Packages run one at a time (-p 1): the
-# kill-and-restart test can make the test ClickHouse abort and restart (see
-# scripts/README.md), which must not hit another package's tests.
-test: lint services-up
+# The fast tier, without servers: lint, the tests with -short (asm and
+# noasm builds; SIGNALD_INTEGRATION unset, so the Redis and ClickHouse tests
+# skip), and every fuzz target for FUZZ_EXECS executions.
+ci-fast: lint test-short fuzz
+
+# Everything: ci-fast, then the integration and end-to-end tests against
+# real Redis and ClickHouse, which it installs and starts first.
+# SIGNALD_INTEGRATION=1 turns a server that is down into a failure instead
+# of a skip. Packages run one at a time (-p 1): the kill-and-restart test can
+# make the test ClickHouse abort and restart (see scripts/README.md), which
+# must not hit another package's tests.
+test: ci-fast services-up
 	eval "$$($(SERVICES) env)" && export SIGNALD_INTEGRATION=1 && \
 		$(GO) test -count=1 -p 1 -timeout 20m ./... && \
 		$(GO) test -count=1 -p 1 -timeout 10m -tags noasm ./... && \
 		$(GO) test -count=1 -timeout 10m -race ./transport/... ./store/...
+
+# -short shortens the long-stream kernel and stability tests and skips the
+# regime model refit.
+test-short:
+	env -u SIGNALD_INTEGRATION $(GO) test -count=1 -short -timeout 10m ./...
+	env -u SIGNALD_INTEGRATION $(GO) test -count=1 -short -timeout 10m -tags noasm ./...
+
+fuzz:
+	GO=$(GO) FUZZ_EXECS=$(FUZZ_EXECS) bash scripts/fuzz.sh
 
 test-unit:
 	$(GO) test -count=1 ./...
@@ -74,11 +95,26 @@ services-down:
 services-status:
 	bash $(SERVICES) status
 
-lint: check-generated check-catalog
+lint: gofmt-check vet check-generated check-catalog staticcheck check-docs
+
+gofmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go' | grep -v '^features/asm/_generate/')); \
 		if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
 	$(GO) vet ./...
 	$(GO) vet -tags noasm ./...
+
+staticcheck: $(STATICCHECK)
+	$(STATICCHECK) ./...
+
+$(STATICCHECK):
+	GOBIN=$(CURDIR)/$(dir $(STATICCHECK)) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+# docs/configuration.md names every flag of `signald run` (TestConfigDocs
+# in cmd/signald).
+check-docs:
+	$(GO) test -count=1 -run 'TestConfigDocs' ./cmd/signald/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -115,4 +151,4 @@ check-generated:
 		done
 
 clean:
-	rm -rf bin
+	rm -rf bin .bin
