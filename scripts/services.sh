@@ -432,8 +432,21 @@ cmd_status() {
     return $rc
 }
 
+# The outside tools the tests use beside the servers: promtool (the alert
+# rules' unit tests and the dashboard's query check) and headless Chromium
+# (the backtest report's rendering test).
+tools_up() {
+    need_cmd promtool --no-install-recommends prometheus
+    # The package enables a Prometheus server; only promtool is used.
+    if command -v systemctl >/dev/null 2>&1; then
+        as_root systemctl disable --now prometheus >/dev/null 2>&1 || true
+    fi
+    need_cmd chromium --no-install-recommends chromium
+}
+
 cmd_up() {
     lock_state_dir
+    tools_up
     redis_up
     cluster_up
     ch_up
