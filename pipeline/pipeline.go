@@ -85,6 +85,10 @@ type Config struct {
 	// (internal/ledger; `signald reconcile` reads them); default
 	// DataDir/ledger.
 	LedgerDir string
+	// SpoolDir holds the producers' spools (what could not be published
+	// before a stop or during an outage, published first at the next
+	// start); default DataDir/spool.
+	SpoolDir string
 	// LossDelay is how long the store stage waits for a missing tick
 	// sequence number before it counts the tick lost
 	// (signald_pipeline_lost_ticks_total); default 30s.
@@ -135,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.LedgerDir == "" {
 		c.LedgerDir = filepath.Join(c.DataDir, "ledger")
+	}
+	if c.SpoolDir == "" {
+		c.SpoolDir = filepath.Join(c.DataDir, "spool")
 	}
 	if c.LossDelay <= 0 {
 		c.LossDelay = 30 * time.Second
@@ -297,9 +304,15 @@ func (p *Pipeline) Close() error {
 func (p *Pipeline) Run(ctx context.Context) error {
 	defer p.Close()
 
-	tickProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
-	sigProducer := transport.NewProducer(p.backend, transport.ProducerConfig{}, p.log, p.tm)
+	tickProducer, err := transport.OpenProducer(p.backend, transport.ProducerConfig{SpoolDir: p.spoolDir("ticks")}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
 	defer tickProducer.Close()
+	sigProducer, err := transport.OpenProducer(p.backend, transport.ProducerConfig{SpoolDir: p.spoolDir("signals")}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
 	defer sigProducer.Close()
 
 	storeC, err := transport.NewConsumer(p.backend, transport.ConsumerConfig{
@@ -345,8 +358,14 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		return err
 	}
 
+	dlqRet, err := transport.NewDeadLetterRetention(p.backend, transport.DeadLetterRetentionConfig{Stream: p.dlqStream}, p.log, p.tm)
+	if err != nil {
+		return err
+	}
+
 	var tickStages, sigStage errgroup.Group
 	tickStages.Go(func() error { return tickRet.Run(tickCtx) })
+	sigStage.Go(func() error { return dlqRet.Run(sigCtx) })
 	sigStage.Go(func() error { return sigRet.Run(sigCtx) })
 	tickStages.Go(func() error { return storeC.Run(tickCtx) })
 	tickStages.Go(func() error { return featC.Run(tickCtx) })
@@ -518,6 +537,17 @@ func (p *Pipeline) publish(ctx context.Context, prod *transport.Producer, ticks 
 		ticks = ticks[n:]
 	}
 	return nil
+}
+
+// spoolDir is where a producer keeps what it could not publish (a Redis
+// outage, a stop while Redis is down), for the next start: under the data
+// directory, one per producer. The in-process transport needs none: it
+// never fails, and its streams end with the process anyway.
+func (p *Pipeline) spoolDir(name string) string {
+	if _, ok := p.backend.(*transport.Memory); ok {
+		return ""
+	}
+	return filepath.Join(p.cfg.SpoolDir, name)
 }
 
 // instKey is a venue and instrument.

@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/signald-dev/signald/transport"
 )
@@ -26,19 +27,29 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	prefix := fs.String("stream-prefix", "sd", "prefix of the stream keys (as given to signald run)")
 	limit := fs.Int("limit", 0, "at most this many entries (0 = all)")
 	yes := fs.Bool("yes", false, "purge: really delete")
+	force := fs.Bool("force", false, "replay: also the final dead letters (failed again after a replay); fix their cause first")
 	if len(args) == 0 {
 		fs.Usage()
-		return errors.New("dlq: say list, replay or purge")
+		return errors.New("say list, replay or purge")
 	}
 	verb := args[0]
+	switch verb {
+	case "list", "replay", "purge":
+	case "-h", "-help", "--help":
+		fs.Usage()
+		return flag.ErrHelp
+	default:
+		fs.Usage()
+		return fmt.Errorf("unknown action %q: want list, replay or purge", verb)
+	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if *redisAddr == "" {
-		return errors.New("dlq: --redis is required (the in-process transport's dead letters live only inside its daemon)")
+		return errors.New("--redis is required (the in-process transport's dead letters live only inside its daemon)")
 	}
 	if *limit < 0 {
-		return fmt.Errorf("dlq: --limit %d: must be >= 0", *limit)
+		return fmt.Errorf("--limit %d: must be >= 0", *limit)
 	}
 	b, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{*redisAddr}, ClusterMode: *cluster})
 	if err != nil {
@@ -67,24 +78,30 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		}
 		fmt.Fprintf(stderr, "%d dead letters in %s\n", len(entries), dlq)
 	case "replay":
-		n := 0
+		n, final := 0, 0
 		for _, e := range entries {
 			d, err := transport.ParseDeadLetter(e.Payload)
 			if err != nil {
 				fmt.Fprintf(stderr, "skipping %s: %v\n", e.ID, err)
 				continue
 			}
-			// Append first, then delete: a crash in between replays it twice
-			// (at least once), never zero times.
-			if _, err := b.Add(ctx, d.Stream, [][]byte{d.Payload}); err != nil {
+			// Back to the groups that failed it only, marked so that a
+			// second failure makes it final instead of a loop.
+			groups, err := transport.ReplayDeadLetter(ctx, b, dlq, e.ID, d, transport.ReplayOptions{Force: *force})
+			if errors.Is(err, transport.ErrFinal) {
+				final++
+				continue
+			}
+			if err != nil {
 				return fmt.Errorf("replay %s: %w (replayed %d so far)", e.ID, err, n)
 			}
-			if _, err := b.Delete(ctx, dlq, e.ID); err != nil {
-				return fmt.Errorf("replay %s: %w (replayed %d so far)", e.ID, err, n)
-			}
+			fmt.Fprintf(stderr, "replayed %s (%s %s) for %s\n", e.ID, d.Stream, d.ID, strings.Join(groups, ", "))
 			n++
 		}
 		fmt.Fprintf(stderr, "replayed %d of %d dead letters from %s\n", n, len(entries), dlq)
+		if final > 0 {
+			fmt.Fprintf(stderr, "%d final dead letters (they failed again after a replay) left in place: fix their cause, then replay with --force\n", final)
+		}
 	case "purge":
 		if !*yes {
 			return fmt.Errorf("dlq purge: would delete %d dead letters from %s; add --yes", len(entries), dlq)
@@ -98,8 +115,6 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 			return err
 		}
 		fmt.Fprintf(stderr, "purged %d dead letters from %s\n", n, dlq)
-	default:
-		return fmt.Errorf("dlq: unknown action %q: want list, replay or purge", verb)
 	}
 	return nil
 }
