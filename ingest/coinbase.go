@@ -38,7 +38,6 @@ type CoinbaseFeed struct {
 	subscribed  map[string]bool // products with a book subscription
 	lastTrade   map[string]uint64
 	f           [16]jfield
-	ch          [3]jfield
 }
 
 // NewCoinbaseFeed returns a Coinbase feed.

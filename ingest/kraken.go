@@ -201,8 +201,6 @@ func (f *KrakenFeed) handle(recv int64, frame []byte, out []market.Tick) ([]mark
 
 // ---- v1 ----
 
-var krakenV1EventKeys = []string{"event", "status", "channelName", "pair", "subscription", "errorMessage", "reqid"}
-
 // object handles v1 events and all v2 messages.
 func (f *KrakenFeed) object(recv int64, root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:len(krakenV2Keys)]

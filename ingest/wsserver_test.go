@@ -148,17 +148,6 @@ func (c *wsServerConn) drop() {
 	}
 }
 
-// closeNormal ends the connection with a close frame, as a venue's
-// maintenance would.
-func (c *wsServerConn) closeNormal() {
-	c.c.Close(websocket.StatusGoingAway, "maintenance")
-	select {
-	case <-c.done:
-	default:
-		close(c.done)
-	}
-}
-
 // expect waits for the next frame the client sent.
 func (c *wsServerConn) expect(t testing.TB, timeout time.Duration) wsRecv {
 	t.Helper()
