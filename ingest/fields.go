@@ -374,19 +374,19 @@ func sideWord(b []byte) (market.Side, *ParseError) {
 // fieldReader reads tape fields through the jfield accessors and keeps the
 // first error, so a parser reads a message's fields in a row and checks err
 // once. After an error every read returns the zero value without looking
-// at its field, so err is the error the first failing read (or fail, or
-// keep) gave, in the order of the calls: the same Reason and Field as
-// checking after each read. Use it as a local value (it does not escape);
-// check err before anything with an effect (books, metrics, out).
+// at its field, so err is the error the first failing read (or fail) gave,
+// in the order of the calls: the same Reason and Field as checking after
+// each read. Use it as a local value (it does not escape); check err before
+// anything with an effect (books, metrics, out), and call the parsers' own
+// helpers as `if r.err == nil { v, r.err = ... }`.
 type fieldReader struct{ err *ParseError }
 
-// keep records perr unless an error is already kept; it reports whether
-// none is (so `if r.keep(f.levels(...))` goes on only while all is well).
-func (r *fieldReader) keep(perr *ParseError) bool {
+// levels is feedCore.levelRows, skipped after an error (it appends to
+// c.lv).
+func (r *fieldReader) levels(c *feedCore, f *jfield, side market.Side, field string, withTime bool) {
 	if r.err == nil {
-		r.err = perr
+		r.err = c.levelRows(f, side, field, withTime)
 	}
-	return r.err == nil
 }
 
 // fail records a Reason for field unless an error is already kept.
