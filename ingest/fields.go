@@ -560,3 +560,12 @@ func (r *fieldReader) sideWord(b []byte) market.Side {
 	r.err = perr
 	return v
 }
+
+func (r *fieldReader) msToNS(ms int64, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := msToNS(ms, field)
+	r.err = perr
+	return v
+}
