@@ -569,3 +569,19 @@ func (r *fieldReader) msToNS(ms int64, field string) int64 {
 	r.err = perr
 	return v
 }
+
+// sym reads the string field f and looks it up as a venue symbol
+// (feedCore.sym, which counts it).
+func (r *fieldReader) sym(c *feedCore, f *jfield, field string) *symEntry {
+	return r.symOf(c, r.str(f, field), field)
+}
+
+// symOf is sym on a symbol already read.
+func (r *fieldReader) symOf(c *feedCore, b []byte, field string) *symEntry {
+	if r.err != nil {
+		return nil
+	}
+	s, perr := c.sym(b, field)
+	r.err = perr
+	return s
+}
