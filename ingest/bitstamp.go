@@ -271,7 +271,7 @@ func (f *BitstampFeed) levels(obj *jfield) (int64, *ParseError) {
 		if r.err == nil && d[i].typ == simdjson.TypeNone {
 			r.fail(ReasonMissingField, bitstampBookKeys[i])
 		}
-		r.levels(&f.feedCore, &d[i], side, bitstampBookKeys[i], false)
+		r.levelArray(&f.feedCore, &d[i], side, bitstampBookKeys[i])
 	}
 	mt := microTime(&r, &d[2], "microtimestamp")
 	return mt, r.err

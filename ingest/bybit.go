@@ -309,8 +309,8 @@ func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []market.Tick) ([]ma
 	r.objectFields(&f.f[3], bybitBookKeys, d, "data")
 	s := r.sym(&f.feedCore, &d[0], "s")
 	f.lv = f.lv[:0]
-	r.levels(&f.feedCore, &d[1], market.SideBuy, "b", false)
-	r.levels(&f.feedCore, &d[2], market.SideSell, "a", false)
+	r.levelArray(&f.feedCore, &d[1], market.SideBuy, "b")
+	r.levelArray(&f.feedCore, &d[2], market.SideSell, "a")
 	u := r.uint(&d[3], "u")
 	var seq uint64
 	if d[4].typ != simdjson.TypeNone {

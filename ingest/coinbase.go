@@ -322,8 +322,8 @@ func (f *CoinbaseFeed) snapshot(recv int64, out []market.Tick) ([]market.Tick, *
 		return out, r.err
 	}
 	f.lv = f.lv[:0]
-	r.levels(&f.feedCore, &f.f[cbBids], market.SideBuy, "bids", false)
-	r.levels(&f.feedCore, &f.f[cbAsks], market.SideSell, "asks", false)
+	r.levelArray(&f.feedCore, &f.f[cbBids], market.SideBuy, "bids")
+	r.levelArray(&f.feedCore, &f.f[cbAsks], market.SideSell, "asks")
 	ts := f.time(&r)
 	if r.err != nil {
 		return out, r.err

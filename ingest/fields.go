@@ -381,9 +381,16 @@ func sideWord(b []byte) (market.Side, *ParseError) {
 // helpers as `if r.err == nil { v, r.err = ... }`.
 type fieldReader struct{ err *ParseError }
 
-// levels is feedCore.levelRows, skipped after an error (it appends to
-// c.lv).
-func (r *fieldReader) levels(c *feedCore, f *jfield, side market.Side, field string, withTime bool) {
+// levelArray is feedCore.levelArray, skipped after an error (it appends
+// to c.lv).
+func (r *fieldReader) levelArray(c *feedCore, f *jfield, side market.Side, field string) {
+	if r.err == nil {
+		r.err = c.levelArray(f, side, field)
+	}
+}
+
+// levelRows is feedCore.levelRows, skipped after an error.
+func (r *fieldReader) levelRows(c *feedCore, f *jfield, side market.Side, field string, withTime bool) {
 	if r.err == nil {
 		r.err = c.levelRows(f, side, field, withTime)
 	}

@@ -451,7 +451,7 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 		// within an update (a level may change twice); asks and bids are
 		// separate sides, so a-then-b is the venue's order.
 		for j, side := range [4]market.Side{market.SideSell, market.SideBuy, market.SideSell, market.SideBuy} {
-			r.levels(&f.feedCore, &g[j], side, krakenV1BookKeys[j], true)
+			r.levelRows(&f.feedCore, &g[j], side, krakenV1BookKeys[j], true)
 		}
 		if g[4].typ != simdjson.TypeNone {
 			sum = r.str(&g[4], "c")

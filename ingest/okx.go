@@ -265,8 +265,8 @@ func (f *OKXFeed) bbo(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]
 	var r fieldReader
 	r.objectFields(e, okxBBOKeys, d, "data")
 	f.lv = f.lv[:0]
-	r.levels(&f.feedCore, &d[1], market.SideBuy, "bids", false)
-	r.levels(&f.feedCore, &d[0], market.SideSell, "asks", false)
+	r.levelArray(&f.feedCore, &d[1], market.SideBuy, "bids")
+	r.levelArray(&f.feedCore, &d[0], market.SideSell, "asks")
 	t := f.newTick(s, market.KindQuote, recv, 0)
 	for _, l := range f.lv {
 		if l.side == market.SideBuy && t.BidPx == 0 {
@@ -315,8 +315,8 @@ func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, o
 	var r fieldReader
 	r.objectFields(e, okxBookKeys, d, "data")
 	f.lv = f.lv[:0]
-	r.levels(&f.feedCore, &d[1], market.SideBuy, "bids", false)
-	r.levels(&f.feedCore, &d[0], market.SideSell, "asks", false)
+	r.levelArray(&f.feedCore, &d[1], market.SideBuy, "bids")
+	r.levelArray(&f.feedCore, &d[0], market.SideSell, "asks")
 	ts := r.msTime(&d[2], "ts")
 	var sum int64
 	hasSum := d[3].typ != simdjson.TypeNone
