@@ -463,13 +463,7 @@ func (f *DeribitFeed) trades(recv int64, data *jfield, out []market.Tick) ([]mar
 		if r.err == nil {
 			s, r.err = f.sym(sym, "instrument_name")
 		}
-		var side market.Side
-		if r.err == nil {
-			var perr *ParseError
-			if side, perr = sideWord(dir); perr != nil {
-				r.fail(perr.Reason, "direction")
-			}
-		}
+		side := r.sideWordAs(dir, "direction")
 		exch := r.msToNS(ts, "timestamp")
 		if r.err == nil && (px == 0 || amt == 0) {
 			r.fail(ReasonBadNumber, "price")

@@ -403,6 +403,9 @@ func (r *fieldReader) fail(reason Reason, field string) {
 	}
 }
 
+// The methods below are the jfield accessors (and helpers) of the same
+// names.
+
 func (r *fieldReader) objectFields(f *jfield, keys []string, dst []jfield, field string) {
 	if r.err == nil {
 		r.err = objectFields(f, keys, dst, field)
@@ -560,10 +563,19 @@ func (r *fieldReader) elems(f *jfield, field string) jfield {
 }
 
 func (r *fieldReader) sideWord(b []byte) market.Side {
+	return r.sideWordAs(b, "")
+}
+
+// sideWordAs is sideWord reporting its error under field ("" keeps
+// sideWord's "side").
+func (r *fieldReader) sideWordAs(b []byte, field string) market.Side {
 	if r.err != nil {
 		return 0
 	}
 	v, perr := sideWord(b)
+	if perr != nil && field != "" {
+		perr = perrf(perr.Reason, field)
+	}
 	r.err = perr
 	return v
 }

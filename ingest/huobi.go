@@ -292,13 +292,7 @@ func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []market.T
 		if e[4].typ != simdjson.TypeNone {
 			id = r.seqNum(&e[4], "tradeId")
 		}
-		var side market.Side
-		if r.err == nil {
-			var perr *ParseError
-			if side, perr = sideWord(dir); perr != nil {
-				r.fail(perr.Reason, "direction")
-			}
-		}
+		side := r.sideWordAs(dir, "direction")
 		ts := r.msToNS(ms, "ts")
 		if r.err == nil && (px == 0 || sz == 0) {
 			r.fail(ReasonBadNumber, "price")
