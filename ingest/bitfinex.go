@@ -199,26 +199,24 @@ var bitfinexEventKeys = []string{"event", "channel", "symbol", "key", "chanId"}
 
 func (f *BitfinexFeed) event(root *jfield) *ParseError {
 	e := f.ev[:]
-	if perr := objectFields(root, bitfinexEventKeys, e, "root"); perr != nil {
-		return perr
+	var r fieldReader
+	if r.objectFields(root, bitfinexEventKeys, e, "root"); r.err != nil {
+		return r.err
 	}
 	var str [4][]byte // event, channel, symbol, key
 	for i := range str {
 		if e[i].typ != simdjson.TypeNone {
-			var perr *ParseError
-			if str[i], perr = e[i].str(bitfinexEventKeys[i]); perr != nil {
-				return perr
-			}
+			str[i] = r.str(&e[i], bitfinexEventKeys[i])
 		}
 	}
 	ev, channel, symbol, key := str[0], str[1], str[2], str[3]
 	var chanID int64
 	haveChan := e[4].typ != simdjson.TypeNone
 	if haveChan {
-		var perr *ParseError
-		if chanID, perr = e[4].intJSON("chanId"); perr != nil {
-			return perr
-		}
+		chanID = r.intJSON(&e[4], "chanId")
+	}
+	if r.err != nil {
+		return r.err
 	}
 	switch string(ev) {
 	case "subscribed":
@@ -440,51 +438,40 @@ func (f *BitfinexFeed) decode(c *bfxChan, tag []byte, p1, p2 *jfield, pl *bfxPay
 // bfxNumbers reads the first len(dst) elements of the array at it, which
 // must all be numbers.
 func bfxNumbers(fl *jfield, dst []float64, field string) *ParseError {
-	ai, perr := fl.elems(field)
-	if perr != nil {
-		return perr
-	}
-	for i := range dst {
+	var r fieldReader
+	ai := r.elems(fl, field)
+	for i := 0; i < len(dst) && r.err == nil; i++ {
 		if !ai.advance() {
 			return perrf(ReasonMissingField, field)
 		}
-		if dst[i], perr = ai.numJSON(field); perr != nil {
-			return perr
-		}
+		dst[i] = r.numJSON(&ai, field)
 	}
-	return nil
+	return r.err
 }
 
 // decodeStatus reads [MTS, _, DERIV_PRICE, SPOT_PRICE, _, INSURANCE, _,
 // NEXT_FUNDING_MTS, NEXT_FUNDING_ACCRUED, NEXT_FUNDING_STEP, _,
 // CURRENT_FUNDING, _, _, MARK_PRICE, ...].
 func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
-	ai, perr := fl.elems("status")
-	if perr != nil {
-		return perr
-	}
-	for i := 0; i <= 14; i++ {
+	var r fieldReader
+	ai := r.elems(fl, "status")
+	for i := 0; i <= 14 && r.err == nil; i++ {
 		if !ai.advance() {
 			return perrf(ReasonMissingField, "status")
 		}
 		var v float64
 		switch i {
 		case 0:
-			ms, perr := ai.intJSON("status")
-			if perr != nil {
-				return perr
-			}
-			if _, perr := msToNS(ms, "status"); perr != nil {
-				return perr
-			}
+			ms := r.intJSON(&ai, "status")
+			r.msToNS(ms, "status")
 			v = float64(ms)
 		case 3, 11, 14:
-			v, _, perr = ai.numOrNull("status")
-			if perr != nil {
-				return perr
-			}
+			v, _ = r.numOrNull(&ai, "status")
 		default:
 			continue
+		}
+		if r.err != nil {
+			break
 		}
 		switch i {
 		case 0:
@@ -497,7 +484,7 @@ func (f *BitfinexFeed) decodeStatus(fl *jfield, pl *bfxPayload) *ParseError {
 			pl.funding[3] = v
 		}
 	}
-	return nil
+	return r.err
 }
 
 // decodeBook reads a snapshot [[price,count,amount],...] or one update

@@ -157,31 +157,25 @@ func (f *BitmexFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]mark
 	}
 	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
-		if perr := objectFields(root, bitmexKeys, r, "root"); perr != nil {
-			return out, perr
+		var rd fieldReader
+		if rd.objectFields(root, bitmexKeys, r, "root"); rd.err != nil {
+			return out, rd.err
 		}
 		var table, action, filterSym []byte
-		var perr *ParseError
 		if r[0].typ != simdjson.TypeNone {
-			if table, perr = r[0].str("table"); perr != nil {
-				return out, perr
-			}
+			table = rd.str(&r[0], "table")
 		}
 		if r[1].typ != simdjson.TypeNone {
-			if action, perr = r[1].str("action"); perr != nil {
-				return out, perr
+			action = rd.str(&r[1], "action")
+		}
+		if r[3].typ != simdjson.TypeNone && rd.err == nil {
+			fl := f.fl[:]
+			if rd.objectFields(&r[3], bitmexFilterKeys, fl, "filter"); rd.err == nil && fl[0].typ != simdjson.TypeNone {
+				filterSym = rd.str(&fl[0], "filter")
 			}
 		}
-		if r[3].typ != simdjson.TypeNone {
-			fl := f.fl[:]
-			if perr := objectFields(&r[3], bitmexFilterKeys, fl, "filter"); perr != nil {
-				return out, perr
-			}
-			if fl[0].typ != simdjson.TypeNone {
-				if filterSym, perr = fl[0].str("filter"); perr != nil {
-					return out, perr
-				}
-			}
+		if rd.err != nil {
+			return out, rd.err
 		}
 		if table == nil {
 			f.m.Ignored("response") // welcome, subscribe acks, errors
@@ -216,9 +210,10 @@ var (
 
 // entries decodes data's objects into f.ent.
 func (f *BitmexFeed) entries(data *jfield) *ParseError {
-	ai, perr := data.elems("data")
-	if perr != nil {
-		return perr
+	var r fieldReader
+	ai := r.elems(data, "data")
+	if r.err != nil {
+		return r.err
 	}
 	f.ent = f.ent[:0]
 	d := f.e[:]
@@ -226,72 +221,53 @@ func (f *BitmexFeed) entries(data *jfield) *ParseError {
 		if !ai.advance() {
 			return nil
 		}
-		if perr := objectFields(&ai, bitmexEntryKeys, d, "data"); perr != nil {
-			return perr
+		if r.objectFields(&ai, bitmexEntryKeys, d, "data"); r.err != nil {
+			return r.err
 		}
 		var e bitmexEntry
 		var sym []byte
 		if d[0].typ != simdjson.TypeNone {
-			if sym, perr = d[0].str("symbol"); perr != nil {
-				return perr
-			}
+			sym = r.str(&d[0], "symbol")
 		}
 		if d[1].typ != simdjson.TypeNone {
-			if e.id, perr = d[1].seqNum("id"); perr != nil {
-				return perr
-			}
+			e.id = r.seqNum(&d[1], "id")
 		}
 		if d[2].typ != simdjson.TypeNone {
-			b, perr := d[2].str("side")
-			if perr != nil {
-				return perr
-			}
-			switch string(b) {
-			case "Buy":
+			switch b := r.str(&d[2], "side"); {
+			case r.err != nil:
+			case string(b) == "Buy":
 				e.side = market.SideBuy
-			case "Sell":
+			case string(b) == "Sell":
 				e.side = market.SideSell
 			default:
-				return perrf(ReasonBadType, "side")
+				r.fail(ReasonBadType, "side")
 			}
 		}
 		if e.hasPx = d[3].typ != simdjson.TypeNone; e.hasPx {
-			if e.px, perr = d[3].nonNeg("price"); perr != nil {
-				return perr
-			}
+			e.px = r.nonNeg(&d[3], "price")
 		}
 		if e.hasSz = d[4].typ != simdjson.TypeNone; e.hasSz {
-			if e.sz, perr = d[4].nonNeg("size"); perr != nil {
-				return perr
-			}
+			e.sz = r.nonNeg(&d[4], "size")
 		}
 		if d[5].typ != simdjson.TypeNone {
-			b, perr := d[5].str("timestamp")
-			if perr != nil {
-				return perr
+			if b := r.str(&d[5], "timestamp"); r.err == nil {
+				tm, err := time.Parse(time.RFC3339Nano, string(b))
+				if err != nil {
+					r.fail(ReasonBadNumber, "timestamp")
+				}
+				e.ts = tm.UnixNano()
 			}
-			tm, err := time.Parse(time.RFC3339Nano, string(b))
-			if err != nil {
-				return perrf(ReasonBadNumber, "timestamp")
-			}
-			e.ts = tm.UnixNano()
 		}
 		if d[6].typ != simdjson.TypeNone {
-			b, perr := d[6].str("trdMatchID")
-			if perr != nil {
-				return perr
-			}
-			e.tradeID = bitmexTradeID(b)
+			e.tradeID = bitmexTradeID(r.str(&d[6], "trdMatchID"))
 		}
 		for i, v := range [...]*float64{&e.bid[0], &e.bid[1], &e.ask[0], &e.ask[1]} {
 			if d[7+i].typ != simdjson.TypeNone {
-				if *v, _, perr = d[7+i].numOrNull(bitmexEntryKeys[7+i]); perr != nil {
-					return perr
-				}
+				*v, _ = r.numOrNull(&d[7+i], bitmexEntryKeys[7+i])
 			}
 		}
-		if e.s, perr = f.sym(sym, "symbol"); perr != nil {
-			return perr
+		if e.s = r.symOf(&f.feedCore, sym, "symbol"); r.err != nil {
+			return r.err
 		}
 		f.ent = append(f.ent, e)
 	}

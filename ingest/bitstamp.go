@@ -170,12 +170,11 @@ func (f *BitstampFeed) handle(recv int64, frame []byte, out []market.Tick) ([]ma
 	}
 	root := jfield{it: it, typ: typ}
 	fl := f.f[:3]
-	if perr := objectFields(&root, bitstampKeys, fl, "root"); perr != nil {
-		return out, perr
-	}
-	ev, perr := fl[0].str("event")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(&root, bitstampKeys, fl, "root")
+	ev := r.str(&fl[0], "event")
+	if r.err != nil {
+		return out, r.err
 	}
 	ch := fl[1].strOr()
 	switch string(ev) {
@@ -222,50 +221,39 @@ func (f *BitstampFeed) handle(recv int64, frame []byte, out []market.Tick) ([]ma
 
 var bitstampTradeKeys = []string{"id", "amount_str", "price_str", "type", "microtimestamp"}
 
-func microTime(fl *jfield, field string) (int64, *ParseError) {
-	v, perr := fl.uint(field)
-	if perr != nil {
-		return 0, perr
-	}
+func microTime(r *fieldReader, fl *jfield, field string) int64 {
+	v := r.uint(fl, field)
 	if v > 9_223_372_036_854_775 { // ns would overflow int64
-		return 0, &ParseError{Reason: ReasonBadNumber, Field: field}
+		r.fail(ReasonBadNumber, field)
+		return 0
 	}
-	return int64(v) * 1000, nil
+	return int64(v) * 1000
 }
 
 func (f *BitstampFeed) trade(recv int64, pair string, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.sym([]byte(pair), "channel")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := r.symOf(&f.feedCore, []byte(pair), "channel")
+	if r.err != nil {
+		return out, r.err
 	}
 	d := f.d[:len(bitstampTradeKeys)]
-	if perr := objectFields(&f.f[2], bitstampTradeKeys, d, "data"); perr != nil {
-		return out, perr
-	}
+	r.objectFields(&f.f[2], bitstampTradeKeys, d, "data")
 	t := f.newTick(s, market.KindTrade, recv, 0)
-	if t.TradeID, perr = d[0].uint("id"); perr != nil {
-		return out, perr
-	}
-	if t.Size, _, perr = d[1].dec("amount_str"); perr != nil {
-		return out, perr
-	}
-	if t.Price, _, perr = d[2].dec("price_str"); perr != nil {
-		return out, perr
-	}
-	typ, perr := d[3].uint("type")
-	if perr != nil {
-		return out, perr
-	}
-	switch typ { // the taker's side
-	case 0:
+	t.TradeID = r.uint(&d[0], "id")
+	t.Size = r.dec(&d[1], "amount_str")
+	t.Price = r.dec(&d[2], "price_str")
+	switch typ := r.uint(&d[3], "type"); { // the taker's side
+	case r.err != nil:
+	case typ == 0:
 		t.Side = market.SideBuy
-	case 1:
+	case typ == 1:
 		t.Side = market.SideSell
 	default:
-		return out, &ParseError{Reason: ReasonBadNumber, Field: "type"}
+		r.fail(ReasonBadNumber, "type")
 	}
-	if t.ExchTS, perr = microTime(&d[4], "microtimestamp"); perr != nil {
-		return out, perr
+	t.ExchTS = microTime(&r, &d[4], "microtimestamp")
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -276,19 +264,19 @@ var bitstampBookKeys = []string{"bids", "asks", "microtimestamp"}
 // levels parses a diff or snapshot object into f.lv.
 func (f *BitstampFeed) levels(obj *jfield) (int64, *ParseError) {
 	d := f.d[:len(bitstampBookKeys)]
-	if perr := objectFields(obj, bitstampBookKeys, d, "data"); perr != nil {
-		return 0, perr
+	var r fieldReader
+	if r.objectFields(obj, bitstampBookKeys, d, "data"); r.err != nil {
+		return 0, r.err
 	}
 	f.lv = f.lv[:0]
 	for i, side := range [2]market.Side{market.SideBuy, market.SideSell} {
-		if d[i].typ == simdjson.TypeNone {
-			return 0, &ParseError{Reason: ReasonMissingField, Field: bitstampBookKeys[i]}
+		if r.err == nil && d[i].typ == simdjson.TypeNone {
+			r.fail(ReasonMissingField, bitstampBookKeys[i])
 		}
-		if perr := f.levelArray(&d[i], side, bitstampBookKeys[i]); perr != nil {
-			return 0, perr
-		}
+		r.levelArray(&f.feedCore, &d[i], side, bitstampBookKeys[i])
 	}
-	return microTime(&d[2], "microtimestamp")
+	mt := microTime(&r, &d[2], "microtimestamp")
+	return mt, r.err
 }
 
 func (f *BitstampFeed) diff(recv int64, pair string, out []market.Tick) ([]market.Tick, *ParseError) {

@@ -196,8 +196,9 @@ func (f *BybitFeed) handle(recv int64, frame []byte, out []market.Tick) ([]marke
 	}
 	root := jfield{it: it, typ: typ}
 	fl := f.f[:]
-	if perr := objectFields(&root, bybitKeys, fl, "root"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(&root, bybitKeys, fl, "root"); r.err != nil {
+		return out, r.err
 	}
 	if fl[0].typ == simdjson.TypeNone {
 		if fl[4].typ != simdjson.TypeNone || fl[5].typ != simdjson.TypeNone {
@@ -213,16 +214,14 @@ func (f *BybitFeed) handle(recv int64, frame []byte, out []market.Tick) ([]marke
 		}
 		return out, &ParseError{Reason: ReasonMissingField, Field: "topic"}
 	}
-	topic, perr := fl[0].str("topic")
-	if perr != nil {
-		return out, perr
-	}
+	topic := r.str(&fl[0], "topic")
 	kind, rest, _ := strings.Cut(string(topic), ".")
 	ts := int64(0)
 	if fl[2].typ != simdjson.TypeNone {
-		if ts, perr = fl[2].msTime("ts"); perr != nil {
-			return out, perr
-		}
+		ts = r.msTime(&fl[2], "ts")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	switch kind {
 	case "publicTrade":
@@ -254,9 +253,10 @@ func tradeID(b []byte) uint64 {
 var bybitTradeKeys = []string{"T", "s", "S", "v", "p", "i"}
 
 func (f *BybitFeed) trades(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
-	it, perr := f.f[3].arrayIter("data")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	it := r.arrayIter(&f.f[3], "data")
+	if r.err != nil {
+		return out, r.err
 	}
 	for {
 		e, ok := next(&it)
@@ -264,33 +264,19 @@ func (f *BybitFeed) trades(recv int64, out []market.Tick) ([]market.Tick, *Parse
 			return out, nil
 		}
 		d := f.d[:len(bybitTradeKeys)]
-		if perr := objectFields(&e, bybitTradeKeys, d, "data"); perr != nil {
-			return out, perr
-		}
-		sb, perr := d[1].str("s")
-		if perr != nil {
-			return out, perr
-		}
-		s, perr := f.sym(sb, "s")
-		if perr != nil {
-			return out, perr
+		r.objectFields(&e, bybitTradeKeys, d, "data")
+		s := r.sym(&f.feedCore, &d[1], "s")
+		if r.err != nil {
+			return out, r.err
 		}
 		t := f.newTick(s, market.KindTrade, recv, 0)
-		if t.ExchTS, perr = d[0].msTime("T"); perr != nil {
-			return out, perr
-		}
-		if t.Side, perr = bybitSide(&d[2]); perr != nil {
-			return out, perr
-		}
-		if t.Size, _, perr = d[3].dec("v"); perr != nil {
-			return out, perr
-		}
-		if t.Price, _, perr = d[4].dec("p"); perr != nil {
-			return out, perr
-		}
-		id, perr := d[5].str("i")
-		if perr != nil {
-			return out, perr
+		t.ExchTS = r.msTime(&d[0], "T")
+		t.Side = bybitSide(&r, &d[2])
+		t.Size = r.dec(&d[3], "v")
+		t.Price = r.dec(&d[4], "p")
+		id := r.str(&d[5], "i")
+		if r.err != nil {
+			return out, r.err
 		}
 		t.TradeID = tradeID(id)
 		t.ComputeID()
@@ -298,59 +284,43 @@ func (f *BybitFeed) trades(recv int64, out []market.Tick) ([]market.Tick, *Parse
 	}
 }
 
-func bybitSide(fl *jfield) (market.Side, *ParseError) {
-	b, perr := fl.str("S")
-	if perr != nil {
-		return 0, perr
+func bybitSide(r *fieldReader, fl *jfield) market.Side {
+	b := r.str(fl, "S")
+	if r.err != nil {
+		return 0
 	}
 	switch string(b) {
 	case "Buy":
-		return market.SideBuy, nil
+		return market.SideBuy
 	case "Sell":
-		return market.SideSell, nil
+		return market.SideSell
 	}
-	return 0, &ParseError{Reason: ReasonBadType, Field: "S"}
+	r.fail(ReasonBadType, "S")
+	return 0
 }
 
 var bybitBookKeys = []string{"s", "b", "a", "u", "seq"}
 
 func (f *BybitFeed) orderbook(recv, ts int64, top bool, out []market.Tick) ([]market.Tick, *ParseError) {
-	typ, perr := f.f[1].str("type")
-	if perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	typ := r.str(&f.f[1], "type")
 	snapshot := string(typ) == "snapshot"
-	if !snapshot && string(typ) != "delta" {
-		return out, &ParseError{Reason: ReasonBadType, Field: "type"}
+	if r.err == nil && !snapshot && string(typ) != "delta" {
+		r.fail(ReasonBadType, "type")
 	}
 	d := f.d[:len(bybitBookKeys)]
-	if perr := objectFields(&f.f[3], bybitBookKeys, d, "data"); perr != nil {
-		return out, perr
-	}
-	sb, perr := d[0].str("s")
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(sb, "s")
-	if perr != nil {
-		return out, perr
-	}
+	r.objectFields(&f.f[3], bybitBookKeys, d, "data")
+	s := r.sym(&f.feedCore, &d[0], "s")
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&d[1], market.SideBuy, "b"); perr != nil {
-		return out, perr
-	}
-	if perr := f.levelArray(&d[2], market.SideSell, "a"); perr != nil {
-		return out, perr
-	}
-	u, perr := d[3].uint("u")
-	if perr != nil {
-		return out, perr
-	}
+	r.levelArray(&f.feedCore, &d[1], market.SideBuy, "b")
+	r.levelArray(&f.feedCore, &d[2], market.SideSell, "a")
+	u := r.uint(&d[3], "u")
 	var seq uint64
 	if d[4].typ != simdjson.TypeNone {
-		if seq, perr = d[4].uint("seq"); perr != nil {
-			return out, perr
-		}
+		seq = r.uint(&d[4], "seq")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	if top {
 		// orderbook.1: the best bid and offer, as a quote.
@@ -421,24 +391,19 @@ var bybitTickerKeys = []string{"symbol", "fundingRate"}
 // (deltas carry only changed fields).
 func (f *BybitFeed) ticker(recv, ts int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(bybitTickerKeys)]
-	if perr := objectFields(&f.f[3], bybitTickerKeys, d, "data"); perr != nil {
-		return out, perr
-	}
-	sb, perr := d[0].str("symbol")
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(sb, "symbol")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(&f.f[3], bybitTickerKeys, d, "data")
+	s := r.sym(&f.feedCore, &d[0], "symbol")
+	if r.err != nil {
+		return out, r.err
 	}
 	if d[1].typ == simdjson.TypeNone || len(d[1].strOr()) == 0 && d[1].typ == simdjson.TypeString {
 		f.m.Ignored("ticker_without_funding")
 		return out, nil
 	}
 	t := f.newTick(s, market.KindFunding, recv, ts)
-	if t.Price, perr = d[1].num("fundingRate"); perr != nil {
-		return out, perr
+	if t.Price = r.num(&d[1], "fundingRate"); r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -451,11 +416,11 @@ var bybitLiqKeys = []string{"T", "s", "S", "v", "p"}
 func (f *BybitFeed) liquidations(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	data := f.f[3]
 	var it simdjson.Iter
+	var r fieldReader
 	single := data.typ == simdjson.TypeObject // the older liquidation topic
 	if !single {
-		var perr *ParseError
-		if it, perr = data.arrayIter("data"); perr != nil {
-			return out, perr
+		if it = r.arrayIter(&data, "data"); r.err != nil {
+			return out, r.err
 		}
 	}
 	for first := true; ; first = false {
@@ -476,31 +441,18 @@ func (f *BybitFeed) liquidations(recv int64, out []market.Tick) ([]market.Tick, 
 		if single {
 			keys = []string{"updatedTime", "symbol", "side", "size", "price"}
 		}
-		if perr := objectFields(&e, keys, d, "data"); perr != nil {
-			return out, perr
-		}
-		sb, perr := d[1].str(keys[1])
-		if perr != nil {
-			return out, perr
-		}
-		s, perr := f.sym(sb, keys[1])
-		if perr != nil {
-			return out, perr
+		r.objectFields(&e, keys, d, "data")
+		s := r.sym(&f.feedCore, &d[1], keys[1])
+		if r.err != nil {
+			return out, r.err
 		}
 		t := f.newTick(s, market.KindLiquidation, recv, 0)
-		if t.ExchTS, perr = d[0].msTime(keys[0]); perr != nil {
-			return out, perr
-		}
-		side, perr := bybitSide(&d[2])
-		if perr != nil {
-			return out, perr
-		}
-		t.Side = -side
-		if t.Size, _, perr = d[3].dec(keys[3]); perr != nil {
-			return out, perr
-		}
-		if t.Price, _, perr = d[4].dec(keys[4]); perr != nil {
-			return out, perr
+		t.ExchTS = r.msTime(&d[0], keys[0])
+		t.Side = -bybitSide(&r, &d[2])
+		t.Size = r.dec(&d[3], keys[3])
+		t.Price = r.dec(&d[4], keys[4])
+		if r.err != nil {
+			return out, r.err
 		}
 		t.ComputeID()
 		out = append(out, t)

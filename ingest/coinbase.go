@@ -40,7 +40,6 @@ type CoinbaseFeed struct {
 	subscribed  map[string]bool // products with a book subscription
 	lastTrade   map[string]uint64
 	f           [16]jfield
-	ch          [3]jfield
 }
 
 // NewCoinbaseFeed returns a Coinbase feed.
@@ -181,12 +180,11 @@ func (f *CoinbaseFeed) handle(recv int64, frame []byte, out []market.Tick) ([]ma
 	}
 	root := jfield{it: it, typ: typ}
 	fl := f.f[:]
-	if perr := objectFields(&root, coinbaseKeys, fl, "root"); perr != nil {
-		return out, perr
-	}
-	t, perr := fl[cbType].str("type")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(&root, coinbaseKeys, fl, "root")
+	t := r.str(&fl[cbType], "type")
+	if r.err != nil {
+		return out, r.err
 	}
 	switch string(t) {
 	case "match", "last_match":
@@ -211,62 +209,46 @@ func (f *CoinbaseFeed) handle(recv int64, frame []byte, out []market.Tick) ([]ma
 	return out, nil
 }
 
-func (f *CoinbaseFeed) product() (*symEntry, *ParseError) {
-	b, perr := f.f[cbProduct].str("product_id")
-	if perr != nil {
-		return nil, perr
-	}
-	return f.sym(b, "product_id")
+func (f *CoinbaseFeed) product(r *fieldReader) *symEntry {
+	return r.sym(&f.feedCore, &f.f[cbProduct], "product_id")
 }
 
 // time returns the frame's time, 0 when absent.
-func (f *CoinbaseFeed) time() (int64, *ParseError) {
+func (f *CoinbaseFeed) time(r *fieldReader) int64 {
 	fl := &f.f[cbTime]
 	if fl.typ == simdjson.TypeNone {
-		return 0, nil
+		return 0
 	}
-	b, perr := fl.str("time")
-	if perr != nil {
-		return 0, perr
+	b := r.str(fl, "time")
+	if r.err != nil {
+		return 0
 	}
 	ts, ok := parseRFC3339(b)
 	if !ok {
-		return 0, &ParseError{Reason: ReasonBadNumber, Field: "time"}
+		r.fail(ReasonBadNumber, "time")
 	}
-	return ts, nil
+	return ts
 }
 
 func (f *CoinbaseFeed) match(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.product()
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := f.product(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	fl := f.f[:]
-	id, perr := fl[cbTradeID].uint("trade_id")
-	if perr != nil {
-		return out, perr
-	}
-	px, _, perr := fl[cbPrice].dec("price")
-	if perr != nil {
-		return out, perr
-	}
-	sz, _, perr := fl[cbSize].dec("size")
-	if perr != nil {
-		return out, perr
-	}
-	maker, perr := fl[cbSide].side("side")
-	if perr != nil {
-		return out, perr
-	}
+	id := r.uint(&fl[cbTradeID], "trade_id")
+	px := r.dec(&fl[cbPrice], "price")
+	sz := r.dec(&fl[cbSize], "size")
+	maker := r.side(&fl[cbSide], "side")
 	t := f.newTick(s, market.KindTrade, recv, 0)
 	t.Side = -maker // side is the maker order's side: the taker took the other one
 	if fl[cbSeq].typ != simdjson.TypeNone {
-		if t.Seq, perr = fl[cbSeq].uint("sequence"); perr != nil {
-			return out, perr
-		}
+		t.Seq = r.uint(&fl[cbSeq], "sequence")
 	}
-	if t.ExchTS, perr = f.time(); perr != nil {
-		return out, perr
+	t.ExchTS = f.time(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	last, seen := f.lastTrade[s.symbol]
 	if seen && id <= last {
@@ -308,56 +290,45 @@ func (f *CoinbaseFeed) resubscribe(product string) {
 }
 
 func (f *CoinbaseFeed) ticker(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.product()
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := f.product(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	fl := f.f[:]
 	t := f.newTick(s, market.KindQuote, recv, 0)
-	if t.BidPx, _, perr = fl[cbBestBid].dec("best_bid"); perr != nil {
-		return out, perr
-	}
-	if t.AskPx, _, perr = fl[cbBestAsk].dec("best_ask"); perr != nil {
-		return out, perr
-	}
+	t.BidPx = r.dec(&fl[cbBestBid], "best_bid")
+	t.AskPx = r.dec(&fl[cbBestAsk], "best_ask")
 	// Sizes were added to the ticker in 2022; older frames lack them.
 	if fl[cbBestBidSize].typ != simdjson.TypeNone {
-		if t.BidSz, _, perr = fl[cbBestBidSize].dec("best_bid_size"); perr != nil {
-			return out, perr
-		}
+		t.BidSz = r.dec(&fl[cbBestBidSize], "best_bid_size")
 	}
 	if fl[cbBestAskSize].typ != simdjson.TypeNone {
-		if t.AskSz, _, perr = fl[cbBestAskSize].dec("best_ask_size"); perr != nil {
-			return out, perr
-		}
+		t.AskSz = r.dec(&fl[cbBestAskSize], "best_ask_size")
 	}
 	if fl[cbSeq].typ != simdjson.TypeNone {
-		if t.Seq, perr = fl[cbSeq].uint("sequence"); perr != nil {
-			return out, perr
-		}
+		t.Seq = r.uint(&fl[cbSeq], "sequence")
 	}
-	if t.ExchTS, perr = f.time(); perr != nil {
-		return out, perr
+	t.ExchTS = f.time(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
 }
 
 func (f *CoinbaseFeed) snapshot(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.product()
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := f.product(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&f.f[cbBids], market.SideBuy, "bids"); perr != nil {
-		return out, perr
-	}
-	if perr := f.levelArray(&f.f[cbAsks], market.SideSell, "asks"); perr != nil {
-		return out, perr
-	}
-	ts, perr := f.time()
-	if perr != nil {
-		return out, perr
+	r.levelArray(&f.feedCore, &f.f[cbBids], market.SideBuy, "bids")
+	r.levelArray(&f.feedCore, &f.f[cbAsks], market.SideSell, "asks")
+	ts := f.time(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	b := f.book(s)
 	b.Clear()
@@ -372,47 +343,38 @@ func (f *CoinbaseFeed) snapshot(recv int64, out []market.Tick) ([]market.Tick, *
 }
 
 func (f *CoinbaseFeed) l2update(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.product()
-	if perr != nil {
-		return out, perr
-	}
-	it, perr := f.f[cbChanges].arrayIter("changes")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := f.product(&r)
+	it := r.arrayIter(&f.f[cbChanges], "changes")
+	if r.err != nil {
+		return out, r.err
 	}
 	f.lv = f.lv[:0]
-	for {
+	for r.err == nil {
 		el, ok := next(&it)
 		if !ok {
 			break
 		}
-		li, perr := el.arrayIter("changes")
-		if perr != nil {
-			return out, perr
+		li := r.arrayIter(&el, "changes")
+		if r.err != nil {
+			break
 		}
 		sf, ok1 := next(&li)
 		pf, ok2 := next(&li)
 		zf, ok3 := next(&li)
 		if !ok1 || !ok2 || !ok3 {
-			return out, &ParseError{Reason: ReasonBadType, Field: "changes"}
+			r.fail(ReasonBadType, "changes")
 		}
-		sd, perr := sf.side("changes")
-		if perr != nil {
-			return out, perr
+		sd := r.side(&sf, "changes")
+		px := r.dec(&pf, "changes")
+		sz := r.dec(&zf, "changes")
+		if r.err == nil {
+			f.lv = append(f.lv, parsedLevel{side: sd, px: px, sz: sz})
 		}
-		px, _, perr := pf.dec("changes")
-		if perr != nil {
-			return out, perr
-		}
-		sz, _, perr := zf.dec("changes")
-		if perr != nil {
-			return out, perr
-		}
-		f.lv = append(f.lv, parsedLevel{side: sd, px: px, sz: sz})
 	}
-	ts, perr := f.time()
-	if perr != nil {
-		return out, perr
+	ts := f.time(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	b := f.book(s)
 	if !b.synced {
@@ -431,21 +393,19 @@ func (f *CoinbaseFeed) l2update(recv int64, out []market.Tick) ([]market.Tick, *
 // heartbeat checks last_trade_id against the trades seen: a heartbeat
 // naming a later trade than the last match means matches were lost.
 func (f *CoinbaseFeed) heartbeat(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.product()
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := f.product(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	fl := &f.f[cbLastTradeID]
 	if fl.typ == simdjson.TypeNone {
 		return out, nil
 	}
-	id, perr := fl.uint("last_trade_id")
-	if perr != nil {
-		return out, perr
-	}
-	ts, perr := f.time()
-	if perr != nil {
-		return out, perr
+	id := r.uint(fl, "last_trade_id")
+	ts := f.time(&r)
+	if r.err != nil {
+		return out, r.err
 	}
 	if last, seen := f.lastTrade[s.symbol]; seen && id > last {
 		f.lastTrade[s.symbol] = id

@@ -148,6 +148,11 @@ type Ingestor struct {
 	cancel                    context.CancelFunc
 	closed                    bool
 	running                   bool
+
+	// subSent, when set (by tests, before Run), is called as each subscribe
+	// frame's write starts, with its connection and the time: pacing is
+	// checked where it is done, not where the frames arrive.
+	subSent func(conn int, frame []byte, at time.Time)
 }
 
 // NewIngestor validates cfg (constructing a feed and the connection URLs,
@@ -531,6 +536,9 @@ func (r *connRunner) session(ctx context.Context) (connected bool, reason string
 		for i, b := range subFrames {
 			if i > 0 && gap > 0 && !sleepCtx(sctx, gap) {
 				return
+			}
+			if in.subSent != nil {
+				in.subSent(r.id, b, time.Now())
 			}
 			if !write(b) {
 				return

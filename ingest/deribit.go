@@ -189,15 +189,14 @@ var deribitKeys = []string{"method", "params", "result", "error"}
 func (f *DeribitFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
-		if perr := objectFields(root, deribitKeys, r, "root"); perr != nil {
-			return out, perr
-		}
+		var rd fieldReader
+		rd.objectFields(root, deribitKeys, r, "root")
 		var method []byte
 		if r[0].typ != simdjson.TypeNone {
-			var perr *ParseError
-			if method, perr = r[0].str("method"); perr != nil {
-				return out, perr
-			}
+			method = rd.str(&r[0], "method")
+		}
+		if rd.err != nil {
+			return out, rd.err
 		}
 		hasParams := r[1].typ != simdjson.TypeNone
 		switch string(method) {
@@ -236,15 +235,14 @@ var (
 // heartbeat answers a test_request with public/test.
 func (f *DeribitFeed) heartbeat(params *jfield) *ParseError {
 	p := f.p[:1]
-	if perr := objectFields(params, deribitHeartbeatKeys, p, "params"); perr != nil {
-		return perr
-	}
+	var r fieldReader
+	r.objectFields(params, deribitHeartbeatKeys, p, "params")
 	var typ []byte
 	if p[0].typ != simdjson.TypeNone {
-		var perr *ParseError
-		if typ, perr = p[0].str("type"); perr != nil {
-			return perr
-		}
+		typ = r.str(&p[0], "type")
+	}
+	if r.err != nil {
+		return r.err
 	}
 	if string(typ) == "test_request" {
 		f.nextID++
@@ -256,21 +254,20 @@ func (f *DeribitFeed) heartbeat(params *jfield) *ParseError {
 
 func (f *DeribitFeed) subscription(recv int64, params *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	p := f.p[:]
-	if perr := objectFields(params, deribitParamsKeys, p, "params"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(params, deribitParamsKeys, p, "params")
 	var channel []byte
 	if p[0].typ != simdjson.TypeNone {
-		var perr *ParseError
-		if channel, perr = p[0].str("channel"); perr != nil {
-			return out, perr
-		}
+		channel = r.str(&p[0], "channel")
 	}
 	if channel == nil {
-		return out, perrf(ReasonMissingField, "channel")
+		r.fail(ReasonMissingField, "channel")
 	}
 	if p[1].typ == simdjson.TypeNone {
-		return out, perrf(ReasonMissingField, "data")
+		r.fail(ReasonMissingField, "data")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	kind := channel
 	if i := bytes.IndexByte(channel, '.'); i >= 0 {
@@ -292,57 +289,48 @@ var deribitBookKeys = []string{"type", "instrument_name", "timestamp", "change_i
 
 func (f *DeribitFeed) bookMsg(recv int64, channel []byte, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:7]
-	if perr := objectFields(data, deribitBookKeys, d, "data"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(data, deribitBookKeys, d, "data"); r.err != nil {
+		return out, r.err
 	}
 	var typ, sym []byte
-	var perr *ParseError
 	if d[0].typ != simdjson.TypeNone {
-		if typ, perr = d[0].str("type"); perr != nil {
-			return out, perr
-		}
+		typ = r.str(&d[0], "type")
 	}
 	if d[1].typ != simdjson.TypeNone {
-		if sym, perr = d[1].str("instrument_name"); perr != nil {
-			return out, perr
-		}
+		sym = r.str(&d[1], "instrument_name")
 	}
 	var exch int64
 	haveTS := d[2].typ != simdjson.TypeNone
 	if haveTS {
-		if exch, perr = d[2].intJSON("timestamp"); perr != nil {
-			return out, perr
-		}
+		exch = r.intJSON(&d[2], "timestamp")
 	}
 	var changeID, prevID uint64
 	if d[3].typ != simdjson.TypeNone {
-		if changeID, perr = d[3].seqNum("change_id"); perr != nil {
-			return out, perr
-		}
+		changeID = r.seqNum(&d[3], "change_id")
 	}
 	if d[4].typ != simdjson.TypeNone {
-		if prevID, perr = d[4].seqNum("prev_change_id"); perr != nil {
-			return out, perr
-		}
+		prevID = r.seqNum(&d[4], "prev_change_id")
 	}
 	f.sl = f.sl[:0]
-	if perr := f.levels(&d[5], market.SideBuy, "bids"); perr != nil {
-		return out, perr
+	if r.err == nil {
+		r.err = f.levels(&d[5], market.SideBuy, "bids")
 	}
-	if perr := f.levels(&d[6], market.SideSell, "asks"); perr != nil {
-		return out, perr
+	if r.err == nil {
+		r.err = f.levels(&d[6], market.SideSell, "asks")
 	}
 	if d[3].typ == simdjson.TypeNone {
-		return out, perrf(ReasonMissingField, "change_id")
+		r.fail(ReasonMissingField, "change_id")
 	}
 	if haveTS {
-		if exch, perr = msToNS(exch, "timestamp"); perr != nil {
-			return out, perr
-		}
+		exch = r.msToNS(exch, "timestamp")
 	}
-	s, perr := f.sym(sym, "instrument_name")
-	if perr != nil {
-		return out, perr
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "instrument_name")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	snapshot := false
 	switch string(typ) {
@@ -390,35 +378,30 @@ func (f *DeribitFeed) levels(fl *jfield, side market.Side, field string) *ParseE
 	if fl.typ == simdjson.TypeNone {
 		return nil
 	}
-	ai, perr := fl.elems(field)
-	if perr != nil {
-		return perr
-	}
-	for {
+	var r fieldReader
+	ai := r.elems(fl, field)
+	for r.err == nil {
 		if !ai.advance() {
 			return nil
 		}
-		li, perr := ai.elems(field)
-		if perr != nil {
-			return perr
-		}
+		li := r.elems(&ai, field)
 		l := seqLevel{side: side}
 		var action []byte
-		for i := 0; i < 3; i++ {
+		for i := 0; i < 3 && r.err == nil; i++ {
 			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
 			switch i {
 			case 0:
-				action, perr = li.str(field)
+				action = r.str(&li, field)
 			case 1:
-				l.px, perr = li.nonNeg(field)
+				l.px = r.nonNeg(&li, field)
 			case 2:
-				l.sz, perr = li.nonNeg(field)
+				l.sz = r.nonNeg(&li, field)
 			}
-			if perr != nil {
-				return perr
-			}
+		}
+		if r.err != nil {
+			break
 		}
 		switch string(action) {
 		case "new", "change":
@@ -432,6 +415,7 @@ func (f *DeribitFeed) levels(fl *jfield, side market.Side, field string) *ParseE
 		}
 		f.sl = append(f.sl, l)
 	}
+	return r.err
 }
 
 func (f *DeribitFeed) resubscribe(bk *bookState) {
@@ -449,9 +433,10 @@ var deribitTradeKeys = []string{"instrument_name", "direction", "price", "amount
 
 // trades handles a trades notification: an array of trades.
 func (f *DeribitFeed) trades(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
-	ai, perr := data.elems("data")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	ai := r.elems(data, "data")
+	if r.err != nil {
+		return out, r.err
 	}
 	n := len(out)
 	d := f.d[:8]
@@ -459,63 +444,37 @@ func (f *DeribitFeed) trades(recv int64, data *jfield, out []market.Tick) ([]mar
 		if !ai.advance() {
 			return out, nil
 		}
-		if perr := objectFields(&ai, deribitTradeKeys, d, "data"); perr != nil {
-			return out[:n], perr
+		r.objectFields(&ai, deribitTradeKeys, d, "data")
+		if r.err == nil && !present(d[:5]) {
+			r.fail(ReasonMissingField, "trade")
 		}
-		if !present(d[:5]) {
-			return out[:n], perrf(ReasonMissingField, "trade")
-		}
-		sym, perr := d[0].str("instrument_name")
-		if perr != nil {
-			return out[:n], perr
-		}
-		dir, perr := d[1].str("direction")
-		if perr != nil {
-			return out[:n], perr
-		}
-		px, perr := d[2].nonNeg("price")
-		if perr != nil {
-			return out[:n], perr
-		}
-		amt, perr := d[3].nonNeg("amount")
-		if perr != nil {
-			return out[:n], perr
-		}
-		ts, perr := d[4].intJSON("timestamp")
-		if perr != nil {
-			return out[:n], perr
-		}
+		sym := r.str(&d[0], "instrument_name")
+		dir := r.str(&d[1], "direction")
+		px := r.nonNeg(&d[2], "price")
+		amt := r.nonNeg(&d[3], "amount")
+		ts := r.intJSON(&d[4], "timestamp")
 		var tid, liq []byte
 		var seq uint64
 		if d[5].typ != simdjson.TypeNone {
-			if tid, perr = d[5].str("trade_id"); perr != nil {
-				return out[:n], perr
-			}
+			tid = r.str(&d[5], "trade_id")
 		}
 		if d[6].typ != simdjson.TypeNone {
-			if seq, perr = d[6].seqNum("trade_seq"); perr != nil {
-				return out[:n], perr
-			}
+			seq = r.seqNum(&d[6], "trade_seq")
 		}
 		if d[7].typ != simdjson.TypeNone {
-			if liq, perr = d[7].str("liquidation"); perr != nil {
-				return out[:n], perr
-			}
+			liq = r.str(&d[7], "liquidation")
 		}
-		s, perr := f.sym(sym, "instrument_name")
-		if perr != nil {
-			return out[:n], perr
+		var s *symEntry
+		if r.err == nil {
+			s, r.err = f.sym(sym, "instrument_name")
 		}
-		side, perr := sideWord(dir)
-		if perr != nil {
-			return out[:n], perrf(perr.Reason, "direction")
+		side := r.sideWordAs(dir, "direction")
+		exch := r.msToNS(ts, "timestamp")
+		if r.err == nil && (px == 0 || amt == 0) {
+			r.fail(ReasonBadNumber, "price")
 		}
-		exch, perr := msToNS(ts, "timestamp")
-		if perr != nil {
-			return out[:n], perr
-		}
-		if px == 0 || amt == 0 {
-			return out[:n], perrf(ReasonBadNumber, "price")
+		if r.err != nil {
+			return out[:n], r.err
 		}
 		kind := market.KindTrade
 		if len(liq) > 0 {
@@ -548,27 +507,22 @@ var deribitTickerKeys = []string{"best_bid_price", "best_bid_amount", "best_ask_
 
 func (f *DeribitFeed) ticker(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:9]
-	if perr := objectFields(data, deribitTickerKeys, d, "data"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(data, deribitTickerKeys, d, "data"); r.err != nil {
+		return out, r.err
 	}
 	var q [4]float64
-	var perr *ParseError
 	for i := range q {
 		if d[i].typ == simdjson.TypeNone {
 			continue
 		}
-		if q[i], _, perr = d[i].numOrNull("best_bid_ask"); perr == nil && q[i] < 0 {
-			perr = perrf(ReasonBadNumber, "best_bid_ask")
-		}
-		if perr != nil {
-			return out, perr
+		if q[i], _ = r.numOrNull(&d[i], "best_bid_ask"); q[i] < 0 {
+			r.fail(ReasonBadNumber, "best_bid_ask")
 		}
 	}
 	var sym []byte
 	if d[4].typ != simdjson.TypeNone {
-		if sym, perr = d[4].str("instrument_name"); perr != nil {
-			return out, perr
-		}
+		sym = r.str(&d[4], "instrument_name")
 	}
 	var opt [3]float64 // mark, index, funding
 	hasFunding := false
@@ -577,25 +531,19 @@ func (f *DeribitFeed) ticker(recv int64, data *jfield, out []market.Tick) ([]mar
 			continue
 		}
 		var ok bool
-		if opt[i], ok, perr = d[6+i].numOrNull(deribitTickerKeys[6+i]); perr != nil {
-			return out, perr
-		}
+		opt[i], ok = r.numOrNull(&d[6+i], deribitTickerKeys[6+i])
 		hasFunding = hasFunding || i == 2 && ok
 	}
 	if d[5].typ == simdjson.TypeNone {
-		return out, perrf(ReasonMissingField, "timestamp")
+		r.fail(ReasonMissingField, "timestamp")
 	}
-	ts, perr := d[5].intJSON("timestamp")
-	if perr != nil {
-		return out, perr
+	exch := r.msToNS(r.intJSON(&d[5], "timestamp"), "timestamp")
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "instrument_name")
 	}
-	exch, perr := msToNS(ts, "timestamp")
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(sym, "instrument_name")
-	if perr != nil {
-		return out, perr
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindQuote, recv, exch)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz = q[0], q[1], q[2], q[3]

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/signald-dev/signald/ingest/internal/jsontape"
 	"github.com/signald-dev/signald/market"
 )
 
@@ -81,7 +82,7 @@ func kindCounts(ticks []market.Tick) map[market.Kind]int {
 // with the json-tape branch).
 func fallbackWorks() bool {
 	var pj simdjson.ParsedJson
-	return buildTape([]byte(`{"a":[1,"b"]}`), &pj) == nil
+	return jsontape.Build([]byte(`{"a":[1,"b"]}`), &pj) == nil
 }
 
 // pathAvailable reports whether the JSON path (ForceFallback value) can

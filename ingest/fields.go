@@ -368,3 +368,239 @@ func sideWord(b []byte) (market.Side, *ParseError) {
 	}
 	return 0, perrf(ReasonBadType, "side")
 }
+
+// ---- fieldReader ----
+
+// fieldReader reads tape fields through the jfield accessors and keeps the
+// first error, so a parser reads a message's fields in a row and checks err
+// once. After an error every read returns the zero value without looking
+// at its field, so err is the error the first failing read (or fail) gave,
+// in the order of the calls: the same Reason and Field as checking after
+// each read. Use it as a local value (it does not escape); check err before
+// anything with an effect (books, metrics, out), and call the parsers' own
+// helpers as `if r.err == nil { v, r.err = ... }`.
+type fieldReader struct{ err *ParseError }
+
+// levelArray is feedCore.levelArray, skipped after an error (it appends
+// to c.lv).
+func (r *fieldReader) levelArray(c *feedCore, f *jfield, side market.Side, field string) {
+	if r.err == nil {
+		r.err = c.levelArray(f, side, field)
+	}
+}
+
+// levelRows is feedCore.levelRows, skipped after an error.
+func (r *fieldReader) levelRows(c *feedCore, f *jfield, side market.Side, field string, withTime bool) {
+	if r.err == nil {
+		r.err = c.levelRows(f, side, field, withTime)
+	}
+}
+
+// fail records a Reason for field unless an error is already kept.
+func (r *fieldReader) fail(reason Reason, field string) {
+	if r.err == nil {
+		r.err = perrf(reason, field)
+	}
+}
+
+// The methods below are the jfield accessors (and helpers) of the same
+// names.
+
+func (r *fieldReader) objectFields(f *jfield, keys []string, dst []jfield, field string) {
+	if r.err == nil {
+		r.err = objectFields(f, keys, dst, field)
+	}
+}
+
+func (r *fieldReader) str(f *jfield, field string) []byte {
+	if r.err != nil {
+		return nil
+	}
+	b, perr := f.str(field)
+	r.err = perr
+	return b
+}
+
+func (r *fieldReader) side(f *jfield, field string) market.Side {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.side(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) dec(f *jfield, field string) float64 {
+	v, _ := r.decText(f, field)
+	return v
+}
+
+// decText is dec that also returns the decimal's text.
+func (r *fieldReader) decText(f *jfield, field string) (float64, []byte) {
+	if r.err != nil {
+		return 0, nil
+	}
+	v, b, perr := f.dec(field)
+	r.err = perr
+	return v, b
+}
+
+func (r *fieldReader) decString(b []byte, field string) float64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := decString(b, field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) num(f *jfield, field string) float64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.num(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) pos(f *jfield, field string) float64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.pos(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) uint(f *jfield, field string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.uint(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) int(f *jfield, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.int(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) msTime(f *jfield, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.msTime(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) numJSON(f *jfield, field string) float64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.numJSON(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) numOrNull(f *jfield, field string) (float64, bool) {
+	if r.err != nil {
+		return 0, false
+	}
+	v, ok, perr := f.numOrNull(field)
+	r.err = perr
+	return v, ok
+}
+
+func (r *fieldReader) nonNeg(f *jfield, field string) float64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.nonNeg(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) intJSON(f *jfield, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.intJSON(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) seqNum(f *jfield, field string) uint64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := f.seqNum(field)
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) arrayIter(f *jfield, field string) simdjson.Iter {
+	if r.err != nil {
+		return simdjson.Iter{}
+	}
+	it, perr := f.arrayIter(field)
+	r.err = perr
+	return it
+}
+
+func (r *fieldReader) elems(f *jfield, field string) jfield {
+	if r.err != nil {
+		return jfield{}
+	}
+	e, perr := f.elems(field)
+	r.err = perr
+	return e
+}
+
+func (r *fieldReader) sideWord(b []byte) market.Side {
+	return r.sideWordAs(b, "")
+}
+
+// sideWordAs is sideWord reporting its error under field ("" keeps
+// sideWord's "side").
+func (r *fieldReader) sideWordAs(b []byte, field string) market.Side {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := sideWord(b)
+	if perr != nil && field != "" {
+		perr = perrf(perr.Reason, field)
+	}
+	r.err = perr
+	return v
+}
+
+func (r *fieldReader) msToNS(ms int64, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
+	v, perr := msToNS(ms, field)
+	r.err = perr
+	return v
+}
+
+// sym reads the string field f and looks it up as a venue symbol
+// (feedCore.sym, which counts it).
+func (r *fieldReader) sym(c *feedCore, f *jfield, field string) *symEntry {
+	return r.symOf(c, r.str(f, field), field)
+}
+
+// symOf is sym on a symbol already read.
+func (r *fieldReader) symOf(c *feedCore, b []byte, field string) *symEntry {
+	if r.err != nil {
+		return nil
+	}
+	s, perr := c.sym(b, field)
+	r.err = perr
+	return s
+}

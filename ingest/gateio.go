@@ -125,23 +125,22 @@ var gateioKeys = []string{"channel", "event", "result", "error"}
 func (f *GateioFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
-		if perr := objectFields(root, gateioKeys, r, "root"); perr != nil {
-			return out, perr
+		var rd fieldReader
+		if rd.objectFields(root, gateioKeys, r, "root"); rd.err != nil {
+			return out, rd.err
 		}
 		var channel, event []byte
-		var perr *ParseError
 		if r[0].typ != simdjson.TypeNone {
-			if channel, perr = r[0].str("channel"); perr != nil {
-				return out, perr
-			}
+			channel = rd.str(&r[0], "channel")
 		}
 		if r[1].typ != simdjson.TypeNone {
-			if event, perr = r[1].str("event"); perr != nil {
-				return out, perr
-			}
+			event = rd.str(&r[1], "event")
 		}
 		if channel == nil {
-			return out, perrf(ReasonMissingField, "channel")
+			rd.fail(ReasonMissingField, "channel")
+		}
+		if rd.err != nil {
+			return out, rd.err
 		}
 		if r[3].typ != simdjson.TypeNone && r[3].typ != simdjson.TypeNull {
 			f.log.Warn("gateio error", "frame", string(truncate(frame, 256)))
@@ -170,27 +169,27 @@ func (f *GateioFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]mark
 
 // gateMillis reads a time in ms, a number or a string with a fraction
 // ("1606292218213.4578"), to ns without going through a float.
-func gateMillis(f *jfield, field string) (int64, *ParseError) {
+func gateMillis(r *fieldReader, f *jfield, field string) int64 {
+	if r.err != nil {
+		return 0
+	}
 	switch f.typ {
 	case simdjson.TypeNone:
-		return 0, nil
+		return 0
 	case simdjson.TypeString:
 	default:
-		ms, perr := f.intJSON(field)
-		if perr != nil {
-			return 0, perr
-		}
-		return msToNS(ms, field)
+		return r.msToNS(r.intJSON(f, field), field)
 	}
 	b, _ := f.it.StringBytes()
 	ip, fp, _ := strings.Cut(string(b), ".")
 	ms, err := strconv.ParseInt(ip, 10, 64)
 	if err != nil || len(fp) > 9 || strings.Trim(fp, "0123456789") != "" {
-		return 0, perrf(ReasonBadNumber, field)
+		r.fail(ReasonBadNumber, field)
+		return 0
 	}
-	ns, perr := msToNS(ms, field)
-	if perr != nil {
-		return 0, perr
+	ns := r.msToNS(ms, field)
+	if r.err != nil {
+		return 0
 	}
 	for i := 0; i < 6; i++ {
 		d := int64(0)
@@ -199,7 +198,7 @@ func gateMillis(f *jfield, field string) (int64, *ParseError) {
 		}
 		ns += d * pow10i[5-i]
 	}
-	return ns, nil
+	return ns
 }
 
 var pow10i = [...]int64{1, 10, 100, 1000, 10000, 100000}
@@ -208,30 +207,22 @@ var gateioTradeKeys = []string{"currency_pair", "side", "price", "amount", "id",
 
 func (f *GateioFeed) trade(recv int64, res *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
-	if perr := objectFields(res, gateioTradeKeys, d, "result"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(res, gateioTradeKeys, d, "result"); r.err == nil && !present(d[:5]) {
+		r.fail(ReasonMissingField, "trade")
 	}
-	if !present(d[:5]) {
-		return out, perrf(ReasonMissingField, "trade")
+	sym, side, px, sz, id := takerTrade(&r, d, gateioTradeKeys)
+	ts := gateMillis(&r, &d[5], "create_time_ms")
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "currency_pair")
 	}
-	sym, side, px, sz, id, perr := takerTrade(d, gateioTradeKeys)
-	if perr != nil {
-		return out, perr
+	sd := r.sideWord(side)
+	if r.err == nil && (px == 0 || sz == 0) {
+		r.fail(ReasonBadNumber, "price")
 	}
-	ts, perr := gateMillis(&d[5], "create_time_ms")
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(sym, "currency_pair")
-	if perr != nil {
-		return out, perr
-	}
-	sd, perr := sideWord(side)
-	if perr != nil {
-		return out, perr
-	}
-	if px == 0 || sz == 0 {
-		return out, perrf(ReasonBadNumber, "price")
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindTrade, recv, ts)
 	t.Side, t.Price, t.Size, t.TradeID = sd, px, sz, id
@@ -243,36 +234,26 @@ var gateioTickerKeys = []string{"b", "B", "a", "A", "s", "u", "t"}
 
 func (f *GateioFeed) bookTicker(recv int64, res *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:7]
-	if perr := objectFields(res, gateioTickerKeys, d, "result"); perr != nil {
-		return out, perr
-	}
-	if !present(d[:5]) {
-		return out, perrf(ReasonMissingField, "book_ticker")
+	var r fieldReader
+	if r.objectFields(res, gateioTickerKeys, d, "result"); r.err == nil && !present(d[:5]) {
+		r.fail(ReasonMissingField, "book_ticker")
 	}
 	var q [4]float64
-	var perr *ParseError
 	for i := range q {
-		if q[i], _, perr = d[i].dec("book_ticker"); perr != nil {
-			return out, perr
-		}
+		q[i] = r.dec(&d[i], "book_ticker")
 	}
-	sym, perr := d[4].str("s")
-	if perr != nil {
-		return out, perr
-	}
+	sym := r.str(&d[4], "s")
 	var u uint64
 	if d[5].typ != simdjson.TypeNone {
-		if u, perr = d[5].seqNum("u"); perr != nil {
-			return out, perr
-		}
+		u = r.seqNum(&d[5], "u")
 	}
-	ts, perr := gateMillis(&d[6], "t")
-	if perr != nil {
-		return out, perr
+	ts := gateMillis(&r, &d[6], "t")
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "s")
 	}
-	s, perr := f.sym(sym, "s")
-	if perr != nil {
-		return out, perr
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], u
@@ -284,33 +265,28 @@ var gateioUpdateKeys = []string{"s", "U", "u", "t", "b", "a"}
 
 func (f *GateioFeed) bookUpdate(recv int64, res *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
-	if perr := objectFields(res, gateioUpdateKeys, d, "result"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(res, gateioUpdateKeys, d, "result"); r.err == nil && !present(d[:3]) {
+		r.fail(ReasonMissingField, "order_book_update")
 	}
-	if !present(d[:3]) {
-		return out, perrf(ReasonMissingField, "order_book_update")
-	}
-	sym, first, last, perr := seqSpan(d, gateioUpdateKeys)
-	if perr != nil {
-		return out, perr
-	}
-	ts, perr := gateMillis(&d[3], "t")
-	if perr != nil {
-		return out, perr
-	}
+	sym, first, last := seqSpan(&r, d, gateioUpdateKeys)
+	ts := gateMillis(&r, &d[3], "t")
 	f.sl = f.sl[:0]
-	if perr := f.kucoinLevels(&d[4], market.SideBuy, "b", false); perr != nil {
-		return out, perr
+	if r.err == nil {
+		r.err = f.kucoinLevels(&d[4], market.SideBuy, "b", false)
 	}
-	if perr := f.kucoinLevels(&d[5], market.SideSell, "a", false); perr != nil {
-		return out, perr
+	if r.err == nil {
+		r.err = f.kucoinLevels(&d[5], market.SideSell, "a", false)
 	}
-	if last < first {
-		return out, perrf(ReasonBadNumber, "u")
+	if r.err == nil && last < first {
+		r.fail(ReasonBadNumber, "u")
 	}
-	s, perr := f.sym(sym, "s")
-	if perr != nil {
-		return out, perr
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "s")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	return f.seqUpdate(f.book(s), recv, ts, first, last, f.sl, out, f.requestSnapshot), nil
 }
@@ -322,19 +298,14 @@ var gateioSnapKeys = []string{"id", "update", "bids", "asks"}
 func (f *GateioFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	out, err := f.run(body, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		d := f.d[:4]
-		if perr := objectFields(root, gateioSnapKeys, d, "root"); perr != nil {
-			return out, perr
+		var r fieldReader
+		if r.objectFields(root, gateioSnapKeys, d, "root"); r.err == nil && (d[0].typ == simdjson.TypeNone || d[2].typ == simdjson.TypeNone || d[3].typ == simdjson.TypeNone) {
+			r.fail(ReasonMissingField, "id")
 		}
-		if d[0].typ == simdjson.TypeNone || d[2].typ == simdjson.TypeNone || d[3].typ == simdjson.TypeNone {
-			return out, perrf(ReasonMissingField, "id")
-		}
-		id, perr := d[0].seqNum("id")
-		if perr != nil {
-			return out, perr
-		}
-		ts, perr := gateMillis(&d[1], "update")
-		if perr != nil {
-			return out, perr
+		id := r.seqNum(&d[0], "id")
+		ts := gateMillis(&r, &d[1], "update")
+		if r.err != nil {
+			return out, r.err
 		}
 		return f.restSnapshot(recv, ts, req.Symbol, id, &d[2], &d[3], out, f.requestSnapshot)
 	})

@@ -135,48 +135,39 @@ var geminiKeys = []string{"type", "symbol", "changes", "trades", "timestamp", "e
 func (f *GeminiFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
-		if perr := objectFields(root, geminiKeys, r, "root"); perr != nil {
-			return out, perr
+		var rd fieldReader
+		if rd.objectFields(root, geminiKeys, r, "root"); rd.err != nil {
+			return out, rd.err
 		}
 		var m geminiMsg
 		var pxb, qtyb, sideb []byte
-		var perr *ParseError
 		for i, b := range [...]*[]byte{&m.typ, &m.symbol, 6: &pxb, 7: &qtyb, 8: &sideb} {
 			if b != nil && r[i].typ != simdjson.TypeNone {
-				if *b, perr = r[i].str(geminiKeys[i]); perr != nil {
-					return out, perr
-				}
+				*b = rd.str(&r[i], geminiKeys[i])
 			}
 		}
 		m.changes = &r[2]
 		m.hasTrades = r[3].typ != simdjson.TypeNone
 		if r[4].typ != simdjson.TypeNone {
-			if m.ts, perr = r[4].intJSON("timestamp"); perr != nil {
-				return out, perr
-			}
+			m.ts = rd.intJSON(&r[4], "timestamp")
 		}
 		if r[5].typ != simdjson.TypeNone {
-			if m.eventID, perr = r[5].seqNum("event_id"); perr != nil {
-				return out, perr
-			}
+			m.eventID = rd.seqNum(&r[5], "event_id")
 		}
 		if m.hasSock = r[9].typ != simdjson.TypeNone; m.hasSock {
-			if m.sockSeq, perr = r[9].seqNum("socket_sequence"); perr != nil {
-				return out, perr
-			}
+			m.sockSeq = rd.seqNum(&r[9], "socket_sequence")
+		}
+		if rd.err != nil {
+			return out, rd.err
 		}
 		switch string(m.typ) {
 		case "l2_updates":
 			return f.l2(recv, &m, out)
 		case "trade":
-			if m.px, perr = decString(pxb, "price"); perr != nil {
-				return out, perr
-			}
-			if m.qty, perr = decString(qtyb, "quantity"); perr != nil {
-				return out, perr
-			}
-			if m.side, perr = sideWord(sideb); perr != nil {
-				return out, perr
+			m.px = rd.decString(pxb, "price")
+			m.qty = rd.decString(qtyb, "quantity")
+			if m.side = rd.sideWord(sideb); rd.err != nil {
+				return out, rd.err
 			}
 			return f.trade(recv, &m, out)
 		case "":
@@ -211,16 +202,14 @@ func (f *GeminiFeed) resubscribe(bk *bookState) {
 }
 
 func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.sym(m.symbol, "symbol")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := r.symOf(&f.feedCore, m.symbol, "symbol")
+	ts := r.msToNS(m.ts, "timestamp")
+	if r.err == nil && (m.px <= 0 || m.qty <= 0) {
+		r.fail(ReasonBadNumber, "price")
 	}
-	ts, perr := msToNS(m.ts, "timestamp")
-	if perr != nil {
-		return out, perr
-	}
-	if m.px <= 0 || m.qty <= 0 {
-		return out, perrf(ReasonBadNumber, "price")
+	if r.err != nil {
+		return out, r.err
 	}
 	out = f.sequence(recv, m, out)
 	t := f.newTick(s, market.KindTrade, recv, ts)
@@ -232,52 +221,39 @@ func (f *GeminiFeed) trade(recv int64, m *geminiMsg, out []market.Tick) ([]marke
 // l2 applies an l2_updates frame. Its "trades" (recent trades sent with the
 // initial book) are history, not live trades, and are not published.
 func (f *GeminiFeed) l2(recv int64, m *geminiMsg, out []market.Tick) ([]market.Tick, *ParseError) {
-	s, perr := f.sym(m.symbol, "symbol")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	s := r.symOf(&f.feedCore, m.symbol, "symbol")
+	if r.err == nil && m.changes.typ == simdjson.TypeNone {
+		r.fail(ReasonMissingField, "changes")
 	}
-	if m.changes.typ == simdjson.TypeNone {
-		return out, perrf(ReasonMissingField, "changes")
-	}
-	ai, perr := m.changes.elems("changes")
-	if perr != nil {
-		return out, perr
+	ai := r.elems(m.changes, "changes")
+	if r.err != nil {
+		return out, r.err
 	}
 	f.sl = f.sl[:0]
 	for {
 		if !ai.advance() {
 			break
 		}
-		li, perr := ai.elems("changes")
-		if perr != nil {
-			return out, perr
-		}
+		li := r.elems(&ai, "changes")
 		var l seqLevel
-		for i := 0; i < 3; i++ {
+		for i := 0; i < 3 && r.err == nil; i++ {
 			if !li.advance() {
 				return out, perrf(ReasonMissingField, "changes")
 			}
 			switch i {
 			case 0:
-				b, perr := li.str("changes")
-				if perr != nil {
-					return out, perr
-				}
-				if l.side, perr = sideWord(b); perr != nil {
-					return out, perr
-				}
+				l.side = r.sideWord(r.str(&li, "changes"))
 			case 1:
-				if l.px, _, perr = li.dec("changes"); perr != nil {
-					return out, perr
-				}
-				if l.px == 0 {
-					return out, perrf(ReasonBadNumber, "changes")
+				if l.px = r.dec(&li, "changes"); r.err == nil && l.px == 0 {
+					r.fail(ReasonBadNumber, "changes")
 				}
 			case 2:
-				if l.sz, _, perr = li.dec("changes"); perr != nil {
-					return out, perr
-				}
+				l.sz = r.dec(&li, "changes")
 			}
+		}
+		if r.err != nil {
+			return out, r.err
 		}
 		f.sl = append(f.sl, l)
 	}

@@ -142,24 +142,25 @@ func (f *HuobiFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]marke
 	}
 	return f.run(js, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
-		if perr := objectFields(root, huobiKeys, r, "root"); perr != nil {
-			return out, perr
+		var rd fieldReader
+		if rd.objectFields(root, huobiKeys, r, "root"); rd.err != nil {
+			return out, rd.err
 		}
 		var ch []byte
-		var perr *ParseError
 		if r[0].typ != simdjson.TypeNone {
-			if ch, perr = r[0].str("ch"); perr != nil {
-				return out, perr
-			}
+			ch = rd.str(&r[0], "ch")
 		}
 		if r[1].typ != simdjson.TypeNone {
-			ping, perr := r[1].seqNum("ping")
-			if perr != nil {
-				return out, perr
+			ping := rd.seqNum(&r[1], "ping")
+			if rd.err != nil {
+				return out, rd.err
 			}
 			f.outbox = append(f.outbox, fmt.Appendf(nil, `{"pong":%d}`, ping))
 			f.m.Ignored("ping")
 			return out, nil
+		}
+		if rd.err != nil {
+			return out, rd.err
 		}
 		if ch == nil {
 			f.m.Ignored("response") // subbed acks, errors
@@ -174,12 +175,12 @@ func (f *HuobiFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]marke
 		if r[2].typ == simdjson.TypeNone {
 			return out, perrf(ReasonMissingField, "tick")
 		}
-		s, perr := f.sym(rest[:dot], "ch")
-		if perr != nil {
-			return out, perr
+		s := rd.symOf(&f.feedCore, rest[:dot], "ch")
+		if rd.err == nil && r[2].typ != simdjson.TypeObject {
+			rd.fail(ReasonBadType, "tick")
 		}
-		if r[2].typ != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "tick")
+		if rd.err != nil {
+			return out, rd.err
 		}
 		topic := rest[dot+1:]
 		switch {
@@ -201,41 +202,33 @@ var (
 )
 
 // huobiMillis reads an optional ms time to ns.
-func huobiMillis(f *jfield, field string) (int64, *ParseError) {
+func huobiMillis(r *fieldReader, f *jfield, field string) int64 {
 	if f.typ == simdjson.TypeNone {
-		return 0, nil
+		return 0
 	}
-	ms, perr := f.intJSON(field)
-	if perr != nil {
-		return 0, perr
-	}
-	return msToNS(ms, field)
+	return r.msToNS(r.intJSON(f, field), field)
 }
 
 func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:4]
-	if perr := objectFields(tick, huobiDepthKeys, d, "tick"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(tick, huobiDepthKeys, d, "tick"); r.err != nil {
+		return out, r.err
 	}
 	f.sl = f.sl[:0]
 	if !present(d[:2]) {
 		return out, perrf(ReasonMissingField, "bids")
 	}
-	if perr := f.numLevels(&d[0], market.SideBuy, "bids"); perr != nil {
-		return out, perr
+	if r.err = f.numLevels(&d[0], market.SideBuy, "bids"); r.err == nil {
+		r.err = f.numLevels(&d[1], market.SideSell, "asks")
 	}
-	if perr := f.numLevels(&d[1], market.SideSell, "asks"); perr != nil {
-		return out, perr
-	}
-	ts, perr := huobiMillis(&d[2], "ts")
-	if perr != nil {
-		return out, perr
-	}
+	ts := huobiMillis(&r, &d[2], "ts")
 	var version uint64
 	if d[3].typ != simdjson.TypeNone {
-		if version, perr = d[3].seqNum("version"); perr != nil {
-			return out, perr
-		}
+		version = r.seqNum(&d[3], "version")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	bk := f.book(s)
 	out2, ok := f.replaceBook(bk, f.sl, recv, ts, version, out)
@@ -248,32 +241,28 @@ func (f *HuobiFeed) depth(recv int64, s *symEntry, tick *jfield, out []market.Ti
 
 // numLevels reads [[price, size], ...] with numbers.
 func (f *HuobiFeed) numLevels(fl *jfield, side market.Side, field string) *ParseError {
-	ai, perr := fl.elems(field)
-	if perr != nil {
-		return perr
-	}
-	for {
+	var r fieldReader
+	ai := r.elems(fl, field)
+	for r.err == nil {
 		if !ai.advance() {
 			return nil
 		}
-		li, perr := ai.elems(field)
-		if perr != nil {
-			return perr
-		}
+		li := r.elems(&ai, field)
 		var v [2]float64
-		for i := range v {
+		for i := 0; i < len(v) && r.err == nil; i++ {
 			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
-			if v[i], perr = li.nonNeg(field); perr != nil {
-				return perr
-			}
+			v[i] = r.nonNeg(&li, field)
 		}
-		if v[0] == 0 {
-			return perrf(ReasonBadNumber, field)
+		if r.err == nil && v[0] == 0 {
+			r.fail(ReasonBadNumber, field)
 		}
-		f.sl = append(f.sl, seqLevel{side: side, px: v[0], sz: v[1]})
+		if r.err == nil {
+			f.sl = append(f.sl, seqLevel{side: side, px: v[0], sz: v[1]})
+		}
 	}
+	return r.err
 }
 
 var (
@@ -283,15 +272,13 @@ var (
 
 func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:1]
-	if perr := objectFields(tick, huobiTradesKeys, d, "tick"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(tick, huobiTradesKeys, d, "tick"); r.err == nil && d[0].typ == simdjson.TypeNone {
+		r.fail(ReasonMissingField, "data")
 	}
-	if d[0].typ == simdjson.TypeNone {
-		return out, perrf(ReasonMissingField, "data")
-	}
-	ai, perr := d[0].elems("data")
-	if perr != nil {
-		return out, perr
+	ai := r.elems(&d[0], "data")
+	if r.err != nil {
+		return out, r.err
 	}
 	n := len(out)
 	e := f.e[:]
@@ -299,44 +286,24 @@ func (f *HuobiFeed) trades(recv int64, s *symEntry, tick *jfield, out []market.T
 		if !ai.advance() {
 			return out, nil
 		}
-		if perr := objectFields(&ai, huobiTradeKeys, e, "data"); perr != nil {
-			return out[:n], perr
+		if r.objectFields(&ai, huobiTradeKeys, e, "data"); r.err == nil && !present(e[:4]) {
+			r.fail(ReasonMissingField, "trade")
 		}
-		if !present(e[:4]) {
-			return out[:n], perrf(ReasonMissingField, "trade")
-		}
-		px, perr := e[0].nonNeg("price")
-		if perr != nil {
-			return out[:n], perr
-		}
-		sz, perr := e[1].nonNeg("amount")
-		if perr != nil {
-			return out[:n], perr
-		}
-		dir, perr := e[2].str("direction")
-		if perr != nil {
-			return out[:n], perr
-		}
-		ms, perr := e[3].intJSON("ts")
-		if perr != nil {
-			return out[:n], perr
-		}
+		px := r.nonNeg(&e[0], "price")
+		sz := r.nonNeg(&e[1], "amount")
+		dir := r.str(&e[2], "direction")
+		ms := r.intJSON(&e[3], "ts")
 		var id uint64
 		if e[4].typ != simdjson.TypeNone {
-			if id, perr = e[4].seqNum("tradeId"); perr != nil {
-				return out[:n], perr
-			}
+			id = r.seqNum(&e[4], "tradeId")
 		}
-		side, perr := sideWord(dir)
-		if perr != nil {
-			return out[:n], perrf(perr.Reason, "direction")
+		side := r.sideWordAs(dir, "direction")
+		ts := r.msToNS(ms, "ts")
+		if r.err == nil && (px == 0 || sz == 0) {
+			r.fail(ReasonBadNumber, "price")
 		}
-		ts, perr := msToNS(ms, "ts")
-		if perr != nil {
-			return out[:n], perr
-		}
-		if px == 0 || sz == 0 {
-			return out[:n], perrf(ReasonBadNumber, "price")
+		if r.err != nil {
+			return out[:n], r.err
 		}
 		t := f.newTick(s, market.KindTrade, recv, ts)
 		t.Side, t.Price, t.Size, t.TradeID = side, px, sz, id
@@ -349,28 +316,21 @@ var huobiBBOKeys = []string{"bid", "bidSize", "ask", "askSize", "seqId", "quoteT
 
 func (f *HuobiFeed) bbo(recv int64, s *symEntry, tick *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
-	if perr := objectFields(tick, huobiBBOKeys, d, "tick"); perr != nil {
-		return out, perr
-	}
-	if !present(d[:4]) {
-		return out, perrf(ReasonMissingField, "bbo")
+	var r fieldReader
+	if r.objectFields(tick, huobiBBOKeys, d, "tick"); r.err == nil && !present(d[:4]) {
+		r.fail(ReasonMissingField, "bbo")
 	}
 	var q [4]float64
-	var perr *ParseError
 	for i := range q {
-		if q[i], perr = d[i].nonNeg("bbo"); perr != nil {
-			return out, perr
-		}
+		q[i] = r.nonNeg(&d[i], "bbo")
 	}
 	var seq uint64
 	if d[4].typ != simdjson.TypeNone {
-		if seq, perr = d[4].seqNum("seqId"); perr != nil {
-			return out, perr
-		}
+		seq = r.seqNum(&d[4], "seqId")
 	}
-	ts, perr := huobiMillis(&d[5], "quoteTime")
-	if perr != nil {
-		return out, perr
+	ts := huobiMillis(&r, &d[5], "quoteTime")
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], seq

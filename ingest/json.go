@@ -1,15 +1,15 @@
 package ingest
 
 import (
-	"errors"
-
 	"github.com/minio/simdjson-go"
+
+	"github.com/signald-dev/signald/ingest/internal/jsontape"
 )
 
 // JSONParser parses frames into simdjson-go's tape, so that venue decoders
 // are written once against simdjson-go's Iter/Object/Array API: with
 // simdjson-go itself where the CPU supports it (AVX2 and CLMUL), otherwise
-// with buildTape, a portable parser that produces the same tape. Decoders
+// with jsontape.Build, a portable parser that produces the same tape. Decoders
 // therefore give identical ticks on both paths by construction, and tests
 // compare the two on the same input.
 //
@@ -29,14 +29,15 @@ func NewJSONParser(forceFallback bool) *JSONParser {
 // SIMD reports whether the parser uses simdjson-go.
 func (p *JSONParser) SIMD() bool { return p.simd }
 
-// errJSON is returned for any frame that is not valid JSON.
-var errJSON = errors.New("invalid json")
+// errJSON is wrapped by the error of any frame that is not valid JSON, on
+// both paths.
+var errJSON = jsontape.ErrInvalid
 
 // Parse parses b. The result (and its Iter's strings) is valid until the
 // next call to Parse; b must not change meanwhile.
 func (p *JSONParser) Parse(b []byte) (pj *simdjson.ParsedJson, err error) {
 	if !p.simd {
-		if err := buildTape(b, &p.fb); err != nil {
+		if err := jsontape.Build(b, &p.fb); err != nil {
 			return nil, err
 		}
 		return &p.fb, nil

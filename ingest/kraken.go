@@ -203,13 +203,12 @@ func (f *KrakenFeed) handle(recv int64, frame []byte, out []market.Tick) ([]mark
 
 // ---- v1 ----
 
-var krakenV1EventKeys = []string{"event", "status", "channelName", "pair", "subscription", "errorMessage", "reqid"}
-
 // object handles v1 events and all v2 messages.
 func (f *KrakenFeed) object(recv int64, root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:len(krakenV2Keys)]
-	if perr := objectFields(root, krakenV2Keys, fl, "root"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(root, krakenV2Keys, fl, "root"); r.err != nil {
+		return out, r.err
 	}
 	if fl[k2Channel].typ != simdjson.TypeNone {
 		return f.v2(recv, out)
@@ -217,9 +216,9 @@ func (f *KrakenFeed) object(recv int64, root *jfield, out []market.Tick) ([]mark
 	if fl[k2Method].typ != simdjson.TypeNone {
 		return f.v2method(out)
 	}
-	ev, perr := fl[k2Event].str("event")
-	if perr != nil {
-		return out, perr
+	ev := r.str(&fl[k2Event], "event")
+	if r.err != nil {
+		return out, r.err
 	}
 	switch string(ev) {
 	case "heartbeat", "pong":
@@ -228,9 +227,9 @@ func (f *KrakenFeed) object(recv int64, root *jfield, out []market.Tick) ([]mark
 		// v1 clients answer server pings; echo reqid when sent.
 		f.m.Ignored("heartbeat")
 		if fl[k2ReqID].typ != simdjson.TypeNone {
-			id, perr := fl[k2ReqID].uint("reqid")
-			if perr != nil {
-				return out, perr
+			id := r.uint(&fl[k2ReqID], "reqid")
+			if r.err != nil {
+				return out, r.err
 			}
 			f.outbox = append(f.outbox, []byte(`{"event":"pong","reqid":`+strconv.FormatUint(id, 10)+`}`))
 		} else {
@@ -253,9 +252,10 @@ func (f *KrakenFeed) object(recv int64, root *jfield, out []market.Tick) ([]mark
 
 // v1 handles [channelID, payload..., channelName, pair].
 func (f *KrakenFeed) v1(recv int64, root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
-	it, perr := root.arrayIter("root")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	it := r.arrayIter(root, "root")
+	if r.err != nil {
+		return out, r.err
 	}
 	els := f.el[:0]
 	for {
@@ -274,17 +274,14 @@ func (f *KrakenFeed) v1(recv int64, root *jfield, out []market.Tick) ([]market.T
 	if els[0].typ != simdjson.TypeInt && els[0].typ != simdjson.TypeUint {
 		return out, &ParseError{Reason: ReasonBadType, Field: "channelID"}
 	}
-	name, perr := els[len(els)-2].str("channelName")
-	if perr != nil {
-		return out, perr
+	name := r.str(&els[len(els)-2], "channelName")
+	pair := r.str(&els[len(els)-1], "pair")
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(pair, "pair")
 	}
-	pair, perr := els[len(els)-1].str("pair")
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(pair, "pair")
-	if perr != nil {
-		return out, perr
+	if r.err != nil {
+		return out, r.err
 	}
 	payload := els[1 : len(els)-2]
 	switch {
@@ -309,9 +306,10 @@ func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []ma
 	if len(payload) != 1 {
 		return out, &ParseError{Reason: ReasonBadType, Field: "trade"}
 	}
-	it, perr := payload[0].arrayIter("trade")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	it := r.arrayIter(&payload[0], "trade")
+	if r.err != nil {
+		return out, r.err
 	}
 	n := len(out)
 	for {
@@ -319,9 +317,9 @@ func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []ma
 		if !ok {
 			return out, nil
 		}
-		li, perr := e.arrayIter("trade")
-		if perr != nil {
-			return out[:n], perr
+		li := r.arrayIter(&e, "trade")
+		if r.err != nil {
+			return out[:n], r.err
 		}
 		var v [7]jfield
 		k := 0
@@ -334,36 +332,28 @@ func (f *KrakenFeed) v1trade(recv int64, s *symEntry, payload []jfield, out []ma
 			return out[:n], &ParseError{Reason: ReasonBadType, Field: "trade"}
 		}
 		t := f.newTick(s, market.KindTrade, recv, 0)
-		if t.Price, _, perr = v[0].dec("price"); perr != nil {
-			return out[:n], perr
+		t.Price = r.dec(&v[0], "price")
+		t.Size = r.dec(&v[1], "volume")
+		if tb := r.str(&v[2], "time"); r.err == nil {
+			var okT bool
+			if t.ExchTS, okT = parseSecondsDecimal(tb); !okT {
+				r.fail(ReasonBadNumber, "time")
+			}
 		}
-		if t.Size, _, perr = v[1].dec("volume"); perr != nil {
-			return out[:n], perr
-		}
-		tb, perr := v[2].str("time")
-		if perr != nil {
-			return out[:n], perr
-		}
-		var okT bool
-		if t.ExchTS, okT = parseSecondsDecimal(tb); !okT {
-			return out[:n], &ParseError{Reason: ReasonBadNumber, Field: "time"}
-		}
-		side, perr := v[3].str("side")
-		if perr != nil {
-			return out[:n], perr
-		}
-		switch string(side) {
-		case "b":
+		switch side := r.str(&v[3], "side"); {
+		case r.err != nil:
+		case string(side) == "b":
 			t.Side = market.SideBuy
-		case "s":
+		case string(side) == "s":
 			t.Side = market.SideSell
 		default:
-			return out[:n], &ParseError{Reason: ReasonBadType, Field: "side"}
+			r.fail(ReasonBadType, "side")
 		}
 		if k == 7 { // newer v1 frames end with the trade id
-			if t.TradeID, perr = v[6].uint("trade_id"); perr != nil {
-				return out[:n], perr
-			}
+			t.TradeID = r.uint(&v[6], "trade_id")
+		}
+		if r.err != nil {
+			return out[:n], r.err
 		}
 		t.ComputeID()
 		out = append(out, t)
@@ -375,28 +365,26 @@ func (f *KrakenFeed) v1ticker(recv int64, s *symEntry, payload []jfield, out []m
 		return out, &ParseError{Reason: ReasonBadType, Field: "ticker"}
 	}
 	g := f.g[:2]
-	if perr := objectFields(&payload[0], []string{"a", "b"}, g, "ticker"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(&payload[0], []string{"a", "b"}, g, "ticker")
 	t := f.newTick(s, market.KindQuote, recv, 0)
 	for i, dst := range [2][2]*float64{{&t.AskPx, &t.AskSz}, {&t.BidPx, &t.BidSz}} {
 		field := [2]string{"a", "b"}[i]
-		it, perr := g[i].arrayIter(field)
-		if perr != nil {
-			return out, perr
+		it := r.arrayIter(&g[i], field)
+		if r.err != nil {
+			break
 		}
 		px, ok1 := next(&it)
 		_, ok2 := next(&it)
 		lot, ok3 := next(&it)
 		if !ok1 || !ok2 || !ok3 {
-			return out, &ParseError{Reason: ReasonBadType, Field: field}
+			r.fail(ReasonBadType, field)
 		}
-		if *dst[0], _, perr = px.dec(field); perr != nil {
-			return out, perr
-		}
-		if *dst[1], _, perr = lot.dec(field); perr != nil {
-			return out, perr
-		}
+		*dst[0] = r.dec(&px, field)
+		*dst[1] = r.dec(&lot, field)
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -406,9 +394,10 @@ func (f *KrakenFeed) v1spread(recv int64, s *symEntry, payload []jfield, out []m
 	if len(payload) != 1 {
 		return out, &ParseError{Reason: ReasonBadType, Field: "spread"}
 	}
-	it, perr := payload[0].arrayIter("spread")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	it := r.arrayIter(&payload[0], "spread")
+	if r.err != nil {
+		return out, r.err
 	}
 	var v [5]jfield
 	for i := range v {
@@ -420,19 +409,18 @@ func (f *KrakenFeed) v1spread(recv int64, s *symEntry, payload []jfield, out []m
 	t := f.newTick(s, market.KindQuote, recv, 0)
 	for i, dst := range [...]*float64{&t.BidPx, &t.AskPx, nil, &t.BidSz, &t.AskSz} {
 		if dst == nil {
-			b, perr := v[i].str("spread")
-			if perr != nil {
-				return out, perr
-			}
-			var ok bool
-			if t.ExchTS, ok = parseSecondsDecimal(b); !ok {
-				return out, &ParseError{Reason: ReasonBadNumber, Field: "spread"}
+			if b := r.str(&v[i], "spread"); r.err == nil {
+				var ok bool
+				if t.ExchTS, ok = parseSecondsDecimal(b); !ok {
+					r.fail(ReasonBadNumber, "spread")
+				}
 			}
 			continue
 		}
-		if *dst, _, perr = v[i].dec("spread"); perr != nil {
-			return out, perr
-		}
+		*dst = r.dec(&v[i], "spread")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -449,10 +437,11 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 	f.lv = f.lv[:0]
 	snapshot := false
 	var sum []byte
+	var r fieldReader
 	for i := range payload {
 		g := f.g[:len(krakenV1BookKeys)]
-		if perr := objectFields(&payload[i], krakenV1BookKeys, g, "book"); perr != nil {
-			return out, perr
+		if r.objectFields(&payload[i], krakenV1BookKeys, g, "book"); r.err != nil {
+			return out, r.err
 		}
 		if g[0].typ != simdjson.TypeNone || g[1].typ != simdjson.TypeNone {
 			if len(payload) != 1 {
@@ -464,16 +453,13 @@ func (f *KrakenFeed) v1book(recv int64, s *symEntry, depth int, payload []jfield
 		// within an update (a level may change twice); asks and bids are
 		// separate sides, so a-then-b is the venue's order.
 		for j, side := range [4]market.Side{market.SideSell, market.SideBuy, market.SideSell, market.SideBuy} {
-			if perr := f.levelRows(&g[j], side, krakenV1BookKeys[j], true); perr != nil {
-				return out, perr
-			}
+			r.levelRows(&f.feedCore, &g[j], side, krakenV1BookKeys[j], true)
 		}
 		if g[4].typ != simdjson.TypeNone {
-			c, perr := g[4].str("c")
-			if perr != nil {
-				return out, perr
-			}
-			sum = c
+			sum = r.str(&g[4], "c")
+		}
+		if r.err != nil {
+			return out, r.err
 		}
 	}
 	var want uint32
@@ -575,9 +561,10 @@ const (
 // v2method handles responses to requests (subscribe acks, pong).
 func (f *KrakenFeed) v2method(out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:]
-	m, perr := fl[k2Method].str("method")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	m := r.str(&fl[k2Method], "method")
+	if r.err != nil {
+		return out, r.err
 	}
 	if fl[k2Success].typ == simdjson.TypeBool {
 		if ok, _ := fl[k2Success].it.Bool(); !ok {
@@ -589,13 +576,13 @@ func (f *KrakenFeed) v2method(out []market.Tick) ([]market.Tick, *ParseError) {
 	if string(m) == "subscribe" && fl[k2Result].typ == simdjson.TypeObject {
 		// The ack names the book depth actually subscribed.
 		g := f.g[:3]
-		if perr := objectFields(&fl[k2Result], []string{"channel", "symbol", "depth"}, g, "result"); perr != nil {
-			return out, perr
+		if r.objectFields(&fl[k2Result], []string{"channel", "symbol", "depth"}, g, "result"); r.err != nil {
+			return out, r.err
 		}
 		if string(g[0].strOr()) == "book" && g[2].typ != simdjson.TypeNone {
-			d, perr := g[2].uint("depth")
-			if perr != nil {
-				return out, perr
+			d := r.uint(&g[2], "depth")
+			if r.err != nil {
+				return out, r.err
 			}
 			if sym := g[1].strOr(); sym != nil && d > 0 && d <= 1<<20 {
 				f.depth[string(sym)] = int(d)
@@ -608,9 +595,10 @@ func (f *KrakenFeed) v2method(out []market.Tick) ([]market.Tick, *ParseError) {
 
 func (f *KrakenFeed) v2(recv int64, out []market.Tick) ([]market.Tick, *ParseError) {
 	fl := f.f[:]
-	ch, perr := fl[k2Channel].str("channel")
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	ch := r.str(&fl[k2Channel], "channel")
+	if r.err != nil {
+		return out, r.err
 	}
 	switch string(ch) {
 	case "heartbeat", "status":
@@ -623,18 +611,16 @@ func (f *KrakenFeed) v2(recv int64, out []market.Tick) ([]market.Tick, *ParseErr
 		f.m.Ignored("other")
 		return out, nil
 	}
-	typ, perr := fl[k2Type].str("type")
-	if perr != nil {
-		return out, perr
-	}
+	typ := r.str(&fl[k2Type], "type")
 	snapshot := string(typ) == "snapshot"
 	if !snapshot && string(typ) != "update" {
-		return out, &ParseError{Reason: ReasonBadType, Field: "type"}
+		r.fail(ReasonBadType, "type")
 	}
-	it, perr := fl[k2Data].arrayIter("data")
-	if perr != nil {
-		return out, perr
+	it := r.arrayIter(&fl[k2Data], "data")
+	if r.err != nil {
+		return out, r.err
 	}
+	var perr *ParseError
 	n := len(out)
 	for {
 		e, ok := next(&it)
@@ -655,55 +641,48 @@ func (f *KrakenFeed) v2(recv int64, out []market.Tick) ([]market.Tick, *ParseErr
 	}
 }
 
-func (f *KrakenFeed) v2sym(g *jfield) (*symEntry, *ParseError) {
-	b, perr := g.str("symbol")
-	if perr != nil {
-		return nil, perr
+func (f *KrakenFeed) v2sym(r *fieldReader, g *jfield) *symEntry {
+	var s *symEntry
+	if b := r.str(g, "symbol"); r.err == nil {
+		s, r.err = f.sym(b, "symbol")
 	}
-	return f.sym(b, "symbol")
+	return s
 }
 
-func v2time(g *jfield) (int64, *ParseError) {
+// v2time reads an optional RFC 3339 "timestamp" (0 when absent).
+func v2time(r *fieldReader, g *jfield) int64 {
 	if g.typ == simdjson.TypeNone {
-		return 0, nil
+		return 0
 	}
-	b, perr := g.str("timestamp")
-	if perr != nil {
-		return 0, perr
+	b := r.str(g, "timestamp")
+	if r.err != nil {
+		return 0
 	}
 	ts, ok := parseRFC3339(b)
 	if !ok {
-		return 0, &ParseError{Reason: ReasonBadNumber, Field: "timestamp"}
+		r.fail(ReasonBadNumber, "timestamp")
 	}
-	return ts, nil
+	return ts
 }
 
 var krakenV2TradeKeys = []string{"symbol", "side", "price", "qty", "trade_id", "timestamp"}
 
 func (f *KrakenFeed) v2trade(recv int64, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	g := f.g[:len(krakenV2TradeKeys)]
-	if perr := objectFields(e, krakenV2TradeKeys, g, "data"); perr != nil {
-		return out, perr
-	}
-	s, perr := f.v2sym(&g[0])
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(e, krakenV2TradeKeys, g, "data")
+	s := f.v2sym(&r, &g[0])
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindTrade, recv, 0)
-	if t.Side, perr = g[1].side("side"); perr != nil {
-		return out, perr
-	}
-	if t.Price, perr = g[2].pos("price"); perr != nil {
-		return out, perr
-	}
-	if t.Size, perr = g[3].pos("qty"); perr != nil {
-		return out, perr
-	}
-	if t.TradeID, perr = g[4].uint("trade_id"); perr != nil {
-		return out, perr
-	}
-	if t.ExchTS, perr = v2time(&g[5]); perr != nil {
-		return out, perr
+	t.Side = r.side(&g[1], "side")
+	t.Price = r.pos(&g[2], "price")
+	t.Size = r.pos(&g[3], "qty")
+	t.TradeID = r.uint(&g[4], "trade_id")
+	t.ExchTS = v2time(&r, &g[5])
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -713,21 +692,19 @@ var krakenV2TickerKeys = []string{"symbol", "bid", "bid_qty", "ask", "ask_qty", 
 
 func (f *KrakenFeed) v2ticker(recv int64, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	g := f.g[:len(krakenV2TickerKeys)]
-	if perr := objectFields(e, krakenV2TickerKeys, g, "data"); perr != nil {
-		return out, perr
-	}
-	s, perr := f.v2sym(&g[0])
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(e, krakenV2TickerKeys, g, "data")
+	s := f.v2sym(&r, &g[0])
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindQuote, recv, 0)
 	for i, dst := range [...]*float64{&t.BidPx, &t.BidSz, &t.AskPx, &t.AskSz} {
-		if *dst, perr = g[i+1].pos(krakenV2TickerKeys[i+1]); perr != nil {
-			return out, perr
-		}
+		*dst = r.pos(&g[i+1], krakenV2TickerKeys[i+1])
 	}
-	if t.ExchTS, perr = v2time(&g[5]); perr != nil {
-		return out, perr
+	t.ExchTS = v2time(&r, &g[5])
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -737,12 +714,11 @@ var krakenV2BookKeys = []string{"symbol", "bids", "asks", "checksum", "timestamp
 
 func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []market.Tick) ([]market.Tick, *ParseError) {
 	g := f.g[:len(krakenV2BookKeys)]
-	if perr := objectFields(e, krakenV2BookKeys, g, "data"); perr != nil {
-		return out, perr
-	}
-	s, perr := f.v2sym(&g[0])
-	if perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(e, krakenV2BookKeys, g, "data")
+	s := f.v2sym(&r, &g[0])
+	if r.err != nil {
+		return out, r.err
 	}
 	f.lv = f.lv[:0]
 	for i, side := range [2]market.Side{market.SideBuy, market.SideSell} {
@@ -750,43 +726,31 @@ func (f *KrakenFeed) v2book(recv int64, e *jfield, snapshot bool, out []market.T
 		if fl.typ == simdjson.TypeNone {
 			continue
 		}
-		it, perr := fl.arrayIter(krakenV2BookKeys[1+i])
-		if perr != nil {
-			return out, perr
-		}
-		for {
+		it := r.arrayIter(fl, krakenV2BookKeys[1+i])
+		for r.err == nil {
 			lv, ok := next(&it)
 			if !ok {
 				break
 			}
 			var pq [2]jfield
-			if perr := objectFields(&lv, []string{"price", "qty"}, pq[:], krakenV2BookKeys[1+i]); perr != nil {
-				return out, perr
+			r.objectFields(&lv, []string{"price", "qty"}, pq[:], krakenV2BookKeys[1+i])
+			px := r.pos(&pq[0], "price")
+			sz := r.pos(&pq[1], "qty")
+			if r.err == nil {
+				f.lv = append(f.lv, parsedLevel{side: side, px: px, sz: sz})
 			}
-			px, perr := pq[0].pos("price")
-			if perr != nil {
-				return out, perr
-			}
-			sz, perr := pq[1].pos("qty")
-			if perr != nil {
-				return out, perr
-			}
-			f.lv = append(f.lv, parsedLevel{side: side, px: px, sz: sz})
 		}
 	}
 	var want uint64
 	hasSum := g[3].typ != simdjson.TypeNone
 	if hasSum {
-		if want, perr = g[3].uint("checksum"); perr != nil {
-			return out, perr
-		}
-		if want > 1<<32-1 {
-			return out, &ParseError{Reason: ReasonBadNumber, Field: "checksum"}
+		if want = r.uint(&g[3], "checksum"); want > 1<<32-1 {
+			r.fail(ReasonBadNumber, "checksum")
 		}
 	}
-	exch, perr := v2time(&g[4])
-	if perr != nil {
-		return out, perr
+	exch := v2time(&r, &g[4])
+	if r.err != nil {
+		return out, r.err
 	}
 	b := f.book(s)
 	depth := f.depth[s.symbol]
@@ -861,30 +825,20 @@ func (f *KrakenFeed) v2instrument() *ParseError {
 		f.m.Ignored("instrument")
 		return nil
 	}
-	it, perr := g[0].arrayIter("pairs")
-	if perr != nil {
-		return perr
-	}
-	for {
+	var r fieldReader
+	it := r.arrayIter(&g[0], "pairs")
+	for r.err == nil {
 		e, ok := next(&it)
 		if !ok {
 			break
 		}
 		var p [3]jfield
-		if perr := objectFields(&e, []string{"symbol", "price_precision", "qty_precision"}, p[:], "pairs"); perr != nil {
-			return perr
-		}
-		sym, perr := p[0].str("symbol")
-		if perr != nil {
-			return perr
-		}
-		pp, perr := p[1].uint("price_precision")
-		if perr != nil {
-			return perr
-		}
-		qp, perr := p[2].uint("qty_precision")
-		if perr != nil {
-			return perr
+		r.objectFields(&e, []string{"symbol", "price_precision", "qty_precision"}, p[:], "pairs")
+		sym := r.str(&p[0], "symbol")
+		pp := r.uint(&p[1], "price_precision")
+		qp := r.uint(&p[2], "qty_precision")
+		if r.err != nil {
+			return r.err
 		}
 		if pp > 18 || qp > 18 {
 			return &ParseError{Reason: ReasonBadNumber, Field: "pairs"}
@@ -892,6 +846,9 @@ func (f *KrakenFeed) v2instrument() *ParseError {
 		if len(f.prec) < maxCachedSymbols {
 			f.prec[string(sym)] = [2]int{int(pp), int(qp)}
 		}
+	}
+	if r.err != nil {
+		return r.err
 	}
 	f.m.Ignored("instrument")
 	return nil

@@ -168,25 +168,22 @@ var kucoinKeys = []string{"type", "topic", "subject", "data"}
 func (f *KucoinFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]market.Tick, error) {
 	return f.run(frame, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:]
-		if perr := objectFields(root, kucoinKeys, r, "root"); perr != nil {
-			return out, perr
+		var rd fieldReader
+		if rd.objectFields(root, kucoinKeys, r, "root"); rd.err != nil {
+			return out, rd.err
 		}
 		var typ, topic, subject []byte
-		var perr *ParseError
 		if r[0].typ != simdjson.TypeNone {
-			if typ, perr = r[0].str("type"); perr != nil {
-				return out, perr
-			}
+			typ = rd.str(&r[0], "type")
 		}
 		if r[1].typ != simdjson.TypeNone {
-			if topic, perr = r[1].str("topic"); perr != nil {
-				return out, perr
-			}
+			topic = rd.str(&r[1], "topic")
 		}
 		if r[2].typ != simdjson.TypeNone {
-			if subject, perr = r[2].str("subject"); perr != nil {
-				return out, perr
-			}
+			subject = rd.str(&r[2], "subject")
+		}
+		if rd.err != nil {
+			return out, rd.err
 		}
 		switch string(typ) {
 		case "message":
@@ -224,52 +221,44 @@ func (f *KucoinFeed) Handle(recv int64, frame []byte, out []market.Tick) ([]mark
 
 // kucoinTime reads "time": ms as a number (level2, ticker) or ns as a
 // string (match); absent, 0.
-func kucoinTime(f *jfield) (int64, *ParseError) {
+func kucoinTime(r *fieldReader, f *jfield) int64 {
+	if r.err != nil {
+		return 0
+	}
 	switch f.typ {
 	case simdjson.TypeNone:
-		return 0, nil
+		return 0
 	case simdjson.TypeString:
 		v, perr := f.seqNum("time")
 		if perr != nil || v > 1<<63-1 {
-			return 0, perrf(ReasonBadNumber, "time")
+			r.fail(ReasonBadNumber, "time")
+			return 0
 		}
-		return int64(v), nil
+		return int64(v)
 	}
-	ms, perr := f.intJSON("time")
-	if perr != nil {
-		return 0, perr
-	}
-	return msToNS(ms, "time")
+	return r.msToNS(r.intJSON(f, "time"), "time")
 }
 
 var kucoinMatchKeys = []string{"symbol", "side", "price", "size", "sequence", "time"}
 
 func (f *KucoinFeed) match(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
-	if perr := objectFields(data, kucoinMatchKeys, d, "data"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(data, kucoinMatchKeys, d, "data"); r.err == nil && !present(d[:5]) {
+		r.fail(ReasonMissingField, "match")
 	}
-	if !present(d[:5]) {
-		return out, perrf(ReasonMissingField, "match")
+	sym, side, px, sz, seq := takerTrade(&r, d, kucoinMatchKeys)
+	ts := kucoinTime(&r, &d[5])
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "symbol")
 	}
-	sym, side, px, sz, seq, perr := takerTrade(d, kucoinMatchKeys)
-	if perr != nil {
-		return out, perr
+	sd := r.sideWord(side)
+	if r.err == nil && (px == 0 || sz == 0) {
+		r.fail(ReasonBadNumber, "price")
 	}
-	ts, perr := kucoinTime(&d[5])
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(sym, "symbol")
-	if perr != nil {
-		return out, perr
-	}
-	sd, perr := sideWord(side)
-	if perr != nil {
-		return out, perr
-	}
-	if px == 0 || sz == 0 {
-		return out, perrf(ReasonBadNumber, "price")
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindTrade, recv, ts)
 	// tradeId is a 24-hex-digit object id; the match's sequence identifies
@@ -281,53 +270,33 @@ func (f *KucoinFeed) match(recv int64, data *jfield, out []market.Tick) ([]marke
 
 // takerTrade reads the members of a KuCoin match or a Gate.io trade named
 // by keys: symbol, side, price, size (decimal strings) and id.
-func takerTrade(d []jfield, keys []string) (sym, side []byte, px, sz float64, id uint64, perr *ParseError) {
-	if sym, perr = d[0].str(keys[0]); perr != nil {
-		return
-	}
-	if side, perr = d[1].str(keys[1]); perr != nil {
-		return
-	}
-	if px, _, perr = d[2].dec(keys[2]); perr != nil {
-		return
-	}
-	if sz, _, perr = d[3].dec(keys[3]); perr != nil {
-		return
-	}
-	id, perr = d[4].seqNum(keys[4])
-	return
+func takerTrade(r *fieldReader, d []jfield, keys []string) (sym, side []byte, px, sz float64, id uint64) {
+	return r.str(&d[0], keys[0]), r.str(&d[1], keys[1]), r.dec(&d[2], keys[2]), r.dec(&d[3], keys[3]), r.seqNum(&d[4], keys[4])
 }
 
 var kucoinTickerKeys = []string{"bestBid", "bestBidSize", "bestAsk", "bestAskSize", "sequence", "time"}
 
 func (f *KucoinFeed) ticker(recv int64, sym []byte, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:6]
-	if perr := objectFields(data, kucoinTickerKeys, d, "data"); perr != nil {
-		return out, perr
-	}
-	if !present(d[:4]) {
-		return out, perrf(ReasonMissingField, "bestBid")
+	var r fieldReader
+	if r.objectFields(data, kucoinTickerKeys, d, "data"); r.err == nil && !present(d[:4]) {
+		r.fail(ReasonMissingField, "bestBid")
 	}
 	var q [4]float64
-	var perr *ParseError
 	for i := range q {
-		if q[i], _, perr = d[i].dec("best"); perr != nil {
-			return out, perr
-		}
+		q[i] = r.dec(&d[i], "best")
 	}
 	var seq uint64
 	if d[4].typ != simdjson.TypeNone {
-		if seq, perr = d[4].seqNum("sequence"); perr != nil {
-			return out, perr
-		}
+		seq = r.seqNum(&d[4], "sequence")
 	}
-	ts, perr := kucoinTime(&d[5])
-	if perr != nil {
-		return out, perr
+	ts := kucoinTime(&r, &d[5])
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "topic")
 	}
-	s, perr := f.sym(sym, "topic")
-	if perr != nil {
-		return out, perr
+	if r.err != nil {
+		return out, r.err
 	}
 	t := f.newTick(s, market.KindQuote, recv, ts)
 	t.BidPx, t.BidSz, t.AskPx, t.AskSz, t.Seq = q[0], q[1], q[2], q[3], seq
@@ -341,38 +310,33 @@ func (c *feedCore) kucoinLevels(f *jfield, side market.Side, field string, withS
 	if f.typ == simdjson.TypeNone {
 		return nil
 	}
-	ai, perr := f.elems(field)
-	if perr != nil {
-		return perr
-	}
+	var r fieldReader
+	ai := r.elems(f, field)
 	n := 2
 	if withSeq {
 		n = 3
 	}
-	for {
+	for r.err == nil {
 		if !ai.advance() {
 			return nil
 		}
-		li, perr := ai.elems(field)
-		if perr != nil {
-			return perr
-		}
+		li := r.elems(&ai, field)
 		l := seqLevel{side: side}
-		for i := 0; i < n; i++ {
+		for i := 0; i < n && r.err == nil; i++ {
 			if !li.advance() {
 				return perrf(ReasonMissingField, field)
 			}
 			switch i {
 			case 0:
-				l.px, _, perr = li.dec(field)
+				l.px = r.dec(&li, field)
 			case 1:
-				l.sz, _, perr = li.dec(field)
+				l.sz = r.dec(&li, field)
 			case 2:
-				l.seq, perr = li.seqNum(field)
+				l.seq = r.seqNum(&li, field)
 			}
-			if perr != nil {
-				return perr
-			}
+		}
+		if r.err != nil {
+			break
 		}
 		if l.px == 0 {
 			if !withSeq {
@@ -382,6 +346,7 @@ func (c *feedCore) kucoinLevels(f *jfield, side market.Side, field string, withS
 		}
 		c.sl = append(c.sl, l)
 	}
+	return r.err
 }
 
 var (
@@ -391,37 +356,30 @@ var (
 
 func (f *KucoinFeed) l2update(recv int64, data *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:5]
-	if perr := objectFields(data, kucoinL2Keys, d, "data"); perr != nil {
-		return out, perr
+	var r fieldReader
+	if r.objectFields(data, kucoinL2Keys, d, "data"); r.err == nil && !present(d[:4]) {
+		r.fail(ReasonMissingField, "l2update")
 	}
-	if !present(d[:4]) {
-		return out, perrf(ReasonMissingField, "l2update")
-	}
-	sym, start, end, perr := seqSpan(d, kucoinL2Keys)
-	if perr != nil {
-		return out, perr
-	}
-	ts, perr := kucoinTime(&d[4])
-	if perr != nil {
-		return out, perr
-	}
-	if end < start {
-		return out, perrf(ReasonBadNumber, "sequenceEnd")
+	sym, start, end := seqSpan(&r, d, kucoinL2Keys)
+	ts := kucoinTime(&r, &d[4])
+	if r.err == nil && end < start {
+		r.fail(ReasonBadNumber, "sequenceEnd")
 	}
 	c := f.c[:]
-	if perr := objectFields(&d[3], kucoinChangesKeys, c, "changes"); perr != nil {
-		return out, perr
-	}
+	r.objectFields(&d[3], kucoinChangesKeys, c, "changes")
 	f.sl = f.sl[:0]
-	if perr := f.kucoinLevels(&c[0], market.SideBuy, "bids", true); perr != nil {
-		return out, perr
+	if r.err == nil {
+		r.err = f.kucoinLevels(&c[0], market.SideBuy, "bids", true)
 	}
-	if perr := f.kucoinLevels(&c[1], market.SideSell, "asks", true); perr != nil {
-		return out, perr
+	if r.err == nil {
+		r.err = f.kucoinLevels(&c[1], market.SideSell, "asks", true)
 	}
-	s, perr := f.sym(sym, "symbol")
-	if perr != nil {
-		return out, perr
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(sym, "symbol")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	return f.seqUpdate(f.book(s), recv, ts, start, end, f.sl, out, f.requestSnapshot), nil
 }
@@ -429,17 +387,8 @@ func (f *KucoinFeed) l2update(recv int64, data *jfield, out []market.Tick) ([]ma
 // seqSpan reads a sequenced delta frame's symbol and its first and last
 // venue sequences from d[0:3], named keys[0:3] (KuCoin symbol,
 // sequenceStart, sequenceEnd; Gate.io s, U, u).
-func seqSpan(d []jfield, keys []string) (sym []byte, first, last uint64, perr *ParseError) {
-	if sym, perr = d[0].str(keys[0]); perr != nil {
-		return nil, 0, 0, perr
-	}
-	if first, perr = d[1].seqNum(keys[1]); perr != nil {
-		return nil, 0, 0, perr
-	}
-	if last, perr = d[2].seqNum(keys[2]); perr != nil {
-		return nil, 0, 0, perr
-	}
-	return sym, first, last, nil
+func seqSpan(r *fieldReader, d []jfield, keys []string) (sym []byte, first, last uint64) {
+	return r.str(&d[0], keys[0]), r.seqNum(&d[1], keys[1]), r.seqNum(&d[2], keys[2])
 }
 
 // seqUpdate applies or buffers a delta frame covering venue sequences
@@ -542,13 +491,14 @@ func (c *feedCore) applyRESTSnapshot(bk *bookState, recv, exch int64, seq uint64
 // [[price, size], ...], to symbol's book.
 func (c *feedCore) restSnapshot(recv, exch int64, symbol string, seq uint64, bids, asks *jfield, out []market.Tick, request func(*bookState)) ([]market.Tick, *ParseError) {
 	c.sl = c.sl[:0]
-	if perr := c.kucoinLevels(bids, market.SideBuy, "bids", false); perr != nil {
-		return out, perr
+	perr := c.kucoinLevels(bids, market.SideBuy, "bids", false)
+	if perr == nil {
+		perr = c.kucoinLevels(asks, market.SideSell, "asks", false)
 	}
-	if perr := c.kucoinLevels(asks, market.SideSell, "asks", false); perr != nil {
-		return out, perr
+	var s *symEntry
+	if perr == nil {
+		s, perr = c.sym([]byte(symbol), "symbol")
 	}
-	s, perr := c.sym([]byte(symbol), "symbol")
 	if perr != nil {
 		return out, perr
 	}
@@ -566,36 +516,29 @@ var (
 func (f *KucoinFeed) HandleSnapshot(recv int64, req SnapshotRequest, body []byte, out []market.Tick) ([]market.Tick, error) {
 	out, err := f.run(body, out, func(root *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 		r := f.r[:2]
-		if perr := objectFields(root, kucoinSnapKeys, r, "root"); perr != nil {
-			return out, perr
+		var rd fieldReader
+		if rd.objectFields(root, kucoinSnapKeys, r, "root"); rd.err != nil {
+			return out, rd.err
 		}
 		var code []byte
-		var perr *ParseError
 		if r[0].typ != simdjson.TypeNone {
-			if code, perr = r[0].str("code"); perr != nil {
-				return out, perr
-			}
+			code = rd.str(&r[0], "code")
 		}
 		if r[1].typ != simdjson.TypeNone && r[1].typ != simdjson.TypeObject {
-			return out, perrf(ReasonBadType, "data")
+			rd.fail(ReasonBadType, "data")
 		}
 		if string(code) != "200000" || r[1].typ == simdjson.TypeNone {
-			return out, perrf(ReasonMissingField, "data")
+			rd.fail(ReasonMissingField, "data")
 		}
 		d := f.d[:4]
-		if perr := objectFields(&r[1], kucoinSnapDataKeys, d, "data"); perr != nil {
-			return out, perr
+		rd.objectFields(&r[1], kucoinSnapDataKeys, d, "data")
+		if rd.err == nil && (d[0].typ == simdjson.TypeNone || d[2].typ == simdjson.TypeNone || d[3].typ == simdjson.TypeNone) {
+			rd.fail(ReasonMissingField, "sequence")
 		}
-		if d[0].typ == simdjson.TypeNone || d[2].typ == simdjson.TypeNone || d[3].typ == simdjson.TypeNone {
-			return out, perrf(ReasonMissingField, "sequence")
-		}
-		seq, perr := d[0].seqNum("sequence")
-		if perr != nil {
-			return out, perr
-		}
-		ts, perr := kucoinTime(&d[1])
-		if perr != nil {
-			return out, perr
+		seq := rd.seqNum(&d[0], "sequence")
+		ts := kucoinTime(&rd, &d[1])
+		if rd.err != nil {
+			return out, rd.err
 		}
 		return f.restSnapshot(recv, ts, req.Symbol, seq, &d[2], &d[3], out, f.requestSnapshot)
 	})

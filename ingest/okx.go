@@ -171,13 +171,12 @@ func (f *OKXFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.
 	}
 	root := jfield{it: it, typ: typ}
 	fl := f.f[:]
-	if perr := objectFields(&root, okxKeys, fl, "root"); perr != nil {
-		return out, perr
-	}
-	if fl[3].typ != simdjson.TypeNone {
-		ev, perr := fl[3].str("event")
-		if perr != nil {
-			return out, perr
+	var r fieldReader
+	r.objectFields(&root, okxKeys, fl, "root")
+	if r.err == nil && fl[3].typ != simdjson.TypeNone {
+		ev := r.str(&fl[3], "event")
+		if r.err != nil {
+			return out, r.err
 		}
 		switch string(ev) {
 		case "error":
@@ -192,12 +191,10 @@ func (f *OKXFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.
 		return out, nil
 	}
 	a := f.a[:]
-	if perr := objectFields(&fl[0], []string{"channel", "instId", "instType"}, a, "arg"); perr != nil {
-		return out, perr
-	}
-	ch, perr := a[0].str("channel")
-	if perr != nil {
-		return out, perr
+	r.objectFields(&fl[0], []string{"channel", "instId", "instType"}, a, "arg")
+	ch := r.str(&a[0], "channel")
+	if r.err != nil {
+		return out, r.err
 	}
 	switch string(ch) {
 	case "trades", "trades-all", "bbo-tbt", "tickers", "books", "funding-rate", "liquidation-orders":
@@ -205,19 +202,15 @@ func (f *OKXFeed) handle(recv int64, frame []byte, out []market.Tick) ([]market.
 		f.m.Ignored("other")
 		return out, nil
 	}
-	it2, perr := fl[1].arrayIter("data")
-	if perr != nil {
-		return out, perr
-	}
+	it2 := r.arrayIter(&fl[1], "data")
 	var s *symEntry
 	if a[1].typ != simdjson.TypeNone {
-		b, perr := a[1].str("instId")
-		if perr != nil {
-			return out, perr
+		if b := r.str(&a[1], "instId"); r.err == nil {
+			s, r.err = f.sym(b, "instId")
 		}
-		if s, perr = f.sym(b, "instId"); perr != nil {
-			return out, perr
-		}
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	if string(ch) != "liquidation-orders" && s == nil {
 		return out, &ParseError{Reason: ReasonMissingField, Field: "instId"}
@@ -252,25 +245,16 @@ var okxTradeKeys = []string{"instId", "tradeId", "px", "sz", "side", "ts"}
 
 func (f *OKXFeed) trade(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxTradeKeys)]
-	if perr := objectFields(e, okxTradeKeys, d, "data"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(e, okxTradeKeys, d, "data")
 	t := f.newTick(s, market.KindTrade, recv, 0)
-	var perr *ParseError
-	if t.TradeID, perr = d[1].uint("tradeId"); perr != nil {
-		return out, perr
-	}
-	if t.Price, _, perr = d[2].dec("px"); perr != nil {
-		return out, perr
-	}
-	if t.Size, _, perr = d[3].dec("sz"); perr != nil {
-		return out, perr
-	}
-	if t.Side, perr = d[4].side("side"); perr != nil { // the taker's side
-		return out, perr
-	}
-	if t.ExchTS, perr = d[5].msTime("ts"); perr != nil {
-		return out, perr
+	t.TradeID = r.uint(&d[1], "tradeId")
+	t.Price = r.dec(&d[2], "px")
+	t.Size = r.dec(&d[3], "sz")
+	t.Side = r.side(&d[4], "side") // the taker's side
+	t.ExchTS = r.msTime(&d[5], "ts")
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -280,16 +264,11 @@ var okxBBOKeys = []string{"asks", "bids", "ts", "seqId"}
 
 func (f *OKXFeed) bbo(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxBBOKeys)]
-	if perr := objectFields(e, okxBBOKeys, d, "data"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(e, okxBBOKeys, d, "data")
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&d[1], market.SideBuy, "bids"); perr != nil {
-		return out, perr
-	}
-	if perr := f.levelArray(&d[0], market.SideSell, "asks"); perr != nil {
-		return out, perr
-	}
+	r.levelArray(&f.feedCore, &d[1], market.SideBuy, "bids")
+	r.levelArray(&f.feedCore, &d[0], market.SideSell, "asks")
 	t := f.newTick(s, market.KindQuote, recv, 0)
 	for _, l := range f.lv {
 		if l.side == market.SideBuy && t.BidPx == 0 {
@@ -298,14 +277,12 @@ func (f *OKXFeed) bbo(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]
 			t.AskPx, t.AskSz = l.px, l.sz
 		}
 	}
-	var perr *ParseError
-	if t.ExchTS, perr = d[2].msTime("ts"); perr != nil {
-		return out, perr
-	}
+	t.ExchTS = r.msTime(&d[2], "ts")
 	if d[3].typ != simdjson.TypeNone {
-		if t.Seq, perr = d[3].uint("seqId"); perr != nil {
-			return out, perr
-		}
+		t.Seq = r.uint(&d[3], "seqId")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -315,22 +292,19 @@ var okxTickerKeys = []string{"bidPx", "bidSz", "askPx", "askSz", "ts"}
 
 func (f *OKXFeed) ticker(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxTickerKeys)]
-	if perr := objectFields(e, okxTickerKeys, d, "data"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(e, okxTickerKeys, d, "data")
 	t := f.newTick(s, market.KindQuote, recv, 0)
-	var perr *ParseError
 	for i, dst := range [...]*float64{&t.BidPx, &t.BidSz, &t.AskPx, &t.AskSz} {
 		// An empty side is sent as "".
 		if b := d[i].strOr(); b != nil && len(b) == 0 {
 			continue
 		}
-		if *dst, _, perr = d[i].dec(okxTickerKeys[i]); perr != nil {
-			return out, perr
-		}
+		*dst = r.dec(&d[i], okxTickerKeys[i])
 	}
-	if t.ExchTS, perr = d[4].msTime("ts"); perr != nil {
-		return out, perr
+	t.ExchTS = r.msTime(&d[4], "ts")
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -340,40 +314,28 @@ var okxBookKeys = []string{"asks", "bids", "ts", "checksum", "prevSeqId", "seqId
 
 func (f *OKXFeed) orderBook(recv int64, s *symEntry, e *jfield, snapshot bool, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxBookKeys)]
-	if perr := objectFields(e, okxBookKeys, d, "data"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(e, okxBookKeys, d, "data")
 	f.lv = f.lv[:0]
-	if perr := f.levelArray(&d[1], market.SideBuy, "bids"); perr != nil {
-		return out, perr
-	}
-	if perr := f.levelArray(&d[0], market.SideSell, "asks"); perr != nil {
-		return out, perr
-	}
-	ts, perr := d[2].msTime("ts")
-	if perr != nil {
-		return out, perr
-	}
+	r.levelArray(&f.feedCore, &d[1], market.SideBuy, "bids")
+	r.levelArray(&f.feedCore, &d[0], market.SideSell, "asks")
+	ts := r.msTime(&d[2], "ts")
 	var sum int64
 	hasSum := d[3].typ != simdjson.TypeNone
 	if hasSum {
-		if sum, perr = d[3].int("checksum"); perr != nil {
-			return out, perr
-		}
-		if sum < -1<<31 || sum > 1<<31-1 {
-			return out, &ParseError{Reason: ReasonBadNumber, Field: "checksum"}
+		if sum = r.int(&d[3], "checksum"); sum < -1<<31 || sum > 1<<31-1 {
+			r.fail(ReasonBadNumber, "checksum")
 		}
 	}
 	var seq uint64
 	var prev int64
 	hasSeq := d[5].typ != simdjson.TypeNone
 	if hasSeq {
-		if seq, perr = d[5].uint("seqId"); perr != nil {
-			return out, perr
-		}
-		if prev, perr = d[4].int("prevSeqId"); perr != nil {
-			return out, perr
-		}
+		seq = r.uint(&d[5], "seqId")
+		prev = r.int(&d[4], "prevSeqId")
+	}
+	if r.err != nil {
+		return out, r.err
 	}
 	b := f.book(s)
 	n := len(out)
@@ -437,22 +399,19 @@ var okxFundingKeys = []string{"fundingRate", "fundingTime", "ts"}
 
 func (f *OKXFeed) funding(recv int64, s *symEntry, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxFundingKeys)]
-	if perr := objectFields(e, okxFundingKeys, d, "data"); perr != nil {
-		return out, perr
-	}
+	var r fieldReader
+	r.objectFields(e, okxFundingKeys, d, "data")
 	t := f.newTick(s, market.KindFunding, recv, 0)
-	var perr *ParseError
-	if t.Price, perr = d[0].num("fundingRate"); perr != nil {
-		return out, perr
-	}
+	t.Price = r.num(&d[0], "fundingRate")
 	// ts (when the rate was published) is newer than the documented
 	// fundingTime (the settlement it applies to); use it when sent.
 	k := 2
 	if d[2].typ == simdjson.TypeNone {
 		k = 1
 	}
-	if t.ExchTS, perr = d[k].msTime(okxFundingKeys[k]); perr != nil {
-		return out, perr
+	t.ExchTS = r.msTime(&d[k], okxFundingKeys[k])
+	if r.err != nil {
+		return out, r.err
 	}
 	t.ComputeID()
 	return append(out, t), nil
@@ -466,20 +425,16 @@ var okxLiqDetailKeys = []string{"bkPx", "sz", "side", "ts"}
 // Size in contracts (OKX's sz).
 func (f *OKXFeed) liquidation(recv int64, e *jfield, out []market.Tick) ([]market.Tick, *ParseError) {
 	d := f.d[:len(okxLiqKeys)]
-	if perr := objectFields(e, okxLiqKeys, d, "data"); perr != nil {
-		return out, perr
+	var r fieldReader
+	r.objectFields(e, okxLiqKeys, d, "data")
+	b := r.str(&d[0], "instId")
+	var s *symEntry
+	if r.err == nil {
+		s, r.err = f.sym(b, "instId")
 	}
-	b, perr := d[0].str("instId")
-	if perr != nil {
-		return out, perr
-	}
-	s, perr := f.sym(b, "instId")
-	if perr != nil {
-		return out, perr
-	}
-	it, perr := d[1].arrayIter("details")
-	if perr != nil {
-		return out, perr
+	it := r.arrayIter(&d[1], "details")
+	if r.err != nil {
+		return out, r.err
 	}
 	for {
 		de, ok := next(&it)
@@ -487,21 +442,14 @@ func (f *OKXFeed) liquidation(recv int64, e *jfield, out []market.Tick) ([]marke
 			return out, nil
 		}
 		x := f.x[:len(okxLiqDetailKeys)]
-		if perr := objectFields(&de, okxLiqDetailKeys, x, "details"); perr != nil {
-			return out, perr
-		}
+		r.objectFields(&de, okxLiqDetailKeys, x, "details")
 		t := f.newTick(s, market.KindLiquidation, recv, 0)
-		if t.Price, _, perr = x[0].dec("bkPx"); perr != nil {
-			return out, perr
-		}
-		if t.Size, _, perr = x[1].dec("sz"); perr != nil {
-			return out, perr
-		}
-		if t.Side, perr = x[2].side("side"); perr != nil {
-			return out, perr
-		}
-		if t.ExchTS, perr = x[3].msTime("ts"); perr != nil {
-			return out, perr
+		t.Price = r.dec(&x[0], "bkPx")
+		t.Size = r.dec(&x[1], "sz")
+		t.Side = r.side(&x[2], "side")
+		t.ExchTS = r.msTime(&x[3], "ts")
+		if r.err != nil {
+			return out, r.err
 		}
 		t.ComputeID()
 		out = append(out, t)

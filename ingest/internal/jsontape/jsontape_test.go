@@ -1,4 +1,4 @@
-package ingest
+package jsontape
 
 import (
 	"bufio"
@@ -20,10 +20,14 @@ import (
 	"github.com/minio/simdjson-go"
 )
 
+// simdOpts are the options ingest parses with: strings without escapes stay
+// views of the message, as Build leaves them.
+var simdOpts = []simdjson.ParserOption{simdjson.WithCopyStrings(false)}
+
 // simdReuse is simdRef's reused ParsedJson (tests using it run serially).
 var simdReuse *simdjson.ParsedJson
 
-// simdRef parses with simdjson-go itself (the reference for buildTape),
+// simdRef parses with simdjson-go itself (the reference for Build),
 // turning a panic into an error. The result is valid until the next call.
 func simdRef(b []byte) (pj *simdjson.ParsedJson, err error) {
 	defer func() {
@@ -155,20 +159,20 @@ func dumpValue(sb *strings.Builder, it *simdjson.Iter, typ simdjson.Type, depth 
 	return nil
 }
 
-// diffTape parses b with simdjson-go and with buildTape (into fb, reused)
+// diffTape parses b with simdjson-go and with Build (into fb, reused)
 // and describes the first difference; "" means none.
 func diffTape(b []byte, fb *simdjson.ParsedJson) string {
-	in := slices.Clone(b) // simdjson-go must not see buildTape's writes, nor the other way
+	in := slices.Clone(b) // simdjson-go must not see Build's writes, nor the other way
 	want, werr := simdRef(in)
-	gerr := buildTape(b, fb)
+	gerr := Build(b, fb)
 	if (werr == nil) != (gerr == nil) {
-		return fmt.Sprintf("simdjson-go err %v, buildTape err %v", werr, gerr)
+		return fmt.Sprintf("simdjson-go err %v, Build err %v", werr, gerr)
 	}
-	// The walk over buildTape's tape must not panic, even on a rejected
+	// The walk over Build's tape must not panic, even on a rejected
 	// frame (nothing should walk it then, but pj is left consistent).
 	got, err := dumpTape(fb)
 	if err != nil {
-		return "buildTape tape: " + err.Error()
+		return "Build tape: " + err.Error()
 	}
 	if werr != nil {
 		return ""
@@ -277,17 +281,17 @@ func TestBuildTapeMatchesSimdjson(t *testing.T) {
 	}
 }
 
-// TestBuildTapeAccepts pins what buildTape must accept or reject on its own,
+// TestBuildTapeAccepts pins what Build must accept or reject on its own,
 // so the rules hold on machines without a SIMD reference too.
 func TestBuildTapeAccepts(t *testing.T) {
 	var pj simdjson.ParsedJson
 	for _, c := range []string{`{}`, `[1,-2,3.5,"x\n",true,false,null,{"a":[]}]`, ` [1] `, "\v[]"} {
-		if err := buildTape([]byte(c), &pj); err != nil {
+		if err := Build([]byte(c), &pj); err != nil {
 			t.Errorf("%q: %v", c, err)
 		}
 	}
 	for _, c := range []string{``, `1`, `"a"`, `[1,]`, `[01]`, `["a`, "[\"\x01\"]", `[1]x`, `[1e400]`, `["\ud800"]`} {
-		if err := buildTape([]byte(c), &pj); err == nil {
+		if err := Build([]byte(c), &pj); err == nil {
 			t.Errorf("%q: accepted", c)
 		}
 	}
@@ -298,7 +302,7 @@ func TestBuildTapeAccepts(t *testing.T) {
 func TestBuildTapeValues(t *testing.T) {
 	var pj simdjson.ParsedJson
 	in := `{"i":-42,"u":18446744073709551615,"big":18446744073709551616,"f":1.5e3,"s":"a\u00e9\ud83d\ude00","r":"raw","t":true,"n":null}`
-	if err := buildTape([]byte(in), &pj); err != nil {
+	if err := Build([]byte(in), &pj); err != nil {
 		t.Fatal(err)
 	}
 	it := pj.Iter()
@@ -430,7 +434,7 @@ func hftLines(tb testing.TB, r io.Reader, max int) [][]byte {
 func testdataFrames(tb testing.TB) [][]byte {
 	tb.Helper()
 	var frames [][]byte
-	paths, _ := filepath.Glob("../testdata/json/*")
+	paths, _ := filepath.Glob("../../../testdata/json/*")
 	for _, p := range paths {
 		switch {
 		case strings.HasSuffix(p, ".hft"):
@@ -488,7 +492,7 @@ func TestBuildTapeCaptures(t *testing.T) {
 				t.Errorf("%.300q: %s", fr, d)
 			}
 		}
-		if buildTape(fr, &fb) != nil {
+		if Build(fr, &fb) != nil {
 			invalid++
 		}
 	}
@@ -499,7 +503,7 @@ func TestBuildTapeCaptures(t *testing.T) {
 }
 
 // TestBuildTapeMutations flips, drops and duplicates bytes of real frames
-// and checks buildTape against simdjson-go on each variant.
+// and checks Build against simdjson-go on each variant.
 func TestBuildTapeMutations(t *testing.T) {
 	needSIMD(t)
 	var fb simdjson.ParsedJson
@@ -543,9 +547,9 @@ func FuzzBuildTape(f *testing.F) {
 	var fb simdjson.ParsedJson
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if !ref {
-			// No reference: buildTape must still never panic, and a
+			// No reference: Build must still never panic, and a
 			// tape it accepts must walk without panicking.
-			if buildTape(b, &fb) == nil {
+			if Build(b, &fb) == nil {
 				if _, err := dumpTape(&fb); err != nil {
 					t.Fatal(err)
 				}
@@ -562,7 +566,7 @@ func FuzzBuildTape(f *testing.F) {
 // testdata.
 func typicalFrames(tb testing.TB) (small [][]byte, snapshot []byte) {
 	tb.Helper()
-	for _, fr := range hftFrames(tb, "../testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz", 1500) {
+	for _, fr := range hftFrames(tb, "../../../testdata/binance/binance_usdm_btcusdt_20240808_head1500.gz", 1500) {
 		switch {
 		case len(fr) > 20000 && snapshot == nil:
 			snapshot = fr
@@ -580,14 +584,14 @@ func TestBuildTapeAllocs(t *testing.T) {
 	small, snap := typicalFrames(t)
 	var pj simdjson.ParsedJson
 	for _, fr := range append(small, snap) { // warm up to the largest frame
-		if err := buildTape(fr, &pj); err != nil {
+		if err := Build(fr, &pj); err != nil {
 			t.Fatal(err)
 		}
 	}
 	esc := []byte(`{"s":"a\u00e9\n","p":"1.5","q":[1,2.5,-3e-7,18446744073709551616]}`)
 	for _, fr := range [][]byte{small[0], small[len(small)-1], snap, esc} {
 		allocs := testing.AllocsPerRun(100, func() {
-			if err := buildTape(fr, &pj); err != nil {
+			if err := Build(fr, &pj); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -598,10 +602,10 @@ func TestBuildTapeAllocs(t *testing.T) {
 	// A rejected frame must not cost the next parse its buffers either.
 	truncated := []byte(`{"a":[1,2,`)
 	allocs := testing.AllocsPerRun(100, func() {
-		if buildTape(truncated, &pj) == nil {
+		if Build(truncated, &pj) == nil {
 			t.Fatal("truncated frame accepted")
 		}
-		if err := buildTape(small[0], &pj); err != nil {
+		if err := Build(small[0], &pj); err != nil {
 			t.Fatal(err)
 		}
 	})
@@ -610,30 +614,8 @@ func TestBuildTapeAllocs(t *testing.T) {
 	}
 }
 
-func TestJSONParserFallbackMatchesSIMD(t *testing.T) {
-	needSIMD(t)
-	simd, fb := NewJSONParser(false), NewJSONParser(true)
-	if !simd.SIMD() || fb.SIMD() {
-		t.Fatalf("SIMD() = %v, %v", simd.SIMD(), fb.SIMD())
-	}
-	small, snap := typicalFrames(t)
-	for _, fr := range append(small, snap, []byte(`{"a":`)) {
-		a, aerr := simd.Parse(fr)
-		b, berr := fb.Parse(fr)
-		if (aerr == nil) != (berr == nil) {
-			t.Fatalf("%.100q: errors %v / %v", fr, aerr, berr)
-		}
-		if aerr != nil {
-			continue
-		}
-		if !slices.Equal(a.Tape, b.Tape) {
-			t.Fatalf("%.100q: tapes differ", fr)
-		}
-	}
-}
-
 // BenchmarkJSONPaths compares the two JSON paths in one run: MB/s of
-// simdjson-go and of buildTape on the same frames.
+// simdjson-go and of Build on the same frames.
 func BenchmarkJSONPaths(b *testing.B) {
 	small, snap := typicalFrames(b)
 	size := 0
@@ -653,21 +635,22 @@ func BenchmarkJSONPaths(b *testing.B) {
 			if !simdjson.SupportedCPU() {
 				b.Skip("no AVX2/CLMUL")
 			}
-			p := NewJSONParser(false)
+			var pj *simdjson.ParsedJson
 			b.SetBytes(int64(in.bytes))
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				if _, err := p.Parse(in.frames[i%len(in.frames)]); err != nil {
+				var err error
+				if pj, err = simdjson.Parse(in.frames[i%len(in.frames)], pj, simdOpts...); err != nil {
 					b.Fatal(err)
 				}
 			}
 		})
-		b.Run(in.name+"/buildTape", func(b *testing.B) {
-			p := NewJSONParser(true)
+		b.Run(in.name+"/Build", func(b *testing.B) {
+			var pj simdjson.ParsedJson
 			b.SetBytes(int64(in.bytes))
 			b.ReportAllocs()
 			for i := 0; b.Loop(); i++ {
-				if _, err := p.Parse(in.frames[i%len(in.frames)]); err != nil {
+				if err := Build(in.frames[i%len(in.frames)], &pj); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -689,7 +672,7 @@ func TestBuildTapeGenerated(t *testing.T) {
 			}
 		}
 		total++
-		if buildTape(b, &fb) == nil {
+		if Build(b, &fb) == nil {
 			accepted++
 		}
 	}
@@ -779,7 +762,7 @@ func TestBuildTapeGenerated(t *testing.T) {
 			sb.WriteString(`,"` + escapes[rng.IntN(7)] + strings.Repeat("y", rng.IntN(70)) + `",`)
 		}
 		sb.WriteString("0]")
-		if buildTape([]byte(sb.String()), &fb) == nil {
+		if Build([]byte(sb.String()), &fb) == nil {
 			bigOK++
 		}
 		b := []byte(sb.String())
@@ -803,7 +786,7 @@ func TestBuildTapeGenerated(t *testing.T) {
 
 var updateTapeGolden = flag.Bool("update-tape-golden", false, "rewrite testdata/json/tapes.golden from simdjson-go")
 
-const tapeGoldenPath = "../testdata/json/tapes.golden"
+const tapeGoldenPath = "../../../testdata/json/tapes.golden"
 
 // tapeDigest hashes what a tape shows: its entries, the string buffer and
 // the walk through simdjson-go's API; "err" for a rejected frame.
@@ -824,7 +807,7 @@ func tapeDigest(pj *simdjson.ParsedJson, err error) string {
 	return fmt.Sprintf("%016x", h.Sum64())
 }
 
-// TestBuildTapeGolden checks buildTape against digests of simdjson-go's
+// TestBuildTapeGolden checks Build against digests of simdjson-go's
 // tapes kept in testdata, so the portable path is verified on the CPUs that
 // use it, where simdjson-go cannot run. Where simdjson-go runs, the digests
 // are checked against it too, so they cannot go stale.
@@ -876,9 +859,9 @@ func TestBuildTapeGolden(t *testing.T) {
 				t.Fatalf("%.100q: simdjson-go gives %s, %s says %s: regenerate it", in, d, tapeGoldenPath, want)
 			}
 		}
-		if got := tapeDigest(&fb, buildTape(in, &fb)); got != want {
+		if got := tapeDigest(&fb, Build(in, &fb)); got != want {
 			if bad++; bad <= 5 {
-				t.Errorf("%.200q: buildTape digest %s, simdjson-go's %s", in, got, want)
+				t.Errorf("%.200q: Build digest %s, simdjson-go's %s", in, got, want)
 			}
 		}
 	}
@@ -903,10 +886,10 @@ func TestBuildTapeExhaustive(t *testing.T) {
 		for _, w := range wraps {
 			in := append(append([]byte(w[0]), cur...), w[1]...)
 			want, werr := simdRef(slices.Clone(in))
-			gerr := buildTape(in, &fb)
+			gerr := Build(in, &fb)
 			if (werr == nil) != (gerr == nil) || werr == nil && (!slices.Equal(want.Tape, fb.Tape) || !bytes.Equal(want.Strings.B, fb.Strings.B)) {
 				if bad++; bad <= 5 {
-					t.Errorf("%q: simdjson-go err %v, buildTape err %v", in, werr, gerr)
+					t.Errorf("%q: simdjson-go err %v, Build err %v", in, werr, gerr)
 				}
 			}
 		}

@@ -1,8 +1,12 @@
-package ingest
+// Package jsontape builds simdjson-go's tape without SIMD instructions, for
+// CPUs without AVX2 and CLMUL: ingest.JSONParser calls Build there, so the
+// venue decoders read the same tape on every CPU.
+package jsontape
 
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"math/bits"
@@ -14,7 +18,7 @@ import (
 
 // The portable tape builder. simdjson-go (v0.4.5) parses in two stages: stage
 // 1 (assembly) finds the structural characters, stage 2 walks them and writes
-// the tape. buildTape does both in one scalar pass, but keeps every rule that
+// the tape. Build does both in one scalar pass, but keeps every rule that
 // decides what the tape looks like and what is rejected:
 //
 //   - the message is bytes.TrimSpace(b) (so Unicode spaces at either end are
@@ -40,8 +44,8 @@ import (
 // and mutated inputs, fuzzing). One rule is inferred rather than read: a '"'
 // among the four digits of a \u escape makes simdjson-go's string run past
 // the quote stage 1 ended it at, and every such input tried fails there, so
-// buildTape rejects it outright. Error values differ in text only (all wrap
-// errJSON).
+// Build rejects it outright. Error values differ in text only (all wrap
+// ErrInvalid).
 //
 // Objects and arrays are linked through their start entries while open (the
 // payload holds the parent's index until the scope closes), so no stack is
@@ -62,23 +66,26 @@ const (
 	tapeArrStart = uint64('[') << tapeShift
 )
 
-// Where buildTape's string state returns to.
+// Where Build's string state returns to.
 const (
 	afterKey = iota
 	afterObjectValue
 	afterArrayValue
 )
 
-// Errors of the portable path; all of them are errJSON, like the SIMD path's.
+// ErrInvalid is wrapped by every error of Build.
+var ErrInvalid = errors.New("invalid json")
+
+// Errors of the portable path; all of them wrap ErrInvalid.
 var (
-	errTapeEmpty    = fmt.Errorf("%w: empty message", errJSON)
-	errTapeRoot     = fmt.Errorf("%w: root is not an object or array", errJSON)
-	errTapeTrailing = fmt.Errorf("%w: data after the root value", errJSON)
-	errTapeToken    = fmt.Errorf("%w: unexpected character", errJSON)
-	errTapeEOF      = fmt.Errorf("%w: unexpected end of message", errJSON)
-	errTapeString   = fmt.Errorf("%w: bad string", errJSON)
-	errTapeNumber   = fmt.Errorf("%w: bad number", errJSON)
-	errTapeAtom     = fmt.Errorf("%w: bad literal", errJSON)
+	errTapeEmpty    = fmt.Errorf("%w: empty message", ErrInvalid)
+	errTapeRoot     = fmt.Errorf("%w: root is not an object or array", ErrInvalid)
+	errTapeTrailing = fmt.Errorf("%w: data after the root value", ErrInvalid)
+	errTapeToken    = fmt.Errorf("%w: unexpected character", ErrInvalid)
+	errTapeEOF      = fmt.Errorf("%w: unexpected end of message", ErrInvalid)
+	errTapeString   = fmt.Errorf("%w: bad string", ErrInvalid)
+	errTapeNumber   = fmt.Errorf("%w: bad number", ErrInvalid)
+	errTapeAtom     = fmt.Errorf("%w: bad literal", ErrInvalid)
 )
 
 // charClass bits.
@@ -131,11 +138,11 @@ func init() {
 	}
 }
 
-// buildTape parses b into pj's tape without SIMD instructions, producing
+// Build parses b into pj's tape without SIMD instructions, producing
 // exactly the tape simdjson-go would with WithCopyStrings(false) (same tags,
 // payloads and string storage), reusing pj's memory. On error pj holds no
 // valid tape.
-func buildTape(b []byte, pj *simdjson.ParsedJson) error {
+func Build(b []byte, pj *simdjson.ParsedJson) error {
 	msg := bytes.TrimSpace(b)
 	n := len(msg)
 	pj.Message = msg
@@ -428,7 +435,7 @@ func skipRun(msg []byte, i int) int {
 }
 
 // stringSlow finishes the string whose opening quote is msg[i] when
-// buildTape's scan stopped at msg[j] on something else than its closing quote: an
+// Build's scan stopped at msg[j] on something else than its closing quote: an
 // escape (the string is decoded into strs), a control character or the end.
 func stringSlow(msg []byte, i, j int, tape []uint64, strs []byte) (int, []uint64, []byte, error) {
 	if j < len(msg) && msg[j] == '\\' {
