@@ -20,6 +20,7 @@ type Metrics struct {
 	replayLines     *prometheus.CounterVec
 	replayMalformed *prometheus.CounterVec
 	replayPasses    prometheus.Counter
+	replayFailed    prometheus.Counter
 
 	dropped *prometheus.CounterVec
 	conn    *connMetrics
@@ -59,6 +60,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		replayPasses: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_ingest_replay_passes_total", Help: "Completed passes over the replay files.",
 		}),
+		replayFailed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_ingest_replay_failed_files_total", Help: "Replay files that could not be opened or read to the end (truncated, not a capture); the other files go on, and the replay ends with an error naming them.",
+		}),
 	}
 	m.dropped = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "signald_ingest_feed_dropped_total", Help: "Items a feed discarded, by what (Binance: depth_in_snapshot, diffs the snapshot already contains; depth_resync, buffered diffs given up by a resync; depth_buffer, diffs beyond the buffer's bound while waiting for a snapshot).",
@@ -67,7 +71,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	if reg != nil {
 		reg.MustRegister(m.dropped)
 		reg.MustRegister(m.frames, m.malformed, m.ignored, m.ticks, m.unnormalized, m.parserPath, m.resyncs,
-			m.replayLines, m.replayMalformed, m.replayPasses)
+			m.replayLines, m.replayMalformed, m.replayPasses, m.replayFailed)
 	}
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -340,6 +341,7 @@ func (r *Replayer) parser(market string) (*BinanceParser, error) {
 
 // runState is one Run's progress.
 type runState struct {
+	failed          map[string]error // files that failed, by path (first error)
 	pass            int
 	shift           int64
 	emitted         int
@@ -358,7 +360,7 @@ var errLimit = errors.New("replay limit reached")
 // emitted, ctx.Err() when ctx is cancelled, and emit's error wrapped when
 // emit fails. Malformed lines and frames are counted and skipped.
 func (r *Replayer) Run(ctx context.Context, emit func([]market.Tick) error) error {
-	st := &runState{minRecv: math.MaxInt64, maxRecv: math.MinInt64}
+	st := &runState{minRecv: math.MaxInt64, maxRecv: math.MinInt64, failed: map[string]error{}}
 	for ; ; st.pass++ {
 		if st.pass > 0 {
 			if st.maxRecv < st.minRecv {
@@ -369,16 +371,44 @@ func (r *Replayer) Run(ctx context.Context, emit func([]market.Tick) error) erro
 		}
 		if err := r.runPass(ctx, st, emit); err != nil {
 			if errors.Is(err, errLimit) {
-				return nil
+				return st.failures(len(r.files))
 			}
 			return err
 		}
 		r.m.replayPasses.Inc()
 		r.log.Debug("replay: pass done", "pass", st.pass, "ticks", st.emitted)
-		if !r.cfg.Loop {
-			return nil
+		if !r.cfg.Loop || len(st.failed) == len(r.files) {
+			return st.failures(len(r.files))
 		}
 	}
+}
+
+// fail records that a file could not be replayed (once per file): counted,
+// logged, and the other files go on.
+func (r *Replayer) fail(st *runState, path string, err error) {
+	if _, seen := st.failed[path]; seen {
+		return
+	}
+	st.failed[path] = err
+	r.m.replayFailed.Inc()
+	r.log.Error("replay: file skipped; the other files go on", "path", path, "err", err)
+}
+
+// failures is the error a replay ends with when files failed.
+func (st *runState) failures(n int) error {
+	if len(st.failed) == 0 {
+		return nil
+	}
+	paths := make([]string, 0, len(st.failed))
+	for p := range st.failed {
+		paths = append(paths, p)
+	}
+	slices.Sort(paths)
+	msgs := make([]string, len(paths))
+	for i, p := range paths {
+		msgs[i] = st.failed[p].Error()
+	}
+	return fmt.Errorf("replay: %d of %d files failed (the others were replayed): %s", len(paths), n, strings.Join(msgs, "; "))
 }
 
 // runPass replays every file once, merged by receive time: captures of
@@ -397,9 +427,13 @@ func (r *Replayer) runPass(ctx context.Context, st *runState, emit func([]market
 		f.Reset()
 	}
 	for _, rf := range r.files {
+		if _, bad := st.failed[rf.path]; bad {
+			continue
+		}
 		c, err := r.openCursor(rf, st)
 		if err != nil {
-			return err
+			r.fail(st, rf.path, err)
+			continue
 		}
 		cursors = append(cursors, c)
 		if err := c.advance(ctx); err != nil {
@@ -483,7 +517,11 @@ func (c *fileCursor) advance(ctx context.Context) error {
 		}
 		line, rerr := r.readLine(c.br)
 		if rerr != nil && !errors.Is(rerr, io.EOF) && !errors.Is(rerr, errLineTooLong) {
-			return fmt.Errorf("replay: %s: %w", rf.path, rerr)
+			// A truncated or damaged file: what was read of it stands, the
+			// other files go on.
+			r.fail(st, rf.path, fmt.Errorf("replay: %s: line %d: %w", rf.path, c.lineNo+1, rerr))
+			c.eof = true
+			return nil
 		}
 		c.lineNo++
 		if errors.Is(rerr, errLineTooLong) {
