@@ -37,6 +37,8 @@ type Config struct {
 	Gatherer prometheus.Gatherer
 	// Pprof serves Go profiles under /debug/pprof/.
 	Pprof bool
+	// MaxConns bounds the open connections (see connLimiter); default 1024.
+	MaxConns int
 }
 
 func (c *Config) setDefaults() {
@@ -45,6 +47,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Ready == nil {
 		c.Ready = func() bool { return true }
+	}
+	if c.MaxConns <= 0 {
+		c.MaxConns = 1024
 	}
 }
 

@@ -93,7 +93,9 @@ func (s *Server) Handler() http.Handler { return s.mux }
 // Run serves the API on ln until ctx ends, then shuts the server down
 // (waiting up to 5 s for requests in flight); ln is closed.
 func (s *Server) Run(ctx context.Context, ln net.Listener) error {
-	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 2 * time.Minute}
+	lim := newConnLimiter(s.cfg.MaxConns, s.m)
+	srv := &http.Server{Handler: s.mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: time.Minute, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10, ConnState: lim.track}
 	s.log.Info("http: serving", "addr", ln.Addr().String())
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -119,12 +119,12 @@ func (s *Server) serveFeatures(w http.ResponseWriter, r *http.Request) {
 			for i, rw := range rows {
 				ids[i] = snap.ids[rw]
 			}
-			macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("instrument %q is ambiguous: it trades on %d venues (%s); ask for venue:instrument", id, len(rows), strings.Join(ids, ", ")))
+			macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("instrument %q is ambiguous: it trades on %d venues (%s); ask for venue:instrument", clip(id), len(rows), strings.Join(ids, ", ")))
 			return
 		}
 	}
 	if !ok {
-		macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("no instrument %q in the latest step (%d instruments; GET /v1/instruments lists them; ids are venue:instrument, or the instrument alone when only one venue has it)", id, len(snap.ids)))
+		macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("no instrument %q in the latest step (%d instruments; GET /v1/instruments lists them; ids are venue:instrument, or the instrument alone when only one venue has it)", clip(id), len(snap.ids)))
 		return
 	}
 	sch := snap.rec.Schema()
@@ -184,4 +184,13 @@ func (c *fieldNameCache) get(sch *arrow.Schema) [][]byte {
 	}
 	c.schema = sch
 	return c.names
+}
+
+// clip bounds what an error echoes of a client's input.
+func clip(s string) string {
+	const max = 128
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "…"
 }

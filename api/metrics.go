@@ -7,6 +7,10 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	evicted  prometheus.Counter
+
+	connsOpen     prometheus.Gauge
+	connsShed     prometheus.Counter
+	connsRejected prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -21,9 +25,18 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		evicted: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "signald_http_signal_ring_evicted_total", Help: "Signals evicted from the ring behind /v1/signals (still in the store); responses say when a query reaches past them.",
 		}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "signald_http_open_connections", Help: "Open HTTP connections (bounded by the connection limit).",
+		}),
+		connsShed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_http_idle_connections_shed_total", Help: "Idle keep-alive connections closed to make room for a new one at the connection limit.",
+		}),
+		connsRejected: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "signald_http_rejected_connections_total", Help: "Connections closed on arrival because the connection limit was reached and none was idle.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.requests, m.duration, m.evicted)
+		reg.MustRegister(m.requests, m.duration, m.evicted, m.connsOpen, m.connsShed, m.connsRejected)
 	}
 	return m
 }
