@@ -19,6 +19,12 @@ import (
 	"github.com/signald-dev/signald/market"
 )
 
+// Problem is one reason /readyz answers 503.
+type Problem struct {
+	Component string `json:"component"` // e.g. "store", "venue binance", "pipeline"
+	Reason    string `json:"reason"`
+}
+
 // DefaultSignalRing is the default capacity of the ring behind /v1/signals.
 const DefaultSignalRing = 4096
 
@@ -33,6 +39,10 @@ type Config struct {
 	// Ready answers /readyz (false: 503, starting or stopping); default:
 	// always ready.
 	Ready func() bool
+	// Problems, when set, names what keeps the service from doing its job
+	// (a store that cannot write, a venue not connected): /readyz is 503
+	// with them in a JSON body while there are any.
+	Problems func() []Problem
 	// Gatherer is served on /metrics; nil: no /metrics.
 	Gatherer prometheus.Gatherer
 	// Pprof serves Go profiles under /debug/pprof/.

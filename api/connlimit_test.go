@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
@@ -83,5 +84,27 @@ func TestEchoedIDIsClipped(t *testing.T) {
 	}
 	if clip("binance:BTC-USDT") != "binance:BTC-USDT" {
 		t.Fatal("clip changed a short id")
+	}
+}
+
+// /readyz names each failing component in a JSON body with 503, and is 200
+// once nothing fails.
+func TestReadyzNamesProblems(t *testing.T) {
+	var problems []Problem
+	s := New(Config{Problems: func() []Problem { return problems }}, nil, nil)
+	if w := get(t, s.Handler(), "/readyz"); w.Code != 200 {
+		t.Fatalf("healthy: %d %s", w.Code, w.Body)
+	}
+	problems = []Problem{{"store", "cannot write for 45s: insert deadline exceeded"}, {"venue kraken", "no connection open for 2m0s (1 configured)"}}
+	w := get(t, s.Handler(), "/readyz")
+	var body struct {
+		Ready    bool      `json:"ready"`
+		Problems []Problem `json:"problems"`
+	}
+	if w.Code != 503 || w.Header().Get("Content-Type") != "application/json" || json.Unmarshal(w.Body.Bytes(), &body) != nil {
+		t.Fatalf("failing: %d %q %s", w.Code, w.Header().Get("Content-Type"), w.Body)
+	}
+	if body.Ready || len(body.Problems) != 2 || body.Problems[1].Component != "venue kraken" {
+		t.Fatalf("body %+v", body)
 	}
 }

@@ -76,8 +76,20 @@ func (s *Server) routes(reg prometheus.Registerer) *http.ServeMux {
 		if t := s.macro.FirstStep(); t != 0 {
 			h["X-Signald-First-Step-Unix-Nano"] = []string{strconv.FormatInt(t, 10)}
 		}
+		var problems []Problem
 		if !s.cfg.Ready() {
-			http.Error(w, "not ready: starting or stopping", http.StatusServiceUnavailable)
+			problems = append(problems, Problem{Component: "pipeline", Reason: "starting or stopping"})
+		}
+		if s.cfg.Problems != nil {
+			problems = append(problems, s.cfg.Problems()...)
+		}
+		if len(problems) > 0 {
+			h["Content-Type"] = []string{"application/json"}
+			w.WriteHeader(http.StatusServiceUnavailable)
+			json.NewEncoder(w).Encode(struct {
+				Ready    bool      `json:"ready"`
+				Problems []Problem `json:"problems"`
+			}{false, problems})
 			return
 		}
 		h["Content-Type"] = hdrText

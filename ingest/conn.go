@@ -149,6 +149,11 @@ type Ingestor struct {
 	closed                    bool
 	running                   bool
 
+	// openConns and lastTick are what Health reports.
+	openConns atomic.Int32
+	lastTick  atomic.Int64 // wall clock (ns) of the last ticks enqueued
+	lastGauge prometheus.Gauge
+
 	// subSent, when set (by tests, before Run), is called as each subscribe
 	// frame's write starts, with its connection and the time: pacing is
 	// checked where it is done, not where the frames arrive.
@@ -224,6 +229,7 @@ func NewIngestor(cfg IngestorConfig, logger *slog.Logger, m *Metrics) (*Ingestor
 	in.snapLimiter = newRateLimiter(cfg.SnapshotRate)
 	c, v := m.conn, cfg.Venue
 	in.open, in.depth = c.open.WithLabelValues(v), c.queueDepth.WithLabelValues(v)
+	in.lastGauge = c.lastTick.WithLabelValues(v)
 	in.frames, in.bytes = c.received.WithLabelValues(v), c.receivedBytes.WithLabelValues(v)
 	in.gapsDisc, in.gapsDrop = c.gaps.WithLabelValues(v, "disconnect"), c.gaps.WithLabelValues(v, "queue_drop")
 	in.snapOK, in.snapErr, in.snapStale = c.snapshots.WithLabelValues(v, "ok"), c.snapshots.WithLabelValues(v, "error"), c.snapshots.WithLabelValues(v, "stale")
@@ -267,6 +273,23 @@ func NewIngestor(cfg IngestorConfig, logger *slog.Logger, m *Metrics) (*Ingestor
 }
 
 type instSym struct{ instrument, symbol string }
+
+// IngestorHealth is what an Ingestor reports for readiness.
+type IngestorHealth struct {
+	Venue       string
+	Connections int       // connections the ingestor keeps
+	Open        int       // of them, open now
+	LastTick    time.Time // when ticks were last queued; zero: never
+}
+
+// Health reports the ingestor's connections and its last ticks.
+func (in *Ingestor) Health() IngestorHealth {
+	h := IngestorHealth{Venue: in.cfg.Venue, Connections: len(in.conns), Open: int(in.openConns.Load())}
+	if ns := in.lastTick.Load(); ns != 0 {
+		h.LastTick = time.Unix(0, ns)
+	}
+	return h
+}
 
 // C is the queue of tick batches, one per frame (or snapshot, or gap set),
 // in the order the venue sent them per connection. It is closed when Run
@@ -341,6 +364,9 @@ func (in *Ingestor) enqueue(ctx context.Context, ticks []market.Tick) {
 	if len(ticks) == 0 {
 		return
 	}
+	now := time.Now()
+	in.lastTick.Store(now.UnixNano())
+	in.lastGauge.Set(float64(now.UnixNano()) / 1e9)
 	b := append([]market.Tick(nil), ticks...)
 	switch in.cfg.Overflow {
 	case Block:
@@ -507,6 +533,8 @@ func (r *connRunner) session(ctx context.Context) (connected bool, reason string
 	c.SetReadLimit(in.cfg.MaxFrameBytes)
 	in.open.Inc()
 	defer in.open.Dec()
+	in.openConns.Add(1)
+	defer in.openConns.Add(-1)
 	in.log.Info("ingest connection open", "conn", r.id, "subscriptions", len(r.subs))
 
 	sctx, scancel := context.WithCancelCause(ctx)

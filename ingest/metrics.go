@@ -167,6 +167,7 @@ func (f *FeedMetrics) Resync(reason string) {
 // connMetrics are the connection manager's (Ingestor's) collectors.
 type connMetrics struct {
 	open           *prometheus.GaugeVec
+	lastTick       *prometheus.GaugeVec
 	reconnects     *prometheus.CounterVec
 	received       *prometheus.CounterVec
 	receivedBytes  *prometheus.CounterVec
@@ -184,6 +185,9 @@ func newConnMetrics(reg prometheus.Registerer) *connMetrics {
 	m := &connMetrics{
 		open: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "signald_ingest_connections_open", Help: "Websocket connections currently open, by venue.",
+		}, []string{"venue"}),
+		lastTick: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "signald_ingest_venue_last_tick_seconds", Help: "When a live venue last produced ticks (Unix time, seconds); time() minus it is the venue's silence.",
 		}, []string{"venue"}),
 		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "signald_ingest_reconnects_total", Help: "Websocket connections ended and redialled, by reason (dial, read, write, silence, closed).",
@@ -223,7 +227,7 @@ func newConnMetrics(reg prometheus.Registerer) *connMetrics {
 	}, []string{"venue", "result"})
 	if reg != nil {
 		reg.MustRegister(m.probes)
-		reg.MustRegister(m.open, m.reconnects, m.received, m.receivedBytes, m.sent, m.queueDepth, m.queueDropped,
+		reg.MustRegister(m.open, m.lastTick, m.reconnects, m.received, m.receivedBytes, m.sent, m.queueDepth, m.queueDropped,
 			m.snapshots, m.snapshotSecs, m.enqueueLatency, m.gaps)
 	}
 	return m

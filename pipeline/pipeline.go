@@ -85,6 +85,12 @@ type Config struct {
 	// (internal/ledger; `signald reconcile` reads them); default
 	// DataDir/ledger.
 	LedgerDir string
+	// StoreGrace is how long the store may fail to write before Health
+	// reports it; default 30s.
+	StoreGrace time.Duration
+	// VenueGrace is how long a live venue may have no connection open
+	// (at start, or after losing it) before Health reports it; default 60s.
+	VenueGrace time.Duration
 	// SpoolDir holds the producers' spools (what could not be published
 	// before a stop or during an outage, published first at the next
 	// start); default DataDir/spool.
@@ -140,6 +146,12 @@ func (c *Config) setDefaults() {
 	if c.LedgerDir == "" {
 		c.LedgerDir = filepath.Join(c.DataDir, "ledger")
 	}
+	if c.StoreGrace <= 0 {
+		c.StoreGrace = 30 * time.Second
+	}
+	if c.VenueGrace <= 0 {
+		c.VenueGrace = time.Minute
+	}
 	if c.SpoolDir == "" {
 		c.SpoolDir = filepath.Join(c.DataDir, "spool")
 	}
@@ -176,6 +188,9 @@ type Pipeline struct {
 	lostBuf []seqgap.Loss
 
 	ready     atomic.Bool
+	started   time.Time
+	liveMu    sync.Mutex
+	live      []*liveHealth
 	closeOnce sync.Once
 	closeErr  error
 }
@@ -282,6 +297,56 @@ func (p *Pipeline) open(ctx context.Context) error {
 // Ready reports whether every stage is running (and not yet stopping).
 func (p *Pipeline) Ready() bool { return p.ready.Load() }
 
+// Problem is something that keeps the pipeline from doing its job.
+type Problem struct {
+	Component string // "store", "venue <name>"
+	Reason    string
+}
+
+// liveHealth follows one live ingestor's connections for Health.
+type liveHealth struct {
+	in        *ingest.Ingestor
+	seenOpen  bool      // a connection was open at some look
+	downSince time.Time // zero: some connection open at the last look
+}
+
+// Health lists what is failing for longer than its grace: the store
+// unable to write (StoreGrace), a live venue with no connection open
+// (VenueGrace). Empty when all is well.
+func (p *Pipeline) Health() []Problem {
+	now := time.Now()
+	var out []Problem
+	if hr, ok := p.store.(store.HealthReporter); ok {
+		h := hr.WriteHealth()
+		if !h.FailingSince.IsZero() && now.Sub(h.FailingSince) >= p.cfg.StoreGrace {
+			out = append(out, Problem{"store", fmt.Sprintf("cannot write for %s: %s", now.Sub(h.FailingSince).Round(time.Second), h.LastError)})
+		}
+	}
+	p.liveMu.Lock()
+	defer p.liveMu.Unlock()
+	for _, l := range p.live {
+		h := l.in.Health()
+		if h.Open > 0 {
+			l.seenOpen, l.downSince = true, time.Time{}
+			continue
+		}
+		if l.downSince.IsZero() {
+			l.downSince = now
+			if !l.seenOpen && !p.started.IsZero() {
+				l.downSince = p.started // never connected since the start
+			}
+		}
+		if now.Sub(l.downSince) >= p.cfg.VenueGrace {
+			reason := fmt.Sprintf("no connection open for %s (%d configured)", now.Sub(l.downSince).Round(time.Second), h.Connections)
+			if !h.LastTick.IsZero() {
+				reason += fmt.Sprintf("; last ticks %s ago", now.Sub(h.LastTick).Round(time.Second))
+			}
+			out = append(out, Problem{"venue " + h.Venue, reason})
+		}
+	}
+	return out
+}
+
 // Close closes the store and the transport; it is safe to call more than
 // once, and Run calls it when it returns.
 func (p *Pipeline) Close() error {
@@ -383,6 +448,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		defer close(ledgerDone)
 		p.flushLedger(ingestCtx)
 	}()
+	p.started = time.Now()
 	p.ready.Store(true)
 
 	ingestErr := p.ingest(ingestCtx, tickProducer)
@@ -461,6 +527,11 @@ func (p *Pipeline) ingestLive(ctx context.Context, prod *transport.Producer) err
 		}
 		ins = append(ins, in)
 	}
+	p.liveMu.Lock()
+	for _, in := range ins {
+		p.live = append(p.live, &liveHealth{in: in})
+	}
+	p.liveMu.Unlock()
 	var g errgroup.Group
 	for _, in := range ins {
 		g.Go(func() error {

@@ -163,6 +163,13 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := api.New(api.Config{
 		Macro: macro.Config{Returns: cfg.MacroReturns, RV: cfg.MacroRV},
 		Ready: func() bool { return p.Ready() }, Gatherer: reg, Pprof: cfg.Pprof,
+		Problems: func() []api.Problem {
+			var out []api.Problem
+			for _, pr := range p.Health() {
+				out = append(out, api.Problem{Component: pr.Component, Reason: pr.Reason})
+			}
+			return out
+		},
 	}, log, reg)
 	p, err = newPipeline(ctx, cfg, srv, log, reg)
 	if err != nil {
