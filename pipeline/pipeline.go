@@ -433,6 +433,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	sigStage.Go(func() error { return dlqRet.Run(sigCtx) })
 	sigStage.Go(func() error { return sigRet.Run(sigCtx) })
 	tickStages.Go(func() error { return storeC.Run(tickCtx) })
+	tickStages.Go(func() error {
+		// Holes age out even when no more ticks arrive to sweep them.
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-tickCtx.Done():
+				return nil
+			case now := <-t.C:
+				p.sweepLost(now)
+			}
+		}
+	})
 	tickStages.Go(func() error { return featC.Run(tickCtx) })
 	sigStage.Go(func() error { return sigC.Run(sigCtx) })
 	lagMon, err := transport.NewLagMonitor(p.backend, transport.LagConfig{
@@ -470,13 +483,19 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	// stage before it published, bounded so a broken server cannot hold the
 	// stop forever.
 	var errs []error
-	if err := tickProducer.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("tick producer: %w", err))
+	tickErr := tickProducer.Close()
+	if tickErr != nil {
+		errs = append(errs, fmt.Errorf("tick producer: %w", tickErr))
 	}
-	p.waitCaughtUp(p.tickStreams, []string{groupStore, groupFeatures})
+	drained := p.waitCaughtUp(p.tickStreams, []string{groupStore, groupFeatures})
 	stopTicks()
 	if err := tickStages.Wait(); err != nil {
 		errs = append(errs, err)
+	}
+	if drained && tickErr == nil {
+		// Everything ingest published was handled and nothing waits in a
+		// spool: a hole still open can no longer fill.
+		p.sweepLost(time.Unix(1<<40, 0))
 	}
 	if err := sigProducer.Close(); err != nil {
 		errs = append(errs, fmt.Errorf("signal producer: %w", err))
@@ -677,6 +696,18 @@ func (p *Pipeline) observeStored(ticks []market.Tick, skip map[int]bool) {
 		lost = p.gaps.Sweep(now, lost)
 		p.swept = now
 	}
+	p.countLost(lost)
+}
+
+// sweepLost counts every hole that arrived numbers left open before at.
+func (p *Pipeline) sweepLost(at time.Time) {
+	p.gapMu.Lock()
+	defer p.gapMu.Unlock()
+	p.countLost(p.gaps.Sweep(at, p.lostBuf[:0]))
+}
+
+// countLost counts lost runs in the metric and a log line each; gapMu held.
+func (p *Pipeline) countLost(lost []seqgap.Loss) {
 	for _, l := range lost {
 		p.pm.lost.WithLabelValues(l.Key.Venue, l.Key.Instrument).Add(float64(l.Count()))
 		p.log.Error("ticks lost between ingest and the store", "venue", l.Key.Venue, "instrument", l.Key.Instrument,
@@ -686,8 +717,8 @@ func (p *Pipeline) observeStored(ticks []market.Tick, skip map[int]bool) {
 }
 
 // waitCaughtUp waits until every group has read and acknowledged everything
-// in streams, for at most 30 s.
-func (p *Pipeline) waitCaughtUp(streams, groups []string) {
+// in streams, for at most 30 s, and reports whether they did.
+func (p *Pipeline) waitCaughtUp(streams, groups []string) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	for {
@@ -706,12 +737,12 @@ func (p *Pipeline) waitCaughtUp(streams, groups []string) {
 			}
 		}
 		if behind == 0 {
-			return
+			return true
 		}
 		select {
 		case <-ctx.Done():
 			p.log.Warn("shutdown: stages did not catch up in time; the rest stays in the streams for the next start", "entries", behind)
-			return
+			return false
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

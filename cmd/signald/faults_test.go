@@ -1,11 +1,18 @@
 package main
 
 import (
+	"context"
+	"fmt"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/signald-dev/signald/internal/faultnet"
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 // What ingest published (its ledger) reconciles with what the run stored;
@@ -49,5 +56,87 @@ func TestReconcileAndCorruptFiles(t *testing.T) {
 	}
 	if _, stderr, err = runCLI(t, "reconcile", "--data", filepath.Join(dir, "nope")); err == nil || !strings.Contains(stderr, "--ledger") {
 		t.Fatalf("reconcile without a ledger: %v\n%s", err, stderr)
+	}
+}
+
+// Entries the store group has not read are trimmed away by hand while the
+// store is stalled (a hung ClickHouse): the ticks that never reach the store
+// are counted exactly (published - stored = the lost-tick log lines'
+// total), nothing is stored twice after FINAL, and reconcile reports the
+// same loss from ingest's ledger.
+func TestExternalTrimLossIsCounted(t *testing.T) {
+	redisAddr, chAddr := integration(t)
+	px, err := faultnet.Listen(chAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	prefix := fmt.Sprintf("sdtrim%d", rand.Uint32())
+	dropStreams(t, redisAddr, prefix)
+	db := fmt.Sprintf("sdtrim_%d", rand.Uint32())
+	const limit = 20000
+	want := expectedTicks(t, spotCapture, limit)
+	data := t.TempDir()
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "0", "--exit-when-done",
+		"--http", freePort(t), "--redis", redisAddr, "--stream-prefix", prefix, "--shards", "1",
+		"--clickhouse", px.Addr(), "--clickhouse-db", db, "--loss-delay", "2s", "--data", data)
+	d.waitLog(t, "store: ClickHouse", time.Minute)
+	px.Freeze() // the store stalls; ingest and the feature stage go on
+	d.waitLog(t, "ingest done", time.Minute)
+	r, err := transport.NewRedis(context.Background(), transport.RedisOptions{Addrs: []string{redisAddr}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	// What `XTRIM <stream> MAXLEN 100` does by hand.
+	if _, err := r.TrimMaxLen(context.Background(), prefix+":ticks:{0}", 100); err != nil {
+		t.Fatal(err)
+	}
+	px.Thaw()
+	start := time.Now()
+	if err := d.wait(t, 3*time.Minute); err != nil {
+		t.Fatalf("daemon: %v\n%s", err, tail(d.stderr.String(), 3000))
+	}
+	recovery := time.Since(start)
+	ch := openCH(t, chAddr, db)
+	stored := storedIDs(t, ch)
+	missing := 0
+	for id := range want {
+		if stored[id] == 0 {
+			missing++
+		}
+	}
+	counted := 0
+	for _, line := range strings.Split(d.stderr.String(), "\n") {
+		if !strings.Contains(line, "ticks lost between ingest and the store") {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			if v, ok := strings.CutPrefix(f, "ticks="); ok {
+				var n int
+				fmt.Sscan(v, &n)
+				counted += n
+			}
+		}
+	}
+	if missing == 0 {
+		t.Fatalf("the trim lost nothing: the test did not test it\n%s", tail(d.stderr.String(), 2000))
+	}
+	if counted != missing {
+		t.Fatalf("%d ticks missing from the store, %d counted lost\n%s", missing, counted, tail(d.stderr.String(), 3000))
+	}
+	rows, err := ch.CountTickRows(context.Background(), store.Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct, err := ch.CountTicks(context.Background(), store.Query{})
+	if err != nil || distinct != int64(len(want)-missing) {
+		t.Fatalf("%d distinct ticks after FINAL (%v), want %d", distinct, err, len(want)-missing)
+	}
+	t.Logf("lost %d of %d ticks, all counted; rows before FINAL %d, after %d; the run ended %v after the store came back",
+		missing, len(want), rows, distinct, recovery.Round(time.Second))
+	_, stderr, err := runCLI(t, "reconcile", "--clickhouse", chAddr, "--clickhouse-db", db, "--data", data)
+	if err == nil || !strings.Contains(stderr, fmt.Sprintf("%d missing from the store", missing)) {
+		t.Fatalf("reconcile: %v\n%s", err, stderr)
 	}
 }
