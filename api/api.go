@@ -43,6 +43,10 @@ type Config struct {
 	// (a store that cannot write, a venue not connected): /readyz is 503
 	// with them in a JSON body while there are any.
 	Problems func() []Problem
+	// AckTrimmed, when set, serves POST /v1/admin/trimmed/ack?stream=S&group=G:
+	// an operator acknowledges that group lost unread entries of stream to
+	// a trim (the flag signald_transport_trimmed_unread goes back to 0).
+	AckTrimmed func(stream, group string) bool
 	// Gatherer is served on /metrics; nil: no /metrics.
 	Gatherer prometheus.Gatherer
 	// Pprof serves Go profiles under /debug/pprof/.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"runtime"
 	"strings"
 	"testing"
@@ -106,5 +107,31 @@ func TestReadyzNamesProblems(t *testing.T) {
 	}
 	if body.Ready || len(body.Problems) != 2 || body.Problems[1].Component != "venue kraken" {
 		t.Fatalf("body %+v", body)
+	}
+}
+
+// POST /v1/admin/trimmed/ack acknowledges a raised trimmed_unread flag; an
+// unknown flag is a 404 naming it, a missing label a 400.
+func TestAckTrimmed(t *testing.T) {
+	up := map[[2]string]bool{{"sd:ticks:{0}", "store"}: true}
+	s := New(Config{AckTrimmed: func(stream, group string) bool {
+		k := [2]string{stream, group}
+		was := up[k]
+		delete(up, k)
+		return was
+	}}, nil, nil)
+	post := func(q string) *httptest.ResponseRecorder {
+		w := httptest.NewRecorder()
+		s.Handler().ServeHTTP(w, httptest.NewRequest("POST", "/v1/admin/trimmed/ack"+q, nil))
+		return w
+	}
+	if w := post("?stream=sd:ticks:{0}&group=store"); w.Code != 200 || !strings.Contains(w.Body.String(), `"acknowledged":true`) {
+		t.Fatalf("ack: %d %s", w.Code, w.Body)
+	}
+	if w := post("?stream=sd:ticks:{0}&group=store"); w.Code != 404 || !strings.Contains(w.Body.String(), "no trimmed_unread flag") {
+		t.Fatalf("second ack: %d %s", w.Code, w.Body)
+	}
+	if w := post("?stream=x"); w.Code != 400 {
+		t.Fatalf("no group: %d %s", w.Code, w.Body)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"net/http/pprof"
@@ -68,6 +69,21 @@ func (s *Server) routes(reg prometheus.Registerer) *http.ServeMux {
 		h["Content-Length"] = lenOK
 		w.Write(bodyOK)
 	}))
+	if s.cfg.AckTrimmed != nil {
+		handle("POST /v1/admin/trimmed/ack", "trimmed_ack", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			stream, group := r.URL.Query().Get("stream"), r.URL.Query().Get("group")
+			if stream == "" || group == "" {
+				macro.WriteError(w, http.StatusBadRequest, "say which flag: ?stream=<stream>&group=<group> (signald_transport_trimmed_unread's labels)")
+				return
+			}
+			if !s.cfg.AckTrimmed(stream, group) {
+				macro.WriteError(w, http.StatusNotFound, fmt.Sprintf("no trimmed_unread flag is up for stream %q and group %q", clip(stream), clip(group)))
+				return
+			}
+			w.Header()["Content-Type"] = []string{"application/json"}
+			w.Write([]byte(`{"acknowledged":true}` + "\n"))
+		}))
+	}
 	handle("GET /readyz", "readyz", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		// Steps done so far, and when the first one was published (wall
 		// clock, ns): for load tools that wait for the first step.

@@ -188,6 +188,7 @@ type Pipeline struct {
 	lostBuf []seqgap.Loss
 
 	ready     atomic.Bool
+	lagMon    atomic.Pointer[transport.LagMonitor]
 	started   time.Time
 	liveMu    sync.Mutex
 	live      []*liveHealth
@@ -296,6 +297,16 @@ func (p *Pipeline) open(ctx context.Context) error {
 
 // Ready reports whether every stage is running (and not yet stopping).
 func (p *Pipeline) Ready() bool { return p.ready.Load() }
+
+// AckTrimmed acknowledges that group lost unread entries of stream to a
+// trim (signald_transport_trimmed_unread back to 0; the loss stays counted).
+// It reports whether the flag was up.
+func (p *Pipeline) AckTrimmed(stream, group string) bool {
+	if m := p.lagMon.Load(); m != nil {
+		return m.AckTrimmed(stream, group)
+	}
+	return false
+}
 
 // Problem is something that keeps the pipeline from doing its job.
 type Problem struct {
@@ -455,6 +466,7 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	p.lagMon.Store(lagMon)
 	sigStage.Go(func() error { return lagMon.Run(sigCtx) })
 	ledgerDone := make(chan struct{})
 	go func() {

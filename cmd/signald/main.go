@@ -163,6 +163,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	srv := api.New(api.Config{
 		Macro: macro.Config{Returns: cfg.MacroReturns, RV: cfg.MacroRV},
 		Ready: func() bool { return p.Ready() }, Gatherer: reg, Pprof: cfg.Pprof,
+		AckTrimmed: func(stream, group string) bool { return p.AckTrimmed(stream, group) },
 		Problems: func() []api.Problem {
 			var out []api.Problem
 			for _, pr := range p.Health() {
