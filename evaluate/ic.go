@@ -298,7 +298,7 @@ func (e *Evaluator) icRows() ([]ICRow, []ICInstrument) {
 	for ci, c := range e.icCols {
 		for hi, h := range e.o.Horizons {
 			a := e.ic[ci][hi]
-			row := ICRow{Feature: c, Horizon: h, Steps: a.n, Mean: F(a.meanOrNaN()), SD: F(a.sd()), T: F(a.mean / a.se())}
+			row := ICRow{Feature: c, Horizon: h, Steps: a.count(), Mean: F(a.meanOrNaN()), SD: F(a.sd()), T: F(a.mean() / a.se())}
 			var across welford
 			for _, in := range e.order {
 				if in.icBlk == nil {
@@ -306,15 +306,15 @@ func (e *Evaluator) icRows() ([]ICRow, []ICInstrument) {
 				}
 				e.flushBlock(in, ci, hi, 30)
 				b := in.icI[ci][hi]
-				if b.n == 0 {
+				if b.count() == 0 {
 					continue
 				}
-				across.add(b.mean)
+				across.add(b.mean())
 				per = append(per, ICInstrument{Feature: c, Horizon: h, Venue: in.key.Venue, Instrument: in.key.Instrument,
-					Blocks: b.n, Mean: F(b.mean), T: F(b.mean / b.se())})
+					Blocks: b.count(), Mean: F(b.mean()), T: F(b.mean() / b.se())})
 			}
-			row.Instruments = int(across.n)
-			row.TSMean, row.TST = F(across.meanOrNaN()), F(across.mean/across.se())
+			row.Instruments = int(across.count())
+			row.TSMean, row.TST = F(across.meanOrNaN()), F(across.mean()/across.se())
 			rows = append(rows, row)
 		}
 	}

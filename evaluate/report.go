@@ -182,7 +182,7 @@ func (e *Evaluator) report() *Report {
 		for i := range drawSum {
 			drawSum[i] /= float64(nStarted)
 		}
-		r.Random = randomOf(drawSum, meanRet.mean)
+		r.Random = randomOf(drawSum, meanRet.mean())
 	}
 	r.Regime, r.Events, r.controls = e.studies()
 	r.events = e.events
@@ -222,7 +222,7 @@ func tradeStats(st *Stats, trades []Trade) {
 	}
 	st.HitRate = F(math.NaN())
 	if len(trades) > 0 {
-		st.HitRate = F(float64(wins.n) / float64(len(trades)))
+		st.HitRate = F(float64(wins.count()) / float64(len(trades)))
 	}
 	st.AvgWin, st.AvgLoss = F(wins.meanOrNaN()), F(losses.meanOrNaN())
 }

@@ -4,6 +4,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+
+	"github.com/signald-dev/signald/internal/stats"
 )
 
 // Event is one regime_change or novelty signal (or a matched control) with
@@ -50,36 +52,32 @@ func (a *studyAcc) add(ret, rv, spread float64) {
 	}
 }
 
-// welford is a running mean and variance.
-type welford struct {
-	n        int64
-	mean, m2 float64
-}
+// welford is internal/stats' Welford, skipping NaN (an undefined return).
+type welford struct{ w stats.Welford }
 
-func (w *welford) add(x float64) {
-	if math.IsNaN(x) {
-		return
+func (a *welford) add(x float64) {
+	if !math.IsNaN(x) {
+		a.w.Add(x)
 	}
-	w.n++
-	d := x - w.mean
-	w.mean += d / float64(w.n)
-	w.m2 += d * (x - w.mean)
 }
 
-func (w *welford) sd() float64 {
-	if w.n < 2 {
+func (a *welford) count() int64  { return int64(a.w.N()) }
+func (a *welford) mean() float64 { return a.w.Mean() }
+
+func (a *welford) sd() float64 {
+	if a.w.N() < 2 {
 		return math.NaN()
 	}
-	return math.Sqrt(w.m2 / float64(w.n-1))
+	return math.Sqrt(a.w.Var())
 }
 
-func (w *welford) se() float64 { return w.sd() / math.Sqrt(float64(w.n)) }
+func (a *welford) se() float64 { return a.sd() / math.Sqrt(float64(a.w.N())) }
 
-func (w *welford) meanOrNaN() float64 {
-	if w.n == 0 {
+func (a *welford) meanOrNaN() float64 {
+	if a.w.N() == 0 {
 		return math.NaN()
 	}
-	return w.mean
+	return a.w.Mean()
 }
 
 // reservoirSlot is where a uniform sample of size reservoirSize keeps the
@@ -136,7 +134,7 @@ func distOf(xs []float64) Dist {
 
 func distFrom(w welford, sorted []float64) Dist {
 	se := w.se()
-	return Dist{N: w.n, Mean: F(w.meanOrNaN()), Lo: F(w.mean - 1.96*se), Hi: F(w.mean + 1.96*se), SD: F(w.sd()),
+	return Dist{N: w.count(), Mean: F(w.meanOrNaN()), Lo: F(w.mean() - 1.96*se), Hi: F(w.mean() + 1.96*se), SD: F(w.sd()),
 		P05: F(quantile(sorted, 0.05)), P50: F(quantile(sorted, 0.5)), P95: F(quantile(sorted, 0.95))}
 }
 
@@ -172,11 +170,11 @@ type EventRow struct {
 }
 
 func welch(a, b welford) float64 {
-	if a.n < 2 || b.n < 2 {
+	if a.count() < 2 || b.count() < 2 {
 		return math.NaN()
 	}
-	va, vb := a.m2/float64(a.n-1)/float64(a.n), b.m2/float64(b.n-1)/float64(b.n)
-	return ratio(a.mean-b.mean, math.Sqrt(va+vb))
+	va, vb := a.w.Var()/float64(a.count()), b.w.Var()/float64(b.count())
+	return ratio(a.mean()-b.mean(), math.Sqrt(va+vb))
 }
 
 // studies builds the regime rows, the controls and the event-study rows.
