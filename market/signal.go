@@ -37,6 +37,12 @@ type Signal struct {
 	// and "switch", "changepoint", "run_length" of a regime_change (see the
 	// package documentation). Not part of ID.
 	Values map[string]float64 `json:"values,omitempty"`
+	// Origin and OriginSeq number the signals a daemon run publishes, 1, 2,
+	// 3... per venue and instrument, so that the signals store stage counts
+	// what never reached it (as Tick's do for ticks). Not part of ID; not
+	// stored.
+	Origin    uint64 `json:"origin,omitempty"`
+	OriginSeq uint64 `json:"origin_seq,omitempty"`
 }
 
 // InstrumentState is the detectors' latest view of one instrument, read by

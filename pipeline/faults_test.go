@@ -123,7 +123,7 @@ func TestLostTicksCounted(t *testing.T) {
 		if err := p.storeTicks(ctx, []transport.Message{entry(ts...)}); err != nil {
 			t.Fatal(err)
 		}
-		p.swept = time.Time{} // sweep on every call
+		p.lostTicks.swept = time.Time{} // sweep on every call
 		time.Sleep(time.Millisecond)
 	}
 	lost := testutil.ToFloat64(p.pm.lost.WithLabelValues("v", "BTC-USD"))
@@ -153,5 +153,38 @@ func TestPublishSequences(t *testing.T) {
 		if tk.Origin != p.origin || tk.Origin == 0 || tk.OriginSeq != want[i] {
 			t.Fatalf("tick %d: origin %x seq %d, want %x %d", i, tk.Origin, tk.OriginSeq, p.origin, want[i])
 		}
+	}
+}
+
+// Signals are numbered per instrument as they are published, and the
+// signals store stage counts the numbers that never reach it.
+func TestLostSignalsCounted(t *testing.T) {
+	st, _ := store.OpenParquet(store.ParquetOptions{Dir: t.TempDir()}, nil, nil)
+	p, _ := newFaultPipeline(t, st, Config{LossDelay: time.Nanosecond})
+	var msgs []transport.Message
+	for i := 0; i < 6; i++ {
+		s := market.Signal{Time: 1723161255e9 + int64(i)*1e9, Venue: "binance", Instrument: "BTC-USDT", Type: market.TypeNovelty,
+			State: "novel", Score: 3, ModelVersion: "novelty/1"}
+		s.ComputeID()
+		p.sequenceSignal(&s)
+		if s.Origin != p.origin || s.OriginSeq != uint64(i+1) {
+			t.Fatalf("signal %d numbered %x/%d", i, s.Origin, s.OriginSeq)
+		}
+		b, _ := s.MarshalBinary()
+		if i == 2 || i == 3 {
+			continue // lost on the way
+		}
+		msgs = append(msgs, transport.Message{Payload: b})
+	}
+	if err := p.storeSignals(context.Background(), msgs[:2]); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.storeSignals(context.Background(), msgs[2:]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Millisecond)
+	p.lostSigs.sweep(time.Now())
+	if got := testutil.ToFloat64(p.pm.lostSignals.WithLabelValues("binance", "BTC-USDT")); got != 2 {
+		t.Fatalf("lost signals %v, want 2", got)
 	}
 }

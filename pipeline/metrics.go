@@ -3,9 +3,10 @@ package pipeline
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	published prometheus.Counter
-	storeWait prometheus.Histogram
-	lost      *prometheus.CounterVec
+	published   prometheus.Counter
+	storeWait   prometheus.Histogram
+	lost        *prometheus.CounterVec
+	lostSignals *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -23,9 +24,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "signald_pipeline_lost_ticks_total",
 			Help: "Ticks ingest published that never reached the store (holes in their sequence numbers that stayed open for the loss delay), by venue and instrument: a lost Redis tail, an external trim, any loss in between.",
 		}, []string{"venue", "instrument"}),
+		lostSignals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "signald_pipeline_lost_signals_total",
+			Help: "Signals the feature stage published that never reached the store (holes in their sequence numbers), by venue and instrument.",
+		}, []string{"venue", "instrument"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.published, m.storeWait, m.lost)
+		reg.MustRegister(m.published, m.storeWait, m.lost, m.lostSignals)
 	}
 	return m
 }

@@ -178,14 +178,14 @@ type Pipeline struct {
 	stepper *Stepper
 
 	// Sequencing of what ingest publishes, and loss detection at the store.
-	origin  uint64
-	seqMu   sync.Mutex
-	seqs    map[instKey]uint64
-	ledger  *ledger.Ledger
-	gapMu   sync.Mutex
-	gaps    *seqgap.Tracker
-	swept   time.Time
-	lostBuf []seqgap.Loss
+	origin    uint64
+	seqMu     sync.Mutex
+	seqs      map[instKey]uint64
+	ledger    *ledger.Ledger
+	lostTicks *lossCounter
+	lostSigs  *lossCounter
+	sigSeqMu  sync.Mutex
+	sigSeqs   map[instKey]uint64
 
 	ready     atomic.Bool
 	lagMon    atomic.Pointer[transport.LagMonitor]
@@ -223,7 +223,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, reg prometheus.Regis
 
 	p.origin = rand.Uint64() | 1 // never 0, which means "not sequenced"
 	p.seqs = make(map[instKey]uint64)
-	p.gaps = seqgap.New(seqgap.Config{Delay: cfg.LossDelay})
+	p.sigSeqs = make(map[instKey]uint64)
+	p.lostTicks = &lossCounter{what: "ticks", gaps: seqgap.New(seqgap.Config{Delay: cfg.LossDelay}), metric: p.pm.lost, log: log}
+	p.lostSigs = &lossCounter{what: "signals", gaps: seqgap.New(seqgap.Config{Delay: cfg.LossDelay}), metric: p.pm.lostSignals, log: log}
 	if p.ledger, err = ledger.Open(cfg.LedgerDir); err != nil {
 		return nil, fmt.Errorf("%w (check --data)", err)
 	}
@@ -453,7 +455,8 @@ func (p *Pipeline) Run(ctx context.Context) error {
 			case <-tickCtx.Done():
 				return nil
 			case now := <-t.C:
-				p.sweepLost(now)
+				p.lostTicks.sweep(now)
+				p.lostSigs.sweep(now)
 			}
 		}
 	})
@@ -507,12 +510,15 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if drained && tickErr == nil {
 		// Everything ingest published was handled and nothing waits in a
 		// spool: a hole still open can no longer fill.
-		p.sweepLost(time.Unix(1<<40, 0))
+		p.lostTicks.sweep(time.Unix(1<<40, 0))
 	}
-	if err := sigProducer.Close(); err != nil {
-		errs = append(errs, fmt.Errorf("signal producer: %w", err))
+	sigErr := sigProducer.Close()
+	if sigErr != nil {
+		errs = append(errs, fmt.Errorf("signal producer: %w", sigErr))
 	}
-	p.waitCaughtUp([]string{p.signalStream}, []string{groupSignalsStore})
+	if p.waitCaughtUp([]string{p.signalStream}, []string{groupSignalsStore}) && sigErr == nil {
+		p.lostSigs.sweep(time.Unix(1<<40, 0))
+	}
 	stopSignals()
 	if err := sigStage.Wait(); err != nil {
 		errs = append(errs, err)
@@ -670,6 +676,16 @@ func (p *Pipeline) sequence(ticks []market.Tick) {
 	p.seqMu.Unlock()
 }
 
+// sequenceSignal stamps a signal with this run's origin and the next number
+// of its instrument, as sequence does for ticks.
+func (p *Pipeline) sequenceSignal(s *market.Signal) {
+	k := instKey{s.Venue, s.Instrument}
+	p.sigSeqMu.Lock()
+	p.sigSeqs[k]++
+	s.Origin, s.OriginSeq = p.origin, p.sigSeqs[k]
+	p.sigSeqMu.Unlock()
+}
+
 // flushLedger appends the ledger's counts every few seconds until ctx ends,
 // and once more after.
 func (p *Pipeline) flushLedger(ctx context.Context) {
@@ -691,41 +707,61 @@ func (p *Pipeline) flushLedger(ctx context.Context) {
 }
 
 // observeStored feeds the stored ticks' sequence numbers to the loss
-// tracker and counts (metric and log line) the runs it declares lost.
+// counter.
 func (p *Pipeline) observeStored(ticks []market.Tick, skip map[int]bool) {
-	now := time.Now()
-	p.gapMu.Lock()
-	defer p.gapMu.Unlock()
-	lost := p.lostBuf[:0]
-	for i := range ticks {
-		if skip[i] {
-			continue
-		}
+	p.lostTicks.observe(len(ticks), func(i int) (seqgap.Key, uint64, bool) {
 		t := &ticks[i]
-		lost = p.gaps.Observe(seqgap.Key{Origin: t.Origin, Venue: t.Venue, Instrument: t.Instrument}, t.OriginSeq, now, lost)
-	}
-	if now.Sub(p.swept) >= time.Second {
-		lost = p.gaps.Sweep(now, lost)
-		p.swept = now
-	}
-	p.countLost(lost)
+		return seqgap.Key{Origin: t.Origin, Venue: t.Venue, Instrument: t.Instrument}, t.OriginSeq, !skip[i]
+	})
 }
 
-// sweepLost counts every hole that arrived numbers left open before at.
-func (p *Pipeline) sweepLost(at time.Time) {
-	p.gapMu.Lock()
-	defer p.gapMu.Unlock()
-	p.countLost(p.gaps.Sweep(at, p.lostBuf[:0]))
+// lossCounter counts (metric and a log line each run) the sequence numbers
+// of one kind of entry that never arrived.
+type lossCounter struct {
+	what   string
+	metric *prometheus.CounterVec
+	log    *slog.Logger
+
+	mu    sync.Mutex
+	gaps  *seqgap.Tracker
+	swept time.Time
+	buf   []seqgap.Loss
 }
 
-// countLost counts lost runs in the metric and a log line each; gapMu held.
-func (p *Pipeline) countLost(lost []seqgap.Loss) {
+// observe feeds n arrivals (key, number, whether it counts) and sweeps at
+// most once a second.
+func (c *lossCounter) observe(n int, at func(int) (seqgap.Key, uint64, bool)) {
+	now := time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lost := c.buf[:0]
+	for i := 0; i < n; i++ {
+		if k, seq, ok := at(i); ok {
+			lost = c.gaps.Observe(k, seq, now, lost)
+		}
+	}
+	if now.Sub(c.swept) >= time.Second {
+		lost = c.gaps.Sweep(now, lost)
+		c.swept = now
+	}
+	c.count(lost)
+}
+
+// sweep counts every hole that arrived numbers left open before at.
+func (c *lossCounter) sweep(at time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.count(c.gaps.Sweep(at, c.buf[:0]))
+}
+
+// count records lost runs; mu held.
+func (c *lossCounter) count(lost []seqgap.Loss) {
 	for _, l := range lost {
-		p.pm.lost.WithLabelValues(l.Key.Venue, l.Key.Instrument).Add(float64(l.Count()))
-		p.log.Error("ticks lost between ingest and the store", "venue", l.Key.Venue, "instrument", l.Key.Instrument,
-			"ticks", l.Count(), "origin", fmt.Sprintf("%016x", l.Key.Origin), "seq_from", l.From, "seq_to", l.To)
+		c.metric.WithLabelValues(l.Key.Venue, l.Key.Instrument).Add(float64(l.Count()))
+		c.log.Error(c.what+" lost between ingest and the store", "venue", l.Key.Venue, "instrument", l.Key.Instrument,
+			c.what, l.Count(), "origin", fmt.Sprintf("%016x", l.Key.Origin), "seq_from", l.From, "seq_to", l.To)
 	}
-	p.lostBuf = lost[:0]
+	c.buf = lost[:0]
 }
 
 // waitCaughtUp waits until every group has read and acknowledged everything
@@ -845,12 +881,13 @@ func (p *Pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 			}
 			return nil
 		}, func(s market.Signal) error {
+			if obs != nil {
+				obs.Signal(s)
+			}
+			p.sequenceSignal(&s)
 			b, err := s.MarshalBinary()
 			if err != nil {
 				return err
-			}
-			if obs != nil {
-				obs.Signal(s)
 			}
 			return sigs.Publish(ctx, p.signalStream, b)
 		})
@@ -881,14 +918,20 @@ func (p *Pipeline) storeSignals(ctx context.Context, msgs []transport.Message) e
 		out = append(out, s)
 		owner = append(owner, i)
 	}
+	rejected := map[int]bool{}
 	if err := p.store.InsertSignals(ctx, out); err != nil {
 		rej, ok := store.AsRejected(err)
 		if !ok {
 			return err
 		}
 		for _, r := range rej.Rows {
+			rejected[r.Index] = true
 			bad[owner[r.Index]] = fmt.Errorf("%w: store rejected the signal: %s", transport.ErrPermanent, r.Reason)
 		}
 	}
+	p.lostSigs.observe(len(out), func(i int) (seqgap.Key, uint64, bool) {
+		s := &out[i]
+		return seqgap.Key{Origin: s.Origin, Venue: s.Venue, Instrument: s.Instrument}, s.OriginSeq, !rejected[i]
+	})
 	return done(bad)
 }
