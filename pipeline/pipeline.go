@@ -510,14 +510,18 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	if drained && tickErr == nil {
 		// Everything ingest published was handled and nothing waits in a
 		// spool: a hole still open can no longer fill.
-		p.lostTicks.sweep(time.Unix(1<<40, 0))
+		p.seqMu.Lock()
+		p.lostTicks.finish(p.origin, p.seqs)
+		p.seqMu.Unlock()
 	}
 	sigErr := sigProducer.Close()
 	if sigErr != nil {
 		errs = append(errs, fmt.Errorf("signal producer: %w", sigErr))
 	}
 	if p.waitCaughtUp([]string{p.signalStream}, []string{groupSignalsStore}) && sigErr == nil {
-		p.lostSigs.sweep(time.Unix(1<<40, 0))
+		p.sigSeqMu.Lock()
+		p.lostSigs.finish(p.origin, p.sigSeqs)
+		p.sigSeqMu.Unlock()
 	}
 	stopSignals()
 	if err := sigStage.Wait(); err != nil {
@@ -706,12 +710,13 @@ func (p *Pipeline) flushLedger(ctx context.Context) {
 	}
 }
 
-// observeStored feeds the stored ticks' sequence numbers to the loss
-// counter.
-func (p *Pipeline) observeStored(ticks []market.Tick, skip map[int]bool) {
+// observeStored feeds the handled ticks' sequence numbers to the loss
+// counter: stored, or dead-lettered (counted there), they reached the store
+// stage.
+func (p *Pipeline) observeStored(ticks []market.Tick) {
 	p.lostTicks.observe(len(ticks), func(i int) (seqgap.Key, uint64, bool) {
 		t := &ticks[i]
-		return seqgap.Key{Origin: t.Origin, Venue: t.Venue, Instrument: t.Instrument}, t.OriginSeq, !skip[i]
+		return seqgap.Key{Origin: t.Origin, Venue: t.Venue, Instrument: t.Instrument}, t.OriginSeq, true
 	})
 }
 
@@ -752,6 +757,19 @@ func (c *lossCounter) sweep(at time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.count(c.gaps.Sweep(at, c.buf[:0]))
+}
+
+// finish, at a stop once everything published was handled, counts every
+// open hole and every lost tail: last holds this run's last number per
+// instrument.
+func (c *lossCounter) finish(origin uint64, last map[instKey]uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	lost := c.gaps.Sweep(time.Unix(1<<40, 0), c.buf[:0])
+	for k, n := range last {
+		lost = c.gaps.Finish(seqgap.Key{Origin: origin, Venue: k.venue, Instrument: k.instrument}, n, lost)
+	}
+	c.count(lost)
 }
 
 // count records lost runs; mu held.
@@ -841,7 +859,6 @@ func (p *Pipeline) storeTicks(ctx context.Context, msgs []transport.Message) err
 			p.pm.storeWait.Observe(float64(now-t) / 1e9)
 		}
 	}
-	var rejected map[int]bool
 	if err := p.store.InsertTicks(ctx, ticks); err != nil {
 		rej, ok := store.AsRejected(err)
 		if !ok {
@@ -853,15 +870,13 @@ func (p *Pipeline) storeTicks(ctx context.Context, msgs []transport.Message) err
 		if bad == nil {
 			bad = transport.BatchError{}
 		}
-		rejected = make(map[int]bool, len(rej.Rows))
 		for _, r := range rej.Rows {
-			rejected[r.Index] = true
 			if _, seen := bad[owner[r.Index]]; !seen {
 				bad[owner[r.Index]] = fmt.Errorf("%w: store rejected tick %d of the entry: %s", transport.ErrPermanent, ticks[r.Index].ID, r.Reason)
 			}
 		}
 	}
-	p.observeStored(ticks, rejected)
+	p.observeStored(ticks)
 	return done(bad)
 }
 
@@ -918,20 +933,18 @@ func (p *Pipeline) storeSignals(ctx context.Context, msgs []transport.Message) e
 		out = append(out, s)
 		owner = append(owner, i)
 	}
-	rejected := map[int]bool{}
 	if err := p.store.InsertSignals(ctx, out); err != nil {
 		rej, ok := store.AsRejected(err)
 		if !ok {
 			return err
 		}
 		for _, r := range rej.Rows {
-			rejected[r.Index] = true
 			bad[owner[r.Index]] = fmt.Errorf("%w: store rejected the signal: %s", transport.ErrPermanent, r.Reason)
 		}
 	}
 	p.lostSigs.observe(len(out), func(i int) (seqgap.Key, uint64, bool) {
 		s := &out[i]
-		return seqgap.Key{Origin: s.Origin, Venue: s.Venue, Instrument: s.Instrument}, s.OriginSeq, !rejected[i]
+		return seqgap.Key{Origin: s.Origin, Venue: s.Venue, Instrument: s.Instrument}, s.OriginSeq, true // stored or dead-lettered
 	})
 	return done(bad)
 }

@@ -117,6 +117,29 @@ func (t *Tracker) Sweep(now time.Time, lost []Loss) []Loss {
 	return lost
 }
 
+// Finish is for a producer that knows its last number: once everything it
+// sent was handled, the numbers of k after the last arrival up to last (a
+// lost tail, which no later arrival can reveal) are counted lost, as the
+// open holes are by Sweep.
+func (t *Tracker) Finish(k Key, last uint64, lost []Loss) []Loss {
+	s := t.keys[k]
+	if s == nil {
+		if last > 0 {
+			lost = append(lost, Loss{Key: k, From: 1, To: last})
+		}
+		t.keys[k] = &seq{hwm: last}
+		return lost
+	}
+	for len(s.pending) > 0 {
+		lost = s.skipHole(k, lost)
+	}
+	if s.hwm < last {
+		lost = append(lost, Loss{Key: k, From: s.hwm + 1, To: last})
+		s.hwm = last
+	}
+	return lost
+}
+
 // Holes reports how many numbers are missing behind pending ones now (not
 // yet counted lost).
 func (t *Tracker) Holes() uint64 {

@@ -147,3 +147,24 @@ func TestRandomized(t *testing.T) {
 		}
 	}
 }
+
+func TestFinishCountsLostTail(t *testing.T) {
+	tr := New(Config{})
+	k := Key{Origin: 1, Venue: "v", Instrument: "i"}
+	now := time.Unix(0, 0)
+	var lost []Loss
+	for _, n := range []uint64{1, 2, 4, 5} {
+		lost = tr.Observe(k, n, now, lost)
+	}
+	lost = tr.Finish(k, 9, lost) // 3 in a hole, 6-9 the lost tail
+	if total(lost) != 5 || len(lost) != 2 || lost[1] != (Loss{Key: k, From: 6, To: 9}) {
+		t.Fatalf("lost %v", lost)
+	}
+	never := Key{Origin: 1, Venue: "v", Instrument: "j"}
+	if lost = tr.Finish(never, 3, nil); total(lost) != 3 {
+		t.Fatalf("a key nothing of which arrived: %v", lost)
+	}
+	if lost = tr.Finish(k, 9, nil); len(lost) != 0 {
+		t.Fatalf("finished twice: %v", lost)
+	}
+}
