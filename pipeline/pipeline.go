@@ -796,6 +796,9 @@ func (p *Pipeline) waitCaughtUp(streams, groups []string) bool {
 					continue // no group yet: nothing was read or published
 				}
 				pend, _ := p.backend.Pending(ctx, s, g)
+				if lag != 0 && !p.entriesAfter(ctx, s, g) {
+					lag = 0 // Redis' counter is stale (a trim, a lost AOF tail): nothing is left to read
+				}
 				if lag < 0 {
 					lag = 1 // unknown: keep waiting
 				}
@@ -812,6 +815,27 @@ func (p *Pipeline) waitCaughtUp(streams, groups []string) bool {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// entriesAfter reports whether stream holds an entry after group's
+// position. Redis' lag counter stays wrong after entries the group never
+// read were trimmed or lost with an AOF tail, which would hold a stop for
+// its whole deadline; the stream itself tells.
+func (p *Pipeline) entriesAfter(ctx context.Context, stream, group string) bool {
+	gi, err := p.backend.Group(ctx, stream, group)
+	if err != nil {
+		return true // cannot tell: keep waiting
+	}
+	msgs, err := p.backend.Range(ctx, stream, gi.LastDelivered, "+", 2)
+	if err != nil {
+		return true
+	}
+	for _, m := range msgs {
+		if m.ID != gi.LastDelivered {
+			return true
+		}
+	}
+	return false
 }
 
 // decodeTicks decodes every entry; the ones that cannot be decoded are
