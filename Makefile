@@ -47,7 +47,7 @@ test: ci-fast services-up
 	eval "$$($(SERVICES) env)" && export SIGNALD_INTEGRATION=1 && \
 		$(GO) test -count=1 -p 1 -timeout 20m ./... && \
 		$(GO) test -count=1 -p 1 -timeout 10m -tags noasm ./... && \
-		$(GO) test -count=1 -timeout 10m -race ./transport/... ./store/...
+		$(GO) test -count=1 -timeout 10m -race ./transport/... ./store/... ./pipeline/... ./api/... ./internal/...
 
 # -short shortens the long-stream kernel and stability tests and skips the
 # regime model refit.
