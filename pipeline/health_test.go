@@ -111,3 +111,47 @@ func TestHealthStoreCannotWrite(t *testing.T) {
 		t.Fatal("store still reported after it wrote again")
 	}
 }
+
+// A transport that does not answer (Redis hung) is named by Health within
+// its 1 s probe, and no longer once it answers.
+func TestHealthTransportUnreachable(t *testing.T) {
+	if os.Getenv("SIGNALD_INTEGRATION") == "" {
+		t.Skip("integration tests off: SIGNALD_INTEGRATION=1 (make test sets it) runs them against real Redis")
+	}
+	px, err := faultnet.Listen(os.Getenv("SIGNALD_REDIS_ADDR"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.Close()
+	r, err := transport.NewRedis(context.Background(), transport.RedisOptions{Addrs: []string{px.Addr()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _ := store.OpenParquet(store.ParquetOptions{Dir: t.TempDir()}, nil, nil)
+	p, err := New(context.Background(), Config{Backend: r, Store: st, DataDir: t.TempDir(), StreamPrefix: fmt.Sprintf("sdhealth%d", rand.Uint32())}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, ok := problem(p.Health(), "transport"); ok {
+		t.Fatalf("healthy transport reported: %v", p.Health())
+	}
+	px.Freeze()
+	p.probedAt = time.Time{}
+	if pr, ok := problem(p.Health(), "transport"); !ok || !strings.Contains(pr.Reason, "unreachable") {
+		t.Fatalf("hung transport: %+v %v", pr, ok)
+	}
+	px.Thaw()
+	px.Cut()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p.probedAt = time.Time{}
+		if _, ok := problem(p.Health(), "transport"); !ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("still reported after the thaw: %v", p.Health())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

@@ -187,8 +187,15 @@ type Pipeline struct {
 	sigSeqMu  sync.Mutex
 	sigSeqs   map[instKey]uint64
 
-	ready     atomic.Bool
-	lagMon    atomic.Pointer[transport.LagMonitor]
+	ready  atomic.Bool
+	lagMon atomic.Pointer[transport.LagMonitor]
+	// Wall clock (ns) of the feature stage's first and last ticks and its
+	// last step, for Health.
+	firstTickAt, lastTickAt, lastStepAt atomic.Int64
+	// The transport's reachability, probed at most every 2 s by Health.
+	probeMu   sync.Mutex
+	probedAt  time.Time
+	probeErr  error
 	started   time.Time
 	liveMu    sync.Mutex
 	live      []*liveHealth
@@ -323,9 +330,10 @@ type liveHealth struct {
 	downSince time.Time // zero: some connection open at the last look
 }
 
-// Health lists what is failing for longer than its grace: the store
-// unable to write (StoreGrace), a live venue with no connection open
-// (VenueGrace). Empty when all is well.
+// Health lists what is failing: the transport not answering, the feature
+// stage closing no step while ticks arrive (for 10 steps, at least 30 s),
+// the store unable to write for longer than StoreGrace, a live venue with
+// no connection open for longer than VenueGrace. Empty when all is well.
 func (p *Pipeline) Health() []Problem {
 	now := time.Now()
 	var out []Problem
@@ -333,6 +341,18 @@ func (p *Pipeline) Health() []Problem {
 		h := hr.WriteHealth()
 		if !h.FailingSince.IsZero() && now.Sub(h.FailingSince) >= p.cfg.StoreGrace {
 			out = append(out, Problem{"store", fmt.Sprintf("cannot write for %s: %s", now.Sub(h.FailingSince).Round(time.Second), h.LastError)})
+		}
+	}
+	if err := p.probeTransport(now); err != nil {
+		out = append(out, Problem{"transport", "unreachable: " + err.Error()})
+	}
+	// Ticks keep coming but no step closes: the feature stage is stuck.
+	if first, last := p.firstTickAt.Load(), p.lastTickAt.Load(); first != 0 {
+		since := max(p.lastStepAt.Load(), first)
+		stuck := max(10*p.cfg.Step, 30*time.Second)
+		if time.Duration(last-since) > stuck {
+			out = append(out, Problem{"features", fmt.Sprintf("no step closed for %s while ticks arrive (step %s)",
+				time.Duration(now.UnixNano()-since).Round(time.Second), p.cfg.Step)})
 		}
 	}
 	p.liveMu.Lock()
@@ -358,6 +378,21 @@ func (p *Pipeline) Health() []Problem {
 		}
 	}
 	return out
+}
+
+// probeTransport checks, at most every 2 s and for at most 1 s, that the
+// transport answers; a failed probe stands until the next one.
+func (p *Pipeline) probeTransport(now time.Time) error {
+	p.probeMu.Lock()
+	defer p.probeMu.Unlock()
+	if now.Sub(p.probedAt) < 2*time.Second {
+		return p.probeErr
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := p.backend.Len(ctx, p.tickStreams[0])
+	p.probedAt, p.probeErr = now, err
+	return err
 }
 
 // Close closes the store and the transport; it is safe to call more than
@@ -914,7 +949,12 @@ func (p *Pipeline) featuresHandler(sigs *transport.Producer) transport.Handler {
 		mu.Lock()
 		defer mu.Unlock()
 		ticks, bad := p.decodeTicks(msgs, make([]market.Tick, 0, 4*len(msgs)))
+		if len(ticks) > 0 {
+			p.lastTickAt.Store(time.Now().UnixNano())
+			p.firstTickAt.CompareAndSwap(0, time.Now().UnixNano())
+		}
 		err := p.stepper.Feed(ticks, func(rec arrow.Record) error {
+			p.lastStepAt.Store(time.Now().UnixNano())
 			if obs != nil {
 				obs.Step(rec, p.stepper.Engine().Market(), p.stepper.Detectors().States())
 			}
