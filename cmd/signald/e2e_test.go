@@ -118,6 +118,11 @@ func (d *daemon) waitLog(t *testing.T, want string, timeout time.Duration) {
 
 func startDaemon(t *testing.T, args ...string) *daemon {
 	t.Helper()
+	if !slices.Contains(args, "--data") {
+		// The ledger and the spools live under --data even with ClickHouse:
+		// keep them out of the source tree and apart per test.
+		args = append(args, "--data", t.TempDir())
+	}
 	d := &daemon{cmd: exec.Command(binPath, append([]string{"run"}, args...)...), stderr: &syncBuffer{}, done: make(chan error, 1)}
 	d.cmd.Stderr = d.stderr
 	d.cmd.Env = cleanEnv()
