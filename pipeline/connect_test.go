@@ -23,18 +23,18 @@ func TestRetryConnect(t *testing.T) {
 
 	// wait 0: one attempt, its error.
 	calls := 0
-	if _, err := retryConnect(context.Background(), log, "x", 0, failing(1, &calls)); !errors.Is(err, refused) || calls != 1 {
+	if _, err := retryConnect(context.Background(), log, "x", 0, nil, failing(1, &calls)); !errors.Is(err, refused) || calls != 1 {
 		t.Fatalf("wait 0: err %v after %d calls, want refused after 1", err, calls)
 	}
 	// Within the wait: retried until it opens.
 	calls = 0
-	v, err := retryConnect(context.Background(), log, "x", time.Minute, failing(3, &calls))
+	v, err := retryConnect(context.Background(), log, "x", time.Minute, nil, failing(3, &calls))
 	if err != nil || v != 42 || calls != 4 {
 		t.Fatalf("got %d, %v after %d calls, want 42 after 4", v, err, calls)
 	}
 	// Past the wait: the last error.
 	calls = 0
-	if _, err := retryConnect(context.Background(), log, "x", 250*time.Millisecond, failing(1<<30, &calls)); !errors.Is(err, refused) || calls < 2 {
+	if _, err := retryConnect(context.Background(), log, "x", 250*time.Millisecond, nil, failing(1<<30, &calls)); !errors.Is(err, refused) || calls < 2 {
 		t.Fatalf("bounded wait: err %v after %d calls, want refused after several", err, calls)
 	}
 	// A cancelled context ends the wait.
@@ -42,7 +42,7 @@ func TestRetryConnect(t *testing.T) {
 	calls = 0
 	done := make(chan error, 1)
 	go func() {
-		_, err := retryConnect(ctx, log, "x", time.Hour, failing(1<<30, &calls))
+		_, err := retryConnect(ctx, log, "x", time.Hour, nil, failing(1<<30, &calls))
 		done <- err
 	}()
 	cancel()
