@@ -119,8 +119,8 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	return &Redis{c: c, script: !opts.PipelineAppend}, nil
 }
 
-// ErrAuth is Redis refusing the user or password (NOAUTH, WRONGPASS, or
-// AUTH sent to a server without a password). It is permanent: retrying
+// ErrAuth is Redis refusing the user or password (NOAUTH, WRONGPASS). It
+// is permanent: retrying
 // with the same credentials does not help.
 var ErrAuth = errors.New("redis refused the credentials")
 
@@ -130,8 +130,7 @@ func isAuthErr(err error) bool {
 		return false
 	}
 	msg := re.Error()
-	return strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "WRONGPASS") ||
-		strings.Contains(msg, "without any password configured") || strings.Contains(msg, "invalid password")
+	return strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "WRONGPASS") || strings.Contains(msg, "invalid password")
 }
 
 // Client exposes the underlying client, for tools and tests.
