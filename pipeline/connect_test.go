@@ -2,10 +2,15 @@ package pipeline
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
+
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 func TestRetryConnect(t *testing.T) {
@@ -53,5 +58,38 @@ func TestRetryConnect(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("cancelling did not end the wait")
+	}
+}
+
+// TestRetryConnectPermanent: an error the predicate calls permanent ends
+// the wait at once.
+func TestRetryConnectPermanent(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	calls := 0
+	_, err := retryConnect(context.Background(), log, "x", time.Hour, permanentConnectErr, func() (int, error) {
+		calls++
+		return 0, fmt.Errorf("redis 127.0.0.1:1: %w: WRONGPASS", transport.ErrAuth)
+	})
+	if !errors.Is(err, transport.ErrAuth) || calls != 1 {
+		t.Fatalf("refused credentials: err %v after %d calls, want ErrAuth after 1", err, calls)
+	}
+	calls = 0
+	_, err = retryConnect(context.Background(), log, "x", time.Hour, permanentConnectErr, func() (int, error) {
+		calls++
+		return 0, fmt.Errorf("clickhouse h:1: %w", store.ErrAuth)
+	})
+	if !errors.Is(err, store.ErrAuth) || calls != 1 {
+		t.Fatalf("refused ClickHouse credentials: err %v after %d calls, want 1", err, calls)
+	}
+	calls = 0
+	_, err = retryConnect(context.Background(), log, "x", time.Hour, permanentConnectErr, func() (int, error) {
+		calls++
+		return 0, fmt.Errorf("redis h:1: %w", x509.UnknownAuthorityError{})
+	})
+	if calls != 1 || err == nil {
+		t.Fatalf("unverified certificate: err %v after %d calls, want 1", err, calls)
+	}
+	if permanentConnectErr(errors.New("dial tcp: connection refused")) {
+		t.Fatal("a refused dial is called permanent")
 	}
 }

@@ -1,0 +1,161 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/signald-dev/signald/internal/dsn/dsntest"
+)
+
+// secret is the password of the throwaway servers; it must never appear in
+// what signald prints or serves.
+const secret = "Tr0ub4dor-secret"
+
+// runEnv runs signald with args and extra environment and returns its
+// combined output.
+func runEnv(t *testing.T, env []string, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binPath, args...)
+	cmd.Env = append(cleanEnv(), env...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+func noSecret(t *testing.T, where, text string) {
+	t.Helper()
+	if strings.Contains(text, secret) {
+		t.Fatalf("%s shows the password:\n%s", where, tail(text, 3000))
+	}
+}
+
+// TestSecureRedis runs the daemon and dlq against a TLS redis-server with an
+// ACL user, through each way of giving the password, and checks that the
+// password never shows in stderr or /metrics, also when the start fails.
+func TestSecureRedis(t *testing.T) {
+	certs := dsntest.NewCerts(t)
+	addr := dsntest.StartRedis(t, true, "--tls-cert-file", certs.ServerCert, "--tls-key-file", certs.ServerKey,
+		"--tls-ca-cert-file", certs.CA, "--tls-auth-clients", "no",
+		"--user", "default", "off", "--user", "app", "on", ">"+secret, "~*", "&*", "+@all")
+	dir := t.TempDir()
+	pwFile, wrongFile := filepath.Join(dir, "pw"), filepath.Join(dir, "wrong")
+	os.WriteFile(pwFile, []byte(secret+"\n"), 0o600)
+	os.WriteFile(wrongFile, []byte("not-"+secret+"\n"), 0o600)
+
+	// The daemon through a rediss:// URL with the password in it.
+	http := freePort(t)
+	d := startDaemon(t, "--redis", "rediss://app:"+secret+"@"+addr+"/2", "--redis-tls-ca", certs.CA,
+		"--replay", spotCapture, "--limit", "2000", "--speed", "0", "--data", t.TempDir(), "--http", http)
+	d.waitLog(t, "transport: Redis Streams", 30*time.Second)
+	m := d.waitMetrics(t, http, "the pipeline's metrics", 30*time.Second, func(m string) bool {
+		return strings.Contains(m, "signald_pipeline_")
+	})
+	noSecret(t, "/metrics", m)
+	if !strings.Contains(d.stderr.String(), addr) {
+		t.Fatalf("the start-up lines do not name %s:\n%s", addr, tail(d.stderr.String(), 2000))
+	}
+	d.cmd.Process.Signal(syscall.SIGTERM)
+	if err := d.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("daemon: %v", err)
+	}
+	noSecret(t, "stderr", d.stderr.String())
+
+	// dlq with the password from a file, then from the environment.
+	if out, err := runEnv(t, nil, "dlq", "list", "--redis", "rediss://app@"+addr, "--redis-password-file", pwFile, "--redis-tls-ca", certs.CA); err != nil {
+		t.Fatalf("dlq with --redis-password-file: %v\n%s", err, out)
+	}
+	if out, err := runEnv(t, []string{"SIGNALD_REDIS_PASSWORD=" + secret}, "dlq", "list", "--redis", "rediss://app@"+addr, "--redis-tls-ca", certs.CA); err != nil {
+		t.Fatalf("dlq with SIGNALD_REDIS_PASSWORD: %v\n%s", err, out)
+	}
+
+	// Verification off: it connects, and says so.
+	out, err := runEnv(t, []string{"SIGNALD_REDIS_PASSWORD=" + secret}, "dlq", "list", "--redis", "rediss://app@"+addr, "--redis-tls-insecure")
+	if err != nil || !strings.Contains(out, "--redis-tls-insecure: the server's certificate is not verified") {
+		t.Fatalf("dlq with --redis-tls-insecure: %v\n%s", err, out)
+	}
+	// -h shows an address from the environment without its password.
+	out, _ = runEnv(t, []string{"SIGNALD_REDIS_ADDR=rediss://app:" + secret + "@" + addr, "SIGNALD_CLICKHOUSE_ADDR=clickhouse://u:" + secret + "@h:9440"}, "run", "-h")
+	noSecret(t, "run -h", out)
+	if !strings.Contains(out, "rediss://app:xxxxx@"+addr) {
+		t.Fatalf("run -h does not show the redacted default:\n%s", out)
+	}
+
+	other := dsntest.NewCerts(t)
+	base := []string{"run", "--http", freePort(t), "--data", t.TempDir()}
+	for _, c := range []struct {
+		name      string
+		env, args []string
+		want      string
+	}{
+		{"wrong password in the URL, with --connect-wait", nil,
+			[]string{"--redis", "rediss://app:wrong-" + secret + "@" + addr, "--redis-tls-ca", certs.CA, "--connect-wait", "1m"},
+			"Redis refused the credentials: check the user and password in --redis, --redis-password-file"},
+		{"wrong password file", nil,
+			[]string{"--redis", "rediss://app@" + addr, "--redis-password-file", wrongFile, "--redis-tls-ca", certs.CA},
+			"Redis refused the credentials"},
+		{"wrong user", []string{"SIGNALD_REDIS_PASSWORD=" + secret},
+			[]string{"--redis", "rediss://nobody@" + addr, "--redis-tls-ca", certs.CA},
+			"Redis refused the credentials"},
+		{"wrong CA", nil,
+			[]string{"--redis", "rediss://app:" + secret + "@" + addr, "--redis-tls-ca", other.CA, "--connect-wait", "1m"},
+			"certificate did not verify: give the CA that signed it with --redis-tls-ca"},
+		{"TLS flags turn TLS on for host:port", []string{"SIGNALD_REDIS_PASSWORD=wrong"},
+			[]string{"--redis", addr, "--redis-tls-ca", certs.CA},
+			"Redis refused the credentials"},
+		{"malformed URL", nil,
+			[]string{"--redis", "rediss://app:" + secret + "@127.0.0.1"},
+			`--redis "rediss://app:xxxxx@127.0.0.1": want host:port`},
+		{"URL and file", nil,
+			[]string{"--redis", "rediss://app:" + secret + "@" + addr, "--redis-password-file", pwFile},
+			"--redis-password-file: the URL has a password already"},
+		{"TLS flags with redis://", nil,
+			[]string{"--redis", "redis://app:" + secret + "@" + addr, "--redis-tls-ca", certs.CA},
+			"use rediss://"},
+	} {
+		out, err := runEnv(t, c.env, append(base, c.args...)...)
+		if err == nil {
+			t.Fatalf("%s: started", c.name)
+		}
+		noSecret(t, c.name+": stderr", out)
+		if !strings.Contains(out, c.want) {
+			t.Fatalf("%s: message %q does not say %q", c.name, tail(out, 1500), c.want)
+		}
+		if strings.Contains(out, "is Redis running") || strings.Contains(out, "waiting for Redis") {
+			t.Fatalf("%s: a refusal that waiting cannot cure was retried or blamed on the server being down:\n%s", c.name, tail(out, 1500))
+		}
+	}
+}
+
+// TestSecureClickHouse: a DSN whose user the server refuses says so, without
+// the password and without the "is ClickHouse running?" hint. (One refusal
+// only: the test engine answers the next login within a few seconds with a
+// timeout instead of the exception.)
+func TestSecureClickHouse(t *testing.T) {
+	_, chAddr := integration(t)
+	for _, args := range [][]string{
+		{"run", "--http", freePort(t), "--data", t.TempDir(), "--connect-wait", "1m", "--clickhouse", "clickhouse://nosuchuser:" + secret + "@" + chAddr + "/signald"},
+	} {
+		out, err := runEnv(t, nil, args...)
+		if err == nil {
+			t.Fatalf("%s: succeeded", args[0])
+		}
+		noSecret(t, args[0]+" stderr", out)
+		if !strings.Contains(out, "ClickHouse refused the credentials: check the user and password in --clickhouse") || strings.Contains(out, "is ClickHouse running") || strings.Contains(out, "waiting for ClickHouse") {
+			t.Fatalf("%s: %s", args[0], tail(out, 1500))
+		}
+	}
+	for _, cmd := range []string{"run", "backtest"} {
+		out, err := runEnv(t, nil, cmd, "--clickhouse", "clickhouse://u:"+secret+"@"+chAddr+"?secure=maybe")
+		if err == nil || !strings.Contains(out, `--clickhouse "clickhouse://u:xxxxx@`) {
+			t.Fatalf("%s, malformed DSN: %v %s", cmd, err, out)
+		}
+		noSecret(t, cmd+", malformed DSN", out)
+	}
+}
