@@ -111,6 +111,10 @@ func (s *storeSource) query() (store.Query, error) {
 // describe names the store, for messages and model metadata.
 func (s *storeSource) describe() string {
 	if *s.chAddr != "" {
+		// The address and database alone: a DSN may hold a password.
+		if o, err := clickHouseOptions(*s.chAddr, *s.chDB, secretFlags{}); err == nil {
+			return "ClickHouse " + o.Addr + "/" + o.Database
+		}
 		return "ClickHouse " + dsn.Redact(*s.chAddr) + "/" + *s.chDB
 	}
 	return "Parquet " + *s.dataDir
@@ -127,7 +131,10 @@ func (s *storeSource) open(ctx context.Context, log *slog.Logger) (store.Store, 
 		}
 		warnInsecure(log, "clickhouse", s.chSec.TLS)
 		c, err := store.OpenClickHouse(ctx, o, log, nil)
-		return c, explainConnectError("ClickHouse", err)
+		if err != nil {
+			return nil, explainConnectError("ClickHouse", err)
+		}
+		return c, nil
 	}
 	p, err := store.OpenParquet(store.ParquetOptions{Dir: *s.dataDir, ReadOnly: true, Strict: s.strict}, log, nil)
 	s.parquet = p
