@@ -2,9 +2,11 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -169,4 +171,53 @@ func writeSecret(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestConnectionFlags: the forms of --redis and --clickhouse resolve into
+// the options the pipeline gets.
+func TestConnectionFlags(t *testing.T) {
+	t.Setenv("SIGNALD_REDIS_ADDR", "env-host:1")
+	t.Setenv("SIGNALD_REDIS_PASSWORD", "")
+	t.Setenv("SIGNALD_CLICKHOUSE_PASSWORD", "from-env")
+	parse := func(args ...string) *runConfig {
+		t.Helper()
+		c, err := parseRunFlags(append([]string{"--data", t.TempDir()}, args...), io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return c
+	}
+	// Repeated --redis: the seeds of a cluster, replacing the default.
+	c := parse("--redis", "redis://u:pw@h1:7000", "--redis", "redis://u:pw@h2:7001")
+	if o := c.redisOpts; !o.ClusterMode || !slices.Equal(o.Addrs, []string{"h1:7000", "h2:7001"}) || o.Username != "u" || o.Password != "pw" {
+		t.Fatalf("repeated --redis: %+v", o)
+	}
+	c = parse("--redis", "redis-sentinel://:mpw@s1:26379,s2:26379/mymaster?db=2")
+	if o := c.redisOpts; o.ClusterMode || o.SentinelMaster != "mymaster" || o.DB != 2 || o.Password != "mpw" || len(o.Addrs) != 2 {
+		t.Fatalf("sentinel: %+v", o)
+	}
+	c = parse("--redis", "rediss://h:6380/1")
+	if o := c.redisOpts; o.TLS == nil || o.DB != 1 || o.ClusterMode {
+		t.Fatalf("rediss: %+v", o)
+	}
+	// The DSN's database overrides --clickhouse-db; the password comes
+	// from the environment when the DSN has none.
+	c = parse("--clickhouse", "clickhouse://reader@ch.example.com:9440/ticks?secure=true", "--clickhouse-db", "other")
+	if o := c.chOpts; o.Addr != "ch.example.com:9440" || o.User != "reader" || o.Password != "from-env" || o.Database != "ticks" || o.TLS == nil {
+		t.Fatalf("clickhouse DSN: %+v", o)
+	}
+	c = parse("--clickhouse", "127.0.0.1:9000", "--clickhouse-db", "other")
+	if o := c.chOpts; o.Database != "other" || o.TLS != nil {
+		t.Fatalf("clickhouse host:port: %+v", o)
+	}
+	for _, bad := range [][]string{
+		{"--redis", "redis-sentinel://s:1/m", "--redis-cluster"},
+		{"--redis", "redis://h1:1,h2:2/3"},
+		{"--clickhouse", "clickhouse://h:1?secure=false", "--clickhouse-tls-insecure"},
+		{"--redis", "h:1", "--redis-tls-cert", "x"},
+	} {
+		if _, err := parseRunFlags(append([]string{"--data", t.TempDir()}, bad...), io.Discard); err == nil {
+			t.Errorf("%v: accepted", bad)
+		}
+	}
 }

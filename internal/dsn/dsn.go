@@ -42,6 +42,25 @@ func ParseRedis(flagName, v string) (Redis, error) {
 	if v == "" {
 		return bad("empty")
 	}
+	if parts := splitURLs(v); len(parts) > 1 {
+		// --redis repeated with URLs: the seeds of one cluster.
+		var r Redis
+		for i, p := range parts {
+			pr, err := ParseRedis(flagName, p)
+			if err != nil {
+				return Redis{}, err
+			}
+			if pr.SentinelMaster != "" {
+				return bad("give the Sentinels in one redis-sentinel:// URL")
+			}
+			if i > 0 && (pr.Scheme != r.Scheme || pr.Username != r.Username || pr.Password != r.Password || pr.DB != r.DB) {
+				return bad("the seeds of a cluster share one scheme, user, password and database")
+			}
+			addrs := append(r.Addrs, pr.Addrs...)
+			r, r.Addrs = pr, addrs
+		}
+		return r, nil
+	}
 	scheme, _, hasScheme := strings.Cut(v, "://")
 	if !hasScheme {
 		addrs, err := splitAddrs(v)
@@ -179,6 +198,12 @@ func ParseClickHouse(flagName, v string) (ClickHouse, error) {
 // Redact returns s with the password of a URL in it replaced by xxxxx, for
 // logs and errors. A value that is no URL comes back unchanged.
 func Redact(s string) string {
+	if parts := splitURLs(s); len(parts) > 1 {
+		for i, p := range parts {
+			parts[i] = Redact(p)
+		}
+		return strings.Join(parts, ",")
+	}
 	scheme, rest, ok := strings.Cut(s, "://")
 	if !ok {
 		scheme, rest = "", s
@@ -303,6 +328,24 @@ func stripURL(err error) string {
 		return ue.Err.Error()
 	}
 	return strings.TrimPrefix(err.Error(), "redis: ")
+}
+
+// splitURLs splits a comma-joined list of URLs (--redis repeated) at each
+// comma that starts another URL; a seed list inside one URL stays whole.
+func splitURLs(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] != ',' {
+			continue
+		}
+		next := s[i+1:]
+		if j := strings.Index(next, "://"); j > 0 && !strings.ContainsAny(next[:j], ",:/@") {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
 }
 
 func splitAddrs(s string) ([]string, error) {

@@ -22,6 +22,8 @@ func TestParseRedis(t *testing.T) {
 		{"rediss://app:pw@redis.example.com:6380/2", Redis{Addrs: []string{"redis.example.com:6380"}, Username: "app", Password: "pw", DB: 2, TLS: true, Scheme: "rediss"}},
 		{"redis://u:pw@h1:7000,h2:7001,h3:7002", Redis{Addrs: []string{"h1:7000", "h2:7001", "h3:7002"}, Username: "u", Password: "pw", Scheme: "redis"}},
 		{"rediss://h1:7000,h2:7001", Redis{Addrs: []string{"h1:7000", "h2:7001"}, TLS: true, Scheme: "rediss"}},
+		{"redis://u:pw@h1:7000,redis://u:pw@h2:7001,h3:7002", Redis{Addrs: []string{"h1:7000", "h2:7001", "h3:7002"}, Username: "u", Password: "pw", Scheme: "redis"}},
+		{"rediss://h1:7000,rediss://h2:7001", Redis{Addrs: []string{"h1:7000", "h2:7001"}, TLS: true, Scheme: "rediss"}},
 		{"redis-sentinel://s1:26379,s2:26379/mymaster", Redis{Addrs: []string{"s1:26379", "s2:26379"}, SentinelMaster: "mymaster", Scheme: "redis-sentinel"}},
 		{"redis-sentinel://u:pw@s1:26379/mymaster?db=4", Redis{Addrs: []string{"s1:26379"}, Username: "u", Password: "pw", DB: 4, SentinelMaster: "mymaster", Scheme: "redis-sentinel"}},
 	}
@@ -53,6 +55,10 @@ func TestParseRedisMalformed(t *testing.T) {
 		{"redis://u:hunter2@h:1 2", "invalid"},
 		{"redis://u:hunter2@h:1/0?bogus=1", "bogus"},
 		{"redis-sentinel://u:hunter2@s:1", "the path names the master"},
+		{"redis://u:hunter2@h1:1,redis://u:other@h2:2", "share one scheme, user, password and database"},
+		{"redis://u:hunter2@h1:1,rediss://u:hunter2@h2:2", "share one scheme"},
+		{"redis://u:hunter2@h1:1,redis-sentinel://u:hunter2@s:1/m", "give the Sentinels in one redis-sentinel:// URL"},
+		{"redis://u:hunter2@h1:1,redis://u:hunter2@h2", `"h2" is not host:port`},
 		{"redis-sentinel://u:hunter2@s:1/m?db=x", `db "x"`},
 		{"redis-sentinel://u:hunter2@s:1/m?foo=1", `unknown parameter "foo"`},
 	}
@@ -125,16 +131,17 @@ func TestParseClickHouseMalformed(t *testing.T) {
 
 func TestRedact(t *testing.T) {
 	cases := map[string]string{
-		"127.0.0.1:6379":                         "127.0.0.1:6379",
-		"redis://h:1":                            "redis://h:1",
-		"redis://user@h:1":                       "redis://user@h:1",
-		"redis://user:pw@h:1/2":                  "redis://user:xxxxx@h:1/2",
-		"redis://:pw@h:1":                        "redis://:xxxxx@h:1",
-		"rediss://u:p@ss@h:1":                    "rediss://u:xxxxx@h:1",
-		"clickhouse://u:pw@h:9440?secure=true":   "clickhouse://u:xxxxx@h:9440?secure=true",
-		"redis-sentinel://u:pw@s1:1,s2:2/master": "redis-sentinel://u:xxxxx@s1:1,s2:2/master",
-		"u:pw@h:1":                               "u:xxxxx@h:1",
-		"redis://h:1/path@with:colon":            "redis://h:1/path@with:colon",
+		"127.0.0.1:6379":                          "127.0.0.1:6379",
+		"redis://h:1":                             "redis://h:1",
+		"redis://user@h:1":                        "redis://user@h:1",
+		"redis://user:pw@h:1/2":                   "redis://user:xxxxx@h:1/2",
+		"redis://:pw@h:1":                         "redis://:xxxxx@h:1",
+		"rediss://u:p@ss@h:1":                     "rediss://u:xxxxx@h:1",
+		"clickhouse://u:pw@h:9440?secure=true":    "clickhouse://u:xxxxx@h:9440?secure=true",
+		"redis-sentinel://u:pw@s1:1,s2:2/master":  "redis-sentinel://u:xxxxx@s1:1,s2:2/master",
+		"redis://u:pw@h1:1,rediss://v:pw2@h2:2/0": "redis://u:xxxxx@h1:1,rediss://v:xxxxx@h2:2/0",
+		"u:pw@h:1":                                "u:xxxxx@h:1",
+		"redis://h:1/path@with:colon":             "redis://h:1/path@with:colon",
 	}
 	for in, want := range cases {
 		if got := Redact(in); got != want {
