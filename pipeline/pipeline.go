@@ -270,7 +270,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	switch {
 	case p.backend != nil:
 	case len(cfg.Redis.Addrs) > 0:
-		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, func() (*transport.Redis, error) {
+		r, err := retryConnect(ctx, log, "Redis", cfg.ConnectWait, permanentConnectErr, func() (*transport.Redis, error) {
 			return transport.NewRedis(ctx, cfg.Redis)
 		})
 		if err != nil {
@@ -285,7 +285,7 @@ func (p *Pipeline) open(ctx context.Context) error {
 	switch {
 	case p.store != nil:
 	case cfg.ClickHouse.Addr != "":
-		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, func() (*store.ClickHouse, error) {
+		c, err := retryConnect(ctx, log, "ClickHouse", cfg.ConnectWait, permanentConnectErr, func() (*store.ClickHouse, error) {
 			return store.OpenClickHouse(ctx, cfg.ClickHouse, log, p.reg)
 		})
 		if err != nil {

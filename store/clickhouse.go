@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -28,6 +29,9 @@ type ClickHouseOptions struct {
 	Database string
 	User     string // default "default"
 	Password string
+	// TLS, when set, connects over TLS with it (ClickHouse Cloud and
+	// servers with a secure native port, usually 9440).
+	TLS *tls.Config
 	// DialTimeout defaults to 5s.
 	DialTimeout time.Duration
 	// MaxConns bounds the connection pool. Default 4.
@@ -69,6 +73,18 @@ func (o *ClickHouseOptions) setDefaults() error {
 	return nil
 }
 
+// ErrAuth is ClickHouse refusing the user or password
+// (AUTHENTICATION_FAILED, REQUIRED_PASSWORD, WRONG_PASSWORD). It is
+// permanent: retrying with the same credentials does not help.
+var ErrAuth = errors.New("clickhouse refused the credentials")
+
+func dialErr(addr string, err error) error {
+	if ch.IsErr(err, proto.ErrAuthenticationFailed, proto.ErrRequiredPassword, proto.ErrWrongPassword) {
+		return fmt.Errorf("clickhouse %s: %w: %w", addr, ErrAuth, err)
+	}
+	return fmt.Errorf("clickhouse %s: %w", addr, err)
+}
+
 // ClickHouse stores ticks and signals in ClickHouse.
 //
 // Deduplication has two layers. Each insert carries an
@@ -105,17 +121,18 @@ func OpenClickHouse(ctx context.Context, opts ClickHouseOptions, logger *slog.Lo
 			Address:     opts.Addr,
 			User:        opts.User,
 			Password:    opts.Password,
+			TLS:         opts.TLS,
 			DialTimeout: opts.DialTimeout,
 			Compression: ch.CompressionLZ4,
 		},
 		MaxConns: opts.MaxConns,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("clickhouse %s: %w", opts.Addr, err)
+		return nil, dialErr(opts.Addr, err)
 	}
 	if err := pool.Ping(dctx); err != nil {
 		pool.Close()
-		return nil, fmt.Errorf("clickhouse %s: %w", opts.Addr, err)
+		return nil, dialErr(opts.Addr, err)
 	}
 	c := &ClickHouse{pool: pool, db: opts.Database, opts: opts, log: logger}
 	if err := c.migrate(dctx); err != nil {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -19,8 +20,18 @@ type RedisOptions struct {
 	Addrs []string
 	// ClusterMode forces a cluster client even for one seed address.
 	ClusterMode bool
+	// Username is the ACL user of AUTH; empty: the default user.
+	Username string
 	// Password for AUTH, if any.
 	Password string
+	// DB is the database number of a standalone or Sentinel-managed server;
+	// Redis Cluster has only 0.
+	DB int
+	// TLS, when set, connects over TLS with it (servers and sentinels).
+	TLS *tls.Config
+	// SentinelMaster, when set, makes Addrs the Sentinel addresses and
+	// follows the master of this name through failovers.
+	SentinelMaster string
 	// DialTimeout defaults to 5s.
 	DialTimeout time.Duration
 	// PoolSize defaults to go-redis' default (10 per CPU). Each blocking read
@@ -66,9 +77,17 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 	if opts.DialTimeout == 0 {
 		opts.DialTimeout = 5 * time.Second
 	}
+	cluster := opts.SentinelMaster == "" && (opts.ClusterMode || len(opts.Addrs) > 1)
+	if cluster && opts.DB != 0 {
+		return nil, fmt.Errorf("redis: database %d: Redis Cluster has only database 0", opts.DB)
+	}
 	uo := &redis.UniversalOptions{
 		Addrs:       opts.Addrs,
+		Username:    opts.Username,
 		Password:    opts.Password,
+		DB:          opts.DB,
+		TLSConfig:   opts.TLS,
+		MasterName:  opts.SentinelMaster,
 		DialTimeout: opts.DialTimeout,
 		PoolSize:    opts.PoolSize,
 		// A blocking XREADGROUP may take as long as its BLOCK; the read
@@ -76,18 +95,42 @@ func NewRedis(ctx context.Context, opts RedisOptions) (*Redis, error) {
 		ReadTimeout: 5 * time.Second,
 	}
 	var c redis.UniversalClient
-	if opts.ClusterMode || len(opts.Addrs) > 1 {
+	switch {
+	case opts.SentinelMaster != "":
+		c = redis.NewFailoverClient(uo.Failover())
+	case cluster:
 		c = redis.NewClusterClient(uo.Cluster())
-	} else {
+	default:
 		c = redis.NewClient(uo.Simple())
 	}
 	pctx, cancel := context.WithTimeout(ctx, opts.DialTimeout)
 	defer cancel()
 	if err := c.Ping(pctx).Err(); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("redis %s: %w", strings.Join(opts.Addrs, ","), err)
+		where := strings.Join(opts.Addrs, ",")
+		if opts.SentinelMaster != "" {
+			where = "sentinel " + where + " master " + opts.SentinelMaster
+		}
+		if isAuthErr(err) {
+			return nil, fmt.Errorf("redis %s: %w: %w", where, ErrAuth, err)
+		}
+		return nil, fmt.Errorf("redis %s: %w", where, err)
 	}
 	return &Redis{c: c, script: !opts.PipelineAppend}, nil
+}
+
+// ErrAuth is Redis refusing the user or password (NOAUTH, WRONGPASS). It
+// is permanent: retrying
+// with the same credentials does not help.
+var ErrAuth = errors.New("redis refused the credentials")
+
+func isAuthErr(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	msg := re.Error()
+	return strings.HasPrefix(msg, "NOAUTH") || strings.HasPrefix(msg, "WRONGPASS") || strings.Contains(msg, "invalid password")
 }
 
 // Client exposes the underlying client, for tools and tests.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/signald-dev/signald/api"
 	"github.com/signald-dev/signald/features"
+	"github.com/signald-dev/signald/internal/dsn"
 	"github.com/signald-dev/signald/pipeline"
 	"github.com/signald-dev/signald/store"
 )
@@ -71,6 +72,7 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 type storeSource struct {
 	from, to, instruments *string
 	chAddr, chDB, dataDir *string
+	chSec                 secretFlags
 	strict                bool
 	parquet               *store.Parquet // once opened, for the files it skipped
 }
@@ -78,14 +80,16 @@ type storeSource struct {
 // addStoreSourceFlags registers --from, --to, --instruments, --clickhouse,
 // --clickhouse-db and --data; what is the range's purpose goes in the help.
 func addStoreSourceFlags(fs *flag.FlagSet, what string) *storeSource {
-	return &storeSource{
+	s := &storeSource{
 		from:        fs.String("from", "", "start of the "+what+" (RFC 3339 or ns since the epoch), inclusive; default: the beginning"),
 		to:          fs.String("to", "", "end of the "+what+", exclusive; default: the end"),
 		instruments: fs.String("instruments", "", "comma-separated normalized instruments (default: all)"),
-		chAddr:      fs.String("clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse `host:port` to read from (env SIGNALD_CLICKHOUSE_ADDR); empty reads the Parquet store under --data"),
-		chDB:        fs.String("clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database"),
+		chAddr:      new(string),
+		chDB:        new(string),
 		dataDir:     fs.String("data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store"),
 	}
+	addClickHouseFlags(fs, s.chAddr, s.chDB, &s.chSec, "to read from (env SIGNALD_CLICKHOUSE_ADDR); empty reads the Parquet store under --data")
+	return s
 }
 
 func (s *storeSource) query() (store.Query, error) {
@@ -107,7 +111,11 @@ func (s *storeSource) query() (store.Query, error) {
 // describe names the store, for messages and model metadata.
 func (s *storeSource) describe() string {
 	if *s.chAddr != "" {
-		return "ClickHouse " + *s.chAddr + "/" + *s.chDB
+		// The address and database alone: a DSN may hold a password.
+		if o, err := clickHouseOptions(*s.chAddr, *s.chDB, secretFlags{}); err == nil {
+			return "ClickHouse " + o.Addr + "/" + o.Database
+		}
+		return "ClickHouse " + dsn.Redact(*s.chAddr) + "/" + *s.chDB
 	}
 	return "Parquet " + *s.dataDir
 }
@@ -117,7 +125,16 @@ func (s *storeSource) describe() string {
 // strict makes it fail the read.
 func (s *storeSource) open(ctx context.Context, log *slog.Logger) (store.Store, error) {
 	if *s.chAddr != "" {
-		return store.OpenClickHouse(ctx, store.ClickHouseOptions{Addr: *s.chAddr, Database: *s.chDB}, log, nil)
+		o, err := clickHouseOptions(*s.chAddr, *s.chDB, s.chSec)
+		if err != nil {
+			return nil, err
+		}
+		warnInsecure(log, "clickhouse", s.chSec.TLS)
+		c, err := store.OpenClickHouse(ctx, o, log, nil)
+		if err != nil {
+			return nil, explainConnectError("ClickHouse", err)
+		}
+		return c, nil
 	}
 	p, err := store.OpenParquet(store.ParquetOptions{Dir: *s.dataDir, ReadOnly: true, Strict: s.strict}, log, nil)
 	s.parquet = p

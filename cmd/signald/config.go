@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strconv"
@@ -13,16 +14,22 @@ import (
 
 	"github.com/minio/simdjson-go"
 
+	"github.com/signald-dev/signald/internal/dsn"
 	"github.com/signald-dev/signald/macro"
+	"github.com/signald-dev/signald/pipeline"
+	"github.com/signald-dev/signald/store"
+	"github.com/signald-dev/signald/transport"
 )
 
 // runConfig is everything `signald run` takes from flags and environment.
 // Only this package reads either; the packages take config structs.
 type runConfig struct {
-	Redis          string // host:port; empty = in-process transport
+	Redis          string // host:port, a seed list or a URL; empty = in-process transport
 	RedisCluster   bool
-	ClickHouse     string // host:port; empty = Parquet files under DataDir
+	RedisSecrets   secretFlags
+	ClickHouse     string // host:port or a DSN; empty = Parquet files under DataDir
 	ClickHouseDB   string
+	ClickSecrets   secretFlags
 	DataDir        string
 	HTTPAddr       string
 	Replay         []string
@@ -51,6 +58,10 @@ type runConfig struct {
 	MacroRV        string
 	ConnectWait    time.Duration // how long start-up retries Redis and ClickHouse
 	JSONPath       string        // auto, simdjson or portable
+
+	// Resolved by validate from the connection flags.
+	redisOpts transport.RedisOptions
+	chOpts    store.ClickHouseOptions
 }
 
 // forceFallback reports whether venue frames go through the portable JSON
@@ -70,10 +81,8 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.SetOutput(stderr)
 	c := &runConfig{}
 	host, _ := os.Hostname()
-	fs.StringVar(&c.Redis, "redis", envOr("REDIS_ADDR", ""), "Redis `host:port` for the transport (env SIGNALD_REDIS_ADDR); empty runs the in-process transport")
-	fs.BoolVar(&c.RedisCluster, "redis-cluster", envOr("REDIS_CLUSTER", "") == "1", "treat --redis as a Redis Cluster seed")
-	fs.StringVar(&c.ClickHouse, "clickhouse", envOr("CLICKHOUSE_ADDR", ""), "ClickHouse native `host:port` for storage (env SIGNALD_CLICKHOUSE_ADDR); empty stores Parquet files under --data")
-	fs.StringVar(&c.ClickHouseDB, "clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database")
+	addRedisFlags(fs, &c.Redis, &c.RedisCluster, &c.RedisSecrets, "for the transport (env SIGNALD_REDIS_ADDR); empty runs the in-process transport")
+	addClickHouseFlags(fs, &c.ClickHouse, &c.ClickHouseDB, &c.ClickSecrets, "for storage (env SIGNALD_CLICKHOUSE_ADDR); empty stores Parquet files under --data")
 	fs.DurationVar(&c.ConnectWait, "connect-wait", 0, "at start-up, keep retrying Redis and ClickHouse for this long (for servers started alongside signald); 0 fails at the first refusal")
 	fs.StringVar(&c.JSONPath, "json-path", envOr("JSON_PATH", "auto"), "how venue frames are parsed: auto (simdjson-go where the CPU has AVX2 and CLMUL, else portable), simdjson, or portable (a pure-Go scanner, faster on small frames; identical ticks)")
 	fs.StringVar(&c.DataDir, "data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
@@ -135,9 +144,17 @@ func (c *runConfig) validate() error {
 			errs = append(errs, fmt.Errorf("--%s %q: port must be 1-65535", flagName, v))
 		}
 	}
-	checkAddr("redis", c.Redis)
-	checkAddr("clickhouse", c.ClickHouse)
 	checkAddr("http", c.HTTPAddr)
+	if c.Redis != "" {
+		var err error
+		c.redisOpts, err = redisOptions(c.Redis, c.RedisCluster, c.RedisSecrets)
+		errs = append(errs, err)
+	}
+	if c.ClickHouse != "" {
+		var err error
+		c.chOpts, err = clickHouseOptions(c.ClickHouse, c.ClickHouseDB, c.ClickSecrets)
+		errs = append(errs, err)
+	}
 	if c.Speed < 0 {
 		errs = append(errs, fmt.Errorf("--speed %v: must be >= 0 (0 = as fast as possible)", c.Speed))
 	}
@@ -198,4 +215,161 @@ func (c *runConfig) validate() error {
 		errs = append(errs, errors.New("--live and --replay: choose one"))
 	}
 	return errors.Join(errs...)
+}
+
+// connectOptions gives the Redis and ClickHouse options of the pipeline
+// (zero when the flag is empty), warning of any TLS verification turned off.
+func (c *runConfig) connectOptions(log *slog.Logger) (transport.RedisOptions, store.ClickHouseOptions) {
+	warnInsecure(log, "redis", c.RedisSecrets.TLS)
+	warnInsecure(log, "clickhouse", c.ClickSecrets.TLS)
+	return c.redisOpts, c.chOpts
+}
+
+func warnInsecure(log *slog.Logger, name string, t dsn.TLS) {
+	if t.Insecure {
+		log.Warn("--" + name + "-tls-insecure: the server's certificate is not verified; anyone on the path can read and change the traffic (for tests only)")
+	}
+}
+
+// secretFlags are the credential and TLS flags of one server.
+type secretFlags struct {
+	PasswordFile string
+	TLS          dsn.TLS
+}
+
+// urlFlag is a flag holding an address or URL. Its default (from the
+// environment) is shown with the password redacted in -h; repeat makes
+// repeated flags a comma-separated list (a seed list) instead of the last.
+type urlFlag struct {
+	v      *string
+	repeat bool
+	set    bool
+}
+
+func (f *urlFlag) String() string {
+	if f.v == nil {
+		return ""
+	}
+	return dsn.Redact(*f.v)
+}
+
+func (f *urlFlag) Set(s string) error {
+	if f.repeat && f.set && *f.v != "" {
+		*f.v += "," + s
+	} else {
+		*f.v = s
+	}
+	f.set = true
+	return nil
+}
+
+// addRedisFlags registers --redis, --redis-cluster and the password and TLS
+// flags of Redis; usage completes the help of --redis.
+func addRedisFlags(fs *flag.FlagSet, addr *string, cluster *bool, sec *secretFlags, usage string) {
+	*addr = envOr("REDIS_ADDR", "")
+	fs.Var(&urlFlag{v: addr, repeat: true}, "redis", "Redis `address`: host:port, redis://[user:pass@]host:port[/db], rediss://... (TLS), a cluster seed list h1:p1,h2:p2 (or --redis repeated), or redis-sentinel://[user:pass@]h1:p1,h2:p2/master[?db=N] "+usage)
+	fs.BoolVar(cluster, "redis-cluster", envOr("REDIS_CLUSTER", "") == "1", "treat --redis as a Redis Cluster seed")
+	addSecretFlags(fs, "redis", "Redis", sec)
+}
+
+// addClickHouseFlags registers --clickhouse, --clickhouse-db and the
+// password and TLS flags of ClickHouse.
+func addClickHouseFlags(fs *flag.FlagSet, addr, db *string, sec *secretFlags, usage string) {
+	*addr = envOr("CLICKHOUSE_ADDR", "")
+	fs.Var(&urlFlag{v: addr}, "clickhouse", "ClickHouse native `address`: host:port or clickhouse://[user:pass@]host:port[/db][?secure=true] "+usage)
+	fs.StringVar(db, "clickhouse-db", envOr("CLICKHOUSE_DB", "signald"), "ClickHouse database (a /db in the --clickhouse DSN overrides it)")
+	addSecretFlags(fs, "clickhouse", "ClickHouse", sec)
+}
+
+func addSecretFlags(fs *flag.FlagSet, name, title string, sec *secretFlags) {
+	env := "SIGNALD_" + strings.ToUpper(name) + "_PASSWORD"
+	fs.StringVar(&sec.PasswordFile, name+"-password-file", "", "`file` holding the "+title+" password (else env "+env+", or a password in the URL)")
+	fs.StringVar(&sec.TLS.CA, name+"-tls-ca", "", "PEM `file` of the CA that signed the "+title+" server's certificate (turns on TLS; default: the system's CAs)")
+	fs.StringVar(&sec.TLS.Cert, name+"-tls-cert", "", "PEM `file` of a client certificate for "+title+" (with --"+name+"-tls-key)")
+	fs.StringVar(&sec.TLS.Key, name+"-tls-key", "", "PEM `file` of the key of --"+name+"-tls-cert")
+	fs.BoolVar(&sec.TLS.Insecure, name+"-tls-insecure", false, "TLS to "+title+" without verifying its certificate (tests only; logged as a warning)")
+}
+
+// redisOptions resolves the Redis flags into the transport's options.
+func redisOptions(addr string, cluster bool, sec secretFlags) (transport.RedisOptions, error) {
+	r, err := dsn.ParseRedis("redis", addr)
+	if err != nil {
+		return transport.RedisOptions{}, err
+	}
+	o := transport.RedisOptions{Addrs: r.Addrs, Username: r.Username, DB: r.DB, SentinelMaster: r.SentinelMaster}
+	if r.SentinelMaster != "" && cluster {
+		return o, errors.New("--redis-cluster and a redis-sentinel:// --redis: give one of them")
+	}
+	o.ClusterMode = cluster || (r.SentinelMaster == "" && len(r.Addrs) > 1)
+	if o.ClusterMode && r.DB != 0 {
+		return o, fmt.Errorf("--redis %s: Redis Cluster has only database 0; leave out the /db", dsn.Redact(addr))
+	}
+	if o.Password, err = dsn.Password(r.Password, sec.PasswordFile, "redis-password-file", os.Getenv("SIGNALD_REDIS_PASSWORD")); err != nil {
+		return o, err
+	}
+	if r.Scheme == "redis" && sec.TLS.Set() {
+		return o, errors.New("--redis-tls-*: --redis says redis://, which is without TLS; use rediss:// (or host:port)")
+	}
+	if r.TLS || sec.TLS.Set() {
+		if o.TLS, err = sec.TLS.Config("redis"); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// clickHouseOptions resolves the ClickHouse flags into the store's options.
+func clickHouseOptions(addr, db string, sec secretFlags) (store.ClickHouseOptions, error) {
+	c, err := dsn.ParseClickHouse("clickhouse", addr)
+	if err != nil {
+		return store.ClickHouseOptions{}, err
+	}
+	o := store.ClickHouseOptions{Addr: c.Addr, User: c.User, Database: db}
+	if c.Database != "" {
+		o.Database = c.Database
+	}
+	if o.Password, err = dsn.Password(c.Password, sec.PasswordFile, "clickhouse-password-file", os.Getenv("SIGNALD_CLICKHOUSE_PASSWORD")); err != nil {
+		return o, err
+	}
+	if c.SecureSet && !c.Secure && sec.TLS.Set() {
+		return o, errors.New("--clickhouse-tls-*: --clickhouse says secure=false; drop it or the TLS flags")
+	}
+	if c.Secure || sec.TLS.Set() {
+		if o.TLS, err = sec.TLS.Config("clickhouse"); err != nil {
+			return o, err
+		}
+	}
+	return o, nil
+}
+
+// explainOpenError completes the error of a transport or store that cannot
+// be opened with what to do about it.
+func explainOpenError(err error) error {
+	var oe *pipeline.OpenError
+	if !errors.As(err, &oe) {
+		return err
+	}
+	if e := explainConnectError(oe.Kind, err); e != err {
+		return e
+	}
+	return fmt.Errorf("%w (%s)", err, openHints[oe.Kind])
+}
+
+// explainConnectError says plainly what to do about refused credentials or
+// a certificate that does not verify (kind is Redis or ClickHouse); other
+// errors come back as they are.
+func explainConnectError(kind string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, transport.ErrAuth):
+		//lint:ignore ST1005 the message starts with the product's name
+		return fmt.Errorf("Redis refused the credentials: check the user and password in --redis, --redis-password-file or SIGNALD_REDIS_PASSWORD (%w)", err)
+	case errors.Is(err, store.ErrAuth):
+		return fmt.Errorf("ClickHouse refused the credentials: check the user and password in --clickhouse, --clickhouse-password-file or SIGNALD_CLICKHOUSE_PASSWORD (%w)", err)
+	case dsn.IsTLSVerify(err):
+		name := strings.ToLower(kind)
+		return fmt.Errorf("the %s server's certificate did not verify: give the CA that signed it with --%s-tls-ca (%w)", kind, name, err)
+	}
+	return err
 }

@@ -22,8 +22,8 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		fmt.Fprintln(stderr, "usage: signald dlq list|replay|purge [flags]")
 		fs.PrintDefaults()
 	}
-	redisAddr := fs.String("redis", envOr("REDIS_ADDR", ""), "Redis `host:port` of the transport (env SIGNALD_REDIS_ADDR)")
-	cluster := fs.Bool("redis-cluster", envOr("REDIS_CLUSTER", "") == "1", "treat --redis as a Redis Cluster seed")
+	redisAddr, cluster, sec := new(string), new(bool), new(secretFlags)
+	addRedisFlags(fs, redisAddr, cluster, sec, "of the transport (env SIGNALD_REDIS_ADDR)")
 	prefix := fs.String("stream-prefix", "sd", "prefix of the stream keys (as given to signald run)")
 	limit := fs.Int("limit", 0, "at most this many entries (0 = all)")
 	yes := fs.Bool("yes", false, "purge: really delete")
@@ -51,9 +51,16 @@ func cmdDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if *limit < 0 {
 		return fmt.Errorf("--limit %d: must be >= 0", *limit)
 	}
-	b, err := transport.NewRedis(ctx, transport.RedisOptions{Addrs: []string{*redisAddr}, ClusterMode: *cluster})
+	ro, err := redisOptions(*redisAddr, *cluster, *sec)
 	if err != nil {
 		return err
+	}
+	if sec.TLS.Insecure {
+		fmt.Fprintln(stderr, "signald dlq: --redis-tls-insecure: the server's certificate is not verified (for tests only)")
+	}
+	b, err := transport.NewRedis(ctx, ro)
+	if err != nil {
+		return explainConnectError("Redis", err)
 	}
 	defer b.Close()
 	dlq := *prefix + ":dlq"

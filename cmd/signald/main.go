@@ -26,8 +26,6 @@ import (
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/macro"
 	"github.com/signald-dev/signald/pipeline"
-	"github.com/signald-dev/signald/store"
-	"github.com/signald-dev/signald/transport"
 )
 
 const usage = `signald: an open market-signal engine
@@ -202,8 +200,7 @@ func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log
 		return nil, err
 	}
 	pc := pipeline.Config{
-		ClickHouse: store.ClickHouseOptions{Addr: cfg.ClickHouse, Database: cfg.ClickHouseDB},
-		DataDir:    cfg.DataDir, ConnectWait: cfg.ConnectWait,
+		DataDir: cfg.DataDir, ConnectWait: cfg.ConnectWait,
 		Shards: cfg.Shards, StreamPrefix: cfg.StreamPrefix, Consumer: cfg.Consumer, Step: cfg.Step, Model: model,
 		StoreLinger: cfg.StoreLinger, StoreConcurrency: cfg.StoreConc, Retention: cfg.Retention, LossDelay: cfg.LossDelay, ExitAfterDrain: cfg.ExitAfterDrain, Observer: obs,
 		Source: pipeline.Source{
@@ -215,15 +212,9 @@ func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log
 			},
 		},
 	}
-	if cfg.Redis != "" {
-		pc.Redis = transport.RedisOptions{Addrs: []string{cfg.Redis}, ClusterMode: cfg.RedisCluster}
-	}
+	pc.Redis, pc.ClickHouse = cfg.connectOptions(log)
 	p, err := pipeline.New(ctx, pc, log, reg)
-	var oe *pipeline.OpenError
-	if errors.As(err, &oe) {
-		err = fmt.Errorf("%w (%s)", err, openHints[oe.Kind])
-	}
-	return p, err
+	return p, explainOpenError(err)
 }
 
 // openHints complete the errors of a transport or store that cannot be
