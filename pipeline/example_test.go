@@ -33,6 +33,7 @@ func Example() {
 	p, err := pipeline.New(ctx, pipeline.Config{
 		Backend: transport.NewMemory(),
 		Store:   st,
+		DataDir: dir, // ingest's ledger goes beside the store
 		Step:    25 * time.Millisecond,
 		Source: pipeline.Source{Replay: ingest.ReplayConfig{
 			Paths: []string{filepath.Join("..", "testdata", "binance", "binance_spot_btcusdt_20240808_head1500.gz")},

@@ -65,7 +65,7 @@ func countedConfig(t *testing.T, c *closeCounting) Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Config{Backend: countedBackend{transport.NewMemory(), &c.backend}, Store: countedStore{st, &c.store}}
+	return Config{Backend: countedBackend{transport.NewMemory(), &c.backend}, Store: countedStore{st, &c.store}, DataDir: t.TempDir()}
 }
 
 // TestNewClosesOnFailure: when the engine or the detectors cannot be built,
