@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -334,5 +335,40 @@ func TestConfigExample(t *testing.T) {
 	}
 	if err := loadConfigFile(example, runFlags(t), map[string]bool{}); err != nil {
 		t.Errorf("the example does not load: %v", err)
+	}
+}
+
+// TestConfigFileStdFlags is the wiring parseRunFlags will have: a --config
+// flag and applyConfigFile after fs.Parse, on the flag package's own types.
+func TestConfigFileStdFlags(t *testing.T) {
+	clearConfigEnv(t)
+	fs := flag.NewFlagSet("t", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	cfg := fs.String(configFlag, "", "config file")
+	wait := fs.Duration("store-batch-wait", 25*time.Millisecond, "")
+	shards := fs.Int("shards", 4, "")
+	seed := fs.Uint64("synthetic-seed", 1, "")
+	speed := fs.Float64("speed", 1, "")
+	loop := fs.Bool("loop", false, "")
+	redis := fs.String("redis", "", "")
+	list := fs.String("macro-returns", "a,b", "comma-separated return columns")
+	p := writeConfig(t, "store-batch-wait: 40ms\nshards: 9\nsynthetic-seed: 7\nspeed: 0.5\nloop: true\nredis: 10.0.0.1:6379\nmacro-returns: [x, y]\n")
+	if err := fs.Parse([]string{"--config", p, "--shards", "2"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyConfigFile(fs, *cfg); err != nil {
+		t.Fatal(err)
+	}
+	if *wait != 40*time.Millisecond || *shards != 2 || *seed != 7 || *speed != 0.5 || !*loop || *redis != "10.0.0.1:6379" || *list != "x,y" {
+		t.Errorf("got wait %v shards %d seed %d speed %v loop %v redis %q list %q", *wait, *shards, *seed, *speed, *loop, *redis, *list)
+	}
+	fs.Int("limit", 0, "")
+	// A flag set earlier (on the command line or by a file) is skipped.
+	bad := writeConfig(t, "\nshards: 3\nlimit: many\n")
+	if err := applyConfigFile(fs, bad); err == nil || !strings.Contains(err.Error(), `:3: limit: "many": want a whole number`) {
+		t.Errorf("wrong type: %v", err)
+	}
+	if err := applyConfigFile(fs, ""); err != nil {
+		t.Errorf("no file: %v", err)
 	}
 }
