@@ -33,6 +33,8 @@ var flagEnv = map[string]string{
 	"regime-model":  "SIGNALD_REGIME_MODEL",
 }
 
+var yamlLine = regexp.MustCompile(`^line (\d+): (.*)$`)
+
 // configFlag is the flag that names the file itself; a file cannot set it.
 const configFlag = "config"
 
@@ -62,7 +64,12 @@ func loadConfigFile(path string, fs *flag.FlagSet, set map[string]bool) error {
 	}
 	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return fmt.Errorf("%s: %s", path, strings.TrimPrefix(err.Error(), "yaml: "))
+		// yaml's "yaml: line 2: msg" becomes "path:2: msg".
+		msg := strings.TrimPrefix(err.Error(), "yaml: ")
+		if m := yamlLine.FindStringSubmatch(msg); m != nil {
+			return fmt.Errorf("%s:%s: %s (not valid YAML)", path, m[1], m[2])
+		}
+		return fmt.Errorf("%s: %s (not valid YAML)", path, msg)
 	}
 	if len(doc.Content) == 0 {
 		return nil // empty file

@@ -190,6 +190,7 @@ func TestConfigFileErrors(t *testing.T) {
 		{"redis: a\nredis: b\n", `signald.yaml:2: "redis" given twice (first on line 1)`},
 		{"- redis\n", "signald.yaml:1: want a mapping of flag names"},
 		{"config: other.yaml\n", "cannot name another"},
+		{"redis: \"open\n", "signald.yaml:2: found unexpected end of stream (not valid YAML)"},
 	} {
 		p := writeConfig(t, tc.body)
 		err := loadConfigFile(p, runFlags(t), map[string]bool{})
@@ -371,4 +372,27 @@ func TestConfigFileStdFlags(t *testing.T) {
 	if err := applyConfigFile(fs, ""); err != nil {
 		t.Errorf("no file: %v", err)
 	}
+}
+
+// The output of show loads back as a config file with the same values.
+func TestConfigShowLoadsBack(t *testing.T) {
+	clearConfigEnv(t)
+	in := writeConfig(t, "shards: 8\nlive:\n  - venue: binance\n    symbols: [BTCUSDT, ETHUSDT]\nreplay-venue: \"true\"\nmacro-returns: a,b\n")
+	var out bytes.Buffer
+	if err := cmdConfig([]string{"show", "--config", in, "--loop"}, &out, &bytes.Buffer{}); err != nil {
+		t.Fatal(err)
+	}
+	fs := runFlags(t)
+	if err := loadConfigFile(writeConfig(t, out.String()), fs, map[string]bool{}); err != nil {
+		t.Fatalf("show output does not load: %v\n%s", err, out.String())
+	}
+	want, _, _, err := loadRunFlags([]string{"--loop"}, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want.VisitAll(func(f *flag.Flag) {
+		if got := fs.Lookup(f.Name).Value.String(); got != f.Value.String() {
+			t.Errorf("%s: %q after the round trip, want %q", f.Name, got, f.Value.String())
+		}
+	})
 }
