@@ -70,6 +70,9 @@ func TestConfigFileRoundTrip(t *testing.T) {
 	want := map[string]string{}
 	n := 0
 	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name == configFlag {
+			return // names the file; a file cannot set it
+		}
 		n++
 		switch {
 		case f.Name == "live":
