@@ -111,11 +111,15 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	fs.StringVar(&c.MacroRV, "macro-rv", macro.DefaultRV, "realized-volatility `column` of /v1/macro's rv_index")
 	fs.BoolVar(&c.ExitAfterDrain, "exit-when-done", false, "exit once the replay is done and every stage has caught up (for scripts)")
 	addLiveFlags(fs, &c.Live)
+	configFile := fs.String("config", "", "YAML `file` of settings named as these flags (docs/config-file.md); flags and SIGNALD_* variables win over it")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q (flags go before nothing else; see signald run -h)", fs.Arg(0))
+	}
+	if err := applyConfigFile(fs, *configFile); err != nil {
+		return nil, err
 	}
 	c.MacroReturns = splitList(*macroReturns)
 	c.Live.ForceFallback = c.forceFallback()

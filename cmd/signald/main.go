@@ -41,6 +41,8 @@ Usage:
                               the feature catalogue; compute features offline
   signald regime fit|eval [flags]
                               fit the regime model from stored ticks; score the detectors on synthetic data
+  signald config check FILE | show [--config FILE] [flags]
+                              validate a config file; print the effective configuration (secrets masked)
   signald reconcile [--from T --to T] [flags]
                               compare what ingest published with what is stored, per instrument and minute
   signald dlq list|replay|purge [flags]
@@ -79,6 +81,8 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 		err = cmdRegime(ctx, args[1:], stdout, stderr)
 	case "reconcile":
 		err = cmdReconcile(ctx, args[1:], stdout, stderr)
+	case "config":
+		err = cmdConfig(args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "signald", version())
 		return 0
