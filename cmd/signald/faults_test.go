@@ -79,7 +79,9 @@ func TestExternalTrimLossIsCounted(t *testing.T) {
 	const limit = 20000
 	want := expectedTicks(t, spotCapture, limit)
 	data := t.TempDir()
-	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "0", "--exit-when-done",
+	// --speed 10: the replay lasts seconds, so the stall starts before
+	// most ticks are stored, whatever the machine's speed.
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "10", "--exit-when-done",
 		"--http", freePort(t), "--redis", redisAddr, "--stream-prefix", prefix, "--shards", "1",
 		"--clickhouse", px.Addr(), "--clickhouse-db", db, "--loss-delay", "2s", "--data", data)
 	d.waitLog(t, "store: ClickHouse", time.Minute)
@@ -149,7 +151,7 @@ func TestRedisAOFTailLostIsCounted(t *testing.T) {
 	const limit = 20000
 	want := expectedTicks(t, spotCapture, limit)
 	data := t.TempDir()
-	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "0", "--exit-when-done",
+	d := startDaemon(t, "--replay", spotCapture, "--limit", fmt.Sprint(limit), "--speed", "10", "--exit-when-done",
 		"--http", freePort(t), "--redis", "127.0.0.1:"+port, "--shards", "1", "--clickhouse", px.Addr(), "--clickhouse-db", db,
 		"--loss-delay", "2s", "--data", data)
 	d.waitLog(t, "store: ClickHouse", time.Minute)
