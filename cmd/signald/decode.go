@@ -35,16 +35,23 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *limit < 0 {
 		return fmt.Errorf("--limit %d: must be >= 0", *limit)
 	}
+	for _, p := range fs.Args() {
+		if err := checkCapture("", p); err != nil {
+			return err
+		}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	r, err := ingest.NewReplayer(ingest.ReplayConfig{
 		Paths: fs.Args(), Venue: *venue, BookSync: *bookSync, ForceFallback: *fallback, Limit: *limit,
 	}, log, nil)
 	if err != nil {
-		return err
+		return replayHint(err, "--venue", "")
 	}
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var line []byte
+	n := 0
 	err = r.Run(ctx, func(ticks []market.Tick) error {
+		n += len(ticks)
 		for i := range ticks {
 			t := ticks[i]
 			// Live, IngestTS is the receive time; replay stamps the
@@ -61,5 +68,24 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
+	if err == nil && n == 0 {
+		venueOf := "the venue detected from the file names"
+		if *venue != "" {
+			venueOf = "--venue " + *venue
+		}
+		err = fmt.Errorf("no ticks decoded: the frames did not parse as %s (see the warnings above): give the files' venue with --venue (`signald venues` lists them)", venueOf)
+	}
 	return err
+}
+
+// replayHint completes a replay error that asks for the files' market or
+// venue with the flags of the command at hand.
+func replayHint(err error, venueFlag, marketFlag string) error {
+	if !errors.Is(err, ingest.ErrMarketUnknown) {
+		return err
+	}
+	if marketFlag == "" {
+		return fmt.Errorf("%w: give %s binance or %s binance-usdm", err, venueFlag, venueFlag)
+	}
+	return fmt.Errorf("%w: give %s spot or usdm, or name the venue with %s", err, marketFlag, venueFlag)
 }
