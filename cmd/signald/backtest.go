@@ -63,7 +63,8 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
-	if n == 0 {
+	if n == 0 && (src.parquet == nil || len(src.parquet.Quarantined()) == 0) {
+		// (Skipped files already say why ticks are missing.)
 		return src.noTicks()
 	}
 	enc := json.NewEncoder(stdout)
