@@ -158,18 +158,8 @@ func cmdFeaturesCompute(ctx context.Context, args []string, stderr io.Writer) er
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	ticks, rows, err := computeFeatures(ctx, o, log)
-	err = replayHint(err, "--venue", "--market")
-	if err == nil && ticks == 0 {
-		err = fmt.Errorf("--in %s: no ticks read: check that it is a capture file, a Parquet tick file or a store directory with data (and --venue for a capture of another venue)", o.in)
-	}
 	if err != nil {
-		// Leave no valid-looking empty or partial output behind.
-		if fi, serr := os.Lstat(o.out); serr == nil && fi.Mode().IsRegular() {
-			if rerr := os.Remove(o.out); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("--out: removing the partial file: %w", rerr))
-			}
-		}
-		return err
+		return replayHint(err, "--venue", "--market")
 	}
 	fmt.Fprintf(stderr, "features: %d ticks, %d rows written to %s (%s)\n", ticks, rows, o.out, o.format)
 	return nil
@@ -177,7 +167,9 @@ func cmdFeaturesCompute(ctx context.Context, args []string, stderr io.Writer) er
 
 // computeFeatures runs the ticks of o.in through a fresh engine and writes
 // every record to o.out. It returns the ticks read and the rows written.
-func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int, int, error) {
+// On any failure, or when no tick was read, it removes the file it created:
+// an empty or partial file would look like a valid result.
+func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (n, rows int, err error) {
 	sp, err := pipeline.NewStepper(pipeline.StepperConfig{Features: features.Config{Step: o.step, AllowedLateness: o.lateness, Windows: o.windows}}, log, nil)
 	if err != nil {
 		return 0, 0, err
@@ -193,16 +185,26 @@ func computeFeatures(ctx context.Context, o computeOpts, log *slog.Logger) (int,
 		return 0, 0, fmt.Errorf("--out: %w", err)
 	}
 	defer f.Close()
+	defer func() {
+		if err == nil && n == 0 {
+			err = fmt.Errorf("--in %s: no ticks read: check that it is a capture file, a Parquet tick file or a store directory with data (and --venue for a capture of another venue)", o.in)
+		}
+		if err != nil {
+			f.Close()
+			if rerr := os.Remove(o.out); rerr != nil {
+				err = errors.Join(err, fmt.Errorf("--out: removing the partial file: %w", rerr))
+			}
+		}
+	}()
 	sink, err := pipeline.NewRecordWriter(o.format, f, sp.Engine().Schema())
 	if err != nil {
 		return 0, 0, err
 	}
-	rows := 0
 	emit := func(rec arrow.Record) error {
 		rows += int(rec.NumRows())
 		return sink.Write(rec)
 	}
-	n, err := sp.FeedAll(ctx, func(fn func([]market.Tick) error) error { return readComputeTicks(ctx, o, log, fn) }, o.flush, emit, nil)
+	n, err = sp.FeedAll(ctx, func(fn func([]market.Tick) error) error { return readComputeTicks(ctx, o, log, fn) }, o.flush, emit, nil)
 	if cerr := sink.Close(); err == nil {
 		err = cerr
 	}
