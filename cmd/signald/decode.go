@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/pipeline"
@@ -41,9 +43,10 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		}
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
 	r, err := ingest.NewReplayer(ingest.ReplayConfig{
 		Paths: fs.Args(), Venue: *venue, BookSync: *bookSync, ForceFallback: *fallback, Limit: *limit,
-	}, log, nil)
+	}, log, ingest.NewMetrics(reg))
 	if err != nil {
 		return replayHint(err, "--venue", "")
 	}
@@ -68,14 +71,33 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
+	frames, malformed := counterSum(reg, "signald_ingest_frames_total"), counterSum(reg, "signald_ingest_malformed_frames_total")
+	venueOf := "the venue detected from the file names"
+	if *venue != "" {
+		venueOf = "--venue " + *venue
+	}
 	if err == nil && n == 0 {
-		venueOf := "the venue detected from the file names"
-		if *venue != "" {
-			venueOf = "--venue " + *venue
-		}
-		err = fmt.Errorf("no ticks decoded: the frames did not parse as %s (see the warnings above): give the files' venue with --venue (`signald venues` lists them)", venueOf)
+		return fmt.Errorf("no ticks decoded: %.0f of %.0f frames did not parse as %s (the first are shown above): give the files' venue with --venue (`signald venues` lists them)", malformed, frames, venueOf)
+	}
+	if malformed > 0 {
+		fmt.Fprintf(stderr, "decode: %d ticks; %.0f of %.0f frames skipped as malformed for %s\n", n, malformed, frames, venueOf)
 	}
 	return err
+}
+
+// counterSum is the total of a counter family in reg, over its labels.
+func counterSum(reg prometheus.Gatherer, name string) float64 {
+	mfs, _ := reg.Gather()
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
 }
 
 // replayHint completes a replay error that asks for the files' market or
