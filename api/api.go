@@ -74,7 +74,7 @@ type Server struct {
 	log   *slog.Logger
 	m     *metrics
 	macro *macro.Builder
-	mux   *http.ServeMux
+	mux   http.Handler
 
 	mu   sync.Mutex // guards ring
 	ring *signalRing
@@ -92,7 +92,7 @@ func New(cfg Config, log *slog.Logger, reg prometheus.Registerer) *Server {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Server{cfg: cfg, log: log, m: newMetrics(reg), macro: macro.New(cfg.Macro, log, reg), ring: newSignalRing(cfg.SignalRing)}
-	s.mux = s.routes(reg)
+	s.mux = jsonErrors{s.routes(reg)}
 	return s
 }
 

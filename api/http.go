@@ -115,6 +115,51 @@ func (s *Server) routes(reg prometheus.Registerer) *http.ServeMux {
 	return mux
 }
 
+// jsonErrors answers the paths and methods no route serves with the API's
+// JSON error (the mux's own are text/plain), keeping the mux's status and
+// Allow header.
+type jsonErrors struct{ mux *http.ServeMux }
+
+func (j jsonErrors) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	h, pattern := j.mux.Handler(r)
+	if pattern != "" {
+		j.mux.ServeHTTP(w, r)
+		return
+	}
+	probe := &statusProbe{header: http.Header{}}
+	h.ServeHTTP(probe, r)
+	if probe.code == 0 || probe.code < 400 { // a redirect (path cleaning) or the like
+		j.mux.ServeHTTP(w, r)
+		return
+	}
+	if allow := probe.header.Get("Allow"); allow != "" {
+		w.Header().Set("Allow", allow)
+	}
+	msg := fmt.Sprintf("no endpoint %s %s (see docs/http-api.md)", r.Method, clip(r.URL.Path))
+	if probe.code == http.StatusMethodNotAllowed {
+		msg = fmt.Sprintf("%s %s: method not allowed (allowed: %s)", r.Method, clip(r.URL.Path), probe.header.Get("Allow"))
+	}
+	macro.WriteError(w, probe.code, msg)
+}
+
+// statusProbe records the status and headers a handler writes, dropping
+// the body.
+type statusProbe struct {
+	header http.Header
+	code   int
+}
+
+func (p *statusProbe) Header() http.Header { return p.header }
+func (p *statusProbe) WriteHeader(code int) {
+	if p.code == 0 {
+		p.code = code
+	}
+}
+func (p *statusProbe) Write(b []byte) (int, error) {
+	p.WriteHeader(http.StatusOK)
+	return len(b), nil
+}
+
 // Handler is the API: every endpoint, counted and timed.
 func (s *Server) Handler() http.Handler { return s.mux }
 

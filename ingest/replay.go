@@ -95,31 +95,31 @@ const maxLineLen = 64 << 20
 // NewReplayer validates cfg and returns a Replayer. logger and m may be nil.
 func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, error) {
 	if len(cfg.Paths) == 0 {
-		return nil, errors.New("replay: ReplayConfig.Paths is empty: give at least one capture file")
+		return nil, errors.New("replay: no capture files given: give at least one")
 	}
 	if cfg.Speed < 0 || math.IsNaN(cfg.Speed) || math.IsInf(cfg.Speed, 0) {
-		return nil, fmt.Errorf("replay: ReplayConfig.Speed is %v: use 0 (as fast as possible), 1 (recorded pace) or another positive factor", cfg.Speed)
+		return nil, fmt.Errorf("replay: speed %v: use 0 (as fast as possible), 1 (recorded pace) or another positive factor", cfg.Speed)
 	}
 	if cfg.Limit < 0 {
-		return nil, fmt.Errorf("replay: ReplayConfig.Limit is %d: use 0 (no limit) or a positive tick count", cfg.Limit)
+		return nil, fmt.Errorf("replay: limit %d: use 0 (no limit) or a positive tick count", cfg.Limit)
 	}
 	switch cfg.Market {
 	case "", MarketSpot, MarketUSDM:
 	default:
-		return nil, fmt.Errorf("replay: ReplayConfig.Market %q is not supported: use %q, %q or \"\" (infer per file)", cfg.Market, MarketSpot, MarketUSDM)
+		return nil, fmt.Errorf("replay: market %q is not supported: use %q, %q or \"\" (infer per file)", cfg.Market, MarketSpot, MarketUSDM)
 	}
 	switch cfg.Venue {
 	case "":
 	case VenueBinance, VenueBinanceUSDM:
 		mk := binanceMarket(cfg.Venue)
 		if cfg.Market != "" && cfg.Market != mk {
-			return nil, fmt.Errorf("replay: ReplayConfig.Venue %q and Market %q disagree", cfg.Venue, cfg.Market)
+			return nil, fmt.Errorf("replay: venue %q and market %q disagree", cfg.Venue, cfg.Market)
 		}
 		cfg.Market = mk
 		cfg.Venue = ""
 	default:
 		if _, err := NewFeed(cfg.Venue, FeedConfig{}); err != nil {
-			return nil, fmt.Errorf("replay: ReplayConfig.Venue: %w", err)
+			return nil, fmt.Errorf("replay: venue: %w", err)
 		}
 	}
 	if logger == nil {
@@ -145,7 +145,7 @@ func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, 
 				f.market = binanceMarket(v)
 			default:
 				if _, err := NewFeed(v, FeedConfig{}); err != nil {
-					return nil, fmt.Errorf("replay: %s: %w (set ReplayConfig.Venue to override)", p, err)
+					return nil, fmt.Errorf("replay: %s: %w (name the files' venue to override)", p, err)
 				}
 				f.venue = v
 			}
@@ -167,13 +167,17 @@ func NewReplayer(cfg ReplayConfig, logger *slog.Logger, m *Metrics) (*Replayer, 
 			}
 			f.market = mk
 			if mk == "" {
-				return nil, fmt.Errorf("replay: cannot infer the Binance market of %s (no spot/usdm/futures in its name, no connection line): set ReplayConfig.Market to %q or %q, or ReplayConfig.Venue", p, MarketSpot, MarketUSDM)
+				return nil, fmt.Errorf("replay: %s: %w (no spot/usdm/futures in its name, no connection line)", p, ErrMarketUnknown)
 			}
 		}
 		r.files = append(r.files, f)
 	}
 	return r, nil
 }
+
+// ErrMarketUnknown is NewReplayer's error for a Binance capture whose
+// market neither the configuration, its name nor its content tells.
+var ErrMarketUnknown = errors.New("cannot tell the Binance market (spot or USD-M) of the capture")
 
 // VenueFromFileName detects the venue of a cryptofeed capture from its
 // name, <EXCHANGE>.ws.<n>.<m> or <EXCHANGE>.http.<n>.<m> (BINANCE →

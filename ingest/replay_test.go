@@ -453,14 +453,14 @@ func TestNewReplayerValidation(t *testing.T) {
 		cfg  ReplayConfig
 		want string
 	}{
-		{"no paths", ReplayConfig{}, "Paths is empty"},
+		{"no paths", ReplayConfig{}, "no capture files"},
 		{"missing file", ReplayConfig{Paths: []string{good, "/nonexistent/x.gz"}}, "/nonexistent/x.gz"},
 		{"directory", ReplayConfig{Paths: []string{t.TempDir()}}, "not a regular file"},
-		{"negative speed", ReplayConfig{Paths: []string{good}, Speed: -1}, "Speed"},
-		{"NaN speed", ReplayConfig{Paths: []string{good}, Speed: nan()}, "Speed"},
-		{"negative limit", ReplayConfig{Paths: []string{good}, Limit: -1}, "Limit"},
-		{"bad market", ReplayConfig{Paths: []string{good}, Market: "coinm"}, "Market"},
-		{"uninferable market", ReplayConfig{Paths: []string{noMarket}}, "ReplayConfig.Market"},
+		{"negative speed", ReplayConfig{Paths: []string{good}, Speed: -1}, "speed"},
+		{"NaN speed", ReplayConfig{Paths: []string{good}, Speed: nan()}, "speed"},
+		{"negative limit", ReplayConfig{Paths: []string{good}, Limit: -1}, "limit"},
+		{"bad market", ReplayConfig{Paths: []string{good}, Market: "coinm"}, "market"},
+		{"uninferable market", ReplayConfig{Paths: []string{noMarket}}, "Binance market"},
 		{"coin-m", ReplayConfig{Paths: []string{coinM}}, "COIN-M"},
 		{"coin-m connection", ReplayConfig{Paths: []string{coinMConn}}, "COIN-M"},
 	}

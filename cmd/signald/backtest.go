@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/signald-dev/signald/api"
@@ -41,6 +42,12 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	if err != nil {
 		return err
 	}
+	if *step < time.Millisecond {
+		return fmt.Errorf("--step %v: must be at least 1ms (use the run's step)", *step)
+	}
+	if err := src.checkDataDir(); err != nil {
+		return err
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st, err := src.open(ctx, log)
 	if err != nil {
@@ -56,6 +63,10 @@ func cmdBacktest(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	src.reportSkipped(stderr, "backtest")
 	if err != nil {
 		return err
+	}
+	if n == 0 && (src.parquet == nil || len(src.parquet.Quarantined()) == 0) {
+		// (Skipped files already say why ticks are missing.)
+		return src.noTicks()
 	}
 	enc := json.NewEncoder(stdout)
 	for _, s := range sigs {
@@ -106,6 +117,35 @@ func (s *storeSource) query() (store.Query, error) {
 	}
 	q.Instruments = splitList(*s.instruments)
 	return q, nil
+}
+
+// checkDataDir fails when the Parquet store to read does not exist: an
+// absent directory would read as an empty store.
+func (s *storeSource) checkDataDir() error {
+	if *s.chAddr != "" {
+		return nil
+	}
+	st, err := os.Stat(*s.dataDir)
+	if err != nil {
+		return fmt.Errorf("--data %s: no such directory: give the --data directory of the run that stored the ticks (or --clickhouse)", *s.dataDir)
+	}
+	if !st.IsDir() {
+		return fmt.Errorf("--data %s: not a directory: give the --data directory of the run that stored the ticks", *s.dataDir)
+	}
+	return nil
+}
+
+// noTicks is the error of a read that found no ticks, naming what
+// selected them.
+func (s *storeSource) noTicks() error {
+	what := "the store"
+	if *s.from != "" || *s.to != "" {
+		what = "the range --from/--to"
+	}
+	if *s.instruments != "" {
+		return fmt.Errorf("no ticks of --instruments %s in %s (%s): check the names (GET /v1/instruments lists what a run stored) and --from/--to", *s.instruments, what, s.describe())
+	}
+	return fmt.Errorf("no ticks in %s (%s): check --data or --clickhouse, and --from/--to", what, s.describe())
 }
 
 // describe names the store, for messages and model metadata.

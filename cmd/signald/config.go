@@ -84,7 +84,7 @@ func parseRunFlags(args []string, stderr io.Writer) (*runConfig, error) {
 	addRedisFlags(fs, &c.Redis, &c.RedisCluster, &c.RedisSecrets, "for the transport (env SIGNALD_REDIS_ADDR); empty runs the in-process transport")
 	addClickHouseFlags(fs, &c.ClickHouse, &c.ClickHouseDB, &c.ClickSecrets, "for storage (env SIGNALD_CLICKHOUSE_ADDR); empty stores Parquet files under --data")
 	fs.DurationVar(&c.ConnectWait, "connect-wait", 0, "at start-up, keep retrying Redis and ClickHouse for this long (for servers started alongside signald); 0 fails at the first refusal")
-	fs.StringVar(&c.JSONPath, "json-path", envOr("JSON_PATH", "auto"), "how venue frames are parsed: auto (simdjson-go where the CPU has AVX2 and CLMUL, else portable), simdjson, or portable (a pure-Go scanner, faster on small frames; identical ticks)")
+	fs.StringVar(&c.JSONPath, "json-path", envOr("JSON_PATH", "auto"), "how venue frames are parsed: auto (portable for the venues measured faster through it, binance and binance-usdm; simdjson-go elsewhere where the CPU runs it), simdjson, or portable (a pure-Go scanner; identical ticks)")
 	fs.StringVar(&c.DataDir, "data", envOr("DATA_DIR", "./data"), "directory of the embedded Parquet store")
 	fs.StringVar(&c.HTTPAddr, "http", envOr("HTTP_ADDR", "127.0.0.1:8080"), "HTTP API listen `address`")
 	replay := fs.String("replay", envOr("REPLAY", ""), "comma-separated capture `files` to replay (cryptofeed or hftbacktest format, plain or gzip)")
@@ -141,7 +141,8 @@ func (c *runConfig) validate() error {
 		}
 		host, port, err := net.SplitHostPort(v)
 		if err != nil || host == "" {
-			errs = append(errs, fmt.Errorf("--%s %q: want host:port, e.g. 127.0.0.1:6379", flagName, v))
+			errs = append(errs, fmt.Errorf("--%s %q: want host:port, e.g. %s", flagName, v, map[string]string{
+				"http": "127.0.0.1:8080", "redis": "127.0.0.1:6379", "clickhouse": "127.0.0.1:9000"}[flagName]))
 			return
 		}
 		if n, err := strconv.Atoi(port); err != nil || n <= 0 || n > 65535 {
@@ -218,6 +219,7 @@ func (c *runConfig) validate() error {
 	if len(c.Live.Specs) > 0 && len(c.Replay) > 0 {
 		errs = append(errs, errors.New("--live and --replay: choose one"))
 	}
+	errs = append(errs, c.validateMore())
 	return errors.Join(errs...)
 }
 

@@ -9,6 +9,8 @@ import (
 	"io"
 	"log/slog"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/signald-dev/signald/ingest"
 	"github.com/signald-dev/signald/market"
 	"github.com/signald-dev/signald/pipeline"
@@ -35,16 +37,24 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if *limit < 0 {
 		return fmt.Errorf("--limit %d: must be >= 0", *limit)
 	}
+	for _, p := range fs.Args() {
+		if err := checkCapture("", p); err != nil {
+			return err
+		}
+	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	reg := prometheus.NewRegistry()
 	r, err := ingest.NewReplayer(ingest.ReplayConfig{
 		Paths: fs.Args(), Venue: *venue, BookSync: *bookSync, ForceFallback: *fallback, Limit: *limit,
-	}, log, nil)
+	}, log, ingest.NewMetrics(reg))
 	if err != nil {
-		return err
+		return replayHint(err, "--venue", "")
 	}
 	w := bufio.NewWriterSize(stdout, 1<<16)
 	var line []byte
+	n := 0
 	err = r.Run(ctx, func(ticks []market.Tick) error {
+		n += len(ticks)
 		for i := range ticks {
 			t := ticks[i]
 			// Live, IngestTS is the receive time; replay stamps the
@@ -61,5 +71,43 @@ func cmdDecode(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if ferr := w.Flush(); err == nil {
 		err = ferr
 	}
+	frames, malformed := counterSum(reg, "signald_ingest_frames_total"), counterSum(reg, "signald_ingest_malformed_frames_total")
+	venueOf := "the venue detected from the file names"
+	if *venue != "" {
+		venueOf = "--venue " + *venue
+	}
+	if err == nil && n == 0 {
+		return fmt.Errorf("no ticks decoded: %.0f of %.0f frames did not parse as %s (the first are shown above): give the files' venue with --venue (`signald venues` lists them)", malformed, frames, venueOf)
+	}
+	if malformed > 0 {
+		fmt.Fprintf(stderr, "decode: %d ticks; %.0f of %.0f frames skipped as malformed for %s\n", n, malformed, frames, venueOf)
+	}
 	return err
+}
+
+// counterSum is the total of a counter family in reg, over its labels.
+func counterSum(reg prometheus.Gatherer, name string) float64 {
+	mfs, _ := reg.Gather()
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			sum += m.GetCounter().GetValue()
+		}
+	}
+	return sum
+}
+
+// replayHint completes a replay error that asks for the files' market or
+// venue with the flags of the command at hand.
+func replayHint(err error, venueFlag, marketFlag string) error {
+	if !errors.Is(err, ingest.ErrMarketUnknown) {
+		return err
+	}
+	if marketFlag == "" {
+		return fmt.Errorf("%w: give %s binance or %s binance-usdm", err, venueFlag, venueFlag)
+	}
+	return fmt.Errorf("%w: give %s spot or usdm, or name the venue with %s", err, marketFlag, venueFlag)
 }

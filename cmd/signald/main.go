@@ -47,7 +47,8 @@ Usage:
                               compare what ingest published with what is stored, per instrument and minute
   signald dlq list|replay|purge [flags]
                               inspect, replay or empty the dead-letter stream (Redis)
-  signald version
+  signald venues [--json]     the venues ingest supports: channels, symbols, book integrity
+  signald version             version, commit, Go version, kernel and JSON paths
 
 Run 'signald <command> -h' for the flags of a command.
 `
@@ -84,8 +85,9 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	case "config":
 		err = cmdConfig(args[1:], stdout, stderr)
 	case "version":
-		fmt.Fprintln(stdout, "signald", version())
-		return 0
+		err = cmdVersion(args[1:], stdout, stderr)
+	case "venues":
+		err = cmdVenues(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
@@ -96,12 +98,27 @@ func realMain(args []string, stdout, stderr io.Writer) int {
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
+	var ue usageError
+	if errors.As(err, &ue) {
+		if ue.msg != "" {
+			fmt.Fprintf(stderr, "signald %s: %s\n", args[0], ue.msg)
+		}
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "signald %s: %v\n", args[0], err)
 		return 1
 	}
 	return 0
 }
+
+// usageError is a command line that cannot be run as given: the command
+// printed its usage (or msg says what is wrong) and signald exits 2.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usageErrorf(format string, a ...any) error { return usageError{fmt.Sprintf(format, a...)} }
 
 func version() string { return "0.1.0-dev" }
 
@@ -111,15 +128,6 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("--log-level %q: want debug, info, warn or error", s)
 	}
 	return l, nil
-}
-
-// jsonPathInUse is the JSON path venue frames go through: --json-path, with
-// auto resolved.
-func jsonPathInUse(cfg *runConfig) string {
-	if cfg.forceFallback() || !simdjson.SupportedCPU() {
-		return "portable"
-	}
-	return "simdjson"
 }
 
 // redisLog adapts go-redis's Printf logging to slog, at warn: go-redis logs
@@ -141,8 +149,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// logger; send them to ours so stderr stays one structured stream.
 	redis.SetLogger(redisLog{log})
 	cpu := asm.Detect()
+	jsonPath, why := jsonPathInUse(cfg)
+	fallback := jsonPath == "portable"
+	cfg.Live.ForceFallback = fallback
 	log.Info("signald starting", "version", version(), "cpu", cpu.Brand, "avx2", cpu.AVX2, "fma", cpu.FMA,
-		"simdjson", simdjson.SupportedCPU(), "json_path", jsonPathInUse(cfg))
+		"simdjson", simdjson.SupportedCPU(), "json_path", jsonPath, "json_path_reason", why)
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -159,7 +170,10 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	// data moves.
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
-		return fmt.Errorf("http: %w (is another signald running? choose another --http)", err)
+		if errors.Is(err, syscall.EADDRINUSE) {
+			return fmt.Errorf("--http %s: the address is in use (is another signald running?): choose another --http", cfg.HTTPAddr)
+		}
+		return fmt.Errorf("--http %s: cannot listen: %w (give a local host:port, e.g. 127.0.0.1:8080)", cfg.HTTPAddr, err)
 	}
 	var p *pipeline.Pipeline
 	srv := api.New(api.Config{
@@ -174,7 +188,7 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 			return out
 		},
 	}, log, reg)
-	p, err = newPipeline(ctx, cfg, srv, log, reg)
+	p, err = newPipeline(ctx, cfg, fallback, srv, log, reg)
 	if err != nil {
 		ln.Close()
 		return err
@@ -190,11 +204,11 @@ func cmdRun(ctx context.Context, args []string, stderr io.Writer) error {
 	if err == nil {
 		log.Info("signald stopped cleanly")
 	}
-	return err
+	return replayHint(err, "--replay-venue", "--replay-market")
 }
 
 // newPipeline builds the pipeline the flags describe, feeding obs.
-func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log *slog.Logger, reg *prometheus.Registry) (*pipeline.Pipeline, error) {
+func newPipeline(ctx context.Context, cfg *runConfig, fallback bool, obs pipeline.Observer, log *slog.Logger, reg *prometheus.Registry) (*pipeline.Pipeline, error) {
 	model, err := loadModel(cfg.RegimeModel)
 	if err != nil {
 		return nil, err
@@ -212,13 +226,13 @@ func newPipeline(ctx context.Context, cfg *runConfig, obs pipeline.Observer, log
 			Synthetic: ingest.SyntheticConfig{Instruments: cfg.Synthetic, Seed: cfg.SyntheticSeed},
 			Replay: ingest.ReplayConfig{
 				Paths: cfg.Replay, Market: cfg.ReplayMarket, Venue: cfg.ReplayVenue, BookSync: cfg.ReplaySync,
-				Speed: cfg.Speed, Loop: cfg.Loop, Limit: cfg.Limit, ForceFallback: cfg.forceFallback(),
+				Speed: cfg.Speed, Loop: cfg.Loop, Limit: cfg.Limit, ForceFallback: fallback,
 			},
 		},
 	}
 	pc.Redis, pc.ClickHouse = cfg.connectOptions(log)
 	p, err := pipeline.New(ctx, pc, log, reg)
-	return p, explainOpenError(err)
+	return p, explainOpenError(replayHint(err, "--replay-venue", "--replay-market"))
 }
 
 // openHints complete the errors of a transport or store that cannot be

@@ -42,7 +42,7 @@ Run 'signald regime fit -h' or 'signald regime eval -h' for the flags.
 func cmdRegime(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(stderr, regimeUsage)
-		return flag.ErrHelp
+		return usageError{}
 	}
 	switch args[0] {
 	case "fit":
@@ -53,7 +53,8 @@ func cmdRegime(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		fmt.Fprint(stdout, regimeUsage)
 		return flag.ErrHelp
 	}
-	return fmt.Errorf("unknown subcommand %q\n\n%s", args[0], regimeUsage)
+	fmt.Fprint(stderr, regimeUsage)
+	return usageErrorf("unknown subcommand %q: want fit or eval", args[0])
 }
 
 func cmdRegimeFit(ctx context.Context, args []string, stdout, stderr io.Writer) error {
@@ -160,6 +161,12 @@ func cmdRegimeEval(args []string, stdout, stderr io.Writer) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	if *inst < 1 {
+		return fmt.Errorf("--instruments %d: must be at least 1", *inst)
+	}
+	if *steps < 1 {
+		return fmt.Errorf("--steps %d: must be at least 1 (steps per instrument)", *steps)
 	}
 	model, err := loadModel(*modelPath)
 	if err != nil {
