@@ -114,7 +114,7 @@ redis: 127.0.0.1:6379
 store-batch-wait: 50ms
 shards: 8
 exit-when-done: true
-macro-returns: ret_1s, ret_5s
+macro-returns: mid_ret, mid_ret_sum_60
 live:
   - venue: binance
     symbols: [BTCUSDT, ETHUSDT]
@@ -129,7 +129,7 @@ live:
 	if c.Redis != "127.0.0.1:6379" || c.StoreLinger != 50*time.Millisecond || c.Shards != 8 || !c.ExitAfterDrain {
 		t.Errorf("scalars: %+v", c)
 	}
-	if strings.Join(c.MacroReturns, ",") != "ret_1s,ret_5s" {
+	if strings.Join(c.MacroReturns, ",") != "mid_ret,mid_ret_sum_60" {
 		t.Errorf("macro-returns: %v", c.MacroReturns)
 	}
 	if len(c.Live.Specs) != 2 || c.Live.Specs[0].Venue != "binance" || strings.Join(c.Live.Specs[0].Symbols, ",") != "BTCUSDT,ETHUSDT" || c.Live.Specs[1].Symbols[0] != "XBT/USD" {
