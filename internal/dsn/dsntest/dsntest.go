@@ -17,11 +17,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/ClickHouse/ch-go/proto"
 )
 
 // Certs are PEM files of a throwaway CA, a server certificate it signed for
@@ -180,48 +177,4 @@ func run(t testing.TB, cmd *exec.Cmd, port string) string {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// RefusingClickHouse listens on a free loopback port and answers every
-// login as a ClickHouse server refusing it with the exception code (516
-// AUTHENTICATION_FAILED, 194 REQUIRED_PASSWORD), and returns its address.
-// The shared test engine (chDB) aborts on a refused login, so tests of the
-// refusal use this instead.
-func RefusingClickHouse(t testing.TB, code proto.Error) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { l.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := l.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				hello := make([]byte, 4096)
-				if _, err := c.Read(hello); err != nil {
-					return
-				}
-				var b proto.Buffer
-				proto.ServerCodeException.Encode(&b)
-				b.EncodeAware(&proto.Exception{
-					Code:    code,
-					Name:    "DB::Exception",
-					Message: "Authentication failed: password is incorrect, or there is no user with such name.",
-				}, 0)
-				c.Write(b.Buf)
-			}()
-		}
-	}()
-	return l.Addr().String()
 }

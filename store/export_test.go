@@ -1,0 +1,4 @@
+package store
+
+// DialErr is dialErr for the external tests.
+var DialErr = dialErr
